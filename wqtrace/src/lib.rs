@@ -1,0 +1,15 @@
+//! wqtrace: watch pipe rings and notification pipes live, with eBPF.
+//!
+//! Data path (see docs/architecture.md):
+//! `wqtrace-ebpf` hooks → [`wqtrace_common::Event`] → [`probe`] (plan + loader) →
+//! [`source`] (live ring buffer or recording) → [`model`] (pure state) → [`sinks`].
+
+pub mod cli;
+pub mod doctor;
+pub mod kernel;
+pub mod model;
+pub mod privileges;
+pub mod probe;
+pub mod sinks;
+pub mod source;
+pub mod workload;

@@ -1,0 +1,1 @@
+//! Privilege checks.

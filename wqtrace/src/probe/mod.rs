@@ -1,0 +1,3 @@
+//! Which hook, which attach method, on this kernel; loading and attaching the programs.
+
+pub mod plan;

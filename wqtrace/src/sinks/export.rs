@@ -1,0 +1,10 @@
+//! `wqtrace export` (not implemented yet).
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`wqtrace export` is not implemented yet")
+}

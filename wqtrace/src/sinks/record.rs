@@ -1,0 +1,10 @@
+//! `wqtrace record` (not implemented yet).
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`wqtrace record` is not implemented yet")
+}

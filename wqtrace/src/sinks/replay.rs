@@ -1,0 +1,10 @@
+//! `wqtrace replay` (not implemented yet).
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`wqtrace replay` is not implemented yet")
+}

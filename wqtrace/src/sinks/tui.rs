@@ -1,0 +1,10 @@
+//! `wqtrace tui` (not implemented yet).
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`wqtrace tui` is not implemented yet")
+}

@@ -1,0 +1,1 @@
+//! The live source: the programs' BPF ring buffer.
