@@ -15,8 +15,8 @@ pub const NO_OFFSET: u32 = u32::MAX;
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
-    /// pipe2() returned: `fd_in`/`fd_out` are the read/write fds, `flags` has
-    /// [`flags::NOTIFICATION_PIPE`] when O_NOTIFICATION_PIPE was asked for.
+    /// pipe2() returned: `fd_in`/`fd_out` are the read/write fds, `ret` holds pipe2's flags,
+    /// `flags` has [`flags::NOTIFICATION_PIPE`] when O_NOTIFICATION_PIPE was asked for.
     PipeCreated = 1,
     /// A syscall moved data through a pipe (or tried to): ring state after it in `head`/`tail`,
     /// state before it in `head_before`/`tail_before`, bytes moved or -errno in `ret`.
@@ -33,7 +33,8 @@ pub enum EventKind {
     WatchQueueSized = 7,
     /// keyctl(KEYCTL_WATCH_KEY) added (or removed) a watch: `watch_id`, `ret`.
     WatchAdded = 8,
-    /// The last reference to the pipe went away (or the traced fd was closed).
+    /// `op` = Close: the task closed one of the pipe's fds (`fd_in`), the pipe may live on.
+    /// `op` = None: the kernel freed the pipe (free_pipe_info); its address may be reused.
     PipeReleased = 9,
 }
 
@@ -325,6 +326,7 @@ pub struct Offsets {
     pub pipe_ring_size: u32,
     pub pipe_bufs: u32,
     pub pipe_mutex: u32,
+    /// Offset of `rd_wait.lock` (the spinlock the notification poster takes).
     pub pipe_rd_wait: u32,
     pub pipe_watch_queue: u32,
     pub pipe_note_loss: u32,
@@ -336,12 +338,12 @@ pub struct Offsets {
     pub wq_pipe: u32,
     pub wq_notes_bitmap: u32,
     pub wq_nr_notes: u32,
-    pub wq_defunct: u32,
+    pub watch_info_id: u32,
     pub wlist_watchers: u32,
     pub watch_list_node: u32,
     pub watch_queue: u32,
     pub watch_id: u32,
-    pub wn_type_info: u32,
+    pub _reserved: u32,
     pub _pad: u32,
 }
 
@@ -377,12 +379,12 @@ impl Offsets {
             wq_pipe: NO_OFFSET,
             wq_notes_bitmap: NO_OFFSET,
             wq_nr_notes: NO_OFFSET,
-            wq_defunct: NO_OFFSET,
+            watch_info_id: NO_OFFSET,
             wlist_watchers: NO_OFFSET,
             watch_list_node: NO_OFFSET,
             watch_queue: NO_OFFSET,
             watch_id: NO_OFFSET,
-            wn_type_info: NO_OFFSET,
+            _reserved: NO_OFFSET,
             _pad: 0,
         }
     }

@@ -1,12 +1,29 @@
+//! wqtrace's BPF programs. Every hook reads kernel structures through offsets that userspace
+//! resolved from the running kernel's BTF (`OFFSETS`), because aya has no CO-RE on the Rust side.
+//!
+//! Hooks, by subsystem:
+//! - [`syscalls`]: tp_btf sys_enter/sys_exit: pipe creation, ring operations, rejected splices
+//!   (the tracepoint path, which works on every kernel with BTF);
+//! - [`sched`]: sched_switch: off-CPU time inside pipe syscalls (blocked read()/write());
+//! - [`locks`]: contention_begin/end matched to known pipes' mutex and rd_wait spinlock;
+//! - [`notify`]: `__post_watch_notification` entry/return (fentry/fexit or kprobe/kretprobe);
+//! - [`splice_reject`]: `get_pipe_info` returning NULL for a notification pipe;
+//! - [`waits`]: `pipe_wait_readable`/`pipe_wait_writable` (splice paths);
+//! - [`release`]: `free_pipe_info`.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-
-#[btf_tracepoint(function = "sys_enter")]
-pub fn sys_enter(_ctx: BtfTracePointContext) -> i32 {
-    0
-}
+mod emit;
+mod globals;
+mod kread;
+mod locks;
+mod maps;
+mod notify;
+mod release;
+mod sched;
+mod splice_reject;
+mod syscalls;
+mod waits;
 
 #[cfg(not(test))]
 #[panic_handler]

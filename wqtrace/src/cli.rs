@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::{doctor, probe, sinks, workload};
 
 #[derive(Debug, Parser)]
-#[command(name = "wqtrace", version, about = "Watch pipe rings and notification pipes live with eBPF")]
+#[command(
+    name = "wqtrace",
+    version,
+    about = "Watch pipe rings and notification pipes live with eBPF"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

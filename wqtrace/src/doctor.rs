@@ -1,14 +1,136 @@
-//! `wqtrace doctor`.
+//! `wqtrace doctor`: what this kernel offers, decided by trying (loading and attaching every
+//! hook, then detaching), not by guessing from the version.
 
 use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::{
+    cli::ProbeOpts,
+    kernel,
+    privileges::{self, Privileges},
+    probe::{
+        loader::{self, Probes},
+        plan::Method,
+    },
+    source::live::notification_pipes,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub probe: ProbeOpts,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`wqtrace doctor` is not implemented yet")
+pub fn run(args: Args) -> Result<ExitCode> {
+    let release = kernel::release();
+    let btf = kernel::open_btf(args.probe.btf.as_deref());
+    let btf_line = match &btf {
+        Ok((_, p)) => format!("yes ({})", p.display()),
+        Err(e) => format!("NO: {e}"),
+    };
+    let watch_queue_btf = btf
+        .as_ref()
+        .map(|(b, _)| kernel::has_watch_queue_fields(&kernel::offsets(b)))
+        .unwrap_or(false);
+    let privs = privileges::check();
+    let priv_line = match &privs {
+        Privileges::Root => "root".to_string(),
+        Privileges::Capabilities => "CAP_BPF+CAP_PERFMON".to_string(),
+        Privileges::Missing(why) => format!("MISSING: {why}"),
+    };
+    let tracefs =
+        matches!(privs, Privileges::Missing(_)) && !tracefs_mounted() || loader::ensure_tracefs();
+    let notif = notification_pipes();
+
+    // Load and attach everything the way a live session would, then drop it (detaching).
+    let (plan, why_not) = if let Privileges::Missing(why) = &privs {
+        (None, Some(why.clone()))
+    } else {
+        match Probes::open(&args.probe) {
+            Ok(p) => (Some(p.plan.clone()), None),
+            Err(e) => (
+                None,
+                Some(
+                    e.chain()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(": "),
+                ),
+            ),
+        }
+    };
+
+    if args.json {
+        let v = json!({
+            "kernel_release": release,
+            "btf": btf.is_ok(),
+            "privileges": priv_line,
+            "tracefs": tracefs,
+            "notification_pipes": notif.is_ok(),
+            "notification_pipes_error": notif.as_ref().err(),
+            "watch_queue_in_btf": watch_queue_btf,
+            "plan": plan.as_ref().map(|p| &p.hooks),
+            "can_run": plan.is_some(),
+            "error": why_not,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("kernel             {release}");
+        println!("btf                {btf_line}");
+        println!("privileges         {priv_line}");
+        println!(
+            "tracefs            {}",
+            if tracefs { "mounted" } else { "not mounted" }
+        );
+        match &notif {
+            Ok(()) => println!("notification pipes yes (pipe2(O_NOTIFICATION_PIPE) works)"),
+            Err(e) => println!("notification pipes NO: {e}"),
+        }
+        println!();
+        match &plan {
+            Some(p) => {
+                println!("{:<18} {:<11} {:<40} note", "hook", "method", "target");
+                for h in &p.hooks {
+                    let target = if h.target.is_empty() { "-" } else { &h.target };
+                    println!(
+                        "{:<18} {:<11} {:<40} {}",
+                        h.hook.name(),
+                        h.method.name(),
+                        target,
+                        h.note
+                    );
+                }
+                let kfunc = p
+                    .hooks
+                    .iter()
+                    .any(|h| matches!(h.method, Method::Fentry | Method::Kprobe));
+                println!();
+                println!(
+                    "mode               {}",
+                    if kfunc {
+                        "kernel-function hooks + tracepoints"
+                    } else {
+                        "tracepoint fallback (tp_btf): ring ops, rejections by errno, off-CPU waits, contention"
+                    }
+                );
+            }
+            None => println!("hooks              not probed"),
+        }
+    }
+    match why_not {
+        None => Ok(ExitCode::SUCCESS),
+        Some(why) => {
+            eprintln!("wqtrace: cannot trace: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn tracefs_mounted() -> bool {
+    std::path::Path::new("/sys/kernel/tracing/events").exists()
 }

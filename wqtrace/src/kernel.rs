@@ -1,1 +1,322 @@
-//! Facts about the running kernel: release, BTF layouts.
+//! Facts about the running kernel: release, hostname, clocks, and struct layouts from BTF.
+//!
+//! Layouts move between kernels (pipe_inode_info's head/tail sit in an anonymous union since
+//! 6.15; note_loss and watch_queue only exist with CONFIG_WATCH_QUEUE), so every offset the
+//! programs use is looked up here, by name, in the running kernel's BTF.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use btf_rs::{Btf, Type};
+use wqtrace_common::{NO_OFFSET, Offsets};
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+pub fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// CLOCK_BOOTTIME now, in ns: the clock of `Event::ts_ns`.
+pub fn boottime_ns() -> i64 {
+    clock_ns(libc::CLOCK_BOOTTIME)
+}
+
+/// CLOCK_REALTIME − CLOCK_BOOTTIME: add to an event timestamp to get wall time.
+pub fn realtime_offset_ns() -> i64 {
+    clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME)
+}
+
+/// Opens the kernel's BTF (or the file the user gave with --btf).
+pub fn open_btf(path: Option<&Path>) -> Result<(Btf, PathBuf)> {
+    let p = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| VMLINUX_BTF.into());
+    if !p.exists() {
+        return Err(anyhow!(
+            "no kernel BTF at {} (kernel built without CONFIG_DEBUG_INFO_BTF?): pass one with --btf FILE",
+            p.display()
+        ));
+    }
+    let btf = Btf::from_file(&p).with_context(|| format!("cannot parse BTF {}", p.display()))?;
+    Ok((btf, p))
+}
+
+/// Layout queries over one BTF.
+pub struct Layout<'a> {
+    btf: &'a Btf,
+}
+
+/// A struct member found by name: where it is and how big.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub offset: u32,
+    pub size: u32,
+}
+
+impl<'a> Layout<'a> {
+    pub fn new(btf: &'a Btf) -> Self {
+        Self { btf }
+    }
+
+    fn strip(&self, mut t: Type) -> Option<Type> {
+        for _ in 0..16 {
+            t = match t {
+                Type::Typedef(_)
+                | Type::Volatile(_)
+                | Type::Const(_)
+                | Type::Restrict(_)
+                | Type::TypeTag(_) => self.btf.resolve_chained_type(t.as_btf_type()?).ok()?,
+                other => return Some(other),
+            };
+        }
+        None
+    }
+
+    fn size_of(&self, t: &Type) -> Option<u32> {
+        Some(match t {
+            Type::Struct(s) | Type::Union(s) => s.size() as u32,
+            Type::Int(i) => i.size() as u32,
+            Type::Ptr(_) => 8,
+            Type::Enum(e) => e.size() as u32,
+            Type::Enum64(e) => e.size() as u32,
+            Type::Array(a) => {
+                let elem = self.btf.resolve_chained_type(a).ok()?;
+                self.size_of(&self.strip(elem)?)? * a.len() as u32
+            }
+            Type::Typedef(_) | Type::Volatile(_) | Type::Const(_) | Type::Restrict(_) => {
+                self.size_of(&self.strip(t.clone())?)?
+            }
+            _ => return None,
+        })
+    }
+
+    /// The struct (or union) named `name`, preferring a full definition over a declaration.
+    fn composite(&self, name: &str) -> Option<btf_rs::Struct> {
+        self.btf
+            .resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) | Type::Union(s) if !s.members.is_empty() => Some(s),
+                _ => None,
+            })
+    }
+
+    /// Byte size of struct `name`.
+    pub fn struct_size(&self, name: &str) -> Option<u32> {
+        self.composite(name).map(|s| s.size() as u32)
+    }
+
+    /// `member` of struct `name`, looking through anonymous structs/unions (as C does).
+    pub fn field(&self, name: &str, member: &str) -> Option<Field> {
+        let s = self.composite(name)?;
+        self.find_in(&s, member, 0)
+    }
+
+    fn find_in(&self, s: &btf_rs::Struct, member: &str, base: u32) -> Option<Field> {
+        for m in &s.members {
+            let mname = self.btf.resolve_name(m).unwrap_or_default();
+            let mt = self.btf.resolve_chained_type(m).ok()?;
+            let off = base + m.bit_offset() / 8;
+            if mname == member {
+                return Some(Field {
+                    offset: off,
+                    size: self.size_of(&mt).unwrap_or(0),
+                });
+            }
+            if mname.is_empty() {
+                if let Some(Type::Struct(inner) | Type::Union(inner)) = self.strip(mt) {
+                    if let Some(f) = self.find_in(&inner, member, off) {
+                        return Some(f);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Offset of a nested path (`a.b.c`), each step by name.
+    pub fn path(&self, name: &str, path: &[&str]) -> Option<u32> {
+        let mut sname = name.to_string();
+        let mut total = 0;
+        for (i, step) in path.iter().enumerate() {
+            let s = self.composite(&sname)?;
+            let f = self.find_in(&s, step, 0)?;
+            total += f.offset;
+            if i + 1 < path.len() {
+                sname = self.member_type_name(&s, step)?;
+            }
+        }
+        Some(total)
+    }
+
+    fn member_type_name(&self, s: &btf_rs::Struct, member: &str) -> Option<String> {
+        for m in &s.members {
+            if self.btf.resolve_name(m).ok()? == member {
+                let t = self.strip(self.btf.resolve_chained_type(m).ok()?)?;
+                return self.btf.resolve_name(t.as_btf_type()?).ok();
+            }
+        }
+        None
+    }
+
+    /// Whether the kernel has a function of this name in its BTF (i.e. it can be fentry'd).
+    pub fn has_func(&self, name: &str) -> bool {
+        self.btf
+            .resolve_types_by_name(name)
+            .map(|v| v.iter().any(|t| matches!(t, Type::Func(_))))
+            .unwrap_or(false)
+    }
+}
+
+fn off(f: Option<Field>) -> u32 {
+    f.map(|f| f.offset).unwrap_or(NO_OFFSET)
+}
+
+/// Every offset the programs use, resolved from `btf`. Missing fields stay [`NO_OFFSET`].
+pub fn offsets(btf: &Btf) -> Offsets {
+    let l = Layout::new(btf);
+    let mut o = Offsets::missing();
+    o.task_pid = off(l.field("task_struct", "pid"));
+    o.task_tgid = off(l.field("task_struct", "tgid"));
+    o.task_comm = off(l.field("task_struct", "comm"));
+    o.task_files = off(l.field("task_struct", "files"));
+    o.files_fdt = off(l.field("files_struct", "fdt"));
+    o.fdt_max_fds = off(l.field("fdtable", "max_fds"));
+    o.fdt_fd = off(l.field("fdtable", "fd"));
+    o.file_f_op = off(l.field("file", "f_op"));
+    o.file_private_data = off(l.field("file", "private_data"));
+    o.file_f_inode = off(l.field("file", "f_inode"));
+    o.inode_i_ino = off(l.field("inode", "i_ino"));
+    let head = l.field("pipe_inode_info", "head");
+    o.pipe_head = off(head);
+    o.pipe_index_size = head
+        .map(|f| f.size)
+        .filter(|&s| s == 2 || s == 4)
+        .unwrap_or(4);
+    o.pipe_tail = off(l.field("pipe_inode_info", "tail"));
+    o.pipe_max_usage = off(l.field("pipe_inode_info", "max_usage"));
+    o.pipe_ring_size = off(l.field("pipe_inode_info", "ring_size"));
+    o.pipe_bufs = off(l.field("pipe_inode_info", "bufs"));
+    o.pipe_mutex = off(l.field("pipe_inode_info", "mutex"));
+    o.pipe_rd_wait = l
+        .path("pipe_inode_info", &["rd_wait", "lock"])
+        .unwrap_or(NO_OFFSET);
+    o.pipe_watch_queue = off(l.field("pipe_inode_info", "watch_queue"));
+    o.pipe_note_loss = off(l.field("pipe_inode_info", "note_loss"));
+    o.mutex_owner = off(l.field("mutex", "owner"));
+    o.buf_size = l.struct_size("pipe_buffer").unwrap_or(NO_OFFSET);
+    o.buf_offset = off(l.field("pipe_buffer", "offset"));
+    o.buf_len = off(l.field("pipe_buffer", "len"));
+    o.buf_flags = off(l.field("pipe_buffer", "flags"));
+    o.wq_pipe = off(l.field("watch_queue", "pipe"));
+    o.wq_notes_bitmap = off(l.field("watch_queue", "notes_bitmap"));
+    o.wq_nr_notes = off(l.field("watch_queue", "nr_notes"));
+    o.wlist_watchers = off(l.field("watch_list", "watchers"));
+    o.watch_list_node = off(l.field("watch", "list_node"));
+    o.watch_queue = off(l.field("watch", "queue"));
+    o.watch_id = off(l.field("watch", "id"));
+    o.watch_info_id = off(l.field("watch", "info_id"));
+    o
+}
+
+/// The offsets as name=value pairs, for recordings and `doctor --json`.
+pub fn offsets_named(o: &Offsets) -> Vec<(String, u32)> {
+    // Debug formatting lists every field by name; parse it rather than repeat 36 names.
+    let dbg = format!("{o:?}");
+    let inner = dbg
+        .trim_start_matches("Offsets {")
+        .trim_end_matches('}')
+        .trim();
+    inner
+        .split(", ")
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once(": ")?;
+            if k.starts_with('_') {
+                return None;
+            }
+            Some((k.trim().to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The fields without which nothing works (fd → file → pipe → ring).
+pub fn missing_core(o: &Offsets) -> Vec<&'static str> {
+    let mut m = vec![];
+    for (name, v) in [
+        ("task_struct.files", o.task_files),
+        ("task_struct.pid", o.task_pid),
+        ("files_struct.fdt", o.files_fdt),
+        ("fdtable.fd", o.fdt_fd),
+        ("fdtable.max_fds", o.fdt_max_fds),
+        ("file.f_op", o.file_f_op),
+        ("file.private_data", o.file_private_data),
+        ("pipe_inode_info.head", o.pipe_head),
+        ("pipe_inode_info.tail", o.pipe_tail),
+        ("pipe_inode_info.ring_size", o.pipe_ring_size),
+    ] {
+        if v == NO_OFFSET {
+            m.push(name);
+        }
+    }
+    m
+}
+
+/// Whether this kernel's pipes can carry a watch_queue (CONFIG_WATCH_QUEUE).
+pub fn has_watch_queue_fields(o: &Offsets) -> bool {
+    o.pipe_watch_queue != NO_OFFSET && o.wq_pipe != NO_OFFSET
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the running kernel's own BTF: the layout the programs depend on is found, and
+    /// agrees with facts that hold on every kernel since pipe rings exist.
+    #[test]
+    fn resolves_pipe_layout_from_running_kernel() {
+        let (btf, _) = open_btf(None).expect("this machine has /sys/kernel/btf/vmlinux");
+        let o = offsets(&btf);
+        assert!(
+            missing_core(&o).is_empty(),
+            "missing: {:?}",
+            missing_core(&o)
+        );
+        // mutex is the first member of pipe_inode_info.
+        assert_eq!(o.pipe_mutex, 0);
+        assert_ne!(o.pipe_head, o.pipe_tail);
+        assert!(o.pipe_rd_wait > 0 && o.pipe_rd_wait < o.pipe_head);
+        assert!(o.buf_size >= 32, "pipe_buffer is at least 32 bytes");
+        assert_eq!(o.pipe_index_size, 4);
+        let named = offsets_named(&o);
+        assert!(
+            named
+                .iter()
+                .any(|(k, v)| k == "pipe_head" && *v == o.pipe_head)
+        );
+        assert!(named.iter().all(|(k, _)| !k.starts_with('_')));
+    }
+
+    #[test]
+    fn missing_btf_is_one_clear_error() {
+        let e = open_btf(Some(Path::new("/nonexistent/vmlinux"))).unwrap_err();
+        assert!(e.to_string().contains("--btf"), "{e}");
+    }
+}

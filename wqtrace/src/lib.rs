@@ -10,6 +10,8 @@ pub mod kernel;
 pub mod model;
 pub mod privileges;
 pub mod probe;
+pub mod recording;
 pub mod sinks;
 pub mod source;
+pub mod stop;
 pub mod workload;

@@ -1,3 +1,4 @@
-//! Which hook, which attach method, on this kernel; loading and attaching the programs.
+//! Which hook, which attach method, on this kernel ([`plan`]); loading and attaching ([`loader`]).
 
+pub mod loader;
 pub mod plan;

@@ -1,4 +1,8 @@
-//! The probe plan.
+//! The probe plan: for each mission hook, which kernel function or tracepoint it uses on this
+//! kernel and which attach method actually worked (fentry → kprobe → tracepoint fallback, as
+//! libbpf-tools do). Decided by trying to load and attach, never by guessing from the version.
+
+use serde::Serialize;
 
 /// The user's preference for kernel-function hooks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -8,4 +12,197 @@ pub enum AttachPref {
     Fentry,
     Kprobe,
     Tracepoint,
+}
+
+impl AttachPref {
+    /// Kernel-function methods to try, in order.
+    pub fn methods(self) -> &'static [Method] {
+        match self {
+            Self::Auto => &[Method::Fentry, Method::Kprobe],
+            Self::Fentry => &[Method::Fentry],
+            Self::Kprobe => &[Method::Kprobe],
+            Self::Tracepoint => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Fentry,
+    Kprobe,
+    TpBtf,
+    /// Covered by the syscall/sched tracepoints instead of a kernel-function hook.
+    Tracepoint,
+    Unavailable,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fentry => "fentry",
+            Self::Kprobe => "kprobe",
+            Self::TpBtf => "tp_btf",
+            Self::Tracepoint => "tracepoint",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The mission's hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// pipe2/read/write/splice/tee/vmsplice/ioctl/close through sys_enter/sys_exit.
+    RingOps,
+    /// Off-CPU time inside pipe read()/write() (sched_switch).
+    OffCpuWaits,
+    /// contention_begin/contention_end on pipe mutexes and rd_wait spinlocks.
+    LockContention,
+    /// A notification written into (or lost on) a notification pipe.
+    NotificationPost,
+    /// get_pipe_info() refusing a notification pipe for splice/tee/vmsplice.
+    GetPipeInfo,
+    /// pipe_wait (≤ 5.9) or pipe_wait_readable/_writable (≥ 5.10), splice paths.
+    PipeWait,
+    /// free_pipe_info(): the pipe is gone.
+    PipeRelease,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 7] = [
+        Hook::RingOps,
+        Hook::OffCpuWaits,
+        Hook::LockContention,
+        Hook::NotificationPost,
+        Hook::GetPipeInfo,
+        Hook::PipeWait,
+        Hook::PipeRelease,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RingOps => "ring_ops",
+            Self::OffCpuWaits => "off_cpu_waits",
+            Self::LockContention => "lock_contention",
+            Self::NotificationPost => "notification_post",
+            Self::GetPipeInfo => "get_pipe_info",
+            Self::PipeWait => "pipe_wait",
+            Self::PipeRelease => "pipe_release",
+        }
+    }
+
+    /// What users lose when only the tracepoint fallback covers this hook.
+    pub fn fallback(self) -> &'static str {
+        match self {
+            Self::NotificationPost => {
+                "none: watch_queue has no tracepoint (needs fentry or kprobe)"
+            }
+            Self::GetPipeInfo => {
+                "sys_exit errno (EINVAL/EBADF) of splice/tee/vmsplice on a notification pipe"
+            }
+            Self::PipeWait => "off-CPU time inside read()/write() from sched_switch",
+            Self::PipeRelease => "close() of a pipe fd",
+            _ => "none",
+        }
+    }
+}
+
+/// One row of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookPlan {
+    pub hook: Hook,
+    /// The function or tracepoint(s) used ("" when none).
+    pub target: String,
+    pub method: Method,
+    /// Why the better methods were not used, or what covers the hook instead.
+    pub note: String,
+}
+
+/// The plan for a session, in `Hook::ALL` order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub hooks: Vec<HookPlan>,
+}
+
+impl Plan {
+    pub fn method(&self, hook: Hook) -> Method {
+        self.hooks
+            .iter()
+            .find(|h| h.hook == hook)
+            .map(|h| h.method)
+            .unwrap_or(Method::Unavailable)
+    }
+
+    /// Hook name → method name, as recordings store it.
+    pub fn attach_table(&self) -> Vec<(String, String)> {
+        self.hooks
+            .iter()
+            .map(|h| {
+                let m = if h.target.is_empty() {
+                    h.method.name().to_string()
+                } else {
+                    format!("{} {}", h.method.name(), h.target)
+                };
+                (h.hook.name().to_string(), m)
+            })
+            .collect()
+    }
+}
+
+/// Kernel functions that can implement each kernel-function hook, best first, with the
+/// programs (entry, optional return) for each attach method. `post_notification` is the
+/// original design's name; `post_one_notification` is exact but on 6.1–6.12 it only exists as
+/// an untraceable `.isra` clone, so `__post_watch_notification` (walking its watch list) is the
+/// usual result.
+pub struct Candidate {
+    pub func: &'static str,
+    pub fentry: (&'static str, Option<&'static str>),
+    pub kprobe: (&'static str, Option<&'static str>),
+}
+
+pub fn candidates(hook: Hook) -> &'static [Candidate] {
+    match hook {
+        Hook::NotificationPost => &[
+            Candidate {
+                func: "post_one_notification",
+                fentry: ("post1_fentry", Some("post1_fexit")),
+                kprobe: ("post1_kprobe", Some("post1_kretprobe")),
+            },
+            Candidate {
+                func: "__post_watch_notification",
+                fentry: ("post_fentry", Some("post_fexit")),
+                kprobe: ("post_kprobe", Some("post_kretprobe")),
+            },
+        ],
+        Hook::GetPipeInfo => &[Candidate {
+            func: "get_pipe_info",
+            fentry: ("gpi_fexit", None),
+            kprobe: ("gpi_kprobe", Some("gpi_kretprobe")),
+        }],
+        Hook::PipeWait => &[
+            Candidate {
+                func: "pipe_wait_readable",
+                fentry: ("wait_rd_fentry", Some("wait_rd_fexit")),
+                kprobe: ("wait_rd_kprobe", Some("wait_rd_kretprobe")),
+            },
+            Candidate {
+                func: "pipe_wait_writable",
+                fentry: ("wait_wr_fentry", Some("wait_wr_fexit")),
+                kprobe: ("wait_wr_kprobe", Some("wait_wr_kretprobe")),
+            },
+        ],
+        Hook::PipeRelease => &[Candidate {
+            func: "free_pipe_info",
+            fentry: ("release_fentry", None),
+            kprobe: ("release_kprobe", None),
+        }],
+        _ => &[],
+    }
+}
+
+/// Whether all candidates of the hook must attach (pipe_wait_readable and _writable together),
+/// or the first that works wins.
+pub fn needs_all(hook: Hook) -> bool {
+    hook == Hook::PipeWait
 }

@@ -1,10 +1,331 @@
-//! `wqtrace trace` (not implemented yet).
+//! `wqtrace trace`: one line (or JSON object) per event, like `perf trace`.
 
-use std::process::ExitCode;
+use std::{
+    io::Write,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use wqtrace_common::{Event, EventKind, ExecCtx, Op, flags};
+
+use crate::{
+    cli::ProbeOpts,
+    source::{EventSource, live::LiveSource},
+    stop,
+};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub probe: ProbeOpts,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many seconds.
+    #[arg(short = 'd', long)]
+    pub duration: Option<f64>,
+    /// Print the attach plan to stderr before tracing.
+    #[arg(long)]
+    pub show_plan: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`wqtrace trace` is not implemented yet")
+pub fn run(args: Args) -> Result<ExitCode> {
+    stop::install();
+    let mut src = LiveSource::open(&args.probe)?;
+    if args.show_plan {
+        for h in &src.plan().hooks {
+            eprintln!(
+                "wqtrace: {:<18} {:<11} {}",
+                h.hook.name(),
+                h.method.name(),
+                h.target
+            );
+        }
+    }
+    // Tell whoever started us (tests, scripts) that the probes are attached.
+    eprintln!("wqtrace: tracing; Ctrl-C to stop");
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut batch = Vec::with_capacity(4096);
+    let mut n = 0u64;
+    let realtime = src.meta().realtime_offset_ns;
+    loop {
+        if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        batch.clear();
+        src.next_batch(&mut batch, Duration::from_millis(100))?;
+        for e in &batch {
+            n += 1;
+            let line = if args.json {
+                to_json(e, realtime).to_string()
+            } else {
+                format_line(e)
+            };
+            if writeln!(out, "{line}").is_err() {
+                // Reader went away (e.g. `| head`): stop quietly, like perf.
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        let _ = out.flush();
+    }
+    // Drain what is already in the ring before reporting totals.
+    batch.clear();
+    src.next_batch(&mut batch, Duration::from_millis(0))?;
+    for e in &batch {
+        n += 1;
+        let line = if args.json {
+            to_json(e, realtime).to_string()
+        } else {
+            format_line(e)
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+    let lost = src.lost();
+    eprintln!("wqtrace: {n} events, {lost} lost");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn kind_name(k: Option<EventKind>) -> &'static str {
+    match k {
+        Some(EventKind::PipeCreated) => "pipe_created",
+        Some(EventKind::RingOp) => "ring_op",
+        Some(EventKind::NotifyPosted) => "notify_posted",
+        Some(EventKind::SpliceRejected) => "splice_rejected",
+        Some(EventKind::PipeWait) => "pipe_wait",
+        Some(EventKind::LockContended) => "lock_contended",
+        Some(EventKind::WatchQueueSized) => "watch_queue_sized",
+        Some(EventKind::WatchAdded) => "watch_added",
+        Some(EventKind::PipeReleased) => "pipe_released",
+        None => "unknown",
+    }
+}
+
+fn flag_names(f: u16) -> Vec<&'static str> {
+    [
+        (flags::NOTIFICATION_PIPE, "notification_pipe"),
+        (flags::LOSS, "loss"),
+        (flags::RING_FULL, "ring_full"),
+        (flags::NOTES_FULL, "notes_full"),
+        (flags::FILTERED, "filtered"),
+        (flags::MUTEX_HELD, "mutex_held"),
+        (flags::LOCK_MUTEX, "lock_mutex"),
+        (flags::LOSS_SEEN, "loss_seen"),
+        (flags::OFF_CPU, "off_cpu"),
+        (flags::FROM_KFUNC, "kfunc"),
+    ]
+    .into_iter()
+    .filter(|(b, _)| f & b != 0)
+    .map(|(_, n)| n)
+    .collect()
+}
+
+fn ctx_name(c: u8) -> &'static str {
+    match ExecCtx::from_u8(c) {
+        ExecCtx::Task => "task",
+        ExecCtx::Softirq => "softirq",
+        ExecCtx::Irq => "irq",
+        ExecCtx::Unknown => "unknown",
+    }
+}
+
+/// The event as a JSON object: every field a consumer may need, named as in the ABI.
+pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
+    json!({
+        "ts_ns": e.ts_ns,
+        "wall_ns": e.ts_ns as i64 + realtime_offset_ns,
+        "kind": kind_name(e.kind()),
+        "op": e.op().name(),
+        "pipe": format!("{:#x}", e.pipe),
+        "ino": e.ino,
+        "tid": e.tid,
+        "tgid": e.tgid,
+        "comm": e.comm_str(),
+        "cpu": e.cpu,
+        "ctx": ctx_name(e.ctx),
+        "flags": flag_names(e.flags),
+        "ret": e.ret,
+        "duration_ns": e.duration_ns,
+        "head_before": e.head_before,
+        "tail_before": e.tail_before,
+        "head": e.head,
+        "tail": e.tail,
+        "occupancy": e.occupancy(),
+        "ring_size": e.ring_size,
+        "max_usage": e.max_usage,
+        "fd_in": e.fd_in,
+        "fd_out": e.fd_out,
+        "nr_notes": e.nr_notes,
+        "notes_in_use": e.notes_in_use,
+        "slot": (e.slot != u32::MAX).then_some(e.slot),
+        "note": (e.note != u32::MAX).then_some(e.note),
+        "type": e.ntype,
+        "subtype": e.subtype,
+        "watch_id": e.watch_id(),
+        "len": e.note_len(),
+        "lock": format!("{:#x}", e.lock),
+        "owner_tid": e.owner_tid,
+        "owner_comm": e.owner_comm_str(),
+    })
+}
+
+/// One human line per event: time, task, what happened, the ring after it.
+pub fn format_line(e: &Event) -> String {
+    let t = e.ts_ns as f64 / 1e9;
+    let who = format!("{}/{}", e.comm_str(), e.tid);
+    let ring = format!(
+        "ring {}/{} h={} t={}",
+        e.occupancy(),
+        e.ring_size,
+        e.head,
+        e.tail
+    );
+    let pipe = format!("pipe:[{}]", e.ino);
+    let notif = if e.flags & flags::NOTIFICATION_PIPE != 0 {
+        " notif"
+    } else {
+        ""
+    };
+    let owner = if e.owner_tid != 0 {
+        format!(" mutex={}/{}", e.owner_comm_str(), e.owner_tid)
+    } else {
+        String::new()
+    };
+    let body = match e.kind() {
+        Some(EventKind::PipeCreated) => {
+            format!("{pipe}{notif} created fds {},{}", e.fd_in, e.fd_out)
+        }
+        Some(EventKind::RingOp) => format!(
+            "{pipe}{notif} {} fd={}→{} ret={} {ring}{}{owner}",
+            e.op().name(),
+            e.fd_in,
+            e.fd_out,
+            e.ret,
+            if e.flags & flags::LOSS_SEEN != 0 {
+                " loss-seen"
+            } else {
+                ""
+            }
+        ),
+        Some(EventKind::NotifyPosted) => {
+            let what = if e.flags & flags::LOSS != 0 {
+                let why = if e.flags & flags::RING_FULL != 0 {
+                    "ring full"
+                } else if e.flags & flags::NOTES_FULL != 0 {
+                    "notes full"
+                } else {
+                    "loss flagged"
+                };
+                format!("LOST ({why})")
+            } else if e.flags & flags::FILTERED != 0 {
+                "filtered".to_string()
+            } else {
+                format!("slot {} note {}", e.slot, e.note)
+            };
+            format!(
+                "{pipe} post type={} subtype={} id={} len={} {what} notes {}/{} {ring} {}us{owner}",
+                e.ntype,
+                e.subtype,
+                e.watch_id(),
+                e.note_len(),
+                e.notes_in_use,
+                e.nr_notes,
+                e.duration_ns / 1000
+            )
+        }
+        Some(EventKind::SpliceRejected) => format!(
+            "{pipe} REJECTED {} fd_in={} fd_out={} ret={}",
+            e.op().name(),
+            e.fd_in,
+            e.fd_out,
+            e.ret
+        ),
+        Some(EventKind::PipeWait) => format!(
+            "{pipe}{notif} wait {} {}us{}",
+            e.op().name(),
+            e.duration_ns / 1000,
+            if e.flags & flags::OFF_CPU != 0 {
+                " (off-cpu)"
+            } else {
+                ""
+            }
+        ),
+        Some(EventKind::LockContended) => format!(
+            "{pipe}{notif} contended {} {}us{owner}",
+            if e.flags & flags::LOCK_MUTEX != 0 {
+                "mutex"
+            } else {
+                "rd_wait"
+            },
+            e.duration_ns / 1000
+        ),
+        Some(EventKind::WatchQueueSized) => {
+            format!("{pipe} watch_queue sized: {} notes, {ring}", e.nr_notes)
+        }
+        Some(EventKind::WatchAdded) => {
+            format!("{pipe} watch added id={} ret={}", e.watch_id(), e.ret)
+        }
+        Some(EventKind::PipeReleased) => {
+            if e.op() == Op::Close {
+                format!("{pipe}{notif} fd {} closed", e.fd_in)
+            } else {
+                format!("{pipe}{notif} released")
+            }
+        }
+        None => format!("unknown event kind {}", e.kind),
+    };
+    format!("{t:>14.6} {:>3} {who:<24} {body}", e.cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: EventKind) -> Event {
+        let mut e = Event::zeroed();
+        e.kind = kind as u8;
+        e.ino = 4242;
+        e.comm[..4].copy_from_slice(b"test");
+        e.tid = 7;
+        e
+    }
+
+    #[test]
+    fn lost_post_says_why() {
+        let mut e = ev(EventKind::NotifyPosted);
+        e.flags = flags::NOTIFICATION_PIPE | flags::LOSS | flags::RING_FULL;
+        e.info = (3 << 8) | 16;
+        let l = format_line(&e);
+        assert!(l.contains("LOST (ring full)"), "{l}");
+        assert!(l.contains("id=3 len=16"), "{l}");
+        let j = to_json(&e, 0);
+        assert_eq!(j["kind"], "notify_posted");
+        assert_eq!(j["watch_id"], 3);
+        assert_eq!(j["slot"], Value::Null);
+        assert!(
+            j["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "ring_full")
+        );
+    }
+
+    #[test]
+    fn rejection_names_the_syscall_and_fds() {
+        let mut e = ev(EventKind::SpliceRejected);
+        e.op = Op::Tee as u8;
+        e.fd_in = 3;
+        e.fd_out = 5;
+        e.ret = -22;
+        let l = format_line(&e);
+        assert!(l.contains("REJECTED tee fd_in=3 fd_out=5 ret=-22"), "{l}");
+        assert_eq!(to_json(&e, 0)["op"], "tee");
+    }
 }

@@ -1,0 +1,25 @@
+//! Read-only globals that userspace fills in before load (`EbpfLoader::set_global`). Being in
+//! .rodata, the verifier sees their values and prunes the code of features this kernel lacks.
+
+use wqtrace_common::{Filter, Offsets};
+
+#[unsafe(no_mangle)]
+pub static OFFSETS: Offsets = Offsets::missing();
+
+#[unsafe(no_mangle)]
+pub static FILTER: Filter = Filter::none();
+
+/// One field of [`OFFSETS`], read so the compiler cannot constant-fold the default.
+macro_rules! off {
+    ($f:ident) => {
+        unsafe { core::ptr::read_volatile(&raw const crate::globals::OFFSETS.$f) }
+    };
+}
+pub(crate) use off;
+
+macro_rules! filter {
+    ($f:ident) => {
+        unsafe { core::ptr::read_volatile(&raw const crate::globals::FILTER.$f) }
+    };
+}
+pub(crate) use filter;

@@ -1,0 +1,230 @@
+//! Reading kernel structures through BTF-resolved offsets.
+
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
+use wqtrace_common::NO_OFFSET;
+
+use crate::{
+    globals::{filter, off},
+    maps::{KNOWN_PIPES, NOTIF_BIT, RT_PIPE_FOPS, RUNTIME},
+};
+
+/// `*(T *)(base + off)`, or None when the field is missing on this kernel or the read faults.
+#[inline(always)]
+pub fn rd<T: Copy>(base: u64, off: u32) -> Option<T> {
+    if off == NO_OFFSET || base == 0 {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+}
+
+#[inline(always)]
+pub fn current_task() -> u64 {
+    unsafe { bpf_get_current_task() }
+}
+
+/// The `struct file *` behind `fd` in the current task's fd table.
+#[inline(always)]
+pub fn fd_file(fd: i64) -> Option<u64> {
+    if fd < 0 {
+        return None;
+    }
+    let files: u64 = rd(current_task(), off!(task_files))?;
+    let fdt: u64 = rd(files, off!(files_fdt))?;
+    let max: u32 = rd(fdt, off!(fdt_max_fds))?;
+    if fd as u64 >= max as u64 {
+        return None;
+    }
+    let arr: u64 = rd(fdt, off!(fdt_fd))?;
+    let file: u64 = rd(arr, (fd as u32) * 8)?;
+    if file == 0 { None } else { Some(file) }
+}
+
+/// A pipe as the hooks see it.
+#[derive(Clone, Copy)]
+pub struct PipeRef {
+    pub pipe: u64,
+    pub ino: u64,
+    pub notif: bool,
+}
+
+#[inline(always)]
+pub fn pipe_fops() -> u64 {
+    match RUNTIME.get(RT_PIPE_FOPS) {
+        Some(v) => *v,
+        None => 0,
+    }
+}
+
+/// The pipe behind `file`, if it is one (its f_op is the pipe fops wqtrace calibrated).
+#[inline(always)]
+pub fn file_pipe(file: u64) -> Option<PipeRef> {
+    let fops = pipe_fops();
+    if fops == 0 {
+        return None;
+    }
+    let f_op: u64 = rd(file, off!(file_f_op))?;
+    if f_op != fops {
+        return None;
+    }
+    let pipe: u64 = rd(file, off!(file_private_data))?;
+    if pipe == 0 {
+        return None;
+    }
+    let inode: u64 = rd(file, off!(file_f_inode))?;
+    let ino: u64 = rd(inode, off!(inode_i_ino)).unwrap_or(0);
+    let wq: u64 = rd(pipe, off!(pipe_watch_queue)).unwrap_or(0);
+    Some(PipeRef {
+        pipe,
+        ino,
+        notif: wq != 0,
+    })
+}
+
+/// The pipe behind `fd`, if it passes the pipe filters; remembered in KNOWN_PIPES.
+#[inline(always)]
+pub fn fd_pipe(fd: i64) -> Option<PipeRef> {
+    let p = file_pipe(fd_file(fd)?)?;
+    if !pipe_wanted(p.ino, p.notif) {
+        return None;
+    }
+    remember(&p);
+    Some(p)
+}
+
+#[inline(always)]
+pub fn pipe_wanted(ino: u64, notif: bool) -> bool {
+    let want_ino = filter!(ino);
+    if want_ino != 0 && want_ino as u64 != ino {
+        return false;
+    }
+    !(filter!(notification_only) != 0 && !notif)
+}
+
+#[inline(always)]
+pub fn remember(p: &PipeRef) {
+    let v = p.ino | if p.notif { NOTIF_BIT } else { 0 };
+    if unsafe { KNOWN_PIPES.get(p.pipe) }.copied() != Some(v) {
+        let _ = KNOWN_PIPES.insert(p.pipe, v, 0);
+    }
+}
+
+/// A known pipe by its kernel address.
+#[inline(always)]
+pub fn known_pipe(pipe: u64) -> Option<PipeRef> {
+    let v = *unsafe { KNOWN_PIPES.get(pipe) }?;
+    Some(PipeRef {
+        pipe,
+        ino: v & !NOTIF_BIT,
+        notif: v & NOTIF_BIT != 0,
+    })
+}
+
+/// head/tail/ring_size/max_usage of a pipe.
+#[derive(Clone, Copy, Default)]
+pub struct Ring {
+    pub head: u32,
+    pub tail: u32,
+    pub ring_size: u32,
+    pub max_usage: u32,
+}
+
+#[inline(always)]
+fn rd_index(pipe: u64, off: u32) -> u32 {
+    // pipe_index_t is unsigned short on some 32-bit configurations (6.15+).
+    if off!(pipe_index_size) == 2 {
+        rd::<u16>(pipe, off).unwrap_or(0) as u32
+    } else {
+        rd::<u32>(pipe, off).unwrap_or(0)
+    }
+}
+
+#[inline(always)]
+pub fn ring(pipe: u64) -> Ring {
+    Ring {
+        head: rd_index(pipe, off!(pipe_head)),
+        tail: rd_index(pipe, off!(pipe_tail)),
+        ring_size: rd(pipe, off!(pipe_ring_size)).unwrap_or(0),
+        max_usage: rd(pipe, off!(pipe_max_usage)).unwrap_or(0),
+    }
+}
+
+/// `pipe->bufs[slot & (ring_size - 1)].flags`.
+#[inline(always)]
+pub fn buf_flags(pipe: u64, slot: u32, ring_size: u32) -> u32 {
+    if ring_size == 0 {
+        return 0;
+    }
+    let bufs: u64 = match rd(pipe, off!(pipe_bufs)) {
+        Some(b) => b,
+        None => return 0,
+    };
+    let size = off!(buf_size);
+    if size == wqtrace_common::NO_OFFSET {
+        return 0;
+    }
+    let idx = slot & (ring_size - 1);
+    rd(bufs + idx as u64 * size as u64, off!(buf_flags)).unwrap_or(0)
+}
+
+/// PIPE_BUF_FLAG_LOSS (include/linux/pipe_fs_i.h, CONFIG_WATCH_QUEUE).
+pub const PIPE_BUF_FLAG_LOSS: u32 = 0x40;
+
+/// The task holding the pipe mutex: (tid, task pointer), (0, 0) when unlocked.
+#[inline(always)]
+pub fn mutex_owner(pipe: u64) -> (u32, u64) {
+    let o = off!(pipe_mutex);
+    let mo = off!(mutex_owner);
+    if o == NO_OFFSET || mo == NO_OFFSET {
+        return (0, 0);
+    }
+    // mutex.owner is a task pointer with MUTEX_FLAGS (0x07) in its low bits.
+    let owner: u64 = rd(pipe, o + mo).unwrap_or(0) & !0x07;
+    if owner == 0 {
+        return (0, 0);
+    }
+    (rd(owner, off!(task_pid)).unwrap_or(0), owner)
+}
+
+/// Copy a task's comm into `dst`.
+#[inline(always)]
+pub fn task_comm(task: u64, dst: &mut [u8; 16]) {
+    if task == 0 {
+        return;
+    }
+    let o = off!(task_comm);
+    if o == NO_OFFSET {
+        return;
+    }
+    // Straight into dst: a helper returning the array by value would leave a stack pointer
+    // in r0, which the verifier refuses at a subprogram's exit.
+    let _ = unsafe { bpf_probe_read_kernel_buf((task + o as u64) as *const u8, dst) };
+}
+
+/// Notes in use and the first free note of a watch_queue (notes_bitmap: set bit = free).
+#[inline(always)]
+pub fn notes_state(wq: u64) -> (u32, u32, u32) {
+    let nr: u32 = rd(wq, off!(wq_nr_notes)).unwrap_or(0);
+    let bitmap: u64 = match rd(wq, off!(wq_notes_bitmap)) {
+        Some(b) if b != 0 => b,
+        _ => return (nr, 0, u32::MAX),
+    };
+    let mut free = 0u32;
+    let mut first = u32::MAX;
+    // watch_queue_set_size caps nr_notes at 512: at most 8 words.
+    for w in 0..8u32 {
+        if w * 64 >= nr {
+            break;
+        }
+        let mut v: u64 =
+            unsafe { bpf_probe_read_kernel((bitmap + w as u64 * 8) as *const u64) }.unwrap_or(0);
+        let left = nr - w * 64;
+        if left < 64 {
+            v &= (1u64 << left) - 1;
+        }
+        if first == u32::MAX && v != 0 {
+            first = w * 64 + v.trailing_zeros();
+        }
+        free += v.count_ones();
+    }
+    (nr, nr - free.min(nr), first)
+}

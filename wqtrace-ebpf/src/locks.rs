@@ -1,0 +1,78 @@
+//! Contention on a known pipe's mutex or rd_wait spinlock (lock:contention_begin/end, 5.19+).
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
+};
+use wqtrace_common::{EventKind, NO_OFFSET, flags};
+
+use crate::{
+    emit::{emit, now},
+    globals::{filter, off},
+    kread::{self, known_pipe},
+    maps::{LOCK_WAITS, LockWait},
+};
+
+#[btf_tracepoint(function = "contention_begin")]
+pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
+    let lock: u64 = ctx.arg(0);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if (pid_tgid >> 32) as u32 == filter!(self_tgid) {
+        return 0;
+    }
+    let mo = off!(pipe_mutex);
+    let wo = off!(pipe_rd_wait);
+    let (pipe, is_mutex) =
+        if mo != NO_OFFSET && lock >= mo as u64 && known_pipe(lock - mo as u64).is_some() {
+            (lock - mo as u64, 1)
+        } else if wo != NO_OFFSET && lock >= wo as u64 && known_pipe(lock - wo as u64).is_some() {
+            (lock - wo as u64, 0)
+        } else {
+            return 0;
+        };
+    let Some(p) = known_pipe(pipe) else { return 0 };
+    let mut w = LockWait {
+        start_ns: now(),
+        lock,
+        pipe,
+        ino: p.ino,
+        owner_tid: 0,
+        is_mutex,
+        owner_comm: [0; 16],
+    };
+    if is_mutex != 0 {
+        let (owner, task) = kread::mutex_owner(pipe);
+        w.owner_tid = owner;
+        kread::task_comm(task, &mut w.owner_comm);
+    }
+    let _ = LOCK_WAITS.insert(pid_tgid as u32, w, 0);
+    0
+}
+
+#[btf_tracepoint(function = "contention_end")]
+pub fn contention_end(_ctx: BtfTracePointContext) -> i32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(wp) = LOCK_WAITS.get_ptr(tid) else {
+        return 0;
+    };
+    let w: LockWait = unsafe { *wp };
+    let _ = LOCK_WAITS.remove(tid);
+    let p = known_pipe(w.pipe);
+    emit!(EventKind::LockContended, |e| {
+        e.pipe = w.pipe;
+        e.ino = w.ino;
+        e.lock = w.lock;
+        e.duration_ns = e.ts_ns.wrapping_sub(w.start_ns);
+        e.owner_tid = w.owner_tid;
+        e.owner_comm = w.owner_comm;
+        if w.is_mutex != 0 {
+            e.flags |= flags::LOCK_MUTEX;
+        }
+        if let Some(p) = p {
+            if p.notif {
+                e.flags |= flags::NOTIFICATION_PIPE;
+            }
+        }
+        crate::syscalls::fill_ring(e, w.pipe);
+    });
+    0
+}

@@ -1,0 +1,90 @@
+//! Maps shared by the programs.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use wqtrace_common::stat;
+
+/// Every event goes through this one ring buffer (size set by userspace before load).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// Per-CPU counters, indexed by `wqtrace_common::stat`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// [0]: address of the kernel's pipe `file_operations`, learned from wqtrace's own pipe
+/// (calibration, see `syscalls`). [1]: hook flags set by userspace after attaching.
+#[map]
+pub static RUNTIME: Array<u64> = Array::with_max_entries(4, 0);
+pub const RT_PIPE_FOPS: u32 = 0;
+pub const RT_HOOKS: u32 = 1;
+/// RT_HOOKS bit: get_pipe_info is hooked, so it (not the errno) decides rejections.
+pub const HOOK_GET_PIPE_INFO: u64 = 1;
+
+/// Pipes seen so far: pipe_inode_info address → inode number | NOTIF_BIT. Lets the lock and
+/// notification hooks (which only see kernel pointers) name the pipe and apply filters.
+#[map]
+pub static KNOWN_PIPES: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+pub const NOTIF_BIT: u64 = 1 << 63;
+
+/// A pipe syscall in progress, per thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Inflight {
+    pub start_ns: u64,
+    /// When the task went to sleep inside the syscall (0 = running).
+    pub off_since: u64,
+    pub off_cpu_ns: u64,
+    pub pipe_in: u64,
+    pub ino_in: u64,
+    pub pipe_out: u64,
+    pub ino_out: u64,
+    /// pipe2: user pointer to int[2]; ioctl: cmd; keyctl: watch id.
+    pub arg: u64,
+    /// Set by the get_pipe_info hook when it refused a notification pipe during this syscall.
+    pub rejected_pipe: u64,
+    pub head_in: u32,
+    pub tail_in: u32,
+    pub head_out: u32,
+    pub tail_out: u32,
+    pub fd_in: i32,
+    pub fd_out: i32,
+    pub op: u8,
+    pub notif_in: u8,
+    pub notif_out: u8,
+    pub loss_seen: u8,
+    pub _pad: u32,
+}
+
+#[map]
+pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(16384, 0);
+
+/// A task waiting for a known pipe's lock (contention_begin → contention_end).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LockWait {
+    pub start_ns: u64,
+    pub lock: u64,
+    pub pipe: u64,
+    pub ino: u64,
+    pub owner_tid: u32,
+    pub is_mutex: u32,
+    pub owner_comm: [u8; 16],
+}
+
+#[map]
+pub static LOCK_WAITS: LruHashMap<u32, LockWait> = LruHashMap::with_max_entries(4096, 0);
+
+/// A task inside pipe_wait_readable/_writable (entry → return) or get_pipe_info (kprobe entry).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FnEntry {
+    pub start_ns: u64,
+    pub arg0: u64,
+    pub arg1: u64,
+}
+
+#[map]
+pub static FN_ENTRY: LruHashMap<u64, FnEntry> = LruHashMap::with_max_entries(4096, 0);

@@ -1,0 +1,35 @@
+//! `free_pipe_info(pipe)`: the pipe is gone; forget it so its address can be reused.
+
+use aya_ebpf::{
+    macros::{fentry, kprobe},
+    programs::{FEntryContext, ProbeContext},
+};
+use wqtrace_common::{EventKind, flags};
+
+use crate::{emit::emit, maps::KNOWN_PIPES, notify::traced_pipe, syscalls::fill_ring};
+
+#[inline(always)]
+fn released(pipe: u64) {
+    let Some(p) = traced_pipe(pipe) else {
+        return;
+    };
+    emit!(EventKind::PipeReleased, |e| {
+        e.pipe = p.pipe;
+        e.ino = p.ino;
+        e.flags = flags::FROM_KFUNC | if p.notif { flags::NOTIFICATION_PIPE } else { 0 };
+        fill_ring(e, p.pipe);
+    });
+    let _ = KNOWN_PIPES.remove(pipe);
+}
+
+#[fentry(function = "free_pipe_info")]
+pub fn release_fentry(ctx: FEntryContext) -> i32 {
+    released(ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn release_kprobe(ctx: ProbeContext) -> u32 {
+    released(ctx.arg(0).unwrap_or(0));
+    0
+}

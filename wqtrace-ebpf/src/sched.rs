@@ -1,0 +1,37 @@
+//! Off-CPU time inside pipe syscalls. Since 5.5 a blocked read()/write() sleeps in
+//! pipe_read/pipe_write via wait_event on rd_wait/wr_wait and never calls pipe_wait_*; the only
+//! way to see that wait without kprobes is to watch the task leave and re-enter the CPU.
+
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+
+use crate::{emit::now, globals::off, kread::rd, maps::INFLIGHT};
+
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
+    // TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
+    //          unsigned int prev_state)
+    let preempt: u64 = ctx.arg(0);
+    let prev: u64 = ctx.arg(1);
+    let next: u64 = ctx.arg(2);
+    let prev_state: u64 = ctx.arg(3);
+    let t = now();
+    // Only voluntary sleeps are waits; a preempted task is still runnable.
+    if preempt & 0xff == 0 && prev_state as u32 != 0 {
+        if let Some(tid) = rd::<u32>(prev, off!(task_pid)) {
+            if let Some(f) = INFLIGHT.get_ptr_mut(tid) {
+                unsafe { (*f).off_since = t };
+            }
+        }
+    }
+    if let Some(tid) = rd::<u32>(next, off!(task_pid)) {
+        if let Some(f) = INFLIGHT.get_ptr_mut(tid) {
+            unsafe {
+                if (*f).off_since != 0 {
+                    (*f).off_cpu_ns += t - (*f).off_since;
+                    (*f).off_since = 0;
+                }
+            }
+        }
+    }
+    0
+}

@@ -1,0 +1,394 @@
+//! Loading the programs with this kernel's offsets and attaching them according to the plan.
+//! Dropping [`Probes`] detaches everything (aya owns the links); so does process exit, since
+//! every link is a file descriptor.
+
+use std::os::fd::AsRawFd;
+
+use anyhow::{Context, Result, anyhow, bail};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, Program},
+};
+use wqtrace_common::{Filter, Offsets, stat};
+
+use super::plan::{self, AttachPref, Hook, HookPlan, Method, Plan};
+use crate::{cli::ProbeOpts, kernel};
+
+/// RUNTIME map slots (see wqtrace-ebpf/src/maps.rs).
+const RT_PIPE_FOPS: u32 = 0;
+const RT_HOOKS: u32 = 1;
+const HOOK_GET_PIPE_INFO: u64 = 1;
+
+/// Ring buffer size: large enough to ride out bursts of ~100k events (184 B each).
+const RING_BYTES: u32 = 32 << 20;
+
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub plan: Plan,
+    pub offsets: Offsets,
+}
+
+fn filter_from(opts: &ProbeOpts) -> Result<Filter> {
+    let mut f = Filter::none();
+    f.self_tgid = std::process::id();
+    f.tgid = opts.pid.unwrap_or(0);
+    f.ino = opts.pipe.unwrap_or(0);
+    f.notification_only = opts.notification_only as u32;
+    if let Some(c) = &opts.comm {
+        if c.len() > 15 {
+            bail!("--comm {c:?}: a task comm is at most 15 bytes");
+        }
+        f.comm[..c.len()].copy_from_slice(c.as_bytes());
+    }
+    Ok(f)
+}
+
+/// Mount tracefs if it is not (kprobe attachment falls back to it on older kernels).
+pub fn ensure_tracefs() -> bool {
+    let p = std::path::Path::new("/sys/kernel/tracing");
+    if p.join("events").exists() {
+        return true;
+    }
+    let src = c"tracefs";
+    let dst = c"/sys/kernel/tracing";
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            src.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    r == 0 && p.join("events").exists()
+}
+
+impl Probes {
+    /// Load everything and attach per the plan. Errors are one line, naming what is missing.
+    pub fn open(opts: &ProbeOpts) -> Result<Self> {
+        crate::privileges::require()?;
+        let (btf_rs, btf_path) = kernel::open_btf(opts.btf.as_deref())?;
+        let offsets = kernel::offsets(&btf_rs);
+        let missing = kernel::missing_core(&offsets);
+        if !missing.is_empty() {
+            bail!(
+                "{} lacks fields wqtrace needs: {}",
+                btf_path.display(),
+                missing.join(", ")
+            );
+        }
+        let btf = Btf::parse_file(&btf_path, aya::Endianness::default())
+            .with_context(|| format!("cannot parse BTF {}", btf_path.display()))?;
+        ensure_tracefs();
+        let filter = filter_from(opts)?;
+        let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("FILTER", &filter, true)
+            .map_max_entries("EVENTS", RING_BYTES)
+            .load(bytes)
+            .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
+        let mut plan = Plan::default();
+
+        // The tracepoint path: always on, the base every other hook builds on.
+        attach_tp(&mut ebpf, &btf, "sys_enter", "sys_enter")
+            .and_then(|_| attach_tp(&mut ebpf, &btf, "sys_exit", "sys_exit"))
+            .map_err(|e| anyhow!("cannot attach tp_btf sys_enter/sys_exit: {e}"))?;
+        plan.hooks.push(HookPlan {
+            hook: Hook::RingOps,
+            target: "sys_enter,sys_exit".into(),
+            method: Method::TpBtf,
+            note: String::new(),
+        });
+        plan.hooks.push(
+            match attach_tp(&mut ebpf, &btf, "sched_switch", "sched_switch") {
+                Ok(()) => HookPlan {
+                    hook: Hook::OffCpuWaits,
+                    target: "sched_switch".into(),
+                    method: Method::TpBtf,
+                    note: String::new(),
+                },
+                Err(e) => unavailable(Hook::OffCpuWaits, e.to_string()),
+            },
+        );
+        plan.hooks.push(
+            match attach_tp(&mut ebpf, &btf, "contention_begin", "contention_begin")
+                .and_then(|_| attach_tp(&mut ebpf, &btf, "contention_end", "contention_end"))
+            {
+                Ok(()) => HookPlan {
+                    hook: Hook::LockContention,
+                    target: "contention_begin,contention_end".into(),
+                    method: Method::TpBtf,
+                    note: String::new(),
+                },
+                Err(e) => unavailable(Hook::LockContention, e.to_string()),
+            },
+        );
+
+        calibrate(&mut ebpf)?;
+
+        for hook in [
+            Hook::NotificationPost,
+            Hook::GetPipeInfo,
+            Hook::PipeWait,
+            Hook::PipeRelease,
+        ] {
+            plan.hooks.push(attach_kfunc_hook(
+                &mut ebpf,
+                &btf,
+                hook,
+                opts.attach,
+                &offsets,
+            ));
+        }
+        if matches!(
+            plan.method(Hook::GetPipeInfo),
+            Method::Fentry | Method::Kprobe
+        ) {
+            let mut rt: Array<_, u64> = Array::try_from(
+                ebpf.map_mut("RUNTIME")
+                    .ok_or_else(|| anyhow!("RUNTIME map missing"))?,
+            )?;
+            rt.set(RT_HOOKS, HOOK_GET_PIPE_INFO, 0)?;
+        }
+        Ok(Self {
+            ebpf,
+            plan,
+            offsets,
+        })
+    }
+
+    /// The ring buffer, taken out of the object (call once).
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>> {
+        let m = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("EVENTS map missing"))?;
+        Ok(RingBuf::try_from(m)?)
+    }
+
+    /// Events the programs could not reserve room for, summed over CPUs.
+    pub fn lost(&self) -> u64 {
+        self.stat(stat::LOST)
+    }
+
+    pub fn submitted(&self) -> u64 {
+        self.stat(stat::SUBMITTED)
+    }
+
+    fn stat(&self, idx: u32) -> u64 {
+        let Some(m) = self.ebpf.map("STATS") else {
+            return 0;
+        };
+        let Ok(a) = PerCpuArray::<_, u64>::try_from(m) else {
+            return 0;
+        };
+        a.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+}
+
+fn unavailable(hook: Hook, why: String) -> HookPlan {
+    HookPlan {
+        hook,
+        target: String::new(),
+        method: Method::Unavailable,
+        note: why,
+    }
+}
+
+fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| anyhow!("program {prog} missing"))?
+        .try_into()?;
+    p.load(tp, btf)
+        .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
+    p.attach()
+        .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
+    Ok(())
+}
+
+/// aya errors nest their cause and may carry a whole verifier log; the plan wants the reason.
+fn short(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s = format!("{s}: {c}");
+        cur = c.source();
+    }
+    if s.contains("kprobe/type") {
+        return "no kprobe PMU (kernel without CONFIG_KPROBES)".into();
+    }
+    if s.contains("Operation not permitted") {
+        return "refused with EPERM".into();
+    }
+    if s.contains("No such file or directory") || s.contains("not found") {
+        return "function not found (or not traceable)".into();
+    }
+    if let Some(i) = s.find("Verifier output:") {
+        // Keep the verifier's last words, not its whole log.
+        let log = &s[i..];
+        let last = log
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return format!("verifier rejected: {}", last.trim());
+    }
+    s
+}
+
+/// Teach the programs the kernel's pipe `file_operations` address: wqtrace issues
+/// fcntl(F_GETPIPE_SZ) on a pipe of its own, which sys_enter records (kallsyms may not name
+/// `pipefifo_fops`).
+fn calibrate(ebpf: &mut Ebpf) -> Result<()> {
+    let mut fds = [0i32; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!(
+            "pipe2 for calibration failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let rt: Array<_, u64> = Array::try_from(
+        ebpf.map("RUNTIME")
+            .ok_or_else(|| anyhow!("RUNTIME map missing"))?,
+    )?;
+    let mut fops = 0;
+    for _ in 0..50 {
+        unsafe { libc::fcntl(fds[0], wqtrace_common::CALIBRATE_FCNTL_CMD as i32) };
+        fops = rt.get(&RT_PIPE_FOPS, 0).unwrap_or(0);
+        if fops != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    if fops == 0 {
+        bail!("calibration failed: sys_enter did not see wqtrace's own fcntl on its pipe");
+    }
+    Ok(())
+}
+
+fn attach_kfunc_hook(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    hook: Hook,
+    pref: AttachPref,
+    offsets: &Offsets,
+) -> HookPlan {
+    let fallback = |note: String| HookPlan {
+        hook,
+        target: String::new(),
+        method: if hook == Hook::NotificationPost {
+            Method::Unavailable
+        } else {
+            Method::Tracepoint
+        },
+        note: format!("{note}; fallback: {}", hook.fallback()),
+    };
+    if hook == Hook::NotificationPost && !kernel::has_watch_queue_fields(offsets) {
+        return fallback("kernel built without CONFIG_WATCH_QUEUE".into());
+    }
+    if pref == AttachPref::Tracepoint {
+        return fallback("--attach tracepoint".into());
+    }
+    let mut failures = vec![];
+    let mut attached: Vec<&str> = vec![];
+    let mut method_used = None;
+    'methods: for &method in pref.methods() {
+        for c in plan::candidates(hook) {
+            match attach_candidate(ebpf, btf, c, method) {
+                Ok(()) => {
+                    attached.push(c.func);
+                    method_used = Some(method);
+                    if !plan::needs_all(hook) {
+                        break 'methods;
+                    }
+                }
+                Err(e) => {
+                    failures.push(format!("{} {}: {e}", method.name(), c.func));
+                    if plan::needs_all(hook) && !attached.is_empty() {
+                        // Half a pair (readable without writable) would mislead: keep what
+                        // attached (it is still correct data) and say what is missing.
+                        break 'methods;
+                    }
+                }
+            }
+        }
+        if !attached.is_empty() {
+            break;
+        }
+    }
+    match method_used {
+        Some(m) if !attached.is_empty() => HookPlan {
+            hook,
+            target: attached.join(","),
+            method: m,
+            note: failures.join("; "),
+        },
+        _ => fallback(failures.join("; ")),
+    }
+}
+
+fn attach_candidate(ebpf: &mut Ebpf, btf: &Btf, c: &plan::Candidate, method: Method) -> Result<()> {
+    let (entry, exit) = match method {
+        Method::Fentry => c.fentry,
+        _ => c.kprobe,
+    };
+    let progs: Vec<&str> = std::iter::once(entry).chain(exit).collect();
+    let mut done: Vec<&str> = vec![];
+    for name in &progs {
+        if let Err(e) = attach_one(ebpf, btf, name, c.func) {
+            for d in done {
+                unload(ebpf, d);
+            }
+            unload(ebpf, name);
+            return Err(e);
+        }
+        done.push(name);
+    }
+    Ok(())
+}
+
+fn attach_one(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str) -> Result<()> {
+    let p = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| anyhow!("program {prog} missing"))?;
+    match p {
+        Program::FEntry(p) => {
+            p.load(func, btf).map_err(|e| anyhow!("{}", short(&e)))?;
+            p.attach().map_err(|e| anyhow!("{}", short(&e)))?;
+        }
+        Program::FExit(p) => {
+            p.load(func, btf).map_err(|e| anyhow!("{}", short(&e)))?;
+            p.attach().map_err(|e| anyhow!("{}", short(&e)))?;
+        }
+        Program::KProbe(p) => {
+            p.load().map_err(|e| anyhow!("{}", short(&e)))?;
+            p.attach(func, 0).map_err(|e| anyhow!("{}", short(&e)))?;
+        }
+        _ => bail!("program {prog} has an unexpected type"),
+    }
+    Ok(())
+}
+
+fn unload(ebpf: &mut Ebpf, prog: &str) {
+    if let Some(p) = ebpf.program_mut(prog) {
+        let _ = match p {
+            Program::FEntry(p) => p.unload(),
+            Program::FExit(p) => p.unload(),
+            Program::KProbe(p) => p.unload(),
+            _ => Ok(()),
+        };
+    }
+}
+
+/// Raw fd of the ring buffer, for poll().
+pub fn ring_fd(r: &RingBuf<MapData>) -> i32 {
+    r.as_raw_fd()
+}
