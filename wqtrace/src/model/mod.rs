@@ -1,1 +1,760 @@
 //! Pure model of what the events say: pipes, ring slots, locks, rejections. No kernel access.
+//!
+//! [`Model::apply`] is the one entry point: feed it every [`Event`] in order (live or from a
+//! recording) and read the state back through the accessors. Memory is bounded: pipes, tasks,
+//! histories and alert logs all have caps ([`ModelConfig`]); released and least recently active
+//! pipes are evicted first.
+//!
+//! ```
+//! use wqtrace::model::{Model, PipeOrder};
+//! let mut m = Model::default();
+//! for e in wqtrace::recording::fixtures::notification_session() {
+//!     m.apply(&e);
+//! }
+//! let first = m.pipes_sorted(PipeOrder::Activity)[0];
+//! assert!(first.notification);
+//! assert_eq!(first.posts.lost, 1);
+//! ```
+
+pub mod alerts;
+pub mod history;
+pub mod locks;
+pub mod pipes;
+pub mod ring;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+
+use serde::Serialize;
+use wqtrace_common::{Event, EventKind, Op, flags};
+
+pub use alerts::{AlertLog, Interleave, Rejection};
+pub use history::{OccHistory, OccSample, RateWindow};
+pub use locks::{Contention, LockKind, MutexOwnerSeen, PipeLocks, WaitStats};
+pub use pipes::{OpStats, Owner, PipeFds, PipeState, PostStats, RejectionCount, WatchSeen};
+pub use ring::{Ring, Slot, SlotKind};
+
+use alerts::{PENDING_CAP, PENDING_TTL_NS, PendingPost};
+
+/// A task name (`comm`), NUL-padded like the kernel's.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Comm(pub [u8; 16]);
+
+impl Comm {
+    pub fn as_str(&self) -> &str {
+        let n = self.0.iter().position(|&c| c == 0).unwrap_or(16);
+        std::str::from_utf8(&self.0[..n]).unwrap_or("?")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0[0] == 0
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(s: &str) -> Self {
+        let mut c = [0u8; 16];
+        let n = s.len().min(15);
+        c[..n].copy_from_slice(&s.as_bytes()[..n]);
+        Comm(c)
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl Serialize for Comm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Caps and time resolutions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// Live pipes tracked at once; beyond, released then least recently active pipes are
+    /// retired.
+    pub max_pipes: usize,
+    /// Retired pipes kept for reports (released pipes whose address was reused, evicted pipes).
+    pub max_retired: usize,
+    pub max_tasks: usize,
+    /// Occupancy history: bucket width and number of buckets kept per pipe.
+    pub history_bucket_ns: u64,
+    pub history_len: usize,
+    /// Event-rate window: bucket width and count (default 10 × 100 ms = 1 s).
+    pub rate_bucket_ns: u64,
+    pub rate_buckets: usize,
+    /// Alerts kept (rejections, interleaves); totals still count every alert.
+    pub max_alerts: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            max_pipes: 1024,
+            max_retired: 256,
+            max_tasks: 4096,
+            history_bucket_ns: 10_000_000,
+            history_len: 600,
+            rate_bucket_ns: 100_000_000,
+            rate_buckets: 10,
+            max_alerts: 1000,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Larger caps for offline reports, where completeness matters more than memory.
+    pub fn for_report() -> Self {
+        Self {
+            max_pipes: 65_536,
+            max_retired: 65_536,
+            max_tasks: 65_536,
+            history_len: 64,
+            max_alerts: 100_000,
+            ..Self::default()
+        }
+    }
+}
+
+/// Event counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Events applied.
+    pub events: u64,
+    /// Indexed by the `EventKind` value (1..=9); index 0 counts unknown kinds.
+    pub per_kind: [u64; 10],
+    /// Events the source lost (ring buffer full, damaged recording), from [`Model::set_lost`].
+    pub lost: u64,
+    /// Events that named no pipe the model could key on.
+    pub no_pipe: u64,
+    /// Pipes retired to stay within [`ModelConfig::max_pipes`].
+    pub evicted_pipes: u64,
+    /// Notification posts that made it / were lost, over all pipes.
+    pub posted: u64,
+    pub posts_lost: u64,
+}
+
+impl Counters {
+    pub fn kind(&self, k: EventKind) -> u64 {
+        self.per_kind[k as usize]
+    }
+}
+
+/// A task seen in events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskState {
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: Comm,
+    pub events: u64,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    /// PipeWait sleeps.
+    pub waits: WaitStats,
+    /// The last wait, as (start, end) on the event clock, and on which pipe.
+    pub last_wait: Option<(u64, u64, u64)>,
+    /// Lock contention suffered, per [`LockKind`].
+    pub contention: [Contention; 2],
+    pub rejections: u64,
+}
+
+impl TaskState {
+    /// Whether the task's last known wait covers `ts_ns` (for "tasks in waits" views).
+    pub fn waiting_at(&self, ts_ns: u64) -> bool {
+        self.last_wait
+            .is_some_and(|(s, e, _)| s <= ts_ns && ts_ns <= e)
+    }
+}
+
+/// How [`Model::pipes_sorted`] orders pipes (always notification pipes first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PipeOrder {
+    /// Most recently active first.
+    #[default]
+    Activity,
+    /// Most events first.
+    Events,
+    /// Fullest ring (occupancy / size) first.
+    Occupancy,
+    /// Lowest inode first (stable; for reports).
+    Ino,
+}
+
+/// The whole model. Cheap to clone for snapshots (replay seeking).
+#[derive(Clone, Debug)]
+pub struct Model {
+    cfg: ModelConfig,
+    pipes: HashMap<u64, PipeState>,
+    /// Inode → pipe address, for events that carry only the inode.
+    by_ino: HashMap<u64, u64>,
+    retired: VecDeque<PipeState>,
+    tasks: HashMap<u32, TaskState>,
+    counters: Counters,
+    contention: [Contention; 2],
+    waits: WaitStats,
+    rejections: AlertLog<Rejection>,
+    interleaves: AlertLog<Interleave>,
+    pending: VecDeque<PendingPost>,
+    rate: RateWindow,
+    first_ts: Option<u64>,
+    last_ts: u64,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self::new(ModelConfig::default())
+    }
+}
+
+impl Model {
+    pub fn new(cfg: ModelConfig) -> Self {
+        Self {
+            rate: RateWindow::new(cfg.rate_bucket_ns, cfg.rate_buckets),
+            rejections: AlertLog::new(cfg.max_alerts),
+            interleaves: AlertLog::new(cfg.max_alerts),
+            cfg,
+            pipes: HashMap::new(),
+            by_ino: HashMap::new(),
+            retired: VecDeque::new(),
+            tasks: HashMap::new(),
+            counters: Counters::default(),
+            contention: Default::default(),
+            waits: WaitStats::default(),
+            pending: VecDeque::new(),
+            first_ts: None,
+            last_ts: 0,
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Records the source's cumulative lost-event count.
+    pub fn set_lost(&mut self, lost: u64) {
+        self.counters.lost = lost;
+    }
+
+    /// Applies one event. Unknown kinds are counted and otherwise ignored.
+    pub fn apply(&mut self, e: &Event) {
+        let ts = e.ts_ns;
+        self.counters.events += 1;
+        let kind = e.kind();
+        self.counters.per_kind[kind.map_or(0, |k| k as usize)] += 1;
+        self.first_ts.get_or_insert(ts);
+        self.last_ts = self.last_ts.max(ts);
+        self.rate.record(ts);
+        let comm = Comm(e.comm);
+        self.touch_task(e);
+        let Some(kind) = kind else { return };
+
+        // Global, pipe-independent bits.
+        match kind {
+            EventKind::LockContended => {
+                let k = lock_kind(e);
+                self.contention[k.idx()].add(
+                    ts,
+                    e.duration_ns,
+                    e.tid,
+                    comm,
+                    e.owner_tid,
+                    Comm(e.owner_comm),
+                );
+                if let Some(t) = self.tasks.get_mut(&e.tid) {
+                    t.contention[k.idx()].add(
+                        ts,
+                        e.duration_ns,
+                        e.tid,
+                        comm,
+                        e.owner_tid,
+                        Comm(e.owner_comm),
+                    );
+                }
+            }
+            EventKind::PipeWait => {
+                self.waits.add(e.duration_ns, e.flags & flags::OFF_CPU != 0);
+                if let Some(t) = self.tasks.get_mut(&e.tid) {
+                    t.waits.add(e.duration_ns, e.flags & flags::OFF_CPU != 0);
+                    t.last_wait = Some((ts.saturating_sub(e.duration_ns), ts, e.pipe));
+                }
+            }
+            EventKind::SpliceRejected => {
+                self.rejections.push(Rejection {
+                    ts_ns: ts,
+                    pipe: e.pipe,
+                    ino: e.ino,
+                    op: e.op(),
+                    tid: e.tid,
+                    tgid: e.tgid,
+                    comm,
+                    ret: e.ret,
+                });
+                if let Some(t) = self.tasks.get_mut(&e.tid) {
+                    t.rejections += 1;
+                }
+            }
+            EventKind::NotifyPosted => {
+                if e.flags & flags::LOSS != 0 {
+                    self.counters.posts_lost += 1;
+                } else {
+                    self.counters.posted += 1;
+                }
+            }
+            _ => {}
+        }
+
+        let Some(key) = self.pipe_key(e, kind) else {
+            self.counters.no_pipe += 1;
+            return;
+        };
+        let p = self.pipes.get_mut(&key).expect("pipe_key inserts");
+        p.events += 1;
+        p.first_ts_ns = p.first_ts_ns.min(ts);
+        p.last_ts_ns = p.last_ts_ns.max(ts);
+        p.rate.record(ts);
+        if p.ino == 0 && e.ino != 0 {
+            p.ino = e.ino;
+        }
+        if e.flags & flags::NOTIFICATION_PIPE != 0 {
+            p.notification = true;
+        }
+        if kind != EventKind::NotifyPosted {
+            // Posts run in the poster's context: the poster is not a user of the pipe.
+            p.touch_owner(e.tgid, comm, ts);
+        }
+        if e.max_usage != 0 {
+            p.max_usage = e.max_usage;
+        }
+        if e.nr_notes != 0 || kind == EventKind::WatchQueueSized {
+            p.nr_notes = e.nr_notes;
+        }
+        if e.nr_notes != 0 {
+            p.notes_in_use = e.notes_in_use;
+            p.max_notes_in_use = p.max_notes_in_use.max(e.notes_in_use);
+        }
+        // The ring: every event carrying ring_size carries a head/tail snapshot.
+        let ring_valid = e.ring_size != 0;
+        if ring_valid {
+            p.ring.resize(e.ring_size);
+        }
+        let mut interleave_op = None;
+        match kind {
+            EventKind::PipeCreated => {
+                p.created_ts_ns = Some(ts);
+                p.add_fds(e.tgid, e.fd_in, e.fd_out);
+            }
+            EventKind::RingOp => {
+                let op = e.op();
+                let s = &mut p.ops[op as usize];
+                s.calls += 1;
+                if e.ret < 0 {
+                    s.errors += 1;
+                    s.last_error = e.ret;
+                } else {
+                    s.bytes += e.ret as u64;
+                }
+                if e.flags & flags::LOSS_SEEN != 0 {
+                    p.posts.loss_seen_by_reader += 1;
+                }
+                if ring_valid {
+                    p.ring
+                        .apply_move(e.head_before, e.head, e.tail_before, e.tail, SlotKind::Data);
+                }
+                let moved = e
+                    .head
+                    .wrapping_sub(e.head_before)
+                    .max(e.tail.wrapping_sub(e.tail_before));
+                interleave_op = Some((op, moved));
+            }
+            EventKind::NotifyPosted => {
+                p.posts.attempts += 1;
+                let f = e.flags;
+                p.posts.ring_full += u64::from(f & flags::RING_FULL != 0);
+                p.posts.notes_full += u64::from(f & flags::NOTES_FULL != 0);
+                p.posts.filtered += u64::from(f & flags::FILTERED != 0);
+                if e.duration_ns != 0 {
+                    p.locks.post_hold.add(e.duration_ns, false);
+                }
+                if e.lock != 0 {
+                    p.locks.addr[LockKind::RdWait.idx()] = e.lock;
+                }
+                if f & flags::LOSS != 0 {
+                    p.posts.lost += 1;
+                    if ring_valid {
+                        p.ring.sync(e.head, e.tail);
+                        p.ring.mark_loss();
+                    }
+                } else if f & flags::FILTERED == 0 {
+                    p.posts.posted += 1;
+                    if ring_valid {
+                        let k = SlotKind::Notification {
+                            ntype: e.ntype,
+                            subtype: e.subtype,
+                        };
+                        p.ring
+                            .apply_move(e.head_before, e.head, e.tail_before, e.tail, k);
+                        if e.slot != u32::MAX {
+                            p.ring.post(e.slot, e.ntype, e.subtype);
+                        }
+                    }
+                } else if ring_valid {
+                    p.ring.sync(e.head, e.tail);
+                }
+                if f & flags::MUTEX_HELD != 0 {
+                    p.locks.posts_under_mutex += 1;
+                    if e.owner_tid != 0 {
+                        p.locks.last_owner_at_post = Some(MutexOwnerSeen {
+                            ts_ns: ts,
+                            tid: e.owner_tid,
+                            comm: Comm(e.owner_comm),
+                        });
+                        if self.pending.len() == PENDING_CAP {
+                            self.pending.pop_front();
+                        }
+                        self.pending.push_back(PendingPost {
+                            ts_ns: ts,
+                            pipe: key,
+                            ino: p.ino,
+                            slot: e.slot,
+                            owner_tid: e.owner_tid,
+                            owner: Comm(e.owner_comm),
+                        });
+                    }
+                }
+            }
+            EventKind::SpliceRejected => {
+                p.add_rejection(e.op(), e.tgid, comm, e.ret);
+            }
+            EventKind::PipeWait => {
+                p.waits.add(e.duration_ns, e.flags & flags::OFF_CPU != 0);
+            }
+            EventKind::LockContended => {
+                let k = lock_kind(e);
+                p.locks.contention[k.idx()].add(
+                    ts,
+                    e.duration_ns,
+                    e.tid,
+                    comm,
+                    e.owner_tid,
+                    Comm(e.owner_comm),
+                );
+                if e.lock != 0 {
+                    p.locks.addr[k.idx()] = e.lock;
+                }
+            }
+            EventKind::WatchQueueSized => {
+                p.notification = true;
+            }
+            EventKind::WatchAdded => {
+                p.notification = true;
+                if p.watches.len() == pipes::MAX_WATCHES {
+                    p.watches.remove(0);
+                }
+                p.watches.push(WatchSeen {
+                    ts_ns: ts,
+                    watch_id: e.watch_id(),
+                    ret: e.ret,
+                    tgid: e.tgid,
+                    comm,
+                });
+            }
+            EventKind::PipeReleased => {
+                p.released_ts_ns = Some(ts);
+            }
+        }
+        if ring_valid && !matches!(kind, EventKind::RingOp | EventKind::NotifyPosted) {
+            p.ring.sync(e.head, e.tail);
+        }
+        if ring_valid {
+            let occ = p.ring.occupancy();
+            p.max_occupancy = p.max_occupancy.max(occ);
+            p.history.record(ts, occ, p.ring.size());
+        }
+        if let Some((op, moved)) = interleave_op {
+            self.check_interleave(e, key, op, moved);
+        }
+        while self
+            .pending
+            .front()
+            .is_some_and(|q| q.ts_ns.saturating_add(PENDING_TTL_NS) < ts)
+        {
+            self.pending.pop_front();
+        }
+    }
+
+    /// A RingOp by a task that held the mutex during earlier posts on the same pipe: if the op
+    /// moved more than one slot, those posts landed in the middle of it.
+    fn check_interleave(&mut self, e: &Event, key: u64, op: Op, moved: u32) {
+        let mut hit = Vec::new();
+        self.pending.retain(|q| {
+            if q.owner_tid == e.tid && q.pipe == key && q.ts_ns <= e.ts_ns {
+                hit.push(*q);
+                false
+            } else {
+                true
+            }
+        });
+        if moved <= 1 {
+            return;
+        }
+        for q in hit {
+            self.interleaves.push(Interleave {
+                post_ts_ns: q.ts_ns,
+                op_ts_ns: e.ts_ns,
+                pipe: key,
+                ino: q.ino,
+                slot: q.slot,
+                owner_tid: q.owner_tid,
+                owner: q.owner,
+                op,
+                slots_moved: moved,
+            });
+            if let Some(p) = self.pipes.get_mut(&key) {
+                p.interleaves += 1;
+            }
+        }
+    }
+
+    fn touch_task(&mut self, e: &Event) {
+        if e.tid == 0 {
+            return;
+        }
+        if !self.tasks.contains_key(&e.tid) && self.tasks.len() >= self.cfg.max_tasks {
+            // Drop the least recently seen eighth in one go (amortised O(1) per event).
+            let mut v: Vec<(u64, u32)> =
+                self.tasks.values().map(|t| (t.last_ts_ns, t.tid)).collect();
+            v.sort_unstable();
+            for (_, tid) in v.iter().take((self.cfg.max_tasks / 8).max(1)) {
+                self.tasks.remove(tid);
+            }
+        }
+        let t = self.tasks.entry(e.tid).or_insert(TaskState {
+            tid: e.tid,
+            tgid: e.tgid,
+            comm: Comm(e.comm),
+            events: 0,
+            first_ts_ns: e.ts_ns,
+            last_ts_ns: e.ts_ns,
+            waits: WaitStats::default(),
+            last_wait: None,
+            contention: Default::default(),
+            rejections: 0,
+        });
+        t.events += 1;
+        t.last_ts_ns = t.last_ts_ns.max(e.ts_ns);
+        t.tgid = e.tgid;
+        if e.comm[0] != 0 {
+            t.comm = Comm(e.comm);
+        }
+    }
+
+    /// Finds (or creates) the pipe an event is about; None when it names none.
+    fn pipe_key(&mut self, e: &Event, kind: EventKind) -> Option<u64> {
+        let key = if e.pipe != 0 {
+            e.pipe
+        } else if e.ino != 0 {
+            // Only the inode is known: use it, or a synthetic key for it.
+            *self.by_ino.get(&e.ino).unwrap_or(&e.ino)
+        } else {
+            return None;
+        };
+        if let Some(p) = self.pipes.get(&key) {
+            // The address was reused by a new pipe: retire the old one.
+            let reused = kind == EventKind::PipeCreated
+                && (p.is_released()
+                    || p.created_ts_ns.is_some()
+                    || (e.ino != 0 && p.ino != 0 && p.ino != e.ino));
+            if !reused {
+                return Some(key);
+            }
+            let old = self.pipes.remove(&key).expect("present");
+            self.retire(old);
+        }
+        if self.pipes.len() >= self.cfg.max_pipes {
+            self.evict_one();
+        }
+        let p = PipeState::new(
+            key,
+            e.ino,
+            e.ts_ns,
+            OccHistory::new(self.cfg.history_bucket_ns, self.cfg.history_len),
+            RateWindow::new(self.cfg.rate_bucket_ns, self.cfg.rate_buckets),
+        );
+        if e.ino != 0 {
+            self.by_ino.insert(e.ino, key);
+        }
+        self.pipes.insert(key, p);
+        Some(key)
+    }
+
+    fn evict_one(&mut self) {
+        // Released pipes first (oldest release), else the least recently active.
+        let victim = self
+            .pipes
+            .values()
+            .min_by_key(|p| {
+                (
+                    !p.is_released(),
+                    p.released_ts_ns.unwrap_or(p.last_ts_ns),
+                    p.last_ts_ns,
+                )
+            })
+            .map(|p| p.addr);
+        if let Some(k) = victim {
+            let p = self.pipes.remove(&k).expect("present");
+            self.counters.evicted_pipes += 1;
+            self.retire(p);
+        }
+    }
+
+    fn retire(&mut self, p: PipeState) {
+        if self.by_ino.get(&p.ino) == Some(&p.addr) {
+            self.by_ino.remove(&p.ino);
+        }
+        if self.cfg.max_retired == 0 {
+            return;
+        }
+        if self.retired.len() == self.cfg.max_retired {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(p);
+    }
+
+    // ---- accessors ----
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// First and last event timestamps (event clock, ns); None before any event.
+    pub fn time_span(&self) -> Option<(u64, u64)> {
+        self.first_ts.map(|f| (f, self.last_ts))
+    }
+
+    /// Timestamp of the newest event (0 before any).
+    pub fn now_ns(&self) -> u64 {
+        self.last_ts
+    }
+
+    /// Events per second over the last rate window (event clock).
+    pub fn events_per_sec(&self) -> f64 {
+        self.rate.per_sec(self.last_ts)
+    }
+
+    /// A live pipe by kernel address.
+    pub fn pipe(&self, addr: u64) -> Option<&PipeState> {
+        self.pipes.get(&addr)
+    }
+
+    /// A live pipe by inode number.
+    pub fn pipe_by_ino(&self, ino: u64) -> Option<&PipeState> {
+        self.by_ino.get(&ino).and_then(|a| self.pipes.get(a))
+    }
+
+    /// Live (tracked) pipes, unordered.
+    pub fn pipes(&self) -> impl Iterator<Item = &PipeState> {
+        self.pipes.values()
+    }
+
+    /// Pipes retired (address reused or evicted), oldest first.
+    pub fn retired_pipes(&self) -> impl Iterator<Item = &PipeState> {
+        self.retired.iter()
+    }
+
+    /// Live pipes, notification pipes first, then in `order`.
+    pub fn pipes_sorted(&self, order: PipeOrder) -> Vec<&PipeState> {
+        let mut v: Vec<&PipeState> = self.pipes.values().collect();
+        sort_pipes(&mut v, order);
+        v
+    }
+
+    /// Live and retired pipes, notification pipes first, then in `order` (for reports).
+    pub fn all_pipes_sorted(&self, order: PipeOrder) -> Vec<&PipeState> {
+        let mut v: Vec<&PipeState> = self.pipes.values().chain(self.retired.iter()).collect();
+        sort_pipes(&mut v, order);
+        v
+    }
+
+    pub fn task(&self, tid: u32) -> Option<&TaskState> {
+        self.tasks.get(&tid)
+    }
+
+    /// Tasks, most recently active first.
+    pub fn tasks_sorted(&self) -> Vec<&TaskState> {
+        let mut v: Vec<&TaskState> = self.tasks.values().collect();
+        v.sort_by(|a, b| b.last_ts_ns.cmp(&a.last_ts_ns).then(a.tid.cmp(&b.tid)));
+        v
+    }
+
+    /// Tasks whose last wait covers `ts_ns` (e.g. [`Model::now_ns`]).
+    pub fn tasks_waiting_at(&self, ts_ns: u64) -> Vec<&TaskState> {
+        let mut v: Vec<&TaskState> = self
+            .tasks
+            .values()
+            .filter(|t| t.waiting_at(ts_ns))
+            .collect();
+        v.sort_by_key(|t| t.tid);
+        v
+    }
+
+    /// Contention over all pipes for one lock kind.
+    pub fn contention(&self, k: LockKind) -> &Contention {
+        &self.contention[k.idx()]
+    }
+
+    /// PipeWait sleeps over all pipes.
+    pub fn waits(&self) -> &WaitStats {
+        &self.waits
+    }
+
+    /// Rejected splice/tee/vmsplice, newest last (bounded; `.total()` counts all).
+    pub fn rejections(&self) -> &AlertLog<Rejection> {
+        &self.rejections
+    }
+
+    /// Interleave alerts, newest last (bounded; `.total()` counts all).
+    pub fn interleaves(&self) -> &AlertLog<Interleave> {
+        &self.interleaves
+    }
+}
+
+fn lock_kind(e: &Event) -> LockKind {
+    if e.flags & flags::LOCK_MUTEX != 0 {
+        LockKind::Mutex
+    } else {
+        LockKind::RdWait
+    }
+}
+
+fn sort_pipes(v: &mut [&PipeState], order: PipeOrder) {
+    v.sort_by(|a, b| {
+        b.notification
+            .cmp(&a.notification)
+            .then_with(|| match order {
+                PipeOrder::Activity => b.last_ts_ns.cmp(&a.last_ts_ns),
+                PipeOrder::Events => b.events.cmp(&a.events),
+                PipeOrder::Occupancy => {
+                    let f = |p: &PipeState| {
+                        u64::from(p.occupancy()) * 1_000_000 / u64::from(p.ring.size().max(1))
+                    };
+                    f(b).cmp(&f(a))
+                }
+                PipeOrder::Ino => a.ino.cmp(&b.ino),
+            })
+            .then(a.ino.cmp(&b.ino))
+            .then(a.addr.cmp(&b.addr))
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use wqtrace_common::Event;
 
 pub mod live;
+pub mod recording;
 
 /// What a session knows about the kernel it traced: carried in every recording's header.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

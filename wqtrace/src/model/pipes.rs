@@ -1,0 +1,256 @@
+//! Per-pipe state, keyed by the kernel address of the `pipe_inode_info`.
+
+use serde::Serialize;
+use wqtrace_common::Op;
+
+use super::Comm;
+use super::history::{OccHistory, RateWindow};
+use super::locks::{PipeLocks, WaitStats};
+use super::ring::Ring;
+
+/// A process seen using the pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    pub tgid: u32,
+    pub comm: Comm,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    pub events: u64,
+}
+
+/// The fds pipe2() returned to a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PipeFds {
+    pub tgid: u32,
+    pub read_fd: i32,
+    pub write_fd: i32,
+}
+
+/// Notification posts into one pipe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PostStats {
+    /// Every NotifyPosted event (lost ones included).
+    pub attempts: u64,
+    /// Posts that made it into the ring.
+    pub posted: u64,
+    /// Posts lost (`flags::LOSS`).
+    pub lost: u64,
+    pub ring_full: u64,
+    pub notes_full: u64,
+    pub filtered: u64,
+    /// Reads that consumed a buffer flagged with PIPE_BUF_FLAG_LOSS (`flags::LOSS_SEEN`).
+    pub loss_seen_by_reader: u64,
+}
+
+/// Counts for one operation (syscall) on a pipe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OpStats {
+    pub calls: u64,
+    /// Bytes moved (sum of positive returns).
+    pub bytes: u64,
+    /// Calls that returned -errno.
+    pub errors: u64,
+    /// Last -errno seen.
+    pub last_error: i64,
+}
+
+/// Rejected splices for one (operation, process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RejectionCount {
+    #[serde(serialize_with = "ser_op")]
+    pub op: Op,
+    pub tgid: u32,
+    pub comm: Comm,
+    pub count: u64,
+    pub last_ret: i64,
+}
+
+/// A keyctl(KEYCTL_WATCH_KEY) seen for the pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct WatchSeen {
+    pub ts_ns: u64,
+    pub watch_id: u32,
+    pub ret: i64,
+    pub tgid: u32,
+    pub comm: Comm,
+}
+
+fn ser_op<S: serde::Serializer>(op: &Op, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(op.name())
+}
+
+pub(crate) const MAX_OWNERS: usize = 16;
+pub(crate) const MAX_FDS: usize = 16;
+pub(crate) const MAX_REJECTION_KEYS: usize = 64;
+pub(crate) const MAX_WATCHES: usize = 32;
+pub(crate) const OPS: usize = 18;
+
+/// Everything the model knows about one pipe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipeState {
+    /// Kernel address of the pipe_inode_info (the key while the pipe lives).
+    pub addr: u64,
+    /// Inode number (`pipe:[INO]`); 0 when not seen.
+    pub ino: u64,
+    /// O_NOTIFICATION_PIPE (watch_queue attached).
+    pub notification: bool,
+    /// When pipe2() created it, if that was traced.
+    pub created_ts_ns: Option<u64>,
+    /// When it was released, if that was traced.
+    pub released_ts_ns: Option<u64>,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    /// Events about this pipe.
+    pub events: u64,
+    /// Processes seen using it (bounded), in order of first use.
+    pub owners: Vec<Owner>,
+    /// fds handed out by pipe2() (bounded).
+    pub fds: Vec<PipeFds>,
+    /// Ring size, head/tail and the per-slot picture.
+    pub ring: Ring,
+    /// `pipe->max_usage`.
+    pub max_usage: u32,
+    /// Highest occupancy seen.
+    pub max_occupancy: u32,
+    /// watch_queue notes: total, in use now, highest in use.
+    pub nr_notes: u32,
+    pub notes_in_use: u32,
+    pub max_notes_in_use: u32,
+    pub posts: PostStats,
+    /// Per operation, indexed by `Op as usize` (see [`PipeState::op_stats`]).
+    pub ops: [OpStats; OPS],
+    /// Rejected splice/tee/vmsplice, by operation and process (bounded).
+    pub rejections: Vec<RejectionCount>,
+    /// PipeWait sleeps on this pipe.
+    pub waits: WaitStats,
+    pub locks: PipeLocks,
+    pub watches: Vec<WatchSeen>,
+    /// Interleave alerts raised for this pipe.
+    pub interleaves: u64,
+    pub history: OccHistory,
+    pub rate: RateWindow,
+}
+
+impl PipeState {
+    pub(crate) fn new(addr: u64, ino: u64, ts: u64, history: OccHistory, rate: RateWindow) -> Self {
+        Self {
+            addr,
+            ino,
+            notification: false,
+            created_ts_ns: None,
+            released_ts_ns: None,
+            first_ts_ns: ts,
+            last_ts_ns: ts,
+            events: 0,
+            owners: Vec::new(),
+            fds: Vec::new(),
+            ring: Ring::default(),
+            max_usage: 0,
+            max_occupancy: 0,
+            nr_notes: 0,
+            notes_in_use: 0,
+            max_notes_in_use: 0,
+            posts: PostStats::default(),
+            ops: [OpStats::default(); OPS],
+            rejections: Vec::new(),
+            waits: WaitStats::default(),
+            locks: PipeLocks::default(),
+            watches: Vec::new(),
+            interleaves: 0,
+            history,
+            rate,
+        }
+    }
+
+    /// Whether the pipe has been released.
+    pub fn is_released(&self) -> bool {
+        self.released_ts_ns.is_some()
+    }
+
+    /// A short label: `pipe:[INO]` (or the address when the inode is unknown).
+    pub fn label(&self) -> String {
+        if self.ino != 0 {
+            format!("pipe:[{}]", self.ino)
+        } else {
+            format!("pipe@{:#x}", self.addr)
+        }
+    }
+
+    /// Current occupancy (head - tail).
+    pub fn occupancy(&self) -> u32 {
+        self.ring.occupancy()
+    }
+
+    pub fn op_stats(&self, op: Op) -> &OpStats {
+        &self.ops[op as usize]
+    }
+
+    /// Operations with at least one call, as (op, stats).
+    pub fn ops_used(&self) -> impl Iterator<Item = (Op, &OpStats)> {
+        self.ops
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.calls > 0)
+            .map(|(i, s)| (Op::from_u8(i as u8), s))
+    }
+
+    /// Total rejected splices.
+    pub fn rejected(&self) -> u64 {
+        self.rejections.iter().map(|r| r.count).sum()
+    }
+
+    pub(crate) fn touch_owner(&mut self, tgid: u32, comm: Comm, ts: u64) {
+        if tgid == 0 {
+            return;
+        }
+        if let Some(o) = self
+            .owners
+            .iter_mut()
+            .find(|o| o.tgid == tgid && o.comm == comm)
+        {
+            o.last_ts_ns = o.last_ts_ns.max(ts);
+            o.events += 1;
+        } else if self.owners.len() < MAX_OWNERS {
+            self.owners.push(Owner {
+                tgid,
+                comm,
+                first_ts_ns: ts,
+                last_ts_ns: ts,
+                events: 1,
+            });
+        }
+    }
+
+    pub(crate) fn add_fds(&mut self, tgid: u32, read_fd: i32, write_fd: i32) {
+        if read_fd < 0 && write_fd < 0 {
+            return;
+        }
+        let f = PipeFds {
+            tgid,
+            read_fd,
+            write_fd,
+        };
+        if !self.fds.contains(&f) && self.fds.len() < MAX_FDS {
+            self.fds.push(f);
+        }
+    }
+
+    pub(crate) fn add_rejection(&mut self, op: Op, tgid: u32, comm: Comm, ret: i64) {
+        if let Some(r) = self
+            .rejections
+            .iter_mut()
+            .find(|r| r.op == op && r.tgid == tgid && r.comm == comm)
+        {
+            r.count += 1;
+            r.last_ret = ret;
+        } else if self.rejections.len() < MAX_REJECTION_KEYS {
+            self.rejections.push(RejectionCount {
+                op,
+                tgid,
+                comm,
+                count: 1,
+                last_ret: ret,
+            });
+        }
+    }
+}

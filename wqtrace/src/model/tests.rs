@@ -1,0 +1,434 @@
+use wqtrace_common::{Event, EventKind, Op, flags};
+
+use super::*;
+use crate::recording::fixtures::{self, NPIPE, NPIPE_INO, PIPE_INO, POSTER, READER, SPLICER};
+
+fn ev(kind: EventKind, op: Op, ts: u64) -> Event {
+    let mut e = Event::zeroed();
+    e.kind = kind as u8;
+    e.op = op as u8;
+    e.ts_ns = ts;
+    e.pipe = 0xffff_0000_0000_1000;
+    e.ino = 77;
+    e.tid = 10;
+    e.tgid = 10;
+    e.comm = fixtures::comm("t");
+    e
+}
+
+fn ring(e: &mut Event, hb: u32, h: u32, tb: u32, t: u32, size: u32) {
+    (e.head_before, e.head, e.tail_before, e.tail, e.ring_size) = (hb, h, tb, t, size);
+}
+
+fn session() -> Model {
+    let mut m = Model::default();
+    for e in fixtures::notification_session() {
+        m.apply(&e);
+    }
+    m
+}
+
+fn slots(p: &PipeState) -> String {
+    p.ring
+        .slots()
+        .iter()
+        .map(|s| match (s.kind, s.loss) {
+            (SlotKind::Empty, _) => '.',
+            (SlotKind::Data, false) => 'd',
+            (SlotKind::Data, true) => 'D',
+            (SlotKind::Notification { .. }, false) => 'n',
+            (SlotKind::Notification { .. }, true) => 'N',
+            (SlotKind::Unknown, _) => '?',
+        })
+        .collect()
+}
+
+#[test]
+fn fixture_session_end_state() {
+    let m = session();
+    let c = m.counters();
+    assert_eq!(c.events, fixtures::notification_session().len() as u64);
+    assert_eq!(c.kind(EventKind::NotifyPosted), 6);
+    assert_eq!((c.posted, c.posts_lost), (5, 1));
+    let sorted = m.pipes_sorted(PipeOrder::Activity);
+    assert_eq!(sorted.len(), 2);
+    let np = sorted[0];
+    assert!(np.notification);
+    assert_eq!(np.ino, NPIPE_INO);
+    assert_eq!(np.addr, NPIPE);
+    assert_eq!(np.posts.posted, 5);
+    assert_eq!(np.posts.lost, 1);
+    assert_eq!(np.posts.ring_full, 1);
+    assert_eq!(np.posts.loss_seen_by_reader, 1);
+    assert_eq!(np.max_occupancy, 4);
+    assert_eq!(np.ring.size(), 4);
+    assert_eq!(np.nr_notes, 32);
+    assert_eq!(np.max_notes_in_use, 4);
+    assert_eq!(np.rejected(), 2);
+    assert_eq!(np.waits.count, 1);
+    assert_eq!(np.waits.max_ns, 1_990_000);
+    let mc = np.locks.contention(LockKind::Mutex);
+    assert_eq!(
+        (mc.count, mc.worst_ns, mc.worst_holder_tid),
+        (1, 15_000, SPLICER.tid)
+    );
+    assert_eq!(np.locks.posts_under_mutex, 1);
+    assert_eq!(np.locks.last_owner_at_post.unwrap().tid, READER.tid);
+    assert_eq!(np.locks.post_hold.count, 6);
+    assert_eq!(np.watches.len(), 1);
+    assert_eq!(np.watches[0].watch_id, 1);
+    assert_eq!(
+        np.fds,
+        [PipeFds {
+            tgid: READER.tgid,
+            read_fd: 3,
+            write_fd: 4
+        }]
+    );
+    // Posters are not owners; the reader and the splicer are.
+    let owners: Vec<_> = np.owners.iter().map(|o| o.comm.as_str()).collect();
+    assert_eq!(owners, ["wq-reader", "splicer"]);
+    assert!(np.is_released());
+    assert_eq!(np.occupancy(), 0);
+    assert_eq!(slots(np), "....");
+    // Rejections by syscall and process.
+    let r: Vec<_> = np
+        .rejections
+        .iter()
+        .map(|r| (r.op, r.comm.as_str(), r.count))
+        .collect();
+    assert_eq!(r, [(Op::Splice, "splicer", 1), (Op::Tee, "splicer", 1)]);
+    assert_eq!(m.rejections().total(), 2);
+    // The interleave: a post under the reader's mutex during its 2-slot read.
+    assert_eq!(m.interleaves().total(), 1);
+    let i = m.interleaves().iter().next().unwrap();
+    assert_eq!(
+        (i.owner_tid, i.slot, i.slots_moved, i.op),
+        (READER.tid, 0, 2, Op::Read)
+    );
+    assert_eq!(np.interleaves, 1);
+
+    let p = sorted[1];
+    assert!(!p.notification);
+    assert_eq!(p.ino, PIPE_INO);
+    assert_eq!(p.ring.size(), 8, "F_SETPIPE_SZ resize seen");
+    assert_eq!(p.op_stats(Op::Write).bytes, 4 * 4096);
+    assert_eq!(p.op_stats(Op::Read).calls, 2);
+    assert_eq!(p.waits.off_cpu, 1);
+    assert_eq!(p.locks.contention(LockKind::RdWait).count, 1);
+    assert_eq!(m.contention(LockKind::Mutex).count, 1);
+    assert_eq!(m.contention(LockKind::RdWait).count, 1);
+    assert_eq!(m.task(READER.tid).unwrap().waits.count, 1);
+    assert_eq!(m.task(POSTER.tid).unwrap().comm.as_str(), "keyctl");
+}
+
+#[test]
+fn ring_picture_through_the_session() {
+    let evs = fixtures::notification_session();
+    let mut m = Model::default();
+    let mut pictures = Vec::new();
+    for e in &evs {
+        m.apply(e);
+        if e.pipe == NPIPE && e.ring_size != 0 {
+            pictures.push(slots(m.pipe(NPIPE).unwrap()));
+        }
+    }
+    // created(16) sized(4) watched, 4 posts, loss, read 2, post, read 2, read 1.
+    assert_eq!(
+        pictures[1..].join(" "),
+        ".... .... n... nn.. nnn. nnnn nnnN ..nN n.nN n... ...."
+    );
+}
+
+#[test]
+fn every_kind_is_counted() {
+    let mut m = Model::default();
+    for k in 1..=9u8 {
+        let mut e = ev(EventKind::from_u8(k).unwrap(), Op::None, u64::from(k) * 10);
+        if k == EventKind::PipeReleased as u8 {
+            e.ts_ns = 1000;
+        }
+        m.apply(&e);
+    }
+    let mut unknown = ev(EventKind::RingOp, Op::Read, 2000);
+    unknown.kind = 42;
+    m.apply(&unknown);
+    let c = m.counters();
+    assert_eq!(c.events, 10);
+    assert!(c.per_kind[1..].iter().all(|&n| n == 1));
+    assert_eq!(c.per_kind[0], 1);
+    assert_eq!(m.time_span(), Some((10, 2000)));
+}
+
+#[test]
+fn write_read_counts_and_wrap_around_u32_max() {
+    let mut m = Model::default();
+    let start = u32::MAX - 2;
+    let mut e = ev(EventKind::RingOp, Op::Write, 1);
+    ring(&mut e, start, start.wrapping_add(5), start, start, 8);
+    e.ret = 5 * 4096;
+    m.apply(&e);
+    let p = m.pipe_by_ino(77).unwrap();
+    assert_eq!(p.occupancy(), 5);
+    assert_eq!(p.ring.head(), 2);
+    // start = 0xfffffffd → index 5, 6, 7, 0, 1.
+    assert_eq!(slots(p), "dd...ddd");
+    let mut e = ev(EventKind::RingOp, Op::Read, 2);
+    ring(&mut e, 2, 2, start, 1, 8);
+    e.ret = 4 * 4096;
+    m.apply(&e);
+    let p = m.pipe_by_ino(77).unwrap();
+    assert_eq!(p.occupancy(), 1);
+    assert_eq!(slots(p), ".d......");
+    assert_eq!(p.max_occupancy, 5);
+    assert_eq!(p.op_stats(Op::Read).bytes, 4 * 4096);
+    // A failed read counts as an error.
+    let mut e = ev(EventKind::RingOp, Op::Read, 3);
+    ring(&mut e, 2, 2, 1, 1, 8);
+    e.ret = -11;
+    m.apply(&e);
+    let s = m.pipe_by_ino(77).unwrap().op_stats(Op::Read);
+    assert_eq!((s.calls, s.errors, s.last_error), (2, 1, -11));
+}
+
+#[test]
+fn loss_flags_last_slot_and_counts() {
+    let mut m = Model::default();
+    for i in 0..2u32 {
+        let mut e = ev(EventKind::NotifyPosted, Op::Post, u64::from(i));
+        e.flags = flags::NOTIFICATION_PIPE;
+        ring(&mut e, i, i + 1, 0, 0, 2);
+        e.slot = i;
+        m.apply(&e);
+    }
+    let mut e = ev(EventKind::NotifyPosted, Op::Post, 5);
+    e.flags = flags::NOTIFICATION_PIPE | flags::LOSS | flags::RING_FULL | flags::NOTES_FULL;
+    ring(&mut e, 2, 2, 0, 0, 2);
+    m.apply(&e);
+    let p = m.pipe_by_ino(77).unwrap();
+    assert_eq!(slots(p), "nN");
+    assert_eq!(
+        (p.posts.posted, p.posts.lost, p.posts.notes_full),
+        (2, 1, 1)
+    );
+    // A filtered post changes nothing in the ring.
+    let mut e = ev(EventKind::NotifyPosted, Op::Post, 6);
+    e.flags = flags::NOTIFICATION_PIPE | flags::FILTERED;
+    ring(&mut e, 2, 2, 0, 0, 2);
+    m.apply(&e);
+    let p = m.pipe_by_ino(77).unwrap();
+    assert_eq!(slots(p), "nN");
+    assert_eq!(p.posts.filtered, 1);
+    assert_eq!(p.posts.attempts, 4);
+}
+
+#[test]
+fn watch_queue_resize_and_ring_index_wrap_for_posts() {
+    let mut m = Model::default();
+    let mut e = ev(EventKind::PipeCreated, Op::Pipe2, 1);
+    e.flags = flags::NOTIFICATION_PIPE;
+    ring(&mut e, 0, 0, 0, 0, 16);
+    m.apply(&e);
+    assert_eq!(m.pipe_by_ino(77).unwrap().ring.size(), 16);
+    let mut e = ev(EventKind::WatchQueueSized, Op::Ioctl, 2);
+    e.nr_notes = 64;
+    ring(&mut e, 0, 0, 0, 0, 2);
+    m.apply(&e);
+    let p = m.pipe_by_ino(77).unwrap();
+    assert_eq!((p.ring.size(), p.nr_notes), (2, 64));
+    // Post, read, post, post: the third post wraps to index 0.
+    let steps = [
+        (0, 1, 0, 0, 0),
+        (1, 1, 0, 1, u32::MAX),
+        (1, 2, 1, 1, 1),
+        (2, 3, 1, 1, 0),
+    ];
+    for (i, (hb, h, tb, t, slot)) in steps.into_iter().enumerate() {
+        let kind = if slot == u32::MAX {
+            EventKind::RingOp
+        } else {
+            EventKind::NotifyPosted
+        };
+        let mut e = ev(kind, Op::Post, 10 + i as u64);
+        e.flags = flags::NOTIFICATION_PIPE;
+        ring(&mut e, hb, h, tb, t, 2);
+        e.slot = slot;
+        m.apply(&e);
+    }
+    assert_eq!(slots(m.pipe_by_ino(77).unwrap()), "nn");
+}
+
+#[test]
+fn wait_and_contention_per_task() {
+    let mut m = Model::default();
+    let mut e = ev(EventKind::PipeWait, Op::WaitReadable, 5_000);
+    e.duration_ns = 3_000;
+    m.apply(&e);
+    assert_eq!(m.tasks_waiting_at(4_000).len(), 1);
+    assert!(m.tasks_waiting_at(6_000).is_empty());
+    let mut e = ev(EventKind::LockContended, Op::Write, 9_000);
+    e.flags = flags::LOCK_MUTEX;
+    e.duration_ns = 700;
+    e.owner_tid = 99;
+    e.owner_comm = fixtures::comm("holder");
+    m.apply(&e);
+    let t = m.task(10).unwrap();
+    assert_eq!(t.waits.total_ns, 3_000);
+    assert_eq!(
+        t.contention[LockKind::Mutex.idx()].worst_holder.as_str(),
+        "holder"
+    );
+    assert_eq!(m.waits().count, 1);
+}
+
+#[test]
+fn interleave_needs_multi_slot_op_of_the_owner() {
+    let mut m = Model::default();
+    let mut post = ev(EventKind::NotifyPosted, Op::Post, 1);
+    post.flags = flags::NOTIFICATION_PIPE | flags::MUTEX_HELD;
+    post.owner_tid = 10;
+    post.tid = 20;
+    ring(&mut post, 0, 1, 0, 0, 4);
+    post.slot = 0;
+    m.apply(&post);
+    // A one-slot read by the owner: no alert, and the pending post is consumed.
+    let mut rd = ev(EventKind::RingOp, Op::Read, 2);
+    ring(&mut rd, 1, 1, 0, 1, 4);
+    m.apply(&rd);
+    assert_eq!(m.interleaves().total(), 0);
+    // Another post, then a 2-slot op by someone else (no alert) and by the owner (alert).
+    post.ts_ns = 3;
+    ring(&mut post, 1, 2, 1, 1, 4);
+    post.slot = 1;
+    m.apply(&post);
+    let mut other = ev(EventKind::RingOp, Op::Read, 4);
+    other.tid = 30;
+    ring(&mut other, 2, 2, 1, 1, 4);
+    m.apply(&other);
+    assert_eq!(m.interleaves().total(), 0);
+    let mut rd = ev(EventKind::RingOp, Op::Read, 5);
+    ring(&mut rd, 3, 3, 1, 3, 4);
+    m.apply(&rd);
+    assert_eq!(m.interleaves().total(), 1);
+    // Pending posts expire.
+    post.ts_ns = 10;
+    m.apply(&post);
+    let mut late = ev(EventKind::RingOp, Op::Read, 10 + 2 * alerts::PENDING_TTL_NS);
+    ring(&mut late, 3, 3, 1, 3, 4);
+    m.apply(&ev(
+        EventKind::PipeWait,
+        Op::Read,
+        10 + 2 * alerts::PENDING_TTL_NS,
+    ));
+    m.apply(&late);
+    assert_eq!(m.interleaves().total(), 1);
+}
+
+#[test]
+fn address_reuse_retires_old_pipe() {
+    let mut m = Model::default();
+    let mut c = ev(EventKind::PipeCreated, Op::Pipe2, 1);
+    m.apply(&c);
+    m.apply(&ev(EventKind::PipeReleased, Op::Close, 2));
+    c.ts_ns = 3;
+    c.ino = 78;
+    m.apply(&c);
+    assert_eq!(m.pipes().count(), 1);
+    assert_eq!(m.retired_pipes().count(), 1);
+    assert_eq!(m.pipe(c.pipe).unwrap().ino, 78);
+    assert!(m.pipe_by_ino(77).is_none());
+    assert_eq!(m.all_pipes_sorted(PipeOrder::Ino).len(), 2);
+}
+
+#[test]
+fn bounded_pipes_evict_released_first() {
+    let cfg = ModelConfig {
+        max_pipes: 4,
+        max_retired: 2,
+        ..ModelConfig::default()
+    };
+    let mut m = Model::new(cfg);
+    for i in 0..4u64 {
+        let mut e = ev(EventKind::PipeCreated, Op::Pipe2, 10 + i);
+        e.pipe = 0x1000 + i;
+        e.ino = 100 + i;
+        m.apply(&e);
+    }
+    let mut r = ev(EventKind::PipeReleased, Op::Close, 20);
+    r.pipe = 0x1002;
+    r.ino = 102;
+    m.apply(&r);
+    for i in 4..10u64 {
+        let mut e = ev(EventKind::PipeCreated, Op::Pipe2, 30 + i);
+        e.pipe = 0x1000 + i;
+        e.ino = 100 + i;
+        m.apply(&e);
+        assert!(m.pipes().count() <= 4);
+    }
+    assert!(m.pipe(0x1002).is_none(), "released pipe evicted first");
+    assert!(m.pipe(0x1009).is_some());
+    assert_eq!(m.retired_pipes().count(), 2);
+    assert_eq!(m.counters().evicted_pipes, 6);
+}
+
+#[test]
+fn bounded_tasks_and_history() {
+    let cfg = ModelConfig {
+        max_tasks: 16,
+        history_len: 8,
+        history_bucket_ns: 1,
+        ..ModelConfig::default()
+    };
+    let mut m = Model::new(cfg);
+    for i in 0..1000u32 {
+        let mut e = ev(EventKind::RingOp, Op::Write, u64::from(i));
+        e.tid = i + 1;
+        ring(&mut e, i, i + 1, 0, 0, 4096 * 4);
+        m.apply(&e);
+    }
+    assert!(m.tasks_sorted().len() <= 16);
+    let p = m.pipe_by_ino(77).unwrap();
+    assert_eq!(p.history.samples().len(), 8);
+    assert!(p.ring.slots().is_empty(), "huge ring: no picture");
+    assert_eq!(p.occupancy(), 1000);
+}
+
+#[test]
+fn events_without_pipe_are_counted_not_keyed() {
+    let mut m = Model::default();
+    let mut e = ev(EventKind::LockContended, Op::None, 1);
+    e.pipe = 0;
+    e.ino = 0;
+    e.duration_ns = 5;
+    m.apply(&e);
+    assert_eq!(m.counters().no_pipe, 1);
+    assert_eq!(m.contention(LockKind::RdWait).count, 1);
+    assert_eq!(m.pipes().count(), 0);
+}
+
+#[test]
+fn sorting_puts_notification_pipes_first() {
+    let mut m = Model::default();
+    for (i, notif) in [(0u64, false), (1, true), (2, false)] {
+        let mut e = ev(EventKind::PipeCreated, Op::Pipe2, 100 - i);
+        e.pipe = 0x2000 + i;
+        e.ino = 200 + i;
+        if notif {
+            e.flags = flags::NOTIFICATION_PIPE;
+        }
+        m.apply(&e);
+    }
+    let v: Vec<u64> = m
+        .pipes_sorted(PipeOrder::Activity)
+        .iter()
+        .map(|p| p.ino)
+        .collect();
+    assert_eq!(v, [201, 200, 202]);
+    let v: Vec<u64> = m
+        .pipes_sorted(PipeOrder::Ino)
+        .iter()
+        .map(|p| p.ino)
+        .collect();
+    assert_eq!(v, [201, 200, 202]);
+    assert!(m.events_per_sec() > 0.0);
+}

@@ -1,0 +1,618 @@
+//! The recording file format (`wqtrace record -o FILE`).
+//!
+//! ```text
+//! file    = header chunk* [trailer]
+//! header  = MAGIC(8) version:u32le json_len:u32le json_crc32:u32le json(HeaderJson)
+//! chunk   = SYNC(4) type:u8 len:u32le crc32:u32le payload(len)
+//!           crc32 covers type, len and payload
+//! events  = (type 1) count first_index base_ts lost (varints) codec-encoded events
+//! trailer = (type 2) JSON Trailer, written on a clean stop; readers never require it
+//! ```
+//!
+//! Chunks are self-contained (see [`codec`]), written whole with one `write` and flushed every
+//! [`FLUSH_INTERVAL`] or [`FLUSH_BYTES`], so a crash or a full disk loses at most the chunk in
+//! flight. A reader that meets damage (bad CRC, garbage, truncation) warns, then scans for the
+//! next valid chunk: `first_index` tells it exactly how many events the damage cost.
+
+pub mod codec;
+pub mod fixtures;
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use wqtrace_common::Event;
+
+use crate::source::SessionMeta;
+
+/// First bytes of every recording (PNG-style: catches text-mode and 7-bit mangling).
+pub const MAGIC: [u8; 8] = *b"\x89WQT\r\n\x1a\n";
+/// Format version this build writes; it reads every version up to this one.
+pub const FORMAT_VERSION: u32 = 1;
+/// Marks the start of each chunk, so a reader can resynchronise after damage.
+pub const SYNC: [u8; 4] = *b"\xc7WQC";
+pub const CHUNK_EVENTS: u8 = 1;
+pub const CHUNK_TRAILER: u8 = 2;
+/// Larger chunks are treated as damage.
+pub const MAX_CHUNK: u32 = 16 << 20;
+/// A chunk is cut at this many encoded bytes…
+pub const FLUSH_BYTES: usize = 64 * 1024;
+/// …or when the oldest unwritten event is this old.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+const FRAME_LEN: usize = 4 + 1 + 4 + 4;
+const MAX_HEADER: u32 = 1 << 20;
+
+/// The JSON header: the session metadata plus how the recording was made.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Header {
+    pub meta: SessionMeta,
+    #[serde(default)]
+    pub wqtrace_version: String,
+    /// Wall-clock time the recording started, ns since the Unix epoch.
+    #[serde(default)]
+    pub created_unix_ns: i64,
+    /// The command `record` ran (`-- CMD…`), if any.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// The probe filters, as given on the command line.
+    #[serde(default)]
+    pub filters: Vec<String>,
+}
+
+/// Totals written when a recording stops cleanly.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Trailer {
+    pub events: u64,
+    pub lost: u64,
+    pub chunks: u64,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    /// "duration", "command", "signal", "source".
+    #[serde(default)]
+    pub stop_reason: String,
+}
+
+/// Why a file cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("not a wqtrace recording (bad magic)")]
+    BadMagic,
+    #[error("not a wqtrace recording (empty file)")]
+    Empty,
+    #[error(
+        "recorded by a newer wqtrace (format version {found}; this build reads up to {FORMAT_VERSION})"
+    )]
+    TooNew { found: u32 },
+    #[error("damaged header ({0})")]
+    BadHeader(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Writes a recording chunk by chunk.
+pub struct Writer<W: Write> {
+    out: W,
+    enc: codec::ChunkEncoder,
+    events: u64,
+    chunks: u64,
+    bytes: u64,
+    lost: u64,
+    lost_written: u64,
+    first_ts: Option<u64>,
+    last_ts: u64,
+    oldest_pending: Option<Instant>,
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(FRAME_LEN + payload.len());
+    f.extend_from_slice(&SYNC);
+    f.push(kind);
+    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&f[4..9]);
+    h.update(payload);
+    f.extend_from_slice(&h.finalize().to_le_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the file header.
+    pub fn new(mut out: W, header: &Header) -> io::Result<Self> {
+        let json = serde_json::to_vec(header).map_err(io::Error::other)?;
+        let mut b = Vec::with_capacity(20 + json.len());
+        b.extend_from_slice(&MAGIC);
+        b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        b.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
+        b.extend_from_slice(&json);
+        out.write_all(&b)?;
+        out.flush()?;
+        Ok(Self {
+            out,
+            enc: codec::ChunkEncoder::new(),
+            events: 0,
+            chunks: 0,
+            bytes: b.len() as u64,
+            lost: 0,
+            lost_written: 0,
+            first_ts: None,
+            last_ts: 0,
+            oldest_pending: None,
+        })
+    }
+
+    /// Adds one event; writes a chunk when [`FLUSH_BYTES`] are pending.
+    pub fn push(&mut self, e: &Event) -> io::Result<()> {
+        self.enc.push(e);
+        self.events += 1;
+        self.first_ts.get_or_insert(e.ts_ns);
+        self.last_ts = e.ts_ns;
+        self.oldest_pending.get_or_insert_with(Instant::now);
+        if self.enc.len() >= FLUSH_BYTES {
+            self.flush_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// The source's cumulative lost-event count; carried by the next chunk.
+    pub fn set_lost(&mut self, lost: u64) {
+        self.lost = lost;
+    }
+
+    /// Writes the pending chunk if its oldest event is older than [`FLUSH_INTERVAL`] (or the
+    /// lost count changed).
+    pub fn maybe_flush(&mut self) -> io::Result<()> {
+        let due = self
+            .oldest_pending
+            .is_some_and(|t| t.elapsed() >= FLUSH_INTERVAL);
+        if due || (self.enc.is_empty() && self.lost != self.lost_written) {
+            self.flush_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending events (if any) as one chunk.
+    pub fn flush_chunk(&mut self) -> io::Result<()> {
+        if self.enc.is_empty() && self.lost == self.lost_written {
+            return Ok(());
+        }
+        let first_index = self.events - self.enc.count();
+        let (n, base_ts, body) = self.enc.take();
+        let mut payload = Vec::with_capacity(body.len() + 24);
+        codec::put_varint(&mut payload, n);
+        codec::put_varint(&mut payload, first_index);
+        codec::put_varint(&mut payload, base_ts);
+        codec::put_varint(&mut payload, self.lost);
+        payload.extend_from_slice(&body);
+        let f = frame(CHUNK_EVENTS, &payload);
+        self.oldest_pending = None;
+        self.lost_written = self.lost;
+        self.out.write_all(&f)?;
+        self.out.flush()?;
+        self.bytes += f.len() as u64;
+        self.chunks += 1;
+        Ok(())
+    }
+
+    /// Events pushed so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Bytes written to the file so far (pending events not included).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Flushes, writes the trailer and returns the inner writer.
+    pub fn finish(mut self, stop_reason: &str) -> io::Result<(W, Trailer)> {
+        self.flush_chunk()?;
+        let t = Trailer {
+            events: self.events,
+            lost: self.lost,
+            chunks: self.chunks,
+            first_ts_ns: self.first_ts.unwrap_or(0),
+            last_ts_ns: self.last_ts,
+            stop_reason: stop_reason.to_string(),
+        };
+        let f = frame(
+            CHUNK_TRAILER,
+            &serde_json::to_vec(&t).map_err(io::Error::other)?,
+        );
+        self.out.write_all(&f)?;
+        self.out.flush()?;
+        self.bytes += f.len() as u64;
+        Ok((self.out, t))
+    }
+}
+
+/// One decoded chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chunk {
+    Events {
+        /// File offset of the chunk's frame.
+        offset: u64,
+        /// Index of the first event in the whole recording.
+        first_index: u64,
+        /// Cumulative events the tracer lost when this chunk was written.
+        lost: u64,
+        events: Vec<Event>,
+    },
+    Trailer(Trailer),
+}
+
+/// Where a chunk is, for seeking (see [`Reader::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub offset: u64,
+    pub first_index: u64,
+    pub count: u64,
+    pub base_ts: u64,
+}
+
+/// Reads a recording, surviving damage.
+pub struct Reader<R> {
+    r: R,
+    header: Header,
+    version: u32,
+    /// Bytes read from `r` but not consumed, starting at file offset `buf_off`.
+    buf: Vec<u8>,
+    start: usize,
+    buf_off: u64,
+    eof: bool,
+    warnings: Vec<String>,
+    /// Events expected next (first_index of the next chunk when nothing was lost).
+    next_index: u64,
+    damaged_events: u64,
+    tracer_lost: u64,
+    trailer: Option<Trailer>,
+}
+
+/// What [`Reader::parse_frame`] found at a position.
+enum Frame {
+    Ok {
+        kind: u8,
+        len: usize,
+    },
+    /// Not enough bytes (EOF inside the frame).
+    Short,
+    Bad(&'static str),
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads and checks the header.
+    pub fn new(mut r: R) -> Result<Self, FormatError> {
+        let mut fixed = [0u8; 20];
+        let n = read_full(&mut r, &mut fixed)?;
+        if n == 0 {
+            return Err(FormatError::Empty);
+        }
+        if n < 8 || fixed[..8] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        if n < 20 {
+            return Err(FormatError::BadHeader("file ends inside the header".into()));
+        }
+        let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap());
+        if version > FORMAT_VERSION {
+            return Err(FormatError::TooNew { found: version });
+        }
+        if version == 0 {
+            return Err(FormatError::BadHeader("format version 0".into()));
+        }
+        let len = u32::from_le_bytes(fixed[12..16].try_into().unwrap());
+        let crc = u32::from_le_bytes(fixed[16..20].try_into().unwrap());
+        if len > MAX_HEADER {
+            return Err(FormatError::BadHeader(format!("header length {len}")));
+        }
+        let mut json = vec![0u8; len as usize];
+        if read_full(&mut r, &mut json)? < json.len() {
+            return Err(FormatError::BadHeader("file ends inside the header".into()));
+        }
+        if crc32fast::hash(&json) != crc {
+            return Err(FormatError::BadHeader("checksum mismatch".into()));
+        }
+        let header: Header = serde_json::from_slice(&json)
+            .map_err(|e| FormatError::BadHeader(format!("invalid JSON: {e}")))?;
+        Ok(Self {
+            r,
+            header,
+            version,
+            buf: Vec::new(),
+            start: 0,
+            buf_off: 20 + u64::from(len),
+            eof: false,
+            warnings: Vec::new(),
+            next_index: 0,
+            damaged_events: 0,
+            tracer_lost: 0,
+            trailer: None,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The trailer, once read (clean recordings only).
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.trailer.as_ref()
+    }
+
+    /// Damage found so far, one human sentence each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Removes and returns the warnings found so far.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Events lost by the tracer (ring buffer full) as of the last chunk read.
+    pub fn tracer_lost(&self) -> u64 {
+        self.tracer_lost
+    }
+
+    /// Events known to be lost to file damage (between two good chunks).
+    pub fn damaged_events(&self) -> u64 {
+        self.damaged_events
+    }
+
+    fn offset(&self) -> u64 {
+        self.buf_off + self.start as u64
+    }
+
+    /// Makes at least `n` bytes available from `start`; false at EOF.
+    fn fill(&mut self, n: usize) -> io::Result<bool> {
+        while self.buf.len() - self.start < n {
+            if self.eof {
+                return Ok(false);
+            }
+            if self.start > 0 && self.start >= self.buf.len() / 2 {
+                self.buf.drain(..self.start);
+                self.buf_off += self.start as u64;
+                self.start = 0;
+            }
+            let want = (n - (self.buf.len() - self.start)).max(64 * 1024);
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            let got = read_full(&mut self.r, &mut self.buf[old..])?;
+            self.buf.truncate(old + got);
+            if got < want {
+                self.eof = true;
+            }
+        }
+        Ok(true)
+    }
+
+    fn parse_frame(&mut self) -> io::Result<Frame> {
+        if !self.fill(FRAME_LEN)? {
+            return Ok(Frame::Short);
+        }
+        let b = &self.buf[self.start..];
+        if b[..4] != SYNC {
+            return Ok(Frame::Bad("no chunk marker"));
+        }
+        let kind = b[4];
+        let len = u32::from_le_bytes(b[5..9].try_into().unwrap());
+        let crc = u32::from_le_bytes(b[9..13].try_into().unwrap());
+        if len > MAX_CHUNK {
+            return Ok(Frame::Bad("impossible chunk length"));
+        }
+        if !self.fill(FRAME_LEN + len as usize)? {
+            return Ok(Frame::Short);
+        }
+        let b = &self.buf[self.start..];
+        let mut h = crc32fast::Hasher::new();
+        h.update(&b[4..9]);
+        h.update(&b[FRAME_LEN..FRAME_LEN + len as usize]);
+        if h.finalize() != crc {
+            return Ok(Frame::Bad("checksum mismatch"));
+        }
+        Ok(Frame::Ok {
+            kind,
+            len: len as usize,
+        })
+    }
+
+    /// Scans forward from a damaged position to the next frame that checks out.
+    /// Returns the number of bytes skipped, or None at EOF.
+    fn resync(&mut self) -> io::Result<Option<u64>> {
+        let from = self.offset();
+        loop {
+            self.start += 1;
+            // Find the next marker candidate.
+            loop {
+                if !self.fill(4)? {
+                    self.start = self.buf.len();
+                    return Ok(None);
+                }
+                let hay = &self.buf[self.start..];
+                match hay.windows(4).position(|w| w == SYNC) {
+                    Some(p) => {
+                        self.start += p;
+                        break;
+                    }
+                    None => self.start = self.buf.len() - 3,
+                }
+            }
+            match self.parse_frame()? {
+                Frame::Ok { .. } => return Ok(Some(self.offset() - from)),
+                Frame::Short | Frame::Bad(_) => continue,
+            }
+        }
+    }
+
+    /// The next good chunk, or None at the end. Damage becomes a warning (see
+    /// [`Reader::warnings`]); only I/O errors are errors.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        loop {
+            if self.trailer.is_some() && !self.fill(1)? {
+                return Ok(None);
+            }
+            let at = self.offset();
+            let (kind, len) = match self.parse_frame()? {
+                Frame::Ok { kind, len } => (kind, len),
+                Frame::Short => {
+                    let rest = self.buf.len() - self.start;
+                    if rest > 0 {
+                        self.warnings.push(format!(
+                            "truncated at byte {at}: the last {rest} bytes (an incomplete chunk) were ignored"
+                        ));
+                        self.start = self.buf.len();
+                    }
+                    return Ok(None);
+                }
+                Frame::Bad(why) => {
+                    match self.resync()? {
+                        Some(skipped) => self.warnings.push(format!(
+                            "damaged data at byte {at} ({why}): skipped {skipped} bytes"
+                        )),
+                        None => {
+                            self.warnings.push(format!(
+                                "damaged data at byte {at} ({why}): the rest of the file was ignored"
+                            ));
+                            return Ok(None);
+                        }
+                    }
+                    continue;
+                }
+            };
+            let p0 = self.start + FRAME_LEN;
+            let payload = self.buf[p0..p0 + len].to_vec();
+            self.start = p0 + len;
+            match kind {
+                CHUNK_EVENTS => match self.decode_events_chunk(at, &payload) {
+                    Ok(c) => return Ok(Some(c)),
+                    Err(e) => {
+                        self.warnings
+                            .push(format!("chunk at byte {at} ignored: {e}"));
+                        continue;
+                    }
+                },
+                CHUNK_TRAILER => match serde_json::from_slice::<Trailer>(&payload) {
+                    Ok(t) => {
+                        self.trailer = Some(t.clone());
+                        return Ok(Some(Chunk::Trailer(t)));
+                    }
+                    Err(e) => {
+                        self.warnings
+                            .push(format!("trailer at byte {at} ignored: {e}"));
+                        continue;
+                    }
+                },
+                // Unknown chunk types (a later minor addition) are skipped silently.
+                _ => continue,
+            }
+        }
+    }
+
+    fn decode_events_chunk(
+        &mut self,
+        offset: u64,
+        payload: &[u8],
+    ) -> Result<Chunk, codec::DecodeError> {
+        let mut c = codec::Cursor::new(payload);
+        let n = c.varint()?;
+        let first_index = c.varint()?;
+        let base_ts = c.varint()?;
+        let lost = c.varint()?;
+        // An event takes at least 5 bytes: refuse absurd counts before allocating.
+        if n > payload.len() as u64 {
+            return Err(codec::DecodeError("event count larger than the chunk"));
+        }
+        let hdr = payload.len() - c.remaining();
+        let mut events = Vec::with_capacity(n as usize);
+        codec::decode_events(&payload[hdr..], n, base_ts, &mut events)?;
+        if first_index > self.next_index {
+            let gap = first_index - self.next_index;
+            self.damaged_events += gap;
+            self.warnings
+                .push(format!("{gap} events lost to damage before byte {offset}"));
+        }
+        self.next_index = first_index + n;
+        self.tracer_lost = self.tracer_lost.max(lost);
+        Ok(Chunk::Events {
+            offset,
+            first_index,
+            lost,
+            events,
+        })
+    }
+
+    /// Reads the rest of the file and returns where each events chunk is.
+    pub fn index(&mut self) -> io::Result<Vec<ChunkInfo>> {
+        let mut v = Vec::new();
+        while let Some(c) = self.next_chunk()? {
+            if let Chunk::Events {
+                offset,
+                first_index,
+                events,
+                ..
+            } = c
+            {
+                v.push(ChunkInfo {
+                    offset,
+                    first_index,
+                    count: events.len() as u64,
+                    base_ts: events.first().map_or(0, |e| e.ts_ns),
+                });
+            }
+        }
+        Ok(v)
+    }
+
+    /// Reads every remaining event (tests, small files).
+    pub fn read_all(&mut self) -> io::Result<Vec<Event>> {
+        let mut all = Vec::new();
+        while let Some(c) = self.next_chunk()? {
+            if let Chunk::Events { events, .. } = c {
+                all.extend(events);
+            }
+        }
+        Ok(all)
+    }
+}
+
+impl<R: Read + Seek> Reader<R> {
+    /// Continues reading at the chunk that starts at `offset` (from [`Reader::index`]).
+    pub fn seek_to(&mut self, offset: u64, first_index: u64) -> io::Result<()> {
+        self.r.seek(SeekFrom::Start(offset))?;
+        self.buf.clear();
+        self.start = 0;
+        self.buf_off = offset;
+        self.eof = false;
+        self.next_index = first_index;
+        self.trailer = None;
+        Ok(())
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Encodes `events` as a complete in-memory recording (tests, fixtures, benchmarks).
+pub fn encode_to_vec(header: &Header, events: &[Event], lost: u64) -> Vec<u8> {
+    let mut w = Writer::new(Vec::new(), header).expect("Vec writes do not fail");
+    for e in events {
+        w.push(e).expect("Vec writes do not fail");
+    }
+    w.set_lost(lost);
+    w.finish("source").expect("Vec writes do not fail").0
+}

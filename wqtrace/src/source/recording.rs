@@ -1,0 +1,1 @@
+//! Reading events back from a recording file (see [`crate::recording`]).
