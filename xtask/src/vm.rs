@@ -114,7 +114,7 @@ fn prebuilt_in(dir: &Path, series: &str) -> Option<PathBuf> {
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "mount", "umount", "mkdir", "cat", "echo", "chroot", "poweroff", "sleep", "ls", "cut",
-    "setsid", "dmesg", "sync",
+    "setsid", "dmesg", "sync", "stty",
 ];
 /// Bump when the layout below changes.
 const INITRAMFS_FORMAT: u32 = 1;
@@ -394,7 +394,10 @@ fn write_script(opts: &RunOpts, interactive: bool) -> anyhow::Result<PathBuf> {
         util::shell_quote(&root.to_string_lossy())
     );
     let cmd: Vec<String> = opts.cmd.iter().map(|a| util::shell_quote(a)).collect();
-    s += &format!("exec {}\n", cmd.join(" "));
+    s += &format!("{}\nrc=$?\n", cmd.join(" "));
+    // This shell may lead the session of the serial tty (interactive): when it exits, the kernel
+    // hangs the tty up and drops unsent output. stty sets modes with TCSADRAIN: wait for it.
+    s += "stty echo 2>/dev/null\nexit $rc\n";
     let path = util::vm_dir()?.join(format!("run-{}.sh", std::process::id()));
     std::fs::write(&path, s)?;
     Ok(path)
@@ -448,8 +451,9 @@ fn boot(
         .arg(format!("file:{}", dmesg_path.display()));
     c.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
     c.arg("-append").arg(format!(
-        "console=ttyS0 quiet loglevel=3 panic=-1 wq.work={root_s} wq.run={}",
-        script.display()
+        "console=ttyS0 quiet loglevel=3 panic=-1 wq.work={root_s} wq.run={} wq.tty={}",
+        script.display(),
+        u8::from(interactive)
     ));
     c.args([
         "-virtfs",
