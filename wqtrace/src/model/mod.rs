@@ -469,7 +469,12 @@ impl Model {
                 });
             }
             EventKind::PipeReleased => {
-                p.released_ts_ns = Some(ts);
+                if e.op() == Op::Close {
+                    // One fd closed; the pipe lives on while other fds or references remain.
+                    p.fd_closes += 1;
+                } else {
+                    p.released_ts_ns = Some(ts);
+                }
             }
         }
         if ring_valid && !matches!(kind, EventKind::RingOp | EventKind::NotifyPosted) {

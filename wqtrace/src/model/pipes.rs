@@ -96,8 +96,10 @@ pub struct PipeState {
     pub notification: bool,
     /// When pipe2() created it, if that was traced.
     pub created_ts_ns: Option<u64>,
-    /// When it was released, if that was traced.
+    /// When the kernel freed it (`PipeReleased` with `op` None), if that was traced.
     pub released_ts_ns: Option<u64>,
+    /// fds closed (`PipeReleased` with `op` Close).
+    pub fd_closes: u64,
     pub first_ts_ns: u64,
     pub last_ts_ns: u64,
     /// Events about this pipe.
@@ -139,6 +141,7 @@ impl PipeState {
             notification: false,
             created_ts_ns: None,
             released_ts_ns: None,
+            fd_closes: 0,
             first_ts_ns: ts,
             last_ts_ns: ts,
             events: 0,

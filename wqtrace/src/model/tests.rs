@@ -89,6 +89,7 @@ fn fixture_session_end_state() {
     let owners: Vec<_> = np.owners.iter().map(|o| o.comm.as_str()).collect();
     assert_eq!(owners, ["wq-reader", "splicer"]);
     assert!(np.is_released());
+    assert_eq!(np.fd_closes, 1);
     assert_eq!(np.occupancy(), 0);
     assert_eq!(slots(np), "....");
     // Rejections by syscall and process.
@@ -330,6 +331,11 @@ fn address_reuse_retires_old_pipe() {
     let mut c = ev(EventKind::PipeCreated, Op::Pipe2, 1);
     m.apply(&c);
     m.apply(&ev(EventKind::PipeReleased, Op::Close, 2));
+    assert!(
+        !m.pipe_by_ino(77).unwrap().is_released(),
+        "an fd close is not the end"
+    );
+    m.apply(&ev(EventKind::PipeReleased, Op::None, 2));
     c.ts_ns = 3;
     c.ino = 78;
     m.apply(&c);
@@ -354,7 +360,7 @@ fn bounded_pipes_evict_released_first() {
         e.ino = 100 + i;
         m.apply(&e);
     }
-    let mut r = ev(EventKind::PipeReleased, Op::Close, 20);
+    let mut r = ev(EventKind::PipeReleased, Op::None, 20);
     r.pipe = 0x1002;
     r.ino = 102;
     m.apply(&r);

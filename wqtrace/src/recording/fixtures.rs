@@ -299,9 +299,12 @@ pub fn notification_session() -> Vec<Event> {
     e.ret = 3 * 4096;
     b.push(e);
 
-    let e = np(&mut b, 5_000_000, PipeReleased, Op::Close, READER);
+    let mut e = np(&mut b, 4_000_000, PipeReleased, Op::Close, READER);
+    e.fd_in = 4;
     b.push(e);
-    let e = p(&mut b, 10_000, PipeReleased, Op::Close, CONSUMER);
+    let e = np(&mut b, 1_000_000, PipeReleased, Op::None, READER);
+    b.push(e);
+    let e = p(&mut b, 10_000, PipeReleased, Op::None, CONSUMER);
     b.push(e);
     b.events
 }

@@ -1,10 +1,349 @@
-//! `wqtrace record` (not implemented yet).
+//! `wqtrace record -o FILE [-d SECS] [filters] [-- CMD…]`: events to a recording file.
+//!
+//! The file is written chunk by chunk (see [`crate::recording`]): a crash, SIGKILL or a full
+//! disk loses at most the last 100 ms / 64 KiB. SIGINT/SIGTERM, `-d` and the end of `CMD` stop
+//! cleanly and write the trailer.
 
-use std::process::ExitCode;
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, ExitStatus};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, Result, anyhow};
+use wqtrace_common::{ABI_VERSION, Event};
+
+use crate::cli::ProbeOpts;
+use crate::recording::{Header, Writer};
+use crate::source::{EventSource, SessionMeta, live::LiveSource};
+use crate::{kernel, stop};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub probe: ProbeOpts,
+    /// Write the recording here (replaced if it exists).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after SECS seconds.
+    #[arg(short = 'd', long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// No progress line on stderr (the final summary is still printed).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Testing aid: record N synthetic events instead of loading the probes.
+    #[arg(long, hide = true, value_name = "N")]
+    pub synthetic: Option<usize>,
+    /// Testing aid: pace --synthetic events at this many per second.
+    #[arg(long, hide = true, value_name = "PER_SEC")]
+    pub synthetic_rate: Option<f64>,
+    /// Run this command once the probes are attached, and stop when it exits.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`wqtrace record` is not implemented yet")
+/// Why recording stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Duration,
+    Command(Option<i32>),
+    Signal,
+    /// The source ran dry (recordings, synthetic sources).
+    SourceEnded,
+}
+
+impl StopReason {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StopReason::Duration => "duration",
+            StopReason::Command(_) => "command",
+            StopReason::Signal => "signal",
+            StopReason::SourceEnded => "source",
+        }
+    }
+}
+
+/// Progress reporting on stderr.
+pub struct Progress {
+    tty: bool,
+    quiet: bool,
+    last: Instant,
+    last_events: u64,
+    printed: bool,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            quiet,
+            last: now,
+            last_events: 0,
+            printed: false,
+        }
+    }
+
+    fn update(&mut self, events: u64, lost: u64, bytes: u64) {
+        let every = if self.tty {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(5)
+        };
+        if self.quiet || self.last.elapsed() < every {
+            return;
+        }
+        let dt = self.last.elapsed().as_secs_f64();
+        let rate = (events - self.last_events) as f64 / dt;
+        self.last = Instant::now();
+        self.last_events = events;
+        let line = format!(
+            "wqtrace: recording: {events} events, {lost} lost, {}, {rate:.0} ev/s",
+            human_bytes(bytes)
+        );
+        if self.tty {
+            eprint!("\r\x1b[K{line}");
+            self.printed = true;
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.printed {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+pub fn human_bytes(b: u64) -> String {
+    match b {
+        0..1024 => format!("{b} B"),
+        1024..1_048_576 => format!("{:.1} KiB", b as f64 / 1024.0),
+        _ => format!("{:.1} MiB", b as f64 / 1_048_576.0),
+    }
+}
+
+/// Turns a write error into the one-line message users see.
+fn write_error(path: &Path, events: u64, e: std::io::Error) -> anyhow::Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        anyhow!(
+            "{}: disk full (no space left on device) after {events} events; the recording is readable up to its last complete chunk",
+            path.display()
+        )
+    } else {
+        anyhow!(
+            "{}: write failed after {events} events: {e}",
+            path.display()
+        )
+    }
+}
+
+/// The loop shared by the live and synthetic paths: pulls batches from `src` into `w` until a
+/// signal, the deadline, the end of `child` or the end of the source.
+pub fn record_loop<S: EventSource + ?Sized, W: Write>(
+    src: &mut S,
+    w: &mut Writer<W>,
+    path: &Path,
+    mut child: Option<&mut Child>,
+    deadline: Option<Instant>,
+    progress: &mut Progress,
+) -> Result<StopReason> {
+    let mut batch: Vec<Event> = Vec::with_capacity(4096);
+    let reason = loop {
+        if stop::requested() {
+            break StopReason::Signal;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break StopReason::Duration;
+        }
+        if let Some(c) = child.as_deref_mut()
+            && let Some(status) = c.try_wait().context("waiting for the command")?
+        {
+            break StopReason::Command(exit_code(status));
+        }
+        batch.clear();
+        let more = src.next_batch(&mut batch, Duration::from_millis(50))?;
+        push_all(w, &batch, src.lost(), path)?;
+        progress.update(w.events(), src.lost(), w.bytes());
+        if !more {
+            break StopReason::SourceEnded;
+        }
+    };
+    if reason != StopReason::SourceEnded {
+        // What the kernel already produced belongs to the recording.
+        batch.clear();
+        src.next_batch(&mut batch, Duration::ZERO)?;
+        push_all(w, &batch, src.lost(), path)?;
+    }
+    progress.finish();
+    Ok(reason)
+}
+
+fn push_all<W: Write>(w: &mut Writer<W>, batch: &[Event], lost: u64, path: &Path) -> Result<()> {
+    for e in batch {
+        w.push(e)
+            .map_err(|err| write_error(path, w.events(), err))?;
+    }
+    w.set_lost(lost);
+    w.maybe_flush()
+        .map_err(|err| write_error(path, w.events(), err))
+}
+
+fn exit_code(s: ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().or_else(|| s.signal().map(|sig| 128 + sig))
+}
+
+/// Synthetic events, optionally paced like a live source (never "ends" until exhausted).
+struct Synthetic {
+    meta: SessionMeta,
+    events: std::vec::IntoIter<Event>,
+    rate: Option<f64>,
+    start: Instant,
+    emitted: u64,
+}
+
+impl EventSource for Synthetic {
+    fn next_batch(&mut self, out: &mut Vec<Event>, timeout: Duration) -> Result<bool> {
+        let due = match self.rate {
+            None => u64::MAX,
+            Some(r) => (self.start.elapsed().as_secs_f64() * r) as u64,
+        };
+        let n = due.saturating_sub(self.emitted).min(4096) as usize;
+        if n == 0 {
+            std::thread::sleep(timeout.min(Duration::from_millis(10)));
+        }
+        let before = out.len();
+        out.extend(self.events.by_ref().take(n));
+        let got = out.len() - before;
+        self.emitted += got as u64;
+        Ok(got > 0 || (n == 0 && self.events.len() > 0))
+    }
+
+    fn lost(&self) -> u64 {
+        0
+    }
+
+    fn meta(&self) -> &SessionMeta {
+        &self.meta
+    }
+}
+
+fn filters(p: &ProbeOpts) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(pid) = p.pid {
+        v.push(format!("pid={pid}"));
+    }
+    if let Some(c) = &p.comm {
+        v.push(format!("comm={c}"));
+    }
+    if let Some(i) = p.pipe {
+        v.push(format!("pipe={i}"));
+    }
+    if p.notification_only {
+        v.push("notification-only".into());
+    }
+    v
+}
+
+/// Fills what a source did not say about the session.
+fn complete_meta(mut m: SessionMeta) -> SessionMeta {
+    if m.kernel_release.is_empty() {
+        m.kernel_release = kernel::release();
+    }
+    if m.hostname.is_empty() {
+        m.hostname = kernel::hostname();
+    }
+    if m.abi_version == 0 {
+        m.abi_version = ABI_VERSION;
+    }
+    if m.realtime_offset_ns == 0 {
+        m.realtime_offset_ns = kernel::realtime_offset_ns();
+    }
+    m
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    stop::install();
+    let mut src: Box<dyn EventSource> = match args.synthetic {
+        Some(n) => Box::new(Synthetic {
+            meta: SessionMeta {
+                attach: vec![("synthetic".into(), "synthetic".into())],
+                ..SessionMeta::default()
+            },
+            events: crate::recording::fixtures::busy_stream(n, 4, 7).into_iter(),
+            rate: args.synthetic_rate,
+            start: Instant::now(),
+            emitted: 0,
+        }),
+        None => Box::new(LiveSource::open(&args.probe)?),
+    };
+    let header = Header {
+        meta: complete_meta(src.meta().clone()),
+        wqtrace_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_unix_ns: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64),
+        command: args.command.clone(),
+        filters: filters(&args.probe),
+    };
+    let path = &args.output;
+    let file = File::create(path).with_context(|| path.display().to_string())?;
+    let mut w = Writer::new(file, &header).map_err(|e| write_error(path, 0, e))?;
+    let mut child = match args.command.split_first() {
+        None => None,
+        Some((prog, rest)) => Some(
+            std::process::Command::new(prog)
+                .args(rest)
+                .spawn()
+                .with_context(|| format!("cannot run {prog}"))?,
+        ),
+    };
+    eprintln!("wqtrace: recording to {}; Ctrl-C to stop", path.display());
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d.max(0.0)));
+    let mut progress = Progress::new(args.quiet);
+    let started = Instant::now();
+    let res = record_loop(
+        src.as_mut(),
+        &mut w,
+        path,
+        child.as_mut(),
+        deadline,
+        &mut progress,
+    );
+    if let Some(c) = child.as_mut()
+        && !matches!(res, Ok(StopReason::Command(_)))
+        && c.try_wait().ok().flatten().is_none()
+    {
+        // We stop before the command did (signal, -d or an error): take it down with us.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let _ = c.wait();
+    }
+    let reason = res?;
+    let (_, trailer) = w
+        .finish(reason.name())
+        .map_err(|e| write_error(path, 0, e))?;
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let per_event = if trailer.events > 0 {
+        format!(", {:.1} B/event", size as f64 / trailer.events as f64)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "wqtrace: recorded {} events ({} lost) to {} in {:.1} s: {}{per_event}; stopped by {}",
+        trailer.events,
+        trailer.lost,
+        path.display(),
+        started.elapsed().as_secs_f64(),
+        human_bytes(size),
+        match reason {
+            StopReason::Command(Some(c)) => format!("command exit (status {c})"),
+            StopReason::Command(None) => "command exit".into(),
+            r => r.name().into(),
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }

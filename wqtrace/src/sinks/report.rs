@@ -1,10 +1,453 @@
-//! `wqtrace report` (not implemented yet).
+//! `wqtrace report FILE [--json]`: totals, then one section per pipe (notification pipes first).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use anyhow::Result;
+use serde_json::{Value, json};
+use wqtrace_common::EventKind;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`wqtrace report` is not implemented yet")
+use crate::model::{Comm, Contention, LockKind, Model, ModelConfig, PipeOrder, PipeState};
+use crate::recording::{Header, Trailer};
+use crate::source::EventSource;
+use crate::source::recording::RecordingSource;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A recording made by `wqtrace record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A recording read through the model: what `report` (and tests) look at.
+pub struct Analysis {
+    pub path: PathBuf,
+    pub header: Header,
+    pub trailer: Option<Trailer>,
+    pub model: Model,
+    pub tracer_lost: u64,
+    pub damaged_events: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Reads the whole recording into a [`Model`] (report-sized caps).
+pub fn analyze(path: &Path) -> Result<Analysis> {
+    let mut src = RecordingSource::open(path)?;
+    let mut model = Model::new(ModelConfig::for_report());
+    let mut batch = Vec::new();
+    let mut warnings = Vec::new();
+    loop {
+        batch.clear();
+        let more = src.next_batch(&mut batch, std::time::Duration::ZERO)?;
+        for e in &batch {
+            model.apply(e);
+        }
+        warnings.extend(src.take_warnings());
+        if !more {
+            break;
+        }
+    }
+    model.set_lost(src.lost());
+    Ok(Analysis {
+        path: path.to_path_buf(),
+        header: src.header().clone(),
+        trailer: src.trailer().cloned(),
+        tracer_lost: src.tracer_lost(),
+        damaged_events: src.damaged_events(),
+        warnings,
+        model,
+    })
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let a = analyze(&args.file)?;
+    for w in &a.warnings {
+        eprintln!("wqtrace: warning: {w}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&a))?);
+    } else {
+        print!("{}", to_text(&a));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const KINDS: [EventKind; 9] = [
+    EventKind::PipeCreated,
+    EventKind::RingOp,
+    EventKind::NotifyPosted,
+    EventKind::SpliceRejected,
+    EventKind::PipeWait,
+    EventKind::LockContended,
+    EventKind::WatchQueueSized,
+    EventKind::WatchAdded,
+    EventKind::PipeReleased,
+];
+
+pub fn kind_label(k: EventKind) -> &'static str {
+    match k {
+        EventKind::PipeCreated => "pipe_created",
+        EventKind::RingOp => "ring_op",
+        EventKind::NotifyPosted => "notify_posted",
+        EventKind::SpliceRejected => "splice_rejected",
+        EventKind::PipeWait => "pipe_wait",
+        EventKind::LockContended => "lock_contended",
+        EventKind::WatchQueueSized => "watch_queue_sized",
+        EventKind::WatchAdded => "watch_added",
+        EventKind::PipeReleased => "pipe_released",
+    }
+}
+
+/// `-22` → `EINVAL` (the common ones; else the number).
+pub fn errno_name(ret: i64) -> String {
+    let n = match -ret {
+        1 => "EPERM",
+        4 => "EINTR",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        18 => "EXDEV",
+        22 => "EINVAL",
+        29 => "ESPIPE",
+        32 => "EPIPE",
+        95 => "EOPNOTSUPP",
+        _ => return ret.to_string(),
+    };
+    n.to_string()
+}
+
+pub fn dur(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2} ms", ns as f64 / 1e6),
+        _ => format!("{:.3} s", ns as f64 / 1e9),
+    }
+}
+
+fn who(comm: &Comm, id: u32) -> String {
+    format!(
+        "{}[{id}]",
+        if comm.is_empty() { "?" } else { comm.as_str() }
+    )
+}
+
+fn duration_ns(a: &Analysis) -> u64 {
+    a.model.time_span().map_or(0, |(f, l)| l - f)
+}
+
+fn rel(a: &Analysis, ts: u64) -> String {
+    let t0 = a.model.time_span().map_or(ts, |(f, _)| f);
+    format!("+{:.6}s", ts.saturating_sub(t0) as f64 / 1e9)
+}
+
+fn contention_text(c: &Contention) -> String {
+    if c.count == 0 {
+        return "0".into();
+    }
+    let mut s = format!(
+        "{} (total {}, worst {}: {} waited",
+        c.count,
+        dur(c.total_ns),
+        dur(c.worst_ns),
+        who(&c.worst_waiter, c.worst_waiter_tid)
+    );
+    if c.worst_holder_tid != 0 {
+        s += &format!(" for {}", who(&c.worst_holder, c.worst_holder_tid));
+    }
+    s + ")"
+}
+
+/// The text report.
+pub fn to_text(a: &Analysis) -> String {
+    use std::fmt::Write as _;
+    let m = &a.model;
+    let meta = &a.header.meta;
+    let c = m.counters();
+    let mut o = String::new();
+    let _ = writeln!(o, "Recording {}", a.path.display());
+    let _ = writeln!(
+        o,
+        "  events     {} ({} lost by the tracer{}), over {}",
+        c.events,
+        a.tracer_lost,
+        if a.damaged_events > 0 {
+            format!(", {} lost to file damage", a.damaged_events)
+        } else {
+            String::new()
+        },
+        dur(duration_ns(a))
+    );
+    let _ = writeln!(
+        o,
+        "  kernel     {} on {} (event ABI {}, wqtrace {})",
+        or_dash(&meta.kernel_release),
+        or_dash(&meta.hostname),
+        meta.abi_version,
+        or_dash(&a.header.wqtrace_version)
+    );
+    if !meta.attach.is_empty() {
+        let at: Vec<String> = meta
+            .attach
+            .iter()
+            .map(|(h, m)| format!("{h}={m}"))
+            .collect();
+        let _ = writeln!(o, "  attach     {}", at.join(" "));
+    }
+    if !a.header.filters.is_empty() {
+        let _ = writeln!(o, "  filters    {}", a.header.filters.join(" "));
+    }
+    if !a.header.command.is_empty() {
+        let _ = writeln!(o, "  command    {}", a.header.command.join(" "));
+    }
+    let kinds: Vec<String> = KINDS
+        .iter()
+        .filter(|k| c.kind(**k) > 0)
+        .map(|k| format!("{} {}", kind_label(*k), c.kind(*k)))
+        .collect();
+    let _ = writeln!(o, "  by kind    {}", kinds.join(", "));
+    let _ = writeln!(
+        o,
+        "  stop       {}",
+        match &a.trailer {
+            Some(t) => format!("clean ({})", t.stop_reason),
+            None => "no trailer: the recording did not stop cleanly".into(),
+        }
+    );
+    let pipes = m.all_pipes_sorted(PipeOrder::Ino);
+    let _ = writeln!(
+        o,
+        "  pipes      {} ({} notification), {} rejections, {} interleave alerts",
+        pipes.len(),
+        pipes.iter().filter(|p| p.notification).count(),
+        m.rejections().total(),
+        m.interleaves().total()
+    );
+    for p in pipes {
+        o.push('\n');
+        pipe_text(&mut o, a, p);
+    }
+    o
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
+    use std::fmt::Write as _;
+    let owners: Vec<String> = p.owners.iter().map(|w| who(&w.comm, w.tgid)).collect();
+    let _ = writeln!(
+        o,
+        "{}{}  ({:#x}; used by {}{})",
+        p.label(),
+        if p.notification { " notification" } else { "" },
+        p.addr,
+        if owners.is_empty() {
+            "-".to_string()
+        } else {
+            owners.join(", ")
+        },
+        if p.is_released() { "; released" } else { "" }
+    );
+    let _ = writeln!(
+        o,
+        "  ring          {} slots, max occupancy {}{}",
+        p.ring.size(),
+        p.max_occupancy,
+        if p.nr_notes > 0 {
+            format!(", {} notes (max in use {})", p.nr_notes, p.max_notes_in_use)
+        } else {
+            String::new()
+        }
+    );
+    if p.notification || p.posts.attempts > 0 {
+        let s = &p.posts;
+        let _ = writeln!(
+            o,
+            "  notifications posted {}, lost {} (ring full {}, notes full {}), filtered {}; reader saw loss {}",
+            s.posted, s.lost, s.ring_full, s.notes_full, s.filtered, s.loss_seen_by_reader
+        );
+    }
+    let ops: Vec<String> = p
+        .ops_used()
+        .map(|(op, s)| {
+            let mut t = format!("{} {}", op.name(), s.calls);
+            if s.bytes > 0 {
+                t += &format!(" ({} B)", s.bytes);
+            }
+            if s.errors > 0 {
+                t += &format!(" [{} failed, last {}]", s.errors, errno_name(s.last_error));
+            }
+            t
+        })
+        .collect();
+    if !ops.is_empty() {
+        let _ = writeln!(o, "  ops           {}", ops.join(", "));
+    }
+    let rj: Vec<String> = p
+        .rejections
+        .iter()
+        .map(|r| {
+            format!(
+                "{} by {} ×{} ({})",
+                r.op.name(),
+                who(&r.comm, r.tgid),
+                r.count,
+                errno_name(r.last_ret)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        o,
+        "  rejections    {}{}",
+        p.rejected(),
+        if rj.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", rj.join(", "))
+        }
+    );
+    let w = &p.waits;
+    let _ = writeln!(
+        o,
+        "  waits         {}{}",
+        w.count,
+        if w.count > 0 {
+            format!(", total {}, max {}", dur(w.total_ns), dur(w.max_ns))
+        } else {
+            String::new()
+        }
+    );
+    for k in LockKind::ALL {
+        let _ = writeln!(
+            o,
+            "  contention    {:<7} {}",
+            k.name(),
+            contention_text(p.locks.contention(k))
+        );
+    }
+    if p.locks.post_hold.count > 0 {
+        let h = &p.locks.post_hold;
+        let _ = writeln!(
+            o,
+            "  post holds    {} (rd_wait held avg {}, max {}); {} posts found the mutex held",
+            h.count,
+            dur(h.total_ns / h.count),
+            dur(h.max_ns),
+            p.locks.posts_under_mutex
+        );
+    }
+    let _ = writeln!(o, "  interleaves   {}", p.interleaves);
+    for i in a
+        .model
+        .interleaves()
+        .iter()
+        .filter(|i| i.pipe == p.addr && i.ino == p.ino)
+    {
+        let _ = writeln!(
+            o,
+            "    {} notification into slot {} while {} held the mutex in the middle of a {}-slot {}",
+            rel(a, i.post_ts_ns),
+            i.slot,
+            who(&i.owner, i.owner_tid),
+            i.slots_moved,
+            i.op.name()
+        );
+    }
+}
+
+fn contention_json(c: &Contention) -> Value {
+    json!({
+        "count": c.count,
+        "total_ns": c.total_ns,
+        "worst_ns": c.worst_ns,
+        "worst_waiter": {"tid": c.worst_waiter_tid, "comm": c.worst_waiter},
+        "worst_holder": {"tid": c.worst_holder_tid, "comm": c.worst_holder},
+    })
+}
+
+/// The JSON report.
+pub fn to_json(a: &Analysis) -> Value {
+    let m = &a.model;
+    let c = m.counters();
+    let meta = &a.header.meta;
+    let by_kind: serde_json::Map<String, Value> = KINDS
+        .iter()
+        .map(|k| (kind_label(*k).to_string(), json!(c.kind(*k))))
+        .collect();
+    let pipes: Vec<Value> = m
+        .all_pipes_sorted(PipeOrder::Ino)
+        .into_iter()
+        .map(|p| {
+            let interleaves: Vec<&crate::model::Interleave> = m
+                .interleaves()
+                .iter()
+                .filter(|i| i.pipe == p.addr && i.ino == p.ino)
+                .collect();
+            let ops: serde_json::Map<String, Value> = p
+                .ops_used()
+                .map(|(op, s)| (op.name().to_string(), json!(s)))
+                .collect();
+            json!({
+                "ino": p.ino,
+                "addr": format!("{:#x}", p.addr),
+                "notification": p.notification,
+                "released": p.is_released(),
+                "owners": p.owners,
+                "fds": p.fds,
+                "ring_size": p.ring.size(),
+                "max_occupancy": p.max_occupancy,
+                "nr_notes": p.nr_notes,
+                "max_notes_in_use": p.max_notes_in_use,
+                "notifications": p.posts,
+                "ops": ops,
+                "rejections": {"total": p.rejected(), "by": p.rejections},
+                "waits": p.waits,
+                "contention": {
+                    "mutex": contention_json(p.locks.contention(LockKind::Mutex)),
+                    "rd_wait": contention_json(p.locks.contention(LockKind::RdWait)),
+                },
+                "post_hold": p.locks.post_hold,
+                "posts_under_mutex": p.locks.posts_under_mutex,
+                "interleaves": interleaves,
+                "watches": p.watches,
+            })
+        })
+        .collect();
+    json!({
+        "file": a.path.display().to_string(),
+        "totals": {
+            "events": c.events,
+            "lost": a.tracer_lost,
+            "damaged_events": a.damaged_events,
+            "duration_ns": duration_ns(a),
+            "first_ts_ns": m.time_span().map(|s| s.0),
+            "by_kind": by_kind,
+            "notifications_posted": c.posted,
+            "notifications_lost": c.posts_lost,
+            "rejections": m.rejections().total(),
+            "interleaves": m.interleaves().total(),
+            "contention": {
+                "mutex": contention_json(m.contention(LockKind::Mutex)),
+                "rd_wait": contention_json(m.contention(LockKind::RdWait)),
+            },
+        },
+        "kernel": meta.kernel_release,
+        "hostname": meta.hostname,
+        "abi_version": meta.abi_version,
+        "realtime_offset_ns": meta.realtime_offset_ns,
+        "attach": meta.attach.iter().map(|(h, m)| json!({"hook": h, "method": m})).collect::<Vec<_>>(),
+        "wqtrace_version": a.header.wqtrace_version,
+        "command": a.header.command,
+        "filters": a.header.filters,
+        "clean_stop": a.trailer.as_ref().map(|t| t.stop_reason.clone()),
+        "warnings": a.warnings,
+        "pipes": pipes,
+    })
 }

@@ -1,1 +1,168 @@
-//! Reading events back from a recording file (see [`crate::recording`]).
+//! Reading events back from a recording file (format: [`crate::recording`]).
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wqtrace_common::Event;
+
+use super::{EventSource, SessionMeta};
+use crate::recording::{Chunk, ChunkInfo, Header, Reader, Trailer};
+
+/// A recording as an [`EventSource`]: batches are the file's chunks. Damage is reported as
+/// warnings (see [`RecordingSource::take_warnings`]); events before and after it are delivered.
+pub struct RecordingSource {
+    path: PathBuf,
+    reader: Reader<BufReader<File>>,
+}
+
+impl RecordingSource {
+    /// Opens `path` and checks its header. Errors read `PATH: why`, e.g.
+    /// `trace.wqt: not a wqtrace recording (bad magic)`.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let f = File::open(path).with_context(|| path.display().to_string())?;
+        let reader = Reader::new(BufReader::new(f)).with_context(|| path.display().to_string())?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &Header {
+        self.reader.header()
+    }
+
+    /// The trailer, once the whole file was read, if the recording stopped cleanly.
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.reader.trailer()
+    }
+
+    /// Damage met so far, as `PATH: warning` lines; cleared by the call.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        let p = self.path.display().to_string();
+        self.reader
+            .take_warnings()
+            .into_iter()
+            .map(|w| format!("{p}: {w}"))
+            .collect()
+    }
+
+    /// Prints pending warnings to stderr as `wqtrace: warning: PATH: …`.
+    pub fn print_warnings(&mut self) {
+        for w in self.take_warnings() {
+            eprintln!("wqtrace: warning: {w}");
+        }
+    }
+
+    /// Events the tracer lost (as recorded), not counting damage.
+    pub fn tracer_lost(&self) -> u64 {
+        self.reader.tracer_lost()
+    }
+
+    /// Events lost to file damage between good chunks.
+    pub fn damaged_events(&self) -> u64 {
+        self.reader.damaged_events()
+    }
+
+    /// Reads the rest of the file and returns where every events chunk is (for seeking).
+    pub fn index(&mut self) -> anyhow::Result<Vec<ChunkInfo>> {
+        self.reader
+            .index()
+            .with_context(|| self.path.display().to_string())
+    }
+
+    /// Continues at a chunk from [`RecordingSource::index`].
+    pub fn seek(&mut self, chunk: &ChunkInfo) -> anyhow::Result<()> {
+        self.reader
+            .seek_to(chunk.offset, chunk.first_index)
+            .with_context(|| self.path.display().to_string())
+    }
+
+    /// Next events chunk (skipping the trailer), or None at the end.
+    pub fn next_chunk(&mut self) -> anyhow::Result<Option<(u64, Vec<Event>)>> {
+        loop {
+            match self
+                .reader
+                .next_chunk()
+                .with_context(|| self.path.display().to_string())?
+            {
+                None => return Ok(None),
+                Some(Chunk::Trailer(_)) => continue,
+                Some(Chunk::Events {
+                    first_index,
+                    events,
+                    ..
+                }) => return Ok(Some((first_index, events))),
+            }
+        }
+    }
+
+    /// Every remaining event.
+    pub fn read_all(&mut self) -> anyhow::Result<Vec<Event>> {
+        let mut v = Vec::new();
+        while self.next_batch(&mut v, Duration::ZERO)? {}
+        Ok(v)
+    }
+}
+
+impl EventSource for RecordingSource {
+    fn next_batch(&mut self, out: &mut Vec<Event>, _timeout: Duration) -> anyhow::Result<bool> {
+        match self.next_chunk()? {
+            Some((_, events)) => {
+                out.extend(events);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Tracer losses plus events known lost to damage.
+    fn lost(&self) -> u64 {
+        self.reader.tracer_lost() + self.reader.damaged_events()
+    }
+
+    fn meta(&self) -> &SessionMeta {
+        &self.reader.header().meta
+    }
+}
+
+/// An [`EventSource`] over events in memory (tests, `record --synthetic`).
+pub struct VecSource {
+    meta: SessionMeta,
+    events: std::vec::IntoIter<Event>,
+    batch: usize,
+    lost: u64,
+}
+
+impl VecSource {
+    pub fn new(meta: SessionMeta, events: Vec<Event>, batch: usize, lost: u64) -> Self {
+        Self {
+            meta,
+            events: events.into_iter(),
+            batch: batch.max(1),
+            lost,
+        }
+    }
+}
+
+impl EventSource for VecSource {
+    fn next_batch(&mut self, out: &mut Vec<Event>, _timeout: Duration) -> anyhow::Result<bool> {
+        let before = out.len();
+        out.extend(self.events.by_ref().take(self.batch));
+        Ok(out.len() > before)
+    }
+
+    fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    fn meta(&self) -> &SessionMeta {
+        &self.meta
+    }
+}
