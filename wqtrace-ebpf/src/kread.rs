@@ -210,19 +210,18 @@ pub fn notes_state(wq: u64) -> (u32, u32, u32) {
     };
     let mut free = 0u32;
     let mut first = u32::MAX;
-    // watch_queue_set_size caps nr_notes at 512: at most 8 words.
+    // watch_queue_set_size caps nr_notes at 512 (8 words) and bitmap_fill leaves the bits past
+    // nr_notes clear, so whole words can be counted. Kept branch-light: older verifiers (6.1)
+    // give up on this loop when it forks per word.
     for w in 0..8u32 {
         if w * 64 >= nr {
             break;
         }
-        let mut v: u64 =
-            unsafe { bpf_probe_read_kernel((bitmap + w as u64 * 8) as *const u64) }.unwrap_or(0);
-        let left = nr - w * 64;
-        if left < 64 {
-            v &= (1u64 << left) - 1;
-        }
-        if first == u32::MAX && v != 0 {
-            first = w * 64 + v.trailing_zeros();
+        let v: u64 = unsafe { bpf_probe_read_kernel((bitmap + w as u64 * 8) as *const u64) }
+            .unwrap_or(0);
+        let here = w * 64 + v.trailing_zeros();
+        if v != 0 && here < first {
+            first = here;
         }
         free += v.count_ones();
     }

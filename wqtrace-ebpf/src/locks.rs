@@ -7,7 +7,7 @@ use wqtrace_common::{EventKind, NO_OFFSET, flags};
 
 use crate::{
     emit::{emit, now},
-    globals::{filter, off},
+    globals::off,
     kread::{self, known_pipe},
     maps::{LOCK_WAITS, LockWait},
 };
@@ -16,7 +16,7 @@ use crate::{
 pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
     let lock: u64 = ctx.arg(0);
     let pid_tgid = bpf_get_current_pid_tgid();
-    if (pid_tgid >> 32) as u32 == filter!(self_tgid) {
+    if !crate::syscalls::task_wanted((pid_tgid >> 32) as u32) {
         return 0;
     }
     let mo = off!(pipe_mutex);

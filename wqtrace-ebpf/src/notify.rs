@@ -103,6 +103,48 @@ fn post_entry(wlist: u64, n: u64, id: u64) {
     }
 }
 
+/// `remove_watch_from_object(wlist, wq, id, all)`: posts WATCH_META_REMOVAL_NOTIFICATION through
+/// post_one_notification directly (not through __post_watch_notification) to every watch it
+/// removes: those of queue `wq` with `id`, or all of them.
+#[inline(always)]
+fn removal_entry(wlist: u64, wq_want: u64, id: u64, all: u64) {
+    let Some(c) = POST_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let c = unsafe { &mut *c };
+    c.start_ns = now();
+    // type WATCH_TYPE_META (0), subtype WATCH_META_REMOVAL_NOTIFICATION (0); the record is a
+    // bare watch_notification (8 bytes) or, with an id, watch_notification_removal (16).
+    c.type_sub = 0;
+    c.info = if id != 0 { 16 } else { 8 };
+    c.n = 0;
+    let all = all & 0xff != 0;
+    let mut node: u64 = rd(wlist, off!(wlist_watchers)).unwrap_or(0);
+    let node_off = off!(watch_list_node) as u64;
+    for i in 0..MAX_WATCHES {
+        if node == 0 {
+            break;
+        }
+        let watch = node - node_off;
+        node = rd(node, 0).unwrap_or(0);
+        c.entries[i].pipe = 0;
+        let wq: u64 = rd(watch, off!(watch_queue)).unwrap_or(0);
+        if !all && (wq != wq_want || rd::<u64>(watch, off!(watch_id)) != Some(id)) {
+            continue;
+        }
+        let info_id = rd(watch, off!(watch_info_id)).unwrap_or(0);
+        if snap_queue(&mut c.entries[i], wq, info_id) {
+            c.n = (i + 1) as u32;
+        }
+        if !all {
+            break;
+        }
+    }
+    if c.n > 0 {
+        let _ = POSTS.insert(post_key(), &*c, 0);
+    }
+}
+
 /// Snapshot one queue's pipe before a post. False when the pipe is gone or filtered out.
 #[inline(always)]
 fn snap_queue(e: &mut PostEntry, wq: u64, info_id: u32) -> bool {
@@ -268,6 +310,34 @@ pub fn post1_kprobe(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn post1_kretprobe(_ctx: RetProbeContext) -> u32 {
+    post_return();
+    0
+}
+
+#[fentry(function = "remove_watch_from_object")]
+pub fn removal_fentry(ctx: FEntryContext) -> i32 {
+    removal_entry(ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3));
+    0
+}
+
+#[fexit(function = "remove_watch_from_object")]
+pub fn removal_fexit(_ctx: FExitContext) -> i32 {
+    post_return();
+    0
+}
+
+#[kprobe]
+pub fn removal_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(wlist), Some(wq), Some(id), Some(all)) =
+        (ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3))
+    {
+        removal_entry(wlist, wq, id, all);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn removal_kretprobe(_ctx: RetProbeContext) -> u32 {
     post_return();
     0
 }

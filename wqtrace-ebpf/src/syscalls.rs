@@ -40,6 +40,7 @@ const IOC_WATCH_QUEUE_SET_SIZE: u64 = 0x5760;
 const O_NOTIFICATION_PIPE: u64 = 0o200;
 const EINVAL: i64 = 22;
 const EBADF: i64 = 9;
+const EXDEV: i64 = 18;
 
 /// Syscall argument `n` from the `struct pt_regs` the syscall tracepoints pass. The layout is
 /// x86_64 UAPI (arch/x86/include/uapi/asm/ptrace.h), not a kernel-internal struct.
@@ -404,11 +405,13 @@ fn splice_exit(f: &Inflight, ret: i64) {
         .map(|h| *h & HOOK_GET_PIPE_INFO != 0)
         .unwrap_or(false);
     // With get_pipe_info hooked, its NULL return decides; otherwise infer from the errno the
-    // rejection paths return (EINVAL from splice/tee, EBADF from vmsplice).
+    // rejection paths return (EINVAL from splice/tee, EBADF from vmsplice, EXDEV when a
+    // splice into the notification pipe falls back to its write()).
     let rejected = if kfunc {
         f.rejected_pipe != 0 && ret < 0
     } else {
-        (f.notif_in != 0 || f.notif_out != 0) && (ret == -EINVAL || ret == -EBADF)
+        (f.notif_in != 0 || f.notif_out != 0)
+            && (ret == -EINVAL || ret == -EBADF || (ret == -EXDEV && f.notif_out != 0))
     };
     if rejected {
         let (pipe, ino) = if f.rejected_pipe != 0 {

@@ -324,6 +324,14 @@ fn attach_kfunc_hook(
             break;
         }
     }
+    if let Some(m) = method_used {
+        for c in plan::companions(hook) {
+            match attach_candidate(ebpf, btf, c, m) {
+                Ok(()) => attached.push(c.func),
+                Err(e) => failures.push(format!("{} {}: {e}", m.name(), c.func)),
+            }
+        }
+    }
     match method_used {
         Some(m) if !attached.is_empty() => HookPlan {
             hook,

@@ -201,6 +201,20 @@ pub fn candidates(hook: Hook) -> &'static [Candidate] {
     }
 }
 
+/// Functions that post notifications on their own (not through the hook's main function) and
+/// are attached with the same method once the main one works: watch removal notifications go
+/// from remove_watch_from_object straight to post_one_notification.
+pub fn companions(hook: Hook) -> &'static [Candidate] {
+    match hook {
+        Hook::NotificationPost => &[Candidate {
+            func: "remove_watch_from_object",
+            fentry: ("removal_fentry", Some("removal_fexit")),
+            kprobe: ("removal_kprobe", Some("removal_kretprobe")),
+        }],
+        _ => &[],
+    }
+}
+
 /// Whether all candidates of the hook must attach (pipe_wait_readable and _writable together),
 /// or the first that works wins.
 pub fn needs_all(hook: Hook) -> bool {
