@@ -274,21 +274,27 @@ static QEMU_OWN_PGRP: AtomicBool = AtomicBool::new(false);
 static HAVE_TERMIOS: AtomicBool = AtomicBool::new(false);
 static mut SAVED_TERMIOS: std::mem::MaybeUninit<libc::termios> = std::mem::MaybeUninit::uninit();
 
-fn kill_qemu_raw() {
+/// Kills qemu; returns its pid if it was still registered.
+fn kill_qemu_raw() -> Option<i32> {
     let pid = QEMU_PID.swap(0, Ordering::SeqCst);
-    if pid > 0 {
-        let target = if QEMU_OWN_PGRP.load(Ordering::SeqCst) {
-            -pid
-        } else {
-            pid
-        };
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(target, libc::SIGKILL) };
+    if pid <= 0 {
+        return None;
     }
+    let target = if QEMU_OWN_PGRP.load(Ordering::SeqCst) {
+        -pid
+    } else {
+        pid
+    };
+    // SAFETY: kill is async-signal-safe.
+    unsafe { libc::kill(target, libc::SIGKILL) };
+    Some(pid)
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
-    kill_qemu_raw();
+    if let Some(pid) = kill_qemu_raw() {
+        // SAFETY: waitpid is async-signal-safe; reaping leaves no zombie behind either.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
     if HAVE_TERMIOS.load(Ordering::SeqCst) {
         // SAFETY: written once before the flag was set; tcsetattr is async-signal-safe.
         unsafe {
