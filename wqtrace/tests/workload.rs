@@ -1,0 +1,144 @@
+//! `wqtrace workload` on the host kernel: the ordinary-pipe scenarios, and the one-line error of
+//! the notification scenarios when the kernel has no CONFIG_WATCH_QUEUE.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const UNAVAILABLE: &str = "wqtrace: notification pipes unavailable: kernel built without \
+                           CONFIG_WATCH_QUEUE (pipe2(O_NOTIFICATION_PIPE) failed with ENOPKG)";
+
+fn workload(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wqtrace"))
+        .arg("workload")
+        .args(args)
+        .output()
+        .expect("running wqtrace")
+}
+
+fn json(out: &Output) -> Value {
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(s.lines().count(), 1, "one JSON object expected, got: {s}");
+    serde_json::from_str(&s).expect("JSON summary")
+}
+
+/// Whether this kernel can make notification pipes (decides which behaviour to expect).
+fn has_watch_queue() -> Option<bool> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_EXCL | libc::O_CLOEXEC) };
+    if r == 0 {
+        // SAFETY: closing the descriptors we just got.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        return Some(true);
+    }
+    (std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOPKG)).then_some(false)
+}
+
+#[test]
+fn contend_moves_every_byte_written_and_names_each_thread() {
+    let out = workload(&["contend", "--threads", "4", "--duration", "0.3"]);
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["scenario"], "contend");
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["pid"].as_u64().unwrap() > 0);
+    assert!(v["pipe_ino"].as_u64().unwrap() > 0);
+    let written = v["total_bytes_written"].as_u64().unwrap();
+    assert!(written > 0);
+    assert_eq!(written, v["total_bytes_read"].as_u64().unwrap());
+    let threads = v["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 4);
+    let mut roles: Vec<&str> = threads
+        .iter()
+        .map(|t| t["role"].as_str().unwrap())
+        .collect();
+    roles.sort();
+    assert_eq!(roles, ["reader", "splicer", "writer", "writer"]);
+    let mut tids: Vec<u64> = threads.iter().map(|t| t["tid"].as_u64().unwrap()).collect();
+    tids.sort();
+    tids.dedup();
+    assert_eq!(tids.len(), 4, "distinct tids");
+    for t in threads {
+        assert!(t["ops"].as_u64().unwrap() > 0, "idle thread: {t}");
+    }
+}
+
+#[test]
+fn reject_ordinary_half_succeeds() {
+    let out = workload(&["reject", "--ordinary-only"]);
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["notification_pipe_ino"], Value::Null);
+    let attempts = v["attempts"].as_array().unwrap();
+    let calls: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["syscall"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "write", "vmsplice", "tee", "splice", "splice", "splice", "splice", "tee"
+        ]
+    );
+    for a in attempts {
+        assert_eq!(a["notification_pipe"], false);
+        assert_eq!(a["errno"], 0, "{a}");
+        assert_eq!(a["bytes"], 4096, "{a}");
+    }
+    assert_eq!(v["succeeded"], 8);
+}
+
+#[test]
+fn notification_scenarios_fail_with_one_clear_line_without_watch_queue() {
+    if has_watch_queue() != Some(false) {
+        eprintln!("skipped: this kernel has notification pipes");
+        return;
+    }
+    for scenario in ["notify", "overflow", "reject"] {
+        let out = workload(&[scenario]);
+        assert!(!out.status.success(), "{scenario} should fail: {out:?}");
+        assert!(out.stdout.is_empty(), "{scenario}: no JSON expected");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end(), UNAVAILABLE, "{scenario}");
+        assert_eq!(stderr.lines().count(), 1);
+    }
+}
+
+#[test]
+fn mixed_runs_the_ordinary_parts_without_watch_queue() {
+    if has_watch_queue() != Some(false) {
+        eprintln!("skipped: this kernel has notification pipes");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("wqtrace-mixed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("summary.json");
+    let out = workload(&[
+        "mixed",
+        "--duration",
+        "0.5",
+        "--json-out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["notifications"], "unavailable");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["notify"]["runs"], 0);
+    assert!(v["reject"]["runs"].as_u64().unwrap() >= 1);
+    assert!(v["contend"]["total_bytes_written"].as_u64().unwrap() > 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("wqtrace: notification pipes unavailable"),
+        "{stderr}"
+    );
+    // --json-out holds the same object
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(saved, v);
+    let _ = std::fs::remove_dir_all(&dir);
+}
