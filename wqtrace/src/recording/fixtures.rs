@@ -311,44 +311,75 @@ pub fn notification_session() -> Vec<Event> {
 
 /// A long, busy stream (`n` events, deterministic from `seed`): `pipes` notification pipes of
 /// 16 slots fed by a poster and drained by readers, with occasional losses, waits and
-/// contention, plus one ordinary pipe. Good for size measurements and load tests.
+/// contention. Good for size measurements and load tests.
 pub fn busy_stream(n: usize, pipes: u32, seed: u64) -> Vec<Event> {
-    use EventKind::*;
-    let mut rng = seed | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let mut b = Builder::default();
-    let pipes = pipes.max(1);
-    let mut state: Vec<(u32, u32)> = vec![(0, 0); pipes as usize];
-    let addr = |i: u32| NPIPE + u64::from(i) * 0x400;
-    let ino = |i: u32| NPIPE_INO + u64::from(i);
-    for i in 0..pipes {
-        let reader = Task {
-            tid: READER.tid + i,
-            ..READER
-        };
-        let mut e = b.ev(20_000, PipeCreated, Op::Pipe2, reader, addr(i), ino(i));
-        e.flags |= flags::NOTIFICATION_PIPE;
-        e.fd_in = 3 + 2 * i as i32;
-        e.fd_out = 4 + 2 * i as i32;
-        ring(&mut e, 0, 0, 0, 0, 16);
-        e.nr_notes = 32;
-        b.push(e);
+    BusyStream::new(pipes, seed).take(n).collect()
+}
+
+/// The endless generator behind [`busy_stream`].
+pub struct BusyStream {
+    rng: u64,
+    b: Builder,
+    pipes: u32,
+    created: u32,
+    state: Vec<(u32, u32)>,
+}
+
+impl BusyStream {
+    pub fn new(pipes: u32, seed: u64) -> Self {
+        let pipes = pipes.max(1);
+        Self {
+            rng: seed | 1,
+            b: Builder::default(),
+            pipes,
+            created: 0,
+            state: vec![(0, 0); pipes as usize],
+        }
     }
-    while b.events.len() < n {
-        let r = next();
-        let i = (r % u64::from(pipes)) as u32;
-        let (head, tail) = state[i as usize];
+}
+
+fn busy_addr(i: u32) -> u64 {
+    NPIPE + u64::from(i) * 0x400
+}
+
+fn busy_ino(i: u32) -> u64 {
+    NPIPE_INO + u64::from(i)
+}
+
+impl Iterator for BusyStream {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        use EventKind::*;
+        let (addr, ino) = (busy_addr, busy_ino);
+        let b = &mut self.b;
+        if self.created < self.pipes {
+            let i = self.created;
+            self.created += 1;
+            let reader = Task {
+                tid: READER.tid + i,
+                ..READER
+            };
+            let mut e = b.ev(20_000, PipeCreated, Op::Pipe2, reader, addr(i), ino(i));
+            e.flags |= flags::NOTIFICATION_PIPE;
+            e.fd_in = 3 + 2 * i as i32;
+            e.fd_out = 4 + 2 * i as i32;
+            ring(&mut e, 0, 0, 0, 0, 16);
+            e.nr_notes = 32;
+            return Some(e);
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let r = self.rng;
+        let i = (r % u64::from(self.pipes)) as u32;
+        let (head, tail) = self.state[i as usize];
         let dt = 2_000 + (r >> 8) % 60_000;
         let reader = Task {
             tid: READER.tid + i,
             ..READER
         };
-        match (r >> 32) % 16 {
+        let e = match (r >> 32) % 16 {
             0..=8 => {
                 let full = head.wrapping_sub(tail) >= 16;
                 let mut e = b.ev(dt, NotifyPosted, Op::Post, POSTER, addr(i), ino(i));
@@ -368,9 +399,9 @@ pub fn busy_stream(n: usize, pipes: u32, seed: u64) -> Vec<Event> {
                     e.slot = head & 15;
                     e.note = head & 31;
                     e.notes_in_use += 1;
-                    state[i as usize].0 = head + 1;
+                    self.state[i as usize].0 = head + 1;
                 }
-                b.push(e);
+                e
             }
             9..=13 => {
                 let n = head.wrapping_sub(tail).min(1 + (r >> 44) as u32 % 4);
@@ -380,24 +411,23 @@ pub fn busy_stream(n: usize, pipes: u32, seed: u64) -> Vec<Event> {
                 e.ret = if n == 0 { -11 } else { i64::from(n) * 16 };
                 e.nr_notes = 32;
                 e.notes_in_use = head.wrapping_sub(tail + n);
-                state[i as usize].1 = tail + n;
-                b.push(e);
+                self.state[i as usize].1 = tail + n;
+                e
             }
             14 => {
                 let mut e = b.ev(dt, PipeWait, Op::Read, reader, addr(i), ino(i));
                 e.flags |= flags::NOTIFICATION_PIPE;
                 e.duration_ns = dt / 2;
-                b.push(e);
+                e
             }
             _ => {
                 let mut e = b.ev(dt, LockContended, Op::Read, reader, addr(i), ino(i));
                 e.flags |= flags::NOTIFICATION_PIPE | flags::LOCK_MUTEX;
                 e.duration_ns = 1_000 + (r >> 50) % 20_000;
                 e.lock = addr(i) + MUTEX_OFF;
-                b.push(e);
+                e
             }
-        }
+        };
+        Some(e)
     }
-    b.events.truncate(n);
-    b.events
 }

@@ -45,6 +45,7 @@ const MAX_HEADER: u32 = 1 << 20;
 /// The JSON header: the session metadata plus how the recording was made.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Header {
+    #[serde(default)]
     pub meta: SessionMeta,
     #[serde(default)]
     pub wqtrace_version: String,
@@ -101,6 +102,7 @@ pub struct Writer<W: Write> {
     first_ts: Option<u64>,
     last_ts: u64,
     oldest_pending: Option<Instant>,
+    flush_bytes: usize,
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
@@ -139,7 +141,13 @@ impl<W: Write> Writer<W> {
             first_ts: None,
             last_ts: 0,
             oldest_pending: None,
+            flush_bytes: FLUSH_BYTES,
         })
+    }
+
+    /// Cuts chunks at `n` encoded bytes instead of [`FLUSH_BYTES`] (tests, tiny chunks).
+    pub fn set_flush_bytes(&mut self, n: usize) {
+        self.flush_bytes = n.max(1);
     }
 
     /// Adds one event; writes a chunk when [`FLUSH_BYTES`] are pending.
@@ -149,7 +157,7 @@ impl<W: Write> Writer<W> {
         self.first_ts.get_or_insert(e.ts_ns);
         self.last_ts = e.ts_ns;
         self.oldest_pending.get_or_insert_with(Instant::now);
-        if self.enc.len() >= FLUSH_BYTES {
+        if self.enc.len() >= self.flush_bytes {
             self.flush_chunk()?;
         }
         Ok(())

@@ -198,7 +198,7 @@ fn exit_code(s: ExitStatus) -> Option<i32> {
 /// Synthetic events, optionally paced like a live source (never "ends" until exhausted).
 struct Synthetic {
     meta: SessionMeta,
-    events: std::vec::IntoIter<Event>,
+    events: std::iter::Take<crate::recording::fixtures::BusyStream>,
     rate: Option<f64>,
     start: Instant,
     emitted: u64,
@@ -218,7 +218,7 @@ impl EventSource for Synthetic {
         out.extend(self.events.by_ref().take(n));
         let got = out.len() - before;
         self.emitted += got as u64;
-        Ok(got > 0 || (n == 0 && self.events.len() > 0))
+        Ok(got > 0 || (n == 0 && self.events.size_hint().1 != Some(0)))
     }
 
     fn lost(&self) -> u64 {
@@ -272,7 +272,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 attach: vec![("synthetic".into(), "synthetic".into())],
                 ..SessionMeta::default()
             },
-            events: crate::recording::fixtures::busy_stream(n, 4, 7).into_iter(),
+            events: crate::recording::fixtures::BusyStream::new(4, 7).take(n),
             rate: args.synthetic_rate,
             start: Instant::now(),
             emitted: 0,

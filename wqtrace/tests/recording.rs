@@ -1,0 +1,665 @@
+//! Recording format, record/report/export/replay over synthetic fixtures (no kernel needed).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wqtrace::model::PipeOrder;
+use wqtrace::recording::codec::ChunkEncoder;
+use wqtrace::recording::{self, Chunk, FormatError, Header, Reader, Writer, fixtures};
+use wqtrace::sinks::replay::Replay;
+use wqtrace::source::SessionMeta;
+use wqtrace_common::Event;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wqtrace");
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wqtrace-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn header() -> Header {
+    Header {
+        meta: SessionMeta {
+            kernel_release: "6.9.0-test".into(),
+            hostname: "testhost".into(),
+            abi_version: wqtrace_common::ABI_VERSION,
+            realtime_offset_ns: 1_700_000_000_000_000_000,
+            attach: vec![
+                ("notify_post".into(), "fentry".into()),
+                ("get_pipe_info".into(), "kprobe".into()),
+            ],
+            notification_pipes: true,
+            offsets: vec![("pipe_head".into(), 0x50)],
+        },
+        wqtrace_version: "test".into(),
+        created_unix_ns: 1,
+        command: vec!["keyctl".into(), "watch".into()],
+        filters: vec![],
+    }
+}
+
+fn write_file(name: &str, events: &[Event], lost: u64, chunk_bytes: Option<usize>) -> PathBuf {
+    let p = tmp(name);
+    let mut w = Writer::new(std::fs::File::create(&p).unwrap(), &header()).unwrap();
+    if let Some(n) = chunk_bytes {
+        w.set_flush_bytes(n);
+    }
+    for e in events {
+        w.push(e).unwrap();
+    }
+    w.set_lost(lost);
+    w.finish("signal").unwrap();
+    p
+}
+
+fn read(p: &Path) -> (Vec<Event>, Vec<String>) {
+    let mut r = Reader::new(std::fs::File::open(p).unwrap()).unwrap();
+    let evs = r.read_all().unwrap();
+    (evs, r.warnings().to_vec())
+}
+
+fn bytes_per_event(events: &[Event]) -> f64 {
+    let mut enc = ChunkEncoder::new();
+    let mut total = 0usize;
+    for e in events {
+        enc.push(e);
+        if enc.len() >= recording::FLUSH_BYTES {
+            total += enc.take().2.len();
+        }
+    }
+    total += enc.take().2.len();
+    total as f64 / events.len() as f64
+}
+
+#[test]
+fn round_trip_and_size_on_fixtures() {
+    let session = fixtures::notification_session();
+    let busy = fixtures::busy_stream(100_000, 4, 1);
+    for (name, evs) in [("session", &session), ("busy", &busy)] {
+        let bytes = recording::encode_to_vec(&header(), evs, 3);
+        let mut r = Reader::new(&bytes[..]).unwrap();
+        assert_eq!(r.header(), &header());
+        assert_eq!(&r.read_all().unwrap(), evs, "{name}");
+        assert!(r.warnings().is_empty());
+        let t = r.trailer().expect("trailer");
+        assert_eq!((t.events, t.lost), (evs.len() as u64, 3));
+        let bpe = bytes_per_event(evs);
+        eprintln!(
+            "{name}: {} events, {bpe:.1} bytes/event encoded (Event is {} bytes in memory)",
+            evs.len(),
+            size_of::<Event>()
+        );
+        assert!(bpe <= 32.0, "{name}: {bpe} bytes/event");
+    }
+    assert!(bytes_per_event(&busy) <= 20.0);
+}
+
+#[test]
+fn bad_files_give_one_clear_error() {
+    let good = recording::encode_to_vec(&header(), &fixtures::notification_session(), 0);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "not a wqtrace recording (empty file)"),
+        (
+            "text",
+            b"hello, world\n".to_vec(),
+            "not a wqtrace recording (bad magic)",
+        ),
+        (
+            "short",
+            good[..5].to_vec(),
+            "not a wqtrace recording (bad magic)",
+        ),
+        (
+            "newer",
+            {
+                let mut b = good.clone();
+                b[8..12].copy_from_slice(&99u32.to_le_bytes());
+                b
+            },
+            "newer wqtrace (format version 99",
+        ),
+        (
+            "header",
+            {
+                let mut b = good.clone();
+                b[25] ^= 0x20;
+                b
+            },
+            "damaged header (checksum mismatch)",
+        ),
+        ("cut-header", good[..22].to_vec(), "damaged header"),
+    ];
+    for (name, bytes, want) in cases {
+        let err = Reader::new(&bytes[..])
+            .err()
+            .unwrap_or_else(|| panic!("{name} accepted"));
+        assert!(err.to_string().contains(want), "{name}: {err}");
+        if name == "newer" {
+            assert!(matches!(err, FormatError::TooNew { found: 99 }));
+        }
+        // Through the CLI: one line, naming the file.
+        let p = tmp(&format!("bad-{name}.wqt"));
+        std::fs::write(&p, &bytes).unwrap();
+        let out = Command::new(BIN).arg("report").arg(&p).output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("wqtrace: {}: ", p.display())),
+            "{stderr}"
+        );
+        assert!(stderr.contains(want), "{stderr}");
+    }
+}
+
+#[test]
+fn truncated_tail_keeps_every_complete_chunk() {
+    let evs = fixtures::busy_stream(20_000, 2, 3);
+    let p = write_file("trunc.wqt", &evs, 0, Some(4096));
+    let full = std::fs::read(&p).unwrap();
+    // Cut in the middle of the last events chunk (before the trailer).
+    let cut = full.len() - 2000;
+    std::fs::write(&p, &full[..cut]).unwrap();
+    let (got, warnings) = read(&p);
+    assert!(!got.is_empty() && got.len() < evs.len());
+    assert_eq!(&evs[..got.len()], &got[..], "a prefix");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("truncated"), "{warnings:?}");
+    // report still works, warns once, and says the recording did not stop cleanly.
+    let out = Command::new(BIN).arg("report").arg(&p).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wqtrace: warning:") && stderr.contains("truncated"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("did not stop cleanly"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("events     {}", got.len())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn flipped_byte_skips_one_chunk_and_counts_its_events() {
+    let evs = fixtures::busy_stream(20_000, 2, 4);
+    let p = write_file("flip.wqt", &evs, 0, Some(4096));
+    let mut b = std::fs::read(&p).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x10;
+    std::fs::write(&p, &b).unwrap();
+    let mut r = Reader::new(std::fs::File::open(&p).unwrap()).unwrap();
+    let mut got = Vec::new();
+    while let Some(c) = r.next_chunk().unwrap() {
+        if let Chunk::Events {
+            first_index,
+            events,
+            ..
+        } = c
+        {
+            let i = first_index as usize;
+            assert_eq!(&evs[i..i + events.len()], &events[..]);
+            got.extend(events);
+        }
+    }
+    let lost = evs.len() - got.len();
+    assert!(lost > 0 && lost < 2000, "one chunk lost, got {lost}");
+    assert_eq!(r.damaged_events(), lost as u64);
+    assert!(r.trailer().is_some(), "reading resumed after the damage");
+    assert!(
+        r.warnings().iter().any(|w| w.contains("damaged")),
+        "{:?}",
+        r.warnings()
+    );
+}
+
+#[test]
+fn report_text_and_json() {
+    let p = write_file("report.wqt", &fixtures::notification_session(), 2, None);
+    let out = Command::new(BIN).arg("report").arg(&p).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    eprintln!("{text}");
+    for want in [
+        "kernel     6.9.0-test on testhost",
+        "attach     notify_post=fentry get_pipe_info=kprobe",
+        "stop       clean (signal)",
+        "pipe:[81234] notification",
+        "notifications posted 5, lost 1 (ring full 1, notes full 0)",
+        "rejections    2: splice by splicer[4300] ×1 (EINVAL), tee by splicer[4300] ×1 (EINVAL)",
+        "waits         1, total 1.99 ms, max 1.99 ms",
+        "contention    mutex   1 (total 15.0 µs, worst 15.0 µs: wq-reader[4101] waited for splicer[4301])",
+        "interleaves   1",
+        "notification into slot 0 while wq-reader[4101] held the mutex in the middle of a 2-slot read",
+        "pipe:[81240]  (",
+        "ring          8 slots, max occupancy 3",
+    ] {
+        assert!(text.contains(want), "missing {want:?}");
+    }
+    // Totals come first, notification pipes before ordinary ones.
+    assert!(text.find("events     ").unwrap() < text.find("pipe:[81234]").unwrap());
+    assert!(text.find("pipe:[81234]").unwrap() < text.find("pipe:[81240]").unwrap());
+
+    let out = Command::new(BIN)
+        .args(["report", "--json"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["totals"]["events"],
+        fixtures::notification_session().len()
+    );
+    assert_eq!(v["totals"]["lost"], 2);
+    assert_eq!(v["kernel"], "6.9.0-test");
+    assert_eq!(v["attach"][0]["method"], "fentry");
+    let np = &v["pipes"][0];
+    assert_eq!(np["ino"], fixtures::NPIPE_INO);
+    assert_eq!(np["notifications"]["lost"], 1);
+    assert_eq!(np["max_occupancy"], 4);
+    assert_eq!(np["rejections"]["by"][0]["op"], "splice");
+    assert_eq!(np["rejections"]["by"][0]["comm"], "splicer");
+    assert_eq!(np["waits"]["max_ns"], 1_990_000);
+    assert_eq!(np["contention"]["mutex"]["worst_ns"], 15_000);
+    assert_eq!(np["interleaves"][0]["slots_moved"], 2);
+    assert_eq!(v["pipes"][1]["notification"], false);
+}
+
+const PERFETTO_CHECK: &str = r#"
+import sys, collections
+from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+t = pb.Trace()
+t.ParseFromString(open(sys.argv[1], 'rb').read())
+tracks = {}
+counts = collections.Counter()
+for p in t.packet:
+    if p.HasField('track_descriptor'):
+        d = p.track_descriptor
+        name = d.name or (d.thread.thread_name if d.HasField('thread') else d.process.process_name)
+        kind = 'counter' if d.HasField('counter') else 'thread' if d.HasField('thread') else 'process' if d.HasField('process') else 'track'
+        tracks[d.uuid] = (kind, name)
+    elif p.HasField('track_event'):
+        e = p.track_event
+        assert e.track_uuid in tracks, e
+        assert p.timestamp > 0
+        key = {1: 'begin', 2: 'end', 3: 'instant', 4: 'counter'}[e.type]
+        counts[key] += 1
+        if e.name:
+            counts[key + ':' + e.name] += 1
+for uuid, (kind, name) in sorted(tracks.items()):
+    print('track', kind, name)
+for k, v in sorted(counts.items()):
+    print('count', k, v)
+"#;
+
+fn python() -> Option<&'static str> {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|_| "python3")
+}
+
+#[test]
+fn export_perfetto_parses_with_the_perfetto_protos() {
+    let Some(py) = python() else {
+        eprintln!("SKIP: python3 is missing");
+        return;
+    };
+    let have = |py: &str| {
+        Command::new(py)
+            .args([
+                "-c",
+                "from perfetto.protos.perfetto.trace import perfetto_trace_pb2",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have(py) {
+        let _ = Command::new(py)
+            .args(["-m", "pip", "install", "--quiet", "perfetto"])
+            .status();
+        assert!(
+            have(py),
+            "the PyPI `perfetto` package is missing and `pip install perfetto` failed"
+        );
+    }
+    let p = write_file("export.wqt", &fixtures::notification_session(), 0, None);
+    let out = tmp("export.pftrace");
+    let st = Command::new(BIN)
+        .arg("export")
+        .arg(&p)
+        .args(["--format", "perfetto", "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let script = tmp("check_perfetto.py");
+    std::fs::write(&script, PERFETTO_CHECK).unwrap();
+    let o = Command::new(py).arg(&script).arg(&out).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("{stdout}");
+    for want in [
+        "track track pipe:[81234] (notification)",
+        "track counter pipe:[81234] (notification) occupancy",
+        "track track pipe:[81234] (notification) rd_wait",
+        "track track pipe:[81240]",
+        "track thread wq-reader",
+        "track thread keyctl",
+        "track thread splicer",
+        "track process wq-reader",
+        // 5 posts + 1 lost post, 2 rejections.
+        "count instant:post 5",
+        "count instant:post lost 1",
+        "count instant:splice rejected 1",
+        "count instant:tee rejected 1",
+        // Slices: 6 post holds, 2 waits, 2 contentions.
+        "count begin 10",
+        "count end 10",
+        "count begin:rd_wait held (post) 6",
+        "count begin:mutex contended 1",
+        "count begin:rd_wait contended 1",
+    ] {
+        assert!(stdout.lines().any(|l| l == want), "missing {want:?}");
+    }
+    let threads = stdout
+        .lines()
+        .filter(|l| l.starts_with("track thread "))
+        .count();
+    assert_eq!(threads, 5);
+    let counters: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("count counter "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = fixtures::notification_session()
+        .iter()
+        .filter(|e| e.ring_size != 0 && matches!(e.kind, 1 | 2 | 3 | 7))
+        .count();
+    assert_eq!(counters, expected);
+}
+
+#[test]
+fn export_chrome_json_and_jsonl() {
+    let evs = fixtures::notification_session();
+    let p = write_file("export2.wqt", &evs, 0, None);
+    let o = Command::new(BIN)
+        .arg("export")
+        .arg(&p)
+        .args(["-f", "chrome-json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let evs_json = v["traceEvents"].as_array().unwrap();
+    let count = |ph: &str| evs_json.iter().filter(|e| e["ph"] == ph).count();
+    assert_eq!(count("X"), 10);
+    assert!(count("C") > 5);
+    let x = evs_json
+        .iter()
+        .find(|e| e["name"] == "pipe_wait" || e["name"] == "wait (read)")
+        .unwrap();
+    assert_eq!(x["dur"], 1990.0);
+    let o = Command::new(BIN)
+        .arg("export")
+        .arg(&p)
+        .args(["-f", "jsonl"])
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = o
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), evs.len());
+    assert_eq!(lines[0]["kind"], "pipe_created");
+    assert_eq!(
+        lines[0]["wall_ns"],
+        evs[0].ts_ns as i64 + 1_700_000_000_000_000_000
+    );
+}
+
+#[test]
+fn replay_engine_paces_pauses_steps_and_seeks() {
+    let evs = fixtures::busy_stream(30_000, 3, 9);
+    let p = write_file("replay.wqt", &evs, 0, Some(8192));
+    let mut r = Replay::open(&p, Default::default()).unwrap();
+    assert_eq!(r.start_ts(), evs[0].ts_ns);
+    assert_eq!(r.end_ts(), evs.last().unwrap().ts_ns);
+    // Pacing: 10 ms of wall time at 10× = 100 ms of recording.
+    let t0 = Instant::now();
+    r.set_speed(10.0);
+    assert_eq!(
+        r.tick(t0).unwrap(),
+        evs.iter().filter(|e| e.ts_ns <= evs[0].ts_ns).count()
+    );
+    let n = r.tick(t0 + Duration::from_millis(10)).unwrap();
+    let want = evs
+        .iter()
+        .filter(|e| e.ts_ns <= evs[0].ts_ns + 100_000_000)
+        .count();
+    assert_eq!(r.applied() as usize, want);
+    assert!(n > 0);
+    // Paused: time passes, nothing happens; step applies exactly one event.
+    r.pause();
+    assert_eq!(r.tick(t0 + Duration::from_secs(100)).unwrap(), 0);
+    let e = r.step().unwrap().unwrap();
+    assert_eq!(e, evs[want]);
+    assert!(r.is_paused());
+
+    // Seeking anywhere gives the same model as applying the events up to there.
+    let fresh = |ts: u64| {
+        let mut m = wqtrace::model::Model::default();
+        for e in evs.iter().filter(|e| e.ts_ns <= ts) {
+            m.apply(e);
+        }
+        m
+    };
+    let span = r.end_ts() - r.start_ts();
+    for frac in [0.9, 0.2, 0.5, 0.0, 1.0, 0.3] {
+        let ts = r.start_ts() + (span as f64 * frac) as u64;
+        r.seek(ts).unwrap();
+        let m = fresh(ts);
+        assert_eq!(r.model().counters(), m.counters(), "at {frac}");
+        assert_eq!(
+            r.model().pipes_sorted(PipeOrder::Ino),
+            m.pipes_sorted(PipeOrder::Ino),
+            "at {frac}"
+        );
+    }
+    r.seek(r.end_ts()).unwrap();
+    assert!(r.at_end().unwrap());
+    assert_eq!(r.applied() as usize, evs.len());
+
+    // --dump through the CLI.
+    let o = Command::new(BIN)
+        .args(["replay", "--dump", "--at", "0"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && s.starts_with("at +0.000000s"), "{s}");
+    let o = Command::new(BIN).arg("replay").arg(&p).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("replay UI arrives with the TUI"));
+}
+
+fn record_cmd() -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("record").stdin(Stdio::null());
+    c
+}
+
+fn trailer_of(p: &Path) -> recording::Trailer {
+    let mut r = Reader::new(std::fs::File::open(p).unwrap()).unwrap();
+    r.read_all().unwrap();
+    r.trailer().cloned().expect("trailer")
+}
+
+#[test]
+fn record_stops_on_duration_command_and_signal() {
+    // -d
+    let p = tmp("rec-d.wqt");
+    let t = Instant::now();
+    let o = record_cmd()
+        .arg("-o")
+        .arg(&p)
+        .args([
+            "--synthetic",
+            "10000000",
+            "--synthetic-rate",
+            "20000",
+            "-d",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let tr = trailer_of(&p);
+    assert_eq!(tr.stop_reason, "duration");
+    assert!(tr.events > 1000, "{tr:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("B/event; stopped by duration"), "{stderr}");
+
+    // -- CMD: stops when it exits.
+    let p = tmp("rec-cmd.wqt");
+    let o = record_cmd()
+        .arg("-o")
+        .arg(&p)
+        .args([
+            "--synthetic",
+            "10000000",
+            "--synthetic-rate",
+            "20000",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.3; exit 3",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("command exit (status 3)"));
+    let tr = trailer_of(&p);
+    assert_eq!(tr.stop_reason, "command");
+    let mut r = Reader::new(std::fs::File::open(&p).unwrap()).unwrap();
+    assert_eq!(r.header().command, ["sh", "-c", "sleep 0.3; exit 3"]);
+    assert_eq!(r.read_all().unwrap().len() as u64, tr.events);
+
+    // SIGTERM: clean stop, trailer written.
+    let p = tmp("rec-sig.wqt");
+    let mut child = record_cmd()
+        .arg("-o")
+        .arg(&p)
+        .args(["--synthetic", "10000000", "--synthetic-rate", "20000"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut first = [0u8; 32];
+    std::io::Read::read_exact(&mut stderr, &mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("wqtrace: recording to"));
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    let tr = trailer_of(&p);
+    assert_eq!(tr.stop_reason, "signal");
+    assert!(tr.events > 0);
+}
+
+#[test]
+fn sigkill_loses_at_most_the_last_chunk() {
+    let p = tmp("rec-kill.wqt");
+    let mut child = record_cmd()
+        .arg("-o")
+        .arg(&p)
+        .args(["--synthetic", "10000000", "--synthetic-rate", "50000", "-q"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (evs, warnings) = read(&p);
+    // ~35k events were produced; everything but the last 100 ms must be there.
+    assert!(evs.len() > 10_000, "{} events, {warnings:?}", evs.len());
+    assert_eq!(&fixtures::busy_stream(evs.len(), 4, 7)[..], &evs[..]);
+}
+
+#[test]
+fn full_disk_is_one_clear_error_and_the_file_stays_readable() {
+    // The CLI on /dev/full: one line.
+    let o = record_cmd()
+        .args(["-o", "/dev/full", "--synthetic", "1000"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "wqtrace: /dev/full: disk full (no space left on device) after 0 events; the recording is readable up to its last complete chunk"
+    );
+
+    // The loop with a disk that fills up after 100 KiB.
+    struct Disk {
+        data: Vec<u8>,
+        cap: usize,
+    }
+    impl Write for &mut Disk {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let room = self.cap - self.data.len();
+            if room == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = room.min(b.len());
+            self.data.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut disk = Disk {
+        data: Vec::new(),
+        cap: 100 * 1024,
+    };
+    let evs = fixtures::busy_stream(50_000, 2, 5);
+    let mut src =
+        wqtrace::source::recording::VecSource::new(SessionMeta::default(), evs.clone(), 1000, 0);
+    let mut w = Writer::new(&mut disk, &header()).unwrap();
+    let mut progress = wqtrace::sinks::record::Progress::new(true);
+    let err = wqtrace::sinks::record::record_loop(
+        &mut src,
+        &mut w,
+        Path::new("out.wqt"),
+        None,
+        None,
+        &mut progress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("out.wqt: disk full"), "{err}");
+    drop(w);
+    let mut r = Reader::new(&disk.data[..]).unwrap();
+    let got = r.read_all().unwrap();
+    assert!(got.len() > 1000);
+    assert_eq!(&evs[..got.len()], &got[..]);
+    assert!(r.warnings().iter().all(|w| w.contains("truncated")));
+}
