@@ -195,7 +195,7 @@ impl Replay {
             if next >= self.index.len() {
                 return Ok(None);
             }
-            if next % self.snap_every == 0 && !self.snapshots.iter().any(|s| s.0 == next) {
+            if next.is_multiple_of(self.snap_every) && !self.snapshots.iter().any(|s| s.0 == next) {
                 self.snapshots
                     .push((next, self.applied, self.last_ts, self.model.clone()));
             }
