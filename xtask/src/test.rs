@@ -52,56 +52,97 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds `wqtrace/tests/vm.rs` (declared `test = false`) and returns its executable.
-fn build_vm_tests() -> anyhow::Result<std::path::PathBuf> {
+/// The VM test targets: wqtrace's integration tests declared `test = false` (plain `cargo test`
+/// skips them), e.g. `vm` (wqtrace/tests/vm.rs).
+fn vm_test_targets() -> anyhow::Result<Vec<String>> {
+    let out =
+        util::output_ok(util::cargo().args(["metadata", "--no-deps", "--format-version", "1"]))
+            .context("cargo metadata")?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    let mut names = vec![];
+    for p in v["packages"].as_array().into_iter().flatten() {
+        if p["name"] != "wqtrace" {
+            continue;
+        }
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let is_test = t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"));
+            if is_test && t["test"] == false {
+                names.extend(t["name"].as_str().map(String::from));
+            }
+        }
+    }
+    if names.is_empty() {
+        bail!("wqtrace declares no VM test target (a [[test]] with test = false)");
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Builds the VM test targets and returns their executables.
+fn build_vm_tests() -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let names = vm_test_targets()?;
     let mut c = util::cargo();
     c.args([
         "test",
         "-p",
         "wqtrace",
-        "--test",
-        "vm",
         "--no-run",
         "--message-format=json-render-diagnostics",
     ]);
+    for n in &names {
+        c.args(["--test", n]);
+    }
     c.stderr(std::process::Stdio::inherit());
     eprintln!("xtask: $ {}", util::describe(&c));
     let out = c.output().context("cargo test --no-run")?;
     if !out.status.success() {
         bail!("building the VM tests failed ({})", out.status);
     }
-    let mut exe = None;
+    let mut exes = vec![];
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
         if v["reason"] == "compiler-artifact"
-            && v["target"]["name"] == "vm"
             && v["profile"]["test"] == true
+            && v["target"]["name"]
+                .as_str()
+                .is_some_and(|n| names.iter().any(|m| m == n))
             && let Some(e) = v["executable"].as_str()
         {
-            exe = Some(std::path::PathBuf::from(e));
+            exes.push(std::path::PathBuf::from(e));
         }
     }
-    exe.context("cargo did not report the `vm` test executable")
+    if exes.len() != names.len() {
+        bail!(
+            "cargo reported {} executables for the VM tests {names:?}",
+            exes.len()
+        );
+    }
+    Ok(exes)
 }
 
 fn vm_stage(timeout: u64) -> anyhow::Result<()> {
-    let exe = build_vm_tests()?;
+    let exes = build_vm_tests()?;
+    // One boot per kernel runs every VM test executable; the status says whether all passed.
+    let mut cmd = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        r#"rc=0; for t in "$@"; do echo "xtask: running $t"; "$t" --test-threads=1 || rc=1; done; exit $rc"#
+            .to_string(),
+        "sh".to_string(),
+    ];
+    cmd.extend(exes.iter().map(|e| e.to_string_lossy().into_owned()));
     let mut failed = Vec::new();
     for series in SERIES {
         let t = Instant::now();
-        eprintln!(
-            "xtask test: VM tests on the {series} kernel: {}",
-            exe.display()
-        );
+        eprintln!("xtask test: VM tests on the {series} kernel");
         let rc = vm::run(&vm::RunOpts {
             series: series.to_string(),
             timeout: Some(Duration::from_secs(timeout)),
-            cmd: vec![
-                exe.to_string_lossy().into_owned(),
-                "--test-threads=1".into(),
-            ],
+            cmd: cmd.clone(),
             env: vec![("RUST_BACKTRACE".into(), "1".into())],
         })?;
         eprintln!(

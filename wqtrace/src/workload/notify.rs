@@ -317,8 +317,10 @@ fn run_on(opts: &Opts, rfd: OwnedFd, wfd: OwnedFd) -> anyhow::Result<Summary> {
     s.loss_records = r.notes.iter().filter(|n| n.is_loss()).count() as u32;
     s.notifications_read = r.notes.len() as u32 - s.loss_records;
     s.notifications = r.notes;
-    unlink_from_process_keyring(&[key, keyring]);
+    // Close the pipe before dropping the keys: their destruction (key GC) would otherwise post
+    // watch-removal records that nobody reads.
     drop(rfd);
+    unlink_from_process_keyring(&[key, keyring]);
     s.ok = s.errors.is_empty()
         && !s.timed_out
         && s.notifications_read == s.expected_notifications
