@@ -19,6 +19,10 @@ pub struct Rejection {
     pub tgid: u32,
     pub comm: Comm,
     pub ret: i64,
+    /// The syscall's fds as the event carried them (-1 when not known): splice/tee `fd_in` →
+    /// `fd_out`, vmsplice's fd in `fd_in`.
+    pub fd_in: i32,
+    pub fd_out: i32,
 }
 
 /// A notification posted while the pipe mutex was held by a task that was in the middle of a

@@ -298,6 +298,8 @@ impl Model {
                     tgid: e.tgid,
                     comm,
                     ret: e.ret,
+                    fd_in: e.fd_in,
+                    fd_out: e.fd_out,
                 });
                 if let Some(t) = self.tasks.get_mut(&e.tid) {
                     t.rejections += 1;
@@ -654,6 +656,13 @@ impl Model {
     /// Events per second over the last rate window (event clock).
     pub fn events_per_sec(&self) -> f64 {
         self.rate.per_sec(self.last_ts)
+    }
+
+    /// Events per second over the rate window ending at `now_ns` (event clock): unlike
+    /// [`Model::events_per_sec`], falls to 0 when no event arrives (live views pass the current
+    /// CLOCK_BOOTTIME).
+    pub fn events_per_sec_at(&self, now_ns: u64) -> f64 {
+        self.rate.per_sec(now_ns.max(self.last_ts))
     }
 
     /// A live pipe by kernel address.

@@ -438,3 +438,21 @@ fn sorting_puts_notification_pipes_first() {
     assert_eq!(v, [201, 200, 202]);
     assert!(m.events_per_sec() > 0.0);
 }
+
+#[test]
+fn rejections_keep_fds_and_rate_decays_with_the_clock() {
+    let m = session();
+    let r: Vec<_> = m
+        .rejections()
+        .iter()
+        .map(|r| (r.op, r.fd_in, r.fd_out))
+        .collect();
+    assert_eq!(r, [(Op::Splice, 3, -1), (Op::Tee, -1, -1)]);
+    let now = m.now_ns();
+    assert_eq!(m.events_per_sec_at(now), m.events_per_sec());
+    assert!(m.events_per_sec_at(now) > 0.0);
+    // Ten seconds of silence: the window is empty.
+    assert_eq!(m.events_per_sec_at(now + 10_000_000_000), 0.0);
+    // A clock behind the last event reads as the last event.
+    assert_eq!(m.events_per_sec_at(0), m.events_per_sec());
+}
