@@ -2,8 +2,9 @@
 //!
 //! [`Replay`] is the engine the TUI drives: it paces events by their recorded timestamps ×
 //! speed, feeds the [`Model`], and seeks by restoring a model snapshot taken at a chunk
-//! boundary and re-applying events from there. The interactive UI arrives with the TUI; until
-//! then `run` offers `--dump`, a text picture of the model state at the end (or at `--at`).
+//! boundary and re-applying events from there. `wqtrace replay FILE` opens the TUI
+//! ([`crate::sinks::tui::run_replay`]) over it; `--dump` prints a text picture of the model
+//! state at the end (or at `--at`) instead.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,19 +29,44 @@ pub struct Args {
     #[arg(long)]
     pub dump: bool,
     /// With --dump: the state SECS seconds into the recording (default: the end).
+    /// Without: start the UI there (paused).
     #[arg(long, value_name = "SECS")]
     pub at: Option<f64>,
+    /// UI: redraw every MS milliseconds.
+    #[arg(
+        short = 'i',
+        long = "interval",
+        value_name = "MS",
+        default_value_t = 250
+    )]
+    pub interval: u64,
+    /// UI: start paused at the beginning (p plays, n steps).
+    #[arg(long)]
+    pub paused: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if !args.dump {
-        bail!(
-            "the interactive replay UI arrives with the TUI; meanwhile try `wqtrace replay --dump {}` or `wqtrace report {}`",
-            args.file.display(),
-            args.file.display()
-        );
-    }
     let mut r = Replay::open(&args.file, ModelConfig::default())?;
+    if !args.dump {
+        use std::io::IsTerminal as _;
+        if !std::io::stdout().is_terminal() {
+            bail!(
+                "the replay UI needs a terminal; for text try `wqtrace replay --dump {}` or `wqtrace report {}`",
+                args.file.display(),
+                args.file.display()
+            );
+        }
+        r.set_speed(args.speed);
+        if let Some(s) = args.at {
+            r.seek(r.start_ts() + (s.max(0.0) * 1e9) as u64)?;
+            r.pause();
+        }
+        if args.paused {
+            r.pause();
+        }
+        let interval = std::time::Duration::from_millis(args.interval.max(20));
+        return crate::sinks::tui::run_replay(r, interval);
+    }
     match args.at {
         Some(s) => r.seek(r.start_ts() + (s.max(0.0) * 1e9) as u64)?,
         None => {
@@ -122,6 +148,12 @@ impl Replay {
 
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The recorded session's metadata (kernel, attach methods, notification pipes).
+    pub fn meta(&self) -> &crate::source::SessionMeta {
+        use crate::source::EventSource as _;
+        self.src.meta()
     }
 
     pub fn print_warnings(&mut self) {

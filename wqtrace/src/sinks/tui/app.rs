@@ -1,0 +1,376 @@
+//! View state and key handling: what the user chose (selection, order, filter, focus, pause),
+//! independent of where events come from. Keys turn into [`Action`]s for the feed (live or
+//! replay) to carry out; everything else is handled here.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::widgets::TableState;
+
+use crate::model::{Model, PipeOrder, PipeState};
+
+/// What a key asks of the event feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Quit,
+    TogglePause,
+    /// Replay: apply one event (and pause).
+    Step,
+    /// Replay: move by this many milliseconds of recorded time.
+    Seek(i64),
+    /// Replay: double (true) or halve (false) the speed.
+    Speed(bool),
+}
+
+/// Which panel ↑/↓ act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Focus {
+    #[default]
+    Pipes,
+    Alerts,
+}
+
+/// The order `s` cycles through.
+pub const ORDERS: [PipeOrder; 4] = [
+    PipeOrder::Activity,
+    PipeOrder::Events,
+    PipeOrder::Occupancy,
+    PipeOrder::Ino,
+];
+
+pub fn order_name(o: PipeOrder) -> &'static str {
+    match o {
+        PipeOrder::Activity => "activity",
+        PipeOrder::Events => "events",
+        PipeOrder::Occupancy => "occupancy",
+        PipeOrder::Ino => "inode",
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct App {
+    pub order: PipeOrder,
+    /// Substring matched against the pipe's inode, label and owners' comm / pid.
+    pub filter: String,
+    /// `/` was pressed: keys edit the filter until Enter or Esc.
+    pub editing_filter: bool,
+    /// Display frozen (live) / playback paused (replay): the feed keeps the truth.
+    pub paused: bool,
+    pub show_help: bool,
+    pub focus: Focus,
+    /// The selected pipe, by kernel address (stable while rows reorder).
+    pub selected: Option<u64>,
+    /// Row offset of the pipes table (kept between frames).
+    pub table: TableState,
+    /// Alerts scrolled back by this many lines (0 = newest on top).
+    pub alert_scroll: usize,
+    /// Replay keys (step, seek, speed) are live.
+    pub replay: bool,
+}
+
+impl App {
+    pub fn new(replay: bool) -> Self {
+        Self {
+            replay,
+            ..Self::default()
+        }
+    }
+
+    /// Whether `p` passes the filter.
+    pub fn matches(&self, p: &PipeState) -> bool {
+        if self.filter.is_empty() {
+            return true;
+        }
+        let f = self.filter.to_lowercase();
+        p.ino.to_string().contains(&f)
+            || p.label().to_lowercase().contains(&f)
+            || p.owners
+                .iter()
+                .any(|o| o.comm.as_str().to_lowercase().contains(&f) || o.tgid.to_string() == f)
+    }
+
+    /// The pipes the table shows, in order (notification pipes first).
+    pub fn visible<'m>(&self, m: &'m Model) -> Vec<&'m PipeState> {
+        m.pipes_sorted(self.order)
+            .into_iter()
+            .filter(|p| self.matches(p))
+            .collect()
+    }
+
+    /// Index of the selected pipe in `rows`, fixing the selection up when it vanished (filtered
+    /// out, evicted): then the first row is selected.
+    pub fn selected_index(&mut self, rows: &[&PipeState]) -> Option<usize> {
+        if let Some(i) = self
+            .selected
+            .and_then(|a| rows.iter().position(|p| p.addr == a))
+        {
+            return Some(i);
+        }
+        self.selected = rows.first().map(|p| p.addr);
+        self.selected.map(|_| 0)
+    }
+
+    /// The selected pipe, if it is visible.
+    pub fn selected_pipe<'m>(&mut self, m: &'m Model) -> Option<&'m PipeState> {
+        let rows = self.visible(m);
+        let i = self.selected_index(&rows)?;
+        Some(rows[i])
+    }
+
+    fn move_selection(&mut self, m: &Model, delta: isize) {
+        let rows = self.visible(m);
+        if rows.is_empty() {
+            self.selected = None;
+            return;
+        }
+        let i = self.selected_index(&rows).unwrap_or(0) as isize;
+        let j = (i + delta).clamp(0, rows.len() as isize - 1) as usize;
+        self.selected = Some(rows[j].addr);
+    }
+
+    fn scroll(&mut self, m: &Model, delta: isize) {
+        match self.focus {
+            Focus::Pipes => self.move_selection(m, delta),
+            Focus::Alerts => {
+                self.alert_scroll = self.alert_scroll.saturating_add_signed(-delta);
+            }
+        }
+    }
+
+    /// Handles one key. `m` is the model on screen (for moving the selection).
+    pub fn on_key(&mut self, k: KeyEvent, m: &Model) -> Action {
+        if k.kind == KeyEventKind::Release {
+            return Action::None;
+        }
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && matches!(k.code, KeyCode::Char('c') | KeyCode::Char('d')) {
+            return Action::Quit;
+        }
+        if self.editing_filter {
+            match k.code {
+                KeyCode::Enter => self.editing_filter = false,
+                KeyCode::Esc => {
+                    self.editing_filter = false;
+                    self.filter.clear();
+                }
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char('u') if ctrl => self.filter.clear(),
+                KeyCode::Char(c) if !ctrl => self.filter.push(c),
+                _ => {}
+            }
+            return Action::None;
+        }
+        if self.show_help {
+            // Any key closes the help; q still quits.
+            self.show_help = false;
+            if k.code != KeyCode::Char('q') {
+                return Action::None;
+            }
+        }
+        match k.code {
+            KeyCode::Char('q') => Action::Quit,
+            KeyCode::Esc if !self.filter.is_empty() => {
+                self.filter.clear();
+                Action::None
+            }
+            KeyCode::Esc => Action::Quit,
+            KeyCode::Char('p') | KeyCode::Char(' ') => {
+                self.paused = !self.paused;
+                Action::TogglePause
+            }
+            KeyCode::Char('?') | KeyCode::Char('h') | KeyCode::F(1) => {
+                self.show_help = true;
+                Action::None
+            }
+            KeyCode::Char('/') => {
+                self.editing_filter = true;
+                Action::None
+            }
+            KeyCode::Char('s') => {
+                let i = ORDERS.iter().position(|&o| o == self.order).unwrap_or(0);
+                self.order = ORDERS[(i + 1) % ORDERS.len()];
+                Action::None
+            }
+            KeyCode::Char('S') => {
+                let i = ORDERS.iter().position(|&o| o == self.order).unwrap_or(0);
+                self.order = ORDERS[(i + ORDERS.len() - 1) % ORDERS.len()];
+                Action::None
+            }
+            KeyCode::Tab => {
+                self.focus = match self.focus {
+                    Focus::Pipes => Focus::Alerts,
+                    Focus::Alerts => Focus::Pipes,
+                };
+                Action::None
+            }
+            KeyCode::BackTab => {
+                self.focus = match self.focus {
+                    Focus::Pipes => Focus::Alerts,
+                    Focus::Alerts => Focus::Pipes,
+                };
+                Action::None
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.scroll(m, -1);
+                Action::None
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.scroll(m, 1);
+                Action::None
+            }
+            KeyCode::PageUp => {
+                self.scroll(m, -10);
+                Action::None
+            }
+            KeyCode::PageDown => {
+                self.scroll(m, 10);
+                Action::None
+            }
+            KeyCode::Home | KeyCode::Char('g') => {
+                self.scroll(m, isize::MIN / 2);
+                Action::None
+            }
+            KeyCode::End | KeyCode::Char('G') => {
+                self.scroll(m, isize::MAX / 2);
+                Action::None
+            }
+            KeyCode::Char('n') if self.replay => Action::Step,
+            KeyCode::Left if self.replay => Action::Seek(-1_000),
+            KeyCode::Right if self.replay => Action::Seek(1_000),
+            KeyCode::Char('[') if self.replay => Action::Seek(-10_000),
+            KeyCode::Char(']') if self.replay => Action::Seek(10_000),
+            KeyCode::Char('+') | KeyCode::Char('=') if self.replay => Action::Speed(true),
+            KeyCode::Char('-') | KeyCode::Char('_') if self.replay => Action::Speed(false),
+            _ => Action::None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::fixtures::{self, NPIPE, NPIPE_INO, PIPE, PIPE_INO};
+
+    fn key(c: KeyCode) -> KeyEvent {
+        KeyEvent::new(c, KeyModifiers::NONE)
+    }
+
+    fn ch(c: char) -> KeyEvent {
+        key(KeyCode::Char(c))
+    }
+
+    /// The fixture session stopped before both pipes are released (so both are listed).
+    fn model() -> Model {
+        let mut m = Model::default();
+        let evs = fixtures::notification_session();
+        for e in &evs[..evs.len() - 3] {
+            m.apply(e);
+        }
+        m
+    }
+
+    #[test]
+    fn quit_keys() {
+        let m = model();
+        let mut a = App::new(false);
+        assert_eq!(a.on_key(ch('q'), &m), Action::Quit);
+        assert_eq!(a.on_key(key(KeyCode::Esc), &m), Action::Quit);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(a.on_key(ctrl_c, &m), Action::Quit);
+        // Ctrl-C quits even while typing a filter; q there is just a letter.
+        a.on_key(ch('/'), &m);
+        assert_eq!(a.on_key(ch('q'), &m), Action::None);
+        assert_eq!(a.filter, "q");
+        assert_eq!(a.on_key(ctrl_c, &m), Action::Quit);
+    }
+
+    #[test]
+    fn filter_by_comm_and_inode() {
+        let m = model();
+        let mut a = App::new(false);
+        assert_eq!(a.visible(&m).len(), 2);
+        a.on_key(ch('/'), &m);
+        assert!(a.editing_filter);
+        for c in "PRODU".chars() {
+            a.on_key(ch(c), &m);
+        }
+        a.on_key(key(KeyCode::Enter), &m);
+        assert!(!a.editing_filter);
+        let v: Vec<u64> = a.visible(&m).iter().map(|p| p.ino).collect();
+        assert_eq!(v, [PIPE_INO], "case-insensitive comm match");
+        assert_eq!(a.selected_pipe(&m).map(|p| p.addr), Some(PIPE));
+        // By inode number.
+        a.on_key(ch('/'), &m);
+        for _ in 0..5 {
+            a.on_key(key(KeyCode::Backspace), &m);
+        }
+        for c in NPIPE_INO.to_string().chars() {
+            a.on_key(ch(c), &m);
+        }
+        a.on_key(key(KeyCode::Enter), &m);
+        let v: Vec<u64> = a.visible(&m).iter().map(|p| p.ino).collect();
+        assert_eq!(v, [NPIPE_INO]);
+        assert_eq!(a.selected_pipe(&m).map(|p| p.addr), Some(NPIPE));
+        // Esc clears the filter (and does not quit while one is set).
+        assert_eq!(a.on_key(key(KeyCode::Esc), &m), Action::None);
+        assert!(a.filter.is_empty());
+        assert_eq!(a.visible(&m).len(), 2);
+    }
+
+    #[test]
+    fn sort_cycles_and_notification_pipes_stay_first() {
+        let m = model();
+        let mut a = App::new(false);
+        let mut seen = vec![a.order];
+        for _ in 0..4 {
+            a.on_key(ch('s'), &m);
+            seen.push(a.order);
+            assert_eq!(a.visible(&m)[0].addr, NPIPE, "{:?}", a.order);
+        }
+        assert_eq!(seen, [ORDERS.to_vec(), vec![ORDERS[0]]].concat());
+        a.on_key(ch('S'), &m);
+        assert_eq!(a.order, PipeOrder::Ino);
+    }
+
+    #[test]
+    fn selection_moves_and_follows_the_pipe() {
+        let m = model();
+        let mut a = App::new(false);
+        assert_eq!(a.selected_pipe(&m).map(|p| p.addr), Some(NPIPE));
+        a.on_key(key(KeyCode::Down), &m);
+        assert_eq!(a.selected, Some(PIPE));
+        a.on_key(key(KeyCode::Down), &m);
+        assert_eq!(a.selected, Some(PIPE), "clamped at the last row");
+        a.on_key(ch('k'), &m);
+        assert_eq!(a.selected, Some(NPIPE));
+        // Tab moves the focus to the alerts: arrows scroll them instead.
+        a.on_key(key(KeyCode::Tab), &m);
+        a.on_key(key(KeyCode::Up), &m);
+        assert_eq!((a.selected, a.alert_scroll), (Some(NPIPE), 1));
+    }
+
+    #[test]
+    fn pause_help_and_replay_keys() {
+        let m = model();
+        let mut live = App::new(false);
+        assert_eq!(live.on_key(ch('p'), &m), Action::TogglePause);
+        assert!(live.paused);
+        assert_eq!(live.on_key(ch('p'), &m), Action::TogglePause);
+        assert!(!live.paused);
+        // Seek keys mean nothing live.
+        assert_eq!(live.on_key(key(KeyCode::Right), &m), Action::None);
+        assert_eq!(live.on_key(ch('n'), &m), Action::None);
+        live.on_key(ch('?'), &m);
+        assert!(live.show_help);
+        assert_eq!(live.on_key(ch('x'), &m), Action::None);
+        assert!(!live.show_help);
+
+        let mut r = App::new(true);
+        assert_eq!(r.on_key(ch('n'), &m), Action::Step);
+        assert_eq!(r.on_key(key(KeyCode::Left), &m), Action::Seek(-1_000));
+        assert_eq!(r.on_key(ch(']'), &m), Action::Seek(10_000));
+        assert_eq!(r.on_key(ch('+'), &m), Action::Speed(true));
+        assert_eq!(r.on_key(ch('-'), &m), Action::Speed(false));
+    }
+}

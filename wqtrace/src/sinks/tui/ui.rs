@@ -1,0 +1,169 @@
+//! The screen layout: header, pipes table, ring of the selected pipe, locks | alerts, footer.
+//!
+//! ```text
+//! ┌ header: kernel, mode, events/s, lost; attach methods; (no notification pipes → demo hint)
+//! ├ Pipes: one row per traced pipe, notification pipes first (◆)
+//! ├ Ring: one cell per slot, H/T markers, wrap-around, occupancy sparkline
+//! ├ Locks (selected pipe)        │ Rejections & alerts (newest first)
+//! └ footer: key hints (or the filter being typed)
+//! ```
+//!
+//! Everything fits 80×24: the ring gets the rows it needs (a 256-slot ring is 4 rows of 64),
+//! the table the rest.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use super::app::App;
+use super::widgets::{self, DIM, KEY};
+use crate::model::Model;
+use crate::source::SessionMeta;
+
+/// Where the events come from, for the header.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Live,
+    Replay {
+        start_ns: u64,
+        pos_ns: u64,
+        end_ns: u64,
+        speed: f64,
+        at_end: bool,
+    },
+}
+
+/// Everything a frame is drawn from.
+pub struct View<'a> {
+    pub model: &'a Model,
+    pub meta: &'a SessionMeta,
+    pub mode: Mode,
+    /// The clock rates and "ago" are measured against (live: CLOCK_BOOTTIME now; replay: the
+    /// playback position).
+    pub now_ns: u64,
+    /// Live and paused: events applied since the display froze.
+    pub behind: u64,
+}
+
+/// Draws one frame.
+pub fn draw(f: &mut Frame, v: &View, app: &mut App) {
+    let area = f.area();
+    let header_h = widgets::header::height(v);
+    let rows = app.visible(v.model);
+    let sel = app.selected_index(&rows).map(|i| rows[i]);
+    let body = area.height.saturating_sub(header_h + 1);
+    // The bottom panels: 4 lines + title, more on tall screens.
+    let bottom_h = (body / 4).clamp(5, 12);
+    // The table keeps at least its title, header and two rows.
+    let ring_max = body.saturating_sub(bottom_h + 4);
+    let ring_h = widgets::ring::height(sel, area.width, ring_max);
+    let [header, pipes, ring, bottom, footer] = Layout::vertical([
+        Constraint::Length(header_h),
+        Constraint::Min(0),
+        Constraint::Length(ring_h),
+        Constraint::Length(bottom_h),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    widgets::header::render(f, header, v, app);
+    widgets::pipes::render(f, pipes, v, app, &rows);
+    widgets::ring::render(f, ring, v, sel);
+    let [locks, alerts] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)])
+            .spacing(1)
+            .areas(bottom);
+    widgets::locks::render(f, locks, v, sel);
+    widgets::alerts::render(f, alerts, v, app);
+    render_footer(f, footer, app);
+    if app.show_help {
+        render_help(f, area, app);
+    }
+}
+
+fn hint<'a>(k: &'a str, what: &'a str) -> [Span<'a>; 3] {
+    [Span::styled(k, KEY), Span::raw(" "), Span::raw(what)]
+}
+
+fn render_footer(f: &mut Frame, area: Rect, app: &App) {
+    if app.editing_filter {
+        let l = Line::from(vec![
+            Span::styled("filter: ", KEY),
+            Span::raw(app.filter.clone()),
+            Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
+            Span::styled("  Enter keep · Esc clear", DIM),
+        ]);
+        f.render_widget(Paragraph::new(l), area);
+        return;
+    }
+    let mut keys: Vec<(&str, &str)> = vec![("q", "quit"), ("p", "pause")];
+    if app.replay {
+        keys.extend([("n", "step"), ("←→[]", "seek"), ("+-", "speed")]);
+    }
+    keys.extend([
+        ("↑↓", "select"),
+        ("Tab", "focus"),
+        ("/", "filter"),
+        ("s", "sort"),
+        ("?", "help"),
+    ]);
+    let mut spans = Vec::new();
+    for (i, (k, w)) in keys.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw(" "));
+        }
+        spans.extend(hint(k, w));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The key reference, as a centred box over everything.
+pub const HELP: &[(&str, &str)] = &[
+    ("q Esc ^C", "quit (probes detached, terminal restored)"),
+    (
+        "p Space",
+        "pause (live: freeze the display, events still counted)",
+    ),
+    ("↑↓ j k", "select a pipe (or scroll alerts, see Tab)"),
+    ("PgUp PgDn", "move by 10; g / G first / last"),
+    ("Tab", "focus: pipes table ↔ alerts"),
+    ("/", "filter pipes by comm, pid or inode (Esc clears)"),
+    ("s S", "sort: activity, events, occupancy, inode"),
+    ("n", "replay: one event forward (pauses)"),
+    ("← →  [ ]", "replay: seek 1 s / 10 s"),
+    ("+ -", "replay: speed ×2 / ÷2"),
+    ("", ""),
+    ("ring", "· empty  ▒ data  █ notification  ! loss-flagged"),
+    ("", "? unseen (filled before tracing)  T tail  H head"),
+];
+
+fn render_help(f: &mut Frame, area: Rect, app: &App) {
+    let w = 70.min(area.width);
+    let h = (HELP.len() as u16 + 2).min(area.height);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    let lines: Vec<Line> = HELP
+        .iter()
+        .filter(|(k, _)| app.replay || !k.starts_with(['n', '←', '+']))
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<10}"), KEY),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" keys — any key closes "),
+        ),
+        r,
+    );
+}

@@ -1,0 +1,103 @@
+//! Rejected splice/tee/vmsplice and interleave alerts, newest first.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use super::{BAD, DIM, TITLE, WARN, errno, when};
+use crate::model::{Interleave, Rejection};
+use crate::sinks::tui::app::{App, Focus};
+use crate::sinks::tui::ui::View;
+
+fn fd(n: i32) -> String {
+    if n < 0 { "-".into() } else { n.to_string() }
+}
+
+pub fn rejection_line(v: &View, r: &Rejection) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(when(v, r.ts_ns), DIM),
+        Span::raw(" "),
+        Span::styled(r.op.name(), WARN),
+        Span::raw(format!(" {} {} ", r.tgid, r.comm)),
+        Span::raw(format!("fd {}→{} ", fd(r.fd_in), fd(r.fd_out))),
+        Span::styled(errno(r.ret), BAD),
+        Span::styled(format!(" pipe:[{}]", r.ino), DIM),
+    ])
+}
+
+pub fn interleave_line(v: &View, i: &Interleave) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(when(v, i.post_ts_ns), DIM),
+        Span::raw(" "),
+        Span::styled("INTERLEAVE ", BAD),
+        Span::raw(format!(
+            "slot {} in {}/{} {}×{}",
+            i.slot,
+            i.owner,
+            i.owner_tid,
+            i.op.name(),
+            i.slots_moved
+        )),
+        Span::styled(format!(" pipe:[{}]", i.ino), DIM),
+    ])
+}
+
+pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App) {
+    let m = v.model;
+    let rej = m.rejections();
+    let il = m.interleaves();
+    // Newest first, both logs merged by time; lines are built for the visible ones only.
+    enum Item<'a> {
+        Rej(&'a Rejection),
+        Il(&'a Interleave),
+    }
+    let mut items: Vec<(u64, Item)> = rej
+        .iter()
+        .map(|r| (r.ts_ns, Item::Rej(r)))
+        .chain(il.iter().map(|i| (i.post_ts_ns, Item::Il(i))))
+        .collect();
+    items.sort_by_key(|it| std::cmp::Reverse(it.0));
+    let inner_h = area.height.saturating_sub(1) as usize;
+    let max_scroll = items.len().saturating_sub(inner_h);
+    app.alert_scroll = app.alert_scroll.min(max_scroll);
+    let focus = app.focus == Focus::Alerts;
+    let mut title = vec![
+        Span::styled(
+            " Rejections & alerts ",
+            if focus { TITLE.fg(Color::Cyan) } else { TITLE },
+        ),
+        Span::styled(
+            format!("rejected {} ", rej.total()),
+            if rej.total() > 0 { WARN } else { Style::new() },
+        ),
+        Span::styled(
+            format!("interleaves {} ", il.total()),
+            if il.total() > 0 { BAD } else { Style::new() },
+        ),
+    ];
+    if app.alert_scroll > 0 {
+        title.push(Span::styled(format!("↑{} ", app.alert_scroll), DIM));
+    }
+    let mut lines: Vec<Line> = items
+        .into_iter()
+        .skip(app.alert_scroll)
+        .take(inner_h)
+        .map(|(_, it)| match it {
+            Item::Rej(r) => rejection_line(v, r),
+            Item::Il(i) => interleave_line(v, i),
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::styled("no rejected splice, no interleave", DIM));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::TOP)
+                .title(Line::from(title)),
+        ),
+        area,
+    );
+}

@@ -1,0 +1,153 @@
+//! The pipes table: one row per traced pipe, notification pipes first and marked.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Row, Table};
+
+use super::{BAD, DIM, NOTIF, NOTIF_MARK, TITLE, count, fit};
+use crate::model::PipeState;
+use crate::sinks::tui::app::{App, Focus, order_name};
+use crate::sinks::tui::ui::View;
+
+/// Column headers, in order.
+pub const COLUMNS: [&str; 10] = [
+    "PIPE",
+    "PROCESSES",
+    "SIZE",
+    "OCC",
+    "NOTES",
+    "POSTED",
+    "LOST",
+    "REJ",
+    "EV/S",
+    "",
+];
+
+/// "comm/pid" of the pipe's first owner, "+N" for the others.
+pub fn owners(p: &PipeState, w: usize) -> String {
+    let Some(first) = p.owners.first() else {
+        return "-".into();
+    };
+    let more = if p.owners.len() > 1 {
+        format!(" +{}", p.owners.len() - 1)
+    } else {
+        String::new()
+    };
+    let base = format!("{}/{}", first.comm, first.tgid);
+    format!(
+        "{}{more}",
+        fit(&base, w.saturating_sub(more.chars().count()))
+    )
+}
+
+pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeState]) {
+    let now = v.now_ns;
+    let procs_w = area.width.saturating_sub(58).max(10) as usize;
+    let body: Vec<Row> = rows
+        .iter()
+        .map(|p| {
+            let mark = if p.notification {
+                Span::styled(format!("{NOTIF_MARK}{}", p.ino), NOTIF)
+            } else {
+                Span::raw(format!(" {}", p.ino))
+            };
+            let size = p.ring.size();
+            let occ = p.occupancy();
+            let occ_style = if size > 0 && occ >= size {
+                BAD
+            } else if size > 0 && occ * 4 >= size * 3 {
+                Style::new().fg(Color::Yellow)
+            } else {
+                Style::new()
+            };
+            let notes = if p.nr_notes > 0 {
+                format!("{}/{}", p.notes_in_use, p.nr_notes)
+            } else {
+                "-".into()
+            };
+            let (posted, lost) = if p.notification || p.posts.attempts > 0 {
+                (p.posts.posted.to_string(), p.posts.lost.to_string())
+            } else {
+                ("-".into(), "-".into())
+            };
+            let lost_style = if p.posts.lost > 0 { BAD } else { Style::new() };
+            let rej = p.rejected();
+            let rej_style = if rej > 0 {
+                Style::new().fg(Color::Yellow)
+            } else {
+                Style::new()
+            };
+            let state = if p.is_released() {
+                Span::styled("gone", DIM)
+            } else {
+                Span::raw("")
+            };
+            Row::new(vec![
+                Cell::from(mark),
+                Cell::from(owners(p, procs_w)),
+                Cell::from(if size > 0 {
+                    size.to_string()
+                } else {
+                    "?".into()
+                }),
+                Cell::from(Span::styled(format!("{occ}"), occ_style)),
+                Cell::from(notes),
+                Cell::from(posted),
+                Cell::from(Span::styled(lost, lost_style)),
+                Cell::from(Span::styled(rej.to_string(), rej_style)),
+                Cell::from(count(p.rate.per_sec(now.max(p.last_ts_ns)))),
+                Cell::from(state),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(9),
+        Constraint::Min(10),
+        Constraint::Length(4),
+        Constraint::Length(4),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(4),
+        Constraint::Length(5),
+        Constraint::Length(4),
+    ];
+    let header = Row::new(COLUMNS.map(|c| Cell::from(c).style(DIM)));
+    let focus = app.focus == Focus::Pipes;
+    let mut title = vec![
+        Span::styled(" Pipes ", if focus { TITLE.fg(Color::Cyan) } else { TITLE }),
+        Span::styled(format!("{} ", rows.len()), DIM),
+        Span::styled(format!("{NOTIF_MARK}=notification "), NOTIF),
+        Span::styled(format!("sort:{} ", order_name(app.order)), DIM),
+    ];
+    if !app.filter.is_empty() {
+        title.push(Span::styled(
+            format!("filter:{} ", app.filter),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    let empty = rows.is_empty();
+    let table = Table::new(body, widths)
+        .header(header)
+        .column_spacing(1)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .block(
+            Block::default()
+                .borders(Borders::TOP)
+                .title(Line::from(title)),
+        );
+    let sel = app.selected_index(rows);
+    app.table.select(sel);
+    f.render_stateful_widget(table, area, &mut app.table);
+    if empty && area.height > 2 {
+        let msg = if app.filter.is_empty() {
+            "no pipe traced yet: waiting for pipe activity…"
+        } else {
+            "no pipe matches the filter (Esc clears it)"
+        };
+        let r = Rect::new(area.x + 1, area.y + 2, area.width.saturating_sub(2), 1);
+        f.render_widget(ratatui::widgets::Paragraph::new(msg).style(DIM), r);
+    }
+}

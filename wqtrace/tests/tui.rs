@@ -1,0 +1,502 @@
+//! What a user sees in `wqtrace tui` / `wqtrace replay`, from hand-made event sequences drawn on
+//! ratatui's TestBackend. Assertions are facts on screen (substrings, cell symbols and colours),
+//! not whole-screen snapshots.
+
+use std::time::Duration;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+use wqtrace::model::Model;
+use wqtrace::recording::fixtures::{
+    self, Builder, CONSUMER, NPIPE, NPIPE_INO, PIPE_INO, POSTER, READER, SPLICER, WRITER,
+};
+use wqtrace::recording::{Header, encode_to_vec};
+use wqtrace::sinks::replay::Replay;
+use wqtrace::sinks::tui::app::App;
+use wqtrace::sinks::tui::ui::{self, Mode, View};
+use wqtrace::sinks::tui::widgets::header::NO_NOTIF_HINT;
+use wqtrace::sinks::tui::{Feed, LiveFeed, ReplayFeed, meta_for_tests};
+use wqtrace::source::SessionMeta;
+use wqtrace::source::recording::VecSource;
+use wqtrace_common::{Event, EventKind, Op, flags};
+
+fn draw(v: &View, app: &mut App, w: u16, h: u16) -> Buffer {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| ui::draw(f, v, app)).unwrap();
+    t.backend().buffer().clone()
+}
+
+fn lines(b: &Buffer) -> Vec<String> {
+    let a = b.area;
+    (0..a.height)
+        .map(|y| (0..a.width).map(|x| b[(x, y)].symbol()).collect())
+        .collect()
+}
+
+fn screen(b: &Buffer) -> String {
+    lines(b).join("\n")
+}
+
+/// (x, y) of the first occurrence of `s` on screen.
+fn find(b: &Buffer, s: &str) -> Option<(u16, u16)> {
+    for (y, l) in lines(b).iter().enumerate() {
+        if let Some(byte) = l.find(s) {
+            let x = l[..byte].chars().count();
+            return Some((x as u16, y as u16));
+        }
+    }
+    None
+}
+
+fn row_of(b: &Buffer, s: &str) -> String {
+    let (_, y) = find(b, s).unwrap_or_else(|| panic!("{s:?} not on screen:\n{}", screen(b)));
+    lines(b)[y as usize].clone()
+}
+
+/// The fixture session up to (not including) the releases: both pipes live.
+fn session_events() -> Vec<Event> {
+    let evs = fixtures::notification_session();
+    evs[..evs.len() - 3].to_vec()
+}
+
+fn model_of(evs: &[Event]) -> Model {
+    let mut m = Model::default();
+    for e in evs {
+        m.apply(e);
+    }
+    m
+}
+
+fn live_view<'a>(m: &'a Model, meta: &'a SessionMeta) -> View<'a> {
+    View {
+        model: m,
+        meta,
+        mode: Mode::Live,
+        now_ns: m.now_ns(),
+        behind: 0,
+    }
+}
+
+#[test]
+fn notification_pipe_first_and_marked_with_its_numbers() {
+    let m = model_of(&session_events());
+    let meta = meta_for_tests("6.12.8", true);
+    let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
+    let s = screen(&b);
+    // Table: header, then the notification pipe first, marked, then the ordinary pipe.
+    let (_, hy) = find(&b, "PROCESSES").expect(&s);
+    let (_, ny) = find(&b, &format!("◆{NPIPE_INO}")).expect(&s);
+    let (_, py) = find(&b, &format!(" {PIPE_INO}")).expect(&s);
+    assert_eq!(ny, hy + 1, "notification pipe is the first row\n{s}");
+    assert!(py > ny);
+    let row = row_of(&b, &format!("◆{NPIPE_INO}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // ◆INO, owners, size, occupancy now, notes in use / nr_notes, posted, lost, rejected.
+    assert_eq!(cols[0], format!("◆{NPIPE_INO}"), "{row}");
+    assert_eq!(cols[1], "wq-reader/4100", "{row}");
+    assert_eq!(cols[2], "+1", "two processes used it: {row}");
+    assert_eq!(&cols[3..9], ["4", "0", "0/32", "5", "1", "2"], "{row}");
+    let row = row_of(&b, &format!(" {PIPE_INO}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cols[..6],
+        [&PIPE_INO.to_string(), "producer/4400", "+1", "8", "0", "-"]
+    );
+    // The selected (first) pipe's ring, and its lock picture.
+    assert!(
+        s.contains(&format!("Ring ◆ pipe:[{NPIPE_INO}] notification pipe")),
+        "{s}"
+    );
+    assert!(s.contains("mutex"), "{s}");
+    // Header: kernel, attach methods grouped, lost 0 in green.
+    assert!(s.contains("kernel 6.12.8"), "{s}");
+    assert!(s.contains("fentry: post"), "{s}");
+    assert!(s.contains("n/a: wait"), "{s}");
+    let (x, y) = find(&b, "lost 0").unwrap();
+    assert_eq!(b[(x, y)].fg, Color::Green);
+    assert!(!s.contains("cargo xtask demo"), "{s}");
+    // Footer keys.
+    let last = lines(&b).pop().unwrap();
+    for k in [
+        "q quit",
+        "p pause",
+        "/ filter",
+        "s sort",
+        "? help",
+        "Tab focus",
+    ] {
+        assert!(last.contains(k), "{k}: {last}");
+    }
+}
+
+#[test]
+fn rejected_splice_and_interleave_in_alerts() {
+    let m = model_of(&session_events());
+    let meta = meta_for_tests("6.12.8", true);
+    let b = draw(&live_view(&m, &meta), &mut App::new(false), 100, 30);
+    let s = screen(&b);
+    assert!(s.contains("rejected 2"), "{s}");
+    assert!(s.contains("interleaves 1"), "{s}");
+    // Newest first: the tee above the splice.
+    let tee = row_of(&b, " tee ");
+    assert!(tee.contains("4300 splicer fd -→- EINVAL"), "{tee}");
+    let splice = row_of(&b, " splice ");
+    assert!(
+        splice.contains(&format!("4300 splicer fd 3→- EINVAL pipe:[{NPIPE_INO}]")),
+        "{splice}"
+    );
+    assert!(find(&b, " tee ").unwrap().1 < find(&b, " splice ").unwrap().1);
+    // Relative time (no realtime offset in this session): +S.mmm since the first event.
+    assert!(splice.contains("+0.00"), "{splice}");
+    let il = row_of(&b, "INTERLEAVE ");
+    assert!(il.contains("slot 0 in wq-reader/4101 read×2"), "{il}");
+}
+
+#[test]
+fn lost_events_counter_is_red() {
+    let mut m = model_of(&session_events());
+    m.set_lost(17);
+    let meta = meta_for_tests("6.12.8", true);
+    let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
+    let (x, y) = find(&b, "lost 17").unwrap_or_else(|| panic!("{}", screen(&b)));
+    assert_eq!(b[(x, y)].fg, Color::Red);
+    assert_eq!(y, 0, "in the header");
+}
+
+#[test]
+fn no_notification_pipes_points_at_the_demo() {
+    let m = model_of(&session_events());
+    let meta = meta_for_tests("6.18.0", false);
+    let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
+    let s = screen(&b);
+    assert!(
+        s.contains(NO_NOTIF_HINT),
+        "the whole hint fits 80 columns:\n{s}"
+    );
+    assert!(s.contains("cargo xtask demo"));
+    assert!(find(&b, "cargo xtask demo").unwrap().1 < 3, "in the header");
+}
+
+/// A notification pipe of 4 slots: 4 posts fill it, a fifth is lost (loss flag on the last
+/// slot), a read drains 2, 1 more post wraps to slot 0.
+fn wrap_events() -> Vec<Event> {
+    let mut b = Builder::default();
+    let mut e = b.ev(
+        0,
+        EventKind::PipeCreated,
+        Op::Pipe2,
+        READER,
+        NPIPE,
+        NPIPE_INO,
+    );
+    e.flags |= flags::NOTIFICATION_PIPE;
+    e.ring_size = 4;
+    b.push(e);
+    let post = |b: &mut Builder, hb: u32, tb: u32, loss: bool| {
+        let mut e = b.ev(
+            1_000,
+            EventKind::NotifyPosted,
+            Op::Post,
+            POSTER,
+            NPIPE,
+            NPIPE_INO,
+        );
+        e.flags |= flags::NOTIFICATION_PIPE;
+        (e.head_before, e.tail_before, e.tail, e.ring_size) = (hb, tb, tb, 4);
+        e.nr_notes = 32;
+        if loss {
+            e.flags |= flags::LOSS | flags::RING_FULL;
+            e.head = hb;
+        } else {
+            e.head = hb + 1;
+            e.slot = hb % 4;
+            e.ntype = 1;
+        }
+        b.push(e);
+    };
+    for i in 0..4 {
+        post(&mut b, i, 0, false);
+    }
+    post(&mut b, 4, 0, true);
+    let mut e = b.ev(1_000, EventKind::RingOp, Op::Read, READER, NPIPE, NPIPE_INO);
+    e.flags |= flags::NOTIFICATION_PIPE;
+    (e.head_before, e.head, e.tail_before, e.tail, e.ring_size) = (4, 4, 0, 2, 4);
+    e.ret = 32;
+    b.push(e);
+    post(&mut b, 4, 2, false);
+    b.events
+}
+
+#[test]
+fn ring_slots_loss_mark_markers_and_wrap_around() {
+    let m = model_of(&wrap_events());
+    let meta = meta_for_tests("6.12.8", true);
+    let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
+    let s = screen(&b);
+    // Slots 0..3: notification (wrapped post), empty (read), notification, loss-flagged
+    // notification. 4 slots at 80 columns: 4 columns a cell.
+    let (x, y) = find(&b, "███ ··· ███ !!! ").unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(b[(x, y)].fg, Color::Green);
+    assert_eq!(b[(x + 12, y)].fg, Color::Red, "loss-flagged slot is red");
+    // Markers under the row: tail at slot 2, head at slot 1 (5 & 3): T after H = wrapped.
+    let markers = &lines(&b)[y as usize + 1];
+    let col = |c: char| markers.chars().position(|m| m == c).unwrap() as u16;
+    assert_eq!(col('H'), x + 4, "{markers}");
+    assert_eq!(col('T'), x + 8, "{markers}");
+    assert!(s.contains("occ 3/4"), "{s}");
+    assert!(s.contains("T 2→2  H 5→1 wrapped"), "{s}");
+    assert!(s.contains("1 loss-flagged"), "{s}");
+    let row = row_of(&b, &format!("◆{NPIPE_INO}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[2..7], ["4", "3", "0/32", "5", "1"], "{row}");
+}
+
+/// An ordinary pipe resized to 256 slots, 200 written, 20 read.
+fn big_ring_events() -> Vec<Event> {
+    let mut b = Builder::default();
+    let mut e = b.ev(
+        0,
+        EventKind::PipeCreated,
+        Op::Pipe2,
+        WRITER,
+        NPIPE,
+        NPIPE_INO,
+    );
+    e.ring_size = 256;
+    b.push(e);
+    let mut e = b.ev(
+        1_000,
+        EventKind::RingOp,
+        Op::Write,
+        WRITER,
+        NPIPE,
+        NPIPE_INO,
+    );
+    (e.head_before, e.head, e.tail_before, e.tail, e.ring_size) = (0, 200, 0, 0, 256);
+    e.ret = 200 * 4096;
+    b.push(e);
+    let mut e = b.ev(
+        1_000,
+        EventKind::RingOp,
+        Op::Read,
+        CONSUMER,
+        NPIPE,
+        NPIPE_INO,
+    );
+    (e.head_before, e.head, e.tail_before, e.tail, e.ring_size) = (200, 200, 0, 20, 256);
+    e.ret = 20 * 4096;
+    b.push(e);
+    b.events
+}
+
+#[test]
+fn ring_of_256_slots_fits_80x24() {
+    let m = model_of(&big_ring_events());
+    let meta = meta_for_tests("6.18.0", false);
+    let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
+    let s = screen(&b);
+    let l = lines(&b);
+    // Four rows of 64 slots, each starting with its first slot index.
+    let rows: Vec<&String> = l
+        .iter()
+        .filter(|r| {
+            ["  0 ", " 64 ", "128 ", "192 "]
+                .iter()
+                .any(|p| r.starts_with(p))
+        })
+        .collect();
+    assert_eq!(rows.len(), 4, "{s}");
+    for (r, first) in rows.iter().zip(["  0 ", " 64 ", "128 ", "192 "]) {
+        assert!(r.starts_with(first), "{r}");
+    }
+    let count = |c: char| {
+        rows.iter()
+            .map(|r| r.chars().filter(|&x| x == c).count())
+            .sum::<usize>()
+    };
+    assert_eq!(count('▒'), 180, "{s}");
+    assert_eq!(count('·'), 76, "{s}");
+    assert!(s.contains("occ 180/256"), "{s}");
+    // T under slot 20 (row 0), H under slot 200 (row 3, column 8).
+    let t = l.iter().position(|r| r.trim() == "T").expect(&s);
+    assert_eq!(l[t].chars().position(|c| c == 'T'), Some(4 + 20));
+    let h = l.iter().position(|r| r.trim() == "H").expect(&s);
+    assert_eq!(l[h].chars().position(|c| c == 'H'), Some(4 + 200 - 192));
+    // And everything else is still on the 80×24 screen.
+    assert!(s.contains("hist "), "{s}");
+    assert!(s.contains("Locks & waits"), "{s}");
+    assert!(s.contains("Rejections & alerts"), "{s}");
+    assert!(s.contains("cargo xtask demo"), "{s}");
+    assert!(l[23].contains("q quit"), "{s}");
+    assert!(
+        s.contains(&format!(" {NPIPE_INO} ")),
+        "the table still shows the pipe\n{s}"
+    );
+}
+
+#[test]
+fn contended_mutex_and_waits_in_locks_panel() {
+    let m = model_of(&session_events());
+    let meta = meta_for_tests("6.12.8", true);
+    let b = draw(&live_view(&m, &meta), &mut App::new(false), 100, 30);
+    let s = screen(&b);
+    let mutex = row_of(&b, "mutex ");
+    assert!(mutex.contains("mutex   wq-reader/4101"), "{mutex}");
+    assert!(mutex.contains("ms ago"), "{mutex}");
+    let c = row_of(&b, "1× contended");
+    assert!(
+        c.contains("1× contended worst 15µs wq-reader←splicer"),
+        "{c}"
+    );
+    let rd = row_of(&b, "rd_wait ");
+    assert!(rd.contains("rd_wait hold avg 890ns max 1.1µs"), "{rd}");
+    let w = row_of(&b, "waits   ");
+    assert!(w.contains("1× max 1.99ms"), "{w}");
+    assert!(s.contains(&format!("{} splicer", SPLICER.tgid)), "{s}");
+}
+
+#[test]
+fn filter_and_sort_show_in_the_table() {
+    let m = model_of(&session_events());
+    let meta = meta_for_tests("6.12.8", true);
+    let mut app = App::new(false);
+    app.filter = "consumer".into();
+    let b = draw(&live_view(&m, &meta), &mut app, 80, 24);
+    let s = screen(&b);
+    assert!(s.contains("filter:consumer"), "{s}");
+    assert!(find(&b, &format!("◆{NPIPE_INO}")).is_none(), "{s}");
+    assert!(s.contains(&format!(" {PIPE_INO} ")), "{s}");
+    assert!(s.contains(&format!("Ring pipe:[{PIPE_INO}]")), "{s}");
+    app.filter = "nothing-like-this".into();
+    let s = screen(&draw(&live_view(&m, &meta), &mut app, 80, 24));
+    assert!(s.contains("no pipe matches the filter"), "{s}");
+    let mut app = App::new(false);
+    app.show_help = true;
+    let s = screen(&draw(&live_view(&m, &meta), &mut app, 80, 24));
+    assert!(s.contains("keys — any key closes"), "{s}");
+}
+
+#[test]
+fn help_and_empty_model_at_80x24() {
+    let m = Model::default();
+    let meta = meta_for_tests("6.18.0", false);
+    let s = screen(&draw(&live_view(&m, &meta), &mut App::new(false), 80, 24));
+    assert!(s.contains("no pipe traced yet"), "{s}");
+    assert!(s.contains("lost 0"), "{s}");
+}
+
+/// The live feed over an in-memory source and the replay engine over the same events as a
+/// recording end up showing the same facts.
+#[test]
+fn replay_shows_what_live_showed() {
+    let evs = session_events();
+    let mut meta = meta_for_tests("6.12.8", true);
+    meta.realtime_offset_ns = 0;
+
+    let mut live = LiveFeed::new(
+        VecSource::new(meta.clone(), evs.clone(), 7, 3),
+        Default::default(),
+    );
+    live.clock = Some(evs.last().unwrap().ts_ns);
+    while live.drain(Duration::ZERO).unwrap() > 0 {}
+    let live_screen = {
+        let v = live.view().unwrap();
+        screen(&draw(&v, &mut App::new(false), 100, 30))
+    };
+
+    let dir = std::env::temp_dir().join(format!("wqtrace-tui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("session.wqt");
+    let header = Header {
+        meta: meta.clone(),
+        ..Header::default()
+    };
+    std::fs::write(&path, encode_to_vec(&header, &evs, 3)).unwrap();
+    let mut r = Replay::open(&path, Default::default()).unwrap();
+    r.run_to_end().unwrap();
+    let mut feed = ReplayFeed { replay: r };
+    let mut app = App::new(true);
+    let b = {
+        let v = feed.view().unwrap();
+        draw(&v, &mut app, 100, 30)
+    };
+    let replay_screen = screen(&b);
+    std::fs::remove_dir_all(&dir).ok();
+
+    for s in [&live_screen, &replay_screen] {
+        assert!(s.contains(&format!("◆{NPIPE_INO}")), "{s}");
+        assert!(s.contains("lost 3"), "{s}");
+        assert!(s.contains("4300 splicer fd 3→- EINVAL"), "{s}");
+        assert!(s.contains("interleaves 1"), "{s}");
+        assert!(s.contains("1× contended"), "{s}");
+    }
+    // Everything below the header (table, ring, panels) is identical.
+    let body = |s: &str| s.lines().skip(2).collect::<Vec<_>>().join("\n");
+    let footer_free = |s: String| s.rsplit_once('\n').unwrap().0.to_string();
+    assert_eq!(
+        footer_free(body(&live_screen)),
+        footer_free(body(&replay_screen))
+    );
+    // The replay header tells the position and speed.
+    assert!(
+        replay_screen.lines().next().unwrap().contains("REPLAY end"),
+        "{replay_screen}"
+    );
+    assert!(
+        replay_screen.lines().last().unwrap().contains("n step"),
+        "{replay_screen}"
+    );
+}
+
+/// Replay keys drive the engine: seek back to the start, step one event, speed.
+#[test]
+fn replay_keys_drive_the_engine() {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let evs = fixtures::notification_session();
+    let dir = std::env::temp_dir().join(format!("wqtrace-tui-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.wqt");
+    let header = Header {
+        meta: meta_for_tests("6.12.8", true),
+        ..Header::default()
+    };
+    std::fs::write(&path, encode_to_vec(&header, &evs, 0)).unwrap();
+    let mut feed = ReplayFeed {
+        replay: Replay::open(&path, Default::default()).unwrap(),
+    };
+    std::fs::remove_dir_all(&dir).ok();
+    let mut app = App::new(true);
+    let key = |feed: &mut ReplayFeed, app: &mut App, c: KeyCode| {
+        let a = {
+            let v = feed.view().unwrap();
+            app.on_key(KeyEvent::new(c, KeyModifiers::NONE), v.model)
+        };
+        feed.act(a, app).unwrap();
+    };
+    key(&mut feed, &mut app, KeyCode::Char('n'));
+    assert!(app.paused, "step pauses");
+    assert_eq!(feed.replay.applied(), 1);
+    key(&mut feed, &mut app, KeyCode::Char('n'));
+    assert_eq!(feed.replay.applied(), 2);
+    key(&mut feed, &mut app, KeyCode::Char(']'));
+    assert_eq!(
+        feed.replay.applied(),
+        evs.len() as u64,
+        "+10 s passes the end"
+    );
+    key(&mut feed, &mut app, KeyCode::Char('['));
+    assert_eq!(
+        feed.replay.applied(),
+        1,
+        "-10 s back at the start: the first event"
+    );
+    key(&mut feed, &mut app, KeyCode::Char('+'));
+    key(&mut feed, &mut app, KeyCode::Char('+'));
+    assert_eq!(feed.replay.speed(), 4.0);
+    key(&mut feed, &mut app, KeyCode::Char('p'));
+    assert!(!app.paused && !feed.replay.is_paused());
+    let s = screen(&draw(&feed.view().unwrap(), &mut app, 80, 24));
+    assert!(s.contains("×4"), "{s}");
+}
