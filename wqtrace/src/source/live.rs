@@ -1,6 +1,14 @@
 //! The live source: the programs' BPF ring buffer.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
 
 use anyhow::Result;
 use aya::maps::{MapData, RingBuf};
@@ -17,11 +25,22 @@ use crate::{
 };
 
 /// Loaded and attached programs plus their ring buffer. Dropping it detaches every probe.
+///
+/// A dedicated thread drains the BPF ring buffer into batches as fast as the kernel fills it, so
+/// a slow sink (JSON on a terminal, a TUI frame) borrows from this queue instead of letting the
+/// kernel's ring overflow. The queue is bounded; past it the kernel counts the loss.
 pub struct LiveSource {
-    ring: RingBuf<MapData>,
+    rx: Receiver<Vec<Event>>,
+    stop: Arc<AtomicBool>,
+    drainer: Option<JoinHandle<()>>,
     probes: Probes,
     meta: SessionMeta,
 }
+
+/// Batches queued ahead of the sink, and events the drain thread holds beyond them.
+const QUEUED_BATCHES: usize = 64;
+const MAX_PENDING: usize = 1 << 20;
+const BATCH: usize = 4096;
 
 /// Whether pipe2(O_NOTIFICATION_PIPE) works here (Err: the errno's one-line meaning).
 pub fn notification_pipes() -> std::result::Result<(), String> {
@@ -47,6 +66,14 @@ impl LiveSource {
     pub fn open(opts: &ProbeOpts) -> Result<Self> {
         let mut probes = Probes::open(opts)?;
         let ring = probes.take_ring()?;
+        let (tx, rx) = sync_channel(QUEUED_BATCHES);
+        let stop = Arc::new(AtomicBool::new(false));
+        let drainer = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("wqtrace-drain".into())
+                .spawn(move || drain_loop(ring, tx, &stop))?
+        };
         let meta = SessionMeta {
             kernel_release: kernel::release(),
             hostname: kernel::hostname(),
@@ -56,7 +83,13 @@ impl LiveSource {
             notification_pipes: notification_pipes().is_ok(),
             offsets: kernel::offsets_named(&probes.offsets),
         };
-        Ok(Self { ring, probes, meta })
+        Ok(Self {
+            rx,
+            stop,
+            drainer: Some(drainer),
+            probes,
+            meta,
+        })
     }
 
     pub fn plan(&self) -> &Plan {
@@ -67,41 +100,75 @@ impl LiveSource {
     pub fn submitted(&self) -> u64 {
         self.probes.submitted()
     }
+}
 
-    fn drain(&mut self, out: &mut Vec<Event>) -> usize {
-        let mut n = 0;
-        while let Some(item) = self.ring.next() {
+/// Poll the ring buffer and hand its events over in batches until told to stop. When the sink
+/// is slow the events wait here (up to MAX_PENDING), not in the kernel's ring.
+fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &AtomicBool) {
+    let fd = loader::ring_fd(&ring);
+    let mut pending: Vec<Event> = Vec::with_capacity(BATCH);
+    while !stop.load(Ordering::Relaxed) {
+        if pending.is_empty() {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // Short timeout: stop requests are noticed promptly.
+            unsafe { libc::poll(&mut pfd, 1, 50) };
+        }
+        while pending.len() < MAX_PENDING {
+            let Some(item) = ring.next() else { break };
             if item.len() >= size_of::<Event>() {
-                // The ring buffer only guarantees 8-byte alignment; Event needs no more, but
-                // read_unaligned keeps that an implementation detail.
-                let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
-                out.push(e);
-                n += 1;
+                // 8-byte alignment is all the ring buffer promises; read_unaligned keeps that
+                // an implementation detail.
+                pending.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
             }
         }
-        n
+        if pending.is_empty() {
+            continue;
+        }
+        match tx.try_send(std::mem::take(&mut pending)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(back)) => {
+                pending = back;
+                if pending.len() >= MAX_PENDING {
+                    // Both queues full: let the sink catch up; the kernel ring absorbs the
+                    // rest and counts what it cannot.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+impl Drop for LiveSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock a drainer waiting on a full queue.
+        while self.rx.try_recv().is_ok() {}
+        if let Some(h) = self.drainer.take() {
+            let _ = h.join();
+        }
     }
 }
 
 impl EventSource for LiveSource {
     fn next_batch(&mut self, out: &mut Vec<Event>, timeout: Duration) -> Result<bool> {
-        if self.drain(out) > 0 {
-            return Ok(true);
-        }
-        let mut pfd = libc::pollfd {
-            fd: loader::ring_fd(&self.ring),
-            events: libc::POLLIN,
-            revents: 0,
+        let first = match self.rx.recv_timeout(timeout) {
+            Ok(b) => b,
+            Err(RecvTimeoutError::Timeout) => return Ok(true),
+            Err(RecvTimeoutError::Disconnected) => anyhow::bail!("ring buffer reader stopped"),
         };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e.into());
+        out.extend_from_slice(&first);
+        // Whatever else is already queued, up to a bound that keeps sinks responsive.
+        while out.len() < 64 * BATCH {
+            match self.rx.try_recv() {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(_) => break,
             }
         }
-        self.drain(out);
         Ok(true)
     }
 

@@ -1,0 +1,174 @@
+//! Shared by the kernel-facing integration tests: run `wqtrace trace --json` around a
+//! `wqtrace workload` and hand back both sides, so tests compare what the kernel did (the
+//! workload's own account) with what the tracer saw.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub const WQTRACE: &str = env!("CARGO_BIN_EXE_wqtrace");
+
+pub struct Tracer {
+    child: Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr_lines: Vec<String>,
+    rest: std::sync::mpsc::Receiver<String>,
+}
+
+impl Tracer {
+    /// Start `wqtrace trace --json ARGS` and wait until it says the probes are attached.
+    pub fn start(args: &[&str]) -> Tracer {
+        let mut child = Command::new(WQTRACE)
+            .arg("trace")
+            .arg("--json")
+            .arg("--show-plan")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wqtrace trace");
+        // Read stdout as it comes: a tracer blocked on a full pipe would lose events.
+        let mut so = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            so.read_to_string(&mut s).unwrap();
+            s
+        });
+        let stderr = child.stderr.take().unwrap();
+        let mut reader = BufReader::new(stderr);
+        let mut lines = vec![];
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut l = String::new();
+            let n = reader.read_line(&mut l).unwrap_or(0);
+            if n == 0 {
+                let status = child.wait().unwrap();
+                panic!("wqtrace trace exited early ({status}): {}", lines.join(""));
+            }
+            lines.push(l.clone());
+            if l.contains("tracing;") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "tracer never became ready");
+        }
+        // Keep draining stderr so the tracer never blocks on it.
+        let (tx, rest) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for l in reader.lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Tracer {
+            child,
+            stdout,
+            stderr_lines: lines,
+            rest,
+        }
+    }
+
+    /// The plan lines (`wqtrace: <hook> <method> <target>`) printed at start.
+    pub fn plan(&self) -> Vec<(String, String)> {
+        self.stderr_lines
+            .iter()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("wqtrace: ")?;
+                let mut it = rest.split_whitespace();
+                let hook = it.next()?.to_string();
+                let method = it.next()?.to_string();
+                (!hook.ends_with(';')).then_some((hook, method))
+            })
+            .collect()
+    }
+
+    pub fn method(&self, hook: &str) -> String {
+        self.plan()
+            .into_iter()
+            .find(|(h, _)| h == hook)
+            .map(|(_, m)| m)
+            .unwrap_or_default()
+    }
+
+    /// SIGINT the tracer (as Ctrl-C would) and collect every event it printed.
+    pub fn stop(self) -> Vec<Value> {
+        let (events, lost) = self.stop_counting_lost();
+        assert_eq!(
+            lost, 0,
+            "the tracer lost events: comparisons would be meaningless"
+        );
+        events
+    }
+
+    /// Like [`stop`](Self::stop), also returning the lost count the tracer reported.
+    pub fn stop_counting_lost(mut self) -> (Vec<Value>, u64) {
+        // Let the last events of the workload reach the ring buffer.
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "wqtrace trace failed: {status}");
+        let out = self.stdout.join().unwrap();
+        let events: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+            .collect();
+        // Last stderr line: "wqtrace: N events, M lost".
+        let summary = self
+            .rest
+            .recv_timeout(Duration::from_secs(5))
+            .into_iter()
+            .chain(self.rest.try_iter())
+            .find(|l| l.contains(" lost"))
+            .unwrap_or_else(|| panic!("no totals line from the tracer"));
+        let nums: Vec<u64> = summary
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        assert_eq!(nums.len(), 2, "{summary}");
+        assert_eq!(
+            nums[0],
+            events.len() as u64,
+            "printed vs counted: {summary}"
+        );
+        (events, nums[1])
+    }
+}
+
+/// Run `wqtrace workload ARGS`, asserting success, and return its JSON summary.
+pub fn workload(args: &[&str]) -> Value {
+    let out = Command::new(WQTRACE)
+        .arg("workload")
+        .args(args)
+        .output()
+        .expect("spawn workload");
+    assert!(
+        out.status.success(),
+        "workload {args:?} failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("workload JSON {s:?}: {e}"))
+}
+
+pub fn kind<'a>(events: &'a [Value], kind: &str, tgid: u64) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == kind && e["tgid"].as_u64() == Some(tgid))
+        .collect()
+}
+
+pub fn has_flag(e: &Value, f: &str) -> bool {
+    e["flags"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == f))
+}
+
+pub fn u(v: &Value) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("not an unsigned number: {v}"))
+}

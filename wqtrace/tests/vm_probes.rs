@@ -1,0 +1,328 @@
+//! What the tracer reports against what the kernel did, on a watch_queue kernel. Runs inside
+//! the test VM (`cargo xtask test` boots 6.12 and 6.1 and runs this binary there as root), for
+//! each attach path: auto (fentry), forced kprobe, forced tracepoint fallback.
+
+mod common;
+
+use common::{Tracer, has_flag, kind, u, workload};
+use serde_json::Value;
+
+fn in_vm() {
+    assert!(
+        std::env::var_os("WQTRACE_IN_VM").is_some(),
+        "these tests need a watch_queue kernel: run them with `cargo xtask test` (VM stage)"
+    );
+}
+
+/// Every notification the reader read was posted, in order, into consecutive slots, with the
+/// type/subtype/watch id/length the reader saw: counts match exactly.
+fn check_notify(events: &[Value], w: &Value) {
+    let pid = u(&w["pid"]);
+    let ino = u(&w["pipe_ino"]);
+    let posts: Vec<&Value> = kind(events, "notify_posted", pid)
+        .into_iter()
+        .chain(
+            // Removal notifications come from the key garbage collector, not the workload.
+            events.iter().filter(|e| {
+                e["kind"] == "notify_posted"
+                    && e["tgid"].as_u64() != Some(pid)
+                    && u(&e["ino"]) == ino
+            }),
+        )
+        .filter(|e| u(&e["ino"]) == ino && !has_flag(e, "loss") && !has_flag(e, "filtered"))
+        .collect();
+    let mut posts = posts;
+    posts.sort_by_key(|e| u(&e["ts_ns"]));
+    let read = w["notifications"].as_array().unwrap();
+    let seen: Vec<(u64, u64, u64, u64)> = posts
+        .iter()
+        .map(|e| {
+            (
+                u(&e["type"]),
+                u(&e["subtype"]),
+                u(&e["watch_id"]),
+                u(&e["len"]),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, u64, u64, u64)> = read
+        .iter()
+        .map(|n| {
+            (
+                u(&n["type"]),
+                u(&n["subtype"]),
+                u(&n["watch_id"]),
+                u(&n["len"]),
+            )
+        })
+        .collect();
+    assert_eq!(seen, want, "posted (traced) vs read (workload)");
+    // Each post wrote slot head_before & (ring_size - 1) and advanced head by one.
+    for e in &posts {
+        let rs = u(&e["ring_size"]);
+        assert_eq!(u(&e["head"]), u(&e["head_before"]) + 1, "{e}");
+        assert_eq!(u(&e["slot"]), u(&e["head_before"]) & (rs - 1), "{e}");
+        assert!(u(&e["note"]) < u(&e["nr_notes"]), "{e}");
+    }
+    let slots: Vec<u64> = posts.iter().map(|e| u(&e["slot"])).collect();
+    for pair in slots.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "slots not consecutive: {slots:?}");
+    }
+    // The pipe's life around it: created as a notification pipe, sized, watched.
+    let created = kind(events, "pipe_created", pid);
+    assert!(
+        created
+            .iter()
+            .any(|e| u(&e["ino"]) == ino && has_flag(e, "notification_pipe")),
+        "no pipe_created for {ino}"
+    );
+    let sized = kind(events, "watch_queue_sized", pid);
+    assert!(
+        sized
+            .iter()
+            .any(|e| u(&e["ino"]) == ino && u(&e["nr_notes"]) >= u(&w["nr_notes"]))
+    );
+    let watches = kind(events, "watch_added", pid);
+    assert!(
+        watches
+            .iter()
+            .any(|e| u(&e["watch_id"]) == u(&w["watch_id"]))
+    );
+}
+
+/// Each rejected splice/tee/vmsplice appears exactly once, with the right task, syscall, fds
+/// and errno; write()'s EXDEV and the ordinary pipe's successes are not rejections.
+fn check_reject(events: &[Value], w: &Value) {
+    let pid = u(&w["pid"]);
+    let tid = u(&w["tid"]);
+    let mut rejected = kind(events, "splice_rejected", pid);
+    let attempts = w["attempts"].as_array().unwrap();
+    let expected: Vec<&Value> = attempts
+        .iter()
+        .filter(|a| {
+            a["notification_pipe"] == true && a["syscall"] != "write" && u(&a["errno"]) != 0
+        })
+        .collect();
+    assert!(
+        expected.len() >= 6,
+        "workload made too few rejected calls: {w}"
+    );
+    for a in &expected {
+        let fd = |v: &Value| v.as_i64().unwrap_or(-1);
+        let pos = rejected
+            .iter()
+            .position(|e| {
+                e["op"] == a["syscall"]
+                    && e["fd_in"].as_i64() == Some(fd(&a["fd_in"]))
+                    && e["fd_out"].as_i64() == Some(fd(&a["fd_out"]))
+                    && e["ret"].as_i64() == Some(-(u(&a["errno"]) as i64))
+            })
+            .unwrap_or_else(|| panic!("attempt {a} not reported; reported: {rejected:?}"));
+        let e = rejected.remove(pos);
+        assert_eq!(u(&e["tid"]), tid);
+        assert_eq!(u(&e["ino"]), u(&w["notification_pipe_ino"]));
+    }
+    assert!(
+        rejected.is_empty(),
+        "reported but not rejected: {rejected:?}"
+    );
+    // The ordinary pipe's successful splices and tees are ring operations, not rejections.
+    let ok_splices = attempts
+        .iter()
+        .filter(|a| {
+            a["notification_pipe"] == false && a["syscall"] != "write" && u(&a["errno"]) == 0
+        })
+        .count();
+    let ring_ops = kind(events, "ring_op", pid)
+        .into_iter()
+        .filter(|e| {
+            ["splice", "tee", "vmsplice"].contains(&e["op"].as_str().unwrap())
+                && e["ret"].as_i64() > Some(0)
+        })
+        .count();
+    assert!(
+        ring_ops >= ok_splices,
+        "{ring_ops} ring ops for {ok_splices} successful splices"
+    );
+}
+
+/// Loss is reported on exactly the posts that found the ring or the notes full, and the
+/// successful posts match what the reader got.
+fn check_overflow(events: &[Value], w: &Value) {
+    let pid = u(&w["pid"]);
+    let ino = u(&w["pipe_ino"]);
+    // The flood of key updates (type 1, subtype 1) is what the workload counts as attempted;
+    // its final revoke and the watch removal land after the reads.
+    let mut posts: Vec<&Value> = kind(events, "notify_posted", pid)
+        .into_iter()
+        .filter(|e| u(&e["ino"]) == ino && u(&e["type"]) == 1 && u(&e["subtype"]) == 1)
+        .collect();
+    posts.sort_by_key(|e| u(&e["ts_ns"]));
+    assert_eq!(
+        posts.len() as u64,
+        u(&w["posts_attempted"]),
+        "one event per post"
+    );
+    let lost: Vec<&&Value> = posts.iter().filter(|e| has_flag(e, "loss")).collect();
+    let ok = posts.len() - lost.len();
+    let read_real = w["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] == 1 && n["subtype"] == 1)
+        .count();
+    assert_eq!(ok, read_real, "successful posts vs notifications read");
+    assert!(!lost.is_empty() && u(&w["loss_records"]) >= 1);
+    for e in &lost {
+        let full = u(&e["head_before"]) - u(&e["tail_before"]) >= u(&e["ring_size"]);
+        let notes_full = u(&e["notes_in_use"]) >= u(&e["nr_notes"]);
+        assert!(full || notes_full, "loss without a full ring or notes: {e}");
+        assert_eq!(
+            u(&e["head"]),
+            u(&e["head_before"]),
+            "lost post moved head: {e}"
+        );
+    }
+    // The first loss comes right after the post that filled the ring.
+    let first_loss = posts.iter().position(|e| has_flag(e, "loss")).unwrap();
+    let filler = posts[first_loss - 1];
+    assert_eq!(
+        u(&filler["head"]) - u(&filler["tail"]),
+        u(&filler["ring_size"]),
+        "{filler}"
+    );
+}
+
+/// One tracer session per attach path (loading the programs is the slow part under TCG),
+/// running the notification, rejection and overflow scenarios under it.
+fn kernel_function_path(attach: &str, method: &str) {
+    in_vm();
+    let t = Tracer::start(&["--attach", attach]);
+    for hook in [
+        "notification_post",
+        "get_pipe_info",
+        "pipe_wait",
+        "pipe_release",
+    ] {
+        assert_eq!(t.method(hook), method, "{hook}: plan {:?}", t.plan());
+    }
+    let notify = workload(&["notify", "--count", "5"]);
+    let reject = workload(&["reject"]);
+    let overflow = workload(&["overflow"]);
+    let events = t.stop();
+    check_notify(&events, &notify);
+    check_reject(&events, &reject);
+    check_overflow(&events, &overflow);
+    for e in kind(&events, "splice_rejected", u(&reject["pid"])) {
+        assert!(
+            has_flag(e, "kfunc"),
+            "rejection not from get_pipe_info: {e}"
+        );
+    }
+}
+
+#[test]
+fn fentry_path_posts_rejections_loss() {
+    kernel_function_path("auto", "fentry");
+}
+
+#[test]
+fn kprobe_path_posts_rejections_loss() {
+    kernel_function_path("kprobe", "kprobe");
+}
+
+/// Without kernel-function hooks, rejections are still found (from the syscalls' errnos), and
+/// nothing claims to have seen a post.
+#[test]
+fn tracepoint_fallback_still_finds_rejections() {
+    in_vm();
+    let t = Tracer::start(&["--attach", "tracepoint"]);
+    assert_eq!(
+        t.method("get_pipe_info"),
+        "tracepoint",
+        "plan {:?}",
+        t.plan()
+    );
+    assert_eq!(
+        t.method("notification_post"),
+        "unavailable",
+        "plan {:?}",
+        t.plan()
+    );
+    let reject = workload(&["reject"]);
+    let notify = workload(&["notify", "--count", "2"]);
+    let events = t.stop();
+    check_reject(&events, &reject);
+    assert!(kind(&events, "notify_posted", u(&notify["pid"])).is_empty());
+    // Ring ops on the notification pipe are still seen: the reader's reads drained it.
+    let ino = u(&notify["pipe_ino"]);
+    assert!(
+        kind(&events, "ring_op", u(&notify["pid"]))
+            .iter()
+            .any(|e| u(&e["ino"]) == ino && e["op"] == "read" && e["ret"].as_i64() > Some(0))
+    );
+}
+
+/// Readers and writers of a contended pipe wait, the pipe mutex is contended, and the owners
+/// named are the workload's own threads.
+#[test]
+fn contend_waits_and_mutex_owners() {
+    in_vm();
+    let t = Tracer::start(&[]);
+    let w = workload(&["contend", "--threads", "6", "--duration", "2"]);
+    let events = t.stop();
+    let pid = u(&w["pid"]);
+    let ino = u(&w["pipe_ino"]);
+    let tids: Vec<u64> = w["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| u(&t["tid"]))
+        .collect();
+    let waits: Vec<&Value> = kind(&events, "pipe_wait", pid)
+        .into_iter()
+        .filter(|e| u(&e["ino"]) == ino)
+        .collect();
+    assert!(!waits.is_empty(), "no waits on the contended pipe");
+    assert!(
+        waits
+            .iter()
+            .all(|e| u(&e["duration_ns"]) > 0 && tids.contains(&u(&e["tid"])))
+    );
+    let contended: Vec<&Value> = kind(&events, "lock_contended", pid)
+        .into_iter()
+        .filter(|e| u(&e["ino"]) == ino && has_flag(e, "lock_mutex"))
+        .collect();
+    assert!(!contended.is_empty(), "no mutex contention seen");
+    assert!(contended.iter().all(|e| u(&e["duration_ns"]) > 0));
+    let owners: Vec<u64> = contended
+        .iter()
+        .map(|e| u(&e["owner_tid"]))
+        .filter(|&o| o != 0)
+        .collect();
+    assert!(!owners.is_empty(), "no mutex owner recorded");
+    for o in owners {
+        assert!(
+            tids.contains(&o),
+            "owner {o} is not a workload thread {tids:?}"
+        );
+    }
+}
+
+/// `--pipe INODE` and `--notification-only` filter in the kernel.
+#[test]
+fn filters_run_in_kernel() {
+    in_vm();
+    let t = Tracer::start(&["--notification-only"]);
+    let w = workload(&["reject"]);
+    let events = t.stop();
+    let pid = u(&w["pid"]);
+    let mine: Vec<&Value> = events.iter().filter(|e| u(&e["tgid"]) == pid).collect();
+    assert!(!mine.is_empty());
+    for e in &mine {
+        assert!(
+            has_flag(e, "notification_pipe"),
+            "ordinary pipe event leaked: {e}"
+        );
+    }
+}
