@@ -59,6 +59,9 @@ pub struct App {
     pub focus: Focus,
     /// The selected pipe, by kernel address (stable while rows reorder).
     pub selected: Option<u64>,
+    /// The user picked `selected` (arrows): keep it. Otherwise the selection follows the top
+    /// row, so a notification pipe that shows up later is the one on display.
+    pub pinned: bool,
     /// Row offset of the pipes table (kept between frames).
     pub table: TableState,
     /// Alerts scrolled back by this many lines (0 = newest on top).
@@ -99,6 +102,9 @@ impl App {
     /// Index of the selected pipe in `rows`, fixing the selection up when it vanished (filtered
     /// out, evicted): then the first row is selected.
     pub fn selected_index(&mut self, rows: &[&PipeState]) -> Option<usize> {
+        if !self.pinned {
+            self.selected = rows.first().map(|p| p.addr);
+        }
         if let Some(i) = self
             .selected
             .and_then(|a| rows.iter().position(|p| p.addr == a))
@@ -125,6 +131,8 @@ impl App {
         let i = self.selected_index(&rows).unwrap_or(0) as isize;
         let j = (i + delta).clamp(0, rows.len() as isize - 1) as usize;
         self.selected = Some(rows[j].addr);
+        // Back on the top row: follow the top again.
+        self.pinned = j != 0;
     }
 
     fn scroll(&mut self, m: &Model, delta: isize) {
@@ -342,12 +350,32 @@ mod tests {
         assert_eq!(a.selected, Some(PIPE));
         a.on_key(key(KeyCode::Down), &m);
         assert_eq!(a.selected, Some(PIPE), "clamped at the last row");
+        assert!(a.pinned);
         a.on_key(ch('k'), &m);
         assert_eq!(a.selected, Some(NPIPE));
+        assert!(!a.pinned, "top row: the selection follows the top again");
         // Tab moves the focus to the alerts: arrows scroll them instead.
         a.on_key(key(KeyCode::Tab), &m);
         a.on_key(key(KeyCode::Up), &m);
         assert_eq!((a.selected, a.alert_scroll), (Some(NPIPE), 1));
+    }
+
+    #[test]
+    fn unpinned_selection_follows_the_top_row() {
+        let evs = fixtures::notification_session();
+        // The ordinary pipe alone first, then the notification pipe appears above it.
+        let (np, p): (Vec<_>, Vec<_>) = evs[..evs.len() - 3].iter().partition(|e| e.pipe == NPIPE);
+        let mut m = Model::default();
+        p.iter().for_each(|e| m.apply(e));
+        let mut a = App::new(false);
+        assert_eq!(a.selected_pipe(&m).map(|p| p.addr), Some(PIPE));
+        np.iter().for_each(|e| m.apply(e));
+        assert_eq!(a.selected_pipe(&m).map(|p| p.addr), Some(NPIPE));
+        // Once the user picks a row, it stays picked.
+        a.on_key(key(KeyCode::Down), &m);
+        let mut m2 = m.clone();
+        m2.apply(&evs[0]);
+        assert_eq!(a.selected_pipe(&m2).map(|p| p.addr), Some(PIPE));
     }
 
     #[test]

@@ -25,8 +25,10 @@ pub const NOTIF_MARK: &str = "◆";
 pub fn dur(ns: u64) -> String {
     match ns {
         0..1_000 => format!("{ns}ns"),
-        1_000..1_000_000 => {
-            format!("{:.3}", ns as f64 / 1e3)
+        10_000..100_000 => format!("{:.1}µs", ns as f64 / 1e3).replace(".0µs", "µs"),
+        100_000..1_000_000 => format!("{}µs", ns / 1_000),
+        1_000..10_000 => {
+            format!("{:.2}", ns as f64 / 1e3)
                 .trim_end_matches('0')
                 .trim_end_matches('.')
                 .to_string()
@@ -114,6 +116,8 @@ mod tests {
         assert_eq!(dur(15_000), "15µs");
         assert_eq!(dur(1_500), "1.5µs");
         assert_eq!(dur(1_990_000), "1.99ms");
+        assert_eq!(dur(18_598), "18.6µs");
+        assert_eq!(dur(250_400), "250µs");
         assert_eq!(dur(2_500_000_000), "2.50s");
         assert_eq!(count(12.0), "12");
         assert_eq!(count(1234.0), "1.2k");
