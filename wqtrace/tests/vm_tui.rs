@@ -1,0 +1,240 @@
+//! The live TUI end to end, inside the test VM (a kernel with notification pipes): `wqtrace tui`
+//! in a detached tmux session while `wqtrace workload mixed` runs, the screen read back with
+//! `capture-pane`, then `q` and a check that no BPF program of ours is left.
+//!
+//! Declared `test = false`: build with `cargo test -p wqtrace --test vm_tui --no-run` and run the
+//! executable in the guest with `WQTRACE_IN_VM=1 … --test-threads=1` (`cargo xtask test`).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SOCKET: &str = "wqtrace-vm-tui";
+const SESSION: &str = "tui";
+
+fn in_vm() {
+    assert!(
+        std::env::var_os("WQTRACE_IN_VM").is_some(),
+        "this test needs the test VM: run it with `cargo xtask test --vm-only`"
+    );
+}
+
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .arg("-L")
+        .arg(SOCKET)
+        .args(args)
+        .env("TERM", "xterm-256color")
+        .output()
+        .expect("tmux (installed by `cargo xtask setup`)");
+    assert!(
+        out.status.success(),
+        "tmux {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn capture() -> String {
+    tmux(&["capture-pane", "-p", "-t", SESSION])
+}
+
+/// Polls the screen until `pred` holds (returns that screen) or `timeout` passes (panics).
+fn wait_screen(what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let s = capture();
+        if pred(&s) {
+            return s;
+        }
+        if t0.elapsed() > timeout {
+            panic!("timed out waiting for {what}; screen:\n{s}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Every process's fds that are BPF programs (`anon_inode:bpf-prog`), as "pid comm" lines.
+fn bpf_prog_holders() -> Vec<String> {
+    let mut v = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().contains("bpf-prog"))
+            {
+                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+                v.push(format!(
+                    "{} {}",
+                    p.file_name().to_string_lossy(),
+                    comm.trim()
+                ));
+                break;
+            }
+        }
+    }
+    v
+}
+
+/// `bpftool prog list` names (when bpftool is there), else None.
+fn bpftool_progs() -> Option<Vec<String>> {
+    let out = Command::new("bpftool")
+        .args(["prog", "list"])
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(" name "))
+            .map(|l| l.split(" name ").nth(1).unwrap_or("").to_string())
+            .collect()
+    })
+}
+
+/// The number after `label` on the screen (e.g. "lost 0" → 0).
+fn number_after(s: &str, label: &str) -> Option<u64> {
+    let i = s.find(label)? + label.len();
+    let digits: String = s[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+#[test]
+fn tui_live_over_mixed_workload_then_q_detaches() {
+    in_vm();
+    let bin = env!("CARGO_BIN_EXE_wqtrace");
+    let dir = std::env::temp_dir().join(format!("wqtrace-vm-tui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exit_file = dir.join("exit");
+    let err_file = dir.join("stderr");
+    let progs_before = bpftool_progs();
+    assert!(bpf_prog_holders().is_empty(), "{:?}", bpf_prog_holders());
+
+    let _ = Command::new("tmux")
+        .args(["-L", SOCKET, "kill-server"])
+        .output();
+    let cmd = format!(
+        "{bin} tui -i 200 2>{err}; echo $? >{exit}; sleep 600",
+        err = err_file.display(),
+        exit = exit_file.display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        SESSION,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    // Probes attached and the first frame drawn.
+    wait_screen("the TUI", Duration::from_secs(60), |s| s.contains(" LIVE "));
+    let holders = bpf_prog_holders();
+    assert!(
+        holders.iter().any(|h| h.ends_with("wqtrace")),
+        "the TUI holds its BPF programs: {holders:?}"
+    );
+
+    let out = Command::new(bin)
+        .args(["workload", "mixed", "--duration", "6"])
+        .output()
+        .expect("wqtrace workload mixed");
+    assert!(
+        out.status.success(),
+        "workload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The workload is over: the screen shows its results at the next redraws.
+    let s = wait_screen(
+        "a notification pipe, a rejected splice",
+        Duration::from_secs(30),
+        |s| s.lines().any(|l| l.starts_with('◆')) && number_after(s, "rejected ").unwrap_or(0) > 0,
+    );
+    std::fs::write(dir.join("screen.txt"), &s).unwrap();
+    println!("---- screen (100x30) ----\n{s}\n-------------------------");
+
+    // Header: kernel with notification pipes (no demo hint), the lost counter.
+    assert!(!s.contains("cargo xtask demo"), "{s}");
+    assert!(number_after(&s, "lost ").is_some(), "lost counter: {s}");
+    // Table: notification pipes first (◆), each with a notes column "in use/nr".
+    let lines: Vec<&str> = s.lines().collect();
+    let hdr = lines
+        .iter()
+        .position(|l| l.starts_with("PIPE "))
+        .expect("table header");
+    assert!(lines[hdr + 1].starts_with('◆'), "first row marked: {s}");
+    let first: Vec<&str> = lines[hdr + 1].split_whitespace().collect();
+    assert!(
+        first
+            .iter()
+            .any(|c| c.contains('/') && c.split('/').all(|n| n.parse::<u32>().is_ok())),
+        "notes column: {s}"
+    );
+    // The ring of the selected (first) pipe with its occupancy.
+    assert!(s.contains("notification pipe"), "ring title: {s}");
+    let occ = s
+        .lines()
+        .find(|l| l.starts_with("occ "))
+        .expect("occupancy line");
+    let (now, size) = occ[4..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    assert!(
+        now.parse::<u32>().unwrap() <= size.parse::<u32>().unwrap(),
+        "{occ}"
+    );
+    // A rejected splice/tee/vmsplice line.
+    assert!(
+        s.lines().any(|l| [" splice ", " tee ", " vmsplice "]
+            .iter()
+            .any(|k| l.contains(k))
+            && l.contains("fd ")),
+        "rejection line: {s}"
+    );
+
+    // Filter to nothing and back, then quit.
+    tmux(&["send-keys", "-t", SESSION, "/", "zzzz", "Enter"]);
+    wait_screen("the filter", Duration::from_secs(10), |s| {
+        s.contains("no pipe matches the filter")
+    });
+    tmux(&["send-keys", "-t", SESSION, "Escape"]);
+    tmux(&["send-keys", "-t", SESSION, "q"]);
+    let t0 = Instant::now();
+    while !exit_file.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the TUI did not quit on q: {}",
+            capture()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let code = std::fs::read_to_string(&exit_file).unwrap();
+    let stderr = std::fs::read_to_string(&err_file).unwrap_or_default();
+    assert_eq!(code.trim(), "0", "exit status; stderr: {stderr}");
+    assert!(stderr.contains("events,"), "summary line: {stderr}");
+    // The terminal is back on the normal screen (the summary line and no table).
+    let after = capture();
+    assert!(
+        !after.contains("PROCESSES"),
+        "alternate screen left: {after}"
+    );
+
+    // Nothing of ours is left in the kernel.
+    assert!(
+        bpf_prog_holders().is_empty(),
+        "BPF programs still held: {:?}",
+        bpf_prog_holders()
+    );
+    if let (Some(before), Some(after)) = (progs_before, bpftool_progs()) {
+        assert_eq!(before, after, "bpftool prog list changed");
+    }
+    let _ = Command::new("tmux")
+        .args(["-L", SOCKET, "kill-server"])
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+}
