@@ -112,7 +112,10 @@ fn demo(kernel: &str, release: bool) -> anyhow::Result<i32> {
     build(release)?;
     let bin = wqtrace_bin(release);
     let b = util::shell_quote(&bin.to_string_lossy());
-    let script = format!("{b} workload mixed --duration 3600 >/dev/null 2>&1 & exec {b} tui");
+    // The workload waits for the TUI to attach, so the notification pipes' creation is seen.
+    let script = format!(
+        "{b} workload mixed --start-delay-ms 3000 --duration 3600 >/dev/null 2>&1 & exec {b} tui"
+    );
     let opts = vm::RunOpts {
         series: kernel.to_string(),
         timeout: None,
