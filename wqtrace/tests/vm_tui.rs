@@ -164,13 +164,19 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
         .position(|l| l.starts_with("PIPE "))
         .expect("table header");
     assert!(lines[hdr + 1].starts_with('◆'), "first row marked: {s}");
-    let first: Vec<&str> = lines[hdr + 1].split_whitespace().collect();
-    assert!(
-        first
-            .iter()
-            .any(|c| c.contains('/') && c.split('/').all(|n| n.parse::<u32>().is_ok())),
-        "notes column: {s}"
-    );
+    // Notification pipes show "notes in use/nr_notes" (once IOC_WATCH_QUEUE_SET_SIZE was seen)
+    // and their posted / lost counts.
+    let sized = lines[hdr + 1..]
+        .iter()
+        .take_while(|l| l.starts_with('◆'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|c| {
+            c.iter().any(|x| {
+                x.split_once('/')
+                    .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok())
+            })
+        });
+    assert!(sized.is_some(), "a sized notification pipe: {s}");
     // The ring of the selected (first) pipe with its occupancy.
     assert!(s.contains("notification pipe"), "ring title: {s}");
     let occ = s

@@ -101,13 +101,12 @@ fn render_footer(f: &mut Frame, area: Rect, app: &App) {
     if app.replay {
         keys.extend([("n", "step"), ("←→[]", "seek"), ("+-", "speed")]);
     }
-    keys.extend([
-        ("↑↓", "select"),
-        ("Tab", "focus"),
-        ("/", "filter"),
-        ("s", "sort"),
-        ("?", "help"),
-    ]);
+    keys.push(("↑↓", "select"));
+    if !app.replay {
+        // (Replay needs the room for its keys at 80 columns; `?` lists Tab.)
+        keys.push(("Tab", "focus"));
+    }
+    keys.extend([("/", "filter"), ("s", "sort"), ("?", "help")]);
     let mut spans = Vec::new();
     for (i, (k, w)) in keys.into_iter().enumerate() {
         if i > 0 {
