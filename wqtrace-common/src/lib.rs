@@ -418,6 +418,27 @@ impl Filter {
     }
 }
 
+/// Kernel symbol addresses from /proc/kallsyms (0 = unknown), one global. They let the
+/// programs read the current CPU's preempt_count and tell task, softirq and irq context apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Ksyms {
+    /// `__per_cpu_offset` (array of each CPU's per-cpu base).
+    pub per_cpu_offset: u64,
+    /// Per-cpu address of the preempt count: `&pcpu_hot.preempt_count` (6.2–6.14) or
+    /// `&__preempt_count`.
+    pub preempt_count: u64,
+}
+
+impl Ksyms {
+    pub const fn none() -> Self {
+        Self {
+            per_cpu_offset: 0,
+            preempt_count: 0,
+        }
+    }
+}
+
 /// Index of the per-CPU counters in the `STATS` map.
 pub mod stat {
     /// Ring buffer reservations that failed: events lost.
@@ -436,4 +457,5 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::Offsets {}
     unsafe impl aya::Pod for super::Filter {}
+    unsafe impl aya::Pod for super::Ksyms {}
 }

@@ -1,10 +1,10 @@
 //! Writing events into the ring buffer. A failed reservation is counted, never silent.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_pid_tgid,
+    bpf_get_current_pid_tgid, bpf_probe_read_kernel,
     generated::{bpf_get_current_comm, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
 };
-use wqtrace_common::{Event, EventKind, stat};
+use wqtrace_common::{Event, EventKind, ExecCtx, stat};
 
 use crate::maps::STATS;
 
@@ -53,10 +53,37 @@ pub fn init(e: &mut Event, kind: EventKind) {
     e.subtype = 0;
     e.info = 0;
     e.owner_tid = 0;
-    e.ctx = 0;
+    e.ctx = exec_ctx();
     e._pad = [0; 7];
     e.owner_comm = [0; 16];
     unsafe { bpf_get_current_comm(e.comm.as_mut_ptr().cast(), 16) };
+}
+
+/// Task, softirq or irq, from this CPU's preempt_count (include/linux/preempt.h masks).
+#[inline(always)]
+fn exec_ctx() -> u8 {
+    let pco = unsafe { core::ptr::read_volatile(&raw const crate::globals::KSYMS.per_cpu_offset) };
+    let pc = unsafe { core::ptr::read_volatile(&raw const crate::globals::KSYMS.preempt_count) };
+    if pco == 0 || pc == 0 {
+        return ExecCtx::Unknown as u8;
+    }
+    let cpu = unsafe { bpf_get_smp_processor_id() } as u64 & 0xfff;
+    let Ok(base) = (unsafe { bpf_probe_read_kernel((pco + cpu * 8) as *const u64) }) else {
+        return ExecCtx::Unknown as u8;
+    };
+    let Ok(count) = (unsafe { bpf_probe_read_kernel((base + pc) as *const u32) }) else {
+        return ExecCtx::Unknown as u8;
+    };
+    const SOFTIRQ_OFFSET: u32 = 1 << 8;
+    const HARDIRQ_MASK: u32 = 0x000f_0000;
+    const NMI_MASK: u32 = 0x00f0_0000;
+    if count & (HARDIRQ_MASK | NMI_MASK) != 0 {
+        ExecCtx::Irq as u8
+    } else if count & SOFTIRQ_OFFSET != 0 {
+        ExecCtx::Softirq as u8
+    } else {
+        ExecCtx::Task as u8
+    }
 }
 
 #[inline(always)]

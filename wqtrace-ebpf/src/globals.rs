@@ -1,13 +1,16 @@
 //! Read-only globals that userspace fills in before load (`EbpfLoader::set_global`). Being in
 //! .rodata, the verifier sees their values and prunes the code of features this kernel lacks.
 
-use wqtrace_common::{Filter, Offsets};
+use wqtrace_common::{Filter, Ksyms, Offsets};
 
 #[unsafe(no_mangle)]
 pub static OFFSETS: Offsets = Offsets::missing();
 
 #[unsafe(no_mangle)]
 pub static FILTER: Filter = Filter::none();
+
+#[unsafe(no_mangle)]
+pub static KSYMS: Ksyms = Ksyms::none();
 
 /// One field of [`OFFSETS`], read so the compiler cannot constant-fold the default.
 macro_rules! off {

@@ -217,8 +217,8 @@ pub fn notes_state(wq: u64) -> (u32, u32, u32) {
         if w * 64 >= nr {
             break;
         }
-        let v: u64 = unsafe { bpf_probe_read_kernel((bitmap + w as u64 * 8) as *const u64) }
-            .unwrap_or(0);
+        let v: u64 =
+            unsafe { bpf_probe_read_kernel((bitmap + w as u64 * 8) as *const u64) }.unwrap_or(0);
         let here = w * 64 + v.trailing_zeros();
         if v != 0 && here < first {
             first = here;

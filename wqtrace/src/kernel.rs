@@ -236,6 +236,46 @@ pub fn offsets(btf: &Btf) -> Offsets {
     o
 }
 
+/// Addresses from /proc/kallsyms the programs use to read preempt_count (execution context).
+/// Per-cpu variables are only listed with CONFIG_KALLSYMS_ALL; without them the context is
+/// reported as unknown.
+pub fn ksyms(btf: &Btf) -> wqtrace_common::Ksyms {
+    let mut k = wqtrace_common::Ksyms::none();
+    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+        return k;
+    };
+    let mut pcpu_hot = 0;
+    let mut preempt = 0;
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(addr), Some(_), Some(name)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(a) = u64::from_str_radix(addr, 16) else {
+            continue;
+        };
+        match name {
+            "__per_cpu_offset" => k.per_cpu_offset = a,
+            "pcpu_hot" => pcpu_hot = a,
+            "__preempt_count" => preempt = a,
+            _ => {}
+        }
+    }
+    if preempt != 0 {
+        k.preempt_count = preempt;
+    } else if pcpu_hot != 0 {
+        let l = Layout::new(btf);
+        if let Some(f) = l.field("pcpu_hot", "preempt_count") {
+            k.preempt_count = pcpu_hot + f.offset as u64;
+        }
+    }
+    // kptr_restrict hides addresses as zeros: then neither is usable.
+    if k.per_cpu_offset == 0 || k.preempt_count == 0 {
+        return wqtrace_common::Ksyms::none();
+    }
+    k
+}
+
 /// The offsets as name=value pairs, for recordings and `doctor --json`.
 pub fn offsets_named(o: &Offsets) -> Vec<(String, u32)> {
     // Debug formatting lists every field by name; parse it rather than repeat 36 names.

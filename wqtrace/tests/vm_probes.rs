@@ -57,8 +57,12 @@ fn check_notify(events: &[Value], w: &Value) {
         })
         .collect();
     assert_eq!(seen, want, "posted (traced) vs read (workload)");
-    // Each post wrote slot head_before & (ring_size - 1) and advanced head by one.
+    // Each post wrote slot head_before & (ring_size - 1) and advanced head by one; keyctl posts
+    // from the workload run in task context (read from preempt_count via kallsyms).
     for e in &posts {
+        if u(&e["tgid"]) == pid {
+            assert_eq!(e["ctx"], "task", "{e}");
+        }
         let rs = u(&e["ring_size"]);
         assert_eq!(u(&e["head"]), u(&e["head_before"]) + 1, "{e}");
         assert_eq!(u(&e["slot"]), u(&e["head_before"]) & (rs - 1), "{e}");

@@ -82,11 +82,13 @@ impl Probes {
             .with_context(|| format!("cannot parse BTF {}", btf_path.display()))?;
         ensure_tracefs();
         let filter = filter_from(opts)?;
+        let ksyms = kernel::ksyms(&btf_rs);
         let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("OFFSETS", &offsets, true)
             .override_global("FILTER", &filter, true)
+            .override_global("KSYMS", &ksyms, true)
             .map_max_entries("EVENTS", RING_BYTES)
             .load(bytes)
             .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
