@@ -1,5 +1,6 @@
 //! `cargo xtask …`: the project's own build, test and test-VM recipe.
 
+mod bench;
 mod kernel;
 mod setup;
 mod test;
@@ -46,8 +47,8 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Benchmarks (not implemented yet).
-    Bench,
+    /// Tracing overhead benchmarks (host + VM); writes docs/benchmarks.md (see there).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,10 +64,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Vm(a) => vm::run_cli(a),
         Cmd::Demo { kernel, release } => demo(&kernel, release),
-        Cmd::Bench => {
-            eprintln!("xtask bench: not implemented yet");
-            Ok(2)
-        }
+        Cmd::Bench(a) => bench::run(a),
     };
     match res {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -1,0 +1,506 @@
+//! One measurement: start a tracer configuration, run a workload, read the tracer's numbers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use crate::util;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Config {
+    /// No tracing.
+    None,
+    /// bpftrace with empty programs on the same hooks.
+    Empty,
+    /// `wqtrace record -o /tmp/…`.
+    Record,
+    /// `wqtrace tui` in a 120x40 tmux session.
+    Tui,
+    /// The equivalent bpftrace script printing the same fields.
+    Bpftrace,
+}
+
+pub const CONFIGS: [Config; 5] = [
+    Config::None,
+    Config::Empty,
+    Config::Record,
+    Config::Tui,
+    Config::Bpftrace,
+];
+
+impl Config {
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::None => "none",
+            Config::Empty => "empty-bpf",
+            Config::Record => "wqtrace-record",
+            Config::Tui => "wqtrace-tui",
+            Config::Bpftrace => "bpftrace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    PingPong(usize),
+    /// Key updates into a notification pipe with a reader (`wqtrace workload notify`).
+    Notify(u32),
+}
+
+impl Workload {
+    pub fn name(self) -> String {
+        match self {
+            Workload::PingPong(64) => "pingpong-64B".into(),
+            Workload::PingPong(4096) => "pingpong-4KiB".into(),
+            Workload::PingPong(n) => format!("pingpong-{n}B"),
+            Workload::Notify(_) => "notify-storm".into(),
+        }
+    }
+    pub fn unit(self) -> &'static str {
+        match self {
+            Workload::PingPong(_) => "round trips/s",
+            Workload::Notify(_) => "notifications/s",
+        }
+    }
+}
+
+pub struct Env {
+    pub wqtrace: PathBuf,
+    pub xtask: PathBuf,
+    pub secs: f64,
+    pub in_vm: bool,
+    pub scratch: PathBuf,
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Peak RSS (VmHWM) in KiB.
+fn vm_hwm_kib(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+}
+
+fn kill(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2) on a pid we started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+fn wait_timeout(c: &mut Child, t: Duration) -> bool {
+    let end = Instant::now() + t;
+    while Instant::now() < end {
+        if c.try_wait().ok().flatten().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn tmux(args: &[&str]) -> anyhow::Result<String> {
+    let o = Command::new("tmux")
+        .args(args)
+        .output()
+        .context("running tmux")?;
+    if !o.status.success() {
+        bail!(
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+const TMUX_SESSION: &str = "wqtrace-bench";
+
+/// "282k", "1.2M", "365" as the TUI's header abbreviates counts.
+fn parse_count(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1e3),
+        'M' => (&s[..s.len() - 1], 1e6),
+        'G' => (&s[..s.len() - 1], 1e9),
+        _ => (s, 1.0),
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|x| (x * mul).round() as u64)
+}
+
+/// Header numbers of the TUI: (total events, lost). Counts above 9999 are abbreviated ("282k"),
+/// so they have ~3 significant digits.
+fn tui_counts() -> Option<(u64, u64)> {
+    let screen = tmux(&["capture-pane", "-p", "-t", TMUX_SESSION]).ok()?;
+    let head = screen.lines().next()?;
+    let mut events = None;
+    let mut lost = None;
+    for part in head.split('│') {
+        let p = part.trim();
+        if let Some(v) = p.strip_prefix("lost ") {
+            lost = parse_count(v);
+        } else if let Some(v) = p.strip_suffix(" events") {
+            events = parse_count(v);
+        }
+    }
+    Some((events?, lost.unwrap_or(0)))
+}
+
+/// A running tracer.
+struct Tracer {
+    child: Option<Child>,
+    pid: i32,
+    log: PathBuf,
+    rec: Option<PathBuf>,
+}
+
+fn bt_script(env: &Env, cfg: Config) -> anyhow::Result<PathBuf> {
+    let dir = util::root().join("bench");
+    let (base, extra) = match cfg {
+        Config::Empty => ("empty-host.bt", "empty-vm.bt"),
+        _ => ("wqtrace-host.bt", "wqtrace-vm.bt"),
+    };
+    let mut s = std::fs::read_to_string(dir.join(base)).context("reading bench/*.bt")?;
+    if env.in_vm {
+        s.push('\n');
+        s.push_str(&std::fs::read_to_string(dir.join(extra))?);
+    }
+    let p = env.scratch.join(format!("{}.bt", cfg.name()));
+    std::fs::write(&p, s)?;
+    Ok(p)
+}
+
+fn wait_for(
+    what: &str,
+    t: Duration,
+    mut f: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let end = Instant::now() + t;
+    while Instant::now() < end {
+        if f()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what}: not ready after {t:?}")
+}
+
+fn start(env: &Env, cfg: Config) -> anyhow::Result<Option<Tracer>> {
+    let ready_timeout = Duration::from_secs(if env.in_vm { 180 } else { 60 });
+    let log = env.scratch.join(format!("{}.log", cfg.name()));
+    match cfg {
+        Config::None => Ok(None),
+        Config::Empty | Config::Bpftrace => {
+            let script = bt_script(env, cfg)?;
+            let out = std::fs::File::create(&log)?;
+            let mut child = Command::new("bpftrace")
+                .arg(&script)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .spawn()
+                .context("spawning bpftrace")?;
+            let pid = child.id() as i32;
+            let r = wait_for("bpftrace", ready_timeout, || {
+                if let Some(st) = child.try_wait()? {
+                    bail!(
+                        "bpftrace exited ({st}): {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                Ok(std::fs::read_to_string(&log)?.lines().any(|l| l == "READY"))
+            });
+            let t = Tracer {
+                child: Some(child),
+                pid,
+                log,
+                rec: None,
+            };
+            if let Err(e) = r {
+                stop_kill(t);
+                return Err(e);
+            }
+            Ok(Some(t))
+        }
+        Config::Record => {
+            let rec = env.scratch.join("x.wqt");
+            let out = std::fs::File::create(&log)?;
+            let mut child = Command::new(&env.wqtrace)
+                .args(["record", "-q", "-o"])
+                .arg(&rec)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(out)
+                .spawn()
+                .context("spawning wqtrace record")?;
+            let pid = child.id() as i32;
+            let r = wait_for("wqtrace record", ready_timeout, || {
+                if let Some(st) = child.try_wait()? {
+                    bail!(
+                        "wqtrace record exited ({st}): {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                Ok(std::fs::read_to_string(&log)?.contains("recording to"))
+            });
+            let t = Tracer {
+                child: Some(child),
+                pid,
+                log,
+                rec: Some(rec),
+            };
+            if let Err(e) = r {
+                stop_kill(t);
+                return Err(e);
+            }
+            Ok(Some(t))
+        }
+        Config::Tui => {
+            let _ = tmux(&["kill-session", "-t", TMUX_SESSION]);
+            let cmd = format!(
+                "exec {} tui 2>{}",
+                util::shell_quote(&env.wqtrace.to_string_lossy()),
+                util::shell_quote(&log.to_string_lossy())
+            );
+            tmux(&[
+                "new-session",
+                "-d",
+                "-s",
+                TMUX_SESSION,
+                "-x",
+                "120",
+                "-y",
+                "40",
+                &cmd,
+            ])?;
+            let pid: i32 = tmux(&["list-panes", "-t", TMUX_SESSION, "-F", "#{pane_pid}"])?
+                .trim()
+                .parse()
+                .context("tmux pane pid")?;
+            let r = wait_for("wqtrace tui", ready_timeout, || {
+                if !alive(pid) {
+                    bail!(
+                        "wqtrace tui exited: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                Ok(tui_counts().is_some())
+            });
+            let t = Tracer {
+                child: None,
+                pid,
+                log,
+                rec: None,
+            };
+            if let Err(e) = r {
+                stop_kill(t);
+                return Err(e);
+            }
+            Ok(Some(t))
+        }
+    }
+}
+
+fn stop_kill(t: Tracer) {
+    if let Some(mut c) = t.child {
+        kill(t.pid, libc::SIGKILL);
+        let _ = c.wait();
+    } else {
+        let _ = tmux(&["kill-session", "-t", TMUX_SESSION]);
+    }
+}
+
+/// Runs the workload; returns (operations, seconds).
+fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
+    match w {
+        Workload::PingPong(size) => {
+            let o = Command::new(&env.xtask)
+                .args(["bench", "--pingpong", &size.to_string(), "--secs"])
+                .arg(env.secs.to_string())
+                .stderr(Stdio::inherit())
+                .output()
+                .context("spawning the ping-pong")?;
+            if !o.status.success() {
+                bail!("ping-pong failed ({})", o.status);
+            }
+            let v: Value = serde_json::from_slice(&o.stdout).context("ping-pong output")?;
+            Ok((
+                v["round_trips"].as_u64().unwrap_or(0),
+                v["secs"].as_f64().unwrap_or(0.0),
+            ))
+        }
+        Workload::Notify(count) => {
+            let t0 = Instant::now();
+            let o = Command::new(&env.wqtrace)
+                .args(["workload", "notify", "--timeout-ms", "60000", "--count"])
+                .arg(count.to_string())
+                .stderr(Stdio::inherit())
+                .output()
+                .context("spawning wqtrace workload notify")?;
+            let secs = t0.elapsed().as_secs_f64();
+            let v: Value = serde_json::from_slice(&o.stdout).context("workload notify output")?;
+            if v["ok"] != true {
+                bail!("workload notify: not ok: errors {}", v["errors"]);
+            }
+            Ok((v["notifications_read"].as_u64().unwrap_or(0), secs))
+        }
+    }
+}
+
+/// One run of `w` under `cfg`: the numbers, as JSON.
+pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
+    let tracer = start(env, cfg)?;
+    let tui0 = if cfg == Config::Tui {
+        tui_counts()
+    } else {
+        None
+    };
+    let pid = tracer.as_ref().map(|t| t.pid);
+    let cpu0 = pid.and_then(cpu_ticks);
+    let t0 = Instant::now();
+    let res = workload(env, w);
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu1 = pid.and_then(cpu_ticks);
+    let hwm = pid.and_then(vm_hwm_kib);
+    let tui1 = if cfg == Config::Tui {
+        tui_counts()
+    } else {
+        None
+    };
+    let (ops, secs) = match res {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(t) = tracer {
+                stop_kill(t);
+            }
+            return Err(e);
+        }
+    };
+    let cpu_pct = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => Some((b - a) as f64 / clk_tck() / wall * 100.0),
+        _ => None,
+    };
+    let mut events: Option<u64> = None;
+    let mut lost: Option<u64> = None;
+    let mut bytes_per_event: Option<f64> = None;
+    if let Some(t) = tracer {
+        match cfg {
+            Config::Tui => {
+                let _ = tmux(&["send-keys", "-t", TMUX_SESSION, "q"]);
+                let end = Instant::now() + Duration::from_secs(30);
+                while alive(t.pid) && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if alive(t.pid) {
+                    kill(t.pid, libc::SIGKILL);
+                }
+                let _ = tmux(&["kill-session", "-t", TMUX_SESSION]);
+                if let (Some((e0, _)), Some((e1, l1))) = (tui0, tui1) {
+                    events = Some(e1.saturating_sub(e0));
+                    lost = Some(l1);
+                }
+            }
+            _ => {
+                let mut c = t.child.expect("spawned tracer");
+                kill(t.pid, libc::SIGINT);
+                if !wait_timeout(&mut c, Duration::from_secs(60)) {
+                    kill(t.pid, libc::SIGKILL);
+                    let _ = c.wait();
+                    bail!("{} did not stop on SIGINT", cfg.name());
+                }
+                let log = std::fs::read_to_string(&t.log).unwrap_or_default();
+                if cfg == Config::Record {
+                    // "wqtrace: recorded N events (L lost) to …"
+                    let line = log
+                        .lines()
+                        .find(|l| l.starts_with("wqtrace: recorded "))
+                        .with_context(|| format!("no summary from wqtrace record: {log}"))?;
+                    let mut it = line["wqtrace: recorded ".len()..].split_whitespace();
+                    let n: u64 = it.next().unwrap_or("").parse().context("summary events")?;
+                    let l: u64 = it
+                        .nth(1)
+                        .unwrap_or("")
+                        .trim_start_matches('(')
+                        .parse()
+                        .context("summary lost")?;
+                    events = Some(n);
+                    lost = Some(l);
+                    if let Some(rec) = &t.rec {
+                        let size = std::fs::metadata(rec).map_or(0, |m| m.len());
+                        if n > 0 {
+                            bytes_per_event = Some(size as f64 / n as f64);
+                        }
+                        let _ = std::fs::remove_file(rec);
+                    }
+                } else if cfg == Config::Bpftrace {
+                    let mut n = 0u64;
+                    let mut l = 0u64;
+                    for line in log.lines() {
+                        if line.starts_with(|c: char| c.is_ascii_digit()) {
+                            n += 1;
+                        } else if let Some(r) = line.strip_prefix("Lost ") {
+                            l += r
+                                .split_whitespace()
+                                .next()
+                                .and_then(|x| x.parse::<u64>().ok())
+                                .unwrap_or(0);
+                        }
+                    }
+                    events = Some(n);
+                    lost = Some(l);
+                }
+                let _ = std::fs::remove_file(&t.log);
+            }
+        }
+    }
+    Ok(json!({
+        "config": cfg.name(),
+        "workload": w.name(),
+        "ops": ops,
+        "secs": secs,
+        "ops_per_sec": if secs > 0.0 { ops as f64 / secs } else { 0.0 },
+        "events": events,
+        "events_per_sec": events.map(|e| e as f64 / wall),
+        "lost": lost,
+        "cpu_pct": cpu_pct,
+        "peak_rss_kib": hwm,
+        "bytes_per_event": bytes_per_event,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tui_counts() {
+        assert_eq!(super::parse_count("365"), Some(365));
+        assert_eq!(super::parse_count("282k"), Some(282_000));
+        assert_eq!(super::parse_count("1.25M"), Some(1_250_000));
+        assert_eq!(super::parse_count("x"), None);
+    }
+}
