@@ -63,7 +63,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if let Some(part) = &a.inner {
         let out = a.out.clone().context("--inner needs --out")?;
         let wq = a.wqtrace.clone().context("--inner needs --wqtrace")?;
-        let v = run_part(part == "vm", &wq, reps, secs, a.quick)?;
+        let v = run_part(part == "vm", &wq, reps, secs)?;
         std::fs::write(&out, serde_json::to_string_pretty(&v)? + "\n")?;
         return Ok(0);
     }
@@ -92,7 +92,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let mut parts = serde_json::Map::new();
     if !a.vm_only {
         eprintln!("bench: host part ({reps} reps, {secs} s runs)");
-        parts.insert("host".into(), run_part(false, &wq, reps, secs, a.quick)?);
+        parts.insert("host".into(), run_part(false, &wq, reps, secs)?);
     }
     // --quick alone is host only (for `cargo xtask test`); --quick --vm-only runs the VM part.
     let vm_part = a.vm_only || (!a.host_only && !a.quick);
@@ -225,13 +225,7 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 }
 
 /// All (workload, configuration) pairs of one machine, interleaved, `reps` times.
-fn run_part(
-    in_vm: bool,
-    wq: &std::path::Path,
-    reps: usize,
-    secs: f64,
-    quick: bool,
-) -> anyhow::Result<Value> {
+fn run_part(in_vm: bool, wq: &std::path::Path, reps: usize, secs: f64) -> anyhow::Result<Value> {
     let scratch = PathBuf::from("/tmp/wqtrace-bench");
     std::fs::create_dir_all(&scratch)?;
     let env = Env {
@@ -243,10 +237,7 @@ fn run_part(
     };
     let mut m = machine(in_vm);
     let workloads: Vec<Workload> = if in_vm {
-        vec![
-            Workload::PingPong(64),
-            Workload::Notify(if quick { 2000 } else { 20000 }),
-        ]
+        vec![Workload::PingPong(64), Workload::Notify(250)]
     } else {
         vec![Workload::PingPong(64), Workload::PingPong(4096)]
     };
