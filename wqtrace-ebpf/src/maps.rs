@@ -29,6 +29,29 @@ pub const HOOK_GET_PIPE_INFO: u64 = 1;
 pub static KNOWN_PIPES: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
 pub const NOTIF_BIT: u64 = 1 << 63;
 
+/// One pipe end of a syscall in progress: the fd, the pipe behind it and its ring at entry.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Side {
+    pub pipe: u64,
+    pub ino: u64,
+    pub fd: i32,
+    pub head: u32,
+    pub tail: u32,
+    pub notif: u32,
+}
+
+impl Side {
+    pub const NONE: Side = Side {
+        pipe: 0,
+        ino: 0,
+        fd: -1,
+        head: 0,
+        tail: 0,
+        notif: 0,
+    };
+}
+
 /// A pipe syscall in progress, per thread.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -37,25 +60,18 @@ pub struct Inflight {
     /// When the task went to sleep inside the syscall (0 = running).
     pub off_since: u64,
     pub off_cpu_ns: u64,
-    pub pipe_in: u64,
-    pub ino_in: u64,
-    pub pipe_out: u64,
-    pub ino_out: u64,
     /// pipe2: user pointer to int[2]; ioctl: cmd; keyctl: watch id.
     pub arg: u64,
+    /// pipe2: its flags.
+    pub flags: u64,
     /// Set by the get_pipe_info hook when it refused a notification pipe during this syscall.
     pub rejected_pipe: u64,
-    pub head_in: u32,
-    pub tail_in: u32,
-    pub head_out: u32,
-    pub tail_out: u32,
-    pub fd_in: i32,
-    pub fd_out: i32,
+    /// The side data comes from (read, splice/tee input) and goes to (write, output).
+    pub src: Side,
+    pub dst: Side,
     pub op: u8,
-    pub notif_in: u8,
-    pub notif_out: u8,
     pub loss_seen: u8,
-    pub _pad: u32,
+    pub _pad: [u8; 6],
 }
 
 #[map]

@@ -69,17 +69,39 @@ fn post_key() -> u64 {
     }
 }
 
+/// Which watches of a watch list a post (or removal) goes to.
+#[derive(Clone, Copy)]
+enum Watches {
+    /// `__post_watch_notification`: every watch with this id.
+    WithId(u64),
+    /// `remove_watch_from_object(.., wq, id, false)`: the first watch of queue `wq` with `id`.
+    OfQueue(u64, u64),
+    /// `remove_watch_from_object(.., all = true)`.
+    All,
+}
+
+/// Start a post context in the per-CPU scratch: notification header and start time.
 #[inline(always)]
-fn post_entry(wlist: u64, n: u64, id: u64) {
-    let Some(c) = POST_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    let c = unsafe { &mut *c };
-    let hdr: u64 = rd(n, 0).unwrap_or(0);
+fn begin_post(type_sub: u32, info: u32) -> Option<&'static mut PostCtx> {
+    let c = unsafe { &mut *POST_SCRATCH.get_ptr_mut(0)? };
     c.start_ns = now();
-    c.type_sub = hdr as u32;
-    c.info = (hdr >> 32) as u32;
+    c.type_sub = type_sub;
+    c.info = info;
     c.n = 0;
+    Some(c)
+}
+
+/// Keep the context for the return probe when any traced pipe is involved.
+#[inline(always)]
+fn finish_post(c: &PostCtx) {
+    if c.n > 0 {
+        let _ = POSTS.insert(post_key(), c, 0);
+    }
+}
+
+/// Walk `wlist->watchers` as the poster will and snapshot the pipe of each selected watch.
+#[inline(always)]
+fn snap_watches(c: &mut PostCtx, wlist: u64, which: Watches) {
     let mut node: u64 = rd(wlist, off!(wlist_watchers)).unwrap_or(0);
     let node_off = off!(watch_list_node) as u64;
     for i in 0..MAX_WATCHES {
@@ -89,60 +111,54 @@ fn post_entry(wlist: u64, n: u64, id: u64) {
         let watch = node - node_off;
         node = rd(node, 0).unwrap_or(0);
         c.entries[i].pipe = 0;
-        if rd::<u64>(watch, off!(watch_id)) != Some(id) {
+        let wq: u64 = rd(watch, off!(watch_queue)).unwrap_or(0);
+        let id = rd::<u64>(watch, off!(watch_id));
+        let selected = match which {
+            Watches::WithId(want) => id == Some(want),
+            Watches::OfQueue(q, want) => wq == q && id == Some(want),
+            Watches::All => true,
+        };
+        if !selected {
             continue;
         }
-        let wq: u64 = rd(watch, off!(watch_queue)).unwrap_or(0);
         let info_id = rd(watch, off!(watch_info_id)).unwrap_or(0);
         if snap_queue(&mut c.entries[i], wq, info_id) {
             c.n = (i + 1) as u32;
         }
+        if let Watches::OfQueue(..) = which {
+            break;
+        }
     }
-    if c.n > 0 {
-        let _ = POSTS.insert(post_key(), &*c, 0);
-    }
+}
+
+/// `__post_watch_notification(wlist, n, cred, id)`.
+#[inline(always)]
+fn post_entry(wlist: u64, n: u64, id: u64) {
+    let hdr: u64 = rd(n, 0).unwrap_or(0);
+    let Some(c) = begin_post(hdr as u32, (hdr >> 32) as u32) else {
+        return;
+    };
+    snap_watches(c, wlist, Watches::WithId(id));
+    finish_post(c);
 }
 
 /// `remove_watch_from_object(wlist, wq, id, all)`: posts WATCH_META_REMOVAL_NOTIFICATION through
 /// post_one_notification directly (not through __post_watch_notification) to every watch it
 /// removes: those of queue `wq` with `id`, or all of them.
 #[inline(always)]
-fn removal_entry(wlist: u64, wq_want: u64, id: u64, all: u64) {
-    let Some(c) = POST_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    let c = unsafe { &mut *c };
-    c.start_ns = now();
+fn removal_entry(wlist: u64, wq: u64, id: u64, all: u64) {
     // type WATCH_TYPE_META (0), subtype WATCH_META_REMOVAL_NOTIFICATION (0); the record is a
     // bare watch_notification (8 bytes) or, with an id, watch_notification_removal (16).
-    c.type_sub = 0;
-    c.info = if id != 0 { 16 } else { 8 };
-    c.n = 0;
-    let all = all & 0xff != 0;
-    let mut node: u64 = rd(wlist, off!(wlist_watchers)).unwrap_or(0);
-    let node_off = off!(watch_list_node) as u64;
-    for i in 0..MAX_WATCHES {
-        if node == 0 {
-            break;
-        }
-        let watch = node - node_off;
-        node = rd(node, 0).unwrap_or(0);
-        c.entries[i].pipe = 0;
-        let wq: u64 = rd(watch, off!(watch_queue)).unwrap_or(0);
-        if !all && (wq != wq_want || rd::<u64>(watch, off!(watch_id)) != Some(id)) {
-            continue;
-        }
-        let info_id = rd(watch, off!(watch_info_id)).unwrap_or(0);
-        if snap_queue(&mut c.entries[i], wq, info_id) {
-            c.n = (i + 1) as u32;
-        }
-        if !all {
-            break;
-        }
-    }
-    if c.n > 0 {
-        let _ = POSTS.insert(post_key(), &*c, 0);
-    }
+    let Some(c) = begin_post(0, if id != 0 { 16 } else { 8 }) else {
+        return;
+    };
+    let which = if all & 0xff != 0 {
+        Watches::All
+    } else {
+        Watches::OfQueue(wq, id)
+    };
+    snap_watches(c, wlist, which);
+    finish_post(c);
 }
 
 /// Snapshot one queue's pipe before a post. False when the pipe is gone or filtered out.
@@ -181,19 +197,14 @@ fn snap_queue(e: &mut PostEntry, wq: u64, info_id: u32) -> bool {
 /// `post_one_notification(wqueue, n)`: one queue, the watch id already in n->info.
 #[inline(always)]
 fn post1_entry(wq: u64, n: u64) {
-    let Some(c) = POST_SCRATCH.get_ptr_mut(0) else {
+    let hdr: u64 = rd(n, 0).unwrap_or(0);
+    let Some(c) = begin_post(hdr as u32, (hdr >> 32) as u32) else {
         return;
     };
-    let c = unsafe { &mut *c };
-    let hdr: u64 = rd(n, 0).unwrap_or(0);
-    c.start_ns = now();
-    c.type_sub = hdr as u32;
-    c.info = (hdr >> 32) as u32;
-    c.n = 0;
     if snap_queue(&mut c.entries[0], wq, c.info & 0xff00) {
         c.n = 1;
-        let _ = POSTS.insert(post_key(), &*c, 0);
     }
+    finish_post(c);
 }
 
 #[inline(always)]

@@ -13,7 +13,7 @@ use crate::{
     emit::{emit, now},
     globals::filter,
     kread::{self, PipeRef, fd_pipe},
-    maps::{HOOK_GET_PIPE_INFO, INFLIGHT, Inflight, RT_HOOKS, RT_PIPE_FOPS, RUNTIME},
+    maps::{HOOK_GET_PIPE_INFO, INFLIGHT, Inflight, RT_HOOKS, RT_PIPE_FOPS, RUNTIME, Side},
 };
 
 // x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl).
@@ -109,46 +109,35 @@ fn blank(op: Op) -> Inflight {
         start_ns: now(),
         off_since: 0,
         off_cpu_ns: 0,
-        pipe_in: 0,
-        ino_in: 0,
-        pipe_out: 0,
-        ino_out: 0,
         arg: 0,
+        flags: 0,
         rejected_pipe: 0,
-        head_in: 0,
-        tail_in: 0,
-        head_out: 0,
-        tail_out: 0,
-        fd_in: -1,
-        fd_out: -1,
+        src: Side::NONE,
+        dst: Side::NONE,
         op: op as u8,
-        notif_in: 0,
-        notif_out: 0,
         loss_seen: 0,
-        _pad: 0,
+        _pad: [0; 6],
     }
 }
 
+/// `fd` and the pipe behind it, with its ring as it is now (before the syscall).
 #[inline(always)]
-fn set_in(f: &mut Inflight, fd: u64, p: PipeRef) {
+fn side(fd: u64, p: Option<PipeRef>) -> Side {
+    let Some(p) = p else {
+        return Side {
+            fd: fd as i32,
+            ..Side::NONE
+        };
+    };
     let r = kread::ring(p.pipe);
-    f.fd_in = fd as i32;
-    f.pipe_in = p.pipe;
-    f.ino_in = p.ino;
-    f.notif_in = p.notif as u8;
-    f.head_in = r.head;
-    f.tail_in = r.tail;
-}
-
-#[inline(always)]
-fn set_out(f: &mut Inflight, fd: u64, p: PipeRef) {
-    let r = kread::ring(p.pipe);
-    f.fd_out = fd as i32;
-    f.pipe_out = p.pipe;
-    f.ino_out = p.ino;
-    f.notif_out = p.notif as u8;
-    f.head_out = r.head;
-    f.tail_out = r.tail;
+    Side {
+        pipe: p.pipe,
+        ino: p.ino,
+        fd: fd as i32,
+        head: r.head,
+        tail: r.tail,
+        notif: p.notif as u32,
+    }
 }
 
 #[btf_tracepoint(function = "sys_enter")]
@@ -174,7 +163,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             let Some(p) = fd_pipe(a0 as i64) else {
                 return 0;
             };
-            set_in(&mut f, a0, p);
+            f.src = side(a0, Some(p));
             if p.notif {
                 let r = kread::ring(p.pipe);
                 if r.head != r.tail
@@ -189,7 +178,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             let Some(p) = fd_pipe(a0 as i64) else {
                 return 0;
             };
-            set_out(&mut f, a0, p);
+            f.dst = side(a0, Some(p));
         }
         NR_SPLICE | NR_COPY_FILE_RANGE | NR_TEE | NR_SENDFILE => {
             // splice(in, off_in, out, ...), copy_file_range(in, off_in, out, ...),
@@ -204,22 +193,12 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             if pi.is_none() && po.is_none() {
                 return 0;
             }
-            f.fd_in = fin as i32;
-            f.fd_out = fout as i32;
-            if let Some(p) = pi {
-                set_in(&mut f, fin, p);
-            }
-            if let Some(p) = po {
-                set_out(&mut f, fout, p);
-            }
+            f.src = side(fin, pi);
+            f.dst = side(fout, po);
         }
         NR_PIPE | NR_PIPE2 => {
             f.arg = a0;
-            f.head_in = if nr == NR_PIPE2 {
-                sys_arg(regs, 1) as u32
-            } else {
-                0
-            };
+            f.flags = if nr == NR_PIPE2 { sys_arg(regs, 1) } else { 0 };
         }
         NR_IOCTL => {
             let cmd = sys_arg(regs, 1);
@@ -229,7 +208,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             let Some(p) = fd_pipe(a0 as i64) else {
                 return 0;
             };
-            set_in(&mut f, a0, p);
+            f.src = side(a0, Some(p));
             f.arg = cmd;
         }
         NR_KEYCTL => {
@@ -240,7 +219,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             let Some(p) = fd_pipe(fd as i64) else {
                 return 0;
             };
-            set_in(&mut f, fd, p);
+            f.src = side(fd, Some(p));
             f.arg = sys_arg(regs, 3);
         }
         NR_CLOSE => {
@@ -288,31 +267,27 @@ pub fn fill_ring(e: &mut Event, pipe: u64) {
     e.max_usage = r.max_usage;
 }
 
+/// What the syscall did to one of its pipes (`s`): the ring before and after, bytes or errno.
 #[inline(always)]
-fn ring_op(f: &Inflight, ret: i64, out_side: bool) {
-    let (pipe, ino, notif, hb, tb) = if out_side {
-        (f.pipe_out, f.ino_out, f.notif_out, f.head_out, f.tail_out)
-    } else {
-        (f.pipe_in, f.ino_in, f.notif_in, f.head_in, f.tail_in)
-    };
+fn ring_op(f: &Inflight, s: &Side, ret: i64) {
     emit!(EventKind::RingOp, |e| {
         e.op = f.op;
-        e.pipe = pipe;
-        e.ino = ino;
+        e.pipe = s.pipe;
+        e.ino = s.ino;
         e.ret = ret;
-        e.fd_in = f.fd_in;
-        e.fd_out = f.fd_out;
-        e.head_before = hb;
-        e.tail_before = tb;
+        e.fd_in = f.src.fd;
+        e.fd_out = f.dst.fd;
+        e.head_before = s.head;
+        e.tail_before = s.tail;
         e.duration_ns = e.ts_ns.wrapping_sub(f.start_ns);
-        if notif != 0 {
+        if s.notif != 0 {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
-        if f.loss_seen != 0 && !out_side {
+        if f.loss_seen != 0 && s.pipe == f.src.pipe {
             e.flags |= flags::LOSS_SEEN;
         }
-        fill_ring(e, pipe);
-        let (owner, task) = kread::mutex_owner(pipe);
+        fill_ring(e, s.pipe);
+        let (owner, task) = kread::mutex_owner(s.pipe);
         if owner != 0 {
             e.owner_tid = owner;
             kread::task_comm(task, &mut e.owner_comm);
@@ -332,28 +307,28 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     let op = Op::from_u8(f.op);
 
     if f.off_cpu_ns > 0 && matches!(op, Op::Read | Op::Readv | Op::Write | Op::Writev) {
-        let (pipe, ino, notif) = if matches!(op, Op::Read | Op::Readv) {
-            (f.pipe_in, f.ino_in, f.notif_in)
+        let s = if matches!(op, Op::Read | Op::Readv) {
+            &f.src
         } else {
-            (f.pipe_out, f.ino_out, f.notif_out)
+            &f.dst
         };
         emit!(EventKind::PipeWait, |e| {
             e.op = f.op;
-            e.pipe = pipe;
-            e.ino = ino;
+            e.pipe = s.pipe;
+            e.ino = s.ino;
             e.ret = ret;
             e.duration_ns = f.off_cpu_ns;
             e.flags = flags::OFF_CPU;
-            if notif != 0 {
+            if s.notif != 0 {
                 e.flags |= flags::NOTIFICATION_PIPE;
             }
-            fill_ring(e, pipe);
+            fill_ring(e, s.pipe);
         });
     }
 
     match op {
-        Op::Read | Op::Readv => ring_op(&f, ret, false),
-        Op::Write | Op::Writev => ring_op(&f, ret, true),
+        Op::Read | Op::Readv => ring_op(&f, &f.src, ret),
+        Op::Write | Op::Writev => ring_op(&f, &f.dst, ret),
         Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile | Op::CopyFileRange => {
             splice_exit(&f, ret)
         }
@@ -362,26 +337,26 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
             if ret == 0 {
                 emit!(EventKind::WatchQueueSized, |e| {
                     e.op = f.op;
-                    e.pipe = f.pipe_in;
-                    e.ino = f.ino_in;
-                    e.fd_in = f.fd_in;
+                    e.pipe = f.src.pipe;
+                    e.ino = f.src.ino;
+                    e.fd_in = f.src.fd;
                     e.flags = flags::NOTIFICATION_PIPE;
-                    fill_ring(e, f.pipe_in);
-                    fill_notes(e, f.pipe_in);
+                    fill_ring(e, f.src.pipe);
+                    fill_notes(e, f.src.pipe);
                 });
             }
         }
         Op::Keyctl => emit!(EventKind::WatchAdded, |e| {
             e.op = f.op;
-            e.pipe = f.pipe_in;
-            e.ino = f.ino_in;
-            e.fd_in = f.fd_in;
+            e.pipe = f.src.pipe;
+            e.ino = f.src.ino;
+            e.fd_in = f.src.fd;
             e.ret = ret;
             e.info = ((f.arg as u32) & 0xff) << 8;
-            if f.notif_in != 0 {
+            if f.src.notif != 0 {
                 e.flags = flags::NOTIFICATION_PIPE;
             }
-            fill_ring(e, f.pipe_in);
+            fill_ring(e, f.src.pipe);
         }),
         _ => {}
     }
@@ -410,38 +385,34 @@ fn splice_exit(f: &Inflight, ret: i64) {
     let rejected = if kfunc {
         f.rejected_pipe != 0 && ret < 0
     } else {
-        (f.notif_in != 0 || f.notif_out != 0)
-            && (ret == -EINVAL || ret == -EBADF || (ret == -EXDEV && f.notif_out != 0))
+        (f.src.notif != 0 || f.dst.notif != 0)
+            && (ret == -EINVAL || ret == -EBADF || (ret == -EXDEV && f.dst.notif != 0))
     };
     if rejected {
-        let (pipe, ino) = if f.rejected_pipe != 0 {
-            if f.rejected_pipe == f.pipe_out {
-                (f.pipe_out, f.ino_out)
-            } else {
-                (f.rejected_pipe, f.ino_in)
-            }
-        } else if f.notif_in != 0 {
-            (f.pipe_in, f.ino_in)
+        // The refused pipe: the one get_pipe_info named, else the notification side.
+        let dst = if f.rejected_pipe != 0 {
+            f.rejected_pipe == f.dst.pipe
         } else {
-            (f.pipe_out, f.ino_out)
+            f.src.notif == 0
         };
+        let s = if dst { &f.dst } else { &f.src };
         emit!(EventKind::SpliceRejected, |e| {
             e.op = f.op;
-            e.pipe = pipe;
-            e.ino = ino;
+            e.pipe = s.pipe;
+            e.ino = s.ino;
             e.ret = ret;
-            e.fd_in = f.fd_in;
-            e.fd_out = f.fd_out;
+            e.fd_in = f.src.fd;
+            e.fd_out = f.dst.fd;
             e.flags = flags::NOTIFICATION_PIPE | if kfunc { flags::FROM_KFUNC } else { 0 };
-            fill_ring(e, pipe);
+            fill_ring(e, s.pipe);
         });
         return;
     }
-    if f.pipe_in != 0 {
-        ring_op(f, ret, false);
+    if f.src.pipe != 0 {
+        ring_op(f, &f.src, ret);
     }
-    if f.pipe_out != 0 && f.pipe_out != f.pipe_in {
-        ring_op(f, ret, true);
+    if f.dst.pipe != 0 && f.dst.pipe != f.src.pipe {
+        ring_op(f, &f.dst, ret);
     }
 }
 
@@ -459,7 +430,7 @@ fn pipe2_exit(f: &Inflight, ret: i64) {
     let Some(p) = kread::file_pipe(file) else {
         return;
     };
-    let notif = p.notif || (f.head_in as u64 & O_NOTIFICATION_PIPE) != 0;
+    let notif = p.notif || (f.flags & O_NOTIFICATION_PIPE) != 0;
     if !kread::pipe_wanted(p.ino, notif) {
         return;
     }
@@ -470,7 +441,7 @@ fn pipe2_exit(f: &Inflight, ret: i64) {
         e.ino = p.ino;
         e.fd_in = fds[0];
         e.fd_out = fds[1];
-        e.ret = f.head_in as i64; // pipe2 flags
+        e.ret = f.flags as i64; // pipe2 flags
         if notif {
             e.flags = flags::NOTIFICATION_PIPE;
         }
