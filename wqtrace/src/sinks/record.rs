@@ -173,7 +173,7 @@ pub fn record_loop<S: EventSource + ?Sized, W: Write>(
     if reason != StopReason::SourceEnded {
         // What the kernel already produced belongs to the recording.
         batch.clear();
-        src.next_batch(&mut batch, Duration::ZERO)?;
+        src.finish(&mut batch)?;
         push_all(w, &batch, src.lost(), path)?;
     }
     progress.finish();

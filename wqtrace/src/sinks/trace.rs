@@ -69,9 +69,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         let _ = out.flush();
     }
-    // Drain what is already in the ring before reporting totals.
+    // What the kernel produced before the stop belongs to the output.
     batch.clear();
-    src.next_batch(&mut batch, Duration::from_millis(0))?;
+    src.finish(&mut batch)?;
     for e in &batch {
         n += 1;
         let _ = write_event(&mut out, e, args.json, realtime);

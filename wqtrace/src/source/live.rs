@@ -107,7 +107,19 @@ impl LiveSource {
 fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &AtomicBool) {
     let fd = loader::ring_fd(&ring);
     let mut pending: Vec<Event> = Vec::with_capacity(BATCH);
-    while !stop.load(Ordering::Relaxed) {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            // Hand over everything the kernel produced before the stop, then hang up.
+            while let Some(item) = ring.next() {
+                if item.len() >= size_of::<Event>() {
+                    pending.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+                }
+            }
+            if !pending.is_empty() {
+                let _ = tx.send(pending);
+            }
+            return;
+        }
         if pending.is_empty() {
             let mut pfd = libc::pollfd {
                 fd,
@@ -170,6 +182,18 @@ impl EventSource for LiveSource {
             }
         }
         Ok(true)
+    }
+
+    fn finish(&mut self, out: &mut Vec<Event>) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        // Until the drain thread hangs up: it sends the ring's remainder last.
+        while let Ok(b) = self.rx.recv() {
+            out.extend_from_slice(&b);
+        }
+        if let Some(h) = self.drainer.take() {
+            let _ = h.join();
+        }
+        Ok(())
     }
 
     fn lost(&self) -> u64 {

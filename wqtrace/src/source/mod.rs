@@ -33,6 +33,12 @@ pub trait EventSource {
     /// Returns `Ok(false)` once the source is exhausted (end of a recording; never for live).
     fn next_batch(&mut self, out: &mut Vec<Event>, timeout: Duration) -> anyhow::Result<bool>;
 
+    /// Stop producing and append everything already produced (the kernel ring and any queue in
+    /// between): what happened before the user said stop belongs to the output.
+    fn finish(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        self.next_batch(out, Duration::ZERO).map(|_| ())
+    }
+
     /// Events the source knows it lost (ring buffer reservations that failed, damaged chunks).
     fn lost(&self) -> u64;
 

@@ -71,6 +71,15 @@ impl Tracer {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The BPF link ids this tracer holds (from its fdinfo): each attached hook is one link.
+    pub fn link_ids(&self) -> Vec<u32> {
+        link_ids_of(self.pid())
+    }
+
     /// The plan lines (`wqtrace: <hook> <method> <target>`) printed at start.
     pub fn plan(&self) -> Vec<(String, String)> {
         self.stderr_lines
@@ -171,4 +180,43 @@ pub fn has_flag(e: &Value, f: &str) -> bool {
 pub fn u(v: &Value) -> u64 {
     v.as_u64()
         .unwrap_or_else(|| panic!("not an unsigned number: {v}"))
+}
+
+/// BPF link ids held by process `pid`.
+pub fn link_ids_of(pid: u32) -> Vec<u32> {
+    let mut ids = vec![];
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for l in text.lines() {
+            if let Some(v) = l.strip_prefix("link_id:") {
+                ids.extend(v.trim().parse::<u32>().ok());
+            }
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Whether a BPF link with this id still exists in the kernel (waits for deferred release).
+pub fn link_alive(id: u32) -> bool {
+    for _ in 0..50 {
+        let gone = Command::new("bpftool")
+            .args(["link", "show", "id", &id.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(false);
+        if gone {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }
