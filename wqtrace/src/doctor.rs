@@ -12,7 +12,7 @@ use crate::{
     privileges::{self, Privileges},
     probe::{
         loader::{self, Probes},
-        plan::Method,
+        plan::{AttachPref, Hook, Method},
     },
     source::live::notification_pipes,
 };
@@ -64,6 +64,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ),
         }
     };
+    // When fentry won, say whether kprobes would work too (the fallback users can force with
+    // --attach kprobe): a second load and attach, then detach.
+    let kprobe_plan = match &plan {
+        Some(p)
+            if args.probe.attach == AttachPref::Auto
+                && p.hooks.iter().any(|h| h.method == Method::Fentry) =>
+        {
+            let opts = ProbeOpts {
+                attach: AttachPref::Kprobe,
+                ..args.probe.clone()
+            };
+            Probes::open(&opts).ok().map(|p| p.plan.clone())
+        }
+        _ => None,
+    };
+    let kprobe_ok = |hook: Hook| {
+        kprobe_plan
+            .as_ref()
+            .map(|p| p.method(hook) == Method::Kprobe)
+    };
 
     if args.json {
         let v = json!({
@@ -75,6 +95,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "notification_pipes_error": notif.as_ref().err(),
             "watch_queue_in_btf": watch_queue_btf,
             "plan": plan.as_ref().map(|p| &p.hooks),
+            "kprobe_fallback": kprobe_plan.as_ref().map(|p| &p.hooks),
             "can_run": plan.is_some(),
             "error": why_not,
         });
@@ -94,14 +115,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!();
         match &plan {
             Some(p) => {
-                println!("{:<18} {:<11} {:<40} note", "hook", "method", "target");
+                println!(
+                    "{:<18} {:<11} {:<40} {:<7} note",
+                    "hook", "method", "target", "kprobe"
+                );
                 for h in &p.hooks {
                     let target = if h.target.is_empty() { "-" } else { &h.target };
+                    let kp = match (h.method, kprobe_ok(h.hook)) {
+                        (Method::Kprobe, _) => "used",
+                        (_, Some(true)) => "works",
+                        (Method::Fentry, Some(false)) => "no",
+                        _ => "-",
+                    };
                     println!(
-                        "{:<18} {:<11} {:<40} {}",
+                        "{:<18} {:<11} {:<40} {:<7} {}",
                         h.hook.name(),
                         h.method.name(),
                         target,
+                        kp,
                         h.note
                     );
                 }

@@ -330,3 +330,40 @@ fn filters_run_in_kernel() {
         );
     }
 }
+
+/// `doctor` on the watch_queue kernel: notification pipes work, fentry is used for every
+/// kernel-function hook, and kprobes would work as the fallback.
+#[test]
+fn doctor_reports_fentry_kprobe_and_notification_pipes() {
+    in_vm();
+    let out = std::process::Command::new(common::WQTRACE)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["notification_pipes"], true);
+    let method = |plan: &str, hook: &str| {
+        d[plan]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {plan} in {d}"))
+            .iter()
+            .find(|h| h["hook"] == hook)
+            .map(|h| h["method"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    for hook in [
+        "notification_post",
+        "get_pipe_info",
+        "pipe_wait",
+        "pipe_release",
+    ] {
+        assert_eq!(method("plan", hook), "fentry", "{hook}");
+        assert_eq!(method("kprobe_fallback", hook), "kprobe", "{hook}");
+    }
+    assert_eq!(method("plan", "ring_ops"), "tp_btf");
+}

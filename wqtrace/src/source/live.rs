@@ -112,7 +112,8 @@ fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &Ato
             // Hand over everything the kernel produced before the stop, then hang up.
             while let Some(item) = ring.next() {
                 if item.len() >= size_of::<Event>() {
-                    pending.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+                    pending
+                        .push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
                 }
             }
             if !pending.is_empty() {
