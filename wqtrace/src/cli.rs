@@ -35,6 +35,8 @@ pub enum Command {
     Export(sinks::export::Args),
     /// Run a scenario that exercises pipes and notification pipes, printing a JSON summary.
     Workload(workload::Args),
+    /// Serve Prometheus/OpenMetrics metrics (/metrics, /healthz) from the live probes.
+    Serve(sinks::serve::Args),
 }
 
 /// Options every live (probe-loading) command shares.
@@ -71,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Report(a) => sinks::report::run(a),
         Command::Export(a) => sinks::export::run(a),
         Command::Workload(a) => workload::run(a),
+        Command::Serve(a) => sinks::serve::run(a),
     };
     match res {
         Ok(code) => code,

@@ -4,5 +4,6 @@ pub mod export;
 pub mod record;
 pub mod replay;
 pub mod report;
+pub mod serve;
 pub mod trace;
 pub mod tui;

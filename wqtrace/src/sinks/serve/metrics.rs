@@ -1,0 +1,546 @@
+//! The metrics `wqtrace serve` exposes, updated from each event.
+//!
+//! Counters and histograms are cumulative over every event seen since start. Label sets are
+//! bounded whatever the traced system does: at most [`Limits::comms`] distinct comms get a label
+//! of their own (the rest count under `other`), notification types map to a fixed set of names,
+//! and the ring-occupancy gauge has at most [`Limits::pipe_series`] per-pipe series (the rest are
+//! summed under `pipe="other"`). Released pipes drop out of the gauge. The per-pipe state behind
+//! the gauge is capped at [`Limits::tracked_pipes`] entries (least recently active evicted).
+//!
+//! Pure: no kernel access, so the unit tests feed it hand-built events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+        info::Info,
+    },
+    registry::{Registry, Unit},
+};
+use wqtrace_common::{Event, EventKind, Op, flags};
+
+/// Label value for everything past a cap.
+pub const OTHER: &str = "other";
+/// Label value when the pipe's owner was never seen (e.g. created before `serve` started).
+pub const UNKNOWN: &str = "unknown";
+
+/// Caps on label sets and state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Distinct comm label values (per process lifetime: counters never forget a label).
+    pub comms: usize,
+    /// Per-pipe series in the occupancy gauge at once.
+    pub pipe_series: usize,
+    /// Pipes whose owner and occupancy are remembered at once.
+    pub tracked_pipes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            comms: 64,
+            pipe_series: 64,
+            tracked_pipes: 4096,
+        }
+    }
+}
+
+/// What the metrics cover beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub limits: Limits,
+    /// Occupancy gauge for ordinary pipes too (default: notification pipes only).
+    pub all_pipes: bool,
+    /// The kernel's free_pipe_info() is not hooked (tracepoint fallback): treat a pipe as gone
+    /// once both of its fds were closed.
+    pub release_on_close: bool,
+}
+
+/// The constant facts of the session: `wqtrace_build_info`.
+#[derive(Clone, Debug, Default)]
+pub struct BuildInfo {
+    pub version: String,
+    pub kernel_release: String,
+    /// Hook name → attach method ("fentry", "kprobe", "tp_btf", "tracepoint", "unavailable").
+    pub attach: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoteLabels {
+    r#type: &'static str,
+    comm: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    syscall: &'static str,
+    comm: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LockLabels {
+    lock: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipeLabels {
+    pipe: Arc<str>,
+    comm: Arc<str>,
+}
+
+/// WATCH_TYPE_* names (include/uapi/linux/watch_queue.h); anything else is `other`.
+pub fn note_type_name(t: u32) -> &'static str {
+    match t {
+        0 => "meta",
+        1 => "key_notify",
+        _ => OTHER,
+    }
+}
+
+const KINDS: [(EventKind, &str); 9] = [
+    (EventKind::PipeCreated, "pipe_created"),
+    (EventKind::RingOp, "ring_op"),
+    (EventKind::NotifyPosted, "notify_posted"),
+    (EventKind::SpliceRejected, "splice_rejected"),
+    (EventKind::PipeWait, "pipe_wait"),
+    (EventKind::LockContended, "lock_contended"),
+    (EventKind::WatchQueueSized, "watch_queue_sized"),
+    (EventKind::WatchAdded, "watch_added"),
+    (EventKind::PipeReleased, "pipe_released"),
+];
+
+/// A pipe the gauge knows about.
+#[derive(Debug)]
+struct Tracked {
+    ino: u64,
+    /// Comm label of the reading process (or the creator until a reader shows up).
+    owner: Option<Arc<str>>,
+    owner_is_reader: bool,
+    occupancy: u32,
+    /// Its own gauge series, or None when it counts under `other`.
+    series: Option<(PipeLabels, Gauge)>,
+    closes: u8,
+    last_seen: u64,
+}
+
+/// Comm → label value, for the first `cap` comms seen; later ones are `other`.
+#[derive(Debug)]
+struct Comms {
+    cap: usize,
+    map: HashMap<[u8; 16], Arc<str>>,
+    other: Arc<str>,
+    unknown: Arc<str>,
+}
+
+impl Comms {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            map: HashMap::new(),
+            other: OTHER.into(),
+            unknown: UNKNOWN.into(),
+        }
+    }
+
+    fn label(&mut self, comm: &[u8; 16]) -> Arc<str> {
+        if comm[0] == 0 {
+            return self.unknown.clone();
+        }
+        if let Some(l) = self.map.get(comm) {
+            return l.clone();
+        }
+        if self.map.len() >= self.cap {
+            return self.other.clone();
+        }
+        let l: Arc<str> = sanitize(comm).into();
+        self.map.insert(*comm, l.clone());
+        l
+    }
+}
+
+/// A comm as a label value: printable ASCII, no quotes or backslashes (they would be escaped
+/// correctly, but make dashboards and shell quoting miserable).
+fn sanitize(comm: &[u8; 16]) -> String {
+    let n = comm.iter().position(|&c| c == 0).unwrap_or(16);
+    comm[..n]
+        .iter()
+        .map(|&c| {
+            if c.is_ascii_graphic() && c != b'"' && c != b'\\' || c == b' ' {
+                c as char
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Every metric and the state behind the bounded ones. Feed it events with [`Metrics::apply`];
+/// the [`Registry`] returned by [`Metrics::new`] encodes the current values at any time (the
+/// metric handles are shared, thread-safe atomics).
+pub struct Metrics {
+    opts: Options,
+    comms: Comms,
+    posted: Family<NoteLabels, Counter>,
+    lost: Family<NoteLabels, Counter>,
+    rejected: Family<RejectLabels, Counter>,
+    pipe_wait: Histogram,
+    lock_wait: [Histogram; 2],
+    events: Vec<Counter>,
+    events_unknown: Counter,
+    events_lost: Counter,
+    lost_seen: u64,
+    occupancy: Family<PipeLabels, Gauge>,
+    other_series: Gauge,
+    other_sum: i64,
+    tracked_gauge: Gauge,
+    pipes: HashMap<u64, Tracked>,
+    labelled: usize,
+    seq: u64,
+}
+
+fn wait_buckets() -> Histogram {
+    // 1 µs … ~4.2 s, ×4 per bucket.
+    Histogram::new(exponential_buckets(1e-6, 4.0, 12))
+}
+
+impl Metrics {
+    pub fn new(opts: Options, info: &BuildInfo) -> (Self, Registry) {
+        let mut reg = Registry::with_prefix("wqtrace");
+        let mut labels = vec![
+            ("version".to_string(), info.version.clone()),
+            ("kernel_release".to_string(), info.kernel_release.clone()),
+        ];
+        labels.extend(info.attach.iter().map(|(h, m)| {
+            // "fentry free_pipe_info" → "fentry": the method, not the target.
+            let method = m.split_whitespace().next().unwrap_or("").to_string();
+            (h.clone(), method)
+        }));
+        reg.register(
+            "build",
+            "wqtrace version, kernel release and the attach method of each hook",
+            Info::new(labels),
+        );
+
+        let posted = Family::<NoteLabels, Counter>::default();
+        reg.register(
+            "notifications_posted",
+            "Notifications the kernel wrote into a notification pipe, by notification type and the pipe owner's comm",
+            posted.clone(),
+        );
+        let lost = Family::<NoteLabels, Counter>::default();
+        reg.register(
+            "notifications_lost",
+            "Notification posts lost (ring or notes full), by notification type and the pipe owner's comm",
+            lost.clone(),
+        );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        reg.register(
+            "splice_rejections",
+            "splice/tee/vmsplice calls refused on a notification pipe, by syscall and caller comm",
+            rejected.clone(),
+        );
+        let pipe_wait = wait_buckets();
+        reg.register_with_unit(
+            "pipe_wait",
+            "Time tasks slept waiting for a pipe (splice paths' wait functions, or off-CPU time inside read/write)",
+            Unit::Seconds,
+            pipe_wait.clone(),
+        );
+        let lock_fam = Family::<LockLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            wait_buckets as fn() -> Histogram,
+        );
+        reg.register_with_unit(
+            "lock_contention",
+            "Time tasks waited for a contended pipe lock (the pipe mutex, or the rd_wait spinlock notification posts take)",
+            Unit::Seconds,
+            lock_fam.clone(),
+        );
+        // One statement each: a `get_or_create` guard held across the next would deadlock.
+        let mutex = lock_fam.get_or_create_owned(&LockLabels { lock: "mutex" });
+        let rd_wait = lock_fam.get_or_create_owned(&LockLabels { lock: "rd_wait" });
+        let lock_wait = [mutex, rd_wait];
+        let occupancy = Family::<PipeLabels, Gauge>::default();
+        reg.register(
+            "pipe_ring_occupancy_slots",
+            "Ring slots in use per notification pipe (pipe inode, owner comm); pipes past the cap are summed under pipe=\"other\"",
+            occupancy.clone(),
+        );
+        let other: Arc<str> = OTHER.into();
+        let other_series = occupancy
+            .get_or_create(&PipeLabels {
+                pipe: other.clone(),
+                comm: other,
+            })
+            .clone();
+        let tracked_gauge = Gauge::default();
+        reg.register(
+            "tracked_pipes",
+            "Pipes whose ring occupancy serve currently tracks (bounded)",
+            tracked_gauge.clone(),
+        );
+        let kinds = Family::<KindLabels, Counter>::default();
+        reg.register(
+            "events_processed",
+            "Events read from the probes, by kind",
+            kinds.clone(),
+        );
+        let events = KINDS
+            .iter()
+            .map(|(_, n)| kinds.get_or_create_owned(&KindLabels { kind: n }))
+            .collect();
+        let events_unknown = kinds.get_or_create_owned(&KindLabels { kind: "unknown" });
+        let events_lost = Counter::default();
+        reg.register(
+            "events_lost",
+            "Events the probes could not hand to wqtrace (ring buffer full)",
+            events_lost.clone(),
+        );
+        let comms = Comms::new(opts.limits.comms);
+        let m = Self {
+            opts,
+            comms,
+            posted,
+            lost,
+            rejected,
+            pipe_wait,
+            lock_wait,
+            events,
+            events_unknown,
+            events_lost,
+            lost_seen: 0,
+            occupancy,
+            other_series,
+            other_sum: 0,
+            tracked_gauge,
+            pipes: HashMap::new(),
+            labelled: 0,
+            seq: 0,
+        };
+        (m, reg)
+    }
+
+    /// Records the source's cumulative lost-event count.
+    pub fn set_lost(&mut self, lost: u64) {
+        if lost > self.lost_seen {
+            self.events_lost.inc_by(lost - self.lost_seen);
+            self.lost_seen = lost;
+        }
+    }
+
+    /// Pipes currently tracked, and how many of them have a series of their own.
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.pipes.len(), self.labelled)
+    }
+
+    pub fn apply(&mut self, e: &Event) {
+        self.seq += 1;
+        let Some(kind) = e.kind() else {
+            self.events_unknown.inc();
+            return;
+        };
+        self.events[kind as usize - 1].inc();
+        match kind {
+            EventKind::PipeWait => {
+                self.pipe_wait.observe(e.duration_ns as f64 / 1e9);
+            }
+            EventKind::LockContended => {
+                let i = usize::from(e.flags & flags::LOCK_MUTEX == 0);
+                self.lock_wait[i].observe(e.duration_ns as f64 / 1e9);
+            }
+            EventKind::SpliceRejected => {
+                let comm = self.comms.label(&e.comm);
+                self.rejected
+                    .get_or_create(&RejectLabels {
+                        syscall: e.op().name(),
+                        comm,
+                    })
+                    .inc();
+            }
+            _ => {}
+        }
+        self.track(e, kind);
+    }
+
+    /// Owner/occupancy bookkeeping, and the notification counters (labelled by the owner).
+    fn track(&mut self, e: &Event, kind: EventKind) {
+        let notif_kind = matches!(
+            kind,
+            EventKind::NotifyPosted | EventKind::WatchQueueSized | EventKind::WatchAdded
+        );
+        let eligible = self.opts.all_pipes || notif_kind || e.flags & flags::NOTIFICATION_PIPE != 0;
+        // Pipes are known by inode number: unique among live pipes, and what users see.
+        let key = e.ino;
+        if kind == EventKind::NotifyPosted {
+            let owner = self
+                .pipes
+                .get(&key)
+                .and_then(|p| p.owner.clone())
+                .unwrap_or_else(|| self.comms.unknown.clone());
+            let labels = NoteLabels {
+                r#type: note_type_name(e.ntype),
+                comm: owner,
+            };
+            if e.flags & flags::LOSS != 0 {
+                self.lost.get_or_create(&labels).inc();
+            } else if e.flags & flags::FILTERED == 0 {
+                self.posted.get_or_create(&labels).inc();
+            }
+        }
+        if key == 0 || !eligible {
+            return;
+        }
+        if kind == EventKind::PipeReleased {
+            let gone = if e.op() == Op::Close {
+                if !self.opts.release_on_close {
+                    // free_pipe_info() will tell: this fd may not be the last reference.
+                    self.touch(key, e, kind);
+                    return;
+                }
+                let Some(p) = self.pipes.get_mut(&key) else {
+                    return;
+                };
+                p.closes = p.closes.saturating_add(1);
+                p.closes >= 2
+            } else {
+                true
+            };
+            if gone {
+                self.forget(key);
+            }
+            return;
+        }
+        self.touch(key, e, kind);
+    }
+
+    fn touch(&mut self, key: u64, e: &Event, kind: EventKind) {
+        if !self.pipes.contains_key(&key) {
+            if self.pipes.len() >= self.opts.limits.tracked_pipes {
+                self.evict();
+            }
+            self.pipes.insert(
+                key,
+                Tracked {
+                    ino: e.ino,
+                    owner: None,
+                    owner_is_reader: false,
+                    occupancy: 0,
+                    series: None,
+                    closes: 0,
+                    last_seen: self.seq,
+                },
+            );
+            self.tracked_gauge.set(self.pipes.len() as i64);
+        }
+        // The owner: the reader once one reads, else whoever created or used the pipe.
+        // Posts run in the poster's context, and lock waits in a contender's: neither owns it.
+        let reader = kind == EventKind::RingOp && matches!(e.op(), Op::Read | Op::Readv);
+        let owner_event = matches!(
+            kind,
+            EventKind::PipeCreated
+                | EventKind::RingOp
+                | EventKind::WatchQueueSized
+                | EventKind::WatchAdded
+        );
+        let new_owner = {
+            let p = &self.pipes[&key];
+            let replace = owner_event
+                && e.comm[0] != 0
+                && (p.owner.is_none()
+                    || reader
+                    || (kind == EventKind::PipeCreated && !p.owner_is_reader));
+            replace.then(|| self.comms.label(&e.comm))
+        };
+        let seq = self.seq;
+        let p = self.pipes.get_mut(&key).expect("inserted above");
+        p.last_seen = seq;
+        let mut relabel = false;
+        if let Some(o) = new_owner {
+            p.owner_is_reader |= reader;
+            if p.owner.as_deref() != Some(&*o) {
+                p.owner = Some(o);
+                relabel = p.series.is_some();
+            }
+        }
+        if e.ring_size != 0 {
+            let occ = e.head.wrapping_sub(e.tail).min(e.ring_size);
+            let old = std::mem::replace(&mut p.occupancy, occ);
+            match &p.series {
+                Some((_, g)) => {
+                    g.set(i64::from(occ));
+                }
+                None => {
+                    self.other_sum += i64::from(occ) - i64::from(old);
+                    self.other_series.set(self.other_sum);
+                }
+            }
+        }
+        if relabel {
+            // The owner changed: move the series to the new label set.
+            let (labels, _) = p.series.take().expect("relabel only with a series");
+            self.occupancy.remove(&labels);
+            self.labelled -= 1;
+            self.give_series(key);
+        } else if p.series.is_none() && self.labelled < self.opts.limits.pipe_series {
+            // Was counted under `other` until now (or is new): give it its own series.
+            let occ = p.occupancy;
+            self.other_sum -= i64::from(occ);
+            self.other_series.set(self.other_sum);
+            self.give_series(key);
+        }
+    }
+
+    /// A series of its own for a tracked pipe whose occupancy is not in `other_sum`.
+    fn give_series(&mut self, key: u64) {
+        let p = self.pipes.get_mut(&key).expect("tracked");
+        debug_assert!(p.series.is_none());
+        let labels = PipeLabels {
+            pipe: p.ino.to_string().into(),
+            comm: p
+                .owner
+                .clone()
+                .unwrap_or_else(|| self.comms.unknown.clone()),
+        };
+        let g = self.occupancy.get_or_create_owned(&labels);
+        g.set(i64::from(p.occupancy));
+        self.labelled += 1;
+        p.series = Some((labels, g));
+    }
+
+    fn forget(&mut self, key: u64) {
+        let Some(p) = self.pipes.remove(&key) else {
+            return;
+        };
+        match p.series {
+            Some((labels, _)) => {
+                self.occupancy.remove(&labels);
+                self.labelled -= 1;
+            }
+            None => {
+                self.other_sum -= i64::from(p.occupancy);
+                self.other_series.set(self.other_sum);
+            }
+        }
+        self.tracked_gauge.set(self.pipes.len() as i64);
+    }
+
+    /// Drops the least recently active eighth of the tracked pipes (amortised O(1) per pipe).
+    fn evict(&mut self) {
+        let mut v: Vec<(u64, u64)> = self.pipes.iter().map(|(k, p)| (p.last_seen, *k)).collect();
+        v.sort_unstable();
+        let n = (self.opts.limits.tracked_pipes / 8).max(1);
+        for (_, k) in v.into_iter().take(n) {
+            self.forget(k);
+        }
+    }
+}

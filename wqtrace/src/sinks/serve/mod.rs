@@ -1,0 +1,146 @@
+//! `wqtrace serve`: the probes, headless, behind a Prometheus/OpenMetrics endpoint.
+//!
+//! The main thread drains events into [`metrics::Metrics`]; a second thread runs a small tokio
+//! HTTP responder ([`http`]) that encodes the shared registry on each scrape. SIGINT/SIGTERM
+//! stop the loop: the probes are detached (the source is dropped), then the listener closes.
+
+pub mod http;
+pub mod metrics;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    net::SocketAddr,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    cli::ProbeOpts,
+    probe::plan::{Hook, Method},
+    source::{EventSource, live::LiveSource},
+    stop,
+};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9435";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub probe: ProbeOpts,
+    /// Address to serve /metrics and /healthz on (port 0: any free port, printed at start).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Allow a non-loopback --listen address (the metrics name processes and pipes).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Ring-occupancy series for ordinary pipes too (default: notification pipes only).
+    #[arg(long)]
+    pub all_pipes: bool,
+    /// Per-pipe occupancy series at most (the rest are summed under pipe="other").
+    #[arg(long, default_value_t = metrics::Limits::default().pipe_series)]
+    pub max_pipes: usize,
+    /// Distinct comm label values at most (the rest count under comm="other").
+    #[arg(long, default_value_t = metrics::Limits::default().comms)]
+    pub max_comms: usize,
+    /// Stop after this many seconds.
+    #[arg(short = 'd', long)]
+    pub duration: Option<f64>,
+}
+
+/// Refuses a non-loopback address unless asked for explicitly.
+pub fn check_listen(addr: SocketAddr, allow_remote: bool) -> Result<()> {
+    if !addr.ip().is_loopback() && !allow_remote {
+        bail!(
+            "refusing to serve metrics on non-loopback address {addr}: pass --allow-remote to expose them beyond this host"
+        );
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    check_listen(args.listen, args.allow_remote)?;
+    stop::install();
+    // Bind before loading the probes: a busy port fails fast, and scrapes that arrive while the
+    // probes load wait in the backlog instead of being refused.
+    let std_listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    std_listener.set_nonblocking(true)?;
+    let local = std_listener.local_addr()?;
+
+    let mut src = LiveSource::open(&args.probe)?;
+    let release_on_close = !matches!(
+        src.plan().method(Hook::PipeRelease),
+        Method::Fentry | Method::Kprobe
+    );
+    let info = metrics::BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel_release: src.meta().kernel_release.clone(),
+        attach: src.meta().attach.clone(),
+    };
+    let opts = metrics::Options {
+        limits: metrics::Limits {
+            comms: args.max_comms,
+            pipe_series: args.max_pipes,
+            ..metrics::Limits::default()
+        },
+        all_pipes: args.all_pipes,
+        release_on_close,
+    };
+    let (mut m, registry) = metrics::Metrics::new(opts, &info);
+    let shared = Arc::new(http::Shared::new(registry));
+    shared.beat();
+
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let shared = shared.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+        std::thread::Builder::new()
+            .name("wqtrace-http".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => http::serve(l, shared, rx).await,
+                        Err(e) => log::error!("listener: {e}"),
+                    }
+                });
+                // Dropping the runtime cancels connections still in flight.
+            })?
+    };
+    eprintln!("wqtrace: serving http://{local}/metrics; Ctrl-C to stop");
+
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let mut batch = Vec::with_capacity(4096);
+    let mut n = 0u64;
+    let res = loop {
+        if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+            break Ok(());
+        }
+        batch.clear();
+        if let Err(e) = src.next_batch(&mut batch, Duration::from_millis(100)) {
+            break Err(e);
+        }
+        for e in &batch {
+            m.apply(e);
+        }
+        n += batch.len() as u64;
+        m.set_lost(src.lost());
+        shared.beat();
+    };
+    let lost = src.lost();
+    // Detach the probes first, then close the listener.
+    drop(src);
+    let _ = tx.send(true);
+    let _ = server.join();
+    res?;
+    eprintln!("wqtrace: stopped; {n} events, {lost} lost");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,420 @@
+//! Metric updates from hand-built events, checked on the encoded exposition.
+
+use wqtrace_common::{Event, EventKind, Op, flags};
+
+use super::http::Request;
+use super::metrics::{BuildInfo, Limits, Metrics, Options};
+use prometheus_client::registry::Registry;
+
+fn ev(kind: EventKind, ino: u64, comm: &str) -> Event {
+    let mut e = Event::zeroed();
+    e.kind = kind as u8;
+    e.ino = ino;
+    e.pipe = 0xffff_0000_0000 + ino * 0x100;
+    e.tid = 100;
+    e.tgid = 100;
+    e.comm[..comm.len()].copy_from_slice(comm.as_bytes());
+    e
+}
+
+fn notif(kind: EventKind, ino: u64, comm: &str) -> Event {
+    let mut e = ev(kind, ino, comm);
+    e.flags |= flags::NOTIFICATION_PIPE;
+    e
+}
+
+fn created(ino: u64, comm: &str) -> Event {
+    let mut e = notif(EventKind::PipeCreated, ino, comm);
+    e.op = Op::Pipe2 as u8;
+    e.ring_size = 16;
+    e
+}
+
+fn post(ino: u64, ntype: u32, lost: bool, head: u32, tail: u32) -> Event {
+    // Posts run in the poster's context (keyctl caller, key gc): not the owner.
+    let mut e = notif(EventKind::NotifyPosted, ino, "poster");
+    e.op = Op::Post as u8;
+    e.ntype = ntype;
+    e.ring_size = 16;
+    e.head = head;
+    e.tail = tail;
+    if lost {
+        e.flags |= flags::LOSS | flags::RING_FULL;
+    }
+    e
+}
+
+fn read(ino: u64, comm: &str, head: u32, tail: u32) -> Event {
+    let mut e = notif(EventKind::RingOp, ino, comm);
+    e.op = Op::Read as u8;
+    e.ring_size = 16;
+    e.head = head;
+    e.tail = tail;
+    e.ret = 16;
+    e
+}
+
+fn released(ino: u64) -> Event {
+    notif(EventKind::PipeReleased, ino, "")
+}
+
+fn new_metrics(opts: Options) -> (Metrics, Registry) {
+    Metrics::new(
+        opts,
+        &BuildInfo {
+            version: "9.9.9".into(),
+            kernel_release: "6.12.0-test".into(),
+            attach: vec![
+                ("ring_ops".into(), "tp_btf".into()),
+                (
+                    "notification_post".into(),
+                    "fentry post_one_notification".into(),
+                ),
+            ],
+        },
+    )
+}
+
+fn text(reg: &Registry) -> String {
+    let mut s = String::new();
+    prometheus_client::encoding::text::encode(&mut s, reg).unwrap();
+    s
+}
+
+/// The value of the sample line `name{labels}` (labels exactly as encoded), if present.
+fn sample(t: &str, series: &str) -> Option<f64> {
+    t.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn series_of(t: &str, name: &str) -> Vec<String> {
+    t.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn posted_and_lost_by_type_and_owner() {
+    let (mut m, reg) = new_metrics(Options::default());
+    m.apply(&created(10, "watcher"));
+    for i in 0..3 {
+        m.apply(&post(10, 1, false, i + 1, 0));
+    }
+    m.apply(&post(10, 0, false, 4, 0));
+    m.apply(&post(10, 1, true, 4, 0));
+    m.apply(&post(10, 1, true, 4, 0));
+    let mut filtered = post(10, 1, false, 4, 0);
+    filtered.flags |= flags::FILTERED;
+    m.apply(&filtered);
+    // A post to a pipe created before serve started: owner unknown.
+    m.apply(&post(11, 1, false, 1, 0));
+    let t = text(&reg);
+    let v = |s: &str| sample(&t, s).unwrap_or_else(|| panic!("no {s} in\n{t}"));
+    assert_eq!(
+        v("wqtrace_notifications_posted_total{type=\"key_notify\",comm=\"watcher\"}"),
+        3.0
+    );
+    assert_eq!(
+        v("wqtrace_notifications_posted_total{type=\"meta\",comm=\"watcher\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("wqtrace_notifications_lost_total{type=\"key_notify\",comm=\"watcher\"}"),
+        2.0
+    );
+    assert_eq!(
+        v("wqtrace_notifications_posted_total{type=\"key_notify\",comm=\"unknown\"}"),
+        1.0
+    );
+    // The poster never becomes the owner.
+    assert!(!t.contains("comm=\"poster\""), "{t}");
+    assert_eq!(
+        v("wqtrace_events_processed_total{kind=\"notify_posted\"}"),
+        8.0
+    );
+    assert_eq!(
+        v("wqtrace_events_processed_total{kind=\"pipe_created\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn the_reader_owns_the_pipe() {
+    let (mut m, reg) = new_metrics(Options::default());
+    m.apply(&created(10, "parent"));
+    m.apply(&post(10, 1, false, 1, 0));
+    m.apply(&read(10, "child", 1, 1));
+    m.apply(&post(10, 1, false, 2, 1));
+    // Another process writing (e.g. a helper) does not take over.
+    let mut w = notif(EventKind::RingOp, 10, "helper");
+    w.op = Op::Ioctl as u8;
+    m.apply(&w);
+    m.apply(&post(10, 1, false, 3, 1));
+    let t = text(&reg);
+    assert_eq!(
+        sample(
+            &t,
+            "wqtrace_notifications_posted_total{type=\"key_notify\",comm=\"parent\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &t,
+            "wqtrace_notifications_posted_total{type=\"key_notify\",comm=\"child\"}"
+        ),
+        Some(2.0)
+    );
+    // The gauge follows the owner: one series, under the reader's name.
+    let g = series_of(&t, "wqtrace_pipe_ring_occupancy_slots");
+    assert!(
+        g.contains(&"wqtrace_pipe_ring_occupancy_slots{pipe=\"10\",comm=\"child\"} 2".to_string()),
+        "{g:?}"
+    );
+    assert_eq!(g.len(), 2, "{g:?}"); // + other
+}
+
+#[test]
+fn rejections_by_syscall_and_comm() {
+    let (mut m, reg) = new_metrics(Options::default());
+    for (op, n) in [(Op::Splice, 3), (Op::Tee, 2), (Op::Vmsplice, 1)] {
+        for _ in 0..n {
+            let mut e = notif(EventKind::SpliceRejected, 10, "splicer");
+            e.op = op as u8;
+            e.ret = -(libc::EINVAL as i64);
+            m.apply(&e);
+        }
+    }
+    let t = text(&reg);
+    for (s, n) in [("splice", 3.0), ("tee", 2.0), ("vmsplice", 1.0)] {
+        let series = format!("wqtrace_splice_rejections_total{{syscall=\"{s}\",comm=\"splicer\"}}");
+        assert_eq!(sample(&t, &series), Some(n), "{series}\n{t}");
+    }
+}
+
+#[test]
+fn wait_and_contention_histograms() {
+    let (mut m, reg) = new_metrics(Options::default());
+    for ns in [500, 3_000, 2_000_000] {
+        let mut e = ev(EventKind::PipeWait, 5, "w");
+        e.op = Op::WaitReadable as u8;
+        e.duration_ns = ns;
+        m.apply(&e);
+    }
+    let mut mx = ev(EventKind::LockContended, 5, "c");
+    mx.flags = flags::LOCK_MUTEX;
+    mx.duration_ns = 10_000;
+    m.apply(&mx);
+    let mut rd = ev(EventKind::LockContended, 5, "c");
+    rd.duration_ns = 200;
+    m.apply(&rd);
+    m.apply(&rd);
+    let t = text(&reg);
+    let v = |s: &str| sample(&t, s).unwrap_or_else(|| panic!("no {s} in\n{t}"));
+    assert_eq!(v("wqtrace_pipe_wait_seconds_count"), 3.0);
+    assert!((v("wqtrace_pipe_wait_seconds_sum") - 0.0020035).abs() < 1e-9);
+    assert_eq!(v("wqtrace_pipe_wait_seconds_bucket{le=\"0.000001\"}"), 1.0);
+    assert_eq!(v("wqtrace_pipe_wait_seconds_bucket{le=\"0.000004\"}"), 2.0);
+    assert_eq!(v("wqtrace_pipe_wait_seconds_bucket{le=\"+Inf\"}"), 3.0);
+    assert_eq!(
+        v("wqtrace_lock_contention_seconds_count{lock=\"mutex\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("wqtrace_lock_contention_seconds_count{lock=\"rd_wait\"}"),
+        2.0
+    );
+    // Ordinary pipes are not in the gauge by default.
+    assert_eq!(m.tracked(), (0, 0));
+}
+
+#[test]
+fn info_and_lost_events() {
+    let (mut m, reg) = new_metrics(Options::default());
+    m.set_lost(5);
+    m.set_lost(5);
+    m.set_lost(7);
+    let t = text(&reg);
+    assert_eq!(sample(&t, "wqtrace_events_lost_total"), Some(7.0));
+    let info = t
+        .lines()
+        .find(|l| l.starts_with("wqtrace_build_info{"))
+        .unwrap();
+    for want in [
+        "version=\"9.9.9\"",
+        "kernel_release=\"6.12.0-test\"",
+        "ring_ops=\"tp_btf\"",
+        "notification_post=\"fentry\"",
+    ] {
+        assert!(info.contains(want), "{info}");
+    }
+    assert!(t.contains("# TYPE wqtrace_build info"), "{t}");
+    assert!(t.ends_with("# EOF\n"));
+}
+
+#[test]
+fn occupancy_gauge_cap_other_and_release() {
+    let opts = Options {
+        limits: Limits {
+            comms: 4,
+            pipe_series: 3,
+            tracked_pipes: 64,
+        },
+        ..Options::default()
+    };
+    let (mut m, reg) = new_metrics(opts);
+    // Six pipes, six owners: three get series, three are summed under other.
+    for i in 0..6u64 {
+        m.apply(&created(100 + i, &format!("own{i}")));
+        m.apply(&post(100 + i, 1, false, (i + 1) as u32, 0));
+    }
+    let t = text(&reg);
+    let g = series_of(&t, "wqtrace_pipe_ring_occupancy_slots");
+    assert_eq!(g.len(), 4, "{g:?}");
+    assert!(g.contains(&"wqtrace_pipe_ring_occupancy_slots{pipe=\"100\",comm=\"own0\"} 1".into()));
+    assert!(g.contains(&"wqtrace_pipe_ring_occupancy_slots{pipe=\"102\",comm=\"own2\"} 3".into()));
+    // 4 + 5 + 6 slots under other; comms past the cap (own4, own5) are `other` too.
+    assert!(
+        g.contains(&"wqtrace_pipe_ring_occupancy_slots{pipe=\"other\",comm=\"other\"} 15".into()),
+        "{g:?}"
+    );
+    assert!(t.contains("comm=\"own3\""));
+    assert!(!t.contains("own4") && !t.contains("own5"), "{t}");
+    assert!(
+        t.contains("wqtrace_notifications_posted_total{type=\"key_notify\",comm=\"other\"} 2"),
+        "{t}"
+    );
+    assert_eq!(m.tracked(), (6, 3));
+
+    // A labelled pipe released: its series goes; the next active `other` pipe takes the slot.
+    m.apply(&released(101));
+    let t = text(&reg);
+    assert!(!t.contains("pipe=\"101\""), "{t}");
+    assert_eq!(m.tracked(), (5, 2));
+    m.apply(&read(104, "own4", 5, 2));
+    let t = text(&reg);
+    let g = series_of(&t, "wqtrace_pipe_ring_occupancy_slots");
+    // 104 moved out of other with its new occupancy (3); other keeps 103 (4) + 105 (6).
+    assert!(
+        g.contains(&"wqtrace_pipe_ring_occupancy_slots{pipe=\"104\",comm=\"other\"} 3".into()),
+        "{g:?}"
+    );
+    assert!(
+        g.contains(&"wqtrace_pipe_ring_occupancy_slots{pipe=\"other\",comm=\"other\"} 10".into()),
+        "{g:?}"
+    );
+    // Released `other` pipes leave the sum; everything released leaves only `other` at 0.
+    for i in 0..6 {
+        m.apply(&released(100 + i));
+    }
+    let t = text(&reg);
+    assert_eq!(
+        series_of(&t, "wqtrace_pipe_ring_occupancy_slots"),
+        vec!["wqtrace_pipe_ring_occupancy_slots{pipe=\"other\",comm=\"other\"} 0".to_string()]
+    );
+    assert_eq!(m.tracked(), (0, 0));
+    assert_eq!(sample(&t, "wqtrace_tracked_pipes"), Some(0.0));
+}
+
+/// Thousands of pipes come and go (released, or just abandoned): series and state stay capped.
+#[test]
+fn churn_stays_bounded() {
+    let opts = Options {
+        all_pipes: true,
+        ..Options::default()
+    };
+    let lim = opts.limits.clone();
+    let (mut m, reg) = new_metrics(opts);
+    for i in 0..20_000u64 {
+        let comm = format!("c{}", i % 500);
+        let mut c = ev(EventKind::PipeCreated, 1000 + i, &comm);
+        c.ring_size = 16;
+        m.apply(&c);
+        let mut w = ev(EventKind::RingOp, 1000 + i, &comm);
+        w.op = Op::Write as u8;
+        w.ring_size = 16;
+        w.head = 1;
+        m.apply(&w);
+        let mut r = ev(EventKind::RingOp, 1000 + i, &comm);
+        r.op = Op::Read as u8;
+        r.ring_size = 16;
+        r.head = 1;
+        r.tail = 1;
+        m.apply(&r);
+        // Every other pipe is released; the rest are abandoned (their release never seen).
+        if i % 2 == 0 {
+            m.apply(&ev(EventKind::PipeReleased, 1000 + i, &comm));
+        }
+        let (tracked, labelled) = m.tracked();
+        assert!(tracked <= lim.tracked_pipes && labelled <= lim.pipe_series);
+    }
+    let t = text(&reg);
+    let g = series_of(&t, "wqtrace_pipe_ring_occupancy_slots");
+    assert!(g.len() <= lim.pipe_series + 1, "{}", g.len());
+    let comms: std::collections::HashSet<&str> = t
+        .lines()
+        .filter_map(|l| l.split("comm=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(comms.len() <= lim.comms + 2, "{}", comms.len());
+}
+
+/// With the tracepoint fallback for free_pipe_info, two closes retire a pipe.
+#[test]
+fn release_on_close_fallback() {
+    let (mut m, _reg) = new_metrics(Options {
+        release_on_close: true,
+        ..Options::default()
+    });
+    m.apply(&created(7, "x"));
+    let mut c = notif(EventKind::PipeReleased, 7, "x");
+    c.op = Op::Close as u8;
+    m.apply(&c);
+    assert_eq!(m.tracked(), (1, 1));
+    m.apply(&c);
+    assert_eq!(m.tracked(), (0, 0));
+    // Without the fallback a close is only activity.
+    let (mut m, _reg) = new_metrics(Options::default());
+    m.apply(&created(7, "x"));
+    m.apply(&c);
+    m.apply(&c);
+    assert_eq!(m.tracked(), (1, 1));
+}
+
+#[test]
+fn odd_comms_are_sanitized() {
+    let (mut m, reg) = new_metrics(Options::default());
+    let mut e = notif(EventKind::SpliceRejected, 1, "a\"b\\c\nd");
+    e.op = Op::Tee as u8;
+    m.apply(&e);
+    let t = text(&reg);
+    assert!(
+        t.contains("wqtrace_splice_rejections_total{syscall=\"tee\",comm=\"a_b_c_d\"} 1"),
+        "{t}"
+    );
+}
+
+#[test]
+fn listen_address_policy() {
+    use super::check_listen;
+    assert!(check_listen("127.0.0.1:9435".parse().unwrap(), false).is_ok());
+    assert!(check_listen("[::1]:9435".parse().unwrap(), false).is_ok());
+    let e = check_listen("0.0.0.0:9435".parse().unwrap(), false).unwrap_err();
+    assert!(e.to_string().contains("--allow-remote"), "{e}");
+    assert!(!e.to_string().contains('\n'));
+    assert!(check_listen("0.0.0.0:9435".parse().unwrap(), true).is_ok());
+}
+
+#[test]
+fn request_parsing() {
+    let r = Request::parse(
+        "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: application/openmetrics-text;version=1.0.0\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.method, "GET");
+    assert_eq!(r.path, "/metrics");
+    assert!(r.accept.contains("openmetrics"));
+    assert!(Request::parse("GET /\n").is_none());
+    assert!(Request::parse("GET / SPDY/3\n").is_none());
+    assert_eq!(Request::parse("HEAD /healthz HTTP/1.0").unwrap().accept, "");
+}
