@@ -1,0 +1,114 @@
+//! A recording made in the test VM while `workload mixed` runs reports the same counts as the
+//! workload's own summary, and exports to a Perfetto trace. Runs inside the VM only.
+
+mod common;
+
+use std::process::Command;
+
+use common::{WQTRACE, u};
+use serde_json::Value;
+
+fn run(args: &[&str]) -> std::process::Output {
+    let out = Command::new(WQTRACE).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "wqtrace {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn recording_of_mixed_reports_the_workloads_counts() {
+    assert!(
+        std::env::var_os("WQTRACE_IN_VM").is_some(),
+        "needs a watch_queue kernel: run with `cargo xtask test` (VM stage)"
+    );
+    let dir = std::env::temp_dir();
+    let rec = dir.join("mixed.wqt");
+    let summary = dir.join("mixed.json");
+    run(&[
+        "record",
+        "-q",
+        "-o",
+        rec.to_str().unwrap(),
+        "--",
+        WQTRACE,
+        "workload",
+        "mixed",
+        "--duration",
+        "2",
+        "--json-out",
+        summary.to_str().unwrap(),
+    ]);
+    let w: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(w["ok"], true, "{w}");
+    let r: Value =
+        serde_json::from_slice(&run(&["report", rec.to_str().unwrap(), "--json"]).stdout).unwrap();
+    let t = &r["totals"];
+    assert_eq!(u(&t["lost"]), 0, "the recording lost events");
+    let pid = u(&w["pid"]);
+    let pipes: Vec<&Value> = r["pipes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["owners"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| o["tgid"].as_u64() == Some(pid)))
+        })
+        .collect();
+    assert!(!pipes.is_empty(), "no pipes of pid {pid} in the report");
+
+    // Every notification the readers read was posted; every lost one was an overflow post.
+    let posted: u64 = pipes.iter().map(|p| u(&p["notifications"]["posted"])).sum();
+    let lost: u64 = pipes.iter().map(|p| u(&p["notifications"]["lost"])).sum();
+    let read = u(&w["totals"]["notifications_read"]);
+    assert_eq!(posted, read, "posted (report) vs read (workload)");
+    let o = &w["overflow"];
+    assert_eq!(
+        lost,
+        u(&o["posts_attempted"]) - u(&o["notifications_read"]),
+        "lost (report) vs overflow posts that found the queue full"
+    );
+
+    // Rejections: each reject round's refused splice/tee/vmsplice calls (not write's EXDEV).
+    let rj = &w["reject"];
+    let per_round = rj["first"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no first round in {rj}"))
+        .iter()
+        .filter(|a| {
+            a["notification_pipe"] == true && a["syscall"] != "write" && u(&a["errno"]) != 0
+        })
+        .count() as u64;
+    let rejected: u64 = pipes.iter().map(|p| u(&p["rejections"]["total"])).sum();
+    assert_eq!(
+        rejected,
+        per_round * u(&rj["runs"]),
+        "rejections (report) vs workload"
+    );
+
+    // The contended pipe: every byte the writers wrote went through it.
+    let c = &w["contend"];
+    let cp = pipes
+        .iter()
+        .find(|p| u(&p["ino"]) == u(&c["pipe_ino"]))
+        .expect("contended pipe in the report");
+    assert_eq!(
+        u(&cp["ops"]["write"]["bytes"]),
+        u(&c["total_bytes_written"])
+    );
+
+    // And the recording exports to a Perfetto trace that is not empty.
+    let trace = dir.join("mixed.perfetto");
+    run(&[
+        "export",
+        rec.to_str().unwrap(),
+        "--format",
+        "perfetto",
+        "-o",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(std::fs::metadata(&trace).unwrap().len() > 1000);
+}
