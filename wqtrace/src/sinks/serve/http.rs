@@ -59,10 +59,16 @@ impl Shared {
         self.start.elapsed().saturating_sub(last)
     }
 
-    pub fn encode(&self) -> String {
+    /// The exposition: OpenMetrics 1.0 text, or the Prometheus text format 0.0.4 (what
+    /// clients that do not ask for OpenMetrics get).
+    pub fn encode(&self, openmetrics: bool) -> String {
         let mut s = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        let _ = if openmetrics {
+            prometheus_client::encoding::text::encode(&mut s, &self.registry)
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut s, &self.registry)
+        };
         s
     }
 }
@@ -136,12 +142,9 @@ async fn handle(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
     }
     match req.path {
         "/metrics" => {
-            let body = shared.encode();
-            let ct = if req.accept.contains("application/openmetrics-text") {
-                OPENMETRICS
-            } else {
-                PROMETHEUS_TEXT
-            };
+            let om = req.accept.contains("application/openmetrics-text");
+            let body = shared.encode(om);
+            let ct = if om { OPENMETRICS } else { PROMETHEUS_TEXT };
             respond(&mut s, 200, ct, body.as_bytes(), head_only).await
         }
         "/healthz" => {

@@ -132,6 +132,9 @@ struct Tracked {
     series: Option<(PipeLabels, Gauge)>,
     closes: u8,
     last_seen: u64,
+    /// Time and process of the last event on it (for [`Metrics::sweep`]).
+    last_ts_ns: u64,
+    last_tgid: u32,
 }
 
 /// Comm → label value, for the first `cap` comms seen; later ones are `other`.
@@ -438,6 +441,8 @@ impl Metrics {
                     series: None,
                     closes: 0,
                     last_seen: self.seq,
+                    last_ts_ns: e.ts_ns,
+                    last_tgid: e.tgid,
                 },
             );
             self.tracked_gauge.set(self.pipes.len() as i64);
@@ -464,6 +469,10 @@ impl Metrics {
         let seq = self.seq;
         let p = self.pipes.get_mut(&key).expect("inserted above");
         p.last_seen = seq;
+        p.last_ts_ns = p.last_ts_ns.max(e.ts_ns);
+        if e.tgid != 0 && kind != EventKind::NotifyPosted {
+            p.last_tgid = e.tgid;
+        }
         let mut relabel = false;
         if let Some(o) = new_owner {
             p.owner_is_reader |= reader;
@@ -532,6 +541,23 @@ impl Metrics {
             }
         }
         self.tracked_gauge.set(self.pipes.len() as i64);
+    }
+
+    /// For kernels where free_pipe_info() is not hooked: a process that exits closes its fds
+    /// without close(2), so no event says its pipes are gone. Pipes idle since before
+    /// `idle_before_ns` whose last user no longer `holds(tgid, ino)` them are forgotten (they
+    /// come back with their next event). Returns how many were dropped.
+    pub fn sweep(&mut self, idle_before_ns: u64, mut holds: impl FnMut(u32, u64) -> bool) -> usize {
+        let gone: Vec<u64> = self
+            .pipes
+            .iter()
+            .filter(|(_, p)| p.last_ts_ns < idle_before_ns && !holds(p.last_tgid, p.ino))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &gone {
+            self.forget(*k);
+        }
+        gone.len()
     }
 
     /// Drops the least recently active eighth of the tracked pipes (amortised O(1) per pipe).

@@ -10,6 +10,7 @@ pub mod metrics;
 mod tests;
 
 use std::{
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     process::ExitCode,
     sync::Arc,
@@ -20,12 +21,17 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     cli::ProbeOpts,
+    kernel,
     probe::plan::{Hook, Method},
     source::{EventSource, live::LiveSource},
     stop,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9435";
+
+/// How often (and after how long idle) pipes are checked against /proc when free_pipe_info()
+/// is not hooked.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -120,6 +126,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let mut batch = Vec::with_capacity(4096);
     let mut n = 0u64;
+    let mut last_sweep = Instant::now();
     let res = loop {
         if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break Ok(());
@@ -133,6 +140,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         n += batch.len() as u64;
         m.set_lost(src.lost());
+        if release_on_close && last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = Instant::now();
+            let idle_before = kernel::boottime_ns() as u64 - SWEEP_EVERY.as_nanos() as u64;
+            let mut fds = HashMap::new();
+            m.sweep(idle_before, |tgid, ino| proc_holds(&mut fds, tgid, ino));
+        }
         shared.beat();
     };
     let lost = src.lost();
@@ -143,4 +156,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
     res?;
     eprintln!("wqtrace: stopped; {n} events, {lost} lost");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether process `tgid` holds an fd on pipe inode `ino` (its /proc/PID/fd listing, read once
+/// per sweep and cached in `cache`). A process that is gone holds nothing.
+fn proc_holds(cache: &mut HashMap<u32, HashSet<u64>>, tgid: u32, ino: u64) -> bool {
+    cache
+        .entry(tgid)
+        .or_insert_with(|| {
+            let Ok(dir) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else {
+                return HashSet::new();
+            };
+            dir.filter_map(|d| std::fs::read_link(d.ok()?.path()).ok())
+                .filter_map(|l| {
+                    l.to_str()?
+                        .strip_prefix("pipe:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .contains(&ino)
 }

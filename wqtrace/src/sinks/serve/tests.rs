@@ -418,3 +418,28 @@ fn request_parsing() {
     assert!(Request::parse("GET / SPDY/3\n").is_none());
     assert_eq!(Request::parse("HEAD /healthz HTTP/1.0").unwrap().accept, "");
 }
+
+#[test]
+fn sweep_forgets_pipes_their_last_user_no_longer_holds() {
+    let (mut m, reg) = new_metrics(Options {
+        release_on_close: true,
+        ..Options::default()
+    });
+    for (ino, tgid, ts) in [(1u64, 10u32, 100u64), (2, 20, 100), (3, 30, 900)] {
+        let mut c = created(ino, "p");
+        c.tgid = tgid;
+        c.ts_ns = ts;
+        m.apply(&c);
+    }
+    // 1 is still held, 2 is not, 3 is too recent to check.
+    let mut asked = vec![];
+    let n = m.sweep(500, |tgid, ino| {
+        asked.push((tgid, ino));
+        ino == 1
+    });
+    asked.sort();
+    assert_eq!(asked, vec![(10, 1), (20, 2)]);
+    assert_eq!(n, 1);
+    assert_eq!(m.tracked(), (2, 2));
+    assert!(!text(&reg).contains("pipe=\"2\""));
+}
