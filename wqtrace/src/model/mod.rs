@@ -754,6 +754,8 @@ fn sort_pipes(v: &mut [&PipeState], order: PipeOrder) {
     v.sort_by(|a, b| {
         b.notification
             .cmp(&a.notification)
+            // Pipes still alive before the ones already released.
+            .then_with(|| a.is_released().cmp(&b.is_released()))
             .then_with(|| match order {
                 PipeOrder::Activity => b.last_ts_ns.cmp(&a.last_ts_ns),
                 PipeOrder::Events => b.events.cmp(&a.events),

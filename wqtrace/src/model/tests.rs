@@ -456,3 +456,24 @@ fn rejections_keep_fds_and_rate_decays_with_the_clock() {
     // A clock behind the last event reads as the last event.
     assert_eq!(m.events_per_sec_at(0), m.events_per_sec());
 }
+
+/// A released pipe sorts after the live ones of its group, whatever the order asked for.
+#[test]
+fn released_pipes_sort_after_live_ones() {
+    let mut m = Model::default();
+    for (i, addr) in [0x1000u64, 0x2000].iter().enumerate() {
+        let mut e = ev(EventKind::PipeCreated, Op::Pipe2, 100 + i as u64);
+        e.pipe = *addr;
+        e.ino = 500 + i as u64;
+        m.apply(&e);
+    }
+    // The first pipe is freed last: most recently active, yet released.
+    let mut e = ev(EventKind::PipeReleased, Op::None, 200);
+    e.pipe = 0x1000;
+    e.ino = 500;
+    m.apply(&e);
+    for order in [PipeOrder::Activity, PipeOrder::Ino, PipeOrder::Events] {
+        let inos: Vec<u64> = m.pipes_sorted(order).iter().map(|p| p.ino).collect();
+        assert_eq!(inos, vec![501, 500], "{order:?}");
+    }
+}
