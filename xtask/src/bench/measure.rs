@@ -443,9 +443,11 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
                 let mut c = t.child.expect("spawned tracer");
                 kill(t.pid, libc::SIGINT);
                 if !wait_timeout(&mut c, Duration::from_secs(60)) {
+                    // Seen once with bpftrace's kfunc probes under TCG: detaching hangs. The
+                    // workload's numbers are in; take the tracer down and go on.
+                    eprint!("({} did not stop on SIGINT in 60 s: killed) ", cfg.name());
                     kill(t.pid, libc::SIGKILL);
                     let _ = c.wait();
-                    bail!("{} did not stop on SIGINT", cfg.name());
                 }
                 let log = std::fs::read_to_string(&t.log).unwrap_or_default();
                 if cfg == Config::Record {
