@@ -494,9 +494,17 @@ fn replay_engine_paces_pauses_steps_and_seeks() {
         .unwrap();
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && s.starts_with("at +0.000000s"), "{s}");
-    let o = Command::new(BIN).arg("replay").arg(&p).output().unwrap();
+    // Without a terminal the interactive replay says so in one line and points at --dump.
+    let o = Command::new(BIN)
+        .arg("replay")
+        .arg(&p)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("replay UI arrives with the TUI"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("needs a terminal") && err.contains("--dump"), "{err}");
 }
 
 fn record_cmd() -> Command {
