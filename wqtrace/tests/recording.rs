@@ -504,7 +504,10 @@ fn replay_engine_paces_pauses_steps_and_seeks() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("needs a terminal") && err.contains("--dump"), "{err}");
+    assert!(
+        err.contains("needs a terminal") && err.contains("--dump"),
+        "{err}"
+    );
 }
 
 fn record_cmd() -> Command {
