@@ -162,8 +162,8 @@ for f in text_string_to_metric_families(text):
 print(json.dumps(out))
 "#;
 
-fn have_parser() -> bool {
-    Command::new("python3")
+fn has_parser(py: &str) -> bool {
+    Command::new(py)
         .args([
             "-c",
             "import prometheus_client.parser, prometheus_client.openmetrics.parser",
@@ -172,15 +172,38 @@ fn have_parser() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The Python `prometheus_client` parsers, installed with pip when missing (failing if that fails).
-pub fn ensure_parser() {
-    if have_parser() {
-        return;
+/// A Python that has the parsers: `python3` on PATH first, then other interpreters on this root
+/// (the test VM runs with a bare PATH over the host's read-only root, where pip cannot install).
+fn find_python() -> Option<String> {
+    let mut cands = vec!["python3".to_string(), "/usr/bin/python3".to_string()];
+    if let Ok(d) = std::fs::read_dir("/root/.pyenv/versions") {
+        let mut v: Vec<String> = d
+            .flatten()
+            .map(|e| e.path().join("bin/python3").display().to_string())
+            .collect();
+        v.sort();
+        cands.extend(v.into_iter().rev());
+    }
+    cands.into_iter().find(|p| has_parser(p))
+}
+
+static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The Python `prometheus_client` parsers, installed with pip when missing (failing if that
+/// fails). Returns the interpreter to run them with.
+pub fn ensure_parser() -> &'static str {
+    PYTHON.get_or_init(install_parser)
+}
+
+fn install_parser() -> String {
+    if let Some(py) = find_python() {
+        return py;
     }
     let _ = Command::new("python3")
         .args(["-m", "pip", "install", "--quiet", "prometheus-client"])
         .status();
-    if !have_parser() {
+    if !has_parser("python3") {
+        // Debian's own python refuses global installs (PEP 668) without this flag.
         let _ = Command::new("python3")
             .args([
                 "-m",
@@ -193,9 +216,10 @@ pub fn ensure_parser() {
             .status();
     }
     assert!(
-        have_parser(),
+        has_parser("python3"),
         "the PyPI `prometheus-client` package is missing and `pip install prometheus-client` failed"
     );
+    "python3".to_string()
 }
 
 /// One parsed sample.
@@ -209,8 +233,8 @@ pub struct Sample {
 /// Family name → (type, samples), as the official parser reads `text` (`openmetrics`: the strict
 /// OpenMetrics parser, else the Prometheus text-format parser). Panics when it does not parse.
 pub fn parse(text: &str, openmetrics: bool) -> BTreeMap<String, (String, Vec<Sample>)> {
-    ensure_parser();
-    let mut child = Command::new("python3")
+    let py = ensure_parser();
+    let mut child = Command::new(py)
         .args([
             "-c",
             PARSE,
