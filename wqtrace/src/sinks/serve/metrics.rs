@@ -276,7 +276,7 @@ impl Metrics {
         let occupancy = Family::<PipeLabels, Gauge>::default();
         reg.register(
             "pipe_ring_occupancy_slots",
-            "Ring slots in use per notification pipe (pipe inode, owner comm); pipes past the cap are summed under pipe=\"other\"",
+            "Ring slots in use per notification pipe (every pipe with --all-pipes), by pipe inode and owner comm; pipes past the cap are summed under pipe=\"other\"",
             occupancy.clone(),
         );
         let other: Arc<str> = OTHER.into();
