@@ -44,7 +44,9 @@ pub fn setup() -> anyhow::Result<()> {
     apt_install(APT_PACKAGES)?;
     rust_src()?;
     bpf_linker()?;
-    perfetto()?;
+    // Perfetto export validation and Prometheus exposition parsing in tests.
+    pip_package("perfetto", "perfetto")?;
+    pip_package("prometheus_client", "prometheus-client")?;
     Ok(())
 }
 
@@ -135,17 +137,19 @@ fn bpf_linker() -> anyhow::Result<()> {
         .context("installing bpf-linker")
 }
 
-fn perfetto() -> anyhow::Result<()> {
-    if util::output_ok(Command::new("python3").args(["-c", "import perfetto"])).is_some() {
-        eprintln!("setup: python perfetto present");
+/// A PyPI package the tests use from python3 (`import MODULE`), installed when missing.
+fn pip_package(module: &str, package: &str) -> anyhow::Result<()> {
+    if util::output_ok(Command::new("python3").args(["-c", &format!("import {module}")])).is_some()
+    {
+        eprintln!("setup: python {package} present");
         return Ok(());
     }
     if util::output_ok(Command::new("python3").args(["-m", "pip", "--version"])).is_none() {
         apt_install(&["python3-pip"])?;
     }
-    eprintln!("setup: pip install perfetto");
+    eprintln!("setup: pip install {package}");
     let mut c = Command::new("python3");
-    c.args(["-m", "pip", "install", "-q", "perfetto"]);
+    c.args(["-m", "pip", "install", "-q", package]);
     if util::run(&mut c).is_err() {
         // Debian's own python refuses global installs (PEP 668) without this flag.
         util::run(Command::new("python3").args([
@@ -154,7 +158,7 @@ fn perfetto() -> anyhow::Result<()> {
             "install",
             "-q",
             "--break-system-packages",
-            "perfetto",
+            package,
         ]))?;
     }
     Ok(())
