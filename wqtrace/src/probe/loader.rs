@@ -20,8 +20,10 @@ const RT_PIPE_FOPS: u32 = 0;
 const RT_HOOKS: u32 = 1;
 const HOOK_GET_PIPE_INFO: u64 = 1;
 
-/// Ring buffer size: large enough to ride out bursts of ~100k events (184 B each).
-const RING_BYTES: u32 = 32 << 20;
+/// Ring buffer size: ~100k events (168 B each), enough to ride out the drain thread being off
+/// CPU for a while at the highest rates seen here. The kernel maps it twice (for wrap-around),
+/// so it counts double in RSS.
+const RING_BYTES: u32 = 16 << 20;
 
 pub struct Probes {
     pub ebpf: Ebpf,
@@ -155,6 +157,9 @@ impl Probes {
             )?;
             rt.set(RT_HOOKS, HOOK_GET_PIPE_INFO, 0)?;
         }
+        // Parsing two copies of the kernel's BTF left tens of MiB of freed heap behind; give it
+        // back so a long-running session stays small.
+        unsafe { libc::malloc_trim(0) };
         Ok(Self {
             ebpf,
             plan,
