@@ -105,6 +105,13 @@ impl LiveSource {
 /// Poll the ring buffer and hand its events over in batches until told to stop. When the sink
 /// is slow the events wait here (up to MAX_PENDING), not in the kernel's ring.
 fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &AtomicBool) {
+    // This thread is cheap but must run when the kernel ring fills, even while the sink (a TUI
+    // frame, JSON formatting) and the traced workload keep every core busy: a higher CFS weight
+    // (nice -10, best effort) instead of losing events in the kernel.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, -10);
+    }
     let fd = loader::ring_fd(&ring);
     let mut pending: Vec<Event> = Vec::with_capacity(BATCH);
     loop {
