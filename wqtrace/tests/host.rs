@@ -6,36 +6,12 @@ mod common;
 
 use std::{process::Command, sync::Mutex};
 
-use common::{Tracer, WQTRACE, has_flag, kind, u, workload};
-use serde_json::Value;
+use common::{Tracer, WQTRACE, doctor_json, has_flag, kind, plan_method, u, workload};
 
 static KERNEL: Mutex<()> = Mutex::new(());
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     KERNEL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn doctor_json() -> Value {
-    let out = Command::new(WQTRACE)
-        .args(["doctor", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn plan_method(d: &Value, hook: &str) -> String {
-    d["plan"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["hook"] == hook)
-        .map(|h| h["method"].as_str().unwrap().to_string())
-        .unwrap_or_default()
 }
 
 /// `doctor` tells the truth about this kernel, decided by trying.
@@ -47,9 +23,9 @@ fn doctor_reports_this_kernel() {
     assert_eq!(d["kernel_release"], release.trim());
     assert_eq!(d["btf"], true);
     assert_eq!(d["can_run"], true);
-    assert_eq!(plan_method(&d, "ring_ops"), "tp_btf");
-    assert_eq!(plan_method(&d, "off_cpu_waits"), "tp_btf");
-    assert_eq!(plan_method(&d, "lock_contention"), "tp_btf");
+    assert_eq!(plan_method(&d, "plan", "ring_ops"), "tp_btf");
+    assert_eq!(plan_method(&d, "plan", "off_cpu_waits"), "tp_btf");
+    assert_eq!(plan_method(&d, "plan", "lock_contention"), "tp_btf");
     let notif_ok = d["notification_pipes"].as_bool().unwrap();
     let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
     if !notif_ok {
@@ -59,12 +35,12 @@ fn doctor_reports_this_kernel() {
                 .unwrap()
                 .contains("CONFIG_WATCH_QUEUE")
         );
-        assert_eq!(plan_method(&d, "notification_post"), "unavailable");
+        assert_eq!(plan_method(&d, "plan", "notification_post"), "unavailable");
     }
     if !kprobes {
         // Every kernel-function hook fell back, and the plan says why.
         for hook in ["get_pipe_info", "pipe_wait", "pipe_release"] {
-            assert_eq!(plan_method(&d, hook), "tracepoint", "{hook}");
+            assert_eq!(plan_method(&d, "plan", hook), "tracepoint", "{hook}");
         }
         let note = d["plan"]
             .as_array()

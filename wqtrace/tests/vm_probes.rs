@@ -336,26 +336,9 @@ fn filters_run_in_kernel() {
 #[test]
 fn doctor_reports_fentry_kprobe_and_notification_pipes() {
     in_vm();
-    let out = std::process::Command::new(common::WQTRACE)
-        .args(["doctor", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = common::doctor_json();
     assert_eq!(d["notification_pipes"], true);
-    let method = |plan: &str, hook: &str| {
-        d[plan]
-            .as_array()
-            .unwrap_or_else(|| panic!("no {plan} in {d}"))
-            .iter()
-            .find(|h| h["hook"] == hook)
-            .map(|h| h["method"].as_str().unwrap().to_string())
-            .unwrap_or_default()
-    };
+    let method = |plan: &str, hook: &str| common::plan_method(&d, plan, hook);
     for hook in [
         "notification_post",
         "get_pipe_info",

@@ -220,3 +220,28 @@ pub fn link_alive(id: u32) -> bool {
     }
     true
 }
+
+/// `wqtrace doctor --json`, asserting it succeeded.
+pub fn doctor_json() -> Value {
+    let out = Command::new(WQTRACE)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The method `doctor --json` names for `hook` in its `plan` (or `kprobe_fallback`) list.
+pub fn plan_method(d: &Value, plan: &str, hook: &str) -> String {
+    d[plan]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {plan} in {d}"))
+        .iter()
+        .find(|h| h["hook"] == hook)
+        .map(|h| h["method"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
