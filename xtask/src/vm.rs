@@ -445,7 +445,7 @@ fn boot(
         Accel::Kvm => c.args(["-enable-kvm", "-cpu", "host"]),
         Accel::Tcg => c.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
     };
-    c.args(["-m", "2G", "-smp", "2", "-no-reboot", "-nic", "none"]);
+    c.args(["-m", "3G", "-smp", "2", "-no-reboot", "-nic", "none"]);
     c.args(["-display", "none", "-monitor", "none"]);
     c.args([
         "-chardev",
