@@ -46,6 +46,8 @@ impl Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
     PingPong(usize),
+    /// `stress-ng --STRESSOR 1` (pipe, splice, tee): its bogo ops.
+    StressNg(&'static str),
     /// Bursts of N key updates into a notification pipe with a reader (`wqtrace workload notify`).
     Notify(u32),
 }
@@ -56,12 +58,14 @@ impl Workload {
             Workload::PingPong(64) => "pingpong-64B".into(),
             Workload::PingPong(4096) => "pingpong-4KiB".into(),
             Workload::PingPong(n) => format!("pingpong-{n}B"),
+            Workload::StressNg(s) => format!("stress-ng-{s}"),
             Workload::Notify(_) => "notify-storm".into(),
         }
     }
     pub fn unit(self) -> &'static str {
         match self {
             Workload::PingPong(_) => "round trips/s",
+            Workload::StressNg(_) => "bogo ops/s",
             Workload::Notify(_) => "notifications/s",
         }
     }
@@ -336,6 +340,21 @@ fn stop_kill(t: Tracer) {
     }
 }
 
+/// (bogo ops, real seconds) from stress-ng's `--metrics-brief` line
+/// `stress-ng: metrc: [PID] STRESSOR BOGO-OPS REAL-TIME USR SYS OPS/S OPS/S`.
+fn stress_ng_ops(out: &str, stressor: &str) -> Option<(u64, f64)> {
+    out.lines().find_map(|l| {
+        let rest = l.split_once("] ")?.1;
+        let mut it = rest.split_whitespace();
+        if it.next()? != stressor {
+            return None;
+        }
+        let ops = it.next()?.parse().ok()?;
+        let secs = it.next()?.parse().ok()?;
+        Some((ops, secs))
+    })
+}
+
 /// Runs the workload; returns (operations, seconds).
 fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
     match w {
@@ -354,6 +373,20 @@ fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
                 v["round_trips"].as_u64().unwrap_or(0),
                 v["secs"].as_f64().unwrap_or(0.0),
             ))
+        }
+        Workload::StressNg(stressor) => {
+            let o = Command::new("stress-ng")
+                .arg(format!("--{stressor}"))
+                .args(["1", "--metrics-brief", "--timeout"])
+                .arg(format!("{}s", env.secs.ceil().max(1.0)))
+                .output()
+                .context("spawning stress-ng (cargo xtask setup installs it)")?;
+            if !o.status.success() {
+                bail!("stress-ng --{stressor} failed ({})", o.status);
+            }
+            stress_ng_ops(&String::from_utf8_lossy(&o.stdout), stressor)
+                .or_else(|| stress_ng_ops(&String::from_utf8_lossy(&o.stderr), stressor))
+                .with_context(|| format!("no metrics line for {stressor} from stress-ng"))
         }
         Workload::Notify(count) => {
             // Bursts of `count` (≤ the 256-note queue, so none is dropped and the reader never
@@ -511,6 +544,14 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stress_ng_metrics_line() {
+        let out = "stress-ng: metrc: [9505] stressor       bogo ops real time  usr time  sys time   bogo ops/s     bogo ops/s\n\
+                   stress-ng: metrc: [9505] splice           120274      1.00      0.06      0.65    120265.60      167781.73\n";
+        assert_eq!(super::stress_ng_ops(out, "splice"), Some((120274, 1.0)));
+        assert_eq!(super::stress_ng_ops(out, "tee"), None);
+    }
+
     #[test]
     fn tui_counts() {
         assert_eq!(super::parse_count("365"), Some(365));

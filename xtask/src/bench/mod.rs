@@ -239,7 +239,13 @@ fn run_part(in_vm: bool, wq: &std::path::Path, reps: usize, secs: f64) -> anyhow
     let workloads: Vec<Workload> = if in_vm {
         vec![Workload::PingPong(64), Workload::Notify(250)]
     } else {
-        vec![Workload::PingPong(64), Workload::PingPong(4096)]
+        vec![
+            Workload::PingPong(64),
+            Workload::PingPong(4096),
+            Workload::StressNg("pipe"),
+            Workload::StressNg("splice"),
+            Workload::StressNg("tee"),
+        ]
     };
     let mut runs: Vec<Vec<Vec<Value>>> = vec![vec![vec![]; CONFIGS.len()]; workloads.len()];
     for rep in 0..reps {
