@@ -6,7 +6,8 @@ use anyhow::Context as _;
 
 use crate::util;
 
-/// Debian packages: the VM (qemu, busybox), tracing tools, the kernel build, and tmux for TUI tests.
+/// Debian packages the VM (qemu, busybox), the tests (tmux, bpftool) and the benchmarks
+/// (bpftrace, stress-ng) run; setup installs these and the kernel build tools below.
 pub const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
@@ -14,16 +15,6 @@ pub const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "stress-ng",
     "tmux",
-    "flex",
-    "bison",
-    "dwarves",
-    "bc",
-    "libelf-dev",
-    "libssl-dev",
-    "cpio",
-    "xz-utils",
-    "make",
-    "gcc",
 ];
 
 /// Only what building a kernel needs (`vm-kernel`).
@@ -41,7 +32,7 @@ pub const KERNEL_BUILD_PACKAGES: &[&str] = &[
 ];
 
 pub fn setup() -> anyhow::Result<()> {
-    apt_install(APT_PACKAGES)?;
+    apt_install(&[APT_PACKAGES, KERNEL_BUILD_PACKAGES].concat())?;
     rust_src()?;
     bpf_linker()?;
     // Perfetto export validation and Prometheus exposition parsing in tests.
