@@ -99,11 +99,14 @@ fn trace_counts_every_byte_written_to_a_pipe() {
     for e in kind(&events, "ring_op", pid) {
         assert!(u(&e["occupancy"]) <= u(&e["ring_size"]), "{e}");
     }
+    // The workload's threads, and its main thread (tid == pid): closing the write end takes the
+    // pipe mutex too (pipe_release).
     let tids: Vec<u64> = w["threads"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| u(&t["tid"]))
+        .chain([u(&w["pid"])])
         .collect();
     let waits = kind(&events, "pipe_wait", pid);
     assert!(
@@ -182,6 +185,18 @@ fn pid_filter_keeps_only_that_process() {
     }
 }
 
+/// The command failed with exactly one line on stderr (no errno dump, no panic): that line.
+fn one_line_failure(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "succeeded: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("wqtrace: ") && !err.contains("panicked"),
+        "{err}"
+    );
+    err
+}
+
 /// Without privileges: one line naming what is missing, non-zero exit, no panic.
 #[test]
 fn unprivileged_gets_one_clear_line() {
@@ -197,12 +212,8 @@ fn unprivileged_gets_one_clear_line() {
             .args(cmd)
             .output()
             .unwrap();
-        assert!(!out.status.success(), "{cmd:?} succeeded unprivileged");
-        let err = String::from_utf8_lossy(&out.stderr);
-        let lines: Vec<&str> = err.lines().collect();
-        assert_eq!(lines.len(), 1, "{cmd:?}: {err}");
-        assert!(lines[0].contains("run with sudo"), "{err}");
-        assert!(!err.contains("panicked"), "{err}");
+        let err = one_line_failure(&out);
+        assert!(err.contains("run with sudo"), "{cmd:?}: {err}");
     }
 }
 
@@ -213,9 +224,7 @@ fn missing_btf_is_one_clear_line() {
         .args(["trace", "--btf", "/nonexistent/vmlinux"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_failure(&out);
     assert!(
         err.contains("--btf") && err.contains("/nonexistent/vmlinux"),
         "{err}"

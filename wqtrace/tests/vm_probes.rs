@@ -279,11 +279,14 @@ fn contend_waits_and_mutex_owners() {
     let events = t.stop();
     let pid = u(&w["pid"]);
     let ino = u(&w["pipe_ino"]);
+    // The workload's threads, and its main thread (tid == pid): closing the write end takes the
+    // pipe mutex too (pipe_release).
     let tids: Vec<u64> = w["threads"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| u(&t["tid"]))
+        .chain([u(&w["pid"])])
         .collect();
     let waits: Vec<&Value> = kind(&events, "pipe_wait", pid)
         .into_iter()
