@@ -200,7 +200,7 @@ fn sh(cmd: &str) -> String {
 
 fn machine(in_vm: bool) -> Value {
     json!({
-        "where": if in_vm { "QEMU TCG guest (-smp 2 -m 2G), our watch_queue kernel" } else { "host" },
+        "where": if in_vm { "QEMU TCG guest (-smp 2 -m 3G), our watch_queue kernel" } else { "host" },
         "kernel": sh("uname -r"),
         "cpu": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
         "cpus": sh("nproc"),
