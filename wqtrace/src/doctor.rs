@@ -43,8 +43,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Privileges::Capabilities => "CAP_BPF+CAP_PERFMON".to_string(),
         Privileges::Missing(why) => format!("MISSING: {why}"),
     };
-    let tracefs =
-        matches!(privs, Privileges::Missing(_)) && !tracefs_mounted() || loader::ensure_tracefs();
+    // Mounted already, or mountable by us now.
+    let tracefs = loader::ensure_tracefs();
     let notif = notification_pipes();
 
     // Load and attach everything the way a live session would, then drop it (detaching).
@@ -160,8 +160,4 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-fn tracefs_mounted() -> bool {
-    std::path::Path::new("/sys/kernel/tracing/events").exists()
 }

@@ -117,12 +117,7 @@ fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &Ato
     loop {
         if stop.load(Ordering::Relaxed) {
             // Hand over everything the kernel produced before the stop, then hang up.
-            while let Some(item) = ring.next() {
-                if item.len() >= size_of::<Event>() {
-                    pending
-                        .push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
-                }
-            }
+            take(&mut ring, &mut pending, usize::MAX);
             if !pending.is_empty() {
                 let _ = tx.send(pending);
             }
@@ -137,14 +132,7 @@ fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &Ato
             // Short timeout: stop requests are noticed promptly.
             unsafe { libc::poll(&mut pfd, 1, 50) };
         }
-        while pending.len() < MAX_PENDING {
-            let Some(item) = ring.next() else { break };
-            if item.len() >= size_of::<Event>() {
-                // 8-byte alignment is all the ring buffer promises; read_unaligned keeps that
-                // an implementation detail.
-                pending.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
-            }
-        }
+        take(&mut ring, &mut pending, MAX_PENDING);
         if pending.is_empty() {
             continue;
         }
@@ -159,6 +147,18 @@ fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &Ato
                 }
             }
             Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+/// Move events from the ring buffer into `pending` until it is empty or `pending` holds `limit`.
+fn take(ring: &mut RingBuf<MapData>, pending: &mut Vec<Event>, limit: usize) {
+    while pending.len() < limit {
+        let Some(item) = ring.next() else { break };
+        if item.len() >= size_of::<Event>() {
+            // 8-byte alignment is all the ring buffer promises; read_unaligned keeps that an
+            // implementation detail.
+            pending.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
         }
     }
 }
