@@ -80,11 +80,15 @@ impl Probes {
                 missing.join(", ")
             );
         }
+        let ksyms = kernel::ksyms(&btf_rs);
+        // Two parsed copies of the kernel's BTF at once would set the process's peak RSS: the
+        // first goes (and its heap back to the system) before aya parses its own.
+        drop(btf_rs);
+        unsafe { libc::malloc_trim(0) };
         let btf = Btf::parse_file(&btf_path, aya::Endianness::default())
             .with_context(|| format!("cannot parse BTF {}", btf_path.display()))?;
         ensure_tracefs();
         let filter = filter_from(opts)?;
-        let ksyms = kernel::ksyms(&btf_rs);
         let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
@@ -157,8 +161,8 @@ impl Probes {
             )?;
             rt.set(RT_HOOKS, HOOK_GET_PIPE_INFO, 0)?;
         }
-        // Parsing two copies of the kernel's BTF left tens of MiB of freed heap behind; give it
-        // back so a long-running session stays small.
+        // aya's parsed BTF left tens of MiB of freed heap behind; give it back so a long-running
+        // session stays small.
         unsafe { libc::malloc_trim(0) };
         Ok(Self {
             ebpf,
