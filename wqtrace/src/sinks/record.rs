@@ -2,7 +2,7 @@
 //!
 //! The file is written chunk by chunk (see [`crate::recording`]): a crash, SIGKILL or a full
 //! disk loses at most the last 100 ms / 64 KiB. SIGINT/SIGTERM, `-d` and the end of `CMD` stop
-//! cleanly and write the trailer.
+//! cleanly, write the trailer and fsync the file.
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -323,9 +323,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let _ = c.wait();
     }
     let reason = res?;
-    let (_, trailer) = w
+    let (file, trailer) = w
         .finish(reason.name())
         .map_err(|e| write_error(path, 0, e))?;
+    // A stopped recording is evidence someone will fetch later: on disk before we say "recorded".
+    file.sync_all()
+        .map_err(|e| write_error(path, trailer.events, e))?;
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     let per_event = if trailer.events > 0 {
         format!(", {:.1} B/event", size as f64 / trailer.events as f64)
