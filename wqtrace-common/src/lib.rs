@@ -404,6 +404,8 @@ pub struct Filter {
     pub notification_only: u32,
     /// wqtrace's own tgid: its own pipes and syscalls are never traced.
     pub self_tgid: u32,
+    /// 1 = every program returns at once: the benchmark's floor of the attach mechanism.
+    pub empty: u32,
 }
 
 impl Filter {
@@ -414,6 +416,7 @@ impl Filter {
             comm: [0; 16],
             notification_only: 0,
             self_tgid: 0,
+            empty: 0,
         }
     }
 }

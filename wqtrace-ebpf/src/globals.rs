@@ -26,3 +26,14 @@ macro_rules! filter {
     };
 }
 pub(crate) use filter;
+
+/// First statement of every program: with `FILTER.empty` set (the benchmark floor) the program
+/// does nothing else. A .rodata constant, so the verifier drops whichever side is dead.
+macro_rules! empty_floor {
+    () => {
+        if crate::globals::filter!(empty) != 0 {
+            return 0;
+        }
+    };
+}
+pub(crate) use empty_floor;

@@ -14,6 +14,7 @@ use crate::{
 
 #[btf_tracepoint(function = "contention_begin")]
 pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
+    crate::globals::empty_floor!();
     let lock: u64 = ctx.arg(0);
     let pid_tgid = bpf_get_current_pid_tgid();
     if !crate::syscalls::task_wanted((pid_tgid >> 32) as u32) {
@@ -50,6 +51,7 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "contention_end")]
 pub fn contention_end(_ctx: BtfTracePointContext) -> i32 {
+    crate::globals::empty_floor!();
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(wp) = LOCK_WAITS.get_ptr(tid) else {
         return 0;

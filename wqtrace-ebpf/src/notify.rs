@@ -275,18 +275,21 @@ fn post_return() {
 
 #[fentry(function = "__post_watch_notification")]
 pub fn post_fentry(ctx: FEntryContext) -> i32 {
+    crate::globals::empty_floor!();
     post_entry(ctx.arg(0), ctx.arg(1), ctx.arg(3));
     0
 }
 
 #[fexit(function = "__post_watch_notification")]
 pub fn post_fexit(_ctx: FExitContext) -> i32 {
+    crate::globals::empty_floor!();
     post_return();
     0
 }
 
 #[kprobe]
 pub fn post_kprobe(ctx: ProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     if let (Some(wlist), Some(n), Some(id)) = (ctx.arg(0), ctx.arg(1), ctx.arg(3)) {
         post_entry(wlist, n, id);
     }
@@ -295,24 +298,28 @@ pub fn post_kprobe(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn post_kretprobe(_ctx: RetProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     post_return();
     0
 }
 
 #[fentry(function = "post_one_notification")]
 pub fn post1_fentry(ctx: FEntryContext) -> i32 {
+    crate::globals::empty_floor!();
     post1_entry(ctx.arg(0), ctx.arg(1));
     0
 }
 
 #[fexit(function = "post_one_notification")]
 pub fn post1_fexit(_ctx: FExitContext) -> i32 {
+    crate::globals::empty_floor!();
     post_return();
     0
 }
 
 #[kprobe]
 pub fn post1_kprobe(ctx: ProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     if let (Some(wq), Some(n)) = (ctx.arg(0), ctx.arg(1)) {
         post1_entry(wq, n);
     }
@@ -321,24 +328,28 @@ pub fn post1_kprobe(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn post1_kretprobe(_ctx: RetProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     post_return();
     0
 }
 
 #[fentry(function = "remove_watch_from_object")]
 pub fn removal_fentry(ctx: FEntryContext) -> i32 {
+    crate::globals::empty_floor!();
     removal_entry(ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3));
     0
 }
 
 #[fexit(function = "remove_watch_from_object")]
 pub fn removal_fexit(_ctx: FExitContext) -> i32 {
+    crate::globals::empty_floor!();
     post_return();
     0
 }
 
 #[kprobe]
 pub fn removal_kprobe(ctx: ProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     if let (Some(wlist), Some(wq), Some(id), Some(all)) =
         (ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3))
     {
@@ -349,6 +360,7 @@ pub fn removal_kprobe(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn removal_kretprobe(_ctx: RetProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     post_return();
     0
 }

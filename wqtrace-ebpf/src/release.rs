@@ -24,12 +24,14 @@ fn released(pipe: u64) {
 
 #[fentry(function = "free_pipe_info")]
 pub fn release_fentry(ctx: FEntryContext) -> i32 {
+    crate::globals::empty_floor!();
     released(ctx.arg(0));
     0
 }
 
 #[kprobe]
 pub fn release_kprobe(ctx: ProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     released(ctx.arg(0).unwrap_or(0));
     0
 }

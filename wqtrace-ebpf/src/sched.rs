@@ -8,6 +8,7 @@ use crate::{emit::now, globals::off, kread::rd, maps::INFLIGHT};
 
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
+    crate::globals::empty_floor!();
     // TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
     //          unsigned int prev_state)
     let preempt: u64 = ctx.arg(0);

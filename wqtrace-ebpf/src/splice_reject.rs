@@ -52,12 +52,14 @@ fn gpi_return(file: u64, for_splice: u64, ret: u64) {
 
 #[fexit(function = "get_pipe_info")]
 pub fn gpi_fexit(ctx: FExitContext) -> i32 {
+    crate::globals::empty_floor!();
     gpi_return(ctx.arg(0), ctx.arg(1), ctx.arg(2));
     0
 }
 
 #[kprobe]
 pub fn gpi_kprobe(ctx: ProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     let key = ((bpf_get_current_pid_tgid() & 0xffff_ffff) << 8) | HOOK_GPI;
     let entry = FnEntry {
         start_ns: now(),
@@ -70,6 +72,7 @@ pub fn gpi_kprobe(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn gpi_kretprobe(ctx: RetProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     let key = ((bpf_get_current_pid_tgid() & 0xffff_ffff) << 8) | HOOK_GPI;
     let Some(en) = FN_ENTRY.get_ptr(key) else {
         return 0;

@@ -142,6 +142,7 @@ fn side(fd: u64, p: Option<PipeRef>) -> Side {
 
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
+    crate::globals::empty_floor!();
     let regs: u64 = ctx.arg(0);
     let nr: u64 = ctx.arg(1);
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -297,6 +298,7 @@ fn ring_op(f: &Inflight, s: &Side, ret: i64) {
 
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
+    crate::globals::empty_floor!();
     let ret: i64 = ctx.arg(1);
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(fp) = INFLIGHT.get_ptr(tid) else {

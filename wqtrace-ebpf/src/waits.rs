@@ -61,48 +61,56 @@ fn wait_return(hook: u64, op: Op) {
 
 #[fentry(function = "pipe_wait_readable")]
 pub fn wait_rd_fentry(ctx: FEntryContext) -> i32 {
+    crate::globals::empty_floor!();
     wait_entry(HOOK_WAIT_RD, ctx.arg(0));
     0
 }
 
 #[fexit(function = "pipe_wait_readable")]
 pub fn wait_rd_fexit(_ctx: FExitContext) -> i32 {
+    crate::globals::empty_floor!();
     wait_return(HOOK_WAIT_RD, Op::WaitReadable);
     0
 }
 
 #[fentry(function = "pipe_wait_writable")]
 pub fn wait_wr_fentry(ctx: FEntryContext) -> i32 {
+    crate::globals::empty_floor!();
     wait_entry(HOOK_WAIT_WR, ctx.arg(0));
     0
 }
 
 #[fexit(function = "pipe_wait_writable")]
 pub fn wait_wr_fexit(_ctx: FExitContext) -> i32 {
+    crate::globals::empty_floor!();
     wait_return(HOOK_WAIT_WR, Op::WaitWritable);
     0
 }
 
 #[kprobe]
 pub fn wait_rd_kprobe(ctx: ProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     wait_entry(HOOK_WAIT_RD, ctx.arg(0).unwrap_or(0));
     0
 }
 
 #[kretprobe]
 pub fn wait_rd_kretprobe(_ctx: RetProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     wait_return(HOOK_WAIT_RD, Op::WaitReadable);
     0
 }
 
 #[kprobe]
 pub fn wait_wr_kprobe(ctx: ProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     wait_entry(HOOK_WAIT_WR, ctx.arg(0).unwrap_or(0));
     0
 }
 
 #[kretprobe]
 pub fn wait_wr_kretprobe(_ctx: RetProbeContext) -> u32 {
+    crate::globals::empty_floor!();
     wait_return(HOOK_WAIT_WR, Op::WaitWritable);
     0
 }

@@ -60,6 +60,9 @@ pub struct ProbeOpts {
     /// Use this BTF file instead of /sys/kernel/btf/vmlinux.
     #[arg(long)]
     pub btf: Option<std::path::PathBuf>,
+    /// Benchmark floor: load and attach every program as planned, each returning at once.
+    #[arg(long, hide = true)]
+    pub empty_programs: bool,
 }
 
 pub fn main() -> ExitCode {

@@ -37,6 +37,7 @@ fn filter_from(opts: &ProbeOpts) -> Result<Filter> {
     f.tgid = opts.pid.unwrap_or(0);
     f.ino = opts.pipe.unwrap_or(0);
     f.notification_only = opts.notification_only as u32;
+    f.empty = opts.empty_programs as u32;
     if let Some(c) = &opts.comm {
         if c.len() > 15 {
             bail!("--comm {c:?}: a task comm is at most 15 bytes");
@@ -135,7 +136,10 @@ impl Probes {
             },
         );
 
-        calibrate(&mut ebpf)?;
+        if !opts.empty_programs {
+            // (Empty programs cannot answer; the floor needs no pipe recognition.)
+            calibrate(&mut ebpf)?;
+        }
 
         for hook in [
             Hook::NotificationPost,

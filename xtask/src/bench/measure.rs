@@ -13,7 +13,8 @@ use crate::util;
 pub enum Config {
     /// No tracing.
     None,
-    /// bpftrace with empty programs on the same hooks.
+    /// `wqtrace record --empty-programs`: the same programs on the same hooks, each returning at
+    /// once (the floor of the attach mechanism).
     Empty,
     /// `wqtrace record -o /tmp/…`.
     Record,
@@ -186,14 +187,10 @@ struct Tracer {
 
 fn bt_script(env: &Env, cfg: Config) -> anyhow::Result<PathBuf> {
     let dir = util::root().join("bench");
-    let (base, extra) = match cfg {
-        Config::Empty => ("empty-host.bt", "empty-vm.bt"),
-        _ => ("wqtrace-host.bt", "wqtrace-vm.bt"),
-    };
-    let mut s = std::fs::read_to_string(dir.join(base)).context("reading bench/*.bt")?;
+    let mut s = std::fs::read_to_string(dir.join("wqtrace-host.bt")).context("reading bench/*.bt")?;
     if env.in_vm {
         s.push('\n');
-        s.push_str(&std::fs::read_to_string(dir.join(extra))?);
+        s.push_str(&std::fs::read_to_string(dir.join("wqtrace-vm.bt"))?);
     }
     let p = env.scratch.join(format!("{}.bt", cfg.name()));
     std::fs::write(&p, s)?;
@@ -220,7 +217,7 @@ fn start(env: &Env, cfg: Config) -> anyhow::Result<Option<Tracer>> {
     let log = env.scratch.join(format!("{}.log", cfg.name()));
     match cfg {
         Config::None => Ok(None),
-        Config::Empty | Config::Bpftrace => {
+        Config::Bpftrace => {
             let script = bt_script(env, cfg)?;
             let out = std::fs::File::create(&log)?;
             let mut child = Command::new("bpftrace")
@@ -252,12 +249,13 @@ fn start(env: &Env, cfg: Config) -> anyhow::Result<Option<Tracer>> {
             }
             Ok(Some(t))
         }
-        Config::Record => {
+        Config::Record | Config::Empty => {
             let rec = env.scratch.join("x.wqt");
             let out = std::fs::File::create(&log)?;
             let mut child = Command::new(&env.wqtrace)
                 .args(["record", "-q", "-o"])
                 .arg(&rec)
+                .args((cfg == Config::Empty).then_some("--empty-programs"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(out)
@@ -483,7 +481,7 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
                     let _ = c.wait();
                 }
                 let log = std::fs::read_to_string(&t.log).unwrap_or_default();
-                if cfg == Config::Record {
+                if cfg == Config::Record || cfg == Config::Empty {
                     // "wqtrace: recorded N events (L lost) to …"
                     let line = log
                         .lines()

@@ -228,13 +228,10 @@ const METHOD: &str = r#"
   events/s, CPU and lost figures, not as overhead.
 - **Configurations**, all in the same boot:
   - `none`: no tracing.
-  - `empty-bpf`: the floor of the attach mechanism — bpftrace with *empty* programs on the same
-    hooks ([`bench/empty-host.bt`](../bench/empty-host.bt), plus
-    [`bench/empty-vm.bt`](../bench/empty-vm.bt) in the VM). Caveat: bpftrace attaches
-    `tracepoint:` probes as perf-event tracepoints while wqtrace uses tp_btf (raw tracepoints,
-    a little cheaper per hit), and bpftrace's `kfunc:` is fentry like wqtrace's. So this floor is
-    slightly *higher* than an empty-program wqtrace would be, which flatters wqtrace in the
-    "≤ 1.3× the floor" comparison.
+  - `empty-bpf`: the floor of the attach mechanism — `wqtrace record --empty-programs`: the
+    same programs attached to the same hooks by the same plan (tp_btf on the host, fentry/fexit
+    in the VM), each returning before its first statement (a `.rodata` flag the verifier folds:
+    5 instructions per program), so no event is produced.
   - `wqtrace-record`: `wqtrace record -q -o /tmp/wqtrace-bench/x.wqt` (tmpfs), stopped with SIGINT;
     events and lost from its summary line, bytes/event = file size / events.
   - `wqtrace-tui`: `tmux new-session -d -x 120 -y 40 'exec wqtrace tui'`, quit with
