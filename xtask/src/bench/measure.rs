@@ -187,7 +187,8 @@ struct Tracer {
 
 fn bt_script(env: &Env, cfg: Config) -> anyhow::Result<PathBuf> {
     let dir = util::root().join("bench");
-    let mut s = std::fs::read_to_string(dir.join("wqtrace-host.bt")).context("reading bench/*.bt")?;
+    let mut s =
+        std::fs::read_to_string(dir.join("wqtrace-host.bt")).context("reading bench/*.bt")?;
     if env.in_vm {
         s.push('\n');
         s.push_str(&std::fs::read_to_string(dir.join("wqtrace-vm.bt"))?);
