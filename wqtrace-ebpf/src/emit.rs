@@ -53,7 +53,7 @@ pub fn init(e: &mut Event, kind: EventKind) {
     e.subtype = 0;
     e.info = 0;
     e.owner_tid = 0;
-    e.ctx = exec_ctx();
+    e.ctx = ExecCtx::Unknown as u8;
     e._pad = [0; 7];
     e.owner_comm = [0; 16];
     unsafe { bpf_get_current_comm(e.comm.as_mut_ptr().cast(), 16) };
@@ -61,7 +61,7 @@ pub fn init(e: &mut Event, kind: EventKind) {
 
 /// Task, softirq or irq, from this CPU's preempt_count (include/linux/preempt.h masks).
 #[inline(always)]
-fn exec_ctx() -> u8 {
+pub fn exec_ctx() -> u8 {
     let pco = unsafe { core::ptr::read_volatile(&raw const crate::globals::KSYMS.per_cpu_offset) };
     let pc = unsafe { core::ptr::read_volatile(&raw const crate::globals::KSYMS.preempt_count) };
     if pco == 0 || pc == 0 {
@@ -99,12 +99,16 @@ pub fn lost() {
 /// `emit!(kind, |e| { ... })`: reserve an event, fill the header, run the body on it, submit.
 /// A macro, not a function taking a closure: an out-of-line closure can leave a stack pointer
 /// in r0 at its exit, which the verifier rejects. A failed reservation is counted as lost.
+///
+/// `emit!(in_task kind, …)` from hooks that only ever run in process context (the syscall
+/// tracepoints): the context is known without reading preempt_count.
 macro_rules! emit {
-    ($kind:expr, |$e:ident| $body:block) => {{
+    (@ $ctx:expr, $kind:expr, |$e:ident| $body:block) => {{
         match crate::maps::EVENTS.reserve::<wqtrace_common::Event>(0) {
             Some(mut entry) => {
                 let $e = unsafe { &mut *entry.as_mut_ptr() };
                 crate::emit::init($e, $kind);
+                $e.ctx = $ctx;
                 $body
                 entry.submit(0);
                 crate::emit::submitted();
@@ -112,5 +116,11 @@ macro_rules! emit {
             None => crate::emit::lost(),
         }
     }};
+    (in_task $kind:expr, |$e:ident| $body:block) => {
+        crate::emit::emit!(@ wqtrace_common::ExecCtx::Task as u8, $kind, |$e| $body)
+    };
+    ($kind:expr, |$e:ident| $body:block) => {
+        crate::emit::emit!(@ crate::emit::exec_ctx(), $kind, |$e| $body)
+    };
 }
 pub(crate) use emit;

@@ -30,11 +30,17 @@ pub fn fd_file(fd: i64) -> Option<u64> {
     }
     let files: u64 = rd(current_task(), off!(task_files))?;
     let fdt: u64 = rd(files, off!(files_fdt))?;
-    let max: u32 = rd(fdt, off!(fdt_max_fds))?;
+    let (mo, ao) = (off!(fdt_max_fds), off!(fdt_fd));
+    // struct fdtable starts { unsigned int max_fds; struct file **fd; }: one read for both.
+    let (max, arr) = if mo != NO_OFFSET && ao == mo + 8 {
+        let b: [u64; 2] = rd(fdt, mo)?;
+        (b[0] as u32, b[1])
+    } else {
+        (rd::<u32>(fdt, mo)?, rd::<u64>(fdt, ao)?)
+    };
     if fd as u64 >= max as u64 {
         return None;
     }
-    let arr: u64 = rd(fdt, off!(fdt_fd))?;
     let file: u64 = rd(arr, (fd as u32) * 8)?;
     if file == 0 { None } else { Some(file) }
 }
@@ -140,6 +146,34 @@ fn rd_index(pipe: u64, off: u32) -> u32 {
 
 #[inline(always)]
 pub fn ring(pipe: u64) -> Ring {
+    let (h, t, rs, mu) = (
+        off!(pipe_head),
+        off!(pipe_tail),
+        off!(pipe_ring_size),
+        off!(pipe_max_usage),
+    );
+    // Every syscall reads its pipe's ring twice. head, tail, max_usage and ring_size have
+    // always been four consecutive u32s (head/tail a union since 6.15): one read, not four.
+    if off!(pipe_index_size) == 4
+        && pipe != 0
+        && h != NO_OFFSET
+        && t != NO_OFFSET
+        && rs != NO_OFFSET
+        && mu != NO_OFFSET
+    {
+        let lo = h.min(t).min(rs).min(mu);
+        let hi = h.max(t).max(rs).max(mu);
+        if hi - lo <= 12 && (h | t | rs | mu) & 3 == 0 {
+            let b: [u32; 4] = rd(pipe, lo).unwrap_or([0; 4]);
+            let at = |o: u32| b[(((o - lo) >> 2) & 3) as usize];
+            return Ring {
+                head: at(h),
+                tail: at(t),
+                ring_size: at(rs),
+                max_usage: at(mu),
+            };
+        }
+    }
     Ring {
         head: rd_index(pipe, off!(pipe_head)),
         tail: rd_index(pipe, off!(pipe_tail)),

@@ -74,8 +74,11 @@ pub struct Inflight {
     pub _pad: [u8; 6],
 }
 
+/// One insert and one delete per traced syscall: per-CPU LRU lists (BPF_F_NO_COMMON_LRU) keep
+/// those off a lock shared by every CPU.
 #[map]
-pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(16384, 0);
+pub static INFLIGHT: LruHashMap<u32, Inflight> =
+    LruHashMap::with_max_entries(16384, aya_ebpf::bindings::BPF_F_NO_COMMON_LRU);
 
 /// A task waiting for a known pipe's lock (contention_begin → contention_end).
 #[repr(C)]

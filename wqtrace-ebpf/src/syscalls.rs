@@ -227,7 +227,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             let Some(p) = fd_pipe(a0 as i64) else {
                 return 0;
             };
-            emit!(EventKind::PipeReleased, |e| {
+            emit!(in_task EventKind::PipeReleased, |e| {
                 e.op = Op::Close as u8;
                 e.pipe = p.pipe;
                 e.ino = p.ino;
@@ -268,16 +268,22 @@ pub fn fill_ring(e: &mut Event, pipe: u64) {
     e.max_usage = r.max_usage;
 }
 
+/// The syscall, its fds and result, on one of its pipes.
+#[inline(always)]
+fn op_fields(e: &mut Event, f: &Inflight, s: &Side, ret: i64) {
+    e.op = f.op;
+    e.pipe = s.pipe;
+    e.ino = s.ino;
+    e.ret = ret;
+    e.fd_in = f.src.fd;
+    e.fd_out = f.dst.fd;
+}
+
 /// What the syscall did to one of its pipes (`s`): the ring before and after, bytes or errno.
 #[inline(always)]
 fn ring_op(f: &Inflight, s: &Side, ret: i64) {
-    emit!(EventKind::RingOp, |e| {
-        e.op = f.op;
-        e.pipe = s.pipe;
-        e.ino = s.ino;
-        e.ret = ret;
-        e.fd_in = f.src.fd;
-        e.fd_out = f.dst.fd;
+    emit!(in_task EventKind::RingOp, |e| {
+        op_fields(e, f, s, ret);
         e.head_before = s.head;
         e.tail_before = s.tail;
         e.duration_ns = e.ts_ns.wrapping_sub(f.start_ns);
@@ -314,7 +320,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         } else {
             &f.dst
         };
-        emit!(EventKind::PipeWait, |e| {
+        emit!(in_task EventKind::PipeWait, |e| {
             e.op = f.op;
             e.pipe = s.pipe;
             e.ino = s.ino;
@@ -337,7 +343,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         Op::Pipe2 => pipe2_exit(&f, ret),
         Op::Ioctl => {
             if ret == 0 {
-                emit!(EventKind::WatchQueueSized, |e| {
+                emit!(in_task EventKind::WatchQueueSized, |e| {
                     e.op = f.op;
                     e.pipe = f.src.pipe;
                     e.ino = f.src.ino;
@@ -348,7 +354,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
                 });
             }
         }
-        Op::Keyctl => emit!(EventKind::WatchAdded, |e| {
+        Op::Keyctl => emit!(in_task EventKind::WatchAdded, |e| {
             e.op = f.op;
             e.pipe = f.src.pipe;
             e.ino = f.src.ino;
@@ -398,13 +404,8 @@ fn splice_exit(f: &Inflight, ret: i64) {
             f.src.notif == 0
         };
         let s = if dst { &f.dst } else { &f.src };
-        emit!(EventKind::SpliceRejected, |e| {
-            e.op = f.op;
-            e.pipe = s.pipe;
-            e.ino = s.ino;
-            e.ret = ret;
-            e.fd_in = f.src.fd;
-            e.fd_out = f.dst.fd;
+        emit!(in_task EventKind::SpliceRejected, |e| {
+            op_fields(e, f, s, ret);
             e.flags = flags::NOTIFICATION_PIPE | if kfunc { flags::FROM_KFUNC } else { 0 };
             fill_ring(e, s.pipe);
         });
@@ -437,7 +438,7 @@ fn pipe2_exit(f: &Inflight, ret: i64) {
         return;
     }
     kread::remember(&PipeRef { notif, ..p });
-    emit!(EventKind::PipeCreated, |e| {
+    emit!(in_task EventKind::PipeCreated, |e| {
         e.op = f.op;
         e.pipe = p.pipe;
         e.ino = p.ino;
