@@ -614,6 +614,28 @@ fn sigkill_loses_at_most_the_last_chunk() {
     assert_eq!(&fixtures::busy_stream(evs.len(), 4, 7)[..], &evs[..]);
 }
 
+/// Outputs that cannot be fsynced (a character device, a pipe) are not errors: the recording
+/// still ends cleanly, and through a pipe it arrives whole.
+#[test]
+fn record_to_dev_null_and_through_a_pipe() {
+    let o = record_cmd()
+        .args(["-o", "/dev/null", "--synthetic", "1000", "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = record_cmd()
+        .args(["-o", "/dev/stdout", "--synthetic", "1000", "-q"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = tmp("piped.wqt");
+    std::fs::write(&p, &o.stdout).unwrap();
+    let (evs, warnings) = read(&p);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(&fixtures::busy_stream(1000, 4, 7)[..], &evs[..]);
+}
+
 #[test]
 fn full_disk_is_one_clear_error_and_the_file_stays_readable() {
     // The CLI on /dev/full: one line.

@@ -327,8 +327,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .finish(reason.name())
         .map_err(|e| write_error(path, 0, e))?;
     // A stopped recording is evidence someone will fetch later: on disk before we say "recorded".
-    file.sync_all()
-        .map_err(|e| write_error(path, trailer.events, e))?;
+    // (EINVAL: a pipe or /dev/null, nothing to sync.)
+    match file.sync_all() {
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
+            return Err(write_error(path, trailer.events, e));
+        }
+        _ => {}
+    }
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     let per_event = if trailer.events > 0 {
         format!(", {:.1} B/event", size as f64 / trailer.events as f64)
