@@ -261,24 +261,21 @@ impl Model {
         // Global, pipe-independent bits.
         match kind {
             EventKind::LockContended => {
-                let k = lock_kind(e);
-                self.contention[k.idx()].add(
-                    ts,
-                    e.duration_ns,
-                    e.tid,
-                    comm,
-                    e.owner_tid,
-                    Comm(e.owner_comm),
-                );
-                if let Some(t) = self.tasks.get_mut(&e.tid) {
-                    t.contention[k.idx()].add(
+                let k = lock_kind(e).idx();
+                // Machine-wide and for the waiting task.
+                let add = |c: &mut Contention| {
+                    c.add(
                         ts,
                         e.duration_ns,
                         e.tid,
                         comm,
                         e.owner_tid,
                         Comm(e.owner_comm),
-                    );
+                    )
+                };
+                add(&mut self.contention[k]);
+                if let Some(t) = self.tasks.get_mut(&e.tid) {
+                    add(&mut t.contention[k]);
                 }
             }
             EventKind::PipeWait => {

@@ -582,6 +582,15 @@ impl PerfettoWriter<'_> {
                 te.msg(TE_DEBUG, &da);
             }
         };
+        // A slice's begin or an instant: typed, on its track, named and annotated.
+        let named = |ty: u64, track: Track, name: &str, args: &[(&'static str, Arg)]| {
+            let mut te = Pb::default();
+            te.u64(TE_TYPE, ty)
+                .u64(TE_TRACK, uuid(track))
+                .str(TE_NAME, name);
+            annotations(&mut te, args);
+            te
+        };
         match it {
             Item::Slice {
                 track,
@@ -590,12 +599,7 @@ impl PerfettoWriter<'_> {
                 name,
                 args,
             } => {
-                let mut te = Pb::default();
-                te.u64(TE_TYPE, SLICE_BEGIN)
-                    .u64(TE_TRACK, uuid(*track))
-                    .str(TE_NAME, name);
-                annotations(&mut te, args);
-                self.event(*start_ns, &te)?;
+                self.event(*start_ns, &named(SLICE_BEGIN, *track, name, args))?;
                 let mut te = Pb::default();
                 te.u64(TE_TYPE, SLICE_END).u64(TE_TRACK, uuid(*track));
                 self.event(start_ns + dur_ns, &te)
@@ -605,14 +609,7 @@ impl PerfettoWriter<'_> {
                 ts_ns,
                 name,
                 args,
-            } => {
-                let mut te = Pb::default();
-                te.u64(TE_TYPE, INSTANT)
-                    .u64(TE_TRACK, uuid(*track))
-                    .str(TE_NAME, name);
-                annotations(&mut te, args);
-                self.event(*ts_ns, &te)
-            }
+            } => self.event(*ts_ns, &named(INSTANT, *track, name, args)),
             Item::Counter {
                 track,
                 ts_ns,

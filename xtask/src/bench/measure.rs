@@ -213,6 +213,42 @@ fn wait_for(
     bail!("{what}: not ready after {t:?}")
 }
 
+/// Spawns a tracer whose output goes to `log` and waits until `ready(log)` (or fails with the
+/// log when it exits first).
+fn spawn_ready(
+    what: &str,
+    mut cmd: Command,
+    log: PathBuf,
+    rec: Option<PathBuf>,
+    timeout: Duration,
+    ready: impl Fn(&str) -> bool,
+) -> anyhow::Result<Tracer> {
+    let mut child = cmd.spawn().with_context(|| format!("spawning {what}"))?;
+    let pid = child.id() as i32;
+    let r = wait_for(what, timeout, || {
+        if let Some(st) = child.try_wait()? {
+            bail!(
+                "{what} exited ({st}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        Ok(ready(&std::fs::read_to_string(&log)?))
+    });
+    let t = Tracer {
+        child: Some(child),
+        pid,
+        log,
+        rec,
+    };
+    match r {
+        Ok(()) => Ok(t),
+        Err(e) => {
+            stop_kill(t);
+            Err(e)
+        }
+    }
+}
+
 fn start(env: &Env, cfg: Config) -> anyhow::Result<Option<Tracer>> {
     let ready_timeout = Duration::from_secs(if env.in_vm { 180 } else { 60 });
     let log = env.scratch.join(format!("{}.log", cfg.name()));
@@ -221,68 +257,26 @@ fn start(env: &Env, cfg: Config) -> anyhow::Result<Option<Tracer>> {
         Config::Bpftrace => {
             let script = bt_script(env, cfg)?;
             let out = std::fs::File::create(&log)?;
-            let mut child = Command::new("bpftrace")
-                .arg(&script)
+            let mut cmd = Command::new("bpftrace");
+            cmd.arg(&script)
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
-                .stderr(out)
-                .spawn()
-                .context("spawning bpftrace")?;
-            let pid = child.id() as i32;
-            let r = wait_for("bpftrace", ready_timeout, || {
-                if let Some(st) = child.try_wait()? {
-                    bail!(
-                        "bpftrace exited ({st}): {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-                Ok(std::fs::read_to_string(&log)?.lines().any(|l| l == "READY"))
-            });
-            let t = Tracer {
-                child: Some(child),
-                pid,
-                log,
-                rec: None,
-            };
-            if let Err(e) = r {
-                stop_kill(t);
-                return Err(e);
-            }
-            Ok(Some(t))
+                .stderr(out);
+            let ready = |log: &str| log.lines().any(|l| l == "READY");
+            spawn_ready("bpftrace", cmd, log, None, ready_timeout, ready).map(Some)
         }
         Config::Record | Config::Empty => {
             let rec = env.scratch.join("x.wqt");
             let out = std::fs::File::create(&log)?;
-            let mut child = Command::new(&env.wqtrace)
-                .args(["record", "-q", "-o"])
+            let mut cmd = Command::new(&env.wqtrace);
+            cmd.args(["record", "-q", "-o"])
                 .arg(&rec)
                 .args((cfg == Config::Empty).then_some("--empty-programs"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(out)
-                .spawn()
-                .context("spawning wqtrace record")?;
-            let pid = child.id() as i32;
-            let r = wait_for("wqtrace record", ready_timeout, || {
-                if let Some(st) = child.try_wait()? {
-                    bail!(
-                        "wqtrace record exited ({st}): {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-                Ok(std::fs::read_to_string(&log)?.contains("recording to"))
-            });
-            let t = Tracer {
-                child: Some(child),
-                pid,
-                log,
-                rec: Some(rec),
-            };
-            if let Err(e) = r {
-                stop_kill(t);
-                return Err(e);
-            }
-            Ok(Some(t))
+                .stderr(out);
+            let ready = |log: &str| log.contains("recording to");
+            spawn_ready("wqtrace record", cmd, log, Some(rec), ready_timeout, ready).map(Some)
         }
         Config::Tui => {
             let _ = tmux(&["kill-session", "-t", TMUX_SESSION]);
