@@ -104,6 +104,7 @@ fn finish_post(c: &PostCtx) {
 fn snap_watches(c: &mut PostCtx, wlist: u64, which: Watches) {
     let mut node: u64 = rd(wlist, off!(wlist_watchers)).unwrap_or(0);
     let node_off = off!(watch_list_node) as u64;
+    let mut found = false;
     for i in 0..MAX_WATCHES {
         if node == 0 {
             break;
@@ -126,8 +127,14 @@ fn snap_watches(c: &mut PostCtx, wlist: u64, which: Watches) {
             c.n = (i + 1) as u32;
         }
         if let Watches::OfQueue(..) = which {
+            found = true;
             break;
         }
+    }
+    if node != 0 && !found {
+        // Watches past the ones this bounded walk follows: whatever the poster writes into
+        // their queues goes unreported, so it counts as lost rather than vanishing.
+        crate::emit::lost();
     }
 }
 

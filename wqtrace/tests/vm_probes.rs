@@ -235,6 +235,61 @@ fn kprobe_path_posts_rejections_loss() {
     kernel_function_path("kprobe", "kprobe");
 }
 
+/// A key watched from more queues than the post hook walks (4): the walked pipes get every key
+/// post, and the posts into the one past the walk are counted as lost, not dropped silently.
+#[test]
+fn watchers_past_the_walk_are_counted_lost() {
+    in_vm();
+    let t = Tracer::start(&[]);
+    let w = workload(&["notify", "--count", "3", "--extra-watchers", "4"]);
+    let (events, lost) = t.stop_counting_lost();
+    assert_eq!(w["ok"], true, "{w}");
+    let extra: Vec<u64> = w["extra_watcher_inos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(u)
+        .collect();
+    assert_eq!(extra.len(), 4, "{w}");
+    // WATCH_TYPE_KEY_NOTIFY posts on the key itself (not the keyring), as the main reader saw them.
+    let key_watch = u(&w["watch_id"]);
+    let key_posts = w["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| u(&n["type"]) == 1 && u(&n["watch_id"]) == key_watch)
+        .count() as u64;
+    assert!(key_posts >= 5, "update ×3, setperm, revoke: {w}");
+    for ino in &extra {
+        let n = events
+            .iter()
+            .filter(|e| {
+                e["kind"] == "notify_posted"
+                    && u(&e["ino"]) == *ino
+                    && u(&e["type"]) == 1
+                    && !has_flag(e, "loss")
+            })
+            .count() as u64;
+        assert_eq!(
+            n, key_posts,
+            "key posts traced into extra watcher pipe {ino}"
+        );
+    }
+    // The main watch was added first, so it is fifth on the key's list: past the walk.
+    let main = u(&w["pipe_ino"]);
+    assert!(
+        !events.iter().any(|e| e["kind"] == "notify_posted"
+            && u(&e["ino"]) == main
+            && u(&e["type"]) == 1
+            && u(&e["watch_id"]) == key_watch),
+        "a key post into the fifth watch was reported"
+    );
+    assert!(
+        lost >= key_posts,
+        "lost {lost} < {key_posts} unwalked key posts"
+    );
+}
+
 /// Without kernel-function hooks, rejections are still found (from the syscalls' errnos), and
 /// nothing claims to have seen a post.
 #[test]

@@ -130,6 +130,7 @@ pub fn run(a: &Args) -> anyhow::Result<Summary> {
         filter: false,
         watch_id: 7,
         timeout: Duration::from_secs(5),
+        extra_watchers: 0,
     };
     let oopts = overflow::Opts {
         nr_notes: 4,

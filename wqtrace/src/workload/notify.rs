@@ -38,6 +38,10 @@ pub struct Args {
     /// How long to wait for the reader to see every expected notification.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
+    /// Also watch the key from N more notification pipes (never read), created after the main
+    /// watch: the kernel puts them ahead of it on the key's watch list.
+    #[arg(long, default_value_t = 0)]
+    pub extra_watchers: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +51,7 @@ pub struct Opts {
     pub filter: bool,
     pub watch_id: u8,
     pub timeout: Duration,
+    pub extra_watchers: u32,
 }
 
 impl Args {
@@ -57,6 +62,7 @@ impl Args {
             filter: self.filter,
             watch_id: self.watch_id,
             timeout: Duration::from_millis(self.timeout_ms),
+            extra_watchers: self.extra_watchers,
         }
     }
 }
@@ -116,6 +122,8 @@ pub struct Summary {
     /// The reader gave up waiting (the write end was closed to wake it).
     pub timed_out: bool,
     pub errors: Vec<String>,
+    /// Inodes of the --extra-watchers pipes.
+    pub extra_watcher_inos: Vec<u64>,
 }
 
 struct ReaderResult {
@@ -245,12 +253,29 @@ fn run_on(opts: &Opts, rfd: OwnedFd, wfd: OwnedFd) -> anyhow::Result<Summary> {
         reader_blocked_reads: 0,
         timed_out: false,
         errors: vec![],
+        extra_watcher_inos: vec![],
     };
     if let Err(e) = sys::watch_key(key, &rfd, watch_id as i32)
         .and_then(|()| sys::watch_key(keyring, &rfd, ring_watch_id as i32))
     {
         unlink_from_process_keyring(&[key, keyring]);
         return Err(e).context("KEYCTL_WATCH_KEY");
+    }
+    let mut extra = Vec::new();
+    for _ in 0..opts.extra_watchers {
+        let watcher = sys::notification_pipe().and_then(|(r, w)| {
+            sys::ioctl_set_size(&r, opts.nr_notes)?;
+            sys::watch_key(key, &r, watch_id as i32)?;
+            s.extra_watcher_inos.push(sys::fstat_ino(&r)?);
+            Ok((r, w))
+        });
+        match watcher {
+            Ok(p) => extra.push(p),
+            Err(e) => {
+                unlink_from_process_keyring(&[key, keyring]);
+                return Err(e).context("extra watcher");
+            }
+        }
     }
 
     let (tid_tx, tid_rx) = mpsc::channel();
@@ -320,6 +345,7 @@ fn run_on(opts: &Opts, rfd: OwnedFd, wfd: OwnedFd) -> anyhow::Result<Summary> {
     // Close the pipe before dropping the keys: their destruction (key GC) would otherwise post
     // watch-removal records that nobody reads.
     drop(rfd);
+    drop(extra);
     unlink_from_process_keyring(&[key, keyring]);
     s.ok = s.errors.is_empty()
         && !s.timed_out
