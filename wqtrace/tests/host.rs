@@ -4,8 +4,13 @@
 
 mod common;
 
-use std::{process::Command, sync::Mutex};
+use std::{
+    process::Command,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
+use common::tmux::Tmux;
 use common::{Tracer, WQTRACE, doctor_json, has_flag, kind, plan_method, u, workload};
 
 static KERNEL: Mutex<()> = Mutex::new(());
@@ -229,4 +234,63 @@ fn missing_btf_is_one_clear_line() {
         err.contains("--btf") && err.contains("/nonexistent/vmlinux"),
         "{err}"
     );
+}
+
+/// `wqtrace tui -- CMD` on a real terminal: the command starts once the probes are attached,
+/// its output stays off the screen, the TUI outlives nothing it started: `q` stops the command
+/// (still running) and the TUI exits 0.
+#[test]
+fn tui_runs_a_command_and_stops_it_on_quit() {
+    let t = Tmux {
+        socket: "wqtrace-host-tui",
+        session: "tui",
+    };
+    let dir = std::env::temp_dir().join(format!("wqtrace-host-tui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pid_file, exit_file) = (dir.join("pid"), dir.join("exit"));
+    let cmd = format!(
+        "{WQTRACE} tui -- sh -c 'echo $$ >{pid}; echo NOISE-ON-STDOUT; exec sleep 300'; echo $? >{exit}; sleep 600",
+        pid = pid_file.display(),
+        exit = exit_file.display()
+    );
+    t.start(100, 30, &cmd);
+    t.wait_screen("the TUI", Duration::from_secs(60), |s| s.contains(" LIVE "));
+    let t0 = Instant::now();
+    let pid = loop {
+        if let Ok(p) = std::fs::read_to_string(&pid_file)
+            && let Ok(p) = p.trim().parse::<u32>()
+        {
+            break p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the command never ran"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let proc_dir = format!("/proc/{pid}");
+    assert!(
+        std::path::Path::new(&proc_dir).exists(),
+        "command not running"
+    );
+    assert!(!t.capture().contains("NOISE-ON-STDOUT"), "{}", t.capture());
+
+    t.keys(&["q"]);
+    let t0 = Instant::now();
+    while !exit_file.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the TUI did not quit on q: {}",
+            t.capture()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
+    assert!(
+        !std::path::Path::new(&proc_dir).exists(),
+        "the command outlived the TUI"
+    );
+    t.kill_server();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,49 +8,20 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SOCKET: &str = "wqtrace-vm-tui";
-const SESSION: &str = "tui";
+mod common;
+
+use common::tmux::Tmux;
+
+const T: Tmux = Tmux {
+    socket: "wqtrace-vm-tui",
+    session: "tui",
+};
 
 fn in_vm() {
     assert!(
         std::env::var_os("WQTRACE_IN_VM").is_some(),
         "this test needs the test VM: run it with `cargo xtask test --vm-only`"
     );
-}
-
-fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .arg("-L")
-        .arg(SOCKET)
-        .args(args)
-        .env("TERM", "xterm-256color")
-        .output()
-        .expect("tmux (installed by `cargo xtask setup`)");
-    assert!(
-        out.status.success(),
-        "tmux {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn capture() -> String {
-    tmux(&["capture-pane", "-p", "-t", SESSION])
-}
-
-/// Polls the screen until `pred` holds (returns that screen) or `timeout` passes (panics).
-fn wait_screen(what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-    let t0 = Instant::now();
-    loop {
-        let s = capture();
-        if pred(&s) {
-            return s;
-        }
-        if t0.elapsed() > timeout {
-            panic!("timed out waiting for {what}; screen:\n{s}");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// Every process's fds that are BPF programs (`anon_inode:bpf-prog`), as "pid comm" lines.
@@ -109,27 +80,14 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
     let progs_before = bpftool_progs();
     assert!(bpf_prog_holders().is_empty(), "{:?}", bpf_prog_holders());
 
-    let _ = Command::new("tmux")
-        .args(["-L", SOCKET, "kill-server"])
-        .output();
     let cmd = format!(
         "{bin} tui -i 200 2>{err}; echo $? >{exit}; sleep 600",
         err = err_file.display(),
         exit = exit_file.display()
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        SESSION,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
+    T.start(100, 30, &cmd);
     // Probes attached and the first frame drawn.
-    wait_screen("the TUI", Duration::from_secs(60), |s| s.contains(" LIVE "));
+    T.wait_screen("the TUI", Duration::from_secs(60), |s| s.contains(" LIVE "));
     let holders = bpf_prog_holders();
     assert!(
         holders.iter().any(|h| h.ends_with("wqtrace")),
@@ -146,7 +104,7 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The workload is over: the screen shows its results at the next redraws.
-    let s = wait_screen(
+    let s = T.wait_screen(
         "a notification pipe, a rejected splice",
         Duration::from_secs(30),
         |s| s.lines().any(|l| l.starts_with('◆')) && number_after(s, "rejected ").unwrap_or(0) > 0,
@@ -203,18 +161,18 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
     );
 
     // Filter to nothing and back, then quit.
-    tmux(&["send-keys", "-t", SESSION, "/", "zzzz", "Enter"]);
-    wait_screen("the filter", Duration::from_secs(10), |s| {
+    T.keys(&["/", "zzzz", "Enter"]);
+    T.wait_screen("the filter", Duration::from_secs(10), |s| {
         s.contains("no pipe matches the filter")
     });
-    tmux(&["send-keys", "-t", SESSION, "Escape"]);
-    tmux(&["send-keys", "-t", SESSION, "q"]);
+    T.keys(&["Escape"]);
+    T.keys(&["q"]);
     let t0 = Instant::now();
     while !exit_file.exists() {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
             "the TUI did not quit on q: {}",
-            capture()
+            T.capture()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -224,7 +182,7 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
     assert_eq!(code.trim(), "0", "exit status; stderr: {stderr}");
     assert!(stderr.contains("events,"), "summary line: {stderr}");
     // The terminal is back on the normal screen (the summary line and no table).
-    let after = capture();
+    let after = T.capture();
     assert!(
         !after.contains("PROCESSES"),
         "alternate screen left: {after}"
@@ -239,8 +197,6 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
     if let (Some(before), Some(after)) = (progs_before, bpftool_progs()) {
         assert_eq!(before, after, "bpftool prog list changed");
     }
-    let _ = Command::new("tmux")
-        .args(["-L", SOCKET, "kill-server"])
-        .output();
+    T.kill_server();
     let _ = std::fs::remove_dir_all(&dir);
 }

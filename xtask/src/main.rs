@@ -44,8 +44,10 @@ enum Cmd {
     Demo {
         #[arg(long, default_value = "6.12")]
         kernel: String,
+        /// Use the debug build (the default is release: under TCG a debug TUI falls behind
+        /// the workload's event rate).
         #[arg(long)]
-        release: bool,
+        debug: bool,
     },
     /// Tracing overhead benchmarks (host + VM); writes docs/benchmarks.md (see there).
     Bench(bench::Args),
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
             0
         }),
         Cmd::Vm(a) => vm::run_cli(a),
-        Cmd::Demo { kernel, release } => demo(&kernel, release),
+        Cmd::Demo { kernel, debug } => demo(&kernel, !debug),
         Cmd::Bench(a) => bench::run(a),
     };
     match res {
@@ -110,10 +112,10 @@ fn demo(kernel: &str, release: bool) -> anyhow::Result<i32> {
     build(release)?;
     let bin = wqtrace_bin(release);
     let b = util::shell_quote(&bin.to_string_lossy());
-    // The workload waits for the TUI to attach, so the notification pipes' creation is seen.
-    let script = format!(
-        "{b} workload mixed --start-delay-ms 3000 --duration 3600 >/dev/null 2>&1 & exec {b} tui"
-    );
+    // The TUI starts the workload once attached (the notification pipes' creation is seen) and
+    // stops it before detaching: unpatching an fentry trampoline while another vCPU runs
+    // through it has oopsed the TCG guest (int3 in get_pipe_info).
+    let script = format!("exec {b} tui -- {b} workload mixed --duration 3600");
     let opts = vm::RunOpts {
         series: kernel.to_string(),
         timeout: None,

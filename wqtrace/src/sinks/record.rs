@@ -314,13 +314,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         deadline,
         &mut progress,
     );
-    if let Some(c) = child.as_mut()
-        && !matches!(res, Ok(StopReason::Command(_)))
-        && c.try_wait().ok().flatten().is_none()
-    {
+    if let Some(c) = child.as_mut() {
         // We stop before the command did (signal, -d or an error): take it down with us.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let _ = c.wait();
+        stop::command(c, Duration::from_secs(5));
     }
     let reason = res?;
     let (file, trailer) = w

@@ -3,6 +3,8 @@
 //! workload's own account) with what the tracer saw.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::{
     io::{BufRead, BufReader, Read},
     process::{Child, Command, Stdio},

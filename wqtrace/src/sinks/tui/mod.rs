@@ -17,7 +17,7 @@ pub mod widgets;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use ratatui::crossterm::event::{self, Event as TermEvent};
 use wqtrace_common::Event;
 
@@ -41,15 +41,35 @@ pub struct Args {
         default_value_t = 250
     )]
     pub interval: u64,
+    /// Run this command once the probes are attached (its output is discarded: the terminal is
+    /// the TUI's). The TUI stays after it exits; quitting stops it if it still runs.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     stop::install();
     // Load and attach before touching the terminal: errors (privileges, BTF) print normally.
     let src = LiveSource::open(&args.probe)?;
+    let mut child = match args.command.split_first() {
+        None => None,
+        Some((prog, rest)) => Some(
+            std::process::Command::new(prog)
+                .args(rest)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .with_context(|| format!("cannot run {prog}"))?,
+        ),
+    };
     let mut feed = LiveFeed::new(src, ModelConfig::default());
     let interval = Duration::from_millis(args.interval.max(20));
-    run_loop(&mut feed, App::new(false), interval)?;
+    let res = run_loop(&mut feed, App::new(false), interval);
+    if let Some(c) = child.as_mut() {
+        stop::command(c, Duration::from_secs(2));
+    }
+    res?;
     let c = feed.model.counters();
     eprintln!("wqtrace: {} events, {} lost", c.events, c.lost);
     // `feed` drops here: the probes detach.
@@ -85,13 +105,18 @@ pub fn boottime_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Events applied between two looks at the keyboard (at most).
+pub const APPLY_CHUNK: usize = 2048;
+
 /// Events from a live (or any) [`EventSource`], applied as they come. Pausing freezes a copy
 /// of the model for display; the live model keeps counting.
 pub struct LiveFeed<S: EventSource> {
     pub src: S,
     pub model: Model,
     frozen: Option<(Model, u64)>,
+    /// Events taken from the source; those from `next` on are not applied yet.
     batch: Vec<Event>,
+    next: usize,
     /// Override of the clock (tests); None = CLOCK_BOOTTIME.
     pub clock: Option<u64>,
 }
@@ -103,6 +128,7 @@ impl<S: EventSource> LiveFeed<S> {
             model: Model::new(cfg),
             frozen: None,
             batch: Vec::with_capacity(4096),
+            next: 0,
             clock: None,
         }
     }
@@ -111,16 +137,24 @@ impl<S: EventSource> LiveFeed<S> {
         self.clock.unwrap_or_else(boottime_ns)
     }
 
-    /// Drains what the source has now, waiting at most `max_wait` for the first event.
-    /// Returns the number of events applied.
+    /// Applies up to [`APPLY_CHUNK`] events: left over from the last batch, else from the source
+    /// (waiting at most `max_wait` for the first). Returns the number applied; 0 = none came.
+    /// A batch can hold a quarter of a million events, and a model far behind (a slow machine,
+    /// an emulated one) must still see keys between chunks.
     pub fn drain(&mut self, max_wait: Duration) -> Result<usize> {
-        self.batch.clear();
-        self.src.next_batch(&mut self.batch, max_wait)?;
-        for e in &self.batch {
+        if self.next == self.batch.len() {
+            self.batch.clear();
+            self.next = 0;
+            self.src.next_batch(&mut self.batch, max_wait)?;
+        }
+        let end = self.batch.len().min(self.next + APPLY_CHUNK);
+        for e in &self.batch[self.next..end] {
             self.model.apply(e);
         }
+        let n = end - self.next;
+        self.next = end;
         self.model.set_lost(self.src.lost());
-        Ok(self.batch.len())
+        Ok(n)
     }
 }
 

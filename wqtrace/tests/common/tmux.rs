@@ -1,0 +1,81 @@
+//! A detached tmux session on its own server socket: the TUI tests' real terminal.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Tmux {
+    pub socket: &'static str,
+    pub session: &'static str,
+}
+
+impl Tmux {
+    /// `tmux -L socket ARGS…`, which must succeed; its stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(self.socket)
+            .args(args)
+            .env("TERM", "xterm-256color")
+            .output()
+            .expect("tmux (installed by `cargo xtask setup`)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A new session of `w`×`h` running the shell command `cmd`.
+    pub fn start(&self, w: u16, h: u16, cmd: &str) {
+        self.kill_server();
+        let (w, h) = (w.to_string(), h.to_string());
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            self.session,
+            "-x",
+            &w,
+            "-y",
+            &h,
+            cmd,
+        ]);
+    }
+
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", self.session];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    pub fn capture(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", self.session])
+    }
+
+    /// Polls the screen until `pred` holds (returns that screen) or `timeout` passes (panics).
+    pub fn wait_screen(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.capture();
+            if pred(&s) {
+                return s;
+            }
+            if t0.elapsed() > timeout {
+                panic!("timed out waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    pub fn kill_server(&self) {
+        let _ = Command::new("tmux")
+            .args(["-L", self.socket, "kill-server"])
+            .output();
+    }
+}
