@@ -357,6 +357,76 @@ fn contended_mutex_and_waits_in_locks_panel() {
     assert!(s.contains(&format!("{} splicer", SPLICER.tgid)), "{s}");
 }
 
+/// A released pipe stays in the table for a while (its end can be read), then leaves it for the
+/// live ones, counted in the title; the filter still finds it.
+#[test]
+fn released_pipes_leave_the_table_after_a_while() {
+    let mut b = Builder::default();
+    let created = |b: &mut Builder, dt: u64, pipe: u64, ino: u64, notif: bool| {
+        let mut e = b.ev(dt, EventKind::PipeCreated, Op::Pipe2, WRITER, pipe, ino);
+        e.ring_size = 16;
+        if notif {
+            e.flags |= flags::NOTIFICATION_PIPE;
+        }
+        b.push(e);
+    };
+    created(&mut b, 0, 0xa000, 501, true);
+    created(&mut b, 1_000, 0xb000, 502, false);
+    // free_pipe_info (no op): the pipe itself is gone, not just one fd.
+    let e = b.ev(
+        1_000,
+        EventKind::PipeReleased,
+        Op::None,
+        WRITER,
+        0xa000,
+        501,
+    );
+    b.push(e);
+    let meta = meta_for_tests("6.12.0", true);
+    let mut app = App::default();
+
+    // 5 s after the release: still listed, marked gone.
+    let mut e = b.ev(
+        5_000_000_000,
+        EventKind::RingOp,
+        Op::Write,
+        WRITER,
+        0xb000,
+        502,
+    );
+    (e.head, e.ring_size, e.ret) = (1, 16, 8);
+    b.push(e);
+    let m = model_of(&b.events);
+    let s = draw(&live_view(&m, &meta), &mut app, 120, 30);
+    assert!(row_of(&s, "◆501 ").contains("gone"), "{}", screen(&s));
+    // Live pipes above released ones, even above a released notification pipe.
+    assert!(find(&s, " 502 ").unwrap().1 < find(&s, "◆501 ").unwrap().1);
+
+    // 11 s after: gone from the table, counted in its title; `/501` brings it back.
+    let mut e = b.ev(
+        6_000_000_000,
+        EventKind::RingOp,
+        Op::Write,
+        WRITER,
+        0xb000,
+        502,
+    );
+    (e.head, e.ring_size, e.ret) = (2, 16, 8);
+    b.push(e);
+    let m = model_of(&b.events);
+    let s = draw(&live_view(&m, &meta), &mut app, 120, 30);
+    assert!(find(&s, "◆501 ").is_none(), "{}", screen(&s));
+    assert!(find(&s, " 502 ").is_some(), "{}", screen(&s));
+    assert!(
+        row_of(&s, " Pipes ").contains("(+1 released)"),
+        "{}",
+        screen(&s)
+    );
+    app.filter = "501".into();
+    let s = draw(&live_view(&m, &meta), &mut app, 120, 30);
+    assert!(row_of(&s, "◆501 ").contains("gone"), "{}", screen(&s));
+}
+
 #[test]
 fn filter_and_sort_show_in_the_table() {
     let m = model_of(&session_events());

@@ -119,9 +119,15 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeS
     let mut title = vec![
         Span::styled(" Pipes ", if focus { TITLE.fg(Color::Cyan) } else { TITLE }),
         Span::styled(format!("{} ", rows.len()), DIM),
+    ];
+    let hidden = v.model.pipes().count().saturating_sub(rows.len());
+    if hidden > 0 && app.filter.is_empty() {
+        title.push(Span::styled(format!("(+{hidden} released) "), DIM));
+    }
+    title.extend([
         Span::styled(format!("{NOTIF_MARK}=notification "), NOTIF),
         Span::styled(format!("sort:{} ", order_name(app.order)), DIM),
-    ];
+    ]);
     if !app.filter.is_empty() {
         title.push(Span::styled(
             format!("filter:{} ", app.filter),
