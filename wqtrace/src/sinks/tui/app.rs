@@ -94,15 +94,14 @@ impl App {
                 .any(|o| o.comm.as_str().to_lowercase().contains(&f) || o.tgid.to_string() == f)
     }
 
-    /// The pipes the table shows, in order: live ones first (notification pipes first among
-    /// them), then the released. A released pipe stays [`GONE_LINGER_NS`] (event clock) so its
-    /// end can be read, then leaves the table — short-lived pipes would otherwise bury the live
-    /// ones — unless it is the pinned selection or the filter asks for it (the model and
-    /// reports keep it).
+    /// The pipes the table shows, in order (notification pipes first, live before released in
+    /// each kind). A released pipe stays [`GONE_LINGER_NS`] (event clock) so its end can be
+    /// read, then leaves the table — short-lived pipes would otherwise bury the live ones —
+    /// unless it is the pinned selection or the filter asks for it (the model and reports keep
+    /// it).
     pub fn visible<'m>(&self, m: &'m Model) -> Vec<&'m PipeState> {
         let cutoff = m.now_ns().saturating_sub(GONE_LINGER_NS);
-        let mut rows: Vec<&PipeState> = m
-            .pipes_sorted(self.order)
+        m.pipes_sorted(self.order)
             .into_iter()
             .filter(|p| {
                 p.released_ts_ns.is_none_or(|t| t >= cutoff)
@@ -110,9 +109,7 @@ impl App {
                     || (self.pinned && self.selected == Some(p.addr))
             })
             .filter(|p| self.matches(p))
-            .collect();
-        rows.sort_by_key(|p| p.is_released());
-        rows
+            .collect()
     }
 
     /// Index of the selected pipe in `rows`, fixing the selection up when it vanished (filtered
