@@ -150,11 +150,11 @@ fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &Ato
             Ok(()) => {}
             Err(TrySendError::Full(back)) => {
                 pending = back;
-                if pending.len() >= MAX_PENDING {
-                    // Both queues full: let the sink catch up; the kernel ring absorbs the
-                    // rest and counts what it cannot.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                // The sink is behind: hold the events here, and pause before taking more rather
+                // than spinning on a full queue (that spin, at nice -10, took the CPU the sink
+                // needed to catch up). The ring absorbs a millisecond at any rate we reach;
+                // past MAX_PENDING it counts what it cannot hold.
+                std::thread::sleep(Duration::from_millis(1));
             }
             Err(TrySendError::Disconnected(_)) => return,
         }
