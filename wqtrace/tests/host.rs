@@ -275,18 +275,7 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
     );
     assert!(!t.capture().contains("NOISE-ON-STDOUT"), "{}", t.capture());
 
-    t.keys(&["q"]);
-    let t0 = Instant::now();
-    while !exit_file.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the TUI did not quit on q: {}",
-            t.capture()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
+    assert_eq!(t.quit(&exit_file), "0");
     assert!(
         !std::path::Path::new(&proc_dir).exists(),
         "the command outlived the TUI"

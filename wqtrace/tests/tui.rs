@@ -385,17 +385,15 @@ fn released_pipes_leave_the_table_after_a_while() {
     let meta = meta_for_tests("6.12.0", true);
     let mut app = App::default();
 
+    // An 8-byte write into pipe 502, `dt` after the previous event, leaving head at `head`.
+    let write = |b: &mut Builder, dt: u64, head: u32| {
+        let mut e = b.ev(dt, EventKind::RingOp, Op::Write, WRITER, 0xb000, 502);
+        (e.head, e.ring_size, e.ret) = (head, 16, 8);
+        b.push(e);
+    };
+
     // 5 s after the release: still listed, marked gone.
-    let mut e = b.ev(
-        5_000_000_000,
-        EventKind::RingOp,
-        Op::Write,
-        WRITER,
-        0xb000,
-        502,
-    );
-    (e.head, e.ring_size, e.ret) = (1, 16, 8);
-    b.push(e);
+    write(&mut b, 5_000_000_000, 1);
     let m = model_of(&b.events);
     let s = draw(&live_view(&m, &meta), &mut app, 120, 30);
     assert!(row_of(&s, "◆501 ").contains("gone"), "{}", screen(&s));
@@ -403,16 +401,7 @@ fn released_pipes_leave_the_table_after_a_while() {
     assert!(find(&s, "◆501 ").unwrap().1 < find(&s, " 502 ").unwrap().1);
 
     // 11 s after: gone from the table, counted in its title; `/501` brings it back.
-    let mut e = b.ev(
-        6_000_000_000,
-        EventKind::RingOp,
-        Op::Write,
-        WRITER,
-        0xb000,
-        502,
-    );
-    (e.head, e.ring_size, e.ret) = (2, 16, 8);
-    b.push(e);
+    write(&mut b, 6_000_000_000, 2);
     let m = model_of(&b.events);
     let s = draw(&live_view(&m, &meta), &mut app, 120, 30);
     assert!(find(&s, "◆501 ").is_none(), "{}", screen(&s));

@@ -6,7 +6,7 @@
 //! executable in the guest with `WQTRACE_IN_VM=1 … --test-threads=1` (`cargo xtask test`).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
@@ -166,20 +166,9 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
         s.contains("no pipe matches the filter")
     });
     T.keys(&["Escape"]);
-    T.keys(&["q"]);
-    let t0 = Instant::now();
-    while !exit_file.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the TUI did not quit on q: {}",
-            T.capture()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let code = std::fs::read_to_string(&exit_file).unwrap();
+    let code = T.quit(&exit_file);
     let stderr = std::fs::read_to_string(&err_file).unwrap_or_default();
-    assert_eq!(code.trim(), "0", "exit status; stderr: {stderr}");
+    assert_eq!(code, "0", "exit status; stderr: {stderr}");
     assert!(stderr.contains("events,"), "summary line: {stderr}");
     // The terminal is back on the normal screen (the summary line and no table).
     let after = T.capture();

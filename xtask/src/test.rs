@@ -33,6 +33,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !a.vm_only {
         util::run(util::cargo().args(["fmt", "--all", "--check"]))?;
         util::run(util::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+        // --all-targets leaves out the `test = false` targets (the VM tests): lint them too.
+        let mut c = util::cargo();
+        c.args(["clippy", "-p", "wqtrace"]);
+        for n in vm_test_targets()? {
+            c.args(["--test", &n]);
+        }
+        util::run(c.args(["--", "-D", "warnings"]))?;
         let mut c = util::cargo();
         c.arg("test");
         if !util::is_root() {

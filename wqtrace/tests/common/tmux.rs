@@ -73,6 +73,27 @@ impl Tmux {
         }
     }
 
+    /// Presses `q` and waits (≤ 30 s) for the session's command to write its exit status to
+    /// `exit_file` (`…; echo $? >exit_file`); returns that status.
+    pub fn quit(&self, exit_file: &std::path::Path) -> String {
+        self.keys(&["q"]);
+        let t0 = Instant::now();
+        while !exit_file.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the TUI did not quit on q: {}",
+                self.capture()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The shell writes the status right after creating the file.
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::read_to_string(exit_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     pub fn kill_server(&self) {
         let _ = Command::new("tmux")
             .args(["-L", self.socket, "kill-server"])
