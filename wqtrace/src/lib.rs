@@ -5,6 +5,7 @@
 //! [`source`] (live ring buffer or recording) → [`model`] (pure state) → [`sinks`].
 
 pub mod cli;
+pub mod command;
 pub mod doctor;
 pub mod kernel;
 pub mod model;

@@ -29,22 +29,3 @@ pub fn requested() -> bool {
 pub fn request() {
     STOP.store(true, Ordering::SeqCst);
 }
-
-/// Take down a command wqtrace started, if it still runs: SIGTERM, then SIGKILL after `grace`.
-/// Called before the probes detach, so the command is not mid-syscall in a hooked function
-/// while its trampoline is being unpatched.
-pub fn command(c: &mut std::process::Child, grace: std::time::Duration) {
-    if c.try_wait().ok().flatten().is_some() {
-        return;
-    }
-    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-    let end = std::time::Instant::now() + grace;
-    while std::time::Instant::now() < end {
-        if c.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}

@@ -16,7 +16,7 @@ use wqtrace_common::{ABI_VERSION, Event};
 use crate::cli::ProbeOpts;
 use crate::recording::{Header, Writer};
 use crate::source::{EventSource, SessionMeta, live::LiveSource};
-use crate::{kernel, stop};
+use crate::{command, kernel, stop};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -291,15 +291,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let path = &args.output;
     let file = File::create(path).with_context(|| path.display().to_string())?;
     let mut w = Writer::new(file, &header).map_err(|e| write_error(path, 0, e))?;
-    let mut child = match args.command.split_first() {
-        None => None,
-        Some((prog, rest)) => Some(
-            std::process::Command::new(prog)
-                .args(rest)
-                .spawn()
-                .with_context(|| format!("cannot run {prog}"))?,
-        ),
-    };
+    let mut child = command::start(&args.command, false)?;
     eprintln!("wqtrace: recording to {}; Ctrl-C to stop", path.display());
     let deadline = args
         .duration
@@ -316,7 +308,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     if let Some(c) = child.as_mut() {
         // We stop before the command did (signal, -d or an error): take it down with us.
-        stop::command(c, Duration::from_secs(5));
+        command::stop(c, Duration::from_secs(5));
     }
     let reason = res?;
     let (file, trailer) = w

@@ -17,7 +17,7 @@ pub mod widgets;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use ratatui::crossterm::event::{self, Event as TermEvent};
 use wqtrace_common::Event;
 
@@ -27,7 +27,7 @@ use crate::cli::ProbeOpts;
 use crate::model::{Model, ModelConfig};
 use crate::sinks::replay::Replay;
 use crate::source::{EventSource, SessionMeta, live::LiveSource};
-use crate::stop;
+use crate::{command, stop};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -51,23 +51,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     stop::install();
     // Load and attach before touching the terminal: errors (privileges, BTF) print normally.
     let src = LiveSource::open(&args.probe)?;
-    let mut child = match args.command.split_first() {
-        None => None,
-        Some((prog, rest)) => Some(
-            std::process::Command::new(prog)
-                .args(rest)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .with_context(|| format!("cannot run {prog}"))?,
-        ),
-    };
+    let mut child = command::start(&args.command, true)?;
     let mut feed = LiveFeed::new(src, ModelConfig::default());
     let interval = Duration::from_millis(args.interval.max(20));
     let res = run_loop(&mut feed, App::new(false), interval);
     if let Some(c) = child.as_mut() {
-        stop::command(c, Duration::from_secs(2));
+        command::stop(c, Duration::from_secs(2));
     }
     res?;
     let c = feed.model.counters();
