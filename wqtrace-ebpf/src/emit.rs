@@ -23,7 +23,7 @@ fn bump(idx: u32) {
 /// Fill the header from the current task and zero the rest. Every field is assigned
 /// explicitly: no large memset/memcpy for the BPF backend to choke on.
 #[inline(always)]
-pub fn init(e: &mut Event, kind: EventKind) {
+pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
     let pid_tgid = bpf_get_current_pid_tgid();
     e.ts_ns = now();
     e.pipe = 0;
@@ -53,7 +53,7 @@ pub fn init(e: &mut Event, kind: EventKind) {
     e.subtype = 0;
     e.info = 0;
     e.owner_tid = 0;
-    e.ctx = ExecCtx::Unknown as u8;
+    e.ctx = ctx;
     e._pad = [0; 7];
     e.owner_comm = [0; 16];
     unsafe { bpf_get_current_comm(e.comm.as_mut_ptr().cast(), 16) };
@@ -107,8 +107,7 @@ macro_rules! emit {
         match crate::maps::EVENTS.reserve::<wqtrace_common::Event>(0) {
             Some(mut entry) => {
                 let $e = unsafe { &mut *entry.as_mut_ptr() };
-                crate::emit::init($e, $kind);
-                $e.ctx = $ctx;
+                crate::emit::init($e, $kind, $ctx);
                 $body
                 entry.submit(0);
                 crate::emit::submitted();

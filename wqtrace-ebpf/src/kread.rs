@@ -175,10 +175,10 @@ pub fn ring(pipe: u64) -> Ring {
         }
     }
     Ring {
-        head: rd_index(pipe, off!(pipe_head)),
-        tail: rd_index(pipe, off!(pipe_tail)),
-        ring_size: rd(pipe, off!(pipe_ring_size)).unwrap_or(0),
-        max_usage: rd(pipe, off!(pipe_max_usage)).unwrap_or(0),
+        head: rd_index(pipe, h),
+        tail: rd_index(pipe, t),
+        ring_size: rd(pipe, rs).unwrap_or(0),
+        max_usage: rd(pipe, mu).unwrap_or(0),
     }
 }
 
