@@ -30,14 +30,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !a.no_setup {
         setup::setup()?;
     }
+    // `cargo metadata` once: clippy and the VM stage both need the VM test targets.
+    let vm_targets = vm_test_targets()?;
     if !a.vm_only {
         util::run(util::cargo().args(["fmt", "--all", "--check"]))?;
         util::run(util::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
         // --all-targets leaves out the `test = false` targets (the VM tests): lint them too.
         let mut c = util::cargo();
         c.args(["clippy", "-p", "wqtrace"]);
-        for n in vm_test_targets()? {
-            c.args(["--test", &n]);
+        for n in &vm_targets {
+            c.args(["--test", n]);
         }
         util::run(c.args(["--", "-D", "warnings"]))?;
         let mut c = util::cargo();
@@ -56,7 +58,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         eprintln!("xtask test: host stage done after {:.0?}", t0.elapsed());
     }
     if !a.no_vm {
-        vm_stage(a.vm_timeout)?;
+        vm_stage(a.vm_timeout, &vm_targets)?;
     }
     eprintln!("xtask test: all stages passed in {:.0?}", t0.elapsed());
     Ok(())
@@ -91,8 +93,7 @@ fn vm_test_targets() -> anyhow::Result<Vec<String>> {
 }
 
 /// Builds the VM test targets and returns their executables.
-fn build_vm_tests() -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let names = vm_test_targets()?;
+fn build_vm_tests(names: &[String]) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let mut c = util::cargo();
     c.args([
         "test",
@@ -101,7 +102,7 @@ fn build_vm_tests() -> anyhow::Result<Vec<std::path::PathBuf>> {
         "--no-run",
         "--message-format=json-render-diagnostics",
     ]);
-    for n in &names {
+    for n in names {
         c.args(["--test", n]);
     }
     c.stderr(std::process::Stdio::inherit());
@@ -134,8 +135,8 @@ fn build_vm_tests() -> anyhow::Result<Vec<std::path::PathBuf>> {
     Ok(exes)
 }
 
-fn vm_stage(timeout: u64) -> anyhow::Result<()> {
-    let exes = build_vm_tests()?;
+fn vm_stage(timeout: u64, targets: &[String]) -> anyhow::Result<()> {
+    let exes = build_vm_tests(targets)?;
     // One boot per kernel runs every VM test executable; the status says whether all passed.
     let mut cmd = vec![
         "sh".to_string(),
