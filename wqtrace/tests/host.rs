@@ -6,23 +6,19 @@ mod common;
 
 use std::{
     process::Command,
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use common::tmux::Tmux;
-use common::{Tracer, WQTRACE, doctor_json, has_flag, kind, plan_method, u, workload};
-
-static KERNEL: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    KERNEL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::{
+    Tracer, WQTRACE, contend_tids, doctor_json, has_flag, kernel_lock, kind, plan_method, u,
+    workload,
+};
 
 /// `doctor` tells the truth about this kernel, decided by trying.
 #[test]
 fn doctor_reports_this_kernel() {
-    let _g = lock();
+    let _g = kernel_lock();
     let d = doctor_json();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(d["kernel_release"], release.trim());
@@ -74,7 +70,7 @@ fn doctor_reports_this_kernel() {
 /// waits; the mutex fight as contention with real owners.
 #[test]
 fn trace_counts_every_byte_written_to_a_pipe() {
-    let _g = lock();
+    let _g = kernel_lock();
     let t = Tracer::start(&[]);
     let links = t.link_ids();
     // sys_enter, sys_exit, sched_switch, contention_begin, contention_end.
@@ -104,15 +100,7 @@ fn trace_counts_every_byte_written_to_a_pipe() {
     for e in kind(&events, "ring_op", pid) {
         assert!(u(&e["occupancy"]) <= u(&e["ring_size"]), "{e}");
     }
-    // The workload's threads, and its main thread (tid == pid): closing the write end takes the
-    // pipe mutex too (pipe_release).
-    let tids: Vec<u64> = w["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| u(&t["tid"]))
-        .chain([u(&w["pid"])])
-        .collect();
+    let tids = contend_tids(&w);
     let waits = kind(&events, "pipe_wait", pid);
     assert!(
         waits
@@ -138,7 +126,7 @@ fn trace_counts_every_byte_written_to_a_pipe() {
 /// Successful splices/tees on ordinary pipes are ring operations, never rejections.
 #[test]
 fn ordinary_splices_are_not_rejections() {
-    let _g = lock();
+    let _g = kernel_lock();
     let t = Tracer::start(&[]);
     let w = workload(&["reject", "--ordinary-only"]);
     let events = t.stop();
@@ -163,7 +151,7 @@ fn ordinary_splices_are_not_rejections() {
 /// `-p` filters in the kernel: nothing from other processes comes out.
 #[test]
 fn pid_filter_keeps_only_that_process() {
-    let _g = lock();
+    let _g = kernel_lock();
     // A pipe user that lives long enough to be filtered for.
     let mut child = Command::new(WQTRACE)
         .args([
@@ -249,12 +237,10 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
     std::fs::create_dir_all(&dir).unwrap();
     let (pid_file, exit_file) = (dir.join("pid"), dir.join("exit"));
     let cmd = format!(
-        "{WQTRACE} tui -- sh -c 'echo $$ >{pid}; echo NOISE-ON-STDOUT; exec sleep 300'; echo $? >{exit}; sleep 600",
+        "{WQTRACE} tui -- sh -c 'echo $$ >{pid}; echo NOISE-ON-STDOUT; exec sleep 300'",
         pid = pid_file.display(),
-        exit = exit_file.display()
     );
-    t.start(100, 30, &cmd);
-    t.wait_screen("the TUI", Duration::from_secs(60), |s| s.contains(" LIVE "));
+    t.start_tui(100, 30, &cmd, &exit_file);
     let t0 = Instant::now();
     let pid = loop {
         if let Ok(p) = std::fs::read_to_string(&pid_file)

@@ -2,21 +2,15 @@
 //! parsers accept, bounded series and memory under pipe churn, the loopback-only default, and a
 //! prompt clean exit on SIGTERM. Serve sessions share the kernel, so they run one at a time.
 
-mod serve_common;
+mod common;
 
 use std::{
     process::Command,
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
-use serve_common::{Server, WQTRACE, parse, samples, sum};
-
-static KERNEL: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    KERNEL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::serve::{Server, parse, samples, sum};
+use common::{WQTRACE, kernel_lock};
 
 /// `n` pipes, each created, written (one byte), read and closed by this process.
 fn churn(n: usize) {
@@ -53,7 +47,7 @@ fn wait_created(s: &Server, want: f64) -> f64 {
 
 #[test]
 fn healthz_and_a_scrape_that_parses() {
-    let _g = lock();
+    let _g = kernel_lock();
     let s = Server::start(&[]);
     let (code, _, body) = s.get("/healthz", None);
     assert_eq!((code, body.as_str()), (200, "ok\n"));
@@ -142,25 +136,21 @@ fn healthz_and_a_scrape_that_parses() {
 /// serve process's RSS after 10,000 pipes is what it was after 1,000 (within a tolerance).
 #[test]
 fn pipe_churn_stays_bounded() {
-    let _g = lock();
+    let _g = kernel_lock();
     // --all-pipes: the host has no notification pipes, so let ordinary pipes feed the gauge.
     let pid = std::process::id().to_string();
     let s = Server::start(&["--all-pipes", "--pid", &pid]);
-    churn(1_000);
-    let n1 = wait_created(&s, 1_000.0);
-    assert!(n1 >= 1_000.0, "{n1}");
-    let t = Instant::now();
-    let m1 = s.metrics();
-    let scrape1 = t.elapsed();
-    let rss1 = s.rss_kib();
-
-    churn(9_000);
-    let n2 = wait_created(&s, 10_000.0);
-    assert!(n2 >= 10_000.0, "{n2}");
-    let t = Instant::now();
-    let m2 = s.metrics();
-    let scrape2 = t.elapsed();
-    let rss2 = s.rss_kib();
+    // `n` more pipes, until serve has seen `total` in all: a scrape, its time, serve's RSS.
+    let churn_to = |n: usize, total: f64| {
+        churn(n);
+        let seen = wait_created(&s, total);
+        assert!(seen >= total, "{seen}");
+        let t = Instant::now();
+        let m = s.metrics();
+        (m, t.elapsed(), s.rss_kib())
+    };
+    let (m1, scrape1, rss1) = churn_to(1_000, 1_000.0);
+    let (m2, scrape2, rss2) = churn_to(9_000, 10_000.0);
 
     let fams = parse(&m2, false);
     let gauge = samples(&fams, "wqtrace_pipe_ring_occupancy_slots");
@@ -263,7 +253,7 @@ fn non_loopback_needs_allow_remote() {
 /// SIGTERM: exit 0 promptly, the probes detached (the process is gone) and the port closed.
 #[test]
 fn sigterm_exits_cleanly() {
-    let _g = lock();
+    let _g = kernel_lock();
     let s = Server::start(&[]);
     let addr = s.addr.clone();
     assert_eq!(s.get("/healthz", None).0, 200);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Tracer, has_flag, kind, u, workload};
+use common::{Tracer, contend_tids, has_flag, kind, u, workload};
 use serde_json::Value;
 
 fn in_vm() {
@@ -34,28 +34,17 @@ fn check_notify(events: &[Value], w: &Value) {
     let mut posts = posts;
     posts.sort_by_key(|e| u(&e["ts_ns"]));
     let read = w["notifications"].as_array().unwrap();
-    let seen: Vec<(u64, u64, u64, u64)> = posts
-        .iter()
-        .map(|e| {
-            (
-                u(&e["type"]),
-                u(&e["subtype"]),
-                u(&e["watch_id"]),
-                u(&e["len"]),
-            )
-        })
-        .collect();
-    let want: Vec<(u64, u64, u64, u64)> = read
-        .iter()
-        .map(|n| {
-            (
-                u(&n["type"]),
-                u(&n["subtype"]),
-                u(&n["watch_id"]),
-                u(&n["len"]),
-            )
-        })
-        .collect();
+    // Traced posts and the workload's notifications name these fields alike.
+    let key = |n: &&Value| {
+        (
+            u(&n["type"]),
+            u(&n["subtype"]),
+            u(&n["watch_id"]),
+            u(&n["len"]),
+        )
+    };
+    let seen: Vec<_> = posts.iter().map(key).collect();
+    let want: Vec<_> = read.iter().map(|n| key(&n)).collect();
     assert_eq!(seen, want, "posted (traced) vs read (workload)");
     // Each post wrote slot head_before & (ring_size - 1) and advanced head by one; keyctl posts
     // from the workload run in task context (read from preempt_count via kallsyms).
@@ -334,15 +323,7 @@ fn contend_waits_and_mutex_owners() {
     let events = t.stop();
     let pid = u(&w["pid"]);
     let ino = u(&w["pipe_ino"]);
-    // The workload's threads, and its main thread (tid == pid): closing the write end takes the
-    // pipe mutex too (pipe_release).
-    let tids: Vec<u64> = w["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| u(&t["tid"]))
-        .chain([u(&w["pid"])])
-        .collect();
+    let tids = contend_tids(&w);
     let waits: Vec<&Value> = kind(&events, "pipe_wait", pid)
         .into_iter()
         .filter(|e| u(&e["ino"]) == ino)

@@ -4,15 +4,16 @@
 //! Declared `test = false`: build with `cargo test -p wqtrace --test vm_serve --no-run` and run
 //! the executable in the guest with `WQTRACE_IN_VM=1 … --test-threads=1` (`cargo xtask test`).
 
-mod serve_common;
+mod common;
 
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use common::WQTRACE;
+use common::serve::{Server, parse, samples, sum};
 use serde_json::Value;
-use serve_common::{Server, WQTRACE, parse, samples, sum};
 
 fn in_vm() {
     assert!(

@@ -80,14 +80,12 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
     let progs_before = bpftool_progs();
     assert!(bpf_prog_holders().is_empty(), "{:?}", bpf_prog_holders());
 
-    let cmd = format!(
-        "{bin} tui -i 200 2>{err}; echo $? >{exit}; sleep 600",
-        err = err_file.display(),
-        exit = exit_file.display()
+    T.start_tui(
+        100,
+        30,
+        &format!("{bin} tui -i 200 2>{}", err_file.display()),
+        &exit_file,
     );
-    T.start(100, 30, &cmd);
-    // Probes attached and the first frame drawn.
-    T.wait_screen("the TUI", Duration::from_secs(60), |s| s.contains(" LIVE "));
     let holders = bpf_prog_holders();
     assert!(
         holders.iter().any(|h| h.ends_with("wqtrace")),

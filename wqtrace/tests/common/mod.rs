@@ -3,6 +3,7 @@
 //! workload's own account) with what the tracer saw.
 #![allow(dead_code)]
 
+pub mod serve;
 pub mod tmux;
 
 use std::{
@@ -14,6 +15,12 @@ use std::{
 use serde_json::Value;
 
 pub const WQTRACE: &str = env!("CARGO_BIN_EXE_wqtrace");
+
+/// Tests of one binary that load probes take turns: their sessions share the kernel.
+pub fn kernel_lock() -> std::sync::MutexGuard<'static, ()> {
+    static KERNEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    KERNEL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub struct Tracer {
     child: Child,
@@ -246,4 +253,16 @@ pub fn plan_method(d: &Value, plan: &str, hook: &str) -> String {
         .find(|h| h["hook"] == hook)
         .map(|h| h["method"].as_str().unwrap().to_string())
         .unwrap_or_default()
+}
+
+/// The tids of a `workload contend` summary: its threads and its main thread (tid == pid), which
+/// takes the pipe mutex too when it closes the write end (pipe_release).
+pub fn contend_tids(w: &Value) -> Vec<u64> {
+    w["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| u(&t["tid"]))
+        .chain([u(&w["pid"])])
+        .collect()
 }

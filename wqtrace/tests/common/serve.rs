@@ -1,6 +1,5 @@
 //! Shared by the `serve` tests (host and VM): start `wqtrace serve`, scrape it, parse the
 //! exposition with the official Python parser (PyPI `prometheus-client`).
-#![allow(dead_code)]
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-pub const WQTRACE: &str = env!("CARGO_BIN_EXE_wqtrace");
+use super::WQTRACE;
 
 pub struct Server {
     pub child: Child,

@@ -43,6 +43,15 @@ impl Tmux {
         ]);
     }
 
+    /// Runs `tui_cmd` (a shell command starting `wqtrace tui`) in a new `w`×`h` session, its
+    /// exit status going to `exit_file` for [`quit`](Self::quit), and waits for the first live
+    /// frame (probes attached).
+    pub fn start_tui(&self, w: u16, h: u16, tui_cmd: &str, exit_file: &std::path::Path) {
+        let cmd = format!("{tui_cmd}; echo $? >{}; sleep 600", exit_file.display());
+        self.start(w, h, &cmd);
+        self.wait_screen("the TUI", Duration::from_secs(60), |s| s.contains(" LIVE "));
+    }
+
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", self.session];
         args.extend_from_slice(keys);
