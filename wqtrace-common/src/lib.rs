@@ -6,7 +6,7 @@
 #![no_std]
 
 /// Bumped whenever [`Event`] or [`Offsets`] change layout.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Sentinel for an offset the running kernel does not have (field missing from its BTF).
 pub const NO_OFFSET: u32 = u32::MAX;
@@ -156,24 +156,105 @@ impl ExecCtx {
 pub mod flags {
     /// The pipe has a watch_queue (O_NOTIFICATION_PIPE).
     pub const NOTIFICATION_PIPE: u16 = 1 << 0;
-    /// NotifyPosted: the post was lost (ring full or no free note).
+    /// NotifyPosted: the post was lost (ring full or no free note). Alone (without RING_FULL
+    /// or NOTES_FULL) it means lost for a reason concurrent posters and readers hid.
     pub const LOSS: u16 = 1 << 1;
-    /// NotifyPosted: the ring was full when the post started.
+    /// NotifyPosted (with LOSS): the ring was full when the poster held the ring lock.
     pub const RING_FULL: u16 = 1 << 2;
-    /// NotifyPosted: no free note was left when the post started.
+    /// NotifyPosted (with LOSS): the ring had room but no note was free.
     pub const NOTES_FULL: u16 = 1 << 3;
-    /// NotifyPosted: the queue's filter (or a watch id mismatch) skipped this pipe.
+    /// NotifyPosted: the queue's filter skipped this pipe.
     pub const FILTERED: u16 = 1 << 4;
     /// The pipe mutex was held by a task (`owner_pid`) while the event happened.
     pub const MUTEX_HELD: u16 = 1 << 5;
     /// LockContended: the lock is the pipe mutex (else the rd_wait spinlock).
     pub const LOCK_MUTEX: u16 = 1 << 6;
-    /// RingOp: the buffer a reader consumed carried PIPE_BUF_FLAG_LOSS.
+    /// RingOp: the read returned at least one loss record (WATCH_META_LOSS_NOTIFICATION);
+    /// `info` holds how many.
     pub const LOSS_SEEN: u16 = 1 << 7;
     /// PipeWait: measured as off-CPU time inside a syscall (sched_switch), not a wait function.
     pub const OFF_CPU: u16 = 1 << 8;
     /// The attach method that produced this event was a kprobe/fentry (else a tracepoint).
     pub const FROM_KFUNC: u16 = 1 << 9;
+    /// NotifyPosted: it did not land, and wqtrace cannot know why (no hook sees posts land on
+    /// this kernel, a security module may have refused it, or the queue was being torn down).
+    pub const OUTCOME_UNKNOWN: u16 = 1 << 10;
+    /// NotifyPosted: the object had more watches than the bounded walk follows; what happened
+    /// to the posts past the walk that did not land is not attributed to a pipe (`pipe` = 0).
+    pub const UNATTRIBUTED: u16 = 1 << 11;
+    /// LockContended: the waiter spun (a spinlock, or a mutex's optimistic spin).
+    pub const LOCK_SPIN: u16 = 1 << 12;
+    /// LockContended: the waiter slept (a mutex's sleep phase).
+    pub const LOCK_SLEEP: u16 = 1 << 13;
+    /// RingOp: the pipe was the op's destination (the op wrote into it).
+    pub const RING_DST: u16 = 1 << 14;
+}
+
+/// What became of one notification post into one queue. Exactly one per NotifyPosted event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PostOutcome {
+    /// Written into the ring: `slot` and `note` say where.
+    Landed,
+    LostRingFull,
+    LostNotesFull,
+    /// Lost, but whether the ring or the notes were full is not known (concurrent posters and
+    /// readers moved the ring while the post ran).
+    LostReasonUnknown,
+    SkippedFilter,
+    /// Did not land, cause unknown (see [`flags::OUTCOME_UNKNOWN`]).
+    Unknown,
+    /// Past the bounded watch walk and not landed (see [`flags::UNATTRIBUTED`]).
+    Unattributed,
+}
+
+impl PostOutcome {
+    pub const ALL: [PostOutcome; 7] = [
+        Self::Landed,
+        Self::LostRingFull,
+        Self::LostNotesFull,
+        Self::LostReasonUnknown,
+        Self::SkippedFilter,
+        Self::Unknown,
+        Self::Unattributed,
+    ];
+
+    /// Decided from the event flags, once, for every consumer.
+    pub const fn from_flags(f: u16) -> Self {
+        if f & flags::UNATTRIBUTED != 0 {
+            Self::Unattributed
+        } else if f & flags::OUTCOME_UNKNOWN != 0 {
+            Self::Unknown
+        } else if f & flags::FILTERED != 0 {
+            Self::SkippedFilter
+        } else if f & flags::RING_FULL != 0 {
+            Self::LostRingFull
+        } else if f & flags::NOTES_FULL != 0 {
+            Self::LostNotesFull
+        } else if f & flags::LOSS != 0 {
+            Self::LostReasonUnknown
+        } else {
+            Self::Landed
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Landed => "landed",
+            Self::LostRingFull => "lost_ring_full",
+            Self::LostNotesFull => "lost_notes_full",
+            Self::LostReasonUnknown => "lost_reason_unknown",
+            Self::SkippedFilter => "skipped_filter",
+            Self::Unknown => "unknown",
+            Self::Unattributed => "unattributed",
+        }
+    }
+
+    pub const fn is_lost(self) -> bool {
+        matches!(
+            self,
+            Self::LostRingFull | Self::LostNotesFull | Self::LostReasonUnknown
+        )
+    }
 }
 
 /// One event, as the programs write it into the ring buffer.
@@ -272,6 +353,29 @@ impl Event {
         Op::from_u8(self.op)
     }
 
+    /// NotifyPosted: what became of the post (None for other kinds).
+    pub fn post_outcome(&self) -> Option<PostOutcome> {
+        (self.kind == EventKind::NotifyPosted as u8).then(|| PostOutcome::from_flags(self.flags))
+    }
+
+    /// NotifyPosted: the ring slot a landed post took.
+    pub const fn slot(&self) -> Option<u32> {
+        if self.slot == u32::MAX {
+            None
+        } else {
+            Some(self.slot)
+        }
+    }
+
+    /// NotifyPosted: the note a landed post took.
+    pub const fn note(&self) -> Option<u32> {
+        if self.note == u32::MAX {
+            None
+        } else {
+            Some(self.note)
+        }
+    }
+
     /// Watch id from `info` (WATCH_INFO_ID, bits 8..16).
     pub const fn watch_id(&self) -> u32 {
         (self.info >> 8) & 0xff
@@ -343,6 +447,20 @@ pub struct Offsets {
     pub watch_list_node: u32,
     pub watch_queue: u32,
     pub watch_id: u32,
+    /// `pipe_buffer.page` and `page.index` (a notes page's first note): which note a slot holds.
+    pub buf_page: u32,
+    pub page_index: u32,
+    pub wq_defunct: u32,
+    /// `watch_queue.filter` → `struct watch_filter` → `struct watch_type_filter[]`.
+    pub wq_filter: u32,
+    pub wf_type_filter: u32,
+    pub wf_nr_filters: u32,
+    pub wf_filters: u32,
+    pub wtf_size: u32,
+    pub wtf_type: u32,
+    pub wtf_subtype_filter: u32,
+    pub wtf_info_filter: u32,
+    pub wtf_info_mask: u32,
     pub _reserved: u32,
     pub _pad: u32,
 }
@@ -384,6 +502,18 @@ impl Offsets {
             watch_list_node: NO_OFFSET,
             watch_queue: NO_OFFSET,
             watch_id: NO_OFFSET,
+            buf_page: NO_OFFSET,
+            page_index: NO_OFFSET,
+            wq_defunct: NO_OFFSET,
+            wq_filter: NO_OFFSET,
+            wf_type_filter: NO_OFFSET,
+            wf_nr_filters: NO_OFFSET,
+            wf_filters: NO_OFFSET,
+            wtf_size: NO_OFFSET,
+            wtf_type: NO_OFFSET,
+            wtf_subtype_filter: NO_OFFSET,
+            wtf_info_filter: NO_OFFSET,
+            wtf_info_mask: NO_OFFSET,
             _reserved: NO_OFFSET,
             _pad: 0,
         }

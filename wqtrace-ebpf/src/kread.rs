@@ -182,27 +182,6 @@ pub fn ring(pipe: u64) -> Ring {
     }
 }
 
-/// `pipe->bufs[slot & (ring_size - 1)].flags`.
-#[inline(always)]
-pub fn buf_flags(pipe: u64, slot: u32, ring_size: u32) -> u32 {
-    if ring_size == 0 {
-        return 0;
-    }
-    let bufs: u64 = match rd(pipe, off!(pipe_bufs)) {
-        Some(b) => b,
-        None => return 0,
-    };
-    let size = off!(buf_size);
-    if size == wqtrace_common::NO_OFFSET {
-        return 0;
-    }
-    let idx = slot & (ring_size - 1);
-    rd(bufs + idx as u64 * size as u64, off!(buf_flags)).unwrap_or(0)
-}
-
-/// PIPE_BUF_FLAG_LOSS (include/linux/pipe_fs_i.h, CONFIG_WATCH_QUEUE).
-pub const PIPE_BUF_FLAG_LOSS: u32 = 0x40;
-
 /// The task holding the pipe mutex: (tid, task pointer), (0, 0) when unlocked.
 #[inline(always)]
 pub fn mutex_owner(pipe: u64) -> (u32, u64) {
@@ -234,30 +213,61 @@ pub fn task_comm(task: u64, dst: &mut [u8; 16]) {
     let _ = unsafe { bpf_probe_read_kernel_buf((task + o as u64) as *const u8, dst) };
 }
 
-/// Notes in use and the first free note of a watch_queue (notes_bitmap: set bit = free).
+/// Notes (`nr_notes`) and notes in use of a watch_queue (notes_bitmap: set bit = free).
 #[inline(always)]
-pub fn notes_state(wq: u64) -> (u32, u32, u32) {
+pub fn notes_state(wq: u64) -> (u32, u32) {
     let nr: u32 = rd(wq, off!(wq_nr_notes)).unwrap_or(0);
     let bitmap: u64 = match rd(wq, off!(wq_notes_bitmap)) {
         Some(b) if b != 0 => b,
-        _ => return (nr, 0, u32::MAX),
+        _ => return (nr, 0),
     };
     let mut free = 0u32;
-    let mut first = u32::MAX;
-    // watch_queue_set_size caps nr_notes at 512 (8 words) and bitmap_fill leaves the bits past
-    // nr_notes clear, so whole words can be counted. Kept branch-light: older verifiers (6.1)
-    // give up on this loop when it forks per word.
+    // watch_queue_set_size caps nr_notes at 512 (8 words). bitmap_fill sets whole words, so
+    // the bits past nr_notes in the last word read as free: mask them off. Branch-light, and
+    // a failed read leaves an unknown word rather than a constant: older verifiers (6.1)
+    // give up on this loop when its paths fork per word.
     for w in 0..8u32 {
         if w * 64 >= nr {
             break;
         }
-        let v: u64 =
-            unsafe { bpf_probe_read_kernel((bitmap + w as u64 * 8) as *const u64) }.unwrap_or(0);
-        let here = w * 64 + v.trailing_zeros();
-        if v != 0 && here < first {
-            first = here;
+        let mut v: u64 = 0;
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                (&mut v as *mut u64).cast(),
+                8,
+                (bitmap + w as u64 * 8) as *const core::ffi::c_void,
+            )
+        };
+        let left = nr - w * 64;
+        if left < 64 {
+            v &= (1u64 << (left & 63)) - 1;
         }
         free += v.count_ones();
     }
-    (nr, nr - free.min(nr), first)
+    (nr, nr - free.min(nr))
+}
+
+/// The note a notification slot holds: its notes page's first note (`page->index`, set by
+/// watch_queue_set_size) plus the 128-byte note's place in the page (`buf->offset`).
+#[inline(always)]
+pub fn buf_note(pipe: u64, slot: u32, ring_size: u32) -> u32 {
+    const WATCH_QUEUE_NOTE_SIZE: u32 = 128;
+    let size = off!(buf_size);
+    if ring_size == 0 || size == NO_OFFSET {
+        return u32::MAX;
+    }
+    let Some(bufs) = rd::<u64>(pipe, off!(pipe_bufs)) else {
+        return u32::MAX;
+    };
+    let buf = bufs + (slot & (ring_size - 1)) as u64 * size as u64;
+    let (Some(page), Some(offset)) = (
+        rd::<u64>(buf, off!(buf_page)),
+        rd::<u32>(buf, off!(buf_offset)),
+    ) else {
+        return u32::MAX;
+    };
+    match rd::<u64>(page, off!(page_index)) {
+        Some(index) => index as u32 + offset / WATCH_QUEUE_NOTE_SIZE,
+        None => u32::MAX,
+    }
 }

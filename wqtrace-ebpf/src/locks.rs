@@ -1,4 +1,8 @@
 //! Contention on a known pipe's mutex or rd_wait spinlock (lock:contention_begin/end, 5.19+).
+//!
+//! One wait is paired by thread and lock address: a mutex reports contention_begin twice (its
+//! optimistic spin, then its sleep) and one contention_end; a lock taken meanwhile (the mutex's
+//! own wait_lock) ends with its own address and must not close the wait.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
@@ -12,11 +16,29 @@ use crate::{
     maps::{LOCK_WAITS, LockWait},
 };
 
+/// include/trace/events/lock.h
+const LCB_F_SPIN: u32 = 1 << 0;
+const LCB_F_MUTEX: u32 = 1 << 5;
+
 #[btf_tracepoint(function = "contention_begin")]
 pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
     let lock: u64 = ctx.arg(0);
+    let lcb: u32 = ctx.arg(1);
+    let phase = if lcb & LCB_F_SPIN != 0 || lcb & LCB_F_MUTEX == 0 {
+        flags::LOCK_SPIN
+    } else {
+        flags::LOCK_SLEEP
+    } as u32;
     let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some(w) = LOCK_WAITS.get_ptr_mut(pid_tgid as u32) {
+        let w = unsafe { &mut *w };
+        if w.lock == lock {
+            // The next phase of the same wait: it started at the first begin.
+            w.phases |= phase;
+            return 0;
+        }
+    }
     if !crate::syscalls::task_wanted((pid_tgid >> 32) as u32) {
         return 0;
     }
@@ -38,6 +60,8 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
         ino: p.ino,
         owner_tid: 0,
         is_mutex,
+        phases: phase,
+        _pad: 0,
         owner_comm: [0; 16],
     };
     if is_mutex != 0 {
@@ -50,13 +74,17 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
 }
 
 #[btf_tracepoint(function = "contention_end")]
-pub fn contention_end(_ctx: BtfTracePointContext) -> i32 {
+pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
+    let lock: u64 = ctx.arg(0);
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(wp) = LOCK_WAITS.get_ptr(tid) else {
         return 0;
     };
     let w: LockWait = unsafe { *wp };
+    if w.lock != lock {
+        return 0;
+    }
     let _ = LOCK_WAITS.remove(tid);
     let p = known_pipe(w.pipe);
     emit!(EventKind::LockContended, |e| {
@@ -66,6 +94,7 @@ pub fn contention_end(_ctx: BtfTracePointContext) -> i32 {
         e.duration_ns = e.ts_ns.wrapping_sub(w.start_ns);
         e.owner_tid = w.owner_tid;
         e.owner_comm = w.owner_comm;
+        e.flags |= w.phases as u16;
         if w.is_mutex != 0 {
             e.flags |= flags::LOCK_MUTEX;
         }

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use wqtrace_common::stat;
 
@@ -22,6 +22,12 @@ pub const RT_PIPE_FOPS: u32 = 0;
 pub const RT_HOOKS: u32 = 1;
 /// RT_HOOKS bit: get_pipe_info is hooked, so it (not the errno) decides rejections.
 pub const HOOK_GET_PIPE_INFO: u64 = 1;
+/// RT_HOOKS bit: the landing hook (`__wake_up_locked_sync_key`) is attached, so a walked post
+/// it did not see land really did not land.
+pub const HOOK_POST_LANDED: u64 = 2;
+/// RT_HOOKS bit: this kernel has `security_post_notification()`, which may refuse a post
+/// without a trace wqtrace can see.
+pub const HOOK_SECURITY_MAY_SKIP: u64 = 4;
 
 /// Pipes seen so far: pipe_inode_info address → inode number | NOTIF_BIT. Lets the lock and
 /// notification hooks (which only see kernel pointers) name the pipe and apply filters.
@@ -70,8 +76,7 @@ pub struct Inflight {
     pub src: Side,
     pub dst: Side,
     pub op: u8,
-    pub loss_seen: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 7],
 }
 
 /// One insert and one delete per traced syscall: per-CPU LRU lists (BPF_F_NO_COMMON_LRU) keep
@@ -90,6 +95,9 @@ pub struct LockWait {
     pub ino: u64,
     pub owner_tid: u32,
     pub is_mutex: u32,
+    /// `flags::LOCK_SPIN` / `flags::LOCK_SLEEP` phases seen so far.
+    pub phases: u32,
+    pub _pad: u32,
     pub owner_comm: [u8; 16],
 }
 
@@ -107,3 +115,23 @@ pub struct FnEntry {
 
 #[map]
 pub static FN_ENTRY: LruHashMap<u64, FnEntry> = LruHashMap::with_max_entries(4096, 0);
+
+/// A read of a notification pipe handed from sys_exit to `sys_exit_read_scan` (a tail call:
+/// walking the records it returned is a loop the verifier would otherwise walk inside every
+/// path of sys_exit).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ReadScan {
+    pub f: Inflight,
+    pub ret: i64,
+    pub losses: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static READ_SCAN: PerCpuArray<ReadScan> = PerCpuArray::with_max_entries(1, 0);
+
+/// [TAIL_READ_SCAN]: `sys_exit_read_scan`, set by userspace after loading it.
+#[map]
+pub static TAILS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub const TAIL_READ_SCAN: u32 = 0;

@@ -1,25 +1,35 @@
 //! `free_pipe_info(pipe)`: the pipe is gone; forget it so its address can be reused.
 
 use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
 };
 use wqtrace_common::{EventKind, flags};
 
-use crate::{emit::emit, maps::KNOWN_PIPES, notify::traced_pipe, syscalls::fill_ring};
+use crate::{
+    emit::emit,
+    maps::KNOWN_PIPES,
+    notify::traced_pipe,
+    syscalls::{fill_ring, task_wanted},
+};
 
 #[inline(always)]
 fn released(pipe: u64) {
     let Some(p) = traced_pipe(pipe) else {
         return;
     };
+    // The address may be reused whoever freed it; the event obeys -p/-c like every other.
+    let _ = KNOWN_PIPES.remove(pipe);
+    if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return;
+    }
     emit!(EventKind::PipeReleased, |e| {
         e.pipe = p.pipe;
         e.ino = p.ino;
         e.flags = flags::FROM_KFUNC | if p.notif { flags::NOTIFICATION_PIPE } else { 0 };
         fill_ring(e, p.pipe);
     });
-    let _ = KNOWN_PIPES.remove(pipe);
 }
 
 #[fentry(function = "free_pipe_info")]

@@ -13,7 +13,10 @@ use crate::{
     emit::{emit, now},
     globals::filter,
     kread::{self, PipeRef, fd_pipe},
-    maps::{HOOK_GET_PIPE_INFO, INFLIGHT, Inflight, RT_HOOKS, RT_PIPE_FOPS, RUNTIME, Side},
+    maps::{
+        HOOK_GET_PIPE_INFO, INFLIGHT, Inflight, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS, RUNTIME,
+        ReadScan, Side, TAIL_READ_SCAN, TAILS,
+    },
 };
 
 // x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl).
@@ -115,8 +118,7 @@ fn blank(op: Op) -> Inflight {
         src: Side::NONE,
         dst: Side::NONE,
         op: op as u8,
-        loss_seen: 0,
-        _pad: [0; 6],
+        _pad: [0; 7],
     }
 }
 
@@ -154,7 +156,10 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let op = op_of(nr);
-    if op == Op::None || !task_wanted(tgid) {
+    // pipe2 is followed whoever calls it: the pipe must be known for the events of the tasks
+    // that are wanted (a -c filter on the posters still needs the reader's pipe); its own
+    // event obeys the filter at exit.
+    if op == Op::None || (op != Op::Pipe2 && !task_wanted(tgid)) {
         return 0;
     }
     let mut f = blank(op);
@@ -165,14 +170,9 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
                 return 0;
             };
             f.src = side(a0, Some(p));
-            if p.notif {
-                let r = kread::ring(p.pipe);
-                if r.head != r.tail
-                    && kread::buf_flags(p.pipe, r.tail, r.ring_size) & kread::PIPE_BUF_FLAG_LOSS
-                        != 0
-                {
-                    f.loss_seen = 1;
-                }
+            if p.notif && nr == NR_READ {
+                // The user buffer: at exit, the records read are looked at for loss records.
+                f.arg = sys_arg(regs, 1);
             }
         }
         NR_WRITE | NR_WRITEV | NR_VMSPLICE => {
@@ -279,9 +279,41 @@ fn op_fields(e: &mut Event, f: &Inflight, s: &Side, ret: i64) {
     e.fd_out = f.dst.fd;
 }
 
-/// What the syscall did to one of its pipes (`s`): the ring before and after, bytes or errno.
+/// How many loss records (WATCH_META_LOSS_NOTIFICATION) the `len` bytes a read() of a
+/// notification pipe returned hold: the kernel puts one in wherever `pipe->note_loss` was set
+/// (a consumed buffer carried PIPE_BUF_FLAG_LOSS), so the records are walked by their lengths
+/// as the reader will, counting into `count` (map memory: a count kept in a register would
+/// make the verifier explore every combination of iterations). At most MAX_RECORDS records
+/// (a 4 KiB read of 8-byte records) are looked at.
 #[inline(always)]
-fn ring_op(f: &Inflight, s: &Side, ret: i64) {
+fn loss_records(buf: u64, len: i64, count: &mut u32) {
+    const MAX_RECORDS: u32 = 512;
+    const WATCH_INFO_LENGTH: u32 = 0x7f;
+    let mut at: i64 = 0;
+    *count = 0;
+    for _ in 0..MAX_RECORDS {
+        if at + 8 > len {
+            break;
+        }
+        // A fault reads as length 0 and ends the walk like a malformed record.
+        let h: [u32; 2] =
+            unsafe { bpf_probe_read_user((buf + at as u64) as *const [u32; 2]) }.unwrap_or([0; 2]);
+        // type:24 | subtype:8; WATCH_TYPE_META = 0, WATCH_META_LOSS_NOTIFICATION = 1.
+        if h[0] == 1 << 24 {
+            *count += 1;
+        }
+        let rec = h[1] & WATCH_INFO_LENGTH;
+        if rec < 8 {
+            break;
+        }
+        at += rec as i64;
+    }
+}
+
+/// What the syscall did to one of its pipes (`s`): the ring before and after, bytes or errno.
+/// `dst`: the op wrote into this pipe. `losses`: loss records a read returned.
+#[inline(always)]
+fn ring_op(f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
     emit!(in_task EventKind::RingOp, |e| {
         op_fields(e, f, s, ret);
         e.head_before = s.head;
@@ -290,8 +322,12 @@ fn ring_op(f: &Inflight, s: &Side, ret: i64) {
         if s.notif != 0 {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
-        if f.loss_seen != 0 && s.pipe == f.src.pipe {
+        if dst {
+            e.flags |= flags::RING_DST;
+        }
+        if losses != 0 {
             e.flags |= flags::LOSS_SEEN;
+            e.info = losses;
         }
         fill_ring(e, s.pipe);
         let (owner, task) = kread::mutex_owner(s.pipe);
@@ -335,8 +371,24 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     }
 
     match op {
-        Op::Read | Op::Readv => ring_op(&f, &f.src, ret),
-        Op::Write | Op::Writev => ring_op(&f, &f.dst, ret),
+        Op::Read | Op::Readv => {
+            if f.src.notif != 0 && f.arg != 0 && ret >= 8 {
+                if let Some(s) = READ_SCAN.get_ptr_mut(0) {
+                    unsafe {
+                        *s = ReadScan {
+                            f,
+                            ret,
+                            losses: 0,
+                            _pad: 0,
+                        }
+                    };
+                    unsafe { TAILS.tail_call(&ctx, TAIL_READ_SCAN) };
+                }
+                // Only reached when the tail call failed: the read, its loss records uncounted.
+            }
+            ring_op(&f, &f.src, ret, false, 0)
+        }
+        Op::Write | Op::Writev => ring_op(&f, &f.dst, ret, true, 0),
         Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile | Op::CopyFileRange => {
             splice_exit(&f, ret)
         }
@@ -371,11 +423,24 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// sys_exit of a read() of a notification pipe that returned records (tail-called).
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit_read_scan(_ctx: BtfTracePointContext) -> i32 {
+    let Some(s) = READ_SCAN.get_ptr_mut(0) else {
+        return 0;
+    };
+    let s = unsafe { &mut *s };
+    loss_records(s.f.arg, s.ret, &mut s.losses);
+    let losses = unsafe { core::ptr::read_volatile(&s.losses) };
+    ring_op(&s.f, &s.f.src, s.ret, false, losses);
+    0
+}
+
 #[inline(always)]
 pub fn fill_notes(e: &mut Event, pipe: u64) {
     let wq: u64 = kread::rd(pipe, crate::globals::off!(pipe_watch_queue)).unwrap_or(0);
     if wq != 0 {
-        let (nr, used, _) = kread::notes_state(wq);
+        let (nr, used) = kread::notes_state(wq);
         e.nr_notes = nr;
         e.notes_in_use = used;
     }
@@ -412,10 +477,10 @@ fn splice_exit(f: &Inflight, ret: i64) {
         return;
     }
     if f.src.pipe != 0 {
-        ring_op(f, &f.src, ret);
+        ring_op(f, &f.src, ret, false, 0);
     }
     if f.dst.pipe != 0 && f.dst.pipe != f.src.pipe {
-        ring_op(f, &f.dst, ret);
+        ring_op(f, &f.dst, ret, true, 0);
     }
 }
 
@@ -438,6 +503,9 @@ fn pipe2_exit(f: &Inflight, ret: i64) {
         return;
     }
     kread::remember(&PipeRef { notif, ..p });
+    if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return;
+    }
     emit!(in_task EventKind::PipeCreated, |e| {
         e.op = f.op;
         e.pipe = p.pipe;

@@ -233,6 +233,18 @@ pub fn offsets(btf: &Btf) -> Offsets {
     o.watch_queue = off(l.field("watch", "queue"));
     o.watch_id = off(l.field("watch", "id"));
     o.watch_info_id = off(l.field("watch", "info_id"));
+    o.buf_page = off(l.field("pipe_buffer", "page"));
+    o.page_index = off(l.field("page", "index"));
+    o.wq_defunct = off(l.field("watch_queue", "defunct"));
+    o.wq_filter = off(l.field("watch_queue", "filter"));
+    o.wf_type_filter = off(l.field("watch_filter", "type_filter"));
+    o.wf_nr_filters = off(l.field("watch_filter", "nr_filters"));
+    o.wf_filters = off(l.field("watch_filter", "filters"));
+    o.wtf_size = l.struct_size("watch_type_filter").unwrap_or(NO_OFFSET);
+    o.wtf_type = off(l.field("watch_type_filter", "type"));
+    o.wtf_subtype_filter = off(l.field("watch_type_filter", "subtype_filter"));
+    o.wtf_info_filter = off(l.field("watch_type_filter", "info_filter"));
+    o.wtf_info_mask = off(l.field("watch_type_filter", "info_mask"));
     o
 }
 

@@ -41,7 +41,7 @@ pub struct Interleave {
     pub owner: Comm,
     #[serde(serialize_with = "ser_op")]
     pub op: Op,
-    /// Slots the owner's operation moved (head or tail advance).
+    /// Slots the owner's operation itself wrote.
     pub slots_moved: u32,
 }
 
@@ -92,6 +92,8 @@ pub(crate) struct PendingPost {
     pub pipe: u64,
     pub ino: u64,
     pub slot: u32,
+    /// The ring index (head before the post) it took: slots wrap, indices do not.
+    pub index: u32,
     pub owner_tid: u32,
     pub owner: Comm,
 }

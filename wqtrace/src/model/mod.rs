@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 use serde::Serialize;
-use wqtrace_common::{Event, EventKind, Op, flags};
+use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
 
 pub use alerts::{AlertLog, Interleave, Rejection};
 pub use history::{OccHistory, OccSample, RateWindow};
@@ -142,6 +142,9 @@ pub struct Counters {
     /// Notification posts that made it / were lost, over all pipes.
     pub posted: u64,
     pub posts_lost: u64,
+    /// Every post attempt by outcome (indexed like `PostOutcome::ALL`), including the
+    /// unattributed ones that name no pipe.
+    pub post_outcomes: [u64; 7],
 }
 
 impl Counters {
@@ -303,9 +306,11 @@ impl Model {
                 }
             }
             EventKind::NotifyPosted => {
-                if e.flags & flags::LOSS != 0 {
+                let o = PostOutcome::from_flags(e.flags);
+                self.counters.post_outcomes[o as usize] += 1;
+                if o.is_lost() {
                     self.counters.posts_lost += 1;
-                } else {
+                } else if o == PostOutcome::Landed {
                     self.counters.posted += 1;
                 }
             }
@@ -364,37 +369,33 @@ impl Model {
                 }
                 if e.flags & flags::LOSS_SEEN != 0 {
                     p.posts.loss_seen_by_reader += 1;
+                    p.posts.loss_records_read += u64::from(e.info.max(1));
                 }
                 if ring_valid {
                     p.ring
                         .apply_move(e.head_before, e.head, e.tail_before, e.tail, SlotKind::Data);
                 }
-                let moved = e
-                    .head
-                    .wrapping_sub(e.head_before)
-                    .max(e.tail.wrapping_sub(e.tail_before));
-                interleave_op = Some((op, moved));
+                if e.flags & flags::RING_DST != 0 {
+                    // Only an op that wrote slots can have a post land between them.
+                    interleave_op = Some((op, e.head_before, e.head));
+                }
             }
             EventKind::NotifyPosted => {
-                p.posts.attempts += 1;
                 let f = e.flags;
-                p.posts.ring_full += u64::from(f & flags::RING_FULL != 0);
-                p.posts.notes_full += u64::from(f & flags::NOTES_FULL != 0);
-                p.posts.filtered += u64::from(f & flags::FILTERED != 0);
+                let outcome = PostOutcome::from_flags(f);
+                p.posts.add(outcome);
                 if e.duration_ns != 0 {
                     p.locks.post_hold.add(e.duration_ns, false);
                 }
                 if e.lock != 0 {
                     p.locks.addr[LockKind::RdWait.idx()] = e.lock;
                 }
-                if f & flags::LOSS != 0 {
-                    p.posts.lost += 1;
+                if outcome.is_lost() {
                     if ring_valid {
                         p.ring.sync(e.head, e.tail);
                         p.ring.mark_loss();
                     }
-                } else if f & flags::FILTERED == 0 {
-                    p.posts.posted += 1;
+                } else if outcome == PostOutcome::Landed {
                     if ring_valid {
                         let k = SlotKind::Notification {
                             ntype: e.ntype,
@@ -425,6 +426,7 @@ impl Model {
                             pipe: key,
                             ino: p.ino,
                             slot: e.slot,
+                            index: e.head_before,
                             owner_tid: e.owner_tid,
                             owner: Comm(e.owner_comm),
                         });
@@ -484,8 +486,8 @@ impl Model {
             p.max_occupancy = p.max_occupancy.max(occ);
             p.history.record(ts, occ, p.ring.size());
         }
-        if let Some((op, moved)) = interleave_op {
-            self.check_interleave(e, key, op, moved);
+        if let Some((op, from, to)) = interleave_op {
+            self.check_interleave(e, key, op, from, to);
         }
         while self
             .pending
@@ -496,9 +498,12 @@ impl Model {
         }
     }
 
-    /// A RingOp by a task that held the mutex during earlier posts on the same pipe: if the op
-    /// moved more than one slot, those posts landed in the middle of it.
-    fn check_interleave(&mut self, e: &Event, key: u64, op: Op, moved: u32) {
+    /// A RingOp that wrote ring indices `from..to` of a pipe, by a task that held the mutex
+    /// during earlier posts on it. Those posts took indices in that range too; an alert is
+    /// raised for each one that landed strictly between the first and the last index the op
+    /// itself wrote (a reader consuming while posts land never raises one: only ops that wrote
+    /// into the pipe come here).
+    fn check_interleave(&mut self, e: &Event, key: u64, op: Op, from: u32, to: u32) {
         let mut hit = Vec::new();
         self.pending.retain(|q| {
             if q.owner_tid == e.tid && q.pipe == key && q.ts_ns <= e.ts_ns {
@@ -508,10 +513,24 @@ impl Model {
                 true
             }
         });
-        if moved <= 1 {
+        let span = to.wrapping_sub(from);
+        let in_op = |i: u32| i.wrapping_sub(from) < span;
+        let posted = |i: u32| hit.iter().any(|q| q.index == i);
+        // The op's own slots: its range minus the posts that landed in it.
+        let own = (0..span)
+            .map(|k| from.wrapping_add(k))
+            .filter(|&i| !posted(i));
+        let (Some(first), Some(last)) = (own.clone().next(), own.clone().next_back()) else {
             return;
-        }
+        };
+        let moved = own.count() as u32;
         for q in hit {
+            let inside = in_op(q.index)
+                && q.index.wrapping_sub(first) as i32 > 0
+                && last.wrapping_sub(q.index) as i32 > 0;
+            if !inside {
+                continue;
+            }
             self.interleaves.push(Interleave {
                 post_ts_ns: q.ts_ns,
                 op_ts_ns: e.ts_ns,

@@ -1,7 +1,7 @@
 //! Per-pipe state, keyed by the kernel address of the `pipe_inode_info`.
 
 use serde::Serialize;
-use wqtrace_common::Op;
+use wqtrace_common::{Op, PostOutcome};
 
 use super::Comm;
 use super::history::{OccHistory, RateWindow};
@@ -26,20 +26,43 @@ pub struct PipeFds {
     pub write_fd: i32,
 }
 
-/// Notification posts into one pipe.
+/// Notification posts into one pipe: every attempt ends in exactly one outcome
+/// (`PostOutcome`), so `attempts` is the sum of the outcome counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PostStats {
-    /// Every NotifyPosted event (lost ones included).
+    /// Every NotifyPosted event.
     pub attempts: u64,
-    /// Posts that made it into the ring.
+    /// Posts that landed in the ring (slot and note known).
     pub posted: u64,
-    /// Posts lost (`flags::LOSS`).
+    /// Posts lost, whatever the reason (= ring_full + notes_full + lost_reason_unknown).
     pub lost: u64,
     pub ring_full: u64,
     pub notes_full: u64,
+    pub lost_reason_unknown: u64,
+    /// Skipped by the queue's filter.
     pub filtered: u64,
-    /// Reads that consumed a buffer flagged with PIPE_BUF_FLAG_LOSS (`flags::LOSS_SEEN`).
+    /// Did not land, cause unknown (no landing hook, a security module, a queue torn down).
+    pub unknown: u64,
+    /// Reads that returned a loss record (`flags::LOSS_SEEN`), and how many records.
     pub loss_seen_by_reader: u64,
+    pub loss_records_read: u64,
+}
+
+impl PostStats {
+    pub fn add(&mut self, o: PostOutcome) {
+        self.attempts += 1;
+        match o {
+            PostOutcome::Landed => self.posted += 1,
+            PostOutcome::LostRingFull => self.ring_full += 1,
+            PostOutcome::LostNotesFull => self.notes_full += 1,
+            PostOutcome::LostReasonUnknown => self.lost_reason_unknown += 1,
+            PostOutcome::SkippedFilter => self.filtered += 1,
+            PostOutcome::Unknown | PostOutcome::Unattributed => self.unknown += 1,
+        }
+        if o.is_lost() {
+            self.lost += 1;
+        }
+    }
 }
 
 /// Counts for one operation (syscall) on a pipe.

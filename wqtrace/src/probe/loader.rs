@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{BtfTracePoint, Program},
 };
 use wqtrace_common::{Filter, Offsets, stat};
@@ -19,6 +19,8 @@ use crate::{cli::ProbeOpts, kernel};
 const RT_PIPE_FOPS: u32 = 0;
 const RT_HOOKS: u32 = 1;
 const HOOK_GET_PIPE_INFO: u64 = 1;
+const HOOK_POST_LANDED: u64 = 2;
+const HOOK_SECURITY_MAY_SKIP: u64 = 4;
 
 /// Ring buffer size: ~100k events (168 B each), enough to ride out the drain thread being off
 /// CPU for a while at the highest rates seen here. The kernel maps it twice (for wrap-around),
@@ -82,6 +84,8 @@ impl Probes {
             );
         }
         let ksyms = kernel::ksyms(&btf_rs);
+        // With CONFIG_SECURITY a module may refuse a post silently (no hook sees it).
+        let security_may_skip = kernel::Layout::new(&btf_rs).has_func("security_post_notification");
         // Two parsed copies of the kernel's BTF at once would set the process's peak RSS: the
         // first goes (and its heap back to the system) before aya parses its own.
         drop(btf_rs);
@@ -102,6 +106,8 @@ impl Probes {
         let mut plan = Plan::default();
 
         // The tracepoint path: always on, the base every other hook builds on.
+        load_read_scan(&mut ebpf, &btf)
+            .map_err(|e| anyhow!("cannot load tp_btf sys_exit_read_scan: {e}"))?;
         attach_tp(&mut ebpf, &btf, "sys_enter", "sys_enter")
             .and_then(|_| attach_tp(&mut ebpf, &btf, "sys_exit", "sys_exit"))
             .map_err(|e| anyhow!("cannot attach tp_btf sys_enter/sys_exit: {e}"))?;
@@ -155,16 +161,39 @@ impl Probes {
                 &offsets,
             ));
         }
+        let mut hooks = 0;
         if matches!(
             plan.method(Hook::GetPipeInfo),
             Method::Fentry | Method::Kprobe
         ) {
-            let mut rt: Array<_, u64> = Array::try_from(
-                ebpf.map_mut("RUNTIME")
-                    .ok_or_else(|| anyhow!("RUNTIME map missing"))?,
-            )?;
-            rt.set(RT_HOOKS, HOOK_GET_PIPE_INFO, 0)?;
+            hooks |= HOOK_GET_PIPE_INFO;
         }
+        if let Some(h) = plan
+            .hooks
+            .iter_mut()
+            .find(|h| h.hook == Hook::NotificationPost)
+        {
+            if h.target.split(',').any(|f| f == plan::POST_LANDED_FUNC) {
+                hooks |= HOOK_POST_LANDED;
+            } else if h.method != Method::Unavailable {
+                h.note = join_note(
+                    &h.note,
+                    "posts that do not land are reported with outcome unknown (no landing hook)",
+                );
+            }
+            if security_may_skip && h.method != Method::Unavailable {
+                hooks |= HOOK_SECURITY_MAY_SKIP;
+                h.note = join_note(
+                    &h.note,
+                    "security_post_notification may refuse posts unseen: those report outcome unknown",
+                );
+            }
+        }
+        let mut rt: Array<_, u64> = Array::try_from(
+            ebpf.map_mut("RUNTIME")
+                .ok_or_else(|| anyhow!("RUNTIME map missing"))?,
+        )?;
+        rt.set(RT_HOOKS, hooks, 0)?;
         // aya's parsed BTF left tens of MiB of freed heap behind; give it back so a long-running
         // session stays small.
         unsafe { libc::malloc_trim(0) };
@@ -204,6 +233,14 @@ impl Probes {
     }
 }
 
+fn join_note(note: &str, more: &str) -> String {
+    if note.is_empty() {
+        more.to_string()
+    } else {
+        format!("{note}; {more}")
+    }
+}
+
 fn unavailable(hook: Hook, why: String) -> HookPlan {
     HookPlan {
         hook,
@@ -222,6 +259,24 @@ fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
     p.attach()
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
+    Ok(())
+}
+
+/// sys_exit tail-calls this program for reads of notification pipes (it walks the records
+/// read, looking for loss records): loaded for sys_exit, never attached on its own.
+fn load_read_scan(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut("sys_exit_read_scan")
+        .ok_or_else(|| anyhow!("program sys_exit_read_scan missing"))?
+        .try_into()?;
+    p.load("sys_exit", btf)
+        .map_err(|e| anyhow!("{}", short(&e)))?;
+    let fd = p.fd()?.try_clone()?;
+    let mut tails = ProgramArray::try_from(
+        ebpf.map_mut("TAILS")
+            .ok_or_else(|| anyhow!("TAILS map missing"))?,
+    )?;
+    tails.set(0, &fd, 0)?;
     Ok(())
 }
 
@@ -384,11 +439,13 @@ fn attach_one(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str) -> Result<()> 
         .ok_or_else(|| anyhow!("program {prog} missing"))?;
     match p {
         Program::FEntry(p) => {
-            p.load(func, btf).map_err(|e| anyhow!("{}", short(&e)))?;
+            p.load(func, btf)
+                .map_err(|e| anyhow!("{prog}: {}", short(&e)))?;
             p.attach().map_err(|e| anyhow!("{}", short(&e)))?;
         }
         Program::FExit(p) => {
-            p.load(func, btf).map_err(|e| anyhow!("{}", short(&e)))?;
+            p.load(func, btf)
+                .map_err(|e| anyhow!("{prog}: {}", short(&e)))?;
             p.attach().map_err(|e| anyhow!("{}", short(&e)))?;
         }
         Program::KProbe(p) => {

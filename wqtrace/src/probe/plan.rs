@@ -201,16 +201,27 @@ pub fn candidates(hook: Hook) -> &'static [Candidate] {
     }
 }
 
-/// Functions that post notifications on their own (not through the hook's main function) and
-/// are attached with the same method once the main one works: watch removal notifications go
-/// from remove_watch_from_object straight to post_one_notification.
+/// The function whose call inside post_one_notification's critical section tells exactly
+/// which slot and note a post took (see wqtrace-ebpf/src/notify.rs).
+pub const POST_LANDED_FUNC: &str = "__wake_up_locked_sync_key";
+
+/// Functions attached with the same method once the hook's main one works: watch removal
+/// notifications go from remove_watch_from_object straight to post_one_notification, and
+/// every post that lands is seen under the ring lock at its wake-up of the readers.
 pub fn companions(hook: Hook) -> &'static [Candidate] {
     match hook {
-        Hook::NotificationPost => &[Candidate {
-            func: "remove_watch_from_object",
-            fentry: ("removal_fentry", Some("removal_fexit")),
-            kprobe: ("removal_kprobe", Some("removal_kretprobe")),
-        }],
+        Hook::NotificationPost => &[
+            Candidate {
+                func: "remove_watch_from_object",
+                fentry: ("removal_fentry", Some("removal_fexit")),
+                kprobe: ("removal_kprobe", Some("removal_kretprobe")),
+            },
+            Candidate {
+                func: POST_LANDED_FUNC,
+                fentry: ("landed_fentry", None),
+                kprobe: ("landed_kprobe", None),
+            },
+        ],
         _ => &[],
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
-use wqtrace_common::{Event, EventKind, Op, flags};
+use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
 
 use crate::source::EventSource;
 use crate::source::recording::RecordingSource;
@@ -299,7 +299,7 @@ impl Tracks {
             }
             EventKind::NotifyPosted => {
                 if let Some(p) = pipe {
-                    let lost = e.flags & flags::LOSS != 0;
+                    let outcome = PostOutcome::from_flags(e.flags);
                     let mut args = vec![
                         ("type", Arg::U(e.ntype.into())),
                         ("subtype", Arg::U(e.subtype.into())),
@@ -315,12 +315,12 @@ impl Tracks {
                             Arg::S(format!("{}[{}]", e.owner_comm_str(), e.owner_tid)),
                         ));
                     }
-                    let name = if lost {
-                        "post lost"
-                    } else if e.flags & flags::FILTERED != 0 {
-                        "post filtered"
-                    } else {
-                        "post"
+                    args.push(("outcome", Arg::S(outcome.name().into())));
+                    let name = match outcome {
+                        PostOutcome::Landed => "post",
+                        o if o.is_lost() => "post lost",
+                        PostOutcome::SkippedFilter => "post filtered",
+                        _ => "post unknown",
                     };
                     v.push(Item::Instant {
                         track: Track::Pipe(p),

@@ -270,8 +270,17 @@ fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
         let s = &p.posts;
         let _ = writeln!(
             o,
-            "  notifications posted {}, lost {} (ring full {}, notes full {}), filtered {}; reader saw loss {}",
-            s.posted, s.lost, s.ring_full, s.notes_full, s.filtered, s.loss_seen_by_reader
+            "  notifications attempts {}: landed {}, lost {} (ring full {}, notes full {}, reason unknown {}), filtered {}, unknown {}; reads returning a loss record {} ({} records)",
+            s.attempts,
+            s.posted,
+            s.lost,
+            s.ring_full,
+            s.notes_full,
+            s.lost_reason_unknown,
+            s.filtered,
+            s.unknown,
+            s.loss_seen_by_reader,
+            s.loss_records_read
         );
     }
     let ops: Vec<String> = p
@@ -431,6 +440,10 @@ pub fn to_json(a: &Analysis) -> Value {
             "by_kind": by_kind,
             "notifications_posted": c.posted,
             "notifications_lost": c.posts_lost,
+            "post_outcomes": wqtrace_common::PostOutcome::ALL
+                .iter()
+                .map(|o| (o.name().to_string(), json!(c.post_outcomes[*o as usize])))
+                .collect::<serde_json::Map<_, _>>(),
             "rejections": m.rejections().total(),
             "interleaves": m.interleaves().total(),
             "contention": {

@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use wqtrace_common::{Event, EventKind, ExecCtx, Op, flags};
+use wqtrace_common::{Event, EventKind, ExecCtx, Op, PostOutcome, flags};
 
 use crate::{
     cli::ProbeOpts,
@@ -117,6 +117,11 @@ fn flag_names(f: u16) -> Vec<&'static str> {
         (flags::LOSS_SEEN, "loss_seen"),
         (flags::OFF_CPU, "off_cpu"),
         (flags::FROM_KFUNC, "kfunc"),
+        (flags::OUTCOME_UNKNOWN, "outcome_unknown"),
+        (flags::UNATTRIBUTED, "unattributed"),
+        (flags::LOCK_SPIN, "spin"),
+        (flags::LOCK_SLEEP, "sleep"),
+        (flags::RING_DST, "dst"),
     ]
     .into_iter()
     .filter(|(b, _)| f & b != 0)
@@ -148,6 +153,8 @@ pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
         "cpu": e.cpu,
         "ctx": ctx_name(e.ctx),
         "flags": flag_names(e.flags),
+        "outcome": e.post_outcome().map(|o| o.name()),
+        "loss_records": if e.flags & flags::LOSS_SEEN != 0 { e.info } else { 0 },
         "ret": e.ret,
         "duration_ns": e.duration_ns,
         "head_before": e.head_before,
@@ -197,9 +204,18 @@ pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std
         write!(w, "{}\"{f}\"", if i > 0 { "," } else { "" })?;
     }
     let n = |v: Option<u32>| v.map_or("null".to_string(), |v| v.to_string());
+    match e.post_outcome() {
+        Some(o) => write!(w, "],\"outcome\":\"{}\"", o.name())?,
+        None => write!(w, "],\"outcome\":null")?,
+    }
+    let loss_records = if e.flags & flags::LOSS_SEEN != 0 {
+        e.info
+    } else {
+        0
+    };
     writeln!(
         w,
-        "],\"ret\":{},\"duration_ns\":{},\"head_before\":{},\"tail_before\":{},\"head\":{},\"tail\":{},\"occupancy\":{},\"ring_size\":{},\"max_usage\":{},\"fd_in\":{},\"fd_out\":{},\"nr_notes\":{},\"notes_in_use\":{},\"slot\":{},\"note\":{},\"type\":{},\"subtype\":{},\"watch_id\":{},\"len\":{},\"lock\":\"{:#x}\",\"owner_tid\":{},\"owner_comm\":{}}}",
+        ",\"loss_records\":{loss_records},\"ret\":{},\"duration_ns\":{},\"head_before\":{},\"tail_before\":{},\"head\":{},\"tail\":{},\"occupancy\":{},\"ring_size\":{},\"max_usage\":{},\"fd_in\":{},\"fd_out\":{},\"nr_notes\":{},\"notes_in_use\":{},\"slot\":{},\"note\":{},\"type\":{},\"subtype\":{},\"watch_id\":{},\"len\":{},\"lock\":\"{:#x}\",\"owner_tid\":{},\"owner_comm\":{}}}",
         e.ret,
         e.duration_ns,
         e.head_before,
@@ -258,25 +274,20 @@ pub fn format_line(e: &Event) -> String {
             e.fd_out,
             e.ret,
             if e.flags & flags::LOSS_SEEN != 0 {
-                " loss-seen"
+                format!(" loss-records={}", e.info)
             } else {
-                ""
+                String::new()
             }
         ),
         Some(EventKind::NotifyPosted) => {
-            let what = if e.flags & flags::LOSS != 0 {
-                let why = if e.flags & flags::RING_FULL != 0 {
-                    "ring full"
-                } else if e.flags & flags::NOTES_FULL != 0 {
-                    "notes full"
-                } else {
-                    "loss flagged"
-                };
-                format!("LOST ({why})")
-            } else if e.flags & flags::FILTERED != 0 {
-                "filtered".to_string()
-            } else {
-                format!("slot {} note {}", e.slot, e.note)
+            let what = match PostOutcome::from_flags(e.flags) {
+                PostOutcome::Landed => format!("slot {} note {}", e.slot, e.note),
+                PostOutcome::LostRingFull => "LOST (ring full)".to_string(),
+                PostOutcome::LostNotesFull => "LOST (notes full)".to_string(),
+                PostOutcome::LostReasonUnknown => "LOST (ring or notes full: unknown)".to_string(),
+                PostOutcome::SkippedFilter => "filtered".to_string(),
+                PostOutcome::Unknown => "did not land (cause unknown)".to_string(),
+                PostOutcome::Unattributed => "past the watch walk: unattributed".to_string(),
             };
             format!(
                 "{pipe} post type={} subtype={} id={} len={} {what} notes {}/{} {ring} {}us{owner}",
@@ -372,7 +383,8 @@ mod tests {
     fn write_json_matches_to_json() {
         for k in 1..=9u8 {
             let mut e = ev(EventKind::from_u8(k).unwrap());
-            e.flags = flags::NOTIFICATION_PIPE | flags::LOSS;
+            e.flags = flags::NOTIFICATION_PIPE | flags::LOSS | flags::LOSS_SEEN;
+            e.info = 2;
             e.slot = if k % 2 == 0 { 3 } else { u32::MAX };
             e.owner_comm[..3].copy_from_slice(b"a\"b");
             e.ret = -22;

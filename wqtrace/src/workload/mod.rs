@@ -4,17 +4,20 @@
 //! Scenarios: `notify` (key notifications into a watch queue, read by a blocked reader thread),
 //! `reject` (splice/tee/vmsplice/write on a notification pipe vs an ordinary pipe), `overflow`
 //! (more notifications than the queue holds → a loss record), `contend` (threads fighting over
-//! one ordinary pipe), `mixed` (all of them for a while).
+//! one ordinary pipe), `mixed` (all of them for a while), `race` (poster threads on several CPUs
+//! posting into one notification queue while a reader drains it).
 //!
-//! On a kernel without CONFIG_WATCH_QUEUE, `notify`, `overflow` and `reject` exit non-zero with one
-//! line on stderr (`wqtrace: notification pipes unavailable: …`); `reject --ordinary-only` and
-//! `contend` work anywhere; `mixed` runs the ordinary-pipe parts, reports
-//! `"notifications": "unavailable"`, notes it on stderr and exits 0 if those parts went right.
+//! On a kernel without CONFIG_WATCH_QUEUE, `notify`, `overflow`, `race` and `reject` exit non-zero
+//! with one line on stderr (`wqtrace: notification pipes unavailable: …`);
+//! `reject --ordinary-only` and `contend` work anywhere; `mixed` runs the ordinary-pipe parts,
+//! reports `"notifications": "unavailable"`, notes it on stderr and exits 0 if those parts went
+//! right.
 
 pub mod contend;
 pub mod mixed;
 pub mod notify;
 pub mod overflow;
+pub mod race;
 pub mod reject;
 pub mod sys;
 
@@ -43,6 +46,9 @@ pub enum Scenario {
     Contend(contend::Args),
     /// All of the above, concurrently and in a loop.
     Mixed(mixed::Args),
+    /// Poster threads on several CPUs posting key notifications into one queue while a reader
+    /// drains it: post attempts vs records read per watch id, and loss records.
+    Race(race::Args),
 }
 
 /// Options every scenario has.
@@ -97,6 +103,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Scenario::Mixed(a) => {
             a.common.delay();
             (a.common.clone(), serde_json::to_value(mixed::run(&a)?)?)
+        }
+        Scenario::Race(a) => {
+            a.common.delay();
+            (a.common.clone(), serde_json::to_value(race::run(&a)?)?)
         }
     };
     emit(&common, &value)?;

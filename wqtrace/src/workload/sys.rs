@@ -318,6 +318,52 @@ pub fn would_block(fd: RawFd) -> bool {
     unsafe { libc::poll(&mut p, 1, 0) == 0 }
 }
 
+/// True if `fd` becomes readable (or hung up) within `timeout_ms`.
+pub fn readable_within(fd: RawFd, timeout_ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd.
+    unsafe { libc::poll(&mut p, 1, timeout_ms) > 0 }
+}
+
+/// Pins the calling thread to the `n`-th (modulo their number) of the CPUs it may run on, so that
+/// threads 0, 1, … land on different CPUs; returns the CPU.
+pub fn pin_to_nth_allowed_cpu(n: usize) -> io::Result<u32> {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: cpu_set_t is plain data, written by sched_getaffinity and read with CPU_ISSET.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        cvt(libc::sched_getaffinity(0, size, &mut set) as libc::c_long)?;
+        let allowed: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect();
+        let Some(&cpu) = allowed.get(n % allowed.len().max(1)) else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        cvt(libc::sched_setaffinity(0, size, &one) as libc::c_long)?;
+        Ok(cpu as u32)
+    }
+}
+
+/// Switches the calling thread to SCHED_FIFO (lowest priority) or back to SCHED_OTHER.
+pub fn set_sched_fifo(on: bool) -> io::Result<()> {
+    let (policy, prio) = if on {
+        (libc::SCHED_FIFO, 1)
+    } else {
+        (libc::SCHED_OTHER, 0)
+    };
+    let p = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: pid 0 is the calling thread; p outlives the call.
+    cvt(unsafe { libc::sched_setscheduler(0, policy, &p) } as libc::c_long).map(drop)
+}
+
 /// One `struct watch_notification` record as read from a notification pipe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Note {

@@ -23,7 +23,7 @@ use prometheus_client::{
     },
     registry::{Registry, Unit},
 };
-use wqtrace_common::{Event, EventKind, Op, flags};
+use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
 
 /// Label value for everything past a cap.
 pub const OTHER: &str = "other";
@@ -86,6 +86,11 @@ struct RejectLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LockLabels {
     lock: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -196,6 +201,8 @@ pub struct Metrics {
     comms: Comms,
     posted: Family<NoteLabels, Counter>,
     lost: Family<NoteLabels, Counter>,
+    /// Every post attempt by outcome (`PostOutcome::ALL` order): exactly one each.
+    outcomes: Vec<Counter>,
     rejected: Family<RejectLabels, Counter>,
     pipe_wait: Histogram,
     lock_wait: [Histogram; 2],
@@ -247,6 +254,16 @@ impl Metrics {
             "Notification posts lost (ring or notes full), by notification type and the pipe owner's comm",
             lost.clone(),
         );
+        let outcome_family = Family::<OutcomeLabels, Counter>::default();
+        reg.register(
+            "notification_posts",
+            "Notification post attempts by outcome: landed, lost_ring_full, lost_notes_full, lost_reason_unknown, skipped_filter, unknown, unattributed",
+            outcome_family.clone(),
+        );
+        let outcomes = PostOutcome::ALL
+            .iter()
+            .map(|o| outcome_family.get_or_create_owned(&OutcomeLabels { outcome: o.name() }))
+            .collect();
         let rejected = Family::<RejectLabels, Counter>::default();
         reg.register(
             "splice_rejections",
@@ -306,7 +323,7 @@ impl Metrics {
         let events_lost = Counter::default();
         reg.register(
             "events_lost",
-            "Events the probes could not hand to wqtrace (ring buffer full)",
+            "Events wqtrace itself dropped: the probes found its ring buffer full",
             events_lost.clone(),
         );
         let comms = Comms::new(opts.limits.comms);
@@ -315,6 +332,7 @@ impl Metrics {
             comms,
             posted,
             lost,
+            outcomes,
             rejected,
             pipe_wait,
             lock_wait,
@@ -394,9 +412,11 @@ impl Metrics {
                 r#type: note_type_name(e.ntype),
                 comm: owner,
             };
-            if e.flags & flags::LOSS != 0 {
+            let o = PostOutcome::from_flags(e.flags);
+            self.outcomes[o as usize].inc();
+            if o.is_lost() {
                 self.lost.get_or_create(&labels).inc();
-            } else if e.flags & flags::FILTERED == 0 {
+            } else if o == PostOutcome::Landed {
                 self.posted.get_or_create(&labels).inc();
             }
         }
