@@ -384,6 +384,77 @@ fn filters_run_in_kernel() {
     }
 }
 
+/// `--pipe INO` keeps that pipe's events, posts included, and nothing of another notification
+/// pipe posted into at the same time.
+#[test]
+fn pipe_filter_applies_to_posts_and_ops() {
+    in_vm();
+    // A notification pipe of the test's own (O_NOTIFICATION_PIPE == O_EXCL), watched on a key.
+    let mut fds = [0i32; 2];
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_EXCL | libc::O_NONBLOCK) },
+        0
+    );
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::fstat(fds[0], &mut st) }, 0);
+    let ino = st.st_ino;
+    let t = Tracer::start(&["--pipe", &ino.to_string()]);
+    const IOC_WATCH_QUEUE_SET_SIZE: libc::c_ulong = 0x5760;
+    const KEYCTL_UPDATE: libc::c_long = 2;
+    const KEYCTL_WATCH_KEY: libc::c_long = 32;
+    const KEY_SPEC_PROCESS_KEYRING: libc::c_long = -2;
+    assert_eq!(
+        unsafe { libc::ioctl(fds[0], IOC_WATCH_QUEUE_SET_SIZE, 32) },
+        0
+    );
+    let payload = b"x";
+    let key = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            c"wqtrace-pipe-filter".as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            KEY_SPEC_PROCESS_KEYRING,
+        )
+    };
+    assert!(key > 0, "add_key: {}", std::io::Error::last_os_error());
+    let watch = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_WATCH_KEY, key, fds[0], 3) };
+    assert_eq!(watch, 0, "watch: {}", std::io::Error::last_os_error());
+    for _ in 0..3 {
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_UPDATE,
+                key,
+                payload.as_ptr(),
+                payload.len(),
+            )
+        };
+        assert_eq!(r, 0, "update: {}", std::io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 4096];
+    let got = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(got, 3 * 16, "three 16-byte key notifications");
+    let other = workload(&["race", "--posters", "2", "--updates", "50"]);
+    let events = t.stop();
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    let landed = events
+        .iter()
+        .filter(|e| e["kind"] == "notify_posted" && e["outcome"] == "landed")
+        .count();
+    assert_eq!(landed, 3, "posts into the filtered pipe");
+    assert!(events.iter().any(|e| e["kind"] == "ring_op"), "our read");
+    for e in &events {
+        let i = u(&e["ino"]);
+        assert!(i == 0 || i == ino, "event of another pipe: {e}");
+        assert_ne!(i, u(&other["pipe_ino"]), "{e}");
+    }
+}
+
 /// `doctor` on the watch_queue kernel: notification pipes work, fentry is used for every
 /// kernel-function hook, and kprobes would work as the fallback.
 #[test]

@@ -254,3 +254,62 @@ fn comm_filter_applies_to_posts() {
         "no read by the reader"
     );
 }
+
+/// A queue filter (key UPDATED and REVOKED only): the posts it skips are counted as skipped by
+/// the filter, not lost, and everything else landed as read.
+#[test]
+fn queue_filter_skips_are_counted_as_filtered() {
+    assert!(std::env::var_os("WQTRACE_IN_VM").is_some(), "VM only");
+    let dir = std::env::temp_dir();
+    let rec = dir.join("filter.wqt");
+    let summary = dir.join("filter.json");
+    let jsonl = dir.join("filter.jsonl");
+    run(&[
+        "record",
+        "-q",
+        "-o",
+        rec.to_str().unwrap(),
+        "--",
+        WQTRACE,
+        "workload",
+        "notify",
+        "--filter",
+        "--count",
+        "4",
+        "--json-out",
+        summary.to_str().unwrap(),
+    ]);
+    let w: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(w["ok"], true, "{w}");
+    run(&[
+        "export",
+        rec.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-o",
+        jsonl.to_str().unwrap(),
+    ]);
+    let events: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let p = posts(&w, &events);
+    let n = |o: &str| p.by_outcome.get(o).copied().unwrap_or(0);
+    // SETATTR on the key, LINKED and UNLINKED on the keyring: not UPDATED or REVOKED.
+    assert_eq!(n("skipped_filter"), 3, "{:?}", p.by_outcome);
+    assert_eq!(
+        n("landed"),
+        u(&w["notifications_read"]),
+        "{:?} {w}",
+        p.by_outcome
+    );
+    for o in [
+        "lost_ring_full",
+        "lost_notes_full",
+        "lost_reason_unknown",
+        "unknown",
+    ] {
+        assert_eq!(n(o), 0, "{o}: {:?}", p.by_outcome);
+    }
+}

@@ -212,6 +212,26 @@ pub fn info_line(p: &PipeState) -> Line<'static> {
     if losses > 0 {
         spans.push(Span::styled(format!("  {losses} loss-flagged"), BAD));
     }
+    let s = &p.posts;
+    if s.attempts > 0 {
+        // One outcome per post attempt, as `report` counts them.
+        spans.push(Span::raw(format!(
+            "  posts {} landed {}",
+            s.attempts, s.posted
+        )));
+        let parts = [
+            ("ring-full", s.ring_full, BAD),
+            ("notes-full", s.notes_full, BAD),
+            ("lost(why?)", s.lost_reason_unknown, BAD),
+            ("filtered", s.filtered, DIM),
+            ("unknown", s.unknown, Style::new().fg(Color::Yellow)),
+        ];
+        for (name, n, style) in parts {
+            if n > 0 {
+                spans.push(Span::styled(format!(" {name} {n}"), style));
+            }
+        }
+    }
     Line::from(spans)
 }
 
