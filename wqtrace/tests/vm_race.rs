@@ -5,42 +5,26 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use common::{WQTRACE, u};
+use common::{WQTRACE, run_ok as run, u};
 use serde_json::Value;
 
-fn run(args: &[&str]) -> std::process::Output {
-    let out = Command::new(WQTRACE).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "wqtrace {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Record the race scenario with `race_args`; its summary and the recording's events.
-fn record_race(tag: &str, tracer_args: &[&str], race_args: &[&str]) -> (Value, Vec<Value>) {
+/// Record `wqtrace workload SCENARIO ARGS…` (`workload`); its summary and the recording's
+/// events (as `export --format jsonl` writes them).
+fn record_workload(tag: &str, tracer_args: &[&str], workload: &[&str]) -> (Value, Vec<Value>) {
     assert!(
         std::env::var_os("WQTRACE_IN_VM").is_some(),
         "needs a watch_queue kernel: run with `cargo xtask test` (VM stage)"
     );
     let dir = std::env::temp_dir();
-    let rec = dir.join(format!("race-{tag}.wqt"));
-    let summary = dir.join(format!("race-{tag}.json"));
-    let jsonl = dir.join(format!("race-{tag}.jsonl"));
+    let rec = dir.join(format!("{tag}.wqt"));
+    let summary = dir.join(format!("{tag}.json"));
+    let jsonl = dir.join(format!("{tag}.jsonl"));
     let mut args = vec!["record", "-q", "-o", rec.to_str().unwrap()];
     args.extend_from_slice(tracer_args);
-    args.extend_from_slice(&[
-        "--",
-        WQTRACE,
-        "workload",
-        "race",
-        "--json-out",
-        summary.to_str().unwrap(),
-    ]);
-    args.extend_from_slice(race_args);
+    args.extend_from_slice(&["--", WQTRACE, "workload"]);
+    args.extend_from_slice(workload);
+    args.extend_from_slice(&["--json-out", summary.to_str().unwrap()]);
     run(&args);
     let w: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(w["ok"], true, "{w}");
@@ -61,6 +45,13 @@ fn record_race(tag: &str, tracer_args: &[&str], race_args: &[&str]) -> (Value, V
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     (w, events)
+}
+
+/// [`record_workload`] of the race scenario.
+fn record_race(tag: &str, tracer_args: &[&str], race_args: &[&str]) -> (Value, Vec<Value>) {
+    let mut args = vec!["race"];
+    args.extend_from_slice(race_args);
+    record_workload(&format!("race-{tag}"), tracer_args, &args)
 }
 
 /// Outcome counts of the posts into the race's pipe, and the landed posts.
@@ -259,41 +250,7 @@ fn comm_filter_applies_to_posts() {
 /// the filter, not lost, and everything else landed as read.
 #[test]
 fn queue_filter_skips_are_counted_as_filtered() {
-    assert!(std::env::var_os("WQTRACE_IN_VM").is_some(), "VM only");
-    let dir = std::env::temp_dir();
-    let rec = dir.join("filter.wqt");
-    let summary = dir.join("filter.json");
-    let jsonl = dir.join("filter.jsonl");
-    run(&[
-        "record",
-        "-q",
-        "-o",
-        rec.to_str().unwrap(),
-        "--",
-        WQTRACE,
-        "workload",
-        "notify",
-        "--filter",
-        "--count",
-        "4",
-        "--json-out",
-        summary.to_str().unwrap(),
-    ]);
-    let w: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    assert_eq!(w["ok"], true, "{w}");
-    run(&[
-        "export",
-        rec.to_str().unwrap(),
-        "--format",
-        "jsonl",
-        "-o",
-        jsonl.to_str().unwrap(),
-    ]);
-    let events: Vec<Value> = std::fs::read_to_string(&jsonl)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (w, events) = record_workload("filter", &[], &["notify", "--filter", "--count", "4"]);
     let p = posts(&w, &events);
     let n = |o: &str| p.by_outcome.get(o).copied().unwrap_or(0);
     // SETATTR on the key, LINKED and UNLINKED on the keyring: not UPDATED or REVOKED.

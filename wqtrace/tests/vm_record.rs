@@ -3,20 +3,8 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{WQTRACE, u};
+use common::{WQTRACE, run_ok as run, u};
 use serde_json::Value;
-
-fn run(args: &[&str]) -> std::process::Output {
-    let out = Command::new(WQTRACE).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "wqtrace {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 #[test]
 fn recording_of_mixed_reports_the_workloads_counts() {

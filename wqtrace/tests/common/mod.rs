@@ -16,6 +16,17 @@ use serde_json::Value;
 
 pub const WQTRACE: &str = env!("CARGO_BIN_EXE_wqtrace");
 
+/// `wqtrace ARGS`, which must succeed (its stderr in the failure message).
+pub fn run_ok(args: &[&str]) -> std::process::Output {
+    let out = Command::new(WQTRACE).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "wqtrace {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Tests of one binary that load probes take turns: their sessions share the kernel.
 pub fn kernel_lock() -> std::sync::MutexGuard<'static, ()> {
     static KERNEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
