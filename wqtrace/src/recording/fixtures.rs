@@ -131,7 +131,7 @@ fn ring(e: &mut Event, hb: u32, h: u32, tb: u32, t: u32, size: u32) {
 ///
 /// Contents, in order: notification pipe created, sized, watched; 4 posts fill the ring; a 5th
 /// is lost (ring full: the last slot gets the loss flag); a post lands while the reader holds the
-/// mutex in the middle of a 2-slot read (interleave); the reader waits, then drains; a splice
+/// mutex in the middle of a 2-slot read (no interleave: a reader); the reader waits, then drains; a splice
 /// is rejected; the reader contends on the mutex. Then an ordinary pipe: a 3-page write, a
 /// writer waiting for room, a contended rd_wait, a partial read, the ring resized to 8 slots
 /// (F_SETPIPE_SZ) and both pipes released.
@@ -205,7 +205,7 @@ pub fn notification_session() -> Vec<Event> {
     e.notes_in_use = 2;
     b.push(e);
     // …then a post lands while the reader (tid READER) holds the mutex in its next read, which
-    // moves 2 slots: an interleave.
+    // consumes 2 slots: a reader consuming while posts land, not an interleave.
     let mut e = np(&mut b, 30_000, NotifyPosted, Op::Post, POSTER);
     e.flags |= flags::NOTIFICATION_PIPE | flags::MUTEX_HELD;
     ring(&mut e, 4, 5, 2, 2, 4);
