@@ -418,6 +418,9 @@ impl Model {
                             tid: e.owner_tid,
                             comm: Comm(e.owner_comm),
                         });
+                    }
+                    // Only a post that took a slot can sit between an op's slots.
+                    if e.owner_tid != 0 && outcome == PostOutcome::Landed {
                         if self.pending.len() == PENDING_CAP {
                             self.pending.pop_front();
                         }

@@ -347,19 +347,27 @@ fn interleave_needs_a_post_inside_the_owners_written_slots() {
     post(&mut m, 5, 9);
     op(&mut m, 6, Op::Write, 7, 10, true);
     assert_eq!(m.interleaves().total(), 1);
+    // A post that was lost under the writer's mutex took no slot: no alert.
+    let mut lost = ev(EventKind::NotifyPosted, Op::Post, 7);
+    lost.flags = flags::NOTIFICATION_PIPE | flags::MUTEX_HELD | flags::LOSS | flags::RING_FULL;
+    lost.owner_tid = 10;
+    ring(&mut lost, 11, 11, 0, 0, 8);
+    m.apply(&lost);
+    op(&mut m, 7, Op::Write, 10, 13, true);
+    assert_eq!(m.interleaves().total(), 1);
     // A one-slot write cannot be split.
-    post(&mut m, 7, 10);
-    op(&mut m, 8, Op::Write, 10, 12, true);
+    post(&mut m, 7, 13);
+    op(&mut m, 8, Op::Write, 13, 15, true);
     assert_eq!(m.interleaves().total(), 1);
     // Another task's multi-slot write does not consume task 10's pending posts.
-    post(&mut m, 9, 13);
+    post(&mut m, 9, 16);
     let mut other = ev(EventKind::RingOp, Op::Write, 10);
     other.tid = 30;
     other.flags = flags::RING_DST;
-    ring(&mut other, 12, 15, 0, 0, 8);
+    ring(&mut other, 15, 18, 0, 0, 8);
     m.apply(&other);
     assert_eq!(m.interleaves().total(), 1);
-    op(&mut m, 11, Op::Write, 12, 15, true);
+    op(&mut m, 11, Op::Write, 15, 18, true);
     assert_eq!(m.interleaves().total(), 2);
 }
 
