@@ -358,6 +358,16 @@ impl Event {
         (self.kind == EventKind::NotifyPosted as u8).then(|| PostOutcome::from_flags(self.flags))
     }
 
+    /// RingOp: loss records the read returned (recordings made before the count existed
+    /// carry only the flag: at least one).
+    pub fn loss_records(&self) -> u32 {
+        if self.flags & flags::LOSS_SEEN != 0 {
+            self.info.max(1)
+        } else {
+            0
+        }
+    }
+
     /// NotifyPosted: the ring slot a landed post took.
     pub const fn slot(&self) -> Option<u32> {
         if self.slot == u32::MAX {

@@ -369,7 +369,7 @@ impl Model {
                 }
                 if e.flags & flags::LOSS_SEEN != 0 {
                     p.posts.loss_seen_by_reader += 1;
-                    p.posts.loss_records_read += u64::from(e.info.max(1));
+                    p.posts.loss_records_read += u64::from(e.loss_records());
                 }
                 if ring_valid {
                     p.ring

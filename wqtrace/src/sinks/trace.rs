@@ -154,7 +154,7 @@ pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
         "ctx": ctx_name(e.ctx),
         "flags": flag_names(e.flags),
         "outcome": e.post_outcome().map(|o| o.name()),
-        "loss_records": if e.flags & flags::LOSS_SEEN != 0 { e.info } else { 0 },
+        "loss_records": e.loss_records(),
         "ret": e.ret,
         "duration_ns": e.duration_ns,
         "head_before": e.head_before,
@@ -208,11 +208,7 @@ pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std
         Some(o) => write!(w, "],\"outcome\":\"{}\"", o.name())?,
         None => write!(w, "],\"outcome\":null")?,
     }
-    let loss_records = if e.flags & flags::LOSS_SEEN != 0 {
-        e.info
-    } else {
-        0
-    };
+    let loss_records = e.loss_records();
     writeln!(
         w,
         ",\"loss_records\":{loss_records},\"ret\":{},\"duration_ns\":{},\"head_before\":{},\"tail_before\":{},\"head\":{},\"tail\":{},\"occupancy\":{},\"ring_size\":{},\"max_usage\":{},\"fd_in\":{},\"fd_out\":{},\"nr_notes\":{},\"notes_in_use\":{},\"slot\":{},\"note\":{},\"type\":{},\"subtype\":{},\"watch_id\":{},\"len\":{},\"lock\":\"{:#x}\",\"owner_tid\":{},\"owner_comm\":{}}}",
@@ -274,7 +270,7 @@ pub fn format_line(e: &Event) -> String {
             e.fd_out,
             e.ret,
             if e.flags & flags::LOSS_SEEN != 0 {
-                format!(" loss-records={}", e.info)
+                format!(" loss-records={}", e.loss_records())
             } else {
                 String::new()
             }
