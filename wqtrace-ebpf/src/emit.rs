@@ -20,42 +20,21 @@ fn bump(idx: u32) {
     }
 }
 
-/// Fill the header from the current task and zero the rest. Every field is assigned
-/// explicitly: no large memset/memcpy for the BPF backend to choke on.
+/// Fill the header from the current task and zero the rest.
 #[inline(always)]
 pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
+    crate::words::zero(e as *mut Event);
     let pid_tgid = bpf_get_current_pid_tgid();
     e.ts_ns = now();
-    e.pipe = 0;
-    e.ino = 0;
-    e.duration_ns = 0;
-    e.ret = 0;
-    e.lock = 0;
     e.kind = kind as u8;
-    e.op = 0;
-    e.flags = 0;
     e.cpu = unsafe { bpf_get_smp_processor_id() };
     e.tid = pid_tgid as u32;
     e.tgid = (pid_tgid >> 32) as u32;
-    e.head_before = 0;
-    e.tail_before = 0;
-    e.head = 0;
-    e.tail = 0;
-    e.ring_size = 0;
-    e.max_usage = 0;
     e.fd_in = -1;
     e.fd_out = -1;
-    e.nr_notes = 0;
-    e.notes_in_use = 0;
     e.slot = u32::MAX;
     e.note = u32::MAX;
-    e.ntype = 0;
-    e.subtype = 0;
-    e.info = 0;
-    e.owner_tid = 0;
     e.ctx = ctx;
-    e._pad = [0; 7];
-    e.owner_comm = [0; 16];
     unsafe { bpf_get_current_comm(e.comm.as_mut_ptr().cast(), 16) };
 }
 

@@ -5,7 +5,7 @@ use wqtrace_common::NO_OFFSET;
 
 use crate::{
     globals::{filter, off},
-    maps::{KNOWN_PIPES, NOTIF_BIT, RT_PIPE_FOPS, RUNTIME},
+    maps::{KNOWN_PIPES, KnownPipe, RT_PIPE_FOPS, RUNTIME},
 };
 
 /// `*(T *)(base + off)`, or None when the field is missing on this kernel or the read faults.
@@ -51,6 +51,8 @@ pub struct PipeRef {
     pub pipe: u64,
     pub ino: u64,
     pub notif: bool,
+    /// `file->f_inode` (0 when the pipe was named by address, not through a file).
+    pub inode: u64,
 }
 
 #[inline(always)]
@@ -61,39 +63,79 @@ pub fn pipe_fops() -> u64 {
     }
 }
 
-/// The pipe behind `file`, if it is one (its f_op is the pipe fops wqtrace calibrated).
+/// `file->f_op`, `->private_data` and `->f_inode`. Since 6.12 they sit within 32 bytes of
+/// each other (one read, not three: every traced syscall resolves its fds).
 #[inline(always)]
-pub fn file_pipe(file: u64) -> Option<PipeRef> {
+fn file_fields(file: u64) -> Option<(u64, u64, u64)> {
+    let (fo, po, io) = (off!(file_f_op), off!(file_private_data), off!(file_f_inode));
+    if fo != NO_OFFSET && po != NO_OFFSET && io != NO_OFFSET {
+        let lo = fo.min(po).min(io);
+        let hi = fo.max(po).max(io);
+        if hi - lo <= 24 && (fo | po | io) & 7 == 0 {
+            let b: [u64; 4] = rd(file, lo)?;
+            let at = |o: u32| b[(((o - lo) >> 3) & 3) as usize];
+            return Some((at(fo), at(po), at(io)));
+        }
+    }
+    Some((rd(file, fo)?, rd(file, po)?, rd(file, io)?))
+}
+
+/// The pipe behind `file`, if it is one (its f_op is the pipe fops wqtrace calibrated), and
+/// whether KNOWN_PIPES already holds it. A known pipe's inode number and notification flag
+/// come from the map: they never change while the pipe lives, and the inode pointer stored
+/// with them tells a reused pipe address from the pipe it was.
+#[inline(always)]
+fn file_pipe_cached(file: u64) -> Option<(PipeRef, bool)> {
     let fops = pipe_fops();
     if fops == 0 {
         return None;
     }
-    let f_op: u64 = rd(file, off!(file_f_op))?;
-    if f_op != fops {
+    let (f_op, pipe, inode) = file_fields(file)?;
+    if f_op != fops || pipe == 0 {
         return None;
     }
-    let pipe: u64 = rd(file, off!(file_private_data))?;
-    if pipe == 0 {
-        return None;
+    if let Some(k) = unsafe { KNOWN_PIPES.get(pipe) } {
+        if k.inode == inode {
+            return Some((
+                PipeRef {
+                    pipe,
+                    ino: k.ino,
+                    notif: k.notif != 0,
+                    inode,
+                },
+                true,
+            ));
+        }
     }
-    let inode: u64 = rd(file, off!(file_f_inode))?;
     let ino: u64 = rd(inode, off!(inode_i_ino)).unwrap_or(0);
     let wq: u64 = rd(pipe, off!(pipe_watch_queue)).unwrap_or(0);
-    Some(PipeRef {
-        pipe,
-        ino,
-        notif: wq != 0,
-    })
+    Some((
+        PipeRef {
+            pipe,
+            ino,
+            notif: wq != 0,
+            inode,
+        },
+        false,
+    ))
+}
+
+/// The pipe behind `file`, if it is one.
+#[inline(always)]
+pub fn file_pipe(file: u64) -> Option<PipeRef> {
+    file_pipe_cached(file).map(|(p, _)| p)
 }
 
 /// The pipe behind `fd`, if it passes the pipe filters; remembered in KNOWN_PIPES.
 #[inline(always)]
 pub fn fd_pipe(fd: i64) -> Option<PipeRef> {
-    let p = file_pipe(fd_file(fd)?)?;
+    let (p, known) = file_pipe_cached(fd_file(fd)?)?;
     if !pipe_wanted(p.ino, p.notif) {
         return None;
     }
-    remember(&p);
+    if !known {
+        remember(&p);
+    }
     Some(p)
 }
 
@@ -108,8 +150,16 @@ pub fn pipe_wanted(ino: u64, notif: bool) -> bool {
 
 #[inline(always)]
 pub fn remember(p: &PipeRef) {
-    let v = p.ino | if p.notif { NOTIF_BIT } else { 0 };
-    if unsafe { KNOWN_PIPES.get(p.pipe) }.copied() != Some(v) {
+    let v = KnownPipe {
+        ino: p.ino,
+        inode: p.inode,
+        notif: p.notif as u64,
+    };
+    let same = match unsafe { KNOWN_PIPES.get(p.pipe) } {
+        Some(k) => k.ino == v.ino && k.inode == v.inode && k.notif == v.notif,
+        None => false,
+    };
+    if !same {
         let _ = KNOWN_PIPES.insert(p.pipe, v, 0);
     }
 }
@@ -117,11 +167,12 @@ pub fn remember(p: &PipeRef) {
 /// A known pipe by its kernel address.
 #[inline(always)]
 pub fn known_pipe(pipe: u64) -> Option<PipeRef> {
-    let v = *unsafe { KNOWN_PIPES.get(pipe) }?;
+    let k = unsafe { KNOWN_PIPES.get(pipe) }?;
     Some(PipeRef {
         pipe,
-        ino: v & !NOTIF_BIT,
-        notif: v & NOTIF_BIT != 0,
+        ino: k.ino,
+        notif: k.notif != 0,
+        inode: k.inode,
     })
 }
 

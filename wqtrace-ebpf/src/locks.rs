@@ -5,7 +5,8 @@
 //! own wait_lock) ends with its own address and must not close the wait.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
+    bindings::BPF_NOEXIST, helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint,
+    programs::BtfTracePointContext,
 };
 use wqtrace_common::{EventKind, NO_OFFSET, flags};
 
@@ -14,6 +15,7 @@ use crate::{
     globals::off,
     kread::{self, known_pipe},
     maps::{LOCK_WAITS, LockWait},
+    words,
 };
 
 /// include/trace/events/lock.h
@@ -31,7 +33,8 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
         flags::LOCK_SLEEP
     } as u32;
     let pid_tgid = bpf_get_current_pid_tgid();
-    if let Some(w) = LOCK_WAITS.get_ptr_mut(pid_tgid as u32) {
+    let slot = LOCK_WAITS.get_ptr_mut(pid_tgid as u32);
+    if let Some(w) = slot {
         let w = unsafe { &mut *w };
         if w.lock == lock {
             // The next phase of the same wait: it started at the first begin.
@@ -44,32 +47,45 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
     }
     let mo = off!(pipe_mutex);
     let wo = off!(pipe_rd_wait);
-    let (pipe, is_mutex) =
-        if mo != NO_OFFSET && lock >= mo as u64 && known_pipe(lock - mo as u64).is_some() {
-            (lock - mo as u64, 1)
-        } else if wo != NO_OFFSET && lock >= wo as u64 && known_pipe(lock - wo as u64).is_some() {
-            (lock - wo as u64, 0)
-        } else {
-            return 0;
-        };
-    let Some(p) = known_pipe(pipe) else { return 0 };
-    let mut w = LockWait {
-        start_ns: now(),
-        lock,
-        pipe,
-        ino: p.ino,
-        owner_tid: 0,
-        is_mutex,
-        phases: phase,
-        _pad: 0,
-        owner_comm: [0; 16],
+    let as_mutex = if mo != NO_OFFSET && lock >= mo as u64 {
+        known_pipe(lock - mo as u64)
+    } else {
+        None
     };
+    let (p, is_mutex) = match as_mutex {
+        Some(p) => (p, 1),
+        None if wo != NO_OFFSET && lock >= wo as u64 => match known_pipe(lock - wo as u64) {
+            Some(p) => (p, 0),
+            None => return 0,
+        },
+        None => return 0,
+    };
+    let mut wm = core::mem::MaybeUninit::<LockWait>::uninit();
+    words::zero(wm.as_mut_ptr());
+    let w = unsafe { wm.assume_init_mut() };
+    w.start_ns = now();
+    w.lock = lock;
+    w.pipe = p.pipe;
+    w.ino = p.ino;
+    w.is_mutex = is_mutex;
+    w.phases = phase;
+    w.notif = p.notif as u32;
     if is_mutex != 0 {
-        let (owner, task) = kread::mutex_owner(pipe);
+        let (owner, task) = kread::mutex_owner(p.pipe);
         w.owner_tid = owner;
         kread::task_comm(task, &mut w.owner_comm);
     }
-    let _ = LOCK_WAITS.insert(pid_tgid as u32, w, 0);
+    match slot {
+        Some(s) => words::copy(s, w),
+        None => {
+            if LOCK_WAITS
+                .insert(pid_tgid as u32, w, BPF_NOEXIST as u64)
+                .is_err()
+            {
+                crate::emit::lost();
+            }
+        }
+    }
     0
 }
 
@@ -78,15 +94,14 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
     let lock: u64 = ctx.arg(0);
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(wp) = LOCK_WAITS.get_ptr(tid) else {
+    let Some(wp) = LOCK_WAITS.get_ptr_mut(tid) else {
         return 0;
     };
-    let w: LockWait = unsafe { *wp };
-    if w.lock != lock {
+    if unsafe { core::ptr::read_volatile(&(*wp).lock) } != lock || lock == 0 {
         return 0;
     }
-    let _ = LOCK_WAITS.remove(tid);
-    let p = known_pipe(w.pipe);
+    let w: LockWait = unsafe { *wp };
+    unsafe { core::ptr::write_volatile(&mut (*wp).lock, 0) };
     emit!(EventKind::LockContended, |e| {
         e.pipe = w.pipe;
         e.ino = w.ino;
@@ -98,10 +113,8 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
         if w.is_mutex != 0 {
             e.flags |= flags::LOCK_MUTEX;
         }
-        if let Some(p) = p {
-            if p.notif {
-                e.flags |= flags::NOTIFICATION_PIPE;
-            }
+        if w.notif != 0 {
+            e.flags |= flags::NOTIFICATION_PIPE;
         }
         crate::syscalls::fill_ring(e, w.pipe);
     });

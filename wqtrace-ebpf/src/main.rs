@@ -24,6 +24,7 @@ mod sched;
 mod splice_reject;
 mod syscalls;
 mod waits;
+mod words;
 
 #[cfg(not(test))]
 #[panic_handler]

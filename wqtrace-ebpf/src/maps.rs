@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use wqtrace_common::stat;
 
@@ -29,11 +29,21 @@ pub const HOOK_POST_LANDED: u64 = 2;
 /// without a trace wqtrace can see.
 pub const HOOK_SECURITY_MAY_SKIP: u64 = 4;
 
-/// Pipes seen so far: pipe_inode_info address → inode number | NOTIF_BIT. Lets the lock and
-/// notification hooks (which only see kernel pointers) name the pipe and apply filters.
+/// Pipes seen so far, by `pipe_inode_info` address. Lets the lock and notification hooks
+/// (which only see kernel pointers) name the pipe and apply filters, and spares the syscall
+/// hooks two reads per fd for a pipe they already know.
 #[map]
-pub static KNOWN_PIPES: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
-pub const NOTIF_BIT: u64 = 1 << 63;
+pub static KNOWN_PIPES: LruHashMap<u64, KnownPipe> = LruHashMap::with_max_entries(16384, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct KnownPipe {
+    pub ino: u64,
+    /// The pipe's inode address: a pipe address reused by a pipe of another inode misses.
+    pub inode: u64,
+    /// 1: a notification pipe.
+    pub notif: u64,
+}
 
 /// One pipe end of a syscall in progress: the fd, the pipe behind it and its ring at entry.
 #[repr(C)]
@@ -75,15 +85,18 @@ pub struct Inflight {
     /// The side data comes from (read, splice/tee input) and goes to (write, output).
     pub src: Side,
     pub dst: Side,
+    /// The syscall (`Op`); 0 when the thread is in none that wqtrace follows.
     pub op: u8,
     pub _pad: [u8; 7],
 }
 
-/// One insert and one delete per traced syscall: per-CPU LRU lists (BPF_F_NO_COMMON_LRU) keep
-/// those off a lock shared by every CPU.
+/// The pipe syscall in progress of each thread that made one. An entry stays with its thread
+/// (`op` = 0 between syscalls) and is rewritten in place, so a traced syscall costs two
+/// lookups, not an insert and a delete (those were 7 % of a traced pipe workload's CPU, issue
+/// #13); `thread_exit` frees it. A plain hash, not an LRU: eviction could drop a blocked
+/// reader's entry unseen, while a full map fails the insert, which is counted as a lost event.
 #[map]
-pub static INFLIGHT: LruHashMap<u32, Inflight> =
-    LruHashMap::with_max_entries(16384, aya_ebpf::bindings::BPF_F_NO_COMMON_LRU);
+pub static INFLIGHT: HashMap<u32, Inflight> = HashMap::with_max_entries(32768, 0);
 
 /// A task waiting for a known pipe's lock (contention_begin → contention_end).
 #[repr(C)]
@@ -97,12 +110,15 @@ pub struct LockWait {
     pub is_mutex: u32,
     /// `flags::LOCK_SPIN` / `flags::LOCK_SLEEP` phases seen so far.
     pub phases: u32,
-    pub _pad: u32,
+    /// 1: a notification pipe's lock.
+    pub notif: u32,
     pub owner_comm: [u8; 16],
 }
 
+/// Per thread that waited for a pipe lock, kept and rewritten in place like [`INFLIGHT`]
+/// (`lock` = 0: not waiting). A full map is counted as a lost event.
 #[map]
-pub static LOCK_WAITS: LruHashMap<u32, LockWait> = LruHashMap::with_max_entries(4096, 0);
+pub static LOCK_WAITS: HashMap<u32, LockWait> = HashMap::with_max_entries(32768, 0);
 
 /// A task inside pipe_wait_readable/_writable (entry → return) or get_pipe_info (kprobe entry).
 #[repr(C)]

@@ -15,12 +15,18 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let prev: u64 = ctx.arg(1);
     let next: u64 = ctx.arg(2);
     let prev_state: u64 = ctx.arg(3);
-    let t = now();
+    // The clock is read only for a task inside a traced syscall (a clock read costs as
+    // much as the rest of this program on a paravirtualised clock).
     // Only voluntary sleeps are waits; a preempted task is still runnable.
     if preempt & 0xff == 0 && prev_state as u32 != 0 {
         if let Some(tid) = rd::<u32>(prev, off!(task_pid)) {
             if let Some(f) = INFLIGHT.get_ptr_mut(tid) {
-                unsafe { (*f).off_since = t };
+                // Only inside a traced syscall (`op` 0: the thread's slot between syscalls).
+                unsafe {
+                    if (*f).op != 0 {
+                        (*f).off_since = now();
+                    }
+                }
             }
         }
     }
@@ -28,7 +34,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         if let Some(f) = INFLIGHT.get_ptr_mut(tid) {
             unsafe {
                 if (*f).off_since != 0 {
-                    (*f).off_cpu_ns += t - (*f).off_since;
+                    (*f).off_cpu_ns += now() - (*f).off_since;
                     (*f).off_since = 0;
                 }
             }

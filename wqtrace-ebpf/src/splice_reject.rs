@@ -30,7 +30,10 @@ fn gpi_return(file: u64, for_splice: u64, ret: u64) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    if let Some(f) = INFLIGHT.get_ptr_mut(pid_tgid as u32) {
+    if let Some(f) = INFLIGHT
+        .get_ptr_mut(pid_tgid as u32)
+        .filter(|f| unsafe { (**f).op } != 0)
+    {
         unsafe {
             if (*f).rejected_pipe == 0 {
                 (*f).rejected_pipe = p.pipe;

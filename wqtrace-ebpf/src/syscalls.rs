@@ -3,10 +3,13 @@
 //! at exit it reports what the syscall did to them.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user},
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
+use core::mem::MaybeUninit;
+
 use wqtrace_common::{CALIBRATE_FCNTL_CMD, Event, EventKind, Op, flags};
 
 use crate::{
@@ -14,9 +17,10 @@ use crate::{
     globals::filter,
     kread::{self, PipeRef, fd_pipe},
     maps::{
-        HOOK_GET_PIPE_INFO, INFLIGHT, Inflight, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS, RUNTIME,
-        ReadScan, Side, TAIL_READ_SCAN, TAILS,
+        HOOK_GET_PIPE_INFO, INFLIGHT, Inflight, LOCK_WAITS, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS,
+        RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS,
     },
+    words,
 };
 
 // x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl).
@@ -46,7 +50,9 @@ const EBADF: i64 = 9;
 const EXDEV: i64 = 18;
 
 /// Syscall argument `n` from the `struct pt_regs` the syscall tracepoints pass. The layout is
-/// x86_64 UAPI (arch/x86/include/uapi/asm/ptrace.h), not a kernel-internal struct.
+/// x86_64 UAPI (arch/x86/include/uapi/asm/ptrace.h), not a kernel-internal struct. tp_btf
+/// hands the programs a BTF-typed pointer, so these are plain loads the verifier checks
+/// against `struct pt_regs`, not probe-read helper calls.
 #[inline(always)]
 fn sys_arg(regs: u64, n: u32) -> u64 {
     // di, si, dx, r10, r8, r9
@@ -58,7 +64,13 @@ fn sys_arg(regs: u64, n: u32) -> u64 {
         4 => 72,
         _ => 64,
     };
-    unsafe { bpf_probe_read_kernel((regs + off) as *const u64) }.unwrap_or(0)
+    unsafe { core::ptr::read_volatile((regs + off) as *const u64) }
+}
+
+/// `orig_ax`: the syscall number, at exit too.
+#[inline(always)]
+fn sys_nr(regs: u64) -> u64 {
+    unsafe { core::ptr::read_volatile((regs + 120) as *const u64) }
 }
 
 /// Whether the current task passes the task filters (and is not wqtrace itself).
@@ -106,20 +118,17 @@ fn op_of(nr: u64) -> Op {
     }
 }
 
+/// A fresh in-flight record in `f`'s storage (built in place: a struct returned by value
+/// comes back as a BPF memset call, see `words`).
 #[inline(always)]
-fn blank(op: Op) -> Inflight {
-    Inflight {
-        start_ns: now(),
-        off_since: 0,
-        off_cpu_ns: 0,
-        arg: 0,
-        flags: 0,
-        rejected_pipe: 0,
-        src: Side::NONE,
-        dst: Side::NONE,
-        op: op as u8,
-        _pad: [0; 7],
-    }
+fn blank(f: &mut MaybeUninit<Inflight>, op: Op) -> &mut Inflight {
+    words::zero(f.as_mut_ptr());
+    let f = unsafe { f.assume_init_mut() };
+    f.start_ns = now();
+    f.src.fd = -1;
+    f.dst.fd = -1;
+    f.op = op as u8;
+    f
 }
 
 /// `fd` and the pipe behind it, with its ring as it is now (before the syscall).
@@ -143,6 +152,7 @@ fn side(fd: u64, p: Option<PipeRef>) -> Side {
 }
 
 #[btf_tracepoint(function = "sys_enter")]
+#[inline(always)] // see sys_exit
 pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
     let regs: u64 = ctx.arg(0);
@@ -162,7 +172,8 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     if op == Op::None || (op != Op::Pipe2 && !task_wanted(tgid)) {
         return 0;
     }
-    let mut f = blank(op);
+    let mut slot = MaybeUninit::uninit();
+    let f = blank(&mut slot, op);
     let a0 = sys_arg(regs, 0);
     match nr {
         NR_READ | NR_READV => {
@@ -241,7 +252,25 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         }
         _ => return 0,
     }
-    let _ = INFLIGHT.insert(tid, f, 0);
+    match INFLIGHT.get_ptr_mut(tid) {
+        Some(slot) => words::copy(slot, f),
+        None => {
+            if INFLIGHT.insert(tid, f, BPF_NOEXIST as u64).is_err() {
+                // Full: this syscall will not be reported. Counted, never silent.
+                crate::emit::lost();
+            }
+        }
+    }
+    0
+}
+
+/// The thread is gone: so is its in-flight slot.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn thread_exit(_ctx: BtfTracePointContext) -> i32 {
+    crate::globals::empty_floor!();
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let _ = INFLIGHT.remove(tid);
+    let _ = LOCK_WAITS.remove(tid);
     0
 }
 
@@ -338,16 +367,27 @@ fn ring_op(f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
     });
 }
 
+// inline(always): the macro's wrapper ignores this function's result, so a separately
+// compiled body may end with a stack pointer in r0, which the verifier refuses.
 #[btf_tracepoint(function = "sys_exit")]
+#[inline(always)]
 pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
+    let regs: u64 = ctx.arg(0);
+    // Most syscalls on the machine are none of ours: no map lookup for them.
+    if op_of(sys_nr(regs)) == Op::None {
+        return 0;
+    }
     let ret: i64 = ctx.arg(1);
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(fp) = INFLIGHT.get_ptr(tid) else {
+    let Some(fp) = INFLIGHT.get_ptr_mut(tid) else {
         return 0;
     };
+    if unsafe { core::ptr::read_volatile(&(*fp).op) } == Op::None as u8 {
+        return 0;
+    }
     let f: Inflight = unsafe { *fp };
-    let _ = INFLIGHT.remove(tid);
+    unsafe { core::ptr::write_volatile(&mut (*fp).op, Op::None as u8) };
     let op = Op::from_u8(f.op);
 
     if f.off_cpu_ns > 0 && matches!(op, Op::Read | Op::Readv | Op::Write | Op::Writev) {

@@ -2,8 +2,6 @@
 //! Dropping [`Probes`] detaches everything (aya owns the links); so does process exit, since
 //! every link is a file descriptor.
 
-use std::os::fd::AsRawFd;
-
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -25,7 +23,7 @@ const HOOK_SECURITY_MAY_SKIP: u64 = 4;
 /// Ring buffer size: ~100k events (168 B each), enough to ride out the drain thread being off
 /// CPU for a while at the highest rates seen here. The kernel maps it twice (for wrap-around),
 /// so it counts double in RSS.
-const RING_BYTES: u32 = 16 << 20;
+pub const RING_BYTES: u32 = 16 << 20;
 
 pub struct Probes {
     pub ebpf: Ebpf,
@@ -110,10 +108,13 @@ impl Probes {
             .map_err(|e| anyhow!("cannot load tp_btf sys_exit_read_scan: {e}"))?;
         attach_tp(&mut ebpf, &btf, "sys_enter", "sys_enter")
             .and_then(|_| attach_tp(&mut ebpf, &btf, "sys_exit", "sys_exit"))
-            .map_err(|e| anyhow!("cannot attach tp_btf sys_enter/sys_exit: {e}"))?;
+            .and_then(|_| attach_tp(&mut ebpf, &btf, "thread_exit", "sched_process_exit"))
+            .map_err(|e| {
+                anyhow!("cannot attach tp_btf sys_enter/sys_exit/sched_process_exit: {e}")
+            })?;
         plan.hooks.push(HookPlan {
             hook: Hook::RingOps,
-            target: "sys_enter,sys_exit".into(),
+            target: "sys_enter,sys_exit,sched_process_exit".into(),
             method: Method::TpBtf,
             note: String::new(),
         });
@@ -255,8 +256,10 @@ fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
         .program_mut(prog)
         .ok_or_else(|| anyhow!("program {prog} missing"))?
         .try_into()?;
-    p.load(tp, btf)
-        .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
+    p.load(tp, btf).map_err(|e| {
+        keep_verifier_log(prog, &e);
+        anyhow!("tp_btf/{tp}: {}", short(&e))
+    })?;
     p.attach()
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
     Ok(())
@@ -281,6 +284,17 @@ fn load_read_scan(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
 }
 
 /// aya errors nest their cause and may carry a whole verifier log; the plan wants the reason.
+/// With `WQTRACE_VERIFIER_LOG=DIR`, a program the verifier refused leaves its whole log in
+/// DIR/PROG.log (the one-line error keeps only its last words).
+fn keep_verifier_log(prog: &str, e: &aya::programs::ProgramError) {
+    if let Some(dir) = std::env::var_os("WQTRACE_VERIFIER_LOG") {
+        let _ = std::fs::write(
+            std::path::Path::new(&dir).join(format!("{prog}.log")),
+            format!("{e:?}"),
+        );
+    }
+}
+
 fn short(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -466,9 +480,4 @@ fn unload(ebpf: &mut Ebpf, prog: &str) {
             _ => Ok(()),
         };
     }
-}
-
-/// Raw fd of the ring buffer, for poll().
-pub fn ring_fd(r: &RingBuf<MapData>) -> i32 {
-    r.as_raw_fd()
 }
