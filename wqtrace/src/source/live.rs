@@ -11,10 +11,9 @@ use std::{
 };
 
 use anyhow::Result;
-use aya::maps::{MapData, RingBuf};
 use wqtrace_common::{ABI_VERSION, Event};
 
-use super::{EventSource, SessionMeta};
+use super::{EventSource, SessionMeta, ringbuf::BatchRing};
 use crate::{
     cli::ProbeOpts,
     kernel,
@@ -67,7 +66,7 @@ impl LiveSource {
     /// attaches them according to the probe plan.
     pub fn open(opts: &ProbeOpts) -> Result<Self> {
         let mut probes = Probes::open(opts)?;
-        let ring = probes.take_ring()?;
+        let ring = BatchRing::new(probes.take_ring()?, loader::RING_BYTES as usize)?;
         let (tx, rx) = sync_channel(QUEUED_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
@@ -106,7 +105,7 @@ impl LiveSource {
 
 /// Poll the ring buffer and hand its events over in batches until told to stop. When the sink
 /// is slow the events wait here (up to MAX_PENDING), not in the kernel's ring.
-fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &AtomicBool) {
+fn drain_loop(mut ring: BatchRing, tx: SyncSender<Vec<Event>>, stop: &AtomicBool) {
     // This thread is cheap but must run when the kernel ring fills, even while the sink (a TUI
     // frame, JSON formatting) and the traced workload keep every core busy: a higher CFS weight
     // (nice -10, best effort) instead of losing events in the kernel.
@@ -114,7 +113,7 @@ fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &Ato
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, tid, -10);
     }
-    let fd = loader::ring_fd(&ring);
+    let fd = ring.fd();
     let mut pending: Vec<Event> = Vec::with_capacity(BATCH);
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -146,7 +145,9 @@ fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &Ato
             std::thread::sleep(COALESCE);
             take(&mut ring, &mut pending, MAX_PENDING);
         }
-        match tx.try_send(std::mem::take(&mut pending)) {
+        // A fresh batch with room: growing one from empty copied every event again.
+        let batch = std::mem::replace(&mut pending, Vec::with_capacity(BATCH));
+        match tx.try_send(batch) {
             Ok(()) => {}
             Err(TrySendError::Full(back)) => {
                 pending = back;
@@ -162,15 +163,14 @@ fn drain_loop(mut ring: RingBuf<MapData>, tx: SyncSender<Vec<Event>>, stop: &Ato
 }
 
 /// Move events from the ring buffer into `pending` until it is empty or `pending` holds `limit`.
-fn take(ring: &mut RingBuf<MapData>, pending: &mut Vec<Event>, limit: usize) {
-    while pending.len() < limit {
-        let Some(item) = ring.next() else { break };
+fn take(ring: &mut BatchRing, pending: &mut Vec<Event>, limit: usize) {
+    ring.drain(limit.saturating_sub(pending.len()), |item| {
         if item.len() >= size_of::<Event>() {
             // 8-byte alignment is all the ring buffer promises; read_unaligned keeps that an
             // implementation detail.
             pending.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
         }
-    }
+    });
 }
 
 impl Drop for LiveSource {
@@ -191,7 +191,12 @@ impl EventSource for LiveSource {
             Err(RecvTimeoutError::Timeout) => return Ok(true),
             Err(RecvTimeoutError::Disconnected) => anyhow::bail!("ring buffer reader stopped"),
         };
-        out.extend_from_slice(&first);
+        if out.is_empty() {
+            // The batch itself, not a copy of it.
+            *out = first;
+        } else {
+            out.extend_from_slice(&first);
+        }
         // Whatever else is already queued, up to a bound that keeps sinks responsive.
         while out.len() < 64 * BATCH {
             match self.rx.try_recv() {

@@ -8,6 +8,7 @@ use wqtrace_common::Event;
 
 pub mod live;
 pub mod recording;
+mod ringbuf;
 
 /// What a session knows about the kernel it traced: carried in every recording's header.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

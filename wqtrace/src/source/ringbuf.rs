@@ -1,0 +1,156 @@
+//! Reading the programs' BPF ring buffer in batches.
+//!
+//! aya's `RingBuf` publishes the consumer position after every record. The programs' reserve
+//! and commit read that position too, so every event moved its cache line between the CPU
+//! producing and the CPU consuming: `__bpf_ringbuf_reserve` was the largest single cost of a
+//! traced pipe workload (issue #13). This reader walks the same shared pages (layout from
+//! kernel/bpf/ringbuf.c) and publishes the position once per batch.
+
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    ptr::NonNull,
+    sync::atomic::{AtomicU32, AtomicUsize, Ordering, fence},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::maps::{MapData, RingBuf};
+
+const HDR_SZ: usize = 8;
+const BUSY_BIT: u32 = 1 << 31;
+const DISCARD_BIT: u32 = 1 << 30;
+/// Space given back to the producers at least this often within one batch.
+const PUBLISH_EVERY: usize = 1 << 20;
+
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(fd: RawFd, len: usize, prot: i32, offset: usize) -> Result<Self> {
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd,
+                offset as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mmap of the BPF ring buffer");
+        }
+        Ok(Self {
+            ptr: NonNull::new(p.cast()).context("mmap returned NULL")?,
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+pub struct BatchRing {
+    /// Keeps the map (and its fd) alive.
+    map: RingBuf<MapData>,
+    consumer: Mapping,
+    /// The producer page, then the data pages mapped twice (a record that wraps reads as one).
+    producer: Mapping,
+    page: usize,
+    mask: usize,
+    /// Consumed so far; published to the kernel at the end of a batch.
+    pos: usize,
+}
+
+// The mappings are only touched through `&mut self`.
+unsafe impl Send for BatchRing {}
+
+impl BatchRing {
+    pub fn new(map: RingBuf<MapData>, byte_size: usize) -> Result<Self> {
+        if !byte_size.is_power_of_two() {
+            bail!("ring buffer size {byte_size} is not a power of two");
+        }
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let fd = map.as_raw_fd();
+        let consumer = Mapping::new(fd, page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
+        let producer = Mapping::new(fd, page + 2 * byte_size, libc::PROT_READ, page)?;
+        let mut r = Self {
+            map,
+            consumer,
+            producer,
+            page,
+            mask: byte_size - 1,
+            pos: 0,
+        };
+        r.pos = r.consumer_pos().load(Ordering::Acquire);
+        Ok(r)
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.map.as_raw_fd()
+    }
+
+    fn consumer_pos(&self) -> &AtomicUsize {
+        unsafe { &*self.consumer.ptr.as_ptr().cast::<AtomicUsize>() }
+    }
+
+    fn producer_pos(&self) -> usize {
+        unsafe { &*self.producer.ptr.as_ptr().cast::<AtomicUsize>() }.load(Ordering::Acquire)
+    }
+
+    fn publish(&self) {
+        self.consumer_pos().store(self.pos, Ordering::Release);
+    }
+
+    /// Hands committed records to `f` until the ring is empty (or a record is still being
+    /// written) or `f` has had `limit`; then gives their space back. Returns how many.
+    pub fn drain(&mut self, limit: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        let mut published = self.pos;
+        let mut prod = self.producer_pos();
+        loop {
+            while self.pos != prod && n < limit {
+                let off = self.pos & self.mask;
+                let data = unsafe { self.producer.ptr.as_ptr().add(self.page) };
+                // The kernel commits a record with an xchg on its header: Acquire pairs with it.
+                let hdr = unsafe { &*data.add(off).cast::<AtomicU32>() }.load(Ordering::Acquire);
+                if hdr & BUSY_BIT != 0 {
+                    break;
+                }
+                let len = (hdr & !(BUSY_BIT | DISCARD_BIT)) as usize;
+                if len > self.mask + 1 {
+                    // Not a record the kernel could have written: stop rather than read past.
+                    break;
+                }
+                if hdr & DISCARD_BIT == 0 {
+                    f(unsafe { std::slice::from_raw_parts(data.add(off + HDR_SZ), len) });
+                    n += 1;
+                }
+                self.pos += (HDR_SZ + len).next_multiple_of(8);
+                if self.pos - published >= PUBLISH_EVERY {
+                    self.publish();
+                    published = self.pos;
+                }
+            }
+            if self.pos != published {
+                self.publish();
+                published = self.pos;
+            }
+            if n >= limit {
+                return n;
+            }
+            // A producer that committed while the old position was visible did not wake us:
+            // look once more after publishing (as libbpf and aya do).
+            fence(Ordering::SeqCst);
+            let again = self.producer_pos();
+            if again == prod || self.pos != prod {
+                return n;
+            }
+            prod = again;
+        }
+    }
+}
