@@ -166,7 +166,9 @@ proptest! {
     #[test]
     fn chunk_payload_fuzz(body in prop::collection::vec(any::<u8>(), 0..400), count in 0u64..50) {
         // The codec alone, on garbage: errors, never panics.
-        let mut out = Vec::new();
-        let _ = wqtrace::recording::codec::decode_events(&body, count, 0, &mut out);
+        for version in 1..=wqtrace::recording::FORMAT_VERSION {
+            let mut out = Vec::new();
+            let _ = wqtrace::recording::codec::decode_events(&body, count, 0, version, &mut out);
+        }
     }
 }

@@ -2,20 +2,25 @@
 //!
 //! Every chunk starts with empty tables; the encoder and the decoder grow identical state as
 //! events go by, so a chunk decodes on its own (seek, damage recovery) and needs no string table
-//! up front. Per event:
+//! up front. Per event (format version 2):
 //!
 //! ```text
-//! kind:u8  ts:zigzag(ts - prev_ts)  pipe:ref  task:ref  mask:varint  fields…
+//! head:u8 (kind | same-pipe bit)  ts:zigzag(ts - prev_ts)  task:ref  [pipe:ref]  mask:varint  fields…
 //! ```
 //!
 //! `ref` is an index into a per-chunk table; the index equal to the table length defines a new
 //! entry inline (pipe: address + inode; task: tid + tgid + comm string ref; string: len + bytes).
-//! `mask` says which fields differ from their default; defaults are what the same pipe, task or
-//! kind showed last in this chunk (ring size, flags, cpu, …) or the field's "unused" value, and
-//! ring indices are stored as small deltas. The encoding is exact: every bit of an [`Event`],
-//! padding included, round-trips.
+//! The pipe reference is left out when the event is on its task's previous event's pipe.
+//! `mask` says which fields differ from their default; defaults are what the same pipe or task
+//! showed last in this chunk (ring indices, the op, flags and result of its last event of that
+//! kind, its fds, cpu, …) or the field's "unused" value, and ring indices are stored as small
+//! deltas. A lock owner that is a task of the chunk is a task reference. The encoding is exact:
+//! every bit of an [`Event`], padding included, round-trips.
+//!
+//! Version 1 (still read): `kind:u8 ts pipe:ref task:ref mask fields…`, with per-kind (not
+//! per-task) defaults, `-1` fds and an op's ring before it defaulting to its ring after.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use wqtrace_common::{Event, EventKind, flags};
 
@@ -116,31 +121,64 @@ fn put_d32(out: &mut Vec<u8>, d: u32) {
     put_zigzag(out, i64::from(d as i32));
 }
 
-// Field mask bits, most common first so that typical events need a 2-byte mask.
-const F_OP: u32 = 1 << 0;
-const F_FLAGS: u32 = 1 << 1;
-const F_RET: u32 = 1 << 2;
-const F_HEAD: u32 = 1 << 3;
+// Field mask bits (format version 2 numbering), those a ring op usually sets first: a typical
+// event needs a 1-byte mask. Fields follow in bit order (`slot`'s default needs `flags`,
+// `head_before` and `ring_size` decoded first).
+const F_HEAD: u32 = 1 << 0;
+const F_TAIL: u32 = 1 << 1;
+const F_DURATION: u32 = 1 << 2;
+const F_OWNER: u32 = 1 << 3;
 const F_HEAD_BEFORE: u32 = 1 << 4;
-const F_TAIL: u32 = 1 << 5;
-const F_TAIL_BEFORE: u32 = 1 << 6;
-const F_CPU: u32 = 1 << 7;
-const F_DURATION: u32 = 1 << 8;
-const F_RING_SIZE: u32 = 1 << 9;
-const F_MAX_USAGE: u32 = 1 << 10;
-const F_NR_NOTES: u32 = 1 << 11;
-const F_NOTES_IN_USE: u32 = 1 << 12;
-const F_SLOT: u32 = 1 << 13;
-const F_NOTE: u32 = 1 << 14;
-const F_NTYPE: u32 = 1 << 15;
-const F_SUBTYPE: u32 = 1 << 16;
-const F_INFO: u32 = 1 << 17;
-const F_FD_IN: u32 = 1 << 18;
-const F_FD_OUT: u32 = 1 << 19;
-const F_LOCK: u32 = 1 << 20;
-const F_OWNER: u32 = 1 << 21;
+const F_TAIL_BEFORE: u32 = 1 << 5;
+const F_RET: u32 = 1 << 6;
+const F_OP: u32 = 1 << 7;
+const F_FLAGS: u32 = 1 << 8;
+const F_CPU: u32 = 1 << 9;
+const F_FD_IN: u32 = 1 << 10;
+const F_FD_OUT: u32 = 1 << 11;
+const F_RING_SIZE: u32 = 1 << 12;
+const F_MAX_USAGE: u32 = 1 << 13;
+const F_NR_NOTES: u32 = 1 << 14;
+const F_NOTES_IN_USE: u32 = 1 << 15;
+const F_SLOT: u32 = 1 << 16;
+const F_NOTE: u32 = 1 << 17;
+const F_NTYPE: u32 = 1 << 18;
+const F_SUBTYPE: u32 = 1 << 19;
+const F_INFO: u32 = 1 << 20;
+const F_LOCK: u32 = 1 << 21;
 const F_CTX: u32 = 1 << 22;
 const F_PAD: u32 = 1 << 23;
+/// Version 2's event head byte: the kind (this value escapes a kind ≥ 31 into a second byte)…
+const KIND_ESCAPE: u8 = 0x1f;
+/// …and whether the event's pipe is its task's last (no pipe reference follows).
+const HEAD_SAME_PIPE: u8 = 0x20;
+/// Format version 1's bit `i` (and wire order) is this version's `V1_BITS[i]`.
+const V1_BITS: [u32; 24] = [
+    F_OP,
+    F_FLAGS,
+    F_RET,
+    F_HEAD,
+    F_HEAD_BEFORE,
+    F_TAIL,
+    F_TAIL_BEFORE,
+    F_CPU,
+    F_DURATION,
+    F_RING_SIZE,
+    F_MAX_USAGE,
+    F_NR_NOTES,
+    F_NOTES_IN_USE,
+    F_SLOT,
+    F_NOTE,
+    F_NTYPE,
+    F_SUBTYPE,
+    F_INFO,
+    F_FD_IN,
+    F_FD_OUT,
+    F_LOCK,
+    F_OWNER,
+    F_CTX,
+    F_PAD,
+];
 const F_ALL: u32 = (1 << 24) - 1;
 
 #[derive(Clone, Copy, Default)]
@@ -156,10 +194,37 @@ struct PipeCtx {
     info: u32,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct TaskCtx {
     cpu: u32,
     ctx: u8,
+    /// Version 2: the fds of this task's last event whose pipe was the op's source ([0]) or
+    /// destination ([1]): splice in and splice out alternate, each keeps its fds.
+    fd_in: [i32; 2],
+    fd_out: [i32; 2],
+    /// Version 2: the op and flags of this task's last event of each kind (`kind % 16`): a
+    /// task that reads keeps reading (version 1 kept one per kind for all tasks).
+    op: [u8; 16],
+    flags: [u16; 16],
+    /// Version 2: the result of this task's last ring op (a loop moves the same bytes).
+    ring_ret: i64,
+    /// Version 2: the pipe of this task's last event (`usize::MAX`: none yet).
+    pipe: usize,
+}
+
+impl Default for TaskCtx {
+    fn default() -> Self {
+        Self {
+            cpu: 0,
+            ctx: 0,
+            fd_in: [-1; 2],
+            fd_out: [-1; 2],
+            op: [0; 16],
+            flags: [0; 16],
+            ring_ret: 0,
+            pipe: usize::MAX,
+        }
+    }
 }
 
 /// The state both sides grow while walking a chunk.
@@ -179,6 +244,15 @@ impl State {
             tasks: Vec::new(),
             last_op: [0; 256],
             last_flags: [0; 256],
+        }
+    }
+
+    /// The default `ret` of an event of `e.kind`.
+    fn default_ret(e: &Event, t: &TaskCtx, v1: bool) -> i64 {
+        if !v1 && e.kind == EventKind::RingOp as u8 {
+            t.ring_ret
+        } else {
+            0
         }
     }
 
@@ -213,7 +287,20 @@ impl State {
         let t = &mut self.tasks[task];
         t.cpu = e.cpu;
         t.ctx = e.ctx;
+        t.fd_in[fd_side(e)] = e.fd_in;
+        t.fd_out[fd_side(e)] = e.fd_out;
+        if e.kind == EventKind::RingOp as u8 {
+            t.ring_ret = e.ret;
+        }
+        t.pipe = pipe;
+        t.op[e.kind as usize % 16] = e.op;
+        t.flags[e.kind as usize % 16] = e.flags;
     }
+}
+
+/// Which of a task's fd defaults an event uses (its flags are decoded before its fds).
+fn fd_side(e: &Event) -> usize {
+    usize::from(e.flags & flags::RING_DST != 0)
 }
 
 fn comm_len(c: &[u8; 16]) -> usize {
@@ -228,6 +315,8 @@ pub struct ChunkEncoder {
     body: Vec<u8>,
     pipe_index: HashMap<(u64, u64), usize>,
     task_index: HashMap<(u32, u32, [u8; 16]), usize>,
+    /// A lock owner is usually a task of the chunk already: (tid, comm) → its task index.
+    owner_index: HashMap<(u32, [u8; 16]), usize>,
     string_index: HashMap<[u8; 16], usize>,
 }
 
@@ -244,9 +333,10 @@ impl ChunkEncoder {
             base_ts: 0,
             count: 0,
             body: Vec::with_capacity(64 * 1024),
-            pipe_index: HashMap::new(),
-            task_index: HashMap::new(),
-            string_index: HashMap::new(),
+            pipe_index: HashMap::default(),
+            task_index: HashMap::default(),
+            owner_index: HashMap::default(),
+            string_index: HashMap::default(),
         }
     }
 
@@ -289,40 +379,58 @@ impl ChunkEncoder {
             self.state.prev_ts = e.ts_ns;
         }
         self.count += 1;
+        // Version 2: a head byte (kind, and whether the pipe is the task's last), the time, the
+        // task, then the pipe unless it is the task's last.
+        let known_task = self.task_index.get(&(e.tid, e.tgid, e.comm)).copied();
+        let known_pipe = self.pipe_index.get(&(e.pipe, e.ino)).copied();
+        let same_pipe = matches!(
+            (known_task, known_pipe),
+            (Some(t), Some(p)) if self.state.tasks[t].pipe == p
+        );
         let out = &mut self.body;
-        out.push(e.kind);
+        let kind_code = if e.kind < KIND_ESCAPE {
+            e.kind
+        } else {
+            KIND_ESCAPE
+        };
+        out.push(kind_code | if same_pipe { HEAD_SAME_PIPE } else { 0 });
+        if kind_code == KIND_ESCAPE {
+            out.push(e.kind);
+        }
         put_zigzag(out, e.ts_ns.wrapping_sub(self.state.prev_ts) as i64);
 
-        // Pipe reference.
-        let n = self.pipe_index.len();
-        let pipe = match self.pipe_index.get(&(e.pipe, e.ino)) {
-            Some(&i) => {
-                put_varint(out, i as u64);
-                i
-            }
-            None => {
-                self.pipe_index.insert((e.pipe, e.ino), n);
-                self.state.pipes.push(PipeCtx::default());
-                put_varint(out, n as u64);
-                put_varint(out, e.pipe);
-                put_varint(out, e.ino);
-                n
-            }
-        };
-        // Task reference.
-        let n = self.task_index.len();
-        let task = match self.task_index.get(&(e.tid, e.tgid, e.comm)) {
-            Some(&i) => {
+        let task = match known_task {
+            Some(i) => {
                 put_varint(&mut self.body, i as u64);
                 i
             }
             None => {
+                let n = self.task_index.len();
                 self.task_index.insert((e.tid, e.tgid, e.comm), n);
+                self.owner_index.entry((e.tid, e.comm)).or_insert(n);
                 self.state.tasks.push(TaskCtx::default());
                 put_varint(&mut self.body, n as u64);
                 put_varint(&mut self.body, u64::from(e.tid));
                 put_varint(&mut self.body, u64::from(e.tgid));
                 self.string_ref(&e.comm);
+                n
+            }
+        };
+        let out = &mut self.body;
+        let pipe = match known_pipe {
+            Some(i) => {
+                if !same_pipe {
+                    put_varint(out, i as u64);
+                }
+                i
+            }
+            None => {
+                let n = self.pipe_index.len();
+                self.pipe_index.insert((e.pipe, e.ino), n);
+                self.state.pipes.push(PipeCtx::default());
+                put_varint(out, n as u64);
+                put_varint(out, e.pipe);
+                put_varint(out, e.ino);
                 n
             }
         };
@@ -336,13 +444,14 @@ impl ChunkEncoder {
                 mask |= bit;
             }
         };
-        set(F_OP, e.op != self.state.last_op[k]);
-        set(F_FLAGS, e.flags != self.state.last_flags[k]);
-        set(F_RET, e.ret != 0);
+        set(F_OP, e.op != t.op[k % 16]);
+        set(F_FLAGS, e.flags != t.flags[k % 16]);
+        set(F_RET, e.ret != State::default_ret(e, &t, false));
         set(F_HEAD, e.head != p.head);
-        set(F_HEAD_BEFORE, e.head_before != e.head);
+        // Before an op the ring is usually where the pipe's previous event left it.
+        set(F_HEAD_BEFORE, e.head_before != p.head);
         set(F_TAIL, e.tail != p.tail);
-        set(F_TAIL_BEFORE, e.tail_before != e.tail);
+        set(F_TAIL_BEFORE, e.tail_before != p.tail);
         set(F_CPU, e.cpu != t.cpu);
         set(F_DURATION, e.duration_ns != 0);
         set(F_RING_SIZE, e.ring_size != p.ring_size);
@@ -360,8 +469,9 @@ impl ChunkEncoder {
         set(F_NTYPE, e.ntype != dt);
         set(F_SUBTYPE, e.subtype != ds);
         set(F_INFO, e.info != di);
-        set(F_FD_IN, e.fd_in != -1);
-        set(F_FD_OUT, e.fd_out != -1);
+        // A task keeps using the same fds.
+        set(F_FD_IN, e.fd_in != t.fd_in[fd_side(e)]);
+        set(F_FD_OUT, e.fd_out != t.fd_out[fd_side(e)]);
         set(F_LOCK, e.lock != 0);
         set(F_OWNER, e.owner_tid != 0 || e.owner_comm != [0; 16]);
         set(F_CTX, e.ctx != t.ctx);
@@ -369,32 +479,53 @@ impl ChunkEncoder {
 
         let out = &mut self.body;
         put_varint(out, u64::from(mask));
-        if mask & F_OP != 0 {
-            out.push(e.op);
-        }
-        if mask & F_FLAGS != 0 {
-            put_varint(out, u64::from(e.flags));
-        }
-        if mask & F_RET != 0 {
-            put_zigzag(out, e.ret);
-        }
+        // In bit order, as the decoder reads them.
         if mask & F_HEAD != 0 {
             put_d32(out, e.head.wrapping_sub(p.head));
-        }
-        if mask & F_HEAD_BEFORE != 0 {
-            put_d32(out, e.head.wrapping_sub(e.head_before));
         }
         if mask & F_TAIL != 0 {
             put_d32(out, e.tail.wrapping_sub(p.tail));
         }
+        if mask & F_DURATION != 0 {
+            put_varint(out, e.duration_ns);
+        }
+        if mask & F_OWNER != 0 {
+            // 1 + a task's index, or 0 and the owner spelled out.
+            match self.owner_index.get(&(e.owner_tid, e.owner_comm)) {
+                Some(&i) => put_varint(out, i as u64 + 1),
+                None => {
+                    put_varint(out, 0);
+                    put_varint(out, u64::from(e.owner_tid));
+                    self.string_ref(&e.owner_comm);
+                }
+            }
+        }
+        let out = &mut self.body;
+        if mask & F_HEAD_BEFORE != 0 {
+            put_d32(out, e.head_before.wrapping_sub(p.head));
+        }
         if mask & F_TAIL_BEFORE != 0 {
-            put_d32(out, e.tail.wrapping_sub(e.tail_before));
+            put_d32(out, e.tail_before.wrapping_sub(p.tail));
+        }
+        if mask & F_RET != 0 {
+            put_zigzag(out, e.ret);
+        }
+        if mask & F_OP != 0 {
+            out.push(e.op);
+        }
+        if mask & F_FLAGS != 0 {
+            // The bits that changed, rotated so RING_DST (bit 14, flipping between a task's
+            // reads and writes) fits one byte.
+            put_varint(out, u64::from((e.flags ^ t.flags[k % 16]).rotate_left(2)));
         }
         if mask & F_CPU != 0 {
             put_varint(out, u64::from(e.cpu));
         }
-        if mask & F_DURATION != 0 {
-            put_varint(out, e.duration_ns);
+        if mask & F_FD_IN != 0 {
+            put_zigzag(out, i64::from(e.fd_in));
+        }
+        if mask & F_FD_OUT != 0 {
+            put_zigzag(out, i64::from(e.fd_out));
         }
         if mask & F_RING_SIZE != 0 {
             put_varint(out, u64::from(e.ring_size));
@@ -423,21 +554,10 @@ impl ChunkEncoder {
         if mask & F_INFO != 0 {
             put_varint(out, u64::from(e.info));
         }
-        if mask & F_FD_IN != 0 {
-            put_zigzag(out, i64::from(e.fd_in));
-        }
-        if mask & F_FD_OUT != 0 {
-            put_zigzag(out, i64::from(e.fd_out));
-        }
         if mask & F_LOCK != 0 {
             // The lock lives inside the pipe_inode_info: a small offset from `pipe`.
             put_zigzag(out, e.lock.wrapping_sub(e.pipe) as i64);
         }
-        if mask & F_OWNER != 0 {
-            put_varint(out, u64::from(e.owner_tid));
-            self.string_ref(&e.owner_comm);
-        }
-        let out = &mut self.body;
         if mask & F_CTX != 0 {
             out.push(e.ctx);
         }
@@ -455,54 +575,190 @@ impl ChunkEncoder {
         self.state = State::new(0);
         self.pipe_index.clear();
         self.task_index.clear();
+        self.owner_index.clear();
         self.string_index.clear();
         r
     }
 }
 
+/// Format version 2's wire order of the fields: its bit order.
+const V2_ORDER: [u32; 24] = {
+    let mut o = [0; 24];
+    let mut i = 0;
+    while i < 24 {
+        o[i] = 1 << i;
+        i += 1;
+    }
+    o
+};
+
+fn string_ref(c: &mut Cursor, strings: &mut Vec<[u8; 16]>) -> DResult<[u8; 16]> {
+    let i = c.varint()?;
+    if let Some(s) = strings.get(i as usize) {
+        return Ok(*s);
+    }
+    if i != strings.len() as u64 {
+        return Err(DecodeError("bad string reference"));
+    }
+    let len = c.u8()? as usize;
+    if len > 16 {
+        return Err(DecodeError("string too long"));
+    }
+    let mut s = [0u8; 16];
+    s[..len].copy_from_slice(c.bytes(len)?);
+    strings.push(s);
+    Ok(s)
+}
+
+/// One field of `e`: read when `present`, else its default (version 1's defaults for the ring
+/// indices before the op and the fds differ: see the encoder).
+#[allow(clippy::too_many_arguments)]
+fn decode_field(
+    c: &mut Cursor,
+    e: &mut Event,
+    bit: u32,
+    present: bool,
+    v1: bool,
+    p: &PipeCtx,
+    t: &TaskCtx,
+    st: &State,
+    tasks: &[(u32, u32, [u8; 16])],
+    strings: &mut Vec<[u8; 16]>,
+) -> DResult<()> {
+    let k = e.kind as usize;
+    let fd = |c: &mut Cursor| -> DResult<i32> {
+        i32::try_from(c.zigzag()?).map_err(|_| DecodeError("fd out of range"))
+    };
+    let post = e.kind == EventKind::NotifyPosted as u8;
+    match (bit, present) {
+        (F_OP, true) => e.op = c.u8()?,
+        (F_OP, false) => e.op = if v1 { st.last_op[k] } else { t.op[k % 16] },
+        (F_FLAGS, true) => {
+            let v = u16::try_from(c.varint()?).map_err(|_| DecodeError("flags out of range"))?;
+            e.flags = if v1 {
+                v
+            } else {
+                v.rotate_right(2) ^ t.flags[k % 16]
+            }
+        }
+        (F_FLAGS, false) => {
+            e.flags = if v1 {
+                st.last_flags[k]
+            } else {
+                t.flags[k % 16]
+            }
+        }
+        (F_RET, true) => e.ret = c.zigzag()?,
+        (F_RET, false) => e.ret = State::default_ret(e, t, v1),
+        (F_HEAD, true) => e.head = p.head.wrapping_add(c.d32()?),
+        (F_HEAD, false) => e.head = p.head,
+        (F_TAIL, true) => e.tail = p.tail.wrapping_add(c.d32()?),
+        (F_TAIL, false) => e.tail = p.tail,
+        (F_HEAD_BEFORE, true) if v1 => e.head_before = e.head.wrapping_sub(c.d32()?),
+        (F_HEAD_BEFORE, true) => e.head_before = p.head.wrapping_add(c.d32()?),
+        (F_HEAD_BEFORE, false) => e.head_before = if v1 { e.head } else { p.head },
+        (F_TAIL_BEFORE, true) if v1 => e.tail_before = e.tail.wrapping_sub(c.d32()?),
+        (F_TAIL_BEFORE, true) => e.tail_before = p.tail.wrapping_add(c.d32()?),
+        (F_TAIL_BEFORE, false) => e.tail_before = if v1 { e.tail } else { p.tail },
+        (F_CPU, true) => e.cpu = c.u32()?,
+        (F_CPU, false) => e.cpu = t.cpu,
+        (F_DURATION, true) => e.duration_ns = c.varint()?,
+        (F_DURATION, false) => e.duration_ns = 0,
+        (F_RING_SIZE, true) => e.ring_size = c.u32()?,
+        (F_RING_SIZE, false) => e.ring_size = p.ring_size,
+        (F_MAX_USAGE, true) => e.max_usage = c.u32()?,
+        (F_MAX_USAGE, false) => e.max_usage = p.max_usage,
+        (F_NR_NOTES, true) => e.nr_notes = c.u32()?,
+        (F_NR_NOTES, false) => e.nr_notes = p.nr_notes,
+        (F_NOTES_IN_USE, true) => e.notes_in_use = p.notes_in_use.wrapping_add(c.d32()?),
+        (F_NOTES_IN_USE, false) => e.notes_in_use = p.notes_in_use,
+        (F_SLOT, true) => e.slot = c.u32()?.wrapping_sub(1),
+        (F_SLOT, false) => e.slot = State::default_slot(e),
+        (F_NOTE, true) => e.note = c.u32()?.wrapping_sub(1),
+        (F_NOTE, false) => e.note = u32::MAX,
+        (F_NTYPE, true) => e.ntype = c.u32()?,
+        (F_NTYPE, false) => e.ntype = if post { p.ntype } else { 0 },
+        (F_SUBTYPE, true) => e.subtype = c.u32()?,
+        (F_SUBTYPE, false) => e.subtype = if post { p.subtype } else { 0 },
+        (F_INFO, true) => e.info = c.u32()?,
+        (F_INFO, false) => e.info = if post { p.info } else { 0 },
+        (F_FD_IN, true) => e.fd_in = fd(c)?,
+        (F_FD_IN, false) => e.fd_in = if v1 { -1 } else { t.fd_in[fd_side(e)] },
+        (F_FD_OUT, true) => e.fd_out = fd(c)?,
+        (F_FD_OUT, false) => e.fd_out = if v1 { -1 } else { t.fd_out[fd_side(e)] },
+        (F_LOCK, true) => e.lock = e.pipe.wrapping_add(c.zigzag()? as u64),
+        (F_LOCK, false) => e.lock = 0,
+        (F_OWNER, true) => {
+            let r = if v1 { 0 } else { c.varint()? };
+            if r == 0 {
+                e.owner_tid = c.u32()?;
+                e.owner_comm = string_ref(c, strings)?;
+            } else {
+                let &(tid, _, comm) = tasks
+                    .get(r as usize - 1)
+                    .ok_or(DecodeError("bad owner reference"))?;
+                (e.owner_tid, e.owner_comm) = (tid, comm);
+            }
+        }
+        (F_OWNER, false) => {}
+        (F_CTX, true) => e.ctx = c.u8()?,
+        (F_CTX, false) => e.ctx = t.ctx,
+        (F_PAD, true) => e._pad.copy_from_slice(c.bytes(7)?),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Decodes the events of one chunk body.
-pub fn decode_events(body: &[u8], count: u64, base_ts: u64, out: &mut Vec<Event>) -> DResult<()> {
+pub fn decode_events(
+    body: &[u8],
+    count: u64,
+    base_ts: u64,
+    version: u32,
+    out: &mut Vec<Event>,
+) -> DResult<()> {
+    let v1 = version < 2;
     let mut c = Cursor::new(body);
     let mut st = State::new(base_ts);
     let mut pipes: Vec<(u64, u64)> = Vec::new();
     let mut tasks: Vec<(u32, u32, [u8; 16])> = Vec::new();
     let mut strings: Vec<[u8; 16]> = Vec::new();
 
-    fn string_ref(c: &mut Cursor, strings: &mut Vec<[u8; 16]>) -> DResult<[u8; 16]> {
-        let i = c.varint()?;
-        if let Some(s) = strings.get(i as usize) {
-            return Ok(*s);
-        }
-        if i != strings.len() as u64 {
-            return Err(DecodeError("bad string reference"));
-        }
-        let len = c.u8()? as usize;
-        if len > 16 {
-            return Err(DecodeError("string too long"));
-        }
-        let mut s = [0u8; 16];
-        s[..len].copy_from_slice(c.bytes(len)?);
-        strings.push(s);
-        Ok(s)
-    }
-
     for _ in 0..count {
         let mut e = Event::zeroed();
+        let mut same_pipe = false;
         e.kind = c.u8()?;
+        if !v1 {
+            let head = e.kind;
+            if head & !(KIND_ESCAPE | HEAD_SAME_PIPE) != 0 {
+                return Err(DecodeError("bad event head"));
+            }
+            same_pipe = head & HEAD_SAME_PIPE != 0;
+            e.kind = head & KIND_ESCAPE;
+            if e.kind == KIND_ESCAPE {
+                e.kind = c.u8()?;
+            }
+        }
         e.ts_ns = st.prev_ts.wrapping_add(c.zigzag()? as u64);
-        let i = c.varint()?;
-        let pipe = if (i as usize) < pipes.len() {
-            i as usize
-        } else if i == pipes.len() as u64 {
-            let addr = c.varint()?;
-            let ino = c.varint()?;
-            pipes.push((addr, ino));
-            st.pipes.push(PipeCtx::default());
-            pipes.len() - 1
-        } else {
-            return Err(DecodeError("bad pipe reference"));
+        let mut pipe_ref = |c: &mut Cursor, st: &mut State| -> DResult<usize> {
+            let i = c.varint()?;
+            if (i as usize) < pipes.len() {
+                Ok(i as usize)
+            } else if i == pipes.len() as u64 {
+                let addr = c.varint()?;
+                let ino = c.varint()?;
+                pipes.push((addr, ino));
+                st.pipes.push(PipeCtx::default());
+                Ok(pipes.len() - 1)
+            } else {
+                Err(DecodeError("bad pipe reference"))
+            }
         };
-        (e.pipe, e.ino) = pipes[pipe];
+        let v1_pipe = if v1 {
+            Some(pipe_ref(&mut c, &mut st)?)
+        } else {
+            None
+        };
         let i = c.varint()?;
         let task = if (i as usize) < tasks.len() {
             i as usize
@@ -516,102 +772,45 @@ pub fn decode_events(body: &[u8], count: u64, base_ts: u64, out: &mut Vec<Event>
         } else {
             return Err(DecodeError("bad task reference"));
         };
+        let pipe = match v1_pipe {
+            Some(p) => p,
+            None if same_pipe => st.tasks[task].pipe,
+            None => pipe_ref(&mut c, &mut st)?,
+        };
+        let &(addr, ino) = pipes.get(pipe).ok_or(DecodeError("bad pipe reference"))?;
+        (e.pipe, e.ino) = (addr, ino);
         (e.tid, e.tgid, e.comm) = tasks[task];
         let p = st.pipes[pipe];
         let t = st.tasks[task];
-        let k = e.kind as usize;
 
         let mask = c.varint()?;
         if mask > u64::from(F_ALL) {
             return Err(DecodeError("unknown field bits"));
         }
         let mask = mask as u32;
-        let has = |bit: u32| mask & bit != 0;
-        e.op = if has(F_OP) { c.u8()? } else { st.last_op[k] };
-        e.flags = if has(F_FLAGS) {
-            u16::try_from(c.varint()?).map_err(|_| DecodeError("flags out of range"))?
+        let mask = if v1 {
+            V1_BITS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .fold(0, |m, (_, &b)| m | b)
         } else {
-            st.last_flags[k]
+            mask
         };
-        e.ret = if has(F_RET) { c.zigzag()? } else { 0 };
-        e.head = if has(F_HEAD) {
-            p.head.wrapping_add(c.d32()?)
-        } else {
-            p.head
-        };
-        e.head_before = if has(F_HEAD_BEFORE) {
-            e.head.wrapping_sub(c.d32()?)
-        } else {
-            e.head
-        };
-        e.tail = if has(F_TAIL) {
-            p.tail.wrapping_add(c.d32()?)
-        } else {
-            p.tail
-        };
-        e.tail_before = if has(F_TAIL_BEFORE) {
-            e.tail.wrapping_sub(c.d32()?)
-        } else {
-            e.tail
-        };
-        e.cpu = if has(F_CPU) { c.u32()? } else { t.cpu };
-        e.duration_ns = if has(F_DURATION) { c.varint()? } else { 0 };
-        e.ring_size = if has(F_RING_SIZE) {
-            c.u32()?
-        } else {
-            p.ring_size
-        };
-        e.max_usage = if has(F_MAX_USAGE) {
-            c.u32()?
-        } else {
-            p.max_usage
-        };
-        e.nr_notes = if has(F_NR_NOTES) {
-            c.u32()?
-        } else {
-            p.nr_notes
-        };
-        e.notes_in_use = if has(F_NOTES_IN_USE) {
-            p.notes_in_use.wrapping_add(c.d32()?)
-        } else {
-            p.notes_in_use
-        };
-        e.slot = if has(F_SLOT) {
-            c.u32()?.wrapping_sub(1)
-        } else {
-            State::default_slot(&e)
-        };
-        e.note = if has(F_NOTE) {
-            c.u32()?.wrapping_sub(1)
-        } else {
-            u32::MAX
-        };
-        let post = e.kind == EventKind::NotifyPosted as u8;
-        let (dt, ds, di) = if post {
-            (p.ntype, p.subtype, p.info)
-        } else {
-            (0, 0, 0)
-        };
-        e.ntype = if has(F_NTYPE) { c.u32()? } else { dt };
-        e.subtype = if has(F_SUBTYPE) { c.u32()? } else { ds };
-        e.info = if has(F_INFO) { c.u32()? } else { di };
-        let fd = |c: &mut Cursor| -> DResult<i32> {
-            i32::try_from(c.zigzag()?).map_err(|_| DecodeError("fd out of range"))
-        };
-        e.fd_in = if has(F_FD_IN) { fd(&mut c)? } else { -1 };
-        e.fd_out = if has(F_FD_OUT) { fd(&mut c)? } else { -1 };
-        e.lock = if has(F_LOCK) {
-            e.pipe.wrapping_add(c.zigzag()? as u64)
-        } else {
-            0
-        };
-        if has(F_OWNER) {
-            e.owner_tid = c.u32()?;
-            e.owner_comm = string_ref(&mut c, &mut strings)?;
-        }
-        e.ctx = if has(F_CTX) { c.u8()? } else { t.ctx };
-        if has(F_PAD) {
-            e._pad.copy_from_slice(c.bytes(7)?);
+        let order: &[u32; 24] = if v1 { &V1_BITS } else { &V2_ORDER };
+        for &bit in order {
+            decode_field(
+                &mut c,
+                &mut e,
+                bit,
+                mask & bit != 0,
+                v1,
+                &p,
+                &t,
+                &st,
+                &tasks,
+                &mut strings,
+            )?;
         }
         st.after(&e, pipe, task);
         out.push(e);
@@ -667,7 +866,7 @@ mod tests {
         }
         let (n, base, body) = enc.take();
         let mut out = Vec::new();
-        decode_events(&body, n, base, &mut out).unwrap();
+        decode_events(&body, n, base, crate::recording::FORMAT_VERSION, &mut out).unwrap();
         assert_eq!(out, evs);
     }
 }

@@ -28,7 +28,7 @@ use crate::source::SessionMeta;
 /// First bytes of every recording (PNG-style: catches text-mode and 7-bit mangling).
 pub const MAGIC: [u8; 8] = *b"\x89WQT\r\n\x1a\n";
 /// Format version this build writes; it reads every version up to this one.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Marks the start of each chunk, so a reader can resynchronise after damage.
 pub const SYNC: [u8; 4] = *b"\xc7WQC";
 pub const CHUNK_EVENTS: u8 = 1;
@@ -537,7 +537,7 @@ impl<R: Read> Reader<R> {
         }
         let hdr = payload.len() - c.remaining();
         let mut events = Vec::with_capacity(n as usize);
-        codec::decode_events(&payload[hdr..], n, base_ts, &mut events)?;
+        codec::decode_events(&payload[hdr..], n, base_ts, self.version, &mut events)?;
         if first_index > self.next_index {
             let gap = first_index - self.next_index;
             self.damaged_events += gap;
