@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, ProgramArray},
     programs::{BtfTracePoint, Program},
 };
 use wqtrace_common::{Filter, Offsets, stat};
@@ -206,12 +206,12 @@ impl Probes {
     }
 
     /// The ring buffer, taken out of the object (call once).
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>> {
-        let m = self
-            .ebpf
-            .take_map("EVENTS")
-            .ok_or_else(|| anyhow!("EVENTS map missing"))?;
-        Ok(RingBuf::try_from(m)?)
+    pub fn take_ring(&mut self) -> Result<MapData> {
+        match self.ebpf.take_map("EVENTS") {
+            Some(aya::maps::Map::RingBuf(m)) => Ok(m),
+            Some(_) => bail!("EVENTS is not a ring buffer"),
+            None => bail!("EVENTS map missing"),
+        }
     }
 
     /// Events the programs could not reserve room for, summed over CPUs.

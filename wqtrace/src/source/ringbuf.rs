@@ -7,13 +7,13 @@
 //! kernel/bpf/ringbuf.c) and publishes the position once per batch.
 
 use std::{
-    os::fd::{AsRawFd, RawFd},
+    os::fd::{AsFd, AsRawFd, RawFd},
     ptr::NonNull,
     sync::atomic::{AtomicU32, AtomicUsize, Ordering, fence},
 };
 
 use anyhow::{Context, Result, bail};
-use aya::maps::{MapData, RingBuf};
+use aya::maps::MapData;
 
 const HDR_SZ: usize = 8;
 const BUSY_BIT: u32 = 1 << 31;
@@ -55,8 +55,9 @@ impl Drop for Mapping {
 }
 
 pub struct BatchRing {
-    /// Keeps the map (and its fd) alive.
-    map: RingBuf<MapData>,
+    /// Keeps the map (and its fd) alive. Not aya's `RingBuf`: that would map the 16 MiB data
+    /// pages (twice) a second time, and the kernel maps them populated: 32 MiB more RSS.
+    map: MapData,
     consumer: Mapping,
     /// The producer page, then the data pages mapped twice (a record that wraps reads as one).
     producer: Mapping,
@@ -70,12 +71,12 @@ pub struct BatchRing {
 unsafe impl Send for BatchRing {}
 
 impl BatchRing {
-    pub fn new(map: RingBuf<MapData>, byte_size: usize) -> Result<Self> {
+    pub fn new(map: MapData, byte_size: usize) -> Result<Self> {
         if !byte_size.is_power_of_two() {
             bail!("ring buffer size {byte_size} is not a power of two");
         }
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let fd = map.as_raw_fd();
+        let fd = map.fd().as_fd().as_raw_fd();
         let consumer = Mapping::new(fd, page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
         let producer = Mapping::new(fd, page + 2 * byte_size, libc::PROT_READ, page)?;
         let mut r = Self {
@@ -91,7 +92,7 @@ impl BatchRing {
     }
 
     pub fn fd(&self) -> RawFd {
-        self.map.as_raw_fd()
+        self.map.fd().as_fd().as_raw_fd()
     }
 
     fn consumer_pos(&self) -> &AtomicUsize {
