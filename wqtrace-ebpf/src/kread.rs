@@ -1,6 +1,8 @@
 //! Reading kernel structures through BTF-resolved offsets.
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel, bpf_probe_read_kernel_buf, generated::bpf_get_current_task_btf,
+};
 use wqtrace_common::NO_OFFSET;
 
 use crate::{
@@ -17,9 +19,11 @@ pub fn rd<T: Copy>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
 }
 
+/// `*(T *)(base + off)` where `base` is a BTF-typed kernel pointer (the verifier turns the
+/// load into an exception-handled one: a fault reads as 0).
 #[inline(always)]
-pub fn current_task() -> u64 {
-    unsafe { bpf_get_current_task() }
+fn btf_load<T: Copy>(base: u64, off: u32) -> T {
+    unsafe { core::ptr::read_volatile((base + off as u64) as *const T) }
 }
 
 /// The `struct file *` behind `fd` in the current task's fd table.
@@ -28,16 +32,29 @@ pub fn fd_file(fd: i64) -> Option<u64> {
     if fd < 0 {
         return None;
     }
-    let files: u64 = rd(current_task(), off!(task_files))?;
-    let fdt: u64 = rd(files, off!(files_fdt))?;
-    let (mo, ao) = (off!(fdt_max_fds), off!(fdt_fd));
-    // struct fdtable starts { unsigned int max_fds; struct file **fd; }: one read for both.
-    let (max, arr) = if mo != NO_OFFSET && ao == mo + 8 {
-        let b: [u64; 2] = rd(fdt, mo)?;
-        (b[0] as u32, b[1])
-    } else {
-        (rd::<u32>(fdt, mo)?, rd::<u64>(fdt, ao)?)
-    };
+    let (fo, to, mo, ao) = (
+        off!(task_files),
+        off!(files_fdt),
+        off!(fdt_max_fds),
+        off!(fdt_fd),
+    );
+    if fo == NO_OFFSET || to == NO_OFFSET || mo == NO_OFFSET || ao == NO_OFFSET {
+        return None;
+    }
+    // task->files->fdt->{max_fds, fd} through the BTF-typed current task: plain loads the
+    // verifier checks against the kernel's types (a fault reads as 0), not helper calls. The
+    // offsets are .rodata constants it knows.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    let files = btf_load::<u64>(task, fo);
+    if files == 0 {
+        return None;
+    }
+    let fdt = btf_load::<u64>(files, to);
+    if fdt == 0 {
+        return None;
+    }
+    let max = btf_load::<u32>(fdt, mo);
+    let arr = btf_load::<u64>(fdt, ao);
     if fd as u64 >= max as u64 {
         return None;
     }

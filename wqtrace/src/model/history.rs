@@ -118,6 +118,13 @@ impl RateWindow {
     }
 
     pub fn record(&mut self, ts_ns: u64) {
+        // Within (or before) the newest bucket: no division (this runs for every event).
+        if let Some((t, c)) = self.buckets.back_mut()
+            && ts_ns < t.saturating_add(self.bucket_ns)
+        {
+            *c += 1;
+            return;
+        }
         let b = ts_ns - ts_ns % self.bucket_ns;
         match self.buckets.back_mut() {
             Some((t, c)) if *t >= b => *c += 1,

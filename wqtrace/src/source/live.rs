@@ -30,16 +30,23 @@ use crate::{
 /// kernel's ring overflow. The queue is bounded; past it the kernel counts the loss.
 pub struct LiveSource {
     rx: Receiver<Vec<Event>>,
+    /// Emptied batches go back to the drain thread: a batch is ~700 KiB, so a fresh one each
+    /// time is an mmap, a page fault per 4 KiB and an munmap (13 % of the TUI's CPU at 2M
+    /// events/s).
+    recycle: SyncSender<Vec<Event>>,
     stop: Arc<AtomicBool>,
     drainer: Option<JoinHandle<()>>,
     probes: Probes,
     meta: SessionMeta,
 }
 
-/// Batches queued ahead of the sink, and events the drain thread holds beyond them.
+/// Batches queued ahead of the sink: with MAX_BATCH events each, a backlog of a million events
+/// waits in userspace before the kernel's ring has to hold any.
 const QUEUED_BATCHES: usize = 64;
-const MAX_PENDING: usize = 1 << 20;
+/// A batch is handed over once it has BATCH events (or after COALESCE), and holds at most
+/// MAX_BATCH: never grown past that, so its storage is allocated once and reused.
 const BATCH: usize = 4096;
+const MAX_BATCH: usize = 4 * BATCH;
 /// How long a small batch waits for company before it is handed over (the latency a sink sees).
 const COALESCE: Duration = Duration::from_millis(5);
 
@@ -68,12 +75,13 @@ impl LiveSource {
         let mut probes = Probes::open(opts)?;
         let ring = BatchRing::new(probes.take_ring()?, loader::RING_BYTES as usize)?;
         let (tx, rx) = sync_channel(QUEUED_BATCHES);
+        let (recycle, reuse) = sync_channel(QUEUED_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("wqtrace-drain".into())
-                .spawn(move || drain_loop(ring, tx, &stop))?
+                .spawn(move || drain_loop(ring, tx, reuse, &stop))?
         };
         let meta = SessionMeta {
             kernel_release: kernel::release(),
@@ -86,6 +94,7 @@ impl LiveSource {
         };
         Ok(Self {
             rx,
+            recycle,
             stop,
             drainer: Some(drainer),
             probes,
@@ -104,8 +113,13 @@ impl LiveSource {
 }
 
 /// Poll the ring buffer and hand its events over in batches until told to stop. When the sink
-/// is slow the events wait here (up to MAX_PENDING), not in the kernel's ring.
-fn drain_loop(mut ring: BatchRing, tx: SyncSender<Vec<Event>>, stop: &AtomicBool) {
+/// is slow the events wait here (QUEUED_BATCHES full batches), not in the kernel's ring.
+fn drain_loop(
+    mut ring: BatchRing,
+    tx: SyncSender<Vec<Event>>,
+    reuse: Receiver<Vec<Event>>,
+    stop: &AtomicBool,
+) {
     // This thread is cheap but must run when the kernel ring fills, even while the sink (a TUI
     // frame, JSON formatting) and the traced workload keep every core busy: a higher CFS weight
     // (nice -10, best effort) instead of losing events in the kernel.
@@ -114,7 +128,7 @@ fn drain_loop(mut ring: BatchRing, tx: SyncSender<Vec<Event>>, stop: &AtomicBool
         libc::setpriority(libc::PRIO_PROCESS, tid, -10);
     }
     let fd = ring.fd();
-    let mut pending: Vec<Event> = Vec::with_capacity(BATCH);
+    let mut pending: Vec<Event> = Vec::with_capacity(MAX_BATCH);
     loop {
         if stop.load(Ordering::Relaxed) {
             // Hand over everything the kernel produced before the stop, then hang up.
@@ -133,7 +147,7 @@ fn drain_loop(mut ring: BatchRing, tx: SyncSender<Vec<Event>>, stop: &AtomicBool
             // Short timeout: stop requests are noticed promptly.
             unsafe { libc::poll(&mut pfd, 1, 50) };
         }
-        take(&mut ring, &mut pending, MAX_PENDING);
+        take(&mut ring, &mut pending, MAX_BATCH);
         if pending.is_empty() {
             continue;
         }
@@ -143,18 +157,26 @@ fn drain_loop(mut ring: BatchRing, tx: SyncSender<Vec<Event>>, stop: &AtomicBool
             // of the sink per event (the bulk of wqtrace's CPU at 100k+ events/s). 16 MiB of
             // ring absorbs this window at any rate the programs reach.
             std::thread::sleep(COALESCE);
-            take(&mut ring, &mut pending, MAX_PENDING);
+            take(&mut ring, &mut pending, MAX_BATCH);
         }
-        // A fresh batch with room: growing one from empty copied every event again.
-        let batch = std::mem::replace(&mut pending, Vec::with_capacity(BATCH));
+        // A batch with room (a returned one if any): growing one from empty copied every
+        // event again.
+        let fresh = reuse.try_recv().map_or_else(
+            |_| Vec::with_capacity(MAX_BATCH),
+            |mut v| {
+                v.clear();
+                v
+            },
+        );
+        let batch = std::mem::replace(&mut pending, fresh);
         match tx.try_send(batch) {
             Ok(()) => {}
             Err(TrySendError::Full(back)) => {
                 pending = back;
                 // The sink is behind: hold the events here, and pause before taking more rather
                 // than spinning on a full queue (that spin, at nice -10, took the CPU the sink
-                // needed to catch up). The ring absorbs a millisecond at any rate we reach;
-                // past MAX_PENDING it counts what it cannot hold.
+                // needed to catch up). The kernel's ring holds what comes meanwhile, and counts
+                // what it cannot hold.
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err(TrySendError::Disconnected(_)) => return,
@@ -184,6 +206,17 @@ impl Drop for LiveSource {
     }
 }
 
+impl LiveSource {
+    /// Returns an emptied batch to the drain thread, unless it grew large (a backlog): holding
+    /// on to those would keep a backlog's memory for the session.
+    fn give_back(&self, mut v: Vec<Event>) {
+        if v.capacity() <= MAX_BATCH {
+            v.clear();
+            let _ = self.recycle.try_send(v);
+        }
+    }
+}
+
 impl EventSource for LiveSource {
     fn next_batch(&mut self, out: &mut Vec<Event>, timeout: Duration) -> Result<bool> {
         let first = match self.rx.recv_timeout(timeout) {
@@ -191,19 +224,15 @@ impl EventSource for LiveSource {
             Err(RecvTimeoutError::Timeout) => return Ok(true),
             Err(RecvTimeoutError::Disconnected) => anyhow::bail!("ring buffer reader stopped"),
         };
+        let mut first = first;
         if out.is_empty() {
-            // The batch itself, not a copy of it.
-            *out = first;
+            // The batch itself, not a copy of it: one batch per call, and `out`'s storage
+            // goes back for reuse.
+            std::mem::swap(out, &mut first);
         } else {
             out.extend_from_slice(&first);
         }
-        // Whatever else is already queued, up to a bound that keeps sinks responsive.
-        while out.len() < 64 * BATCH {
-            match self.rx.try_recv() {
-                Ok(b) => out.extend_from_slice(&b),
-                Err(_) => break,
-            }
-        }
+        self.give_back(first);
         Ok(true)
     }
 
