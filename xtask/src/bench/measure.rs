@@ -93,6 +93,53 @@ fn cpu_ticks(pid: i32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// (run time in ns, runs) summed over the BPF programs process `pid` holds open, from their
+/// fdinfo (counted only while kernel.bpf_stats_enabled = 1). The same for wqtrace and bpftrace.
+fn bpf_prog_stats(pid: i32) -> Option<(u64, u64)> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let (mut ns, mut runs) = (0u64, 0u64);
+    for e in dir.flatten() {
+        let Ok(s) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if !s.contains("prog_type:") {
+            continue;
+        }
+        for l in s.lines() {
+            let num = |v: &str| v.trim().parse::<u64>().unwrap_or(0);
+            if let Some(v) = l.strip_prefix("run_time_ns:") {
+                ns += num(v);
+            } else if let Some(v) = l.strip_prefix("run_cnt:") {
+                runs += num(v);
+            }
+        }
+    }
+    Some((ns, runs))
+}
+
+/// kernel.bpf_stats_enabled set to 1 while it lives, and back to what it was after (as bpftop
+/// does). Counting adds two clock reads to every program run, so the runs that report ops/s
+/// for the slowdown are made without it.
+pub struct BpfStats {
+    old: String,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    pub fn enable() -> anyhow::Result<Self> {
+        let old = std::fs::read_to_string(BPF_STATS).context(BPF_STATS)?;
+        std::fs::write(BPF_STATS, "1").context(BPF_STATS)?;
+        Ok(Self { old })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(BPF_STATS, self.old.trim());
+    }
+}
+
 /// Peak RSS (VmHWM) in KiB.
 fn vm_hwm_kib(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -422,10 +469,18 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
     };
     let pid = tracer.as_ref().map(|t| t.pid);
     let cpu0 = pid.and_then(cpu_ticks);
+    let counting = std::fs::read_to_string(BPF_STATS).is_ok_and(|v| v.trim() == "1");
+    let bpf0 = pid.filter(|_| counting).and_then(bpf_prog_stats);
     let t0 = Instant::now();
     let res = workload(env, w);
     let wall = t0.elapsed().as_secs_f64();
     let cpu1 = pid.and_then(cpu_ticks);
+    let bpf1 = pid.filter(|_| counting).and_then(bpf_prog_stats);
+    // Program run time charged to the traced tasks (meaningful with BpfStats on).
+    let (bpf_ns, bpf_runs) = match (bpf0, bpf1) {
+        (Some(a), Some(b)) => (Some(b.0.saturating_sub(a.0)), Some(b.1.saturating_sub(a.1))),
+        _ => (None, None),
+    };
     let hwm = pid.and_then(vm_hwm_kib);
     let tui1 = if cfg == Config::Tui {
         tui_counts()
@@ -532,6 +587,12 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
         "cpu_pct": cpu_pct,
         "peak_rss_kib": hwm,
         "bytes_per_event": bytes_per_event,
+        "bpf_runs_per_sec": bpf_runs.map(|r| r as f64 / wall),
+        "bpf_ns_per_run": match (bpf_ns, bpf_runs) {
+            (Some(n), Some(r)) if r > 0 => Some(n as f64 / r as f64),
+            _ => None,
+        },
+        "bpf_cpu_pct": bpf_ns.map(|n| n as f64 / 1e9 / wall * 100.0),
     }))
 }
 

@@ -63,7 +63,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if let Some(part) = &a.inner {
         let out = a.out.clone().context("--inner needs --out")?;
         let wq = a.wqtrace.clone().context("--inner needs --wqtrace")?;
-        let v = run_part(part == "vm", &wq, reps, secs)?;
+        let v = run_part(part == "vm", &wq, reps, secs, !a.quick)?;
         std::fs::write(&out, serde_json::to_string_pretty(&v)? + "\n")?;
         return Ok(0);
     }
@@ -92,7 +92,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let mut parts = serde_json::Map::new();
     if !a.vm_only {
         eprintln!("bench: host part ({reps} reps, {secs} s runs)");
-        parts.insert("host".into(), run_part(false, &wq, reps, secs)?);
+        parts.insert("host".into(), run_part(false, &wq, reps, secs, !a.quick)?);
     }
     // --quick alone is host only (for `cargo xtask test`); --quick --vm-only runs the VM part.
     let vm_part = a.vm_only || (!a.host_only && !a.quick);
@@ -224,8 +224,15 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// All (workload, configuration) pairs of one machine, interleaved, `reps` times.
-fn run_part(in_vm: bool, wq: &std::path::Path, reps: usize, secs: f64) -> anyhow::Result<Value> {
+/// All (workload, configuration) pairs of one machine, interleaved, `reps` times; then, with
+/// `stats_pass`, one more run of each tracing configuration with BPF run-time counting on.
+fn run_part(
+    in_vm: bool,
+    wq: &std::path::Path,
+    reps: usize,
+    secs: f64,
+    stats_pass: bool,
+) -> anyhow::Result<Value> {
     let scratch = PathBuf::from("/tmp/wqtrace-bench");
     std::fs::create_dir_all(&scratch)?;
     let env = Env {
@@ -280,6 +287,32 @@ fn run_part(in_vm: bool, wq: &std::path::Path, reps: usize, secs: f64) -> anyhow
             }
         }
     }
+    let mut stats: Vec<Vec<Option<Value>>> = vec![vec![None; CONFIGS.len()]; workloads.len()];
+    if stats_pass {
+        let _on = measure::BpfStats::enable()?;
+        for (wi, w) in workloads.iter().enumerate() {
+            for (ci, &cfg) in CONFIGS.iter().enumerate().skip(1) {
+                eprint!(
+                    "bench: [{}] BPF run time: {} / {} … ",
+                    if in_vm { "vm" } else { "host" },
+                    w.name(),
+                    cfg.name()
+                );
+                let r = measure::measure(&env, cfg, *w)
+                    .with_context(|| format!("{} under {} (BPF stats)", w.name(), cfg.name()))?;
+                eprintln!(
+                    "{} runs/s, {} ns/run",
+                    r["bpf_runs_per_sec"]
+                        .as_f64()
+                        .map_or("-".into(), |x| format!("{x:.0}")),
+                    r["bpf_ns_per_run"]
+                        .as_f64()
+                        .map_or("-".into(), |x| format!("{x:.0}")),
+                );
+                stats[wi][ci] = Some(r);
+            }
+        }
+    }
     let mut results = vec![];
     for (wi, w) in workloads.iter().enumerate() {
         let base = median(
@@ -312,6 +345,7 @@ fn run_part(in_vm: bool, wq: &std::path::Path, reps: usize, secs: f64) -> anyhow
                     "bytes_per_event": med("bytes_per_event"),
                 },
                 "runs": rs,
+                "bpf_stats_run": stats[wi][ci],
             }));
         }
     }
