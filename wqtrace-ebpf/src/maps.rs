@@ -82,6 +82,9 @@ pub struct Inflight {
     pub flags: u64,
     /// Set by the get_pipe_info hook when it refused a notification pipe during this syscall.
     pub rejected_pipe: u64,
+    /// The syscall's first argument: with `op`, tells this syscall's exit from a later one's
+    /// when an exit went unseen (a tracer rewrote the syscall number).
+    pub arg0: u64,
     /// The side data comes from (read, splice/tee input) and goes to (write, output).
     pub src: Side,
     pub dst: Side,

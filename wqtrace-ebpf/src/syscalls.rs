@@ -175,6 +175,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     let mut slot = MaybeUninit::uninit();
     let f = blank(&mut slot, op);
     let a0 = sys_arg(regs, 0);
+    f.arg0 = a0;
     match nr {
         NR_READ | NR_READV => {
             let Some(p) = fd_pipe(a0 as i64) else {
@@ -375,7 +376,8 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
     let regs: u64 = ctx.arg(0);
     // Most syscalls on the machine are none of ours: no map lookup for them.
-    if op_of(sys_nr(regs)) == Op::None {
+    let nr_op = op_of(sys_nr(regs));
+    if nr_op == Op::None {
         return 0;
     }
     let ret: i64 = ctx.arg(1);
@@ -388,6 +390,10 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     }
     let f: Inflight = unsafe { *fp };
     unsafe { core::ptr::write_volatile(&mut (*fp).op, Op::None as u8) };
+    if f.op != nr_op as u8 || f.arg0 != sys_arg(regs, 0) {
+        // Left by a syscall whose exit went unseen: this exit is not its own.
+        return 0;
+    }
     let op = Op::from_u8(f.op);
 
     if f.off_cpu_ns > 0 && matches!(op, Op::Read | Op::Readv | Op::Write | Op::Writev) {
