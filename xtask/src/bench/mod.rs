@@ -89,6 +89,15 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let dir = util::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let started = now_utc();
+    // The code measured: HEAD, and whether the tree had changes on top of it.
+    let commit = {
+        let head = sh("git -C \"$(git rev-parse --show-toplevel)\" rev-parse --short=12 HEAD");
+        let dirty = !sh("git status --porcelain --untracked-files=no").is_empty();
+        format!(
+            "{head}{}",
+            if dirty { " + uncommitted changes" } else { "" }
+        )
+    };
     let mut parts = serde_json::Map::new();
     if !a.vm_only {
         eprintln!("bench: host part ({reps} reps, {secs} s runs)");
@@ -141,6 +150,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         "pingpong_secs": secs,
         "wqtrace_binary": wq.strip_prefix(util::root()).unwrap_or(&wq).to_string_lossy(),
         "command": std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        "commit": commit,
         "parts": parts,
     });
     check_complete(&results)?;

@@ -217,7 +217,7 @@ pub fn markdown(v: &Value) -> String {
          What tracing costs the traced programs, and what it costs in CPU and memory itself\n\
          (GitHub issues #8 and #13). Raw numbers, every run: [`benchmarks.json`](benchmarks.json).\n\n\
          - Run: {} → {} (UTC){}\n\
-         - Command: `cargo xtask {}`; wqtrace binary `{}`\n\
+         - Command: `cargo xtask {}`; wqtrace binary `{}` built from commit {}\n\
          - {} repetitions per (workload, configuration), interleaved (the configuration order\n  \
            rotates per repetition); medians shown. Ping-pong runs last {} s each.\n",
         v["started_utc"].as_str().unwrap_or(""),
@@ -229,6 +229,7 @@ pub fn markdown(v: &Value) -> String {
         },
         v["command"].as_str().unwrap_or(""),
         v["wqtrace_binary"].as_str().unwrap_or(""),
+        v["commit"].as_str().unwrap_or("(not recorded)"),
         v["reps"],
         v["pingpong_secs"],
     );
