@@ -196,6 +196,11 @@ fn check_complete(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A number of a result for the progress lines ("-" when there is none).
+fn num(v: &Value, digits: usize) -> String {
+    v.as_f64().map_or("-".into(), |x| format!("{x:.digits$}"))
+}
+
 fn now_utc() -> String {
     util::output_ok(std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
         .map(|s| s.trim().to_string())
@@ -285,13 +290,9 @@ fn run_part(
                     "{:.0} {}, events/s {}, lost {}, cpu {}%",
                     r["ops_per_sec"].as_f64().unwrap_or(0.0),
                     w.unit(),
-                    r["events_per_sec"]
-                        .as_f64()
-                        .map_or("-".into(), |x| format!("{x:.0}")),
+                    num(&r["events_per_sec"], 0),
                     r["lost"],
-                    r["cpu_pct"]
-                        .as_f64()
-                        .map_or("-".into(), |x| format!("{x:.1}")),
+                    num(&r["cpu_pct"], 1),
                 );
                 runs[wi][ci].push(r);
             }
@@ -312,12 +313,8 @@ fn run_part(
                     .with_context(|| format!("{} under {} (BPF stats)", w.name(), cfg.name()))?;
                 eprintln!(
                     "{} runs/s, {} ns/run",
-                    r["bpf_runs_per_sec"]
-                        .as_f64()
-                        .map_or("-".into(), |x| format!("{x:.0}")),
-                    r["bpf_ns_per_run"]
-                        .as_f64()
-                        .map_or("-".into(), |x| format!("{x:.0}")),
+                    num(&r["bpf_runs_per_sec"], 0),
+                    num(&r["bpf_ns_per_run"], 0),
                 );
                 stats[wi][ci] = Some(r);
             }
