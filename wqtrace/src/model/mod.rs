@@ -567,7 +567,8 @@ impl Model {
                 self.tasks.remove(tid);
             }
         }
-        let t = self.tasks.entry(e.tid).or_insert(TaskState {
+        // Built only for a new task (a TaskState is ~250 bytes; this runs per event).
+        let t = self.tasks.entry(e.tid).or_insert_with(|| TaskState {
             tid: e.tid,
             tgid: e.tgid,
             comm: Comm(e.comm),
