@@ -98,11 +98,15 @@ fn file_fields(file: u64) -> Option<(u64, u64, u64)> {
 }
 
 /// The pipe behind `file`, if it is one (its f_op is the pipe fops wqtrace calibrated), and
-/// whether KNOWN_PIPES already holds it. A known pipe's inode number and notification flag
-/// come from the map: they never change while the pipe lives, and the inode pointer stored
-/// with them tells a reused pipe address from the pipe it was.
+/// whether KNOWN_PIPES already holds it (`cached`: look there first). A known pipe's inode
+/// number and notification flag come from the map: they never change while the pipe lives.
+/// A freed pipe's address is reused, and an anonymous pipe's `pipe_inode_info` and inode are
+/// freed together and handed out again together (LIFO) by the next pipe2(): the inode pointer
+/// stored with the entry does not tell those apart, so pipe()/pipe2() (followed for every
+/// task, and the only way an anonymous pipe comes to be) rewrite the entry from the kernel.
+/// The inode pointer still tells a FIFO (a filesystem inode) from an anonymous pipe.
 #[inline(always)]
-fn file_pipe_cached(file: u64) -> Option<(PipeRef, bool)> {
+fn file_pipe_cached(file: u64, cached: bool) -> Option<(PipeRef, bool)> {
     let fops = pipe_fops();
     if fops == 0 {
         return None;
@@ -111,7 +115,7 @@ fn file_pipe_cached(file: u64) -> Option<(PipeRef, bool)> {
     if f_op != fops || pipe == 0 {
         return None;
     }
-    if let Some(k) = unsafe { KNOWN_PIPES.get(pipe) } {
+    if let Some(k) = cached.then(|| unsafe { KNOWN_PIPES.get(pipe) }).flatten() {
         if k.inode == inode {
             return Some((
                 PipeRef {
@@ -137,16 +141,16 @@ fn file_pipe_cached(file: u64) -> Option<(PipeRef, bool)> {
     ))
 }
 
-/// The pipe behind `file`, if it is one.
+/// The pipe behind `file`, if it is one, read from the kernel (not KNOWN_PIPES).
 #[inline(always)]
 pub fn file_pipe(file: u64) -> Option<PipeRef> {
-    file_pipe_cached(file).map(|(p, _)| p)
+    file_pipe_cached(file, false).map(|(p, _)| p)
 }
 
 /// The pipe behind `fd`, if it passes the pipe filters; remembered in KNOWN_PIPES.
 #[inline(always)]
 pub fn fd_pipe(fd: i64) -> Option<PipeRef> {
-    let (p, known) = file_pipe_cached(fd_file(fd)?)?;
+    let (p, known) = file_pipe_cached(fd_file(fd)?, true)?;
     if !pipe_wanted(p.ino, p.notif) {
         return None;
     }

@@ -545,10 +545,12 @@ fn pipe2_exit(f: &Inflight, ret: i64) {
         return;
     };
     let notif = p.notif || (f.flags & O_NOTIFICATION_PIPE) != 0;
+    // Remembered whether or not it is wanted: its address may still name a freed pipe in
+    // KNOWN_PIPES (see `kread::file_pipe_cached`).
+    kread::remember(&PipeRef { notif, ..p });
     if !kread::pipe_wanted(p.ino, notif) {
         return;
     }
-    kread::remember(&PipeRef { notif, ..p });
     if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
         return;
     }

@@ -123,6 +123,64 @@ fn trace_counts_every_byte_written_to_a_pipe() {
     }
 }
 
+/// A freed pipe's `pipe_inode_info` and inode are handed to the next pipe() together: the
+/// ops on the new pipe carry the new pipe's inode number, never the old one's (the programs
+/// cache a known pipe's inode number by address).
+#[test]
+fn reused_pipe_addresses_name_the_new_pipe() {
+    let _g = kernel_lock();
+    let t = Tracer::start(&[]);
+    let mut sh = Command::new("sh")
+        .args([
+            "-c",
+            "i=0; while [ $i -lt 40 ]; do echo x | cat >/dev/null; i=$((i + 1)); done",
+        ])
+        .spawn()
+        .unwrap();
+    let pid = u64::from(sh.id());
+    assert!(sh.wait().unwrap().success());
+    let events = t.stop();
+    // The loop's pipes: created by this sh, each written once ("x\n") and read once.
+    let created: Vec<u64> = kind(&events, "pipe_created", pid)
+        .iter()
+        .map(|e| u(&e["ino"]))
+        .collect();
+    assert!(
+        created.len() >= 40,
+        "pipes created by sh: {}",
+        created.len()
+    );
+    let mut addrs = std::collections::HashSet::new();
+    for ino in &created {
+        let ops = |op: &str| {
+            events
+                .iter()
+                .filter(|e| e["kind"] == "ring_op" && u(&e["ino"]) == *ino && e["op"] == op)
+                .map(|e| e["ret"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ops("write"), vec![2], "writes on pipe:[{ino}]");
+        assert!(
+            ops("read").contains(&2),
+            "reads on pipe:[{ino}]: {:?}",
+            ops("read")
+        );
+        if let Some(e) = events
+            .iter()
+            .find(|e| e["kind"] == "pipe_created" && u(&e["ino"]) == *ino)
+        {
+            addrs.insert(e["pipe"].as_str().unwrap().to_string());
+        }
+    }
+    // The test means something only if addresses were reused (the slab hands them out LIFO).
+    eprintln!(
+        "{} pipes at {} distinct addresses",
+        created.len(),
+        addrs.len()
+    );
+    assert!(addrs.len() < created.len(), "no pipe address was reused");
+}
+
 /// Successful splices/tees on ordinary pipes are ring operations, never rejections.
 #[test]
 fn ordinary_splices_are_not_rejections() {
