@@ -40,13 +40,16 @@ pub struct LiveSource {
     meta: SessionMeta,
 }
 
-/// Batches queued ahead of the sink: with MAX_BATCH events each, a backlog of a million events
-/// waits in userspace before the kernel's ring has to hold any.
+/// Batches queued ahead of the sink (a quarter million events), before the kernel's ring has
+/// to hold any.
 const QUEUED_BATCHES: usize = 64;
 /// A batch is handed over once it has BATCH events (or after COALESCE), and holds at most
 /// MAX_BATCH: never grown past that, so its storage is allocated once and reused.
 const BATCH: usize = 4096;
-const MAX_BATCH: usize = 4 * BATCH;
+const MAX_BATCH: usize = BATCH;
+/// Emptied batches kept for reuse: enough for a steady flow; a backlog's extra batches are
+/// freed, not kept for the session.
+const SPARE_BATCHES: usize = 8;
 /// How long a small batch waits for company before it is handed over (the latency a sink sees).
 const COALESCE: Duration = Duration::from_millis(5);
 
@@ -75,7 +78,7 @@ impl LiveSource {
         let mut probes = Probes::open(opts)?;
         let ring = BatchRing::new(probes.take_ring()?, loader::RING_BYTES as usize)?;
         let (tx, rx) = sync_channel(QUEUED_BATCHES);
-        let (recycle, reuse) = sync_channel(QUEUED_BATCHES);
+        let (recycle, reuse) = sync_channel(SPARE_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
             let stop = stop.clone();
