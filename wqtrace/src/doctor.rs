@@ -30,7 +30,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let release = kernel::release();
     let btf = kernel::open_btf(args.probe.btf.as_deref());
     let btf_line = match &btf {
-        Ok((_, p)) => format!("yes ({})", p.display()),
+        Ok((_, p)) => format!("yes ({})", crate::text::path(&p)),
         Err(e) => format!("NO: {e}"),
     };
     let watch_queue_btf = btf

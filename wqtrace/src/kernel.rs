@@ -51,10 +51,11 @@ pub fn open_btf(path: Option<&Path>) -> Result<(Btf, PathBuf)> {
     if !p.exists() {
         return Err(anyhow!(
             "no kernel BTF at {} (kernel built without CONFIG_DEBUG_INFO_BTF?): pass one with --btf FILE",
-            p.display()
+            crate::text::path(&p)
         ));
     }
-    let btf = Btf::from_file(&p).with_context(|| format!("cannot parse BTF {}", p.display()))?;
+    let btf = Btf::from_file(&p)
+        .with_context(|| format!("cannot parse BTF {}", crate::text::path(&p)))?;
     Ok((btf, p))
 }
 

@@ -15,4 +15,5 @@ pub mod recording;
 pub mod sinks;
 pub mod source;
 pub mod stop;
+pub mod text;
 pub mod workload;

@@ -327,3 +327,111 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
     t.kill_server();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A process named with terminal escapes (or bytes that are not UTF-8) by PR_SET_NAME uses a
+/// pipe while `wqtrace trace -p PID` runs: returns what the tracer printed, byte for byte.
+fn trace_a_process_named(name: &[u8], json: bool) -> Vec<u8> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::ffi::OsStrExt;
+    use std::process::Stdio;
+    // Names itself, waits for the go, then makes a pipe and writes and reads it itself
+    // (bash 5.1+ feeds a small here-string through a pipe, without forking).
+    let mut sh = Command::new("bash")
+        .args([
+            "-c",
+            r#"printf '%s' "$1" > /proc/self/comm; read -r _; read -r x <<< hi; [ "$x" = hi ]"#,
+            "bash",
+        ])
+        .arg(std::ffi::OsStr::from_bytes(name))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = sh.id().to_string();
+    let mut args = vec!["trace", "-p", &pid];
+    if json {
+        args.push("--json");
+    }
+    let mut t = Command::new(WQTRACE)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = t.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut b = vec![];
+        out.read_to_end(&mut b).unwrap();
+        b
+    });
+    let mut err = BufReader::new(t.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("tracing;") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "tracer exited early");
+    }
+    sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(sh.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(t.id() as i32, libc::SIGINT) };
+    assert!(t.wait().unwrap().success());
+    reader.join().unwrap()
+}
+
+/// Root's terminal never receives a traced process's escape sequences: text lines show them
+/// as `\x1b`, JSON keeps the name exactly (escaped by JSON's own rules, or as bytes).
+#[test]
+fn hostile_task_names_are_shown_escaped() {
+    let _g = kernel_lock();
+    let hostile = b"\x1b[31mEVIL\x1b]0;x\x07";
+    let text = trace_a_process_named(hostile, false);
+    let shown = String::from_utf8_lossy(&text);
+    assert!(
+        !text.iter().any(|&b| b < 0x20 && b != b'\n'),
+        "control bytes reached the terminal: {shown:?}"
+    );
+    let escaped = r"\x1b[31mEVIL\x1b]0;x\x07/";
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains(escaped) && l.contains(" write ")),
+        "no write by the escaped name in:\n{shown}"
+    );
+
+    let json = trace_a_process_named(hostile, true);
+    assert!(!json.contains(&0x1b), "JSON escapes control characters");
+    let events: Vec<serde_json::Value> = json
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["comm"].as_str().map(str::as_bytes) == Some(&hostile[..])),
+        "the exact name in JSON"
+    );
+
+    let not_utf8 = b"bad\xff\xfename";
+    let json = trace_a_process_named(not_utf8, true);
+    let events: Vec<serde_json::Value> = json
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let bytes: Vec<u8> = not_utf8.to_vec();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["comm_bytes"] == serde_json::json!(bytes)),
+        "the exact bytes in JSON: {:?}",
+        events.first()
+    );
+    let text = trace_a_process_named(not_utf8, false);
+    assert!(
+        String::from_utf8(text.clone())
+            .unwrap()
+            .contains(r"bad\xff\xfename/"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+}

@@ -63,21 +63,23 @@ impl From<&str> for Comm {
     }
 }
 
+/// Escaped for people: any process picks its own name, terminal escapes included.
 impl fmt::Display for Comm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        crate::text::Escaped(crate::text::until_nul(&self.0)).fmt(f)
     }
 }
 
 impl fmt::Debug for Comm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.as_str())
+        write!(f, "\"{self}\"")
     }
 }
 
+/// JSON: the name's text, U+FFFD for bytes that are not UTF-8.
 impl Serialize for Comm {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+        s.serialize_str(&crate::text::json_comm(&self.0).0)
     }
 }
 

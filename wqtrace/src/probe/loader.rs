@@ -77,7 +77,7 @@ impl Probes {
         if !missing.is_empty() {
             bail!(
                 "{} lacks fields wqtrace needs: {}",
-                btf_path.display(),
+                crate::text::path(&btf_path),
                 missing.join(", ")
             );
         }
@@ -89,7 +89,7 @@ impl Probes {
         drop(btf_rs);
         unsafe { libc::malloc_trim(0) };
         let btf = Btf::parse_file(&btf_path, aya::Endianness::default())
-            .with_context(|| format!("cannot parse BTF {}", btf_path.display()))?;
+            .with_context(|| format!("cannot parse BTF {}", crate::text::path(&btf_path)))?;
         ensure_tracefs();
         let filter = filter_from(opts)?;
         let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));

@@ -50,7 +50,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("the perfetto format is binary: give -o OUT or redirect standard output");
     }
     let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(File::create(p).with_context(|| p.display().to_string())?),
+        Some(p) => Box::new(File::create(p).with_context(|| crate::text::path(&p).to_string())?),
         None => Box::new(stdout.lock()),
     };
     let mut out = BufWriter::new(out);
@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Err(e) => return Err(e),
     };
     if let Some(p) = &args.output {
-        eprintln!("wqtrace: exported {n} events to {}", p.display());
+        eprintln!("wqtrace: exported {n} events to {}", crate::text::path(&p));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -244,7 +244,8 @@ impl Tracks {
         }
         if e.tid != 0 && !self.thread_index.contains_key(&e.tid) {
             self.thread_index.insert(e.tid, self.threads.len());
-            self.threads.push((e.tid, e.tgid, e.comm_str().to_string()));
+            self.threads
+                .push((e.tid, e.tgid, crate::text::comm(&e.comm).into_owned()));
         }
     }
 
@@ -258,7 +259,7 @@ impl Tracks {
         let pipe = self.pipe(e);
         let thread =
             (e.tid != 0 && self.thread_index.contains_key(&e.tid)).then_some(Track::Thread(e.tid));
-        let who = || Arg::S(format!("{}[{}]", e.comm_str(), e.tid));
+        let who = || Arg::S(format!("{}[{}]", crate::text::comm(&e.comm), e.tid));
         let ts = e.ts_ns;
         let Some(kind) = e.kind() else { return v };
         match kind {
@@ -312,7 +313,11 @@ impl Tracks {
                     if e.flags & flags::MUTEX_HELD != 0 {
                         args.push((
                             "mutex_owner",
-                            Arg::S(format!("{}[{}]", e.owner_comm_str(), e.owner_tid)),
+                            Arg::S(format!(
+                                "{}[{}]",
+                                crate::text::comm(&e.owner_comm),
+                                e.owner_tid
+                            )),
                         ));
                     }
                     args.push(("outcome", Arg::S(outcome.name().into())));
@@ -375,7 +380,11 @@ impl Tracks {
                     if e.owner_tid != 0 {
                         args.push((
                             "holder",
-                            Arg::S(format!("{}[{}]", e.owner_comm_str(), e.owner_tid)),
+                            Arg::S(format!(
+                                "{}[{}]",
+                                crate::text::comm(&e.owner_comm),
+                                e.owner_tid
+                            )),
                         ));
                     }
                     v.push(Item::Slice {

@@ -129,12 +129,12 @@ fn write_error(path: &Path, events: u64, e: std::io::Error) -> anyhow::Error {
     if e.raw_os_error() == Some(libc::ENOSPC) {
         anyhow!(
             "{}: disk full (no space left on device) after {events} events; the recording is readable up to its last complete chunk",
-            path.display()
+            crate::text::path(&path)
         )
     } else {
         anyhow!(
             "{}: write failed after {events} events: {e}",
-            path.display()
+            crate::text::path(&path)
         )
     }
 }
@@ -289,10 +289,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         filters: filters(&args.probe),
     };
     let path = &args.output;
-    let file = File::create(path).with_context(|| path.display().to_string())?;
+    let file = File::create(path).with_context(|| crate::text::path(&path).to_string())?;
     let mut w = Writer::new(file, &header).map_err(|e| write_error(path, 0, e))?;
     let mut child = command::start(&args.command, false)?;
-    eprintln!("wqtrace: recording to {}; Ctrl-C to stop", path.display());
+    eprintln!(
+        "wqtrace: recording to {}; Ctrl-C to stop",
+        crate::text::path(&path)
+    );
     let deadline = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d.max(0.0)));
@@ -332,7 +335,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "wqtrace: recorded {} events ({} lost) to {} in {:.1} s: {}{per_event}; stopped by {}",
         trailer.events,
         trailer.lost,
-        path.display(),
+        crate::text::path(&path),
         started.elapsed().as_secs_f64(),
         human_bytes(size),
         match reason {

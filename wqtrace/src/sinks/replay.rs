@@ -52,8 +52,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if !std::io::stdout().is_terminal() {
             bail!(
                 "the replay UI needs a terminal; for text try `wqtrace replay --dump {}` or `wqtrace report {}`",
-                args.file.display(),
-                args.file.display()
+                crate::text::path(&args.file),
+                crate::text::path(&args.file)
             );
         }
         r.set_speed(args.speed);

@@ -131,10 +131,11 @@ pub fn dur(ns: u64) -> String {
 }
 
 fn who(comm: &Comm, id: u32) -> String {
-    format!(
-        "{}[{id}]",
-        if comm.is_empty() { "?" } else { comm.as_str() }
-    )
+    if comm.is_empty() {
+        format!("?[{id}]")
+    } else {
+        format!("{comm}[{id}]")
+    }
 }
 
 fn duration_ns(a: &Analysis) -> u64 {
@@ -170,7 +171,7 @@ pub fn to_text(a: &Analysis) -> String {
     let meta = &a.header.meta;
     let c = m.counters();
     let mut o = String::new();
-    let _ = writeln!(o, "Recording {}", a.path.display());
+    let _ = writeln!(o, "Recording {}", crate::text::path(&a.path));
     let _ = writeln!(
         o,
         "  events     {} ({} lost by the tracer{}), over {}",
@@ -195,15 +196,15 @@ pub fn to_text(a: &Analysis) -> String {
         let at: Vec<String> = meta
             .attach
             .iter()
-            .map(|(h, m)| format!("{h}={m}"))
+            .map(|(h, m)| format!("{}={}", or_dash(h), or_dash(m)))
             .collect();
         let _ = writeln!(o, "  attach     {}", at.join(" "));
     }
     if !a.header.filters.is_empty() {
-        let _ = writeln!(o, "  filters    {}", a.header.filters.join(" "));
+        let _ = writeln!(o, "  filters    {}", or_dash(&a.header.filters.join(" ")));
     }
     if !a.header.command.is_empty() {
-        let _ = writeln!(o, "  command    {}", a.header.command.join(" "));
+        let _ = writeln!(o, "  command    {}", or_dash(&a.header.command.join(" ")));
     }
     let kinds: Vec<String> = KINDS
         .iter()
@@ -235,8 +236,13 @@ pub fn to_text(a: &Analysis) -> String {
     o
 }
 
-fn or_dash(s: &str) -> &str {
-    if s.is_empty() { "-" } else { s }
+/// A recording's own strings, escaped: the file may come from anyone.
+fn or_dash(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        crate::text::escape(s.as_bytes())
+    }
 }
 
 fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {

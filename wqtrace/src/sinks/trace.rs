@@ -13,7 +13,7 @@ use wqtrace_common::{Event, EventKind, ExecCtx, Op, PostOutcome, flags};
 use crate::{
     cli::ProbeOpts,
     source::{EventSource, live::LiveSource},
-    stop,
+    stop, text,
 };
 
 #[derive(Debug, clap::Args)]
@@ -140,7 +140,7 @@ fn ctx_name(c: u8) -> &'static str {
 
 /// The event as a JSON object: every field a consumer may need, named as in the ABI.
 pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
-    json!({
+    let mut v = json!({
         "ts_ns": e.ts_ns,
         "wall_ns": e.ts_ns as i64 + realtime_offset_ns,
         "kind": kind_name(e.kind()),
@@ -149,7 +149,7 @@ pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
         "ino": e.ino,
         "tid": e.tid,
         "tgid": e.tgid,
-        "comm": e.comm_str(),
+        "comm": text::json_comm(&e.comm).0,
         "cpu": e.cpu,
         "ctx": ctx_name(e.ctx),
         "flags": flag_names(e.flags),
@@ -176,8 +176,22 @@ pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
         "len": e.note_len(),
         "lock": format!("{:#x}", e.lock),
         "owner_tid": e.owner_tid,
-        "owner_comm": e.owner_comm_str(),
-    })
+        "owner_comm": text::json_comm(&e.owner_comm).0,
+    });
+    for (key, name) in [("comm_bytes", &e.comm), ("owner_comm_bytes", &e.owner_comm)] {
+        if let (_, Some(bytes)) = text::json_comm(name) {
+            v[key] = json!(bytes);
+        }
+    }
+    v
+}
+
+/// `,"KEY":[b,...]` when the name is not UTF-8: its exact bytes (the text has U+FFFD for them).
+fn write_name_bytes(w: &mut impl Write, key: &str, name: &[u8; 16]) -> std::io::Result<()> {
+    if let (_, Some(bytes)) = text::json_comm(name) {
+        write!(w, ",\"{key}\":{}", json!(bytes))?;
+    }
+    Ok(())
 }
 
 /// The same object as [`to_json`], written straight out: `trace --json` must keep up with
@@ -196,7 +210,7 @@ pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std
         e.ino,
         e.tid,
         e.tgid,
-        Value::from(e.comm_str()),
+        Value::from(text::json_comm(&e.comm).0),
         e.cpu,
         ctx_name(e.ctx),
     )?;
@@ -209,9 +223,9 @@ pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std
         None => write!(w, "],\"outcome\":null")?,
     }
     let loss_records = e.loss_records();
-    writeln!(
+    write!(
         w,
-        ",\"loss_records\":{loss_records},\"ret\":{},\"duration_ns\":{},\"head_before\":{},\"tail_before\":{},\"head\":{},\"tail\":{},\"occupancy\":{},\"ring_size\":{},\"max_usage\":{},\"fd_in\":{},\"fd_out\":{},\"nr_notes\":{},\"notes_in_use\":{},\"slot\":{},\"note\":{},\"type\":{},\"subtype\":{},\"watch_id\":{},\"len\":{},\"lock\":\"{:#x}\",\"owner_tid\":{},\"owner_comm\":{}}}",
+        ",\"loss_records\":{loss_records},\"ret\":{},\"duration_ns\":{},\"head_before\":{},\"tail_before\":{},\"head\":{},\"tail\":{},\"occupancy\":{},\"ring_size\":{},\"max_usage\":{},\"fd_in\":{},\"fd_out\":{},\"nr_notes\":{},\"notes_in_use\":{},\"slot\":{},\"note\":{},\"type\":{},\"subtype\":{},\"watch_id\":{},\"len\":{},\"lock\":\"{:#x}\",\"owner_tid\":{},\"owner_comm\":{}",
         e.ret,
         e.duration_ns,
         e.head_before,
@@ -233,14 +247,17 @@ pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std
         e.note_len(),
         e.lock,
         e.owner_tid,
-        Value::from(e.owner_comm_str()),
-    )
+        Value::from(text::json_comm(&e.owner_comm).0),
+    )?;
+    write_name_bytes(w, "comm_bytes", &e.comm)?;
+    write_name_bytes(w, "owner_comm_bytes", &e.owner_comm)?;
+    writeln!(w, "}}")
 }
 
 /// One human line per event: time, task, what happened, the ring after it.
 pub fn format_line(e: &Event) -> String {
     let t = e.ts_ns as f64 / 1e9;
-    let who = format!("{}/{}", e.comm_str(), e.tid);
+    let who = format!("{}/{}", text::comm(&e.comm), e.tid);
     let ring = format!(
         "ring {}/{} h={} t={}",
         e.occupancy(),
@@ -255,7 +272,7 @@ pub fn format_line(e: &Event) -> String {
         ""
     };
     let owner = if e.owner_tid != 0 {
-        format!(" mutex={}/{}", e.owner_comm_str(), e.owner_tid)
+        format!(" mutex={}/{}", text::comm(&e.owner_comm), e.owner_tid)
     } else {
         String::new()
     };
@@ -383,12 +400,41 @@ mod tests {
             e.info = 2;
             e.slot = if k % 2 == 0 { 3 } else { u32::MAX };
             e.owner_comm[..3].copy_from_slice(b"a\"b");
+            if k % 3 == 0 {
+                e.comm[..4].copy_from_slice(b"x\xff\x1by");
+            }
             e.ret = -22;
             let mut buf = vec![];
             write_json(&mut buf, &e, 1000).unwrap();
             let fast: Value = serde_json::from_slice(&buf).unwrap();
             assert_eq!(fast, to_json(&e, 1000));
         }
+    }
+
+    /// A task may name itself with terminal escapes or bytes that are not UTF-8: the line shows
+    /// them escaped, JSON keeps them exactly.
+    #[test]
+    fn hostile_names_are_escaped_in_lines_and_exact_in_json() {
+        let mut e = ev(EventKind::RingOp);
+        e.comm = [0; 16];
+        e.comm[..15].copy_from_slice(b"\x1b[31mEVIL\x1b]0;x\x07");
+        e.owner_tid = 9;
+        e.owner_comm[..3].copy_from_slice(b"o\xffk");
+        let l = format_line(&e);
+        assert!(!l.bytes().any(|b| b == 0x1b || b == 0x07), "{l:?}");
+        assert!(l.contains(r"\x1b[31mEVIL\x1b]0;x\x07/7"), "{l}");
+        assert!(l.contains(r"mutex=o\xffk/9"), "{l}");
+        let j = to_json(&e, 0);
+        assert_eq!(j["comm"], "\x1b[31mEVIL\x1b]0;x\x07");
+        assert!(j.get("comm_bytes").is_none(), "UTF-8 names need no bytes");
+        assert_eq!(j["owner_comm"], "o\u{fffd}k");
+        assert_eq!(j["owner_comm_bytes"], json!([b'o', 0xff, b'k']));
+        let mut buf = vec![];
+        write_json(&mut buf, &e, 0).unwrap();
+        assert!(
+            !buf.contains(&0x1b),
+            "JSON escapes control characters itself"
+        );
     }
 
     #[test]

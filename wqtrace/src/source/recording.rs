@@ -22,8 +22,9 @@ impl RecordingSource {
     /// Opens `path` and checks its header. Errors read `PATH: why`, e.g.
     /// `trace.wqt: not a wqtrace recording (bad magic)`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let f = File::open(path).with_context(|| path.display().to_string())?;
-        let reader = Reader::new(BufReader::new(f)).with_context(|| path.display().to_string())?;
+        let f = File::open(path).with_context(|| crate::text::path(&path).to_string())?;
+        let reader =
+            Reader::new(BufReader::new(f)).with_context(|| crate::text::path(&path).to_string())?;
         Ok(Self {
             path: path.to_path_buf(),
             reader,
@@ -45,7 +46,7 @@ impl RecordingSource {
 
     /// Damage met so far, as `PATH: warning` lines; cleared by the call.
     pub fn take_warnings(&mut self) -> Vec<String> {
-        let p = self.path.display().to_string();
+        let p = crate::text::path(&self.path).to_string();
         self.reader
             .take_warnings()
             .into_iter()
@@ -74,14 +75,14 @@ impl RecordingSource {
     pub fn index(&mut self) -> anyhow::Result<Vec<ChunkInfo>> {
         self.reader
             .index()
-            .with_context(|| self.path.display().to_string())
+            .with_context(|| crate::text::path(&self.path).to_string())
     }
 
     /// Continues at a chunk from [`RecordingSource::index`].
     pub fn seek(&mut self, chunk: &ChunkInfo) -> anyhow::Result<()> {
         self.reader
             .seek_to(chunk.offset, chunk.first_index)
-            .with_context(|| self.path.display().to_string())
+            .with_context(|| crate::text::path(&self.path).to_string())
     }
 
     /// Next events chunk (skipping the trailer), or None at the end.
@@ -90,7 +91,7 @@ impl RecordingSource {
             match self
                 .reader
                 .next_chunk()
-                .with_context(|| self.path.display().to_string())?
+                .with_context(|| crate::text::path(&self.path).to_string())?
             {
                 None => return Ok(None),
                 Some(Chunk::Trailer(_)) => continue,

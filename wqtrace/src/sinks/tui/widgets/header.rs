@@ -61,8 +61,11 @@ pub fn attach_line(attach: &[(String, String)]) -> Vec<Span<'static>> {
         } else {
             Style::new().fg(Color::Green)
         };
+        // A recording's strings are whoever wrote the file's: shown, never sent to the terminal.
+        let m = crate::text::escape(m.as_bytes());
+        let hooks = crate::text::escape(hooks.join(",").as_bytes()).into_owned();
         spans.push(Span::styled(format!("{m}:"), style));
-        spans.push(Span::raw(format!(" {}", hooks.join(","))));
+        spans.push(Span::raw(format!(" {hooks}")));
     }
     spans
 }
@@ -114,9 +117,9 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &App) {
     }
     l1.push(sep());
     let kernel = if v.meta.kernel_release.is_empty() {
-        "?"
+        "?".into()
     } else {
-        &v.meta.kernel_release
+        crate::text::escape(v.meta.kernel_release.as_bytes())
     };
     l1.push(Span::styled(format!("kernel {kernel}"), TITLE));
     l1.push(sep());
