@@ -63,6 +63,8 @@ pub struct ProbeOpts {
     /// Benchmark floor: load and attach every program as planned, each returning at once.
     #[arg(long, hide = true)]
     pub empty_programs: bool,
+    #[command(flatten)]
+    pub privileges: crate::privileges::DropOpts,
 }
 
 pub fn main() -> ExitCode {

@@ -30,7 +30,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let release = kernel::release();
     let btf = kernel::open_btf(args.probe.btf.as_deref());
     let btf_line = match &btf {
-        Ok((_, p)) => format!("yes ({})", crate::text::path(&p)),
+        Ok((_, p)) => format!("yes ({})", crate::text::path(p)),
         Err(e) => format!("NO: {e}"),
     };
     let watch_queue_btf = btf
@@ -42,6 +42,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Privileges::Root => "root".to_string(),
         Privileges::Capabilities => "CAP_BPF+CAP_PERFMON".to_string(),
         Privileges::Missing(why) => format!("MISSING: {why}"),
+    };
+    // What a live session does with root once attached.
+    let after_attach = match privileges::drop_plan(&args.probe.privileges)? {
+        privileges::DropPlan::To(u) => format!("dropped to {} (no capabilities)", u.describe()),
+        privileges::DropPlan::Keep(why) => format!("kept: {why}"),
     };
     // Mounted already, or mountable by us now.
     let tracefs = loader::ensure_tracefs();
@@ -90,6 +95,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "kernel_release": release,
             "btf": btf.is_ok(),
             "privileges": priv_line,
+            "privileges_after_attach": after_attach,
             "tracefs": tracefs,
             "notification_pipes": notif.is_ok(),
             "notification_pipes_error": notif.as_ref().err(),
@@ -104,6 +110,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!("kernel             {release}");
         println!("btf                {btf_line}");
         println!("privileges         {priv_line}");
+        println!("after attaching    {after_attach}");
         println!(
             "tracefs            {}",
             if tracefs { "mounted" } else { "not mounted" }

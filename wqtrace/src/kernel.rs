@@ -18,6 +18,14 @@ pub fn release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// (major, minor) of the running kernel; (0, 0) when the release string says otherwise.
+pub fn version() -> (u32, u32) {
+    let r = release();
+    let mut it = r.split(|c: char| !c.is_ascii_digit());
+    let mut num = || it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    (num(), num())
+}
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())

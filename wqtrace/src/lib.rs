@@ -9,6 +9,7 @@ pub mod command;
 pub mod doctor;
 pub mod kernel;
 pub mod model;
+pub mod output;
 pub mod privileges;
 pub mod probe;
 pub mod recording;

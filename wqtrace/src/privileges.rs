@@ -55,3 +55,251 @@ pub fn require() -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Who a live session runs as once its probes are attached.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DropOpts {
+    /// After attaching, run as USER (name or uid) instead of the user who ran sudo; `-- CMD`
+    /// runs as USER too, and output files are handed to USER.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Keep root for the whole session (`-- CMD` then runs as root too).
+    #[arg(long, conflicts_with = "user")]
+    pub keep_root: bool,
+}
+
+/// A user to become: uid, primary gid and (when it has a passwd entry) the name, for its
+/// supplementary groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub name: Option<String>,
+}
+
+impl User {
+    pub fn describe(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{} (uid {})", crate::text::escape(n.as_bytes()), self.uid),
+            None => format!("uid {}", self.uid),
+        }
+    }
+}
+
+/// What happens to root's privileges once the probes are attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropPlan {
+    /// Become this user, with no capabilities left.
+    To(User),
+    /// Stay as we are, and why.
+    Keep(String),
+}
+
+/// The user a session belongs to: `--user`, else the one who ran sudo (SUDO_UID), else none.
+/// Output files are handed to this user.
+pub fn session_user(opts: &DropOpts) -> Result<Option<User>> {
+    if opts.keep_root {
+        return Ok(None);
+    }
+    if let Some(u) = &opts.user {
+        return lookup(u).map(Some);
+    }
+    let Some(uid) = std::env::var("SUDO_UID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    else {
+        return Ok(None);
+    };
+    let gid = std::env::var("SUDO_GID")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(uid);
+    let name = passwd_by_uid(uid).map(|p| p.name);
+    Ok(Some(User { uid, gid, name }))
+}
+
+/// Whether and to whom this session drops its privileges, and if not, why not.
+pub fn drop_plan(opts: &DropOpts) -> Result<DropPlan> {
+    if opts.keep_root {
+        return Ok(DropPlan::Keep("--keep-root".into()));
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(DropPlan::Keep(
+            "not running as root (capabilities only): nothing to drop to".into(),
+        ));
+    }
+    let Some(user) = session_user(opts)? else {
+        return Ok(DropPlan::Keep(
+            "run as root without sudo: pass --user NAME to drop privileges after attaching".into(),
+        ));
+    };
+    if user.uid == 0 {
+        return Ok(DropPlan::Keep("the invoking user is root".into()));
+    }
+    if let Some(why) = unprivileged_bpf_blocked() {
+        return Ok(DropPlan::Keep(why));
+    }
+    Ok(DropPlan::To(user))
+}
+
+/// Before 5.19 `kernel.unprivileged_bpf_disabled` refused every bpf() command to processes
+/// without CAP_BPF, reads of maps we already hold included (the loss counters).
+fn unprivileged_bpf_blocked() -> Option<String> {
+    let (major, minor) = crate::kernel::version();
+    if (major, minor) >= (5, 19) {
+        return None;
+    }
+    let v = std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled").ok()?;
+    (v.trim() != "0").then(|| {
+        format!(
+            "kernel {major}.{minor} < 5.19 with kernel.unprivileged_bpf_disabled={}: an unprivileged process cannot read the loss counters",
+            v.trim()
+        )
+    })
+}
+
+/// Becomes `user` for good: its groups, gid and uid (real, effective and saved), which empties
+/// every capability set. glibc applies each id change to every thread of the process (the
+/// ring buffer's drain thread, serve's runtime). Fails unless every thread ends up with that
+/// uid and no capabilities.
+pub fn become_user(user: &User) -> Result<()> {
+    use anyhow::Context as _;
+    let groups_set = match &user.name {
+        Some(n) => {
+            let c = std::ffi::CString::new(n.as_str()).context("user name with a NUL byte")?;
+            unsafe { libc::initgroups(c.as_ptr(), user.gid) }
+        }
+        None => unsafe { libc::setgroups(1, &user.gid) },
+    };
+    if groups_set != 0 {
+        return Err(std::io::Error::last_os_error()).context("setting the user's groups");
+    }
+    if unsafe { libc::setresgid(user.gid, user.gid, user.gid) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setresgid");
+    }
+    if unsafe { libc::setresuid(user.uid, user.uid, user.uid) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setresuid");
+    }
+    // Not ptrace-able by the user's other processes: they would inherit our BPF fds' reach.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+    for (tid, status) in thread_statuses() {
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let uids = field("Uid:");
+        let caps = [field("CapEff:"), field("CapPrm:")].concat();
+        if uids.iter().any(|u| *u != user.uid.to_string())
+            || caps.iter().any(|c| u64::from_str_radix(c, 16) != Ok(0))
+        {
+            bail!("privileges not dropped in thread {tid}: Uid {uids:?}, capabilities {caps:?}");
+        }
+    }
+    Ok(())
+}
+
+fn thread_statuses() -> Vec<(String, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return vec![];
+    };
+    dir.filter_map(|d| {
+        let d = d.ok()?;
+        let s = std::fs::read_to_string(d.path().join("status")).ok()?;
+        Some((d.file_name().to_string_lossy().into_owned(), s))
+    })
+    .collect()
+}
+
+struct Passwd {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+/// `NAME` or a numeric uid (one without a passwd entry keeps gid = uid).
+fn lookup(user: &str) -> Result<User> {
+    if let Some(p) = passwd_by_name(user) {
+        return Ok(User {
+            uid: p.uid,
+            gid: p.gid,
+            name: Some(p.name),
+        });
+    }
+    match user.parse::<u32>() {
+        Ok(uid) => Ok(match passwd_by_uid(uid) {
+            Some(p) => User {
+                uid,
+                gid: p.gid,
+                name: Some(p.name),
+            },
+            None => User {
+                uid,
+                gid: uid,
+                name: None,
+            },
+        }),
+        Err(_) => bail!(
+            "--user {}: no such user",
+            crate::text::escape(user.as_bytes())
+        ),
+    }
+}
+
+fn passwd_by_name(name: &str) -> Option<Passwd> {
+    let c = std::ffi::CString::new(name).ok()?;
+    passwd(|pw, buf, res| unsafe {
+        libc::getpwnam_r(c.as_ptr(), pw, buf.as_mut_ptr(), buf.len(), res)
+    })
+}
+
+fn passwd_by_uid(uid: u32) -> Option<Passwd> {
+    passwd(|pw, buf, res| unsafe { libc::getpwuid_r(uid, pw, buf.as_mut_ptr(), buf.len(), res) })
+}
+
+fn passwd(
+    call: impl Fn(*mut libc::passwd, &mut [libc::c_char], *mut *mut libc::passwd) -> libc::c_int,
+) -> Option<Passwd> {
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut res = std::ptr::null_mut();
+    if call(&mut pw, &mut buf, &mut res) != 0 || res.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+        .to_string_lossy()
+        .into_owned();
+    Some(Passwd {
+        name,
+        uid: pw.pw_uid,
+        gid: pw.pw_gid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_found_by_name_or_uid() {
+        let root = lookup("root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(lookup("0").unwrap().name.as_deref(), Some("root"));
+        let bare = lookup("4000000").unwrap();
+        assert_eq!((bare.uid, bare.gid, bare.name), (4000000, 4000000, None));
+        let err = lookup("no-such-user-\x1b").unwrap_err().to_string();
+        assert_eq!(err, r"--user no-such-user-\x1b: no such user");
+    }
+
+    #[test]
+    fn keep_root_keeps_root() {
+        let opts = DropOpts {
+            keep_root: true,
+            ..Default::default()
+        };
+        assert_eq!(session_user(&opts).unwrap(), None);
+        assert!(matches!(drop_plan(&opts).unwrap(), DropPlan::Keep(w) if w == "--keep-root"));
+    }
+}

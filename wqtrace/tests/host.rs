@@ -11,8 +11,8 @@ use std::{
 
 use common::tmux::Tmux;
 use common::{
-    Tracer, WQTRACE, contend_tids, doctor_json, has_flag, kernel_lock, kind, plan_method, u,
-    workload,
+    Tracer, WQTRACE, assert_dropped_to, contend_tids, doctor_json, has_flag, kernel_lock, kind,
+    plan_method, u, workload,
 };
 
 /// `doctor` tells the truth about this kernel, decided by trying.
@@ -293,9 +293,11 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
     };
     let dir = std::env::temp_dir().join(format!("wqtrace-host-tui-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The command runs as nobody (the TUI drops root once attached) and writes its pid here.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let (pid_file, exit_file) = (dir.join("pid"), dir.join("exit"));
     let cmd = format!(
-        "{WQTRACE} tui -- sh -c 'echo $$ >{pid}; echo NOISE-ON-STDOUT; exec sleep 300'",
+        "{WQTRACE} tui --user nobody -- sh -c 'echo $$ >{pid}; echo NOISE-ON-STDOUT; exec sleep 300'",
         pid = pid_file.display(),
     );
     t.start_tui(100, 30, &cmd, &exit_file);
@@ -318,6 +320,11 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
         "command not running"
     );
     assert!(!t.capture().contains("NOISE-ON-STDOUT"), "{}", t.capture());
+    let status = std::fs::read_to_string(format!("{proc_dir}/status")).unwrap();
+    assert!(
+        status.lines().any(|l| l.starts_with("Uid:\t65534\t")),
+        "the command runs as the session's user: {status}"
+    );
 
     assert_eq!(t.quit(&exit_file), "0");
     assert!(
@@ -434,4 +441,97 @@ fn hostile_task_names_are_shown_escaped() {
         "{}",
         String::from_utf8_lossy(&text)
     );
+}
+
+/// After attaching, `trace --user nobody` runs as nobody with no capabilities, still sees every
+/// byte, reads its loss counter, and detaches on exit.
+#[test]
+fn trace_drops_root_after_attaching() {
+    let _g = kernel_lock();
+    let t = Tracer::start(&["--user", "nobody"]);
+    assert_dropped_to(t.pid(), 65534);
+    let links = t.link_ids();
+    assert!(links.len() >= 5, "attached links: {links:?}");
+    let w = workload(&["contend", "--threads", "2", "--duration", "0.2"]);
+    let events = t.stop();
+    let (pid, ino) = (u(&w["pid"]), u(&w["pipe_ino"]));
+    let written: i64 = kind(&events, "ring_op", pid)
+        .iter()
+        .filter(|e| u(&e["ino"]) == ino && e["op"] == "write")
+        .map(|e| e["ret"].as_i64().unwrap().max(0))
+        .sum();
+    assert_eq!(written as u64, u(&w["total_bytes_written"]));
+    for id in links {
+        assert!(!common::link_alive(id), "link {id} still attached");
+    }
+}
+
+/// `record --user nobody -- CMD`: the command runs as nobody too, the recording is nobody's.
+#[test]
+fn record_runs_its_command_as_the_session_user() {
+    use std::os::unix::fs::MetadataExt;
+    let _g = kernel_lock();
+    let dir = std::env::temp_dir().join(format!("wqtrace-host-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("as-nobody.wqt");
+    let _ = std::fs::remove_file(&rec);
+    let out = common::run_ok(&[
+        "record",
+        "-q",
+        "--user",
+        "nobody",
+        "-o",
+        rec.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "id -u; echo x | cat >/dev/null",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "65534");
+    assert_eq!(std::fs::metadata(&rec).unwrap().uid(), 65534);
+    let r: serde_json::Value = serde_json::from_slice(
+        &common::run_ok(&["report", rec.to_str().unwrap(), "--json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(u(&r["totals"]["lost"]), 0);
+    assert!(
+        r["pipes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["ops"]["write"]["bytes"].as_u64() == Some(2)),
+        "the command's pipe (2 bytes written) in {r}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// doctor says what a session will do with root once attached, and why it keeps it.
+#[test]
+fn doctor_says_whether_privileges_are_dropped() {
+    let _g = kernel_lock();
+    let line = |args: &[&str], sudo_uid: Option<&str>| {
+        let mut c = Command::new(WQTRACE);
+        c.arg("doctor").args(args).env_remove("SUDO_UID");
+        if let Some(u) = sudo_uid {
+            c.env("SUDO_UID", u).env("SUDO_GID", u);
+        }
+        let out = c.output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("after attaching")
+                    .map(|r| r.trim().to_string())
+            })
+            .expect("an 'after attaching' line")
+    };
+    assert_eq!(
+        line(&[], Some("65534")),
+        "dropped to nobody (uid 65534) (no capabilities)"
+    );
+    assert_eq!(
+        line(&["--user", "nobody"], None),
+        "dropped to nobody (uid 65534) (no capabilities)"
+    );
+    assert!(line(&[], None).starts_with("kept: run as root without sudo"));
+    assert_eq!(line(&["--keep-root"], Some("65534")), "kept: --keep-root");
 }

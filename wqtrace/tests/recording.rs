@@ -636,6 +636,68 @@ fn record_to_dev_null_and_through_a_pipe() {
     let (evs, warnings) = read(&p);
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(&fixtures::busy_stream(1000, 4, 7)[..], &evs[..]);
+    // `-o -` is standard output too.
+    let o = record_cmd()
+        .args(["-o", "-", "--synthetic", "1000", "-q"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = tmp("dash.wqt");
+    std::fs::write(&p, &o.stdout).unwrap();
+    assert_eq!(&fixtures::busy_stream(1000, 4, 7)[..], &read(&p).0[..]);
+}
+
+/// As root in /tmp: a link planted where the recording goes is not followed, an existing file
+/// is not replaced without --force, the recording is 0600 and, under sudo, its user's.
+#[test]
+fn recordings_are_private_and_never_follow_planted_links() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let victim = tmp("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let link = tmp("sym.wqt");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let o = record_cmd()
+        .arg("-o")
+        .arg(&link)
+        .args(["--synthetic", "10", "-q"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+
+    let p = tmp("mine.wqt");
+    let rec = |extra: &[&str]| {
+        record_cmd()
+            .arg("-o")
+            .arg(&p)
+            .args(["--synthetic", "10", "-q"])
+            .args(extra)
+            .env("SUDO_UID", "65534")
+            .env("SUDO_GID", "65534")
+            .output()
+            .unwrap()
+    };
+    assert!(rec(&[]).status.success());
+    let m = std::fs::metadata(&p).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (65534, 65534),
+        "handed to the sudo user"
+    );
+    let again = rec(&[]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists: pass --force to replace it"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(rec(&["--force"]).status.success());
+    assert_eq!(read(&p).0.len(), 10);
 }
 
 #[test]

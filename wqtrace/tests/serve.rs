@@ -269,3 +269,21 @@ fn sigterm_exits_cleanly() {
         "{addr} still accepts connections"
     );
 }
+
+/// `serve --user nobody`: the socket is bound as root, then the process runs as nobody with no
+/// capabilities and keeps counting and serving; SIGTERM still detaches and exits 0.
+#[test]
+fn serve_drops_root_after_binding_and_attaching() {
+    let _g = kernel_lock();
+    let s = Server::start(&["--user", "nobody"]);
+    common::assert_dropped_to(s.pid(), 65534);
+    let before = wait_created(&s, 0.0);
+    churn(20);
+    let after = wait_created(&s, before + 20.0);
+    assert!(
+        after >= before + 20.0,
+        "pipes counted after the drop: {before} → {after}"
+    );
+    let (st, _) = s.terminate();
+    assert_eq!(st.code(), Some(0), "{st}");
+}

@@ -189,11 +189,17 @@ fn check_overflow(events: &[Value], w: &Value) {
     );
 }
 
+/// A name a poster may give itself: terminal escapes.
+const HOSTILE: &str = "\x1b[31mEVIL\x1b]0;x\x07";
+
 /// One tracer session per attach path (loading the programs is the slow part under TCG),
-/// running the notification, rejection and overflow scenarios under it.
+/// running the notification, rejection and overflow scenarios under it. The tracer gives up
+/// root once attached (uid 65534, no capabilities) and must still see, count and detach.
 fn kernel_function_path(attach: &str, method: &str) {
     in_vm();
-    let t = Tracer::start(&["--attach", attach]);
+    let t = Tracer::start(&["--attach", attach, "--user", "65534"]);
+    common::assert_dropped_to(t.pid(), 65534);
+    let links = t.link_ids();
     for hook in [
         "notification_post",
         "get_pipe_info",
@@ -202,11 +208,23 @@ fn kernel_function_path(attach: &str, method: &str) {
     ] {
         assert_eq!(t.method(hook), method, "{hook}: plan {:?}", t.plan());
     }
-    let notify = workload(&["notify", "--count", "5"]);
+    let notify = workload(&["notify", "--count", "5", "--name", HOSTILE]);
     let reject = workload(&["reject"]);
     let overflow = workload(&["overflow"]);
     let events = t.stop();
+    for id in links {
+        assert!(
+            !common::link_alive(id),
+            "link {id} still attached after the drop and SIGINT"
+        );
+    }
     check_notify(&events, &notify);
+    let posts = kind(&events, "notify_posted", u(&notify["pid"]));
+    assert!(
+        !posts.is_empty() && posts.iter().all(|e| e["comm"] == HOSTILE),
+        "the poster's exact name in JSON: {:?}",
+        posts.first().map(|e| &e["comm"])
+    );
     check_reject(&events, &reject);
     check_overflow(&events, &overflow);
     for e in kind(&events, "splice_rejected", u(&reject["pid"])) {

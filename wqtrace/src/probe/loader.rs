@@ -224,13 +224,18 @@ impl Probes {
     }
 
     fn stat(&self, idx: u32) -> u64 {
-        let Some(m) = self.ebpf.map("STATS") else {
-            return 0;
-        };
-        let Ok(a) = PerCpuArray::<_, u64>::try_from(m) else {
-            return 0;
-        };
-        a.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        self.try_stat(idx).unwrap_or(0)
+    }
+
+    /// Reads the counters once (a bpf() lookup): fails where this process may not.
+    pub fn read_stats(&self) -> Result<()> {
+        self.try_stat(stat::LOST).map(|_| ())
+    }
+
+    fn try_stat(&self, idx: u32) -> Result<u64> {
+        let m = self.ebpf.map("STATS").context("no STATS map")?;
+        let a = PerCpuArray::<_, u64>::try_from(m)?;
+        Ok(a.get(&idx, 0).map(|v| v.iter().sum())?)
     }
 }
 

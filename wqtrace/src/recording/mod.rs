@@ -531,12 +531,15 @@ impl<R: Read> Reader<R> {
         let first_index = c.varint()?;
         let base_ts = c.varint()?;
         let lost = c.varint()?;
-        // An event takes at least 5 bytes: refuse absurd counts before allocating.
-        if n > payload.len() as u64 {
+        // An event takes at least 4 bytes (5 in format 1): refuse counts the chunk cannot hold
+        // before allocating, and reserve no more than a writer's chunk holds; a forged count
+        // costs memory only as its events actually decode.
+        let min_event = if self.version < 2 { 5 } else { 4 };
+        if n > (c.remaining() / min_event) as u64 {
             return Err(codec::DecodeError("event count larger than the chunk"));
         }
         let hdr = payload.len() - c.remaining();
-        let mut events = Vec::with_capacity(n as usize);
+        let mut events = Vec::with_capacity((n as usize).min(1 << 16));
         codec::decode_events(&payload[hdr..], n, base_ts, self.version, &mut events)?;
         if first_index > self.next_index {
             let gap = first_index - self.next_index;
@@ -623,4 +626,40 @@ pub fn encode_to_vec(header: &Header, events: &[Event], lost: u64) -> Vec<u8> {
     }
     w.set_lost(lost);
     w.finish("source").expect("Vec writes do not fail").0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk whose checksum holds but whose event count is forged: refused before anything is
+    /// reserved for it (an event takes at least 4 bytes), reported, and the reader goes on.
+    #[test]
+    fn forged_event_counts_reserve_nothing() {
+        let mut file = Writer::new(Vec::new(), &Header::default())
+            .unwrap()
+            .finish("x")
+            .unwrap()
+            .0;
+        // Drop the trailer the writer put last; forged chunks go in its place.
+        let trailer_at = file.windows(4).rposition(|w| w == SYNC).unwrap();
+        file.truncate(trailer_at);
+        for n in [u64::MAX >> 1, 1 << 40, 4096 / 4 + 1] {
+            let mut p = Vec::new();
+            for v in [n, 0, 0, 0] {
+                codec::put_varint(&mut p, v);
+            }
+            p.resize(p.len() + 4096, 0);
+            file.extend_from_slice(&frame(CHUNK_EVENTS, &p));
+        }
+        let mut r = Reader::new(std::io::Cursor::new(file)).unwrap();
+        let evs = r.read_all().unwrap();
+        assert!(evs.is_empty());
+        let w = r.warnings().join("\n");
+        assert_eq!(
+            w.matches("event count larger than the chunk").count(),
+            3,
+            "{w}"
+        );
+    }
 }

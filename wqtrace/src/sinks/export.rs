@@ -9,7 +9,6 @@
 //! does not grow with its length.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,9 +38,13 @@ pub struct Args {
     pub file: PathBuf,
     #[arg(short = 'f', long, value_enum)]
     pub format: Format,
-    /// Output file (default: standard output).
+    /// Output file (default: standard output). Created 0600 and handed to the sudo user; an
+    /// existing file is kept unless --force.
     #[arg(short = 'o', long, value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// Replace OUT if it exists (a symlink there is replaced, never followed).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -50,7 +53,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("the perfetto format is binary: give -o OUT or redirect standard output");
     }
     let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(File::create(p).with_context(|| crate::text::path(&p).to_string())?),
+        Some(p) => {
+            let owner = crate::privileges::session_user(&Default::default())?;
+            Box::new(crate::output::create(p, args.force, owner.as_ref())?)
+        }
         None => Box::new(stdout.lock()),
     };
     let mut out = BufWriter::new(out);
@@ -65,7 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Err(e) => return Err(e),
     };
     if let Some(p) = &args.output {
-        eprintln!("wqtrace: exported {n} events to {}", crate::text::path(&p));
+        eprintln!("wqtrace: exported {n} events to {}", crate::text::path(p));
     }
     Ok(ExitCode::SUCCESS)
 }

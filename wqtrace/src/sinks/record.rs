@@ -4,7 +4,6 @@
 //! disk loses at most the last 100 ms / 64 KiB. SIGINT/SIGTERM, `-d` and the end of `CMD` stop
 //! cleanly, write the trailer and fsync the file.
 
-use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode, ExitStatus};
@@ -22,9 +21,13 @@ use crate::{command, kernel, stop};
 pub struct Args {
     #[command(flatten)]
     pub probe: ProbeOpts,
-    /// Write the recording here (replaced if it exists).
+    /// Write the recording here (`-`: standard output). Created 0600, handed to the sudo user
+    /// (or --user); an existing file is kept unless --force.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: PathBuf,
+    /// Replace FILE if it exists (a symlink there is replaced, never followed).
+    #[arg(long)]
+    pub force: bool,
     /// Stop after SECS seconds.
     #[arg(short = 'd', long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -129,12 +132,12 @@ fn write_error(path: &Path, events: u64, e: std::io::Error) -> anyhow::Error {
     if e.raw_os_error() == Some(libc::ENOSPC) {
         anyhow!(
             "{}: disk full (no space left on device) after {events} events; the recording is readable up to its last complete chunk",
-            crate::text::path(&path)
+            crate::text::path(path)
         )
     } else {
         anyhow!(
             "{}: write failed after {events} events: {e}",
-            crate::text::path(&path)
+            crate::text::path(path)
         )
     }
 }
@@ -266,6 +269,10 @@ fn complete_meta(mut m: SessionMeta) -> SessionMeta {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     stop::install();
+    // Before the probes load: a refused FILE costs nothing.
+    let owner = crate::privileges::session_user(&args.probe.privileges)?;
+    let path = &args.output;
+    let file = crate::output::create(path, args.force, owner.as_ref())?;
     let mut src: Box<dyn EventSource> = match args.synthetic {
         Some(n) => Box::new(Synthetic {
             meta: SessionMeta {
@@ -288,13 +295,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         command: args.command.clone(),
         filters: filters(&args.probe),
     };
-    let path = &args.output;
-    let file = File::create(path).with_context(|| crate::text::path(&path).to_string())?;
     let mut w = Writer::new(file, &header).map_err(|e| write_error(path, 0, e))?;
     let mut child = command::start(&args.command, false)?;
     eprintln!(
         "wqtrace: recording to {}; Ctrl-C to stop",
-        crate::text::path(&path)
+        crate::text::path(path)
     );
     let deadline = args
         .duration
@@ -314,6 +319,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         command::stop(c, Duration::from_secs(5));
     }
     let reason = res?;
+    let written = w.bytes();
     let (file, trailer) = w
         .finish(reason.name())
         .map_err(|e| write_error(path, 0, e))?;
@@ -325,7 +331,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    // The descriptor, not the name: the name may be out of this (unprivileged) process's reach.
+    let size = file.metadata().map_or(0, |m| m.len()).max(written);
     let per_event = if trailer.events > 0 {
         format!(", {:.1} B/event", size as f64 / trailer.events as f64)
     } else {
@@ -335,7 +342,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "wqtrace: recorded {} events ({} lost) to {} in {:.1} s: {}{per_event}; stopped by {}",
         trailer.events,
         trailer.lost,
-        crate::text::path(&path),
+        crate::text::path(path),
         started.elapsed().as_secs_f64(),
         human_bytes(size),
         match reason {

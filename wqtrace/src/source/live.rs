@@ -10,13 +10,14 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use wqtrace_common::{ABI_VERSION, Event};
 
 use super::{EventSource, SessionMeta, ringbuf::BatchRing};
 use crate::{
     cli::ProbeOpts,
     kernel,
+    privileges::{self, DropOpts, DropPlan},
     probe::{
         loader::{self, Probes},
         plan::Plan,
@@ -82,9 +83,13 @@ impl LiveSource {
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
             let stop = stop.clone();
-            std::thread::Builder::new()
+            let (ready, started) = sync_channel(1);
+            let h = std::thread::Builder::new()
                 .name("wqtrace-drain".into())
-                .spawn(move || drain_loop(ring, tx, reuse, &stop))?
+                .spawn(move || drain_loop(ring, tx, reuse, &stop, ready))?;
+            // Its priority is raised while we may still do so (before privileges are dropped).
+            let _ = started.recv();
+            h
         };
         let meta = SessionMeta {
             kernel_release: kernel::release(),
@@ -95,6 +100,7 @@ impl LiveSource {
             notification_pipes: notification_pipes().is_ok(),
             offsets: kernel::offsets_named(&probes.offsets),
         };
+        give_up_root(&opts.privileges, &probes)?;
         Ok(Self {
             rx,
             recycle,
@@ -115,6 +121,30 @@ impl LiveSource {
     }
 }
 
+/// Once attached, a session needs only the descriptors it holds (the ring's mapping, the maps,
+/// the links): it becomes the invoking user, with no capabilities (see
+/// [`privileges::drop_plan`]), and makes sure the loss counters can still be read.
+fn give_up_root(opts: &DropOpts, probes: &Probes) -> Result<()> {
+    match privileges::drop_plan(opts)? {
+        DropPlan::To(user) => {
+            privileges::become_user(&user)?;
+            probes.read_stats().with_context(|| {
+                format!(
+                    "after dropping privileges to {} the loss counters cannot be read (rerun with --keep-root)",
+                    user.describe()
+                )
+            })?;
+        }
+        DropPlan::Keep(why) => {
+            // Asked for (sudo or --user) and not done: say so.
+            if privileges::session_user(opts)?.is_some_and(|u| u.uid != 0) {
+                eprintln!("wqtrace: keeping root privileges: {why}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Poll the ring buffer and hand its events over in batches until told to stop. When the sink
 /// is slow the events wait here (QUEUED_BATCHES full batches), not in the kernel's ring.
 fn drain_loop(
@@ -122,6 +152,7 @@ fn drain_loop(
     tx: SyncSender<Vec<Event>>,
     reuse: Receiver<Vec<Event>>,
     stop: &AtomicBool,
+    ready: SyncSender<()>,
 ) {
     // This thread is cheap but must run when the kernel ring fills, even while the sink (a TUI
     // frame, JSON formatting) and the traced workload keep every core busy: a higher CFS weight
@@ -130,6 +161,7 @@ fn drain_loop(
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, tid, -10);
     }
+    let _ = ready.send(());
     let fd = ring.fd();
     let mut pending: Vec<Event> = Vec::with_capacity(MAX_BATCH);
     loop {

@@ -22,9 +22,9 @@ impl RecordingSource {
     /// Opens `path` and checks its header. Errors read `PATH: why`, e.g.
     /// `trace.wqt: not a wqtrace recording (bad magic)`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let f = File::open(path).with_context(|| crate::text::path(&path).to_string())?;
+        let f = File::open(path).with_context(|| crate::text::path(path).to_string())?;
         let reader =
-            Reader::new(BufReader::new(f)).with_context(|| crate::text::path(&path).to_string())?;
+            Reader::new(BufReader::new(f)).with_context(|| crate::text::path(path).to_string())?;
         Ok(Self {
             path: path.to_path_buf(),
             reader,

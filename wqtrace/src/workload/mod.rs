@@ -60,10 +60,23 @@ pub struct Common {
     /// Also write the JSON summary to this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+    /// Name this process NAME first (PR_SET_NAME, at most 15 bytes): a name with terminal
+    /// escapes shows how wqtrace displays names other processes choose.
+    #[arg(long)]
+    pub name: Option<std::ffi::OsString>,
 }
 
 impl Common {
     fn delay(&self) {
+        if let Some(name) = &self.name {
+            use std::os::unix::ffi::OsStrExt;
+            let mut c = [0u8; 16];
+            let b = name.as_bytes();
+            let n = b.len().min(15);
+            c[..n].copy_from_slice(&b[..n]);
+            // Threads started later inherit it.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+        }
         if self.start_delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(self.start_delay_ms));
         }
@@ -121,7 +134,9 @@ fn emit(common: &Common, value: &serde_json::Value) -> anyhow::Result<()> {
     let line = serde_json::to_string(value)?;
     println!("{line}");
     if let Some(p) = &common.json_out {
-        std::fs::write(p, format!("{line}\n"))
+        use std::io::Write as _;
+        crate::output::create(p, true, None)?
+            .write_all(format!("{line}\n").as_bytes())
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())

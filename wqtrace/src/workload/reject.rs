@@ -203,11 +203,22 @@ pub fn run(ordinary_only: bool) -> anyhow::Result<Summary> {
         sys::getpid(),
         sys::gettid()
     ));
-    let mut file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(&data)?;
-    drop(file);
-    let file = File::open(&path)?;
+    // A fresh file of our own (never a name someone planted in /tmp), read back through the
+    // same descriptor.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?
+    };
     let _ = std::fs::remove_file(&path);
+    file.write_all(&data)?;
+    std::io::Seek::rewind(&mut file)?;
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
 
     let mut s = Summary {

@@ -277,3 +277,27 @@ pub fn contend_tids(w: &Value) -> Vec<u64> {
         .chain([u(&w["pid"])])
         .collect()
 }
+
+/// Every thread of `pid` runs as `uid` with no capabilities (its /proc status says so).
+pub fn assert_dropped_to(pid: u32, uid: u32) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut n = 0;
+    for t in tasks {
+        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or_else(|| panic!("{k} in {status}"))
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(field("Uid:"), vec![uid.to_string(); 4], "{status}");
+        for cap in ["CapEff:", "CapPrm:", "CapAmb:"] {
+            assert_eq!(field(cap), ["0000000000000000"], "{cap} {status}");
+        }
+        n += 1;
+    }
+    assert!(n >= 2, "the drain thread too: {n} threads");
+}

@@ -316,7 +316,7 @@ fn start(env: &Env, cfg: Config) -> anyhow::Result<Option<Tracer>> {
             let rec = env.scratch.join("x.wqt");
             let out = std::fs::File::create(&log)?;
             let mut cmd = Command::new(&env.wqtrace);
-            cmd.args(["record", "-q", "-o"])
+            cmd.args(["record", "-q", "--force", "-o"])
                 .arg(&rec)
                 .args((cfg == Config::Empty).then_some("--empty-programs"))
                 .stdin(Stdio::null())

@@ -159,23 +159,29 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// Whether process `tgid` holds an fd on pipe inode `ino` (its /proc/PID/fd listing, read once
-/// per sweep and cached in `cache`). A process that is gone holds nothing.
-fn proc_holds(cache: &mut HashMap<u32, HashSet<u64>>, tgid: u32, ino: u64) -> bool {
+/// per sweep and cached in `cache`). A process that is gone holds nothing; one whose listing we
+/// may not read (privileges dropped, another user's process) may hold it: kept.
+fn proc_holds(cache: &mut HashMap<u32, Option<HashSet<u64>>>, tgid: u32, ino: u64) -> bool {
     cache
         .entry(tgid)
         .or_insert_with(|| {
-            let Ok(dir) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else {
-                return HashSet::new();
+            let dir = match std::fs::read_dir(format!("/proc/{tgid}/fd")) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(HashSet::new()),
+                Err(_) => return None,
             };
-            dir.filter_map(|d| std::fs::read_link(d.ok()?.path()).ok())
-                .filter_map(|l| {
-                    l.to_str()?
-                        .strip_prefix("pipe:[")?
-                        .strip_suffix(']')?
-                        .parse()
-                        .ok()
-                })
-                .collect()
+            Some(
+                dir.filter_map(|d| std::fs::read_link(d.ok()?.path()).ok())
+                    .filter_map(|l| {
+                        l.to_str()?
+                            .strip_prefix("pipe:[")?
+                            .strip_suffix(']')?
+                            .parse()
+                            .ok()
+                    })
+                    .collect(),
+            )
         })
-        .contains(&ino)
+        .as_ref()
+        .is_none_or(|fds| fds.contains(&ino))
 }
