@@ -68,7 +68,27 @@ pub struct ProbeOpts {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        // --help, --version, and no subcommand at all: clap's own help text.
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            // One line, like every other error (clap adds a usage hint below it).
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!(
+                "wqtrace: {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            );
+            return ExitCode::from(2);
+        }
+    };
     let res = match cli.command {
         Command::Doctor(a) => doctor::run(a),
         Command::Trace(a) => sinks::trace::run(a),
@@ -91,6 +111,69 @@ pub fn main() -> ExitCode {
                 .join(": ");
             eprintln!("wqtrace: {msg}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Problems found while running (serve's accept errors, say) reach stderr as
+/// `wqtrace: warning: ...`; `RUST_LOG` (e.g. `debug`) changes the level.
+fn init_logging() {
+    use std::io::Write as _;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format(|buf, rec| {
+            writeln!(
+                buf,
+                "wqtrace: {}: {}",
+                rec.level().as_str().to_lowercase(),
+                rec.args()
+            )
+        })
+        .init();
+}
+
+/// A number of seconds: finite, not negative, at most about 31 years (what `Duration` and an
+/// `Instant` deadline can hold with room to spare). `inf`, `nan` and `-1` get one line.
+pub fn secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
+        return Err(format!(
+            "{s:?}: seconds must be a finite number from 0 to 1e9"
+        ));
+    }
+    Ok(v)
+}
+
+/// A rate or speed factor: finite and above zero (at most 1e9).
+pub fn positive(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if !v.is_finite() || v <= 0.0 || v > 1e9 {
+        return Err(format!(
+            "{s:?}: must be a finite number above 0 (at most 1e9)"
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_must_be_finite_and_not_negative() {
+        assert_eq!(secs("1.5"), Ok(1.5));
+        assert_eq!(secs("0"), Ok(0.0));
+        for bad in ["inf", "nan", "-1", "1e300", "x", ""] {
+            assert!(secs(bad).is_err(), "{bad}");
+        }
+        assert_eq!(positive("0.25"), Ok(0.25));
+        for bad in ["0", "-2", "inf", "NaN"] {
+            assert!(positive(bad).is_err(), "{bad}");
         }
     }
 }

@@ -535,3 +535,72 @@ fn doctor_says_whether_privileges_are_dropped() {
     assert!(line(&[], None).starts_with("kept: run as root without sudo"));
     assert_eq!(line(&["--keep-root"], Some("65534")), "kept: --keep-root");
 }
+
+/// Durations and speeds that are not finite, or negative: one line each, exit 2, no panic,
+/// before anything is loaded.
+#[test]
+fn bad_numbers_are_one_clear_line() {
+    for args in [
+        &["trace", "-d", "inf"][..],
+        &["trace", "-d", "nan"][..],
+        &["record", "-o", "/dev/null", "-d=-1"][..],
+        &["serve", "-d", "1e400"][..],
+        &["replay", "x.wqt", "--speed", "0"][..],
+        &["replay", "x.wqt", "--at", "NaN"][..],
+        &["workload", "contend", "--duration", "inf"][..],
+    ] {
+        let out = Command::new(WQTRACE).args(args).output().unwrap();
+        let err = one_line_failure(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("must be a finite number"), "{args:?}: {err}");
+    }
+}
+
+/// `trace > /dev/full`: the write error is the user's to see (only a reader that went away,
+/// EPIPE, ends a trace quietly).
+#[test]
+fn trace_to_a_full_disk_fails_loudly() {
+    use std::io::{BufRead, BufReader};
+    let _g = kernel_lock();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut t = Command::new(WQTRACE)
+        .args(["trace", "-d", "30"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(t.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("tracing;") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "exited before attaching"
+        );
+    }
+    let t0 = Instant::now();
+    while t.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "still tracing into /dev/full"
+        );
+        // Pipe traffic for the tracer to print.
+        Command::new("sh")
+            .args(["-c", "echo x | cat >/dev/null"])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = t.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(!status.success(), "exit status {status}: {rest}");
+    assert_eq!(rest.lines().count(), 1, "{rest}");
+    assert!(
+        rest.starts_with("wqtrace: writing the trace to standard output: No space left on device"),
+        "{rest}"
+    );
+}

@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Stop after this many seconds.
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = crate::cli::secs)]
     pub duration: Option<f64>,
     /// Print the attach plan to stderr before tracing.
     #[arg(long)]
@@ -60,26 +60,42 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         batch.clear();
         src.next_batch(&mut batch, Duration::from_millis(100))?;
-        for e in &batch {
-            n += 1;
-            if write_event(&mut out, e, args.json, realtime).is_err() {
-                // Reader went away (e.g. `| head`): stop quietly, like perf.
-                return Ok(ExitCode::SUCCESS);
-            }
+        n += batch.len() as u64;
+        if let Err(e) = write_batch(&mut out, &batch, args.json, realtime) {
+            return reader_gone_or(e);
         }
-        let _ = out.flush();
     }
     // What the kernel produced before the stop belongs to the output.
     batch.clear();
     src.finish(&mut batch)?;
-    for e in &batch {
-        n += 1;
-        let _ = write_event(&mut out, e, args.json, realtime);
+    n += batch.len() as u64;
+    if let Err(e) = write_batch(&mut out, &batch, args.json, realtime) {
+        return reader_gone_or(e);
     }
-    let _ = out.flush();
     let lost = src.lost();
     eprintln!("wqtrace: {n} events, {lost} lost");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A reader that went away (`| head`: EPIPE) ends the trace quietly, like perf; any other
+/// write error (a full disk, /dev/full) is the user's to see.
+fn reader_gone_or(e: std::io::Error) -> Result<ExitCode> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(anyhow::Error::new(e).context("writing the trace to standard output"))
+}
+
+fn write_batch(
+    w: &mut impl Write,
+    batch: &[Event],
+    json: bool,
+    realtime: i64,
+) -> std::io::Result<()> {
+    for e in batch {
+        write_event(w, e, json, realtime)?;
+    }
+    w.flush()
 }
 
 fn write_event(w: &mut impl Write, e: &Event, json: bool, realtime: i64) -> std::io::Result<()> {
