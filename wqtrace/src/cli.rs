@@ -121,12 +121,14 @@ fn init_logging() {
     use std::io::Write as _;
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format(|buf, rec| {
-            writeln!(
-                buf,
-                "wqtrace: {}: {}",
-                rec.level().as_str().to_lowercase(),
-                rec.args()
-            )
+            let level = match rec.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warning",
+                log::Level::Info => "info",
+                log::Level::Debug => "debug",
+                log::Level::Trace => "trace",
+            };
+            writeln!(buf, "wqtrace: {level}: {}", rec.args())
         })
         .init();
 }

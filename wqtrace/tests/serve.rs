@@ -287,3 +287,239 @@ fn serve_drops_root_after_binding_and_attaching() {
     let (st, _) = s.terminate();
     assert_eq!(st.code(), Some(0), "{st}");
 }
+
+/// How long a `/metrics` scrape takes from connect to the last byte.
+fn timed_scrape(s: &Server) -> Duration {
+    let t = Instant::now();
+    let (code, _, body) = s.get("/metrics", None);
+    assert_eq!(code, 200);
+    assert!(body.contains("wqtrace_build_info"));
+    t.elapsed()
+}
+
+/// Lets this test process hold `n` descriptors.
+fn allow_fds(n: u64) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) };
+    if l.rlim_cur < n {
+        l.rlim_cur = n.min(l.rlim_max);
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) };
+    }
+}
+
+/// Open descriptors of process `pid`.
+fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// 250 connections that send nothing and 250 that trickle a request head a byte at a time
+/// (any local user can): a scrape is still answered within a second, and the server closes
+/// every one of them once the header timeout (5 s) has passed.
+#[test]
+fn scrapes_are_answered_while_500_connections_idle_or_trickle() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let _g = kernel_lock();
+    allow_fds(4096);
+    let s = Server::start(&[]);
+    let mut idle: Vec<TcpStream> = (0..250)
+        .map(|_| TcpStream::connect(&s.addr).unwrap())
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let (addr, stop) = (s.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut conns: Vec<TcpStream> = (0..250)
+                .map(|_| TcpStream::connect(&addr).unwrap())
+                .collect();
+            let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+            let mut i = 0;
+            let mut open = conns.len();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && open > 0 {
+                open = 0;
+                for c in &mut conns {
+                    let b = head.get(i).copied().unwrap_or(b'a');
+                    open += usize::from(c.write_all(&[b]).is_ok());
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            open
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        let took = timed_scrape(&s);
+        assert!(
+            took < Duration::from_secs(1),
+            "scrape took {took:?} beside 500 slow connections"
+        );
+    }
+    // The idle ones are closed by the server (EOF) once the header timeout has passed.
+    let t0 = Instant::now();
+    for c in &mut idle {
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut b = [0u8; 64];
+        let n = c.read(&mut b).unwrap_or(usize::MAX);
+        assert!(
+            n == 0 || n == usize::MAX || b.starts_with(b"HTTP/1.1 408"),
+            "idle connection got {n} bytes"
+        );
+    }
+    let waited = t0.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "idle connections closed after {waited:?}"
+    );
+    // The trickling ones too: writes start failing.
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let still_open = trickle.join().unwrap();
+    assert!(still_open < 250, "no trickling connection was closed");
+    assert!(timed_scrape(&s) < Duration::from_secs(1));
+}
+
+/// 40 clients scraping in a loop: each of this client's scrapes is answered within a second.
+#[test]
+fn scrapes_are_answered_while_40_clients_scrape_in_a_loop() {
+    let _g = kernel_lock();
+    let s = Server::start(&[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..40)
+        .map(|_| {
+            let (addr, stop) = (s.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert_eq!(common::serve::get(&addr, "/metrics", None).0, 200);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut worst = Duration::ZERO;
+    while t0.elapsed() < Duration::from_secs(3) {
+        worst = worst.max(timed_scrape(&s));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served: u32 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(served >= 40, "the 40 clients got {served} scrapes");
+    assert!(worst < Duration::from_secs(1), "slowest scrape {worst:?}");
+}
+
+/// More connections than serve keeps open (1024): the oldest are closed to make room, its
+/// descriptors stay under the cap plus its own (~40), and a fresh scrape is answered.
+#[test]
+fn descriptors_stay_bounded_under_a_connection_flood() {
+    use std::net::TcpStream;
+    let _g = kernel_lock();
+    allow_fds(4096);
+    let s = Server::start(&[]);
+    let base = fds_of(s.pid());
+    let conns: Vec<TcpStream> = (0..1300)
+        .filter_map(|_| TcpStream::connect(&s.addr).ok())
+        .collect();
+    assert_eq!(conns.len(), 1300);
+    std::thread::sleep(Duration::from_millis(500));
+    let took = timed_scrape(&s);
+    let open = fds_of(s.pid());
+    assert!(
+        open <= base + 1024 + 8,
+        "serve holds {open} descriptors ({base} before 1300 connections)"
+    );
+    assert!(took < Duration::from_secs(1), "scrape took {took:?}");
+}
+
+/// Paths, methods and HEAD: 404, 405 with Allow, HEAD with the GET's length and no body; a
+/// request head over 8 KiB gets 431.
+#[test]
+fn paths_methods_head_and_oversized_heads() {
+    use std::io::{Read, Write};
+    let _g = kernel_lock();
+    let s = Server::start(&[]);
+    let raw = |req: &str| {
+        let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    };
+    assert_eq!(s.get("/nope", None).0, 404);
+    let post =
+        raw("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    assert!(
+        post.to_ascii_lowercase().contains("allow: get, head"),
+        "{post}"
+    );
+    let head = raw("HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (h, body) = head.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "", "HEAD has no body");
+    let len: usize = h
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("Content-Length on HEAD");
+    assert!(len > 1000, "{h}");
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    assert!(raw(&big).starts_with("HTTP/1.1 431"));
+}
+
+/// An error serve meets while running reaches its stderr: with too few descriptors, accepting
+/// fails (EMFILE) and says so, once, not on every retry.
+#[test]
+fn accept_errors_reach_the_user() {
+    use std::io::BufRead;
+    let _g = kernel_lock();
+    let mut child = Command::new("prlimit")
+        .args([
+            "--nofile=48:48",
+            WQTRACE,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "-d",
+            "5",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "serve exited early");
+        if let Some(rest) = line.split("serving http://").nth(1) {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    let conns: Vec<_> = (0..30)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(!conns.is_empty());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    let warnings: Vec<&str> = rest.lines().filter(|l| l.contains("accept")).collect();
+    assert_eq!(
+        warnings,
+        ["wqtrace: warning: serve: accept: Too many open files (os error 24)"],
+        "{rest}"
+    );
+}

@@ -1,8 +1,9 @@
 //! `wqtrace serve`: the probes, headless, behind a Prometheus/OpenMetrics endpoint.
 //!
-//! The main thread drains events into [`metrics::Metrics`]; a second thread runs a small tokio
-//! HTTP responder ([`http`]) that encodes the shared registry on each scrape. SIGINT/SIGTERM
-//! stop the loop: the probes are detached (the source is dropped), then the listener closes.
+//! The main thread drains events into [`metrics::Metrics`]; a second thread runs hyper's
+//! HTTP/1.1 server on a tokio runtime ([`http`]), which encodes the shared registry on each
+//! scrape. SIGINT/SIGTERM stop the loop: `/healthz` turns 503, the probes are detached (the
+//! source is dropped), then the listener closes.
 
 pub mod http;
 pub mod metrics;
@@ -99,6 +100,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (mut m, registry) = metrics::Metrics::new(opts, &info);
     let shared = Arc::new(http::Shared::new(registry));
     shared.beat();
+    let max_conns = http::fit_connection_limit();
 
     let (tx, rx) = tokio::sync::watch::channel(false);
     let server = {
@@ -112,8 +114,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .spawn(move || {
                 rt.block_on(async move {
                     match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(l) => http::serve(l, shared, rx).await,
-                        Err(e) => log::error!("listener: {e}"),
+                        Ok(l) => http::serve(l, shared, max_conns, rx).await,
+                        Err(e) => log::error!("serve: listener: {e}"),
                     }
                 });
                 // Dropping the runtime cancels connections still in flight.
@@ -146,10 +148,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let mut fds = HashMap::new();
             m.sweep(idle_before, |tgid, ino| proc_holds(&mut fds, tgid, ino));
         }
-        shared.beat();
+        shared.progress(src.submitted(), n);
     };
     let lost = src.lost();
     // Detach the probes first, then close the listener.
+    shared.detaching();
     drop(src);
     let _ = tx.send(true);
     let _ = server.join();

@@ -2,7 +2,6 @@
 
 use wqtrace_common::{Event, EventKind, Op, flags};
 
-use super::http::Request;
 use super::metrics::{BuildInfo, Limits, Metrics, Options};
 use prometheus_client::registry::Registry;
 
@@ -405,18 +404,27 @@ fn listen_address_policy() {
     assert!(check_listen("0.0.0.0:9435".parse().unwrap(), true).is_ok());
 }
 
+/// /healthz: ok while the loop turns and events reach it (or none wait); otherwise why not.
 #[test]
-fn request_parsing() {
-    let r = Request::parse(
-        "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: application/openmetrics-text;version=1.0.0\r\n",
-    )
-    .unwrap();
-    assert_eq!(r.method, "GET");
-    assert_eq!(r.path, "/metrics");
-    assert!(r.accept.contains("openmetrics"));
-    assert!(Request::parse("GET /\n").is_none());
-    assert!(Request::parse("GET / SPDY/3\n").is_none());
-    assert_eq!(Request::parse("HEAD /healthz HTTP/1.0").unwrap().accept, "");
+fn health_says_why_not() {
+    use super::http::{STALL_AFTER, Shared, Unhealthy};
+    let (_, reg) = new_metrics(Options::default());
+    let s = Shared::new(reg);
+    s.progress(10, 10);
+    assert_eq!(s.health(), Ok(()));
+    // Submitted but not received, only just now: still ok (a batch is on its way).
+    s.progress(50, 10);
+    assert_eq!(s.health(), Ok(()));
+    s.detaching();
+    assert_eq!(s.health(), Err(Unhealthy::Detaching));
+    assert_eq!(
+        Unhealthy::NotFlowing {
+            backlog: 40,
+            for_: STALL_AFTER
+        }
+        .to_string(),
+        "events not flowing: 40 submitted by the probes but not received for 5.0s"
+    );
 }
 
 #[test]
