@@ -184,6 +184,93 @@ fn truncated_tail_keeps_every_complete_chunk() {
     );
 }
 
+/// Positions of the chunk markers in a file (after its header).
+fn markers(b: &[u8]) -> Vec<usize> {
+    b.windows(4)
+        .enumerate()
+        .filter(|(i, w)| *i > 20 && *w == recording::SYNC)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Events of every chunk a reader returns, checked against `evs` by their index.
+fn recovered(p: &Path, evs: &[Event]) -> (usize, Reader<std::fs::File>) {
+    let mut r = Reader::new(std::fs::File::open(p).unwrap()).unwrap();
+    let mut n = 0;
+    while let Some(c) = r.next_chunk().unwrap() {
+        if let Chunk::Events {
+            first_index,
+            events,
+            ..
+        } = c
+        {
+            let i = first_index as usize;
+            assert_eq!(&evs[i..i + events.len()], &events[..]);
+            n += events.len();
+        }
+    }
+    (n, r)
+}
+
+/// A chunk whose length field was damaged to point past the end of the file is one damaged
+/// chunk, not the end of the recording: every later chunk is recovered.
+#[test]
+fn damaged_length_past_the_end_loses_one_chunk() {
+    let evs = fixtures::busy_stream(20_000, 2, 4);
+    let p = write_file("badlen.wqt", &evs, 0, Some(4096));
+    let mut b = std::fs::read(&p).unwrap();
+    let m = markers(&b);
+    let at = m[m.len() / 2];
+    let past_end = (b.len() as u32 + 1000).to_le_bytes();
+    b[at + 5..at + 9].copy_from_slice(&past_end);
+    std::fs::write(&p, &b).unwrap();
+    let (got, r) = recovered(&p, &evs);
+    let lost = evs.len() - got;
+    assert!(lost > 0 && lost < 2000, "one chunk lost, got {lost}");
+    assert!(r.trailer().is_some(), "the chunks after it were read");
+    assert!(
+        r.warnings()
+            .iter()
+            .any(|w| w.contains("chunk length past the end")),
+        "{:?}",
+        r.warnings()
+    );
+}
+
+/// 2 MiB of fake chunk markers, each claiming a payload up to the end of the file: every
+/// candidate is checked without hashing its payload again, so reading stays linear (each
+/// would have cost a checksum over megabytes: hours in all), and the real chunks after them
+/// are recovered.
+#[test]
+fn fake_markers_keep_resync_linear() {
+    let evs = fixtures::busy_stream(20_000, 2, 4);
+    let p = write_file("fakes.wqt", &evs, 0, Some(4096));
+    let b = std::fs::read(&p).unwrap();
+    let m = markers(&b);
+    let cut = m[m.len() / 2];
+    let fake_len = 2 << 20;
+    let mut fakes = Vec::with_capacity(fake_len);
+    while fakes.len() + 13 <= fake_len {
+        // Marker, events kind, a length reaching into the real chunks after the block, a
+        // checksum that will not match.
+        let to_end = (fake_len - fakes.len() + (b.len() - cut) - 13) as u32;
+        fakes.extend_from_slice(&recording::SYNC);
+        fakes.push(recording::CHUNK_EVENTS);
+        fakes.extend_from_slice(&to_end.min(recording::MAX_CHUNK).to_le_bytes());
+        fakes.extend_from_slice(&[0xab; 4]);
+    }
+    let mut damaged = b[..cut].to_vec();
+    damaged.extend_from_slice(&fakes);
+    damaged.extend_from_slice(&b[cut..]);
+    std::fs::write(&p, &damaged).unwrap();
+    let t = Instant::now();
+    let (got, r) = recovered(&p, &evs);
+    let took = t.elapsed();
+    assert_eq!(got, evs.len(), "nothing lost: the fakes sit between chunks");
+    assert!(r.trailer().is_some());
+    assert!(took < Duration::from_secs(30), "resync took {took:?}");
+}
+
 #[test]
 fn flipped_byte_skips_one_chunk_and_counts_its_events() {
     let evs = fixtures::busy_stream(20_000, 2, 4);

@@ -16,6 +16,7 @@
 
 pub mod codec;
 pub mod fixtures;
+mod rangecrc;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
@@ -275,6 +276,9 @@ pub struct Reader<R> {
     damaged_events: u64,
     tracer_lost: u64,
     trailer: Option<Trailer>,
+    /// While resynchronising: CRCs of the buffer's prefixes, so each candidate chunk is
+    /// checked in O(log len), keeping the scan linear in the damaged bytes.
+    prefix: Option<rangecrc::RangeCrc>,
 }
 
 /// What [`Reader::parse_frame`] found at a position.
@@ -336,6 +340,7 @@ impl<R: Read> Reader<R> {
             damaged_events: 0,
             tracer_lost: 0,
             trailer: None,
+            prefix: None,
         })
     }
 
@@ -383,6 +388,10 @@ impl<R: Read> Reader<R> {
                 return Ok(false);
             }
             if self.start > 0 && self.start >= self.buf.len() / 2 {
+                if let Some(p) = &mut self.prefix {
+                    p.extend(&self.buf[..self.start]);
+                    p.drain(self.start);
+                }
                 self.buf.drain(..self.start);
                 self.buf_off += self.start as u64;
                 self.start = 0;
@@ -433,13 +442,20 @@ impl<R: Read> Reader<R> {
     /// Returns the number of bytes skipped, or None at EOF.
     fn resync(&mut self) -> io::Result<Option<u64>> {
         let from = self.offset();
+        self.prefix = Some(rangecrc::RangeCrc::new());
+        let found = self.scan();
+        self.prefix = None;
+        Ok(found?.then(|| self.offset() - from))
+    }
+
+    fn scan(&mut self) -> io::Result<bool> {
         loop {
             self.start += 1;
             // Find the next marker candidate.
             loop {
                 if !self.fill(4)? {
                     self.start = self.buf.len();
-                    return Ok(None);
+                    return Ok(false);
                 }
                 let hay = &self.buf[self.start..];
                 match hay.windows(4).position(|w| w == SYNC) {
@@ -450,11 +466,31 @@ impl<R: Read> Reader<R> {
                     None => self.start = self.buf.len() - 3,
                 }
             }
-            match self.parse_frame()? {
-                Frame::Ok { .. } => return Ok(Some(self.offset() - from)),
-                Frame::Short | Frame::Bad(_) => continue,
+            if self.candidate_checks_out()? {
+                return Ok(true);
             }
         }
+    }
+
+    /// Whether the marker at `start` begins a whole frame whose checksum holds (checked
+    /// through the prefix CRCs, never by hashing the payload again).
+    fn candidate_checks_out(&mut self) -> io::Result<bool> {
+        if !self.fill(FRAME_LEN)? {
+            return Ok(false);
+        }
+        let b = &self.buf[self.start..];
+        let len = u32::from_le_bytes(b[5..9].try_into().unwrap());
+        let crc = u32::from_le_bytes(b[9..13].try_into().unwrap());
+        if len > MAX_CHUNK || !self.fill(FRAME_LEN + len as usize)? {
+            return Ok(false);
+        }
+        let (a, z) = (
+            self.start + FRAME_LEN,
+            self.start + FRAME_LEN + len as usize,
+        );
+        let prefix = self.prefix.as_mut().expect("set by resync");
+        prefix.extend(&self.buf[..z]);
+        Ok(prefix.after(&self.buf[self.start + 4..self.start + 9], a, z) == crc)
     }
 
     /// The next good chunk, or None at the end. Damage becomes a warning (see
@@ -469,13 +505,23 @@ impl<R: Read> Reader<R> {
                 Frame::Ok { kind, len } => (kind, len),
                 Frame::Short => {
                     let rest = self.buf.len() - self.start;
-                    if rest > 0 {
-                        self.warnings.push(format!(
-                            "truncated at byte {at}: the last {rest} bytes (an incomplete chunk) were ignored"
-                        ));
-                        self.start = self.buf.len();
+                    if rest == 0 {
+                        return Ok(None);
                     }
-                    return Ok(None);
+                    // A chunk running past the end: the file's end, or a damaged length
+                    // field with good chunks after it.
+                    match self.resync()? {
+                        Some(skipped) => self.warnings.push(format!(
+                            "damaged data at byte {at} (chunk length past the end of the file): skipped {skipped} bytes"
+                        )),
+                        None => {
+                            self.warnings.push(format!(
+                                "truncated at byte {at}: the last {rest} bytes (an incomplete chunk) were ignored"
+                            ));
+                            return Ok(None);
+                        }
+                    }
+                    continue;
                 }
                 Frame::Bad(why) => {
                     match self.resync()? {
