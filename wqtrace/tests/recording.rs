@@ -820,6 +820,7 @@ fn full_disk_is_one_clear_error_and_the_file_stays_readable() {
             Ok(())
         }
     }
+    impl wqtrace::sinks::record::Durable for &mut Disk {}
     let mut disk = Disk {
         data: Vec::new(),
         cap: 100 * 1024,

@@ -214,6 +214,11 @@ impl<W: Write> Writer<W> {
         self.bytes
     }
 
+    /// The output, holding every chunk flushed so far (for an fsync).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     /// Flushes, writes the trailer and returns the inner writer.
     pub fn finish(mut self, stop_reason: &str) -> io::Result<(W, Trailer)> {
         self.flush_chunk()?;
