@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::WQTRACE;
-use common::serve::{Server, parse, samples, sum};
+use common::serve::{Server, parse, samples, sum, sum_or_zero};
 use serde_json::Value;
 
 fn in_vm() {
@@ -53,7 +53,7 @@ fn settled(s: &Server) -> String {
     loop {
         std::thread::sleep(Duration::from_millis(700));
         let text = s.metrics();
-        let n = sum(&parse(&text, false), "wqtrace_events_processed_total", &[]);
+        let n = sum_or_zero(&parse(&text, false), "wqtrace_events_processed_total", &[]);
         if n == prev || Instant::now() > deadline {
             return text;
         }
@@ -137,12 +137,12 @@ fn metrics_agree_with_workload_mixed() {
     );
     // The notification pipes are the workload's: their owner (the reading thread, or the
     // process that created them) is known from pipe2/read, so posts are not `unknown`.
-    let unknown = sum(
+    let unknown = sum_or_zero(
         &fams,
         "wqtrace_notifications_posted_total",
         &[("comm", "unknown")],
     );
-    let other = sum(
+    let other = sum_or_zero(
         &fams,
         "wqtrace_notifications_posted_total",
         &[("comm", "other")],
@@ -154,7 +154,7 @@ fn metrics_agree_with_workload_mixed() {
     let overflow_lost = u(&w["overflow"]["posts_attempted"])
         > u(&w["overflow"]["notifications_read"])
         || u(&w["overflow"]["loss_records"]) > 0;
-    let lost = sum(&fams, "wqtrace_notifications_lost_total", &[]);
+    let lost = sum_or_zero(&fams, "wqtrace_notifications_lost_total", &[]);
     if overflow_lost {
         assert!(
             lost >= 1.0,
@@ -186,7 +186,7 @@ fn metrics_agree_with_workload_mixed() {
         );
     }
     assert_eq!(
-        sum(
+        sum_or_zero(
             &fams,
             "wqtrace_splice_rejections_total",
             &[("syscall", "write")]

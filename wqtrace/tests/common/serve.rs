@@ -188,37 +188,16 @@ fn find_python() -> Option<String> {
 
 static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// The Python `prometheus_client` parsers, installed with pip when missing (failing if that
-/// fails). Returns the interpreter to run them with.
+/// The Python `prometheus_client` parsers (`cargo xtask setup` installs them); fails with
+/// what to do when they are missing. Returns the interpreter to run them with.
 pub fn ensure_parser() -> &'static str {
-    PYTHON.get_or_init(install_parser)
-}
-
-fn install_parser() -> String {
-    if let Some(py) = find_python() {
-        return py;
-    }
-    let _ = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "prometheus-client"])
-        .status();
-    if !has_parser("python3") {
-        // Debian's own python refuses global installs (PEP 668) without this flag.
-        let _ = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--break-system-packages",
-                "prometheus-client",
-            ])
-            .status();
-    }
-    assert!(
-        has_parser("python3"),
-        "the PyPI `prometheus-client` package is missing and `pip install prometheus-client` failed"
-    );
-    "python3".to_string()
+    PYTHON.get_or_init(|| {
+        find_python().unwrap_or_else(|| {
+            panic!(
+                "no python3 with the PyPI `prometheus-client` parsers: run `cargo xtask setup` (tests do not install packages)"
+            )
+        })
+    })
 }
 
 /// One parsed sample.
@@ -285,12 +264,37 @@ pub fn parse(text: &str, openmetrics: bool) -> BTreeMap<String, (String, Vec<Sam
         .collect()
 }
 
-/// Sum of the samples named `sample` whose labels include every `want` pair.
+/// Sum of the samples named `sample` whose labels include every `want` pair. Panics when none
+/// does: a misspelt name or label must not read as 0. For a series that may rightly be absent
+/// (nothing lost yet), use [`sum_or_zero`].
 pub fn sum(
     fams: &BTreeMap<String, (String, Vec<Sample>)>,
     sample: &str,
     want: &[(&str, &str)],
 ) -> f64 {
+    let matching = matching(fams, sample, want);
+    assert!(
+        !matching.is_empty(),
+        "no sample {sample} with {want:?} in the scrape (families: {:?}); if it may rightly be absent, use sum_or_zero",
+        fams.keys().collect::<Vec<_>>()
+    );
+    matching.iter().sum()
+}
+
+/// Like [`sum`], 0 when no sample matches (a series not created yet).
+pub fn sum_or_zero(
+    fams: &BTreeMap<String, (String, Vec<Sample>)>,
+    sample: &str,
+    want: &[(&str, &str)],
+) -> f64 {
+    matching(fams, sample, want).iter().sum()
+}
+
+fn matching(
+    fams: &BTreeMap<String, (String, Vec<Sample>)>,
+    sample: &str,
+    want: &[(&str, &str)],
+) -> Vec<f64> {
     fams.values()
         .flat_map(|(_, s)| s)
         .filter(|s| {
@@ -300,7 +304,7 @@ pub fn sum(
                     .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|s| s.value)
-        .sum()
+        .collect()
 }
 
 /// The samples named `sample`.
