@@ -7,14 +7,13 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::{
-    cli::ProbeOpts,
     kernel,
     privileges::{self, Privileges},
+    probe::opts::ProbeOpts,
     probe::{
         loader::{self, Probes},
         plan::{AttachPref, Hook, Method},
     },
-    source::live::notification_pipes,
 };
 
 #[derive(Debug, clap::Args)]
@@ -50,7 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     // Mounted already, or mountable by us now.
     let tracefs = loader::ensure_tracefs();
-    let notif = notification_pipes();
+    let notif = kernel::notification_pipes();
 
     // Load and attach everything the way a live session would, then drop it (detaching).
     let (plan, why_not) = if let Privileges::Missing(why) = &privs {

@@ -18,6 +18,24 @@ pub fn release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Whether pipe2(O_NOTIFICATION_PIPE) works here (Err: the errno's one-line meaning).
+pub fn notification_pipes() -> std::result::Result<(), String> {
+    let mut fds = [0i32; 2];
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_EXCL | libc::O_CLOEXEC) };
+    if r == 0 {
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    Err(match err.raw_os_error() {
+        Some(libc::ENOPKG) => "kernel built without CONFIG_WATCH_QUEUE (pipe2(O_NOTIFICATION_PIPE) failed with ENOPKG)".into(),
+        _ => format!("pipe2(O_NOTIFICATION_PIPE) failed: {err}"),
+    })
+}
+
 /// (major, minor) of the running kernel; (0, 0) when the release string says otherwise.
 pub fn version() -> (u32, u32) {
     let r = release();

@@ -11,7 +11,7 @@ use aya::{
 use wqtrace_common::{Filter, Offsets, stat};
 
 use super::plan::{self, AttachPref, Hook, HookPlan, Method, Plan};
-use crate::{cli::ProbeOpts, kernel};
+use crate::{kernel, probe::opts::ProbeOpts};
 
 /// RUNTIME map slots (see wqtrace-ebpf/src/maps.rs).
 const RT_PIPE_FOPS: u32 = 0;

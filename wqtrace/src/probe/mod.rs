@@ -1,4 +1,6 @@
-//! Which hook, which attach method, on this kernel ([`plan`]); loading and attaching ([`loader`]).
+//! What a session asks for ([`opts`]); which hook, which attach method, on this kernel
+//! ([`plan`]); loading and attaching ([`loader`]).
 
 pub mod loader;
+pub mod opts;
 pub mod plan;

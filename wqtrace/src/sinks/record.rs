@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, Result, anyhow};
 use wqtrace_common::{ABI_VERSION, Event};
 
-use crate::cli::ProbeOpts;
+use crate::probe::opts::ProbeOpts;
 use crate::recording::{Header, Writer};
 use crate::source::{EventSource, SessionMeta, live::LiveSource};
 use crate::{command, kernel, stop};

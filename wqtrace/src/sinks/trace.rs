@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use wqtrace_common::{Event, EventKind, ExecCtx, Op, PostOutcome, flags};
 
 use crate::{
-    cli::ProbeOpts,
+    probe::opts::ProbeOpts,
     source::{EventSource, live::LiveSource},
     stop, text,
 };

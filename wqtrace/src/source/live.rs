@@ -15,9 +15,9 @@ use wqtrace_common::{ABI_VERSION, Event};
 
 use super::{EventSource, SessionMeta, ringbuf::BatchRing};
 use crate::{
-    cli::ProbeOpts,
     kernel,
     privileges::{self, DropOpts, DropPlan},
+    probe::opts::ProbeOpts,
     probe::{
         loader::{self, Probes},
         plan::Plan,
@@ -54,24 +54,6 @@ const SPARE_BATCHES: usize = 8;
 /// How long a small batch waits for company before it is handed over (the latency a sink sees).
 const COALESCE: Duration = Duration::from_millis(5);
 
-/// Whether pipe2(O_NOTIFICATION_PIPE) works here (Err: the errno's one-line meaning).
-pub fn notification_pipes() -> std::result::Result<(), String> {
-    let mut fds = [0i32; 2];
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_EXCL | libc::O_CLOEXEC) };
-    if r == 0 {
-        unsafe {
-            libc::close(fds[0]);
-            libc::close(fds[1]);
-        }
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    Err(match err.raw_os_error() {
-        Some(libc::ENOPKG) => "kernel built without CONFIG_WATCH_QUEUE (pipe2(O_NOTIFICATION_PIPE) failed with ENOPKG)".into(),
-        _ => format!("pipe2(O_NOTIFICATION_PIPE) failed: {err}"),
-    })
-}
-
 impl LiveSource {
     /// Checks privileges and kernel features, resolves offsets from BTF, loads the programs and
     /// attaches them according to the probe plan.
@@ -97,7 +79,7 @@ impl LiveSource {
             abi_version: ABI_VERSION,
             realtime_offset_ns: kernel::realtime_offset_ns(),
             attach: probes.plan.attach_table(),
-            notification_pipes: notification_pipes().is_ok(),
+            notification_pipes: kernel::notification_pipes().is_ok(),
             offsets: kernel::offsets_named(&probes.offsets),
         };
         give_up_root(&opts.privileges, &probes)?;

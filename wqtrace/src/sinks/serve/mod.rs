@@ -21,8 +21,8 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    cli::ProbeOpts,
     kernel,
+    probe::opts::ProbeOpts,
     probe::plan::{Hook, Method},
     source::{EventSource, live::LiveSource},
     stop,

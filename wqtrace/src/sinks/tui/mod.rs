@@ -23,8 +23,8 @@ use wqtrace_common::Event;
 
 use self::app::{Action, App};
 use self::ui::{Mode, View};
-use crate::cli::ProbeOpts;
 use crate::model::{Model, ModelConfig};
+use crate::probe::opts::ProbeOpts;
 use crate::sinks::replay::Replay;
 use crate::source::{EventSource, SessionMeta, live::LiveSource};
 use crate::{command, stop};
