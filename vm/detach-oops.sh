@@ -3,7 +3,7 @@
 # TCG guest? $1: bt-kfunc | bt-kprobe | wq-fentry | wq-kprobe; 6 rounds. $2 = noopt: with
 # kprobe jump optimisation off. Run: cargo xtask vm --kernel 6.12 -- sh vm/detach-oops.sh bt-kfunc
 # (a debug build of wqtrace must exist: cargo build -p wqtrace).
-W=/work/main/target/debug/wqtrace
+W="$(pwd)/target/debug/wqtrace"  # cargo xtask vm runs in the workspace
 uname -r
 [ "${2:-}" = noopt ] && echo 0 > /proc/sys/debug/kprobes-optimization && echo "kprobes-optimization=$(cat /proc/sys/debug/kprobes-optimization)"
 $W workload contend --threads 3 --duration 900 >/dev/null 2>&1 &
