@@ -13,6 +13,7 @@ pub mod output;
 pub mod privileges;
 pub mod probe;
 pub mod recording;
+pub mod session;
 pub mod sinks;
 pub mod source;
 pub mod stop;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use wqtrace::model::PipeOrder;
 use wqtrace::recording::codec::ChunkEncoder;
 use wqtrace::recording::{self, Chunk, FormatError, Header, Reader, Writer, fixtures};
-use wqtrace::sinks::replay::Replay;
 use wqtrace::source::SessionMeta;
+use wqtrace::source::replay::Replay;
 use wqtrace_common::Event;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wqtrace");

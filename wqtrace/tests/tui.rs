@@ -9,17 +9,19 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 use wqtrace::model::Model;
+use wqtrace::recording::fixtures::session_meta;
 use wqtrace::recording::fixtures::{
     self, Builder, CONSUMER, NPIPE, NPIPE_INO, PIPE_INO, POSTER, READER, SPLICER, WRITER,
 };
 use wqtrace::recording::{Header, encode_to_vec};
-use wqtrace::sinks::replay::Replay;
 use wqtrace::sinks::tui::app::App;
-use wqtrace::sinks::tui::ui::{self, Mode, View};
+use wqtrace::sinks::tui::ui;
+use wqtrace::sinks::tui::view::{Mode, View};
 use wqtrace::sinks::tui::widgets::header::NO_NOTIF_HINT;
-use wqtrace::sinks::tui::{Feed, LiveFeed, ReplayFeed, meta_for_tests};
+use wqtrace::sinks::tui::{Feed, LiveFeed, ReplayFeed};
 use wqtrace::source::SessionMeta;
 use wqtrace::source::recording::VecSource;
+use wqtrace::source::replay::Replay;
 use wqtrace_common::{Event, EventKind, Op, flags};
 
 fn draw(v: &View, app: &mut App, w: u16, h: u16) -> Buffer {
@@ -82,7 +84,7 @@ fn live_view<'a>(m: &'a Model, meta: &'a SessionMeta) -> View<'a> {
 #[test]
 fn notification_pipe_first_and_marked_with_its_numbers() {
     let m = model_of(&session_events());
-    let meta = meta_for_tests("6.12.8", true);
+    let meta = session_meta("6.12.8", true);
     let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
     let s = screen(&b);
     // Table: header, then the notification pipe first, marked, then the ordinary pipe.
@@ -134,7 +136,7 @@ fn notification_pipe_first_and_marked_with_its_numbers() {
 #[test]
 fn rejected_splice_in_alerts_and_no_interleave_for_a_reader() {
     let m = model_of(&session_events());
-    let meta = meta_for_tests("6.12.8", true);
+    let meta = session_meta("6.12.8", true);
     let b = draw(&live_view(&m, &meta), &mut App::new(false), 100, 30);
     let s = screen(&b);
     assert!(s.contains("rejected 2"), "{s}");
@@ -185,7 +187,7 @@ fn interleave_of_a_writer_in_alerts() {
     (write.head_before, write.head, write.ring_size) = (10, 13, 4);
     evs.extend([post, write]);
     let m = model_of(&evs);
-    let meta = meta_for_tests("6.12.8", true);
+    let meta = session_meta("6.12.8", true);
     let b = draw(&live_view(&m, &meta), &mut App::new(false), 100, 30);
     let s = screen(&b);
     assert!(s.contains("interleaves 1"), "{s}");
@@ -200,7 +202,7 @@ fn interleave_of_a_writer_in_alerts() {
 fn lost_events_counter_is_red() {
     let mut m = model_of(&session_events());
     m.set_lost(17);
-    let meta = meta_for_tests("6.12.8", true);
+    let meta = session_meta("6.12.8", true);
     let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
     let (x, y) = find(&b, "lost 17").unwrap_or_else(|| panic!("{}", screen(&b)));
     assert_eq!(b[(x, y)].fg, Color::Red);
@@ -210,7 +212,7 @@ fn lost_events_counter_is_red() {
 #[test]
 fn no_notification_pipes_points_at_the_demo() {
     let m = model_of(&session_events());
-    let meta = meta_for_tests("6.18.0", false);
+    let meta = session_meta("6.18.0", false);
     let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
     let s = screen(&b);
     assert!(
@@ -274,7 +276,7 @@ fn wrap_events() -> Vec<Event> {
 #[test]
 fn ring_slots_loss_mark_markers_and_wrap_around() {
     let m = model_of(&wrap_events());
-    let meta = meta_for_tests("6.12.8", true);
+    let meta = session_meta("6.12.8", true);
     let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
     let s = screen(&b);
     // Slots 0..3: notification (wrapped post), empty (read), notification, loss-flagged
@@ -336,7 +338,7 @@ fn big_ring_events() -> Vec<Event> {
 #[test]
 fn ring_of_256_slots_fits_80x24() {
     let m = model_of(&big_ring_events());
-    let meta = meta_for_tests("6.18.0", false);
+    let meta = session_meta("6.18.0", false);
     let b = draw(&live_view(&m, &meta), &mut App::new(false), 80, 24);
     let s = screen(&b);
     let l = lines(&b);
@@ -381,7 +383,7 @@ fn ring_of_256_slots_fits_80x24() {
 #[test]
 fn contended_mutex_and_waits_in_locks_panel() {
     let m = model_of(&session_events());
-    let meta = meta_for_tests("6.12.8", true);
+    let meta = session_meta("6.12.8", true);
     let b = draw(&live_view(&m, &meta), &mut App::new(false), 100, 30);
     let s = screen(&b);
     let mutex = row_of(&b, "mutex ");
@@ -424,7 +426,7 @@ fn released_pipes_leave_the_table_after_a_while() {
         501,
     );
     b.push(e);
-    let meta = meta_for_tests("6.12.0", true);
+    let meta = session_meta("6.12.0", true);
     let mut app = App::default();
 
     // An 8-byte write into pipe 502, `dt` after the previous event, leaving head at `head`.
@@ -461,7 +463,7 @@ fn released_pipes_leave_the_table_after_a_while() {
 #[test]
 fn filter_and_sort_show_in_the_table() {
     let m = model_of(&session_events());
-    let meta = meta_for_tests("6.12.8", true);
+    let meta = session_meta("6.12.8", true);
     let mut app = App::new(false);
     app.filter = "consumer".into();
     let b = draw(&live_view(&m, &meta), &mut app, 80, 24);
@@ -482,7 +484,7 @@ fn filter_and_sort_show_in_the_table() {
 #[test]
 fn help_and_empty_model_at_80x24() {
     let m = Model::default();
-    let meta = meta_for_tests("6.18.0", false);
+    let meta = session_meta("6.18.0", false);
     let s = screen(&draw(&live_view(&m, &meta), &mut App::new(false), 80, 24));
     assert!(s.contains("no pipe traced yet"), "{s}");
     assert!(s.contains("lost 0"), "{s}");
@@ -493,7 +495,7 @@ fn help_and_empty_model_at_80x24() {
 #[test]
 fn replay_shows_what_live_showed() {
     let evs = session_events();
-    let mut meta = meta_for_tests("6.12.8", true);
+    let mut meta = session_meta("6.12.8", true);
     meta.realtime_offset_ns = 0;
 
     let mut live = LiveFeed::new(
@@ -560,7 +562,7 @@ fn replay_keys_drive_the_engine() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("s.wqt");
     let header = Header {
-        meta: meta_for_tests("6.12.8", true),
+        meta: session_meta("6.12.8", true),
         ..Header::default()
     };
     std::fs::write(&path, encode_to_vec(&header, &evs, 0)).unwrap();

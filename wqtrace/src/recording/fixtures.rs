@@ -3,6 +3,7 @@
 //! a contended mutex) and for an ordinary pipe. Used by tests, by `record --synthetic` and to
 //! measure the on-disk size per event.
 
+use crate::session::SessionMeta;
 use wqtrace_common::{Event, EventKind, Op, flags};
 
 /// Kernel addresses and inodes used by the fixtures.
@@ -429,5 +430,24 @@ impl Iterator for BusyStream {
             }
         };
         Some(e)
+    }
+}
+
+/// A session's metadata as the TUI tests need it: a kernel release, whether it had
+/// notification pipes, a mixed attach table.
+pub fn session_meta(kernel: &str, notification_pipes: bool) -> SessionMeta {
+    SessionMeta {
+        kernel_release: kernel.into(),
+        notification_pipes,
+        attach: vec![
+            ("ring_ops".into(), "tp_btf sys_enter".into()),
+            (
+                "notification_post".into(),
+                "fentry __post_watch_notification".into(),
+            ),
+            ("get_pipe_info".into(), "kprobe get_pipe_info".into()),
+            ("pipe_wait".into(), "unavailable".into()),
+        ],
+        ..Default::default()
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use wqtrace_common::Event;
 
-use crate::source::SessionMeta;
+use crate::session::SessionMeta;
 
 /// First bytes of every recording (PNG-style: catches text-mode and 7-bit mangling).
 pub const MAGIC: [u8; 8] = *b"\x89WQT\r\n\x1a\n";

@@ -15,7 +15,7 @@ use wqtrace_common::{ABI_VERSION, Event};
 
 use crate::probe::opts::ProbeOpts;
 use crate::recording::{Header, Writer};
-use crate::source::{EventSource, SessionMeta, live::LiveSource};
+use crate::source::{EventSource, SessionMeta, live::LiveSource, synthetic::Synthetic};
 use crate::{command, kernel, stop};
 
 #[derive(Debug, clap::Args)]
@@ -229,41 +229,6 @@ fn exit_code(s: ExitStatus) -> Option<i32> {
     s.code().or_else(|| s.signal().map(|sig| 128 + sig))
 }
 
-/// Synthetic events, optionally paced like a live source (never "ends" until exhausted).
-struct Synthetic {
-    meta: SessionMeta,
-    events: std::iter::Take<crate::recording::fixtures::BusyStream>,
-    rate: Option<f64>,
-    start: Instant,
-    emitted: u64,
-}
-
-impl EventSource for Synthetic {
-    fn next_batch(&mut self, out: &mut Vec<Event>, timeout: Duration) -> Result<bool> {
-        let due = match self.rate {
-            None => u64::MAX,
-            Some(r) => (self.start.elapsed().as_secs_f64() * r) as u64,
-        };
-        let n = due.saturating_sub(self.emitted).min(4096) as usize;
-        if n == 0 {
-            std::thread::sleep(timeout.min(Duration::from_millis(10)));
-        }
-        let before = out.len();
-        out.extend(self.events.by_ref().take(n));
-        let got = out.len() - before;
-        self.emitted += got as u64;
-        Ok(got > 0 || (n == 0 && self.events.size_hint().1 != Some(0)))
-    }
-
-    fn lost(&self) -> u64 {
-        0
-    }
-
-    fn meta(&self) -> &SessionMeta {
-        &self.meta
-    }
-}
-
 fn filters(p: &ProbeOpts) -> Vec<String> {
     let mut v = Vec::new();
     if let Some(pid) = p.pid {
@@ -305,16 +270,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let path = &args.output;
     let file = crate::output::create(path, args.force, owner.as_ref())?;
     let mut src: Box<dyn EventSource> = match args.synthetic {
-        Some(n) => Box::new(Synthetic {
-            meta: SessionMeta {
-                attach: vec![("synthetic".into(), "synthetic".into())],
-                ..SessionMeta::default()
-            },
-            events: crate::recording::fixtures::BusyStream::new(4, 7).take(n),
-            rate: args.synthetic_rate,
-            start: Instant::now(),
-            emitted: 0,
-        }),
+        Some(n) => Box::new(Synthetic::new(n, args.synthetic_rate)),
         None => Box::new(LiveSource::open(&args.probe)?),
     };
     let header = Header {

@@ -218,14 +218,8 @@ impl App {
                 self.order = ORDERS[(i + ORDERS.len() - 1) % ORDERS.len()];
                 Action::None
             }
-            KeyCode::Tab => {
-                self.focus = match self.focus {
-                    Focus::Pipes => Focus::Alerts,
-                    Focus::Alerts => Focus::Pipes,
-                };
-                Action::None
-            }
-            KeyCode::BackTab => {
+            // Two panels take focus: forward and back are the same toggle.
+            KeyCode::Tab | KeyCode::BackTab => {
                 self.focus = match self.focus {
                     Focus::Pipes => Focus::Alerts,
                     Focus::Alerts => Focus::Pipes,

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod terminal;
 pub mod ui;
+pub mod view;
 pub mod widgets;
 
 use std::process::ExitCode;
@@ -22,11 +23,11 @@ use ratatui::crossterm::event::{self, Event as TermEvent};
 use wqtrace_common::Event;
 
 use self::app::{Action, App};
-use self::ui::{Mode, View};
+use self::view::{Mode, View};
 use crate::model::{Model, ModelConfig};
 use crate::probe::opts::ProbeOpts;
-use crate::sinks::replay::Replay;
-use crate::source::{EventSource, SessionMeta, live::LiveSource};
+use crate::source::replay::Replay;
+use crate::source::{EventSource, live::LiveSource};
 use crate::{command, stop};
 
 #[derive(Debug, clap::Args)]
@@ -289,22 +290,4 @@ pub fn run_loop(feed: &mut impl Feed, mut app: App, interval: Duration) -> Resul
     }
     drop(term);
     Ok(())
-}
-
-/// Builds the view metadata of a session without notification pipes etc. (tests).
-pub fn meta_for_tests(kernel: &str, notification_pipes: bool) -> SessionMeta {
-    SessionMeta {
-        kernel_release: kernel.into(),
-        notification_pipes,
-        attach: vec![
-            ("ring_ops".into(), "tp_btf sys_enter".into()),
-            (
-                "notification_post".into(),
-                "fentry __post_watch_notification".into(),
-            ),
-            ("get_pipe_info".into(), "kprobe get_pipe_info".into()),
-            ("pipe_wait".into(), "unavailable".into()),
-        ],
-        ..SessionMeta::default()
-    }
 }

@@ -18,34 +18,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use super::app::App;
+use super::view::View;
 use super::widgets::{self, DIM, KEY};
-use crate::model::Model;
-use crate::source::SessionMeta;
-
-/// Where the events come from, for the header.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Mode {
-    Live,
-    Replay {
-        start_ns: u64,
-        pos_ns: u64,
-        end_ns: u64,
-        speed: f64,
-        at_end: bool,
-    },
-}
-
-/// Everything a frame is drawn from.
-pub struct View<'a> {
-    pub model: &'a Model,
-    pub meta: &'a SessionMeta,
-    pub mode: Mode,
-    /// The clock rates and "ago" are measured against (live: CLOCK_BOOTTIME now; replay: the
-    /// playback position).
-    pub now_ns: u64,
-    /// Live and paused: events applied since the display froze.
-    pub behind: u64,
-}
 
 /// Draws one frame.
 pub fn draw(f: &mut Frame, v: &View, app: &mut App) {

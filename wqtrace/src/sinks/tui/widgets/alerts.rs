@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use super::{BAD, DIM, TITLE, WARN, errno, when};
 use crate::model::{Interleave, Rejection};
 use crate::sinks::tui::app::{App, Focus};
-use crate::sinks::tui::ui::View;
+use crate::sinks::tui::view::View;
 
 fn fd(n: i32) -> String {
     if n < 0 { "-".into() } else { n.to_string() }

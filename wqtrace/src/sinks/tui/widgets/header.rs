@@ -9,7 +9,7 @@ use ratatui::widgets::Paragraph;
 
 use super::{BAD, DIM, NOTIF, NOTIF_MARK, TITLE, WARN, count};
 use crate::sinks::tui::app::App;
-use crate::sinks::tui::ui::{Mode, View};
+use crate::sinks::tui::view::{Mode, View};
 
 /// The hint shown when the traced kernel has no notification pipes.
 pub const NO_NOTIF_HINT: &str =

@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::{BAD, DIM, TITLE, ago, dur};
 use crate::model::{Contention, LockKind, PipeState};
-use crate::sinks::tui::ui::View;
+use crate::sinks::tui::view::View;
 
 const LABEL: Style = Style::new().fg(Color::Cyan);
 

@@ -1,4 +1,4 @@
-//! The panels. Each renders from the model ([`super::ui::View`]) plus view state, nothing else,
+//! The panels. Each renders from the model ([`super::view::View`]) plus view state, nothing else,
 //! so tests draw them on ratatui's `TestBackend` without a kernel.
 
 pub mod alerts;
@@ -9,7 +9,7 @@ pub mod ring;
 
 use ratatui::style::{Color, Modifier, Style};
 
-use super::ui::View;
+use super::view::View;
 
 pub const DIM: Style = Style::new().fg(Color::DarkGray);
 pub const KEY: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);

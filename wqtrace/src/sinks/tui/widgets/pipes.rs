@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Cell, Row, Table};
 use super::{BAD, DIM, NOTIF, NOTIF_MARK, TITLE, count, fit};
 use crate::model::PipeState;
 use crate::sinks::tui::app::{App, Focus, order_name};
-use crate::sinks::tui::ui::View;
+use crate::sinks::tui::view::View;
 
 /// Column headers, in order.
 pub const COLUMNS: [&str; 10] = [

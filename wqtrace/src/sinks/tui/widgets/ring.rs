@@ -13,7 +13,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
 
 use super::{BAD, DIM, NOTIF, NOTIF_MARK, TITLE};
 use crate::model::{PipeState, Slot, SlotKind};
-use crate::sinks::tui::ui::View;
+use crate::sinks::tui::view::View;
 
 pub const EMPTY: char = '·';
 pub const DATA: char = '▒';

@@ -1,0 +1,22 @@
+//! What a session knew about the kernel it traced. Live sources produce it, recordings carry it
+//! in their header, sinks show it: it sits below all three.
+
+use serde::{Deserialize, Serialize};
+
+/// What a session knows about the kernel it traced: carried in every recording's header.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SessionMeta {
+    /// `uname -r` of the traced kernel.
+    pub kernel_release: String,
+    pub hostname: String,
+    /// wqtrace_common::ABI_VERSION of the events.
+    pub abi_version: u32,
+    /// CLOCK_REALTIME minus CLOCK_BOOTTIME at session start, in ns: event `ts_ns` + this = wall time.
+    pub realtime_offset_ns: i64,
+    /// Hook name → attach method actually used ("fentry", "kprobe", "tp_btf", "unavailable").
+    pub attach: Vec<(String, String)>,
+    /// Whether pipe2(O_NOTIFICATION_PIPE) works on the traced kernel.
+    pub notification_pipes: bool,
+    /// The BTF-derived offsets handed to the programs, as "name=value" pairs (for debugging).
+    pub offsets: Vec<(String, u32)>,
+}
