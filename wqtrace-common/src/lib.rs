@@ -39,6 +39,34 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in ABI order.
+    pub const ALL: [Self; 9] = [
+        Self::PipeCreated,
+        Self::RingOp,
+        Self::NotifyPosted,
+        Self::SpliceRejected,
+        Self::PipeWait,
+        Self::LockContended,
+        Self::WatchQueueSized,
+        Self::WatchAdded,
+        Self::PipeReleased,
+    ];
+
+    /// The kind's name in every output (JSON, reports, metric labels).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::PipeCreated => "pipe_created",
+            Self::RingOp => "ring_op",
+            Self::NotifyPosted => "notify_posted",
+            Self::SpliceRejected => "splice_rejected",
+            Self::PipeWait => "pipe_wait",
+            Self::LockContended => "lock_contended",
+            Self::WatchQueueSized => "watch_queue_sized",
+            Self::WatchAdded => "watch_added",
+            Self::PipeReleased => "pipe_released",
+        }
+    }
+
     pub const fn from_u8(v: u8) -> Option<Self> {
         Some(match v {
             1 => Self::PipeCreated,

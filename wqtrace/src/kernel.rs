@@ -60,8 +60,8 @@ fn clock_ns(clock: libc::clockid_t) -> i64 {
 }
 
 /// CLOCK_BOOTTIME now, in ns: the clock of `Event::ts_ns`.
-pub fn boottime_ns() -> i64 {
-    clock_ns(libc::CLOCK_BOOTTIME)
+pub fn boottime_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME) as u64
 }
 
 /// CLOCK_REALTIME − CLOCK_BOOTTIME: add to an event timestamp to get wall time.

@@ -58,6 +58,71 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// `EINVAL` for 22: the errnos pipes, splice and keyctl return (None for others).
+pub fn errno_name(e: i32) -> Option<&'static str> {
+    Some(match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EXDEV => "EXDEV",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::ESPIPE => "ESPIPE",
+        libc::EPIPE => "EPIPE",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENOPKG => "ENOPKG",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EDQUOT => "EDQUOT",
+        libc::EKEYREVOKED => "EKEYREVOKED",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => return None,
+    })
+}
+
+/// A syscall's return for people: `-22` → `EINVAL`, an unnamed errno or a count as the number.
+pub fn ret_name(ret: i64) -> String {
+    i32::try_from(-ret)
+        .ok()
+        .filter(|_| ret < 0)
+        .and_then(errno_name)
+        .map_or_else(|| ret.to_string(), str::to_string)
+}
+
+/// A duration in prose (reports): `850 ns`, `15.0 µs`, `1.99 ms`, `2.500 s`.
+pub fn duration(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2} ms", ns as f64 / 1e6),
+        _ => format!("{:.3} s", ns as f64 / 1e9),
+    }
+}
+
+/// A duration in a table cell (the TUI, where width is short): `850ns`, `15µs`, `1.99ms`,
+/// `2.50s`.
+pub fn duration_compact(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns}ns"),
+        10_000..100_000 => format!("{:.1}µs", ns as f64 / 1e3).replace(".0µs", "µs"),
+        100_000..1_000_000 => format!("{}µs", ns / 1_000),
+        1_000..10_000 => {
+            format!("{:.2}", ns as f64 / 1e3)
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+                + "µs"
+        }
+        1_000_000..1_000_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
+        _ => format!("{:.2}s", ns as f64 / 1e9),
+    }
+}
+
 /// A NUL-padded kernel name (`comm`): the bytes before the first NUL.
 pub fn until_nul(b: &[u8]) -> &[u8] {
     let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());

@@ -75,61 +75,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-const KINDS: [EventKind; 9] = [
-    EventKind::PipeCreated,
-    EventKind::RingOp,
-    EventKind::NotifyPosted,
-    EventKind::SpliceRejected,
-    EventKind::PipeWait,
-    EventKind::LockContended,
-    EventKind::WatchQueueSized,
-    EventKind::WatchAdded,
-    EventKind::PipeReleased,
-];
-
-pub fn kind_label(k: EventKind) -> &'static str {
-    match k {
-        EventKind::PipeCreated => "pipe_created",
-        EventKind::RingOp => "ring_op",
-        EventKind::NotifyPosted => "notify_posted",
-        EventKind::SpliceRejected => "splice_rejected",
-        EventKind::PipeWait => "pipe_wait",
-        EventKind::LockContended => "lock_contended",
-        EventKind::WatchQueueSized => "watch_queue_sized",
-        EventKind::WatchAdded => "watch_added",
-        EventKind::PipeReleased => "pipe_released",
-    }
-}
-
-/// `-22` → `EINVAL` (the common ones; else the number).
-pub fn errno_name(ret: i64) -> String {
-    let n = match -ret {
-        1 => "EPERM",
-        4 => "EINTR",
-        9 => "EBADF",
-        11 => "EAGAIN",
-        12 => "ENOMEM",
-        14 => "EFAULT",
-        16 => "EBUSY",
-        18 => "EXDEV",
-        22 => "EINVAL",
-        29 => "ESPIPE",
-        32 => "EPIPE",
-        95 => "EOPNOTSUPP",
-        _ => return ret.to_string(),
-    };
-    n.to_string()
-}
-
-pub fn dur(ns: u64) -> String {
-    match ns {
-        0..1_000 => format!("{ns} ns"),
-        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.2} ms", ns as f64 / 1e6),
-        _ => format!("{:.3} s", ns as f64 / 1e9),
-    }
-}
-
 fn who(comm: &Comm, id: u32) -> String {
     if comm.is_empty() {
         format!("?[{id}]")
@@ -154,8 +99,8 @@ fn contention_text(c: &Contention) -> String {
     let mut s = format!(
         "{} (total {}, worst {}: {} waited",
         c.count,
-        dur(c.total_ns),
-        dur(c.worst_ns),
+        crate::text::duration(c.total_ns),
+        crate::text::duration(c.worst_ns),
         who(&c.worst_waiter, c.worst_waiter_tid)
     );
     if c.worst_holder_tid != 0 {
@@ -182,7 +127,7 @@ pub fn to_text(a: &Analysis) -> String {
         } else {
             String::new()
         },
-        dur(duration_ns(a))
+        crate::text::duration(duration_ns(a))
     );
     let _ = writeln!(
         o,
@@ -206,10 +151,10 @@ pub fn to_text(a: &Analysis) -> String {
     if !a.header.command.is_empty() {
         let _ = writeln!(o, "  command    {}", or_dash(&a.header.command.join(" ")));
     }
-    let kinds: Vec<String> = KINDS
+    let kinds: Vec<String> = EventKind::ALL
         .iter()
         .filter(|k| c.kind(**k) > 0)
-        .map(|k| format!("{} {}", kind_label(*k), c.kind(*k)))
+        .map(|k| format!("{} {}", k.name(), c.kind(*k)))
         .collect();
     let _ = writeln!(o, "  by kind    {}", kinds.join(", "));
     let _ = writeln!(
@@ -297,7 +242,11 @@ fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
                 t += &format!(" ({} B)", s.bytes);
             }
             if s.errors > 0 {
-                t += &format!(" [{} failed, last {}]", s.errors, errno_name(s.last_error));
+                t += &format!(
+                    " [{} failed, last {}]",
+                    s.errors,
+                    crate::text::ret_name(s.last_error)
+                );
             }
             t
         })
@@ -314,7 +263,7 @@ fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
                 r.op.name(),
                 who(&r.comm, r.tgid),
                 r.count,
-                errno_name(r.last_ret)
+                crate::text::ret_name(r.last_ret)
             )
         })
         .collect();
@@ -334,7 +283,11 @@ fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
         "  waits         {}{}",
         w.count,
         if w.count > 0 {
-            format!(", total {}, max {}", dur(w.total_ns), dur(w.max_ns))
+            format!(
+                ", total {}, max {}",
+                crate::text::duration(w.total_ns),
+                crate::text::duration(w.max_ns)
+            )
         } else {
             String::new()
         }
@@ -353,8 +306,8 @@ fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
             o,
             "  post holds    {} (rd_wait held avg {}, max {}); {} posts found the mutex held",
             h.count,
-            dur(h.total_ns / h.count),
-            dur(h.max_ns),
+            crate::text::duration(h.total_ns / h.count),
+            crate::text::duration(h.max_ns),
             p.locks.posts_under_mutex
         );
     }
@@ -392,9 +345,9 @@ pub fn to_json(a: &Analysis) -> Value {
     let m = &a.model;
     let c = m.counters();
     let meta = &a.header.meta;
-    let by_kind: serde_json::Map<String, Value> = KINDS
+    let by_kind: serde_json::Map<String, Value> = EventKind::ALL
         .iter()
-        .map(|k| (kind_label(*k).to_string(), json!(c.kind(*k))))
+        .map(|k| (k.name().to_string(), json!(c.kind(*k))))
         .collect();
     let pipes: Vec<Value> = m
         .all_pipes_sorted(PipeOrder::Ino)

@@ -106,19 +106,9 @@ fn write_event(w: &mut impl Write, e: &Event, json: bool, realtime: i64) -> std:
     }
 }
 
+/// The kind's name, `unknown` for a kind this build does not know.
 pub fn kind_name(k: Option<EventKind>) -> &'static str {
-    match k {
-        Some(EventKind::PipeCreated) => "pipe_created",
-        Some(EventKind::RingOp) => "ring_op",
-        Some(EventKind::NotifyPosted) => "notify_posted",
-        Some(EventKind::SpliceRejected) => "splice_rejected",
-        Some(EventKind::PipeWait) => "pipe_wait",
-        Some(EventKind::LockContended) => "lock_contended",
-        Some(EventKind::WatchQueueSized) => "watch_queue_sized",
-        Some(EventKind::WatchAdded) => "watch_added",
-        Some(EventKind::PipeReleased) => "pipe_released",
-        None => "unknown",
-    }
+    k.map_or("unknown", EventKind::name)
 }
 
 fn flag_names(f: u16) -> Vec<&'static str> {

@@ -50,30 +50,10 @@ pub fn errno() -> i32 {
 }
 
 pub fn errno_name(e: i32) -> &'static str {
-    match e {
-        0 => "OK",
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EINTR => "EINTR",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EXDEV => "EXDEV",
-        libc::ENODEV => "ENODEV",
-        libc::EINVAL => "EINVAL",
-        libc::ESPIPE => "ESPIPE",
-        libc::EPIPE => "EPIPE",
-        libc::ENOSYS => "ENOSYS",
-        libc::ENOPKG => "ENOPKG",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::EDQUOT => "EDQUOT",
-        libc::EKEYREVOKED => "EKEYREVOKED",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        _ => "E?",
+    if e == 0 {
+        return "OK";
     }
+    crate::text::errno_name(e).unwrap_or("E?")
 }
 
 pub fn gettid() -> u32 {

@@ -113,18 +113,6 @@ pub fn note_type_name(t: u32) -> &'static str {
     }
 }
 
-const KINDS: [(EventKind, &str); 9] = [
-    (EventKind::PipeCreated, "pipe_created"),
-    (EventKind::RingOp, "ring_op"),
-    (EventKind::NotifyPosted, "notify_posted"),
-    (EventKind::SpliceRejected, "splice_rejected"),
-    (EventKind::PipeWait, "pipe_wait"),
-    (EventKind::LockContended, "lock_contended"),
-    (EventKind::WatchQueueSized, "watch_queue_sized"),
-    (EventKind::WatchAdded, "watch_added"),
-    (EventKind::PipeReleased, "pipe_released"),
-];
-
 /// A pipe the gauge knows about.
 #[derive(Debug)]
 struct Tracked {
@@ -315,9 +303,9 @@ impl Metrics {
             "Events read from the probes, by kind",
             kinds.clone(),
         );
-        let events = KINDS
+        let events = EventKind::ALL
             .iter()
-            .map(|(_, n)| kinds.get_or_create_owned(&KindLabels { kind: n }))
+            .map(|k| kinds.get_or_create_owned(&KindLabels { kind: k.name() }))
             .collect();
         let events_unknown = kinds.get_or_create_owned(&KindLabels { kind: "unknown" });
         let events_lost = Counter::default();

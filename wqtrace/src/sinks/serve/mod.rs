@@ -144,7 +144,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         m.set_lost(src.lost());
         if release_on_close && last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
-            let idle_before = kernel::boottime_ns() as u64 - SWEEP_EVERY.as_nanos() as u64;
+            let idle_before = kernel::boottime_ns() - SWEEP_EVERY.as_nanos() as u64;
             let mut fds = HashMap::new();
             m.sweep(idle_before, |tgid, ino| proc_holds(&mut fds, tgid, ino));
         }

@@ -28,7 +28,7 @@ use crate::model::{Model, ModelConfig};
 use crate::probe::opts::ProbeOpts;
 use crate::source::replay::Replay;
 use crate::source::{EventSource, live::LiveSource};
-use crate::{command, stop};
+use crate::{command, kernel, stop};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -85,16 +85,6 @@ pub trait Feed {
     fn view(&mut self) -> Result<View<'_>>;
 }
 
-/// CLOCK_BOOTTIME in ns: the clock event timestamps use.
-pub fn boottime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Events applied between two looks at the keyboard (at most).
 pub const APPLY_CHUNK: usize = 2048;
 
@@ -124,7 +114,7 @@ impl<S: EventSource> LiveFeed<S> {
     }
 
     fn now(&self) -> u64 {
-        self.clock.unwrap_or_else(boottime_ns)
+        self.clock.unwrap_or_else(kernel::boottime_ns)
     }
 
     /// Applies up to [`APPLY_CHUNK`] events: left over from the last batch, else from the source
@@ -185,7 +175,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
                 model: &self.model,
                 meta,
                 mode: Mode::Live,
-                now_ns: self.clock.unwrap_or_else(boottime_ns),
+                now_ns: self.clock.unwrap_or_else(kernel::boottime_ns),
                 behind: 0,
             },
         })

@@ -6,7 +6,7 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
-use super::{BAD, DIM, TITLE, WARN, errno, when};
+use super::{BAD, DIM, TITLE, WARN, when};
 use crate::model::{Interleave, Rejection};
 use crate::sinks::tui::app::{App, Focus};
 use crate::sinks::tui::view::View;
@@ -22,7 +22,7 @@ pub fn rejection_line(v: &View, r: &Rejection) -> Line<'static> {
         Span::styled(r.op.name(), WARN),
         Span::raw(format!(" {} {} ", r.tgid, r.comm)),
         Span::raw(format!("fd {}→{} ", fd(r.fd_in), fd(r.fd_out))),
-        Span::styled(errno(r.ret), BAD),
+        Span::styled(crate::text::ret_name(r.ret), BAD),
         Span::styled(format!(" pipe:[{}]", r.ino), DIM),
     ])
 }

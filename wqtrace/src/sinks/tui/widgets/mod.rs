@@ -21,23 +21,7 @@ pub const TITLE: Style = Style::new().add_modifier(Modifier::BOLD);
 /// Marks notification pipes in the table and titles.
 pub const NOTIF_MARK: &str = "◆";
 
-/// A duration, short: `850ns`, `15µs`, `1.99ms`, `2.50s`.
-pub fn dur(ns: u64) -> String {
-    match ns {
-        0..1_000 => format!("{ns}ns"),
-        10_000..100_000 => format!("{:.1}µs", ns as f64 / 1e3).replace(".0µs", "µs"),
-        100_000..1_000_000 => format!("{}µs", ns / 1_000),
-        1_000..10_000 => {
-            format!("{:.2}", ns as f64 / 1e3)
-                .trim_end_matches('0')
-                .trim_end_matches('.')
-                .to_string()
-                + "µs"
-        }
-        1_000_000..1_000_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
-        _ => format!("{:.2}s", ns as f64 / 1e9),
-    }
-}
+pub use crate::text::duration_compact as dur;
 
 /// A count, short: `999`, `1.2k`, `35k`, `1.2M`.
 pub fn count(n: f64) -> String {
@@ -50,24 +34,6 @@ pub fn count(n: f64) -> String {
     } else {
         format!("{:.1}M", n / 1e6)
     }
-}
-
-/// `-22` → `EINVAL`; unknown errnos as the number.
-pub fn errno(ret: i64) -> String {
-    let name = match -ret {
-        1 => "EPERM",
-        4 => "EINTR",
-        9 => "EBADF",
-        11 => "EAGAIN",
-        12 => "ENOMEM",
-        14 => "EFAULT",
-        18 => "EXDEV",
-        22 => "EINVAL",
-        29 => "ESPIPE",
-        32 => "EPIPE",
-        _ => return ret.to_string(),
-    };
-    name.to_string()
 }
 
 /// An event timestamp for humans: wall-clock `HH:MM:SS.mmm` when the session knows the
@@ -122,8 +88,9 @@ mod tests {
         assert_eq!(count(12.0), "12");
         assert_eq!(count(1234.0), "1.2k");
         assert_eq!(count(2_500_000.0), "2.5M");
-        assert_eq!(errno(-22), "EINVAL");
-        assert_eq!(errno(-99), "-99");
+        assert_eq!(crate::text::ret_name(-22), "EINVAL");
+        assert_eq!(crate::text::ret_name(-99), "-99");
+        assert_eq!(crate::text::ret_name(4096), "4096");
         assert_eq!(fit("abcdef", 4), "abc…");
         assert_eq!(fit("abc", 4), "abc");
     }
