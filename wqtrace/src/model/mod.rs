@@ -408,8 +408,8 @@ impl Model {
                         };
                         p.ring
                             .apply_move(e.head_before, e.head, e.tail_before, e.tail, k);
-                        if e.slot != u32::MAX {
-                            p.ring.post(e.slot, e.ntype, e.subtype);
+                        if let Some(slot) = e.slot() {
+                            p.ring.post(slot, e.ntype, e.subtype);
                         }
                     }
                 } else if ring_valid {

@@ -459,7 +459,7 @@ impl ChunkEncoder {
         set(F_NR_NOTES, e.nr_notes != p.nr_notes);
         set(F_NOTES_IN_USE, e.notes_in_use != p.notes_in_use);
         set(F_SLOT, e.slot != State::default_slot(e));
-        set(F_NOTE, e.note != u32::MAX);
+        set(F_NOTE, e.note().is_some());
         let post = e.kind == EventKind::NotifyPosted as u8;
         let (dt, ds, di) = if post {
             (p.ntype, p.subtype, p.info)

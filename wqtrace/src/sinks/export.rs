@@ -313,8 +313,8 @@ impl Tracks {
                         ("watch_id", Arg::U(e.watch_id().into())),
                         ("by", who()),
                     ];
-                    if e.slot != u32::MAX {
-                        args.push(("slot", Arg::U(e.slot.into())));
+                    if let Some(slot) = e.slot() {
+                        args.push(("slot", Arg::U(slot.into())));
                     }
                     if e.flags & flags::MUTEX_HELD != 0 {
                         args.push((

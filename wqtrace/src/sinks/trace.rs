@@ -174,8 +174,8 @@ pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
         "fd_out": e.fd_out,
         "nr_notes": e.nr_notes,
         "notes_in_use": e.notes_in_use,
-        "slot": (e.slot != u32::MAX).then_some(e.slot),
-        "note": (e.note != u32::MAX).then_some(e.note),
+        "slot": e.slot(),
+        "note": e.note(),
         "type": e.ntype,
         "subtype": e.subtype,
         "watch_id": e.watch_id(),
@@ -203,7 +203,6 @@ fn write_name_bytes(w: &mut impl Write, key: &str, name: &[u8; 16]) -> std::io::
 /// The same object as [`to_json`], written straight out: `trace --json` must keep up with
 /// hundreds of thousands of events a second, and building a `Value` per event does not.
 pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std::io::Result<()> {
-    let opt = |v: u32| if v == u32::MAX { None } else { Some(v) };
     let flags = flag_names(e.flags);
     write!(
         w,
@@ -245,8 +244,8 @@ pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std
         e.fd_out,
         e.nr_notes,
         e.notes_in_use,
-        n(opt(e.slot)),
-        n(opt(e.note)),
+        n(e.slot()),
+        n(e.note()),
         e.ntype,
         e.subtype,
         e.watch_id(),
