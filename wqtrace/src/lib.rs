@@ -4,8 +4,8 @@
 //! `wqtrace-ebpf` hooks → [`wqtrace_common::Event`] → [`probe`] (plan + loader) →
 //! [`source`] (live ring buffer or recording) → [`model`] (pure state) → [`sinks`].
 
+pub mod child;
 pub mod cli;
-pub mod command;
 pub mod doctor;
 pub mod kernel;
 pub mod model;

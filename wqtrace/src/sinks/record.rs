@@ -16,7 +16,7 @@ use wqtrace_common::{ABI_VERSION, Event};
 use crate::probe::opts::ProbeOpts;
 use crate::recording::{Header, Writer};
 use crate::source::{EventSource, SessionMeta, live::LiveSource, synthetic::Synthetic};
-use crate::{command, kernel, stop};
+use crate::{child, kernel, stop};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -283,7 +283,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         filters: filters(&args.probe),
     };
     let mut w = Writer::new(file, &header).map_err(|e| write_error(path, 0, e))?;
-    let mut child = command::start(&args.command, false)?;
+    let mut traced = child::start(&args.command, false)?;
     eprintln!(
         "wqtrace: recording to {}; Ctrl-C to stop",
         crate::text::path(path)
@@ -297,13 +297,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         src.as_mut(),
         &mut w,
         path,
-        child.as_mut(),
+        traced.as_mut(),
         deadline,
         &mut progress,
     );
-    if let Some(c) = child.as_mut() {
+    if let Some(c) = traced.as_mut() {
         // We stop before the command did (signal, -d or an error): take it down with us.
-        command::stop(c, Duration::from_secs(5));
+        child::stop(c, Duration::from_secs(5));
     }
     let reason = res?;
     let written = w.bytes();

@@ -28,7 +28,7 @@ use crate::model::{Model, ModelConfig};
 use crate::probe::opts::ProbeOpts;
 use crate::source::replay::Replay;
 use crate::source::{EventSource, live::LiveSource};
-use crate::{command, kernel, stop};
+use crate::{child, kernel, stop};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,12 +52,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     stop::install();
     // Load and attach before touching the terminal: errors (privileges, BTF) print normally.
     let src = LiveSource::open(&args.probe)?;
-    let mut child = command::start(&args.command, true)?;
+    let mut traced = child::start(&args.command, true)?;
     let mut feed = LiveFeed::new(src, ModelConfig::default());
     let interval = Duration::from_millis(args.interval.max(20));
     let res = run_loop(&mut feed, App::new(false), interval);
-    if let Some(c) = child.as_mut() {
-        command::stop(c, Duration::from_secs(2));
+    if let Some(c) = traced.as_mut() {
+        child::stop(c, Duration::from_secs(2));
     }
     res?;
     let c = feed.model.counters();
