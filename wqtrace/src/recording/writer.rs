@@ -1,0 +1,148 @@
+//! Writing a recording: the header, then events chunk by chunk, then the trailer.
+
+use std::io::{self, Write};
+use std::time::Instant;
+
+use wqtrace_common::Event;
+
+use super::{
+    CHUNK_EVENTS, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL, FORMAT_VERSION, Header, MAGIC,
+    Trailer, codec, frame,
+};
+
+/// Writes a recording chunk by chunk.
+pub struct Writer<W: Write> {
+    out: W,
+    enc: codec::ChunkEncoder,
+    events: u64,
+    chunks: u64,
+    bytes: u64,
+    lost: u64,
+    lost_written: u64,
+    first_ts: Option<u64>,
+    last_ts: u64,
+    oldest_pending: Option<Instant>,
+    flush_bytes: usize,
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the file header.
+    pub fn new(mut out: W, header: &Header) -> io::Result<Self> {
+        let json = serde_json::to_vec(header).map_err(io::Error::other)?;
+        let mut b = Vec::with_capacity(20 + json.len());
+        b.extend_from_slice(&MAGIC);
+        b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        b.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
+        b.extend_from_slice(&json);
+        out.write_all(&b)?;
+        out.flush()?;
+        Ok(Self {
+            out,
+            enc: codec::ChunkEncoder::new(),
+            events: 0,
+            chunks: 0,
+            bytes: b.len() as u64,
+            lost: 0,
+            lost_written: 0,
+            first_ts: None,
+            last_ts: 0,
+            oldest_pending: None,
+            flush_bytes: FLUSH_BYTES,
+        })
+    }
+
+    /// Cuts chunks at `n` encoded bytes instead of [`FLUSH_BYTES`] (tests, tiny chunks).
+    pub fn set_flush_bytes(&mut self, n: usize) {
+        self.flush_bytes = n.max(1);
+    }
+
+    /// Adds one event; writes a chunk when [`FLUSH_BYTES`] are pending.
+    pub fn push(&mut self, e: &Event) -> io::Result<()> {
+        self.enc.push(e);
+        self.events += 1;
+        self.first_ts.get_or_insert(e.ts_ns);
+        self.last_ts = e.ts_ns;
+        self.oldest_pending.get_or_insert_with(Instant::now);
+        if self.enc.len() >= self.flush_bytes {
+            self.flush_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// The source's cumulative lost-event count; carried by the next chunk.
+    pub fn set_lost(&mut self, lost: u64) {
+        self.lost = lost;
+    }
+
+    /// Writes the pending chunk if its oldest event is older than [`FLUSH_INTERVAL`] (or the
+    /// lost count changed).
+    pub fn maybe_flush(&mut self) -> io::Result<()> {
+        let due = self
+            .oldest_pending
+            .is_some_and(|t| t.elapsed() >= FLUSH_INTERVAL);
+        if due || (self.enc.is_empty() && self.lost != self.lost_written) {
+            self.flush_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending events (if any) as one chunk.
+    pub fn flush_chunk(&mut self) -> io::Result<()> {
+        if self.enc.is_empty() && self.lost == self.lost_written {
+            return Ok(());
+        }
+        let first_index = self.events - self.enc.count();
+        let (n, base_ts, body) = self.enc.take();
+        let mut payload = Vec::with_capacity(body.len() + 24);
+        codec::put_varint(&mut payload, n);
+        codec::put_varint(&mut payload, first_index);
+        codec::put_varint(&mut payload, base_ts);
+        codec::put_varint(&mut payload, self.lost);
+        payload.extend_from_slice(&body);
+        let f = frame(CHUNK_EVENTS, &payload);
+        self.oldest_pending = None;
+        self.lost_written = self.lost;
+        self.out.write_all(&f)?;
+        self.out.flush()?;
+        self.bytes += f.len() as u64;
+        self.chunks += 1;
+        Ok(())
+    }
+
+    /// Events pushed so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Bytes written to the file so far (pending events not included).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The output, holding every chunk flushed so far (for an fsync).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Flushes, writes the trailer and returns the inner writer.
+    pub fn finish(mut self, stop_reason: &str) -> io::Result<(W, Trailer)> {
+        self.flush_chunk()?;
+        let t = Trailer {
+            events: self.events,
+            lost: self.lost,
+            chunks: self.chunks,
+            first_ts_ns: self.first_ts.unwrap_or(0),
+            last_ts_ns: self.last_ts,
+            stop_reason: stop_reason.to_string(),
+        };
+        let f = frame(
+            CHUNK_TRAILER,
+            &serde_json::to_vec(&t).map_err(io::Error::other)?,
+        );
+        self.out.write_all(&f)?;
+        self.out.flush()?;
+        self.bytes += f.len() as u64;
+        Ok((self.out, t))
+    }
+}
