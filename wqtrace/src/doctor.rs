@@ -12,7 +12,7 @@ use crate::{
     probe::opts::ProbeOpts,
     probe::{
         loader::{self, Probes},
-        plan::{AttachPref, Hook, Method},
+        plan::{AttachPref, Hook, Method, Plan},
     },
 };
 
@@ -25,7 +25,41 @@ pub struct Args {
     pub probe: ProbeOpts,
 }
 
+/// What doctor found, printed as text or JSON.
+struct Findings {
+    release: String,
+    btf_ok: bool,
+    btf_line: String,
+    watch_queue_btf: bool,
+    priv_line: String,
+    after_attach: String,
+    tracefs: bool,
+    notif: std::result::Result<(), String>,
+    /// The plan a live session gets here (None: loading failed, see `why_not`).
+    plan: Option<Plan>,
+    /// When fentry won: the plan with --attach kprobe, to say whether the fallback works.
+    kprobe_plan: Option<Plan>,
+    why_not: Option<String>,
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
+    let f = examine(&args)?;
+    if args.json {
+        print_json(&f)?;
+    } else {
+        print_text(&f);
+    }
+    match &f.why_not {
+        None => Ok(ExitCode::SUCCESS),
+        Some(why) => {
+            eprintln!("wqtrace: cannot trace: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Everything doctor found out, before it is printed.
+fn examine(args: &Args) -> Result<Findings> {
     let release = kernel::release();
     let btf = kernel::open_btf(args.probe.btf.as_deref());
     let btf_line = match &btf {
@@ -83,87 +117,120 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         _ => None,
     };
+    Ok(Findings {
+        release,
+        btf_ok: btf.is_ok(),
+        btf_line,
+        watch_queue_btf,
+        priv_line,
+        after_attach,
+        tracefs,
+        notif,
+        plan,
+        kprobe_plan,
+        why_not,
+    })
+}
+
+fn print_json(f: &Findings) -> Result<()> {
+    let Findings {
+        release,
+        btf_ok,
+        priv_line,
+        after_attach,
+        tracefs,
+        notif,
+        watch_queue_btf,
+        plan,
+        kprobe_plan,
+        why_not,
+        ..
+    } = f;
+    let v = json!({
+        "kernel_release": release,
+        "btf": btf_ok,
+        "privileges": priv_line,
+        "privileges_after_attach": after_attach,
+        "tracefs": tracefs,
+        "notification_pipes": notif.is_ok(),
+        "notification_pipes_error": notif.as_ref().err(),
+        "watch_queue_in_btf": watch_queue_btf,
+        "plan": plan.as_ref().map(|p| &p.hooks),
+        "kprobe_fallback": kprobe_plan.as_ref().map(|p| &p.hooks),
+        "can_run": plan.is_some(),
+        "error": why_not,
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn print_text(f: &Findings) {
+    let Findings {
+        release,
+        btf_line,
+        priv_line,
+        after_attach,
+        tracefs,
+        notif,
+        plan,
+        kprobe_plan,
+        ..
+    } = f;
     let kprobe_ok = |hook: Hook| {
         kprobe_plan
             .as_ref()
             .map(|p| p.method(hook) == Method::Kprobe)
     };
-
-    if args.json {
-        let v = json!({
-            "kernel_release": release,
-            "btf": btf.is_ok(),
-            "privileges": priv_line,
-            "privileges_after_attach": after_attach,
-            "tracefs": tracefs,
-            "notification_pipes": notif.is_ok(),
-            "notification_pipes_error": notif.as_ref().err(),
-            "watch_queue_in_btf": watch_queue_btf,
-            "plan": plan.as_ref().map(|p| &p.hooks),
-            "kprobe_fallback": kprobe_plan.as_ref().map(|p| &p.hooks),
-            "can_run": plan.is_some(),
-            "error": why_not,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("kernel             {release}");
-        println!("btf                {btf_line}");
-        println!("privileges         {priv_line}");
-        println!("after attaching    {after_attach}");
-        println!(
-            "tracefs            {}",
-            if tracefs { "mounted" } else { "not mounted" }
-        );
-        match &notif {
-            Ok(()) => println!("notification pipes yes (pipe2(O_NOTIFICATION_PIPE) works)"),
-            Err(e) => println!("notification pipes NO: {e}"),
-        }
-        println!();
-        match &plan {
-            Some(p) => {
+    println!("kernel             {release}");
+    println!("btf                {btf_line}");
+    println!("privileges         {priv_line}");
+    println!("after attaching    {after_attach}");
+    println!(
+        "tracefs            {}",
+        if *tracefs { "mounted" } else { "not mounted" }
+    );
+    match &notif {
+        Ok(()) => println!("notification pipes yes (pipe2(O_NOTIFICATION_PIPE) works)"),
+        Err(e) => println!("notification pipes NO: {e}"),
+    }
+    println!();
+    match &plan {
+        Some(p) => {
+            println!(
+                "{:<18} {:<11} {:<40} {:<7} note",
+                "hook", "method", "target", "kprobe"
+            );
+            for h in &p.hooks {
+                let target = if h.target.is_empty() { "-" } else { &h.target };
+                let kp = match (h.method, kprobe_ok(h.hook)) {
+                    (Method::Kprobe, _) => "used",
+                    (_, Some(true)) => "works",
+                    (Method::Fentry, Some(false)) => "no",
+                    _ => "-",
+                };
                 println!(
-                    "{:<18} {:<11} {:<40} {:<7} note",
-                    "hook", "method", "target", "kprobe"
-                );
-                for h in &p.hooks {
-                    let target = if h.target.is_empty() { "-" } else { &h.target };
-                    let kp = match (h.method, kprobe_ok(h.hook)) {
-                        (Method::Kprobe, _) => "used",
-                        (_, Some(true)) => "works",
-                        (Method::Fentry, Some(false)) => "no",
-                        _ => "-",
-                    };
-                    println!(
-                        "{:<18} {:<11} {:<40} {:<7} {}",
-                        h.hook.name(),
-                        h.method.name(),
-                        target,
-                        kp,
-                        h.note
-                    );
-                }
-                let kfunc = p
-                    .hooks
-                    .iter()
-                    .any(|h| matches!(h.method, Method::Fentry | Method::Kprobe));
-                println!();
-                println!(
-                    "mode               {}",
-                    if kfunc {
-                        "kernel-function hooks + tracepoints"
-                    } else {
-                        "tracepoint fallback (tp_btf): ring ops, rejections by errno, off-CPU waits, contention"
-                    }
+                    "{:<18} {:<11} {:<40} {:<7} {}",
+                    h.hook.name(),
+                    h.method.name(),
+                    target,
+                    kp,
+                    h.note
                 );
             }
-            None => println!("hooks              not probed"),
+            let kfunc = p
+                .hooks
+                .iter()
+                .any(|h| matches!(h.method, Method::Fentry | Method::Kprobe));
+            println!();
+            println!(
+                "mode               {}",
+                if kfunc {
+                    "kernel-function hooks + tracepoints"
+                } else {
+                    "tracepoint fallback (tp_btf): ring ops, rejections by errno, off-CPU waits, contention"
+                }
+            );
         }
-    }
-    match why_not {
-        None => Ok(ExitCode::SUCCESS),
-        Some(why) => {
-            eprintln!("wqtrace: cannot trace: {why}");
-            Ok(ExitCode::FAILURE)
-        }
+        None => println!("hooks              not probed"),
     }
 }
