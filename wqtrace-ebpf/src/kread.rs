@@ -3,10 +3,10 @@
 use aya_ebpf::helpers::{
     bpf_probe_read_kernel, bpf_probe_read_kernel_buf, generated::bpf_get_current_task_btf,
 };
-use wqtrace_common::NO_OFFSET;
+use wqtrace_common::{Event, NO_OFFSET};
 
 use crate::{
-    globals::{filter, off},
+    globals::off,
     maps::{KNOWN_PIPES, KnownPipe, RT_PIPE_FOPS, RUNTIME},
 };
 
@@ -151,22 +151,13 @@ pub fn file_pipe(file: u64) -> Option<PipeRef> {
 #[inline(always)]
 pub fn fd_pipe(fd: i64) -> Option<PipeRef> {
     let (p, known) = file_pipe_cached(fd_file(fd)?, true)?;
-    if !pipe_wanted(p.ino, p.notif) {
+    if !crate::filters::pipe_wanted(p.ino, p.notif) {
         return None;
     }
     if !known {
         remember(&p);
     }
     Some(p)
-}
-
-#[inline(always)]
-pub fn pipe_wanted(ino: u64, notif: bool) -> bool {
-    let want_ino = filter!(ino);
-    if want_ino != 0 && want_ino as u64 != ino {
-        return false;
-    }
-    !(filter!(notification_only) != 0 && !notif)
 }
 
 #[inline(always)]
@@ -341,5 +332,26 @@ pub fn buf_note(pipe: u64, slot: u32, ring_size: u32) -> u32 {
     match rd::<u64>(page, off!(page_index)) {
         Some(index) => index as u32 + offset / WATCH_QUEUE_NOTE_SIZE,
         None => u32::MAX,
+    }
+}
+
+/// The ring state after an event: head, tail, size, max_usage.
+#[inline(always)]
+pub fn fill_ring(e: &mut Event, pipe: u64) {
+    let r = ring(pipe);
+    e.head = r.head;
+    e.tail = r.tail;
+    e.ring_size = r.ring_size;
+    e.max_usage = r.max_usage;
+}
+
+/// A notification pipe's notes: how many, how many in use.
+#[inline(always)]
+pub fn fill_notes(e: &mut Event, pipe: u64) {
+    let wq: u64 = rd(pipe, off!(pipe_watch_queue)).unwrap_or(0);
+    if wq != 0 {
+        let (nr, used) = notes_state(wq);
+        e.nr_notes = nr;
+        e.notes_in_use = used;
     }
 }

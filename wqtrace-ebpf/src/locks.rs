@@ -42,7 +42,7 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
             return 0;
         }
     }
-    if !crate::syscalls::task_wanted((pid_tgid >> 32) as u32) {
+    if !crate::filters::task_wanted((pid_tgid >> 32) as u32) {
         return 0;
     }
     let mo = off!(pipe_mutex);
@@ -116,7 +116,7 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
         if w.notif != 0 {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
-        crate::syscalls::fill_ring(e, w.pipe);
+        crate::kread::fill_ring(e, w.pipe);
     });
     0
 }

@@ -1,6 +1,9 @@
 //! wqtrace's BPF programs. Every hook reads kernel structures through offsets that userspace
 //! resolved from the running kernel's BTF (`OFFSETS`), because aya has no CO-RE on the Rust side.
 //!
+//! Shared: [`filters`] (which tasks and pipes are traced), [`kread`] (kernel structs through the
+//! BTF offsets), [`emit`] (events into the ring buffer).
+//!
 //! Hooks, by subsystem:
 //! - [`syscalls`]: tp_btf sys_enter/sys_exit: pipe creation, ring operations, rejected splices
 //!   (the tracepoint path, which works on every kernel with BTF);
@@ -14,6 +17,7 @@
 #![no_main]
 
 mod emit;
+mod filters;
 mod globals;
 mod kread;
 mod locks;

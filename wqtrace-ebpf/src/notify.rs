@@ -26,10 +26,10 @@ use wqtrace_common::{EventKind, NO_OFFSET, Op, flags};
 
 use crate::{
     emit::{emit, exec_ctx, now},
+    filters::{pipe_wanted, task_wanted},
     globals::off,
-    kread::{self, known_pipe, pipe_wanted, rd},
+    kread::{self, known_pipe, rd},
     maps::{HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP, RT_HOOKS, RUNTIME},
-    syscalls::task_wanted,
 };
 
 const MAX_WATCHES: usize = 4;
@@ -624,15 +624,4 @@ pub fn landed_kprobe(ctx: ProbeContext) -> u32 {
     crate::globals::empty_floor!();
     landed(ctx.arg(0).unwrap_or(0));
     0
-}
-
-/// Whether a known pipe is traced (used by the other kernel-function hooks).
-#[inline(always)]
-pub fn traced_pipe(pipe: u64) -> Option<kread::PipeRef> {
-    let p = known_pipe(pipe)?;
-    if pipe_wanted(p.ino, p.notif) {
-        Some(p)
-    } else {
-        None
-    }
 }

@@ -9,9 +9,9 @@ use wqtrace_common::{EventKind, flags};
 
 use crate::{
     emit::emit,
+    filters::{task_wanted, traced_pipe},
+    kread::fill_ring,
     maps::KNOWN_PIPES,
-    notify::traced_pipe,
-    syscalls::{fill_ring, task_wanted},
 };
 
 #[inline(always)]

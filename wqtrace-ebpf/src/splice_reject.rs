@@ -11,9 +11,10 @@ use wqtrace_common::{EventKind, flags};
 
 use crate::{
     emit::{emit, now},
+    filters::task_wanted,
     kread,
+    kread::fill_ring,
     maps::{FN_ENTRY, FnEntry, INFLIGHT},
-    syscalls::{fill_ring, task_wanted},
 };
 
 const HOOK_GPI: u64 = 1;
@@ -26,7 +27,7 @@ fn gpi_return(file: u64, for_splice: u64, ret: u64) {
     let Some(p) = kread::file_pipe(file) else {
         return;
     };
-    if !p.notif || !kread::pipe_wanted(p.ino, true) {
+    if !p.notif || !crate::filters::pipe_wanted(p.ino, true) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();

@@ -14,8 +14,9 @@ use wqtrace_common::{CALIBRATE_FCNTL_CMD, Event, EventKind, Op, flags};
 
 use crate::{
     emit::{emit, now},
+    filters::{pipe_wanted, task_wanted},
     globals::filter,
-    kread::{self, PipeRef, fd_pipe},
+    kread::{self, PipeRef, fd_pipe, fill_notes, fill_ring},
     maps::{
         HOOK_GET_PIPE_INFO, INFLIGHT, Inflight, LOCK_WAITS, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS,
         RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS,
@@ -71,32 +72,6 @@ fn sys_arg(regs: u64, n: u32) -> u64 {
 #[inline(always)]
 fn sys_nr(regs: u64) -> u64 {
     unsafe { core::ptr::read_volatile((regs + 120) as *const u64) }
-}
-
-/// Whether the current task passes the task filters (and is not wqtrace itself).
-#[inline(always)]
-pub fn task_wanted(tgid: u32) -> bool {
-    if tgid == filter!(self_tgid) {
-        return false;
-    }
-    let want = filter!(tgid);
-    if want != 0 && want != tgid {
-        return false;
-    }
-    let pat: [u8; 16] = unsafe { core::ptr::read_volatile(&raw const crate::globals::FILTER.comm) };
-    if pat[0] == 0 {
-        return true;
-    }
-    let comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or([0; 16]);
-    for i in 0..16 {
-        if pat[i] == 0 {
-            return true;
-        }
-        if pat[i] != comm[i] {
-            return false;
-        }
-    }
-    true
 }
 
 fn op_of(nr: u64) -> Op {
@@ -289,15 +264,6 @@ fn calibrate(regs: u64) {
     }
 }
 
-#[inline(always)]
-pub fn fill_ring(e: &mut Event, pipe: u64) {
-    let r = kread::ring(pipe);
-    e.head = r.head;
-    e.tail = r.tail;
-    e.ring_size = r.ring_size;
-    e.max_usage = r.max_usage;
-}
-
 /// The syscall, its fds and result, on one of its pipes.
 #[inline(always)]
 fn op_fields(e: &mut Event, f: &Inflight, s: &Side, ret: i64) {
@@ -483,16 +449,6 @@ pub fn sys_exit_read_scan(_ctx: BtfTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-pub fn fill_notes(e: &mut Event, pipe: u64) {
-    let wq: u64 = kread::rd(pipe, crate::globals::off!(pipe_watch_queue)).unwrap_or(0);
-    if wq != 0 {
-        let (nr, used) = kread::notes_state(wq);
-        e.nr_notes = nr;
-        e.notes_in_use = used;
-    }
-}
-
-#[inline(always)]
 fn splice_exit(f: &Inflight, ret: i64) {
     let kfunc = RUNTIME
         .get(RT_HOOKS)
@@ -548,7 +504,7 @@ fn pipe2_exit(f: &Inflight, ret: i64) {
     // Remembered whether or not it is wanted: its address may still name a freed pipe in
     // KNOWN_PIPES (see `kread::file_pipe_cached`).
     kread::remember(&PipeRef { notif, ..p });
-    if !kread::pipe_wanted(p.ino, notif) {
+    if !pipe_wanted(p.ino, notif) {
         return;
     }
     if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32) {

@@ -9,9 +9,9 @@ use wqtrace_common::{EventKind, Op, flags};
 
 use crate::{
     emit::{emit, now},
+    filters::{task_wanted, traced_pipe},
+    kread::fill_ring,
     maps::{FN_ENTRY, FnEntry},
-    notify::traced_pipe,
-    syscalls::{fill_ring, task_wanted},
 };
 
 const HOOK_WAIT_RD: u64 = 2;
