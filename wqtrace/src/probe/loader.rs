@@ -8,7 +8,7 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, ProgramArray},
     programs::{BtfTracePoint, Program},
 };
-use wqtrace_common::{Filter, Offsets, stat};
+use wqtrace_common::{Offsets, stat};
 
 use super::plan::{self, AttachPref, Hook, HookPlan, Method, Plan};
 use crate::{kernel, probe::opts::ProbeOpts};
@@ -29,22 +29,6 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub plan: Plan,
     pub offsets: Offsets,
-}
-
-fn filter_from(opts: &ProbeOpts) -> Result<Filter> {
-    let mut f = Filter::none();
-    f.self_tgid = std::process::id();
-    f.tgid = opts.pid.unwrap_or(0);
-    f.ino = opts.pipe.unwrap_or(0);
-    f.notification_only = opts.notification_only as u32;
-    f.empty = opts.empty_programs as u32;
-    if let Some(c) = &opts.comm {
-        if c.len() > 15 {
-            bail!("--comm {c:?}: a task comm is at most 15 bytes");
-        }
-        f.comm[..c.len()].copy_from_slice(c.as_bytes());
-    }
-    Ok(f)
 }
 
 /// Mount tracefs if it is not (kprobe attachment falls back to it on older kernels).
@@ -91,7 +75,7 @@ impl Probes {
         let btf = Btf::parse_file(&btf_path, aya::Endianness::default())
             .with_context(|| format!("cannot parse BTF {}", crate::text::path(&btf_path)))?;
         ensure_tracefs();
-        let filter = filter_from(opts)?;
+        let filter = opts.kernel_filter()?;
         let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))

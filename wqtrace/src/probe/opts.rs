@@ -2,6 +2,9 @@
 //! the BTF to read offsets from, and who the session runs as once attached. Every live command
 //! (and doctor) flattens these into its arguments.
 
+use anyhow::{Result, bail};
+use wqtrace_common::Filter;
+
 use crate::probe;
 
 /// Options every live (probe-loading) command shares.
@@ -30,4 +33,71 @@ pub struct ProbeOpts {
     pub empty_programs: bool,
     #[command(flatten)]
     pub privileges: crate::privileges::DropOpts,
+}
+
+impl ProbeOpts {
+    /// The filters as the programs read them (the `FILTER` global).
+    pub fn kernel_filter(&self) -> Result<Filter> {
+        let mut f = Filter::none();
+        f.self_tgid = std::process::id();
+        f.tgid = self.pid.unwrap_or(0);
+        f.ino = self.pipe.unwrap_or(0);
+        f.notification_only = self.notification_only as u32;
+        f.empty = self.empty_programs as u32;
+        if let Some(c) = &self.comm {
+            if c.len() > 15 {
+                bail!("--comm {c:?}: a task comm is at most 15 bytes");
+            }
+            f.comm[..c.len()].copy_from_slice(c.as_bytes());
+        }
+        Ok(f)
+    }
+
+    /// The same filters for people (a recording's header, its report).
+    pub fn describe(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(pid) = self.pid {
+            v.push(format!("pid={pid}"));
+        }
+        if let Some(c) = &self.comm {
+            v.push(format!("comm={c}"));
+        }
+        if let Some(i) = self.pipe {
+            v.push(format!("pipe={i}"));
+        }
+        if self.notification_only {
+            v.push("notification-only".into());
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every filter the kernel applies is also in the description, and no other.
+    #[test]
+    fn kernel_filter_and_description_agree() {
+        let o = ProbeOpts {
+            pid: Some(42),
+            comm: Some("wq-reader".into()),
+            pipe: Some(7),
+            notification_only: true,
+            ..Default::default()
+        };
+        let f = o.kernel_filter().unwrap();
+        assert_eq!((f.tgid, f.ino, f.notification_only), (42, 7, 1));
+        assert_eq!(&f.comm[..9], b"wq-reader");
+        assert_eq!(
+            o.describe(),
+            ["pid=42", "comm=wq-reader", "pipe=7", "notification-only"]
+        );
+        assert!(ProbeOpts::default().describe().is_empty());
+        let long = ProbeOpts {
+            comm: Some("a-very-long-command".into()),
+            ..Default::default()
+        };
+        assert!(long.kernel_filter().is_err());
+    }
 }

@@ -229,23 +229,6 @@ fn exit_code(s: ExitStatus) -> Option<i32> {
     s.code().or_else(|| s.signal().map(|sig| 128 + sig))
 }
 
-fn filters(p: &ProbeOpts) -> Vec<String> {
-    let mut v = Vec::new();
-    if let Some(pid) = p.pid {
-        v.push(format!("pid={pid}"));
-    }
-    if let Some(c) = &p.comm {
-        v.push(format!("comm={c}"));
-    }
-    if let Some(i) = p.pipe {
-        v.push(format!("pipe={i}"));
-    }
-    if p.notification_only {
-        v.push("notification-only".into());
-    }
-    v
-}
-
 /// Fills what a source did not say about the session.
 fn complete_meta(mut m: SessionMeta) -> SessionMeta {
     if m.kernel_release.is_empty() {
@@ -280,7 +263,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64),
         command: args.command.clone(),
-        filters: filters(&args.probe),
+        filters: args.probe.describe(),
     };
     let mut w = Writer::new(file, &header).map_err(|e| write_error(path, 0, e))?;
     let mut traced = child::start(&args.command, false)?;
