@@ -95,7 +95,13 @@ pub fn export(path: &Path, format: Format, out: &mut dyn Write) -> Result<u64> {
             let mut n = 0;
             for_each(&mut src, |e| {
                 n += 1;
-                serde_json::to_writer(&mut *out, &crate::sinks::trace::to_json(e, rt))?;
+                serde_json::to_writer(
+                    &mut *out,
+                    &crate::sinks::trace::EventJson {
+                        event: e,
+                        realtime_offset_ns: rt,
+                    },
+                )?;
                 out.write_all(b"\n")?;
                 Ok(())
             })?;

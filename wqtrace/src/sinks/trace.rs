@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Result;
-use serde_json::{Value, json};
+use serde_json::Value;
 use wqtrace_common::{Event, EventKind, ExecCtx, Op, PostOutcome, flags};
 
 use crate::{
@@ -144,119 +144,87 @@ fn ctx_name(c: u8) -> &'static str {
     }
 }
 
-/// The event as a JSON object: every field a consumer may need, named as in the ABI.
-pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
-    let mut v = json!({
-        "ts_ns": e.ts_ns,
-        "wall_ns": e.ts_ns as i64 + realtime_offset_ns,
-        "kind": kind_name(e.kind()),
-        "op": e.op().name(),
-        "pipe": format!("{:#x}", e.pipe),
-        "ino": e.ino,
-        "tid": e.tid,
-        "tgid": e.tgid,
-        "comm": text::json_comm(&e.comm).0,
-        "cpu": e.cpu,
-        "ctx": ctx_name(e.ctx),
-        "flags": flag_names(e.flags),
-        "outcome": e.post_outcome().map(|o| o.name()),
-        "loss_records": e.loss_records(),
-        "ret": e.ret,
-        "duration_ns": e.duration_ns,
-        "head_before": e.head_before,
-        "tail_before": e.tail_before,
-        "head": e.head,
-        "tail": e.tail,
-        "occupancy": e.occupancy(),
-        "ring_size": e.ring_size,
-        "max_usage": e.max_usage,
-        "fd_in": e.fd_in,
-        "fd_out": e.fd_out,
-        "nr_notes": e.nr_notes,
-        "notes_in_use": e.notes_in_use,
-        "slot": e.slot(),
-        "note": e.note(),
-        "type": e.ntype,
-        "subtype": e.subtype,
-        "watch_id": e.watch_id(),
-        "len": e.note_len(),
-        "lock": format!("{:#x}", e.lock),
-        "owner_tid": e.owner_tid,
-        "owner_comm": text::json_comm(&e.owner_comm).0,
-    });
-    for (key, name) in [("comm_bytes", &e.comm), ("owner_comm_bytes", &e.owner_comm)] {
-        if let (_, Some(bytes)) = text::json_comm(name) {
-            v[key] = json!(bytes);
+/// The event as JSON, borrowed: every field a consumer may need, named as in the ABI. `trace
+/// --json` and `export --format jsonl` write it straight out (no `Value` per event: they must
+/// keep up with hundreds of thousands of events a second); [`to_json`] builds a `Value` from it.
+pub struct EventJson<'a> {
+    pub event: &'a Event,
+    /// CLOCK_REALTIME − CLOCK_BOOTTIME, for `wall_ns`.
+    pub realtime_offset_ns: i64,
+}
+
+impl serde::Serialize for EventJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let e = self.event;
+        let (comm, comm_bytes) = text::json_comm(&e.comm);
+        let (owner_comm, owner_bytes) = text::json_comm(&e.owner_comm);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("ts_ns", &e.ts_ns)?;
+        m.serialize_entry("wall_ns", &(e.ts_ns as i64 + self.realtime_offset_ns))?;
+        m.serialize_entry("kind", kind_name(e.kind()))?;
+        m.serialize_entry("op", e.op().name())?;
+        m.serialize_entry("pipe", &format_args!("{:#x}", e.pipe))?;
+        m.serialize_entry("ino", &e.ino)?;
+        m.serialize_entry("tid", &e.tid)?;
+        m.serialize_entry("tgid", &e.tgid)?;
+        m.serialize_entry("comm", &comm)?;
+        m.serialize_entry("cpu", &e.cpu)?;
+        m.serialize_entry("ctx", ctx_name(e.ctx))?;
+        m.serialize_entry("flags", &flag_names(e.flags))?;
+        m.serialize_entry("outcome", &e.post_outcome().map(|o| o.name()))?;
+        m.serialize_entry("loss_records", &e.loss_records())?;
+        m.serialize_entry("ret", &e.ret)?;
+        m.serialize_entry("duration_ns", &e.duration_ns)?;
+        m.serialize_entry("head_before", &e.head_before)?;
+        m.serialize_entry("tail_before", &e.tail_before)?;
+        m.serialize_entry("head", &e.head)?;
+        m.serialize_entry("tail", &e.tail)?;
+        m.serialize_entry("occupancy", &e.occupancy())?;
+        m.serialize_entry("ring_size", &e.ring_size)?;
+        m.serialize_entry("max_usage", &e.max_usage)?;
+        m.serialize_entry("fd_in", &e.fd_in)?;
+        m.serialize_entry("fd_out", &e.fd_out)?;
+        m.serialize_entry("nr_notes", &e.nr_notes)?;
+        m.serialize_entry("notes_in_use", &e.notes_in_use)?;
+        m.serialize_entry("slot", &e.slot())?;
+        m.serialize_entry("note", &e.note())?;
+        m.serialize_entry("type", &e.ntype)?;
+        m.serialize_entry("subtype", &e.subtype)?;
+        m.serialize_entry("watch_id", &e.watch_id())?;
+        m.serialize_entry("len", &e.note_len())?;
+        m.serialize_entry("lock", &format_args!("{:#x}", e.lock))?;
+        m.serialize_entry("owner_tid", &e.owner_tid)?;
+        m.serialize_entry("owner_comm", &owner_comm)?;
+        if let Some(b) = comm_bytes {
+            m.serialize_entry("comm_bytes", b)?;
         }
+        if let Some(b) = owner_bytes {
+            m.serialize_entry("owner_comm_bytes", b)?;
+        }
+        m.end()
     }
-    v
 }
 
-/// `,"KEY":[b,...]` when the name is not UTF-8: its exact bytes (the text has U+FFFD for them).
-fn write_name_bytes(w: &mut impl Write, key: &str, name: &[u8; 16]) -> std::io::Result<()> {
-    if let (_, Some(bytes)) = text::json_comm(name) {
-        write!(w, ",\"{key}\":{}", json!(bytes))?;
-    }
-    Ok(())
+/// The event as a JSON `Value` (tests, one-off uses).
+pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
+    serde_json::to_value(EventJson {
+        event: e,
+        realtime_offset_ns,
+    })
+    .expect("an event always serializes")
 }
 
-/// The same object as [`to_json`], written straight out: `trace --json` must keep up with
-/// hundreds of thousands of events a second, and building a `Value` per event does not.
+/// One JSON object and a newline.
 pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std::io::Result<()> {
-    let flags = flag_names(e.flags);
-    write!(
-        w,
-        "{{\"ts_ns\":{},\"wall_ns\":{},\"kind\":\"{}\",\"op\":\"{}\",\"pipe\":\"{:#x}\",\"ino\":{},\"tid\":{},\"tgid\":{},\"comm\":{},\"cpu\":{},\"ctx\":\"{}\",\"flags\":[",
-        e.ts_ns,
-        e.ts_ns as i64 + realtime_offset_ns,
-        kind_name(e.kind()),
-        e.op().name(),
-        e.pipe,
-        e.ino,
-        e.tid,
-        e.tgid,
-        Value::from(text::json_comm(&e.comm).0),
-        e.cpu,
-        ctx_name(e.ctx),
+    serde_json::to_writer(
+        &mut *w,
+        &EventJson {
+            event: e,
+            realtime_offset_ns,
+        },
     )?;
-    for (i, f) in flags.iter().enumerate() {
-        write!(w, "{}\"{f}\"", if i > 0 { "," } else { "" })?;
-    }
-    let n = |v: Option<u32>| v.map_or("null".to_string(), |v| v.to_string());
-    match e.post_outcome() {
-        Some(o) => write!(w, "],\"outcome\":\"{}\"", o.name())?,
-        None => write!(w, "],\"outcome\":null")?,
-    }
-    let loss_records = e.loss_records();
-    write!(
-        w,
-        ",\"loss_records\":{loss_records},\"ret\":{},\"duration_ns\":{},\"head_before\":{},\"tail_before\":{},\"head\":{},\"tail\":{},\"occupancy\":{},\"ring_size\":{},\"max_usage\":{},\"fd_in\":{},\"fd_out\":{},\"nr_notes\":{},\"notes_in_use\":{},\"slot\":{},\"note\":{},\"type\":{},\"subtype\":{},\"watch_id\":{},\"len\":{},\"lock\":\"{:#x}\",\"owner_tid\":{},\"owner_comm\":{}",
-        e.ret,
-        e.duration_ns,
-        e.head_before,
-        e.tail_before,
-        e.head,
-        e.tail,
-        e.occupancy(),
-        e.ring_size,
-        e.max_usage,
-        e.fd_in,
-        e.fd_out,
-        e.nr_notes,
-        e.notes_in_use,
-        n(e.slot()),
-        n(e.note()),
-        e.ntype,
-        e.subtype,
-        e.watch_id(),
-        e.note_len(),
-        e.lock,
-        e.owner_tid,
-        Value::from(text::json_comm(&e.owner_comm).0),
-    )?;
-    write_name_bytes(w, "comm_bytes", &e.comm)?;
-    write_name_bytes(w, "owner_comm_bytes", &e.owner_comm)?;
-    writeln!(w, "}}")
+    w.write_all(b"\n")
 }
 
 /// One human line per event: time, task, what happened, the ring after it.
@@ -365,6 +333,7 @@ pub fn format_line(e: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn ev(kind: EventKind) -> Event {
         let mut e = Event::zeroed();
@@ -396,7 +365,7 @@ mod tests {
         );
     }
 
-    /// The fast writer and the `Value` builder agree on every field, for every kind.
+    /// The written line and the `Value` agree on every field, for every kind.
     #[test]
     fn write_json_matches_to_json() {
         for k in 1..=9u8 {
