@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
-use wqtrace_common::stat;
+use wqtrace_common::{runtime, stat};
 
 /// Every event goes through this one ring buffer (size set by userspace before load).
 #[map]
@@ -14,20 +14,14 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
-/// [0]: address of the kernel's pipe `file_operations`, learned from wqtrace's own pipe
-/// (calibration, see `syscalls`). [1]: hook flags set by userspace after attaching.
+/// Values userspace and the programs exchange at run time; slots in
+/// [`wqtrace_common::runtime`] (shared with the loader).
 #[map]
-pub static RUNTIME: Array<u64> = Array::with_max_entries(4, 0);
-pub const RT_PIPE_FOPS: u32 = 0;
-pub const RT_HOOKS: u32 = 1;
-/// RT_HOOKS bit: get_pipe_info is hooked, so it (not the errno) decides rejections.
-pub const HOOK_GET_PIPE_INFO: u64 = 1;
-/// RT_HOOKS bit: the landing hook (`__wake_up_locked_sync_key`) is attached, so a walked post
-/// it did not see land really did not land.
-pub const HOOK_POST_LANDED: u64 = 2;
-/// RT_HOOKS bit: this kernel has `security_post_notification()`, which may refuse a post
-/// without a trace wqtrace can see.
-pub const HOOK_SECURITY_MAY_SKIP: u64 = 4;
+pub static RUNTIME: Array<u64> = Array::with_max_entries(runtime::COUNT, 0);
+pub use wqtrace_common::runtime::{
+    HOOK_GET_PIPE_INFO, HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP, HOOKS as RT_HOOKS,
+    PIPE_FOPS as RT_PIPE_FOPS,
+};
 
 /// Pipes seen so far, by `pipe_inode_info` address. Lets the lock and notification hooks
 /// (which only see kernel pointers) name the pipe and apply filters, and spares the syscall

@@ -14,11 +14,10 @@ use super::plan::{self, AttachPref, Hook, HookPlan, Method, Plan};
 use crate::{kernel, probe::opts::ProbeOpts};
 
 /// RUNTIME map slots (see wqtrace-ebpf/src/maps.rs).
-const RT_PIPE_FOPS: u32 = 0;
-const RT_HOOKS: u32 = 1;
-const HOOK_GET_PIPE_INFO: u64 = 1;
-const HOOK_POST_LANDED: u64 = 2;
-const HOOK_SECURITY_MAY_SKIP: u64 = 4;
+use wqtrace_common::runtime::{
+    HOOK_GET_PIPE_INFO, HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP, HOOKS as RT_HOOKS,
+    PIPE_FOPS as RT_PIPE_FOPS,
+};
 
 /// Ring buffer size: ~100k events (168 B each), enough to ride out the drain thread being off
 /// CPU for a while at the highest rates seen here. The kernel maps it twice (for wrap-around),
@@ -90,42 +89,27 @@ impl Probes {
         // The tracepoint path: always on, the base every other hook builds on.
         load_read_scan(&mut ebpf, &btf)
             .map_err(|e| anyhow!("cannot load tp_btf sys_exit_read_scan: {e}"))?;
-        attach_tp(&mut ebpf, &btf, "sys_enter", "sys_enter")
-            .and_then(|_| attach_tp(&mut ebpf, &btf, "sys_exit", "sys_exit"))
-            .and_then(|_| attach_tp(&mut ebpf, &btf, "thread_exit", "sched_process_exit"))
-            .map_err(|e| {
-                anyhow!("cannot attach tp_btf sys_enter/sys_exit/sched_process_exit: {e}")
-            })?;
+        let ring_ops = plan::tracepoints(Hook::RingOps);
+        attach_tps(&mut ebpf, &btf, ring_ops)
+            .map_err(|e| anyhow!("cannot attach tp_btf {}: {e}", tp_names(ring_ops)))?;
         plan.hooks.push(HookPlan {
             hook: Hook::RingOps,
-            target: "sys_enter,sys_exit,sched_process_exit".into(),
+            target: tp_names(ring_ops),
             method: Method::TpBtf,
             note: String::new(),
         });
-        plan.hooks.push(
-            match attach_tp(&mut ebpf, &btf, "sched_switch", "sched_switch") {
+        for hook in [Hook::OffCpuWaits, Hook::LockContention] {
+            let tps = plan::tracepoints(hook);
+            plan.hooks.push(match attach_tps(&mut ebpf, &btf, tps) {
                 Ok(()) => HookPlan {
-                    hook: Hook::OffCpuWaits,
-                    target: "sched_switch".into(),
+                    hook,
+                    target: tp_names(tps),
                     method: Method::TpBtf,
                     note: String::new(),
                 },
-                Err(e) => unavailable(Hook::OffCpuWaits, e.to_string()),
-            },
-        );
-        plan.hooks.push(
-            match attach_tp(&mut ebpf, &btf, "contention_begin", "contention_begin")
-                .and_then(|_| attach_tp(&mut ebpf, &btf, "contention_end", "contention_end"))
-            {
-                Ok(()) => HookPlan {
-                    hook: Hook::LockContention,
-                    target: "contention_begin,contention_end".into(),
-                    method: Method::TpBtf,
-                    note: String::new(),
-                },
-                Err(e) => unavailable(Hook::LockContention, e.to_string()),
-            },
-        );
+                Err(e) => unavailable(hook, e.to_string()),
+            });
+        }
 
         if !opts.empty_programs {
             // (Empty programs cannot answer; the floor needs no pipe recognition.)
@@ -240,6 +224,17 @@ fn unavailable(hook: Hook, why: String) -> HookPlan {
     }
 }
 
+/// Attaches every (program, tracepoint) pair, stopping at the first that fails.
+fn attach_tps(ebpf: &mut Ebpf, btf: &Btf, tps: &[(&str, &str)]) -> Result<()> {
+    tps.iter()
+        .try_for_each(|(prog, tp)| attach_tp(ebpf, btf, prog, tp))
+}
+
+/// `sys_enter,sys_exit,sched_process_exit`: the plan's target for a tracepoint hook.
+fn tp_names(tps: &[(&str, &str)]) -> String {
+    tps.iter().map(|(_, tp)| *tp).collect::<Vec<_>>().join(",")
+}
+
 fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
     let p: &mut BtfTracePoint = ebpf
         .program_mut(prog)
@@ -258,8 +253,8 @@ fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
 /// read, looking for loss records): loaded for sys_exit, never attached on its own.
 fn load_read_scan(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
     let p: &mut BtfTracePoint = ebpf
-        .program_mut("sys_exit_read_scan")
-        .ok_or_else(|| anyhow!("program sys_exit_read_scan missing"))?
+        .program_mut(plan::READ_SCAN_PROGRAM)
+        .ok_or_else(|| anyhow!("program {} missing", plan::READ_SCAN_PROGRAM))?
         .try_into()?;
     p.load("sys_exit", btf)
         .map_err(|e| anyhow!("{}", short(&e)))?;
@@ -468,5 +463,39 @@ fn unload(ebpf: &mut Ebpf, prog: &str) {
             Program::KProbe(p) => p.unload(),
             _ => Ok(()),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan::{self, Hook};
+
+    /// The loader names programs and maps by string; the eBPF crate names them by its function
+    /// and static names. Every name userspace uses must exist in the object it loads.
+    #[test]
+    fn every_program_and_map_the_loader_names_is_in_the_object() {
+        let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
+        let obj = aya_obj::Object::parse(bytes).expect("the built BPF object parses");
+        let mut programs = vec![plan::READ_SCAN_PROGRAM];
+        for hook in Hook::ALL {
+            programs.extend(plan::tracepoints(hook).iter().map(|(p, _)| *p));
+            for c in plan::candidates(hook).iter().chain(plan::companions(hook)) {
+                programs.extend([c.fentry.0, c.kprobe.0]);
+                programs.extend(c.fentry.1.into_iter().chain(c.kprobe.1));
+            }
+        }
+        let missing: Vec<_> = programs
+            .iter()
+            .filter(|p| !obj.programs.contains_key(**p))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "programs not in the object: {missing:?} (it has {:?})",
+            obj.programs.keys().collect::<Vec<_>>()
+        );
+        for m in plan::MAPS {
+            assert!(obj.maps.contains_key(m), "map {m} not in the object");
+        }
+        assert!(programs.len() > 20, "{programs:?}");
     }
 }

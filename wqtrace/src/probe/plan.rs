@@ -150,6 +150,30 @@ impl Plan {
     }
 }
 
+/// The tp_btf hooks: (program, tracepoint) pairs, all of which must attach. RingOps is the
+/// base every session needs (its failure is an error); the others are reported unavailable.
+pub fn tracepoints(hook: Hook) -> &'static [(&'static str, &'static str)] {
+    match hook {
+        Hook::RingOps => &[
+            ("sys_enter", "sys_enter"),
+            ("sys_exit", "sys_exit"),
+            ("thread_exit", "sched_process_exit"),
+        ],
+        Hook::OffCpuWaits => &[("sched_switch", "sched_switch")],
+        Hook::LockContention => &[
+            ("contention_begin", "contention_begin"),
+            ("contention_end", "contention_end"),
+        ],
+        _ => &[],
+    }
+}
+
+/// sys_exit tail-calls it (through the TAILS map) for reads of notification pipes.
+pub const READ_SCAN_PROGRAM: &str = "sys_exit_read_scan";
+
+/// The maps userspace opens by name.
+pub const MAPS: [&str; 5] = ["EVENTS", "STATS", "RUNTIME", "TAILS", "KNOWN_PIPES"];
+
 /// Kernel functions that can implement each kernel-function hook, best first, with the
 /// programs (entry, optional return) for each attach method. `post_notification` is the
 /// original design's name; `post_one_notification` is exact but on 6.1–6.12 it only exists as
