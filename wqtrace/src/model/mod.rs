@@ -17,6 +17,8 @@
 //! ```
 
 pub mod alerts;
+mod apply;
+mod comm;
 pub mod history;
 pub mod locks;
 pub mod pipes;
@@ -26,7 +28,6 @@ use std::collections::VecDeque;
 
 // Looked up several times per event: SipHash was a fifth of the TUI's CPU at 2M events/s.
 use foldhash::HashMap;
-use std::fmt;
 
 use serde::Serialize;
 use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
@@ -38,50 +39,8 @@ pub use pipes::{OpStats, Owner, PipeFds, PipeState, PostStats, RejectionCount, W
 pub use ring::{Ring, Slot, SlotKind};
 
 use alerts::{PENDING_CAP, PENDING_TTL_NS, PendingPost};
-
-/// A task name (`comm`), NUL-padded like the kernel's.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Comm(pub [u8; 16]);
-
-impl Comm {
-    pub fn as_str(&self) -> &str {
-        let n = self.0.iter().position(|&c| c == 0).unwrap_or(16);
-        std::str::from_utf8(&self.0[..n]).unwrap_or("?")
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0[0] == 0
-    }
-}
-
-impl From<&str> for Comm {
-    fn from(s: &str) -> Self {
-        let mut c = [0u8; 16];
-        let n = s.len().min(15);
-        c[..n].copy_from_slice(&s.as_bytes()[..n]);
-        Comm(c)
-    }
-}
-
-/// Escaped for people: any process picks its own name, terminal escapes included.
-impl fmt::Display for Comm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::text::Escaped(crate::text::until_nul(&self.0)).fmt(f)
-    }
-}
-
-impl fmt::Debug for Comm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{self}\"")
-    }
-}
-
-/// JSON: the name's text, U+FFFD for bytes that are not UTF-8.
-impl Serialize for Comm {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::text::json_comm(&self.0).0)
-    }
-}
+use apply::{apply_to_pipe, lock_kind};
+pub use comm::Comm;
 
 /// Caps and time resolutions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -262,11 +221,38 @@ impl Model {
         self.first_ts.get_or_insert(ts);
         self.last_ts = self.last_ts.max(ts);
         self.rate.record(ts);
-        let comm = Comm(e.comm);
         self.touch_task(e);
         let Some(kind) = kind else { return };
+        self.apply_machine_wide(e, kind);
+        let Some(key) = self.pipe_key(e, kind) else {
+            self.counters.no_pipe += 1;
+            return;
+        };
+        let p = self.pipes.get_mut(&key).expect("pipe_key inserts");
+        let after = apply_to_pipe(p, e, kind, key);
+        if let Some(post) = after.pending {
+            if self.pending.len() == PENDING_CAP {
+                self.pending.pop_front();
+            }
+            self.pending.push_back(post);
+        }
+        if let Some((op, from, to)) = after.interleave {
+            self.check_interleave(e, key, op, from, to);
+        }
+        while self
+            .pending
+            .front()
+            .is_some_and(|q| q.ts_ns.saturating_add(PENDING_TTL_NS) < ts)
+        {
+            self.pending.pop_front();
+        }
+    }
 
-        // Global, pipe-independent bits.
+    /// The pipe-independent part of an event: machine-wide and per-task contention, waits,
+    /// rejections and post outcomes.
+    fn apply_machine_wide(&mut self, e: &Event, kind: EventKind) {
+        let ts = e.ts_ns;
+        let comm = Comm(e.comm);
         match kind {
             EventKind::LockContended => {
                 let k = lock_kind(e).idx();
@@ -320,189 +306,6 @@ impl Model {
                 }
             }
             _ => {}
-        }
-
-        let Some(key) = self.pipe_key(e, kind) else {
-            self.counters.no_pipe += 1;
-            return;
-        };
-        let p = self.pipes.get_mut(&key).expect("pipe_key inserts");
-        p.events += 1;
-        p.first_ts_ns = p.first_ts_ns.min(ts);
-        p.last_ts_ns = p.last_ts_ns.max(ts);
-        p.rate.record(ts);
-        if p.ino == 0 && e.ino != 0 {
-            p.ino = e.ino;
-        }
-        if e.flags & flags::NOTIFICATION_PIPE != 0 {
-            p.notification = true;
-        }
-        if kind != EventKind::NotifyPosted {
-            // Posts run in the poster's context: the poster is not a user of the pipe.
-            p.touch_owner(e.tgid, comm, ts);
-        }
-        if e.max_usage != 0 {
-            p.max_usage = e.max_usage;
-        }
-        if e.nr_notes != 0 || kind == EventKind::WatchQueueSized {
-            p.nr_notes = e.nr_notes;
-        }
-        if e.nr_notes != 0 {
-            p.notes_in_use = e.notes_in_use;
-            p.max_notes_in_use = p.max_notes_in_use.max(e.notes_in_use);
-        }
-        // The ring: every event carrying ring_size carries a head/tail snapshot.
-        let ring_valid = e.ring_size != 0;
-        if ring_valid {
-            p.ring.resize(e.ring_size);
-        }
-        let mut interleave_op = None;
-        match kind {
-            EventKind::PipeCreated => {
-                p.created_ts_ns = Some(ts);
-                p.add_fds(e.tgid, e.fd_in, e.fd_out);
-            }
-            EventKind::RingOp => {
-                let op = e.op();
-                let s = &mut p.ops[op as usize];
-                s.calls += 1;
-                if e.ret < 0 {
-                    s.errors += 1;
-                    s.last_error = e.ret;
-                } else {
-                    s.bytes += e.ret as u64;
-                }
-                if e.flags & flags::LOSS_SEEN != 0 {
-                    p.posts.loss_seen_by_reader += 1;
-                    p.posts.loss_records_read += u64::from(e.loss_records());
-                }
-                if ring_valid {
-                    p.ring
-                        .apply_move(e.head_before, e.head, e.tail_before, e.tail, SlotKind::Data);
-                }
-                if e.flags & flags::RING_DST != 0 {
-                    // Only an op that wrote slots can have a post land between them.
-                    interleave_op = Some((op, e.head_before, e.head));
-                }
-            }
-            EventKind::NotifyPosted => {
-                let f = e.flags;
-                let outcome = PostOutcome::from_flags(f);
-                p.posts.add(outcome);
-                if e.duration_ns != 0 {
-                    p.locks.post_hold.add(e.duration_ns, false);
-                }
-                if e.lock != 0 {
-                    p.locks.addr[LockKind::RdWait.idx()] = e.lock;
-                }
-                if outcome.is_lost() {
-                    if ring_valid {
-                        p.ring.sync(e.head, e.tail);
-                        p.ring.mark_loss();
-                    }
-                } else if outcome == PostOutcome::Landed {
-                    if ring_valid {
-                        let k = SlotKind::Notification {
-                            ntype: e.ntype,
-                            subtype: e.subtype,
-                        };
-                        p.ring
-                            .apply_move(e.head_before, e.head, e.tail_before, e.tail, k);
-                        if let Some(slot) = e.slot() {
-                            p.ring.post(slot, e.ntype, e.subtype);
-                        }
-                    }
-                } else if ring_valid {
-                    p.ring.sync(e.head, e.tail);
-                }
-                if f & flags::MUTEX_HELD != 0 {
-                    p.locks.posts_under_mutex += 1;
-                    if e.owner_tid != 0 {
-                        p.locks.last_owner_at_post = Some(MutexOwnerSeen {
-                            ts_ns: ts,
-                            tid: e.owner_tid,
-                            comm: Comm(e.owner_comm),
-                        });
-                    }
-                    // Only a post that took a slot can sit between an op's slots.
-                    if e.owner_tid != 0 && outcome == PostOutcome::Landed {
-                        if self.pending.len() == PENDING_CAP {
-                            self.pending.pop_front();
-                        }
-                        self.pending.push_back(PendingPost {
-                            ts_ns: ts,
-                            pipe: key,
-                            ino: p.ino,
-                            slot: e.slot,
-                            index: e.head_before,
-                            owner_tid: e.owner_tid,
-                            owner: Comm(e.owner_comm),
-                        });
-                    }
-                }
-            }
-            EventKind::SpliceRejected => {
-                p.add_rejection(e.op(), e.tgid, comm, e.ret);
-            }
-            EventKind::PipeWait => {
-                p.waits.add(e.duration_ns, e.flags & flags::OFF_CPU != 0);
-            }
-            EventKind::LockContended => {
-                let k = lock_kind(e);
-                p.locks.contention[k.idx()].add(
-                    ts,
-                    e.duration_ns,
-                    e.tid,
-                    comm,
-                    e.owner_tid,
-                    Comm(e.owner_comm),
-                );
-                if e.lock != 0 {
-                    p.locks.addr[k.idx()] = e.lock;
-                }
-            }
-            EventKind::WatchQueueSized => {
-                p.notification = true;
-            }
-            EventKind::WatchAdded => {
-                p.notification = true;
-                if p.watches.len() == pipes::MAX_WATCHES {
-                    p.watches.remove(0);
-                }
-                p.watches.push(WatchSeen {
-                    ts_ns: ts,
-                    watch_id: e.watch_id(),
-                    ret: e.ret,
-                    tgid: e.tgid,
-                    comm,
-                });
-            }
-            EventKind::PipeReleased => {
-                if e.op() == Op::Close {
-                    // One fd closed; the pipe lives on while other fds or references remain.
-                    p.fd_closes += 1;
-                } else {
-                    p.released_ts_ns = Some(ts);
-                }
-            }
-        }
-        if ring_valid && !matches!(kind, EventKind::RingOp | EventKind::NotifyPosted) {
-            p.ring.sync(e.head, e.tail);
-        }
-        if ring_valid {
-            let occ = p.ring.occupancy();
-            p.max_occupancy = p.max_occupancy.max(occ);
-            p.history.record(ts, occ, p.ring.size());
-        }
-        if let Some((op, from, to)) = interleave_op {
-            self.check_interleave(e, key, op, from, to);
-        }
-        while self
-            .pending
-            .front()
-            .is_some_and(|q| q.ts_ns.saturating_add(PENDING_TTL_NS) < ts)
-        {
-            self.pending.pop_front();
         }
     }
 
@@ -764,14 +567,6 @@ impl Model {
     /// Interleave alerts, newest last (bounded; `.total()` counts all).
     pub fn interleaves(&self) -> &AlertLog<Interleave> {
         &self.interleaves
-    }
-}
-
-fn lock_kind(e: &Event) -> LockKind {
-    if e.flags & flags::LOCK_MUTEX != 0 {
-        LockKind::Mutex
-    } else {
-        LockKind::RdWait
     }
 }
 
