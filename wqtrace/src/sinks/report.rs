@@ -190,7 +190,16 @@ fn or_dash(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// One pipe's section of the text report.
 fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
+    pipe_head_text(o, p);
+    ops_text(o, p);
+    waits_and_locks_text(o, p);
+    interleaves_text(o, a, p);
+}
+
+/// Who used the pipe, its ring and its notifications.
+fn pipe_head_text(o: &mut String, p: &PipeState) {
     use std::fmt::Write as _;
     let owners: Vec<String> = p.owners.iter().map(|w| who(&w.comm, w.tgid)).collect();
     let _ = writeln!(
@@ -234,6 +243,11 @@ fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
             s.loss_records_read
         );
     }
+}
+
+/// Ring operations by syscall, and rejected splices.
+fn ops_text(o: &mut String, p: &PipeState) {
+    use std::fmt::Write as _;
     let ops: Vec<String> = p
         .ops_used()
         .map(|(op, s)| {
@@ -277,6 +291,11 @@ fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
             format!(": {}", rj.join(", "))
         }
     );
+}
+
+/// Waits, lock contention and how long posts held rd_wait.
+fn waits_and_locks_text(o: &mut String, p: &PipeState) {
+    use std::fmt::Write as _;
     let w = &p.waits;
     let _ = writeln!(
         o,
@@ -311,6 +330,11 @@ fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
             p.locks.posts_under_mutex
         );
     }
+}
+
+/// Notifications that landed between the slots of one write by the mutex holder.
+fn interleaves_text(o: &mut String, a: &Analysis, p: &PipeState) {
+    use std::fmt::Write as _;
     let _ = writeln!(o, "  interleaves   {}", p.interleaves);
     for i in a
         .model
