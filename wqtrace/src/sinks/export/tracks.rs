@@ -115,7 +115,6 @@ impl Tracks {
         let pipe = self.pipe(e);
         let thread =
             (e.tid != 0 && self.thread_index.contains_key(&e.tid)).then_some(Track::Thread(e.tid));
-        let who = || Arg::S(format!("{}[{}]", crate::text::comm(&e.comm), e.tid));
         let ts = e.ts_ns;
         let Some(kind) = e.kind() else { return v };
         match kind {
@@ -126,7 +125,7 @@ impl Tracks {
                         ts_ns: ts,
                         name: "created".into(),
                         args: vec![
-                            ("by", who()),
+                            ("by", who(e)),
                             ("fd_in", Arg::I(e.fd_in.into())),
                             ("fd_out", Arg::I(e.fd_out.into())),
                         ],
@@ -156,48 +155,7 @@ impl Tracks {
             }
             EventKind::NotifyPosted => {
                 if let Some(p) = pipe {
-                    let outcome = PostOutcome::from_flags(e.flags);
-                    let mut args = vec![
-                        ("type", Arg::U(e.ntype.into())),
-                        ("subtype", Arg::U(e.subtype.into())),
-                        ("watch_id", Arg::U(e.watch_id().into())),
-                        ("by", who()),
-                    ];
-                    if let Some(slot) = e.slot() {
-                        args.push(("slot", Arg::U(slot.into())));
-                    }
-                    if e.flags & flags::MUTEX_HELD != 0 {
-                        args.push((
-                            "mutex_owner",
-                            Arg::S(format!(
-                                "{}[{}]",
-                                crate::text::comm(&e.owner_comm),
-                                e.owner_tid
-                            )),
-                        ));
-                    }
-                    args.push(("outcome", Arg::S(outcome.name().into())));
-                    let name = match outcome {
-                        PostOutcome::Landed => "post",
-                        o if o.is_lost() => "post lost",
-                        PostOutcome::SkippedFilter => "post filtered",
-                        _ => "post unknown",
-                    };
-                    v.push(Item::Instant {
-                        track: Track::Pipe(p),
-                        ts_ns: ts,
-                        name: name.into(),
-                        args,
-                    });
-                    if e.duration_ns > 0 {
-                        v.push(Item::Slice {
-                            track: Track::PipeHolds(p),
-                            start_ns: ts.saturating_sub(e.duration_ns),
-                            dur_ns: e.duration_ns,
-                            name: "rd_wait held (post)".into(),
-                            args: vec![("by", who())],
-                        });
-                    }
+                    post_items(&mut v, p, e);
                 }
             }
             EventKind::SpliceRejected => {
@@ -206,52 +164,12 @@ impl Tracks {
                         track: Track::Pipe(p),
                         ts_ns: ts,
                         name: format!("{} rejected", e.op().name()),
-                        args: vec![("by", who()), ("ret", Arg::I(e.ret))],
+                        args: vec![("by", who(e)), ("ret", Arg::I(e.ret))],
                     });
                 }
             }
-            EventKind::PipeWait => {
-                if let Some(t) = thread {
-                    let what = match e.op() {
-                        Op::WaitReadable | Op::WaitWritable | Op::Wait => e.op().name().to_string(),
-                        op => format!("wait ({})", op.name()),
-                    };
-                    v.push(Item::Slice {
-                        track: t,
-                        start_ns: ts.saturating_sub(e.duration_ns),
-                        dur_ns: e.duration_ns,
-                        name: what,
-                        args: vec![("ino", Arg::U(e.ino))],
-                    });
-                }
-            }
-            EventKind::LockContended => {
-                if let Some(t) = thread {
-                    let lock = if e.flags & flags::LOCK_MUTEX != 0 {
-                        "mutex"
-                    } else {
-                        "rd_wait"
-                    };
-                    let mut args = vec![("ino", Arg::U(e.ino))];
-                    if e.owner_tid != 0 {
-                        args.push((
-                            "holder",
-                            Arg::S(format!(
-                                "{}[{}]",
-                                crate::text::comm(&e.owner_comm),
-                                e.owner_tid
-                            )),
-                        ));
-                    }
-                    v.push(Item::Slice {
-                        track: t,
-                        start_ns: ts.saturating_sub(e.duration_ns),
-                        dur_ns: e.duration_ns,
-                        name: format!("{lock} contended"),
-                        args,
-                    });
-                }
-            }
+            EventKind::PipeWait => v.extend(thread.map(|t| wait_item(t, e))),
+            EventKind::LockContended => v.extend(thread.map(|t| contention_item(t, e))),
             EventKind::WatchQueueSized | EventKind::WatchAdded | EventKind::PipeReleased => {
                 if let Some(p) = pipe {
                     let name = match kind {
@@ -264,7 +182,7 @@ impl Tracks {
                         track: Track::Pipe(p),
                         ts_ns: ts,
                         name,
-                        args: vec![("by", who())],
+                        args: vec![("by", who(e))],
                     });
                 }
             }
@@ -287,4 +205,100 @@ impl Tracks {
         }
         v
     }
+}
+
+/// A post on its pipe's track (with its outcome and slot), and how long it held rd_wait.
+fn post_items(v: &mut Vec<Item>, p: usize, e: &Event) {
+    let ts = e.ts_ns;
+    let outcome = PostOutcome::from_flags(e.flags);
+    let mut args = vec![
+        ("type", Arg::U(e.ntype.into())),
+        ("subtype", Arg::U(e.subtype.into())),
+        ("watch_id", Arg::U(e.watch_id().into())),
+        ("by", who(e)),
+    ];
+    if let Some(slot) = e.slot() {
+        args.push(("slot", Arg::U(slot.into())));
+    }
+    if e.flags & flags::MUTEX_HELD != 0 {
+        args.push((
+            "mutex_owner",
+            Arg::S(format!(
+                "{}[{}]",
+                crate::text::comm(&e.owner_comm),
+                e.owner_tid
+            )),
+        ));
+    }
+    args.push(("outcome", Arg::S(outcome.name().into())));
+    let name = match outcome {
+        PostOutcome::Landed => "post",
+        o if o.is_lost() => "post lost",
+        PostOutcome::SkippedFilter => "post filtered",
+        _ => "post unknown",
+    };
+    v.push(Item::Instant {
+        track: Track::Pipe(p),
+        ts_ns: ts,
+        name: name.into(),
+        args,
+    });
+    if e.duration_ns > 0 {
+        v.push(Item::Slice {
+            track: Track::PipeHolds(p),
+            start_ns: ts.saturating_sub(e.duration_ns),
+            dur_ns: e.duration_ns,
+            name: "rd_wait held (post)".into(),
+            args: vec![("by", who(e))],
+        });
+    }
+}
+
+/// A wait, as a slice on the waiting thread.
+fn wait_item(t: Track, e: &Event) -> Item {
+    let ts = e.ts_ns;
+    let what = match e.op() {
+        Op::WaitReadable | Op::WaitWritable | Op::Wait => e.op().name().to_string(),
+        op => format!("wait ({})", op.name()),
+    };
+    Item::Slice {
+        track: t,
+        start_ns: ts.saturating_sub(e.duration_ns),
+        dur_ns: e.duration_ns,
+        name: what,
+        args: vec![("ino", Arg::U(e.ino))],
+    }
+}
+
+/// Lock contention, as a slice on the waiting thread (with the holder when known).
+fn contention_item(t: Track, e: &Event) -> Item {
+    let ts = e.ts_ns;
+    let lock = if e.flags & flags::LOCK_MUTEX != 0 {
+        "mutex"
+    } else {
+        "rd_wait"
+    };
+    let mut args = vec![("ino", Arg::U(e.ino))];
+    if e.owner_tid != 0 {
+        args.push((
+            "holder",
+            Arg::S(format!(
+                "{}[{}]",
+                crate::text::comm(&e.owner_comm),
+                e.owner_tid
+            )),
+        ));
+    }
+    Item::Slice {
+        track: t,
+        start_ns: ts.saturating_sub(e.duration_ns),
+        dur_ns: e.duration_ns,
+        name: format!("{lock} contended"),
+        args,
+    }
+}
+
+/// `comm[tid]` of the event's task.
+fn who(e: &Event) -> Arg {
+    Arg::S(format!("{}[{}]", crate::text::comm(&e.comm), e.tid))
 }
