@@ -455,7 +455,7 @@ fn released_pipes_leave_the_table_after_a_while() {
         "{}",
         screen(&s)
     );
-    app.filter = "501".into();
+    app.search = "501".into();
     let s = draw(&live_view(&m, &meta), &mut app, 120, 30);
     assert!(row_of(&s, "◆501 ").contains("gone"), "{}", screen(&s));
 }
@@ -465,14 +465,14 @@ fn filter_and_sort_show_in_the_table() {
     let m = model_of(&session_events());
     let meta = session_meta("6.12.8", true);
     let mut app = App::new(false);
-    app.filter = "consumer".into();
+    app.search = "consumer".into();
     let b = draw(&live_view(&m, &meta), &mut app, 80, 24);
     let s = screen(&b);
     assert!(s.contains("filter:consumer"), "{s}");
     assert!(find(&b, &format!("◆{NPIPE_INO}")).is_none(), "{s}");
     assert!(s.contains(&format!(" {PIPE_INO} ")), "{s}");
     assert!(s.contains(&format!("Ring pipe:[{PIPE_INO}]")), "{s}");
-    app.filter = "nothing-like-this".into();
+    app.search = "nothing-like-this".into();
     let s = screen(&draw(&live_view(&m, &meta), &mut app, 80, 24));
     assert!(s.contains("no pipe matches the filter"), "{s}");
     let mut app = App::new(false);

@@ -52,10 +52,11 @@ pub fn order_name(o: PipeOrder) -> &'static str {
 #[derive(Debug, Default)]
 pub struct App {
     pub order: PipeOrder,
-    /// Substring matched against the pipe's inode, label and owners' comm / pid.
-    pub filter: String,
-    /// `/` was pressed: keys edit the filter until Enter or Esc.
-    pub editing_filter: bool,
+    /// The TUI's search (shown as "filter" to users; not the in-kernel filters): a substring
+    /// matched against the pipe's inode, label and owners' comm / pid.
+    pub search: String,
+    /// `/` was pressed: keys edit the search until Enter or Esc.
+    pub editing_search: bool,
     /// Display frozen (live) / playback paused (replay): the feed keeps the truth.
     pub paused: bool,
     pub show_help: bool,
@@ -83,10 +84,10 @@ impl App {
 
     /// Whether `p` passes the filter.
     pub fn matches(&self, p: &PipeState) -> bool {
-        if self.filter.is_empty() {
+        if self.search.is_empty() {
             return true;
         }
-        let f = self.filter.to_lowercase();
+        let f = self.search.to_lowercase();
         p.ino.to_string().contains(&f)
             || p.label().to_lowercase().contains(&f)
             || p.owners
@@ -105,7 +106,7 @@ impl App {
             .into_iter()
             .filter(|p| {
                 p.released_ts_ns.is_none_or(|t| t >= cutoff)
-                    || !self.filter.is_empty()
+                    || !self.search.is_empty()
                     || (self.pinned && self.selected == Some(p.addr))
             })
             .filter(|p| self.matches(p))
@@ -166,18 +167,18 @@ impl App {
         if ctrl && matches!(k.code, KeyCode::Char('c') | KeyCode::Char('d')) {
             return Action::Quit;
         }
-        if self.editing_filter {
+        if self.editing_search {
             match k.code {
-                KeyCode::Enter => self.editing_filter = false,
+                KeyCode::Enter => self.editing_search = false,
                 KeyCode::Esc => {
-                    self.editing_filter = false;
-                    self.filter.clear();
+                    self.editing_search = false;
+                    self.search.clear();
                 }
                 KeyCode::Backspace => {
-                    self.filter.pop();
+                    self.search.pop();
                 }
-                KeyCode::Char('u') if ctrl => self.filter.clear(),
-                KeyCode::Char(c) if !ctrl => self.filter.push(c),
+                KeyCode::Char('u') if ctrl => self.search.clear(),
+                KeyCode::Char(c) if !ctrl => self.search.push(c),
                 _ => {}
             }
             return Action::None;
@@ -191,8 +192,8 @@ impl App {
         }
         match k.code {
             KeyCode::Char('q') => Action::Quit,
-            KeyCode::Esc if !self.filter.is_empty() => {
-                self.filter.clear();
+            KeyCode::Esc if !self.search.is_empty() => {
+                self.search.clear();
                 Action::None
             }
             KeyCode::Esc => Action::Quit,
@@ -205,7 +206,7 @@ impl App {
                 Action::None
             }
             KeyCode::Char('/') => {
-                self.editing_filter = true;
+                self.editing_search = true;
                 Action::None
             }
             KeyCode::Char('s') => {
@@ -296,7 +297,7 @@ mod tests {
         // Ctrl-C quits even while typing a filter; q there is just a letter.
         a.on_key(ch('/'), &m);
         assert_eq!(a.on_key(ch('q'), &m), Action::None);
-        assert_eq!(a.filter, "q");
+        assert_eq!(a.search, "q");
         assert_eq!(a.on_key(ctrl_c, &m), Action::Quit);
     }
 
@@ -306,12 +307,12 @@ mod tests {
         let mut a = App::new(false);
         assert_eq!(a.visible(&m).len(), 2);
         a.on_key(ch('/'), &m);
-        assert!(a.editing_filter);
+        assert!(a.editing_search);
         for c in "PRODU".chars() {
             a.on_key(ch(c), &m);
         }
         a.on_key(key(KeyCode::Enter), &m);
-        assert!(!a.editing_filter);
+        assert!(!a.editing_search);
         let v: Vec<u64> = a.visible(&m).iter().map(|p| p.ino).collect();
         assert_eq!(v, [PIPE_INO], "case-insensitive comm match");
         assert_eq!(a.selected_pipe(&m).map(|p| p.addr), Some(PIPE));
@@ -329,7 +330,7 @@ mod tests {
         assert_eq!(a.selected_pipe(&m).map(|p| p.addr), Some(NPIPE));
         // Esc clears the filter (and does not quit while one is set).
         assert_eq!(a.on_key(key(KeyCode::Esc), &m), Action::None);
-        assert!(a.filter.is_empty());
+        assert!(a.search.is_empty());
         assert_eq!(a.visible(&m).len(), 2);
     }
 

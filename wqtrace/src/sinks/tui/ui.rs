@@ -61,10 +61,10 @@ fn hint<'a>(k: &'a str, what: &'a str) -> [Span<'a>; 3] {
 }
 
 fn render_footer(f: &mut Frame, area: Rect, app: &App) {
-    if app.editing_filter {
+    if app.editing_search {
         let l = Line::from(vec![
             Span::styled("filter: ", KEY),
-            Span::raw(app.filter.clone()),
+            Span::raw(app.search.clone()),
             Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
             Span::styled("  Enter keep · Esc clear", DIM),
         ]);

@@ -121,16 +121,16 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeS
         Span::styled(format!("{} ", rows.len()), DIM),
     ];
     let hidden = v.model.pipes().count().saturating_sub(rows.len());
-    if hidden > 0 && app.filter.is_empty() {
+    if hidden > 0 && app.search.is_empty() {
         title.push(Span::styled(format!("(+{hidden} released) "), DIM));
     }
     title.extend([
         Span::styled(format!("{NOTIF_MARK}=notification "), NOTIF),
         Span::styled(format!("sort:{} ", order_name(app.order)), DIM),
     ]);
-    if !app.filter.is_empty() {
+    if !app.search.is_empty() {
         title.push(Span::styled(
-            format!("filter:{} ", app.filter),
+            format!("filter:{} ", app.search),
             Style::new().fg(Color::Yellow),
         ));
     }
@@ -148,7 +148,7 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeS
     app.table.select(sel);
     f.render_stateful_widget(table, area, &mut app.table);
     if empty && area.height > 2 {
-        let msg = if app.filter.is_empty() {
+        let msg = if app.search.is_empty() {
             "no pipe traced yet: waiting for pipe activity…"
         } else {
             "no pipe matches the filter (Esc clears it)"
