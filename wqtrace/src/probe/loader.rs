@@ -54,25 +54,12 @@ impl Probes {
     /// Load everything and attach per the plan. Errors are one line, naming what is missing.
     pub fn open(opts: &ProbeOpts) -> Result<Self> {
         crate::privileges::require()?;
-        let (btf_rs, btf_path) = kernel::open_btf(opts.btf.as_deref())?;
-        let offsets = kernel::offsets(&btf_rs);
-        let missing = kernel::missing_core(&offsets);
-        if !missing.is_empty() {
-            bail!(
-                "{} lacks fields wqtrace needs: {}",
-                crate::text::path(&btf_path),
-                missing.join(", ")
-            );
-        }
-        let ksyms = kernel::ksyms(&btf_rs);
-        // With CONFIG_SECURITY a module may refuse a post silently (no hook sees it).
-        let security_may_skip = kernel::Layout::new(&btf_rs).has_func("security_post_notification");
-        // Two parsed copies of the kernel's BTF at once would set the process's peak RSS: the
-        // first goes (and its heap back to the system) before aya parses its own.
-        drop(btf_rs);
-        unsafe { libc::malloc_trim(0) };
-        let btf = Btf::parse_file(&btf_path, aya::Endianness::default())
-            .with_context(|| format!("cannot parse BTF {}", crate::text::path(&btf_path)))?;
+        let KernelFacts {
+            btf,
+            offsets,
+            ksyms,
+            security_may_skip,
+        } = kernel_facts(opts)?;
         ensure_tracefs();
         let filter = opts.kernel_filter()?;
         let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
@@ -130,39 +117,7 @@ impl Probes {
                 &offsets,
             ));
         }
-        let mut hooks = 0;
-        if matches!(
-            plan.method(Hook::GetPipeInfo),
-            Method::Fentry | Method::Kprobe
-        ) {
-            hooks |= HOOK_GET_PIPE_INFO;
-        }
-        if let Some(h) = plan
-            .hooks
-            .iter_mut()
-            .find(|h| h.hook == Hook::NotificationPost)
-        {
-            if h.target.split(',').any(|f| f == plan::POST_LANDED_FUNC) {
-                hooks |= HOOK_POST_LANDED;
-            } else if h.method != Method::Unavailable {
-                h.note = join_note(
-                    &h.note,
-                    "posts that do not land are reported with outcome unknown (no landing hook)",
-                );
-            }
-            if security_may_skip && h.method != Method::Unavailable {
-                hooks |= HOOK_SECURITY_MAY_SKIP;
-                h.note = join_note(
-                    &h.note,
-                    "security_post_notification may refuse posts unseen: those report outcome unknown",
-                );
-            }
-        }
-        let mut rt: Array<_, u64> = Array::try_from(
-            ebpf.map_mut("RUNTIME")
-                .ok_or_else(|| anyhow!("RUNTIME map missing"))?,
-        )?;
-        rt.set(RT_HOOKS, hooks, 0)?;
+        tell_programs_the_hooks(&mut ebpf, &mut plan, security_may_skip)?;
         // aya's parsed BTF left tens of MiB of freed heap behind; give it back so a long-running
         // session stays small.
         unsafe { libc::malloc_trim(0) };
@@ -222,6 +177,87 @@ fn unavailable(hook: Hook, why: String) -> HookPlan {
         method: Method::Unavailable,
         note: why,
     }
+}
+
+/// What the loader needs from the kernel's BTF: field offsets, kernel symbols, whether a
+/// security hook may refuse posts unseen; then aya's own parse of it.
+fn kernel_facts(opts: &ProbeOpts) -> Result<KernelFacts> {
+    let (btf_rs, btf_path) = kernel::open_btf(opts.btf.as_deref())?;
+    let offsets = kernel::offsets(&btf_rs);
+    let missing = kernel::missing_core(&offsets);
+    if !missing.is_empty() {
+        bail!(
+            "{} lacks fields wqtrace needs: {}",
+            crate::text::path(&btf_path),
+            missing.join(", ")
+        );
+    }
+    let ksyms = kernel::ksyms(&btf_rs);
+    // With CONFIG_SECURITY a module may refuse a post silently (no hook sees it).
+    let security_may_skip = kernel::Layout::new(&btf_rs).has_func("security_post_notification");
+    // Two parsed copies of the kernel's BTF at once would set the process's peak RSS: the
+    // first goes (and its heap back to the system) before aya parses its own.
+    drop(btf_rs);
+    unsafe { libc::malloc_trim(0) };
+    let btf = Btf::parse_file(&btf_path, aya::Endianness::default())
+        .with_context(|| format!("cannot parse BTF {}", crate::text::path(&btf_path)))?;
+    Ok(KernelFacts {
+        btf,
+        offsets,
+        ksyms,
+        security_may_skip,
+    })
+}
+
+struct KernelFacts {
+    btf: Btf,
+    offsets: Offsets,
+    ksyms: wqtrace_common::Ksyms,
+    /// With CONFIG_SECURITY a module may refuse a post silently (no hook sees it).
+    security_may_skip: bool,
+}
+
+/// Tells the programs which kernel-function hooks are attached (the RUNTIME hook bits decide
+/// what a missing event means), and notes in the plan what follows for post outcomes.
+fn tell_programs_the_hooks(
+    ebpf: &mut Ebpf,
+    plan: &mut Plan,
+    security_may_skip: bool,
+) -> Result<()> {
+    let mut hooks = 0;
+    if matches!(
+        plan.method(Hook::GetPipeInfo),
+        Method::Fentry | Method::Kprobe
+    ) {
+        hooks |= HOOK_GET_PIPE_INFO;
+    }
+    if let Some(h) = plan
+        .hooks
+        .iter_mut()
+        .find(|h| h.hook == Hook::NotificationPost)
+    {
+        if h.target.split(',').any(|f| f == plan::POST_LANDED_FUNC) {
+            hooks |= HOOK_POST_LANDED;
+        } else if h.method != Method::Unavailable {
+            h.note = join_note(
+                &h.note,
+                "posts that do not land are reported with outcome unknown (no landing hook)",
+            );
+        }
+        if security_may_skip && h.method != Method::Unavailable {
+            hooks |= HOOK_SECURITY_MAY_SKIP;
+            h.note = join_note(
+                &h.note,
+                "security_post_notification may refuse posts unseen: those report outcome unknown",
+            );
+        }
+    }
+    let mut rt: Array<_, u64> = Array::try_from(
+        ebpf.map_mut("RUNTIME")
+            .ok_or_else(|| anyhow!("RUNTIME map missing"))?,
+    )?;
+    rt.set(RT_HOOKS, hooks, 0)?;
+    Ok(())
 }
 
 /// Attaches every (program, tracepoint) pair, stopping at the first that fails.

@@ -227,6 +227,29 @@ pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std
     w.write_all(b"\n")
 }
 
+/// A post's line body: where it landed (or why not), the notes and the ring after it.
+fn post_text(e: &Event, pipe: &str, ring: &str, owner: &str) -> String {
+    let what = match PostOutcome::from_flags(e.flags) {
+        PostOutcome::Landed => format!("slot {} note {}", e.slot, e.note),
+        PostOutcome::LostRingFull => "LOST (ring full)".to_string(),
+        PostOutcome::LostNotesFull => "LOST (notes full)".to_string(),
+        PostOutcome::LostReasonUnknown => "LOST (ring or notes full: unknown)".to_string(),
+        PostOutcome::SkippedFilter => "filtered".to_string(),
+        PostOutcome::Unknown => "did not land (cause unknown)".to_string(),
+        PostOutcome::Unattributed => "past the watch walk: unattributed".to_string(),
+    };
+    format!(
+        "{pipe} post type={} subtype={} id={} len={} {what} notes {}/{} {ring} {}us{owner}",
+        e.ntype,
+        e.subtype,
+        e.watch_id(),
+        e.note_len(),
+        e.notes_in_use,
+        e.nr_notes,
+        e.duration_ns / 1000
+    )
+}
+
 /// One human line per event: time, task, what happened, the ring after it.
 pub fn format_line(e: &Event) -> String {
     let t = e.ts_ns as f64 / 1e9;
@@ -265,27 +288,7 @@ pub fn format_line(e: &Event) -> String {
                 String::new()
             }
         ),
-        Some(EventKind::NotifyPosted) => {
-            let what = match PostOutcome::from_flags(e.flags) {
-                PostOutcome::Landed => format!("slot {} note {}", e.slot, e.note),
-                PostOutcome::LostRingFull => "LOST (ring full)".to_string(),
-                PostOutcome::LostNotesFull => "LOST (notes full)".to_string(),
-                PostOutcome::LostReasonUnknown => "LOST (ring or notes full: unknown)".to_string(),
-                PostOutcome::SkippedFilter => "filtered".to_string(),
-                PostOutcome::Unknown => "did not land (cause unknown)".to_string(),
-                PostOutcome::Unattributed => "past the watch walk: unattributed".to_string(),
-            };
-            format!(
-                "{pipe} post type={} subtype={} id={} len={} {what} notes {}/{} {ring} {}us{owner}",
-                e.ntype,
-                e.subtype,
-                e.watch_id(),
-                e.note_len(),
-                e.notes_in_use,
-                e.nr_notes,
-                e.duration_ns / 1000
-            )
-        }
+        Some(EventKind::NotifyPosted) => post_text(e, &pipe, &ring, &owner),
         Some(EventKind::SpliceRejected) => format!(
             "{pipe} REJECTED {} fd_in={} fd_out={} ret={}",
             e.op().name(),
