@@ -159,6 +159,23 @@ impl App {
     }
 
     /// Handles one key. `m` is the model on screen (for moving the selection).
+    /// A key while `/` edits the search.
+    fn edit_search(&mut self, code: KeyCode, ctrl: bool) {
+        match code {
+            KeyCode::Enter => self.editing_search = false,
+            KeyCode::Esc => {
+                self.editing_search = false;
+                self.search.clear();
+            }
+            KeyCode::Backspace => {
+                self.search.pop();
+            }
+            KeyCode::Char('u') if ctrl => self.search.clear(),
+            KeyCode::Char(c) if !ctrl => self.search.push(c),
+            _ => {}
+        }
+    }
+
     pub fn on_key(&mut self, k: KeyEvent, m: &Model) -> Action {
         if k.kind == KeyEventKind::Release {
             return Action::None;
@@ -168,19 +185,7 @@ impl App {
             return Action::Quit;
         }
         if self.editing_search {
-            match k.code {
-                KeyCode::Enter => self.editing_search = false,
-                KeyCode::Esc => {
-                    self.editing_search = false;
-                    self.search.clear();
-                }
-                KeyCode::Backspace => {
-                    self.search.pop();
-                }
-                KeyCode::Char('u') if ctrl => self.search.clear(),
-                KeyCode::Char(c) if !ctrl => self.search.push(c),
-                _ => {}
-            }
+            self.edit_search(k.code, ctrl);
             return Action::None;
         }
         if self.show_help {
@@ -227,28 +232,17 @@ impl App {
                 };
                 Action::None
             }
-            KeyCode::Up | KeyCode::Char('k') => {
-                self.scroll(m, -1);
-                Action::None
-            }
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.scroll(m, 1);
-                Action::None
-            }
-            KeyCode::PageUp => {
-                self.scroll(m, -10);
-                Action::None
-            }
-            KeyCode::PageDown => {
-                self.scroll(m, 10);
-                Action::None
-            }
-            KeyCode::Home | KeyCode::Char('g') => {
-                self.scroll(m, isize::MIN / 2);
-                Action::None
-            }
-            KeyCode::End | KeyCode::Char('G') => {
-                self.scroll(m, isize::MAX / 2);
+            KeyCode::Up
+            | KeyCode::Char('k')
+            | KeyCode::Down
+            | KeyCode::Char('j')
+            | KeyCode::PageUp
+            | KeyCode::PageDown
+            | KeyCode::Home
+            | KeyCode::Char('g')
+            | KeyCode::End
+            | KeyCode::Char('G') => {
+                self.scroll(m, scroll_step(k.code));
                 Action::None
             }
             KeyCode::Char('n') if self.replay => Action::Step,
@@ -260,6 +254,18 @@ impl App {
             KeyCode::Char('-') | KeyCode::Char('_') if self.replay => Action::Speed(false),
             _ => Action::None,
         }
+    }
+}
+
+/// Rows a scrolling key moves: one, a page, or to either end.
+fn scroll_step(code: KeyCode) -> isize {
+    match code {
+        KeyCode::Up | KeyCode::Char('k') => -1,
+        KeyCode::Down | KeyCode::Char('j') => 1,
+        KeyCode::PageUp => -10,
+        KeyCode::PageDown => 10,
+        KeyCode::Home | KeyCode::Char('g') => isize::MIN / 2,
+        _ => isize::MAX / 2,
     }
 }
 
