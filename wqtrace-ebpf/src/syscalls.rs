@@ -126,6 +126,8 @@ fn side(fd: u64, p: Option<PipeRef>) -> Side {
     }
 }
 
+// Long on purpose: every traced syscall passes here; one body is one BPF program, with no
+// helper calls to split it (each would be a BPF-to-BPF call on the hot path).
 #[btf_tracepoint(function = "sys_enter")]
 #[inline(always)] // see sys_exit
 pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
@@ -334,6 +336,7 @@ fn ring_op(f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
     });
 }
 
+// Long on purpose, like sys_enter: one program on every syscall exit.
 // inline(always): the macro's wrapper ignores this function's result, so a separately
 // compiled body may end with a stack pointer in r0, which the verifier refuses.
 #[btf_tracepoint(function = "sys_exit")]

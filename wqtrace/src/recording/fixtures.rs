@@ -136,6 +136,7 @@ fn ring(e: &mut Event, hb: u32, h: u32, tb: u32, t: u32, size: u32) {
 /// is rejected; the reader contends on the mutex. Then an ordinary pipe: a 3-page write, a
 /// writer waiting for room, a contended rd_wait, a partial read, the ring resized to 8 slots
 /// (F_SETPIPE_SZ) and both pipes released.
+/// Long on purpose: a scripted session, read top to bottom like the story above.
 pub fn notification_session() -> Vec<Event> {
     use EventKind::*;
     let mut b = Builder::default();
@@ -350,6 +351,7 @@ fn busy_ino(i: u32) -> u64 {
 impl Iterator for BusyStream {
     type Item = Event;
 
+    // Long on purpose: one arm per kind of made-up event, a table in code.
     fn next(&mut self) -> Option<Event> {
         use EventKind::*;
         let (addr, ino) = (busy_addr, busy_ino);

@@ -89,6 +89,8 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+/// Long on purpose: a scenario is a script of syscalls, read in order; its summary says what
+/// each step did.
 pub fn run(a: &Args) -> anyhow::Result<Summary> {
     let duration = Duration::from_secs_f64(a.duration.max(0.0));
     let available = match sys::notification_pipe() {

@@ -193,6 +193,8 @@ pub fn run(opts: &Opts) -> anyhow::Result<Summary> {
     run_on(opts, rfd, wfd)
 }
 
+/// Long on purpose: a scenario is a script of syscalls, read in order; its summary says what
+/// each step did.
 fn run_on(opts: &Opts, rfd: OwnedFd, wfd: OwnedFd) -> anyhow::Result<Summary> {
     let pid = sys::getpid();
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -76,6 +76,8 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+/// Long on purpose: a scenario is a script of syscalls, read in order; its summary says what
+/// each step did.
 pub fn run(opts: &Opts) -> anyhow::Result<Summary> {
     let (rfd, wfd) = sys::notification_pipe()?;
     let pid = sys::getpid();

@@ -271,6 +271,8 @@ fn reader(
     }
 }
 
+/// Long on purpose: a scenario is a script of syscalls, read in order; its summary says what
+/// each step did.
 pub fn run(a: &Args) -> anyhow::Result<Summary> {
     let pid = sys::getpid();
     let mut q = Queue {

@@ -100,6 +100,8 @@ struct Aux<'a> {
     data: &'a [u8],
 }
 
+/// Long on purpose: one attempt per syscall of the splice family, in a fixed order the tests
+/// compare against.
 fn attempts_on(x: &Pipe, name: &str, notif: bool, aux: &Aux<'_>, out: &mut Vec<Attempt>) {
     let Aux {
         q,
@@ -187,6 +189,8 @@ fn ordinary() -> anyhow::Result<Pipe> {
     Ok(Pipe { rd, wr })
 }
 
+/// Long on purpose: a scenario is a script of syscalls, read in order; its summary says what
+/// each step did.
 pub fn run(ordinary_only: bool) -> anyhow::Result<Summary> {
     // Create the notification pipe first: on a kernel without it, fail before doing anything.
     let notif = if ordinary_only {

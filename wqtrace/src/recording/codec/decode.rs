@@ -23,7 +23,8 @@ fn string_ref(c: &mut Cursor, strings: &mut Vec<[u8; 16]>) -> DResult<[u8; 16]> 
 }
 
 /// One field of `e`: read when `present`, else its default (version 1's defaults for the ring
-/// indices before the op and the fds differ: see the encoder).
+/// indices before the op and the fds differ: see the encoder). Long on purpose: one arm per
+/// field bit, in a single table-like match.
 #[allow(clippy::too_many_arguments)]
 fn decode_field(
     c: &mut Cursor,
@@ -121,7 +122,8 @@ fn decode_field(
     Ok(())
 }
 
-/// Decodes the events of one chunk body.
+/// Decodes the events of one chunk body. Long on purpose: the per-event loop mirrors the encoder's
+/// `push` step by step (tables, references, defaults), which is what keeps the two in step.
 pub fn decode_events(
     body: &[u8],
     count: u64,

@@ -80,6 +80,8 @@ impl ChunkEncoder {
         }
     }
 
+    /// Appends one event. Long on purpose: this runs once per recorded event (2M/s on a busy host), and one
+    /// body keeps every field's default in registers; the field order mirrors the decoder's.
     pub fn push(&mut self, e: &Event) {
         if self.count == 0 {
             self.base_ts = e.ts_ns;
