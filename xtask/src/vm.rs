@@ -419,6 +419,7 @@ pub fn parse_exit_marker(line: &str) -> Option<i32> {
     digits.parse().ok()
 }
 
+// Long on purpose: QEMU's command line, then the console pump and the exit protocol, in order.
 fn boot(
     kernel: &Path,
     initrd: &Path,

@@ -365,6 +365,7 @@ fn contention_json(c: &Contention) -> Value {
 }
 
 /// The JSON report.
+// Long on purpose: the report's JSON document, written out as one literal.
 pub fn to_json(a: &Analysis) -> Value {
     let m = &a.model;
     let c = m.counters();

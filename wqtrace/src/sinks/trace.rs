@@ -251,6 +251,7 @@ fn post_text(e: &Event, pipe: &str, ring: &str, owner: &str) -> String {
 }
 
 /// One human line per event: time, task, what happened, the ring after it.
+// Long on purpose: one arm per event kind.
 pub fn format_line(e: &Event) -> String {
     let t = e.ts_ns as f64 / 1e9;
     let who = format!("{}/{}", text::comm(&e.comm), e.tid);

@@ -460,6 +460,7 @@ fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
 }
 
 /// One run of `w` under `cfg`: the numbers, as JSON.
+// Long on purpose: one measurement is a script: start the tracer, run the load, collect every figure.
 pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
     let tracer = start(env, cfg)?;
     let tui0 = if cfg == Config::Tui {

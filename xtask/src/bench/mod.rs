@@ -52,6 +52,7 @@ pub struct Args {
     pub pingpong: Option<usize>,
 }
 
+// Long on purpose: the benchmark plan (parts, reps, interleaving) read in order.
 pub fn run(a: Args) -> anyhow::Result<i32> {
     if let Some(size) = a.pingpong {
         let (trips, secs) = pingpong::run(size, a.secs.unwrap_or(3.0))?;
@@ -241,6 +242,7 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 
 /// All (workload, configuration) pairs of one machine, interleaved, `reps` times; then, with
 /// `stats_pass`, one more run of each tracing configuration with BPF run-time counting on.
+// Long on purpose: one part's configurations interleaved rep by rep, then its summary.
 fn run_part(
     in_vm: bool,
     wq: &std::path::Path,

@@ -110,6 +110,7 @@ impl Tracks {
     }
 
     /// The timeline items of one event.
+    // Long on purpose: one arm per event kind (the long ones have builders below).
     pub fn items(&self, e: &Event) -> Vec<Item> {
         let mut v = Vec::new();
         let pipe = self.pipe(e);

@@ -213,6 +213,7 @@ fn wait_buckets() -> Histogram {
 }
 
 impl Metrics {
+    // Long on purpose: it registers every family, one after the other: the list of what serve exports.
     pub fn new(opts: Options, info: &BuildInfo) -> (Self, Registry) {
         let mut reg = Registry::with_prefix("wqtrace");
         let mut labels = vec![
@@ -434,6 +435,7 @@ impl Metrics {
         self.touch(key, e, kind);
     }
 
+    // Long on purpose: one pass over a pipe's gauge state per event (identity, owner, occupancy, release).
     fn touch(&mut self, key: u64, e: &Event, kind: EventKind) {
         if !self.pipes.contains_key(&key) {
             if self.pipes.len() >= self.opts.limits.tracked_pipes {

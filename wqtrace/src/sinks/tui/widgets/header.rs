@@ -70,6 +70,7 @@ pub fn attach_line(attach: &[(String, String)]) -> Vec<Span<'static>> {
     spans
 }
 
+// Long on purpose: a panel's layout, drawn top to bottom.
 pub fn render(f: &mut Frame, area: Rect, v: &View, app: &App) {
     let m = v.model;
     let c = m.counters();

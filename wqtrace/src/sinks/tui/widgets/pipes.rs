@@ -42,6 +42,7 @@ pub fn owners(p: &PipeState, w: usize) -> String {
     )
 }
 
+// Long on purpose: a panel's layout, drawn top to bottom.
 pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeState]) {
     let now = v.now_ns;
     let procs_w = area.width.saturating_sub(58).max(10) as usize;

@@ -237,6 +237,7 @@ pub fn info_line(p: &PipeState) -> Line<'static> {
 
 const LEGEND: &str = " ·empty ▒data █notif !loss ?unseen";
 
+// Long on purpose: a panel's layout, drawn top to bottom.
 pub fn render(f: &mut Frame, area: Rect, v: &View, p: Option<&PipeState>) {
     if area.height == 0 {
         return;
