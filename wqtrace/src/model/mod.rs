@@ -19,17 +19,19 @@
 pub mod alerts;
 mod apply;
 mod comm;
+mod config;
 pub mod history;
 pub mod locks;
+mod order;
 pub mod pipes;
 pub mod ring;
+mod tasks;
 
 use std::collections::VecDeque;
 
 // Looked up several times per event: SipHash was a fifth of the TUI's CPU at 2M events/s.
 use foldhash::HashMap;
 
-use serde::Serialize;
 use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
 
 pub use alerts::{AlertLog, Interleave, Rejection};
@@ -41,121 +43,10 @@ pub use ring::{Ring, Slot, SlotKind};
 use alerts::{PENDING_CAP, PENDING_TTL_NS, PendingPost};
 use apply::{apply_to_pipe, lock_kind};
 pub use comm::Comm;
-
-/// Caps and time resolutions.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ModelConfig {
-    /// Live pipes tracked at once; beyond, released then least recently active pipes are
-    /// retired.
-    pub max_pipes: usize,
-    /// Retired pipes kept for reports (released pipes whose address was reused, evicted pipes).
-    pub max_retired: usize,
-    pub max_tasks: usize,
-    /// Occupancy history: bucket width and number of buckets kept per pipe.
-    pub history_bucket_ns: u64,
-    pub history_len: usize,
-    /// Event-rate window: bucket width and count (default 10 × 100 ms = 1 s).
-    pub rate_bucket_ns: u64,
-    pub rate_buckets: usize,
-    /// Alerts kept (rejections, interleaves); totals still count every alert.
-    pub max_alerts: usize,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            max_pipes: 1024,
-            max_retired: 256,
-            max_tasks: 4096,
-            history_bucket_ns: 10_000_000,
-            history_len: 600,
-            rate_bucket_ns: 100_000_000,
-            rate_buckets: 10,
-            max_alerts: 1000,
-        }
-    }
-}
-
-impl ModelConfig {
-    /// Larger caps for offline reports, where completeness matters more than memory.
-    pub fn for_report() -> Self {
-        Self {
-            max_pipes: 65_536,
-            max_retired: 65_536,
-            max_tasks: 65_536,
-            history_len: 64,
-            max_alerts: 100_000,
-            ..Self::default()
-        }
-    }
-}
-
-/// Event counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
-    /// Events applied.
-    pub events: u64,
-    /// Indexed by the `EventKind` value (1..=9); index 0 counts unknown kinds.
-    pub per_kind: [u64; 10],
-    /// Events the source lost (ring buffer full, damaged recording), from [`Model::set_lost`].
-    pub lost: u64,
-    /// Events that named no pipe the model could key on.
-    pub no_pipe: u64,
-    /// Pipes retired to stay within [`ModelConfig::max_pipes`].
-    pub evicted_pipes: u64,
-    /// Notification posts that made it / were lost, over all pipes.
-    pub posted: u64,
-    pub posts_lost: u64,
-    /// Every post attempt by outcome (indexed like `PostOutcome::ALL`), including the
-    /// unattributed ones that name no pipe.
-    pub post_outcomes: [u64; 7],
-}
-
-impl Counters {
-    pub fn kind(&self, k: EventKind) -> u64 {
-        self.per_kind[k as usize]
-    }
-}
-
-/// A task seen in events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct TaskState {
-    pub tid: u32,
-    pub tgid: u32,
-    pub comm: Comm,
-    pub events: u64,
-    pub first_ts_ns: u64,
-    pub last_ts_ns: u64,
-    /// PipeWait sleeps.
-    pub waits: WaitStats,
-    /// The last wait, as (start, end) on the event clock, and on which pipe.
-    pub last_wait: Option<(u64, u64, u64)>,
-    /// Lock contention suffered, per [`LockKind`].
-    pub contention: [Contention; 2],
-    pub rejections: u64,
-}
-
-impl TaskState {
-    /// Whether the task's last known wait covers `ts_ns` (for "tasks in waits" views).
-    pub fn waiting_at(&self, ts_ns: u64) -> bool {
-        self.last_wait
-            .is_some_and(|(s, e, _)| s <= ts_ns && ts_ns <= e)
-    }
-}
-
-/// How [`Model::pipes_sorted`] orders pipes (always notification pipes first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum PipeOrder {
-    /// Most recently active first.
-    #[default]
-    Activity,
-    /// Most events first.
-    Events,
-    /// Fullest ring (occupancy / size) first.
-    Occupancy,
-    /// Lowest inode first (stable; for reports).
-    Ino,
-}
+pub use config::ModelConfig;
+pub use order::PipeOrder;
+use order::sort_pipes;
+pub use tasks::{Counters, TaskState};
 
 /// The whole model. Cheap to clone for snapshots (replay seeking).
 #[derive(Clone, Debug)]
@@ -568,28 +459,6 @@ impl Model {
     pub fn interleaves(&self) -> &AlertLog<Interleave> {
         &self.interleaves
     }
-}
-
-fn sort_pipes(v: &mut [&PipeState], order: PipeOrder) {
-    v.sort_by(|a, b| {
-        b.notification
-            .cmp(&a.notification)
-            // Pipes still alive before the ones already released.
-            .then_with(|| a.is_released().cmp(&b.is_released()))
-            .then_with(|| match order {
-                PipeOrder::Activity => b.last_ts_ns.cmp(&a.last_ts_ns),
-                PipeOrder::Events => b.events.cmp(&a.events),
-                PipeOrder::Occupancy => {
-                    let f = |p: &PipeState| {
-                        u64::from(p.occupancy()) * 1_000_000 / u64::from(p.ring.size().max(1))
-                    };
-                    f(b).cmp(&f(a))
-                }
-                PipeOrder::Ino => a.ino.cmp(&b.ino),
-            })
-            .then(a.ino.cmp(&b.ino))
-            .then(a.addr.cmp(&b.addr))
-    });
 }
 
 #[cfg(test)]

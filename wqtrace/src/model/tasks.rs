@@ -1,0 +1,59 @@
+//! Machine-wide counters and what the model knows of each task.
+
+use serde::Serialize;
+use wqtrace_common::EventKind;
+
+use super::{Comm, Contention, WaitStats};
+
+/// Event counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Events applied.
+    pub events: u64,
+    /// Indexed by the `EventKind` value (1..=9); index 0 counts unknown kinds.
+    pub per_kind: [u64; 10],
+    /// Events the source lost (ring buffer full, damaged recording), from [`Model::set_lost`].
+    pub lost: u64,
+    /// Events that named no pipe the model could key on.
+    pub no_pipe: u64,
+    /// Pipes retired to stay within [`ModelConfig::max_pipes`].
+    pub evicted_pipes: u64,
+    /// Notification posts that made it / were lost, over all pipes.
+    pub posted: u64,
+    pub posts_lost: u64,
+    /// Every post attempt by outcome (indexed like `PostOutcome::ALL`), including the
+    /// unattributed ones that name no pipe.
+    pub post_outcomes: [u64; 7],
+}
+
+impl Counters {
+    pub fn kind(&self, k: EventKind) -> u64 {
+        self.per_kind[k as usize]
+    }
+}
+
+/// A task seen in events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TaskState {
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: Comm,
+    pub events: u64,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    /// PipeWait sleeps.
+    pub waits: WaitStats,
+    /// The last wait, as (start, end) on the event clock, and on which pipe.
+    pub last_wait: Option<(u64, u64, u64)>,
+    /// Lock contention suffered, per [`LockKind`].
+    pub contention: [Contention; 2],
+    pub rejections: u64,
+}
+
+impl TaskState {
+    /// Whether the task's last known wait covers `ts_ns` (for "tasks in waits" views).
+    pub fn waiting_at(&self, ts_ns: u64) -> bool {
+        self.last_wait
+            .is_some_and(|(s, e, _)| s <= ts_ns && ts_ns <= e)
+    }
+}
