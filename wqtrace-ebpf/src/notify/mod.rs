@@ -13,15 +13,18 @@
 //! walked watch that did not land gets its outcome. Ring full or notes full is decided from
 //! the entry and exit snapshots only where they prove it (head and tail only grow).
 
+mod programs;
+mod queue_filter;
+
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
         generated::{bpf_get_smp_processor_id, bpf_probe_read_kernel},
     },
-    macros::{fentry, fexit, kprobe, kretprobe, map},
+    macros::map,
     maps::{LruHashMap, PerCpuArray},
-    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
+use queue_filter::{apply_filters, snap_filters};
 use wqtrace_common::{EventKind, NO_OFFSET, Op, flags};
 
 use crate::{
@@ -154,83 +157,6 @@ fn read_into<T>(dst: &mut T, src: u64) {
             core::mem::size_of::<T>() as u32,
             src as *const core::ffi::c_void,
         );
-    }
-}
-
-/// For the walked watches that did not land: their queue's filter, as the return sees it.
-/// `filtered` starts as "rejected" where a filter exists (the kernel's default) and
-/// [`apply_filters`] clears it on a match. Everything lives in map memory (see there).
-#[inline(always)]
-fn snap_filters(c: &mut PostCtx) {
-    let (qo, to, no) = (off!(wq_filter), off!(wf_type_filter), off!(wf_nr_filters));
-    if qo == NO_OFFSET || to == NO_OFFSET || no == NO_OFFSET {
-        return;
-    }
-    let ty = (c.type_sub & 0x00ff_ffff) as u64;
-    for i in 0..MAX_WATCHES {
-        let en = &mut c.entries[i];
-        en.wf = 0;
-        en.nr_filters = 0;
-        en.filtered = 0;
-        if en.pipe == 0 || en.landed != 0 || en.direct != 0 {
-            continue;
-        }
-        read_into(&mut en.wf, en.wq + qo as u64);
-        if en.wf == 0 {
-            continue;
-        }
-        en.filtered = 1;
-        // type_filter is DECLARE_BITMAP(.., WATCH_TYPE__NR): one long.
-        let mut tf: u64 = 0;
-        read_into(&mut tf, en.wf + to as u64);
-        if ty < 64 && (tf >> ty) & 1 != 0 {
-            read_into(&mut en.nr_filters, en.wf + no as u64);
-        }
-    }
-}
-
-/// `filter_watch_notification(wf, n)` for every walked watch whose queue has a filter, with
-/// n's id bits set to the watch's, as the kernel has them when it asks. One flat loop over
-/// (watch, filter) pairs keeping its verdicts in map memory: nested loops with early returns
-/// are more than 6.1's verifier will walk.
-#[inline(always)]
-fn apply_filters(c: &mut PostCtx) {
-    let (fo, size) = (off!(wf_filters), off!(wtf_size));
-    let (to, so, io, mo) = (
-        off!(wtf_type),
-        off!(wtf_subtype_filter),
-        off!(wtf_info_filter),
-        off!(wtf_info_mask),
-    );
-    if fo == NO_OFFSET || size == NO_OFFSET || so == NO_OFFSET || size > 64 {
-        return;
-    }
-    if (to | so | io | mo) >= 16 {
-        return;
-    }
-    let ty = c.type_sub & 0x00ff_ffff;
-    let sub = c.type_sub >> 24;
-    for k in 0..(MAX_WATCHES as u32 * MAX_FILTERS) {
-        let i = (k / MAX_FILTERS) as usize & (MAX_WATCHES - 1);
-        let j = k % MAX_FILTERS;
-        let en = &c.entries[i];
-        if en.pipe == 0 || en.wf == 0 || j >= en.nr_filters {
-            continue;
-        }
-        let wt = en.wf + fo as u64 + (j * size) as u64;
-        let info = (c.info & !0xff00) | (en.info_id & 0xff00);
-        // Into map memory, failed reads included: values the verifier cannot know keep it
-        // from walking every combination of outcomes.
-        let f = &mut c.filter_words;
-        let mut one = [0u32; 4];
-        read_into(&mut one, wt);
-        f[0..4].copy_from_slice(&one);
-        // subtype_filter[subtype / 32], as the kernel indexes it.
-        read_into(&mut f[4], wt + so as u64 + (sub / 32) as u64 * 4);
-        let word = |o: u32| f[(o / 4) as usize & 3];
-        if word(to) == ty && f[4] & (1 << (sub % 32)) != 0 && info & word(mo) == word(io) {
-            c.entries[i].filtered = 0;
-        }
     }
 }
 
@@ -518,110 +444,4 @@ fn post_return() {
         });
     }
     let _ = POSTS.remove(key);
-}
-
-#[fentry(function = "__post_watch_notification")]
-pub fn post_fentry(ctx: FEntryContext) -> i32 {
-    crate::globals::empty_floor!();
-    post_entry(ctx.arg(0), ctx.arg(1), ctx.arg(3));
-    0
-}
-
-#[fexit(function = "__post_watch_notification")]
-pub fn post_fexit(_ctx: FExitContext) -> i32 {
-    crate::globals::empty_floor!();
-    post_return();
-    0
-}
-
-#[kprobe]
-pub fn post_kprobe(ctx: ProbeContext) -> u32 {
-    crate::globals::empty_floor!();
-    if let (Some(wlist), Some(n), Some(id)) = (ctx.arg(0), ctx.arg(1), ctx.arg(3)) {
-        post_entry(wlist, n, id);
-    }
-    0
-}
-
-#[kretprobe]
-pub fn post_kretprobe(_ctx: RetProbeContext) -> u32 {
-    crate::globals::empty_floor!();
-    post_return();
-    0
-}
-
-#[fentry(function = "post_one_notification")]
-pub fn post1_fentry(ctx: FEntryContext) -> i32 {
-    crate::globals::empty_floor!();
-    post1_entry(ctx.arg(0), ctx.arg(1));
-    0
-}
-
-#[fexit(function = "post_one_notification")]
-pub fn post1_fexit(_ctx: FExitContext) -> i32 {
-    crate::globals::empty_floor!();
-    post_return();
-    0
-}
-
-#[kprobe]
-pub fn post1_kprobe(ctx: ProbeContext) -> u32 {
-    crate::globals::empty_floor!();
-    if let (Some(wq), Some(n)) = (ctx.arg(0), ctx.arg(1)) {
-        post1_entry(wq, n);
-    }
-    0
-}
-
-#[kretprobe]
-pub fn post1_kretprobe(_ctx: RetProbeContext) -> u32 {
-    crate::globals::empty_floor!();
-    post_return();
-    0
-}
-
-#[fentry(function = "remove_watch_from_object")]
-pub fn removal_fentry(ctx: FEntryContext) -> i32 {
-    crate::globals::empty_floor!();
-    removal_entry(ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3));
-    0
-}
-
-#[fexit(function = "remove_watch_from_object")]
-pub fn removal_fexit(_ctx: FExitContext) -> i32 {
-    crate::globals::empty_floor!();
-    post_return();
-    0
-}
-
-#[kprobe]
-pub fn removal_kprobe(ctx: ProbeContext) -> u32 {
-    crate::globals::empty_floor!();
-    if let (Some(wlist), Some(wq), Some(id), Some(all)) =
-        (ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3))
-    {
-        removal_entry(wlist, wq, id, all);
-    }
-    0
-}
-
-#[kretprobe]
-pub fn removal_kretprobe(_ctx: RetProbeContext) -> u32 {
-    crate::globals::empty_floor!();
-    post_return();
-    0
-}
-
-#[fentry(function = "__wake_up_locked_sync_key")]
-pub fn landed_fentry(ctx: FEntryContext) -> i32 {
-    crate::globals::empty_floor!();
-    landed(ctx.arg(0));
-    0
-}
-
-#[kprobe]
-pub fn landed_kprobe(ctx: ProbeContext) -> u32 {
-    crate::globals::empty_floor!();
-    landed(ctx.arg(0).unwrap_or(0));
-    0
 }
