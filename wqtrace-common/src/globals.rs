@@ -1,0 +1,170 @@
+//! The read-only globals userspace sets before loading the programs.
+
+use crate::NO_OFFSET;
+
+/// Field offsets resolved from the running kernel's BTF by userspace and handed to the programs
+/// as one global. [`NO_OFFSET`] marks a field this kernel lacks; the programs then skip the
+/// feature that needs it instead of failing to load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_f_op: u32,
+    pub file_private_data: u32,
+    pub file_f_inode: u32,
+    pub inode_i_ino: u32,
+    pub pipe_head: u32,
+    pub pipe_tail: u32,
+    /// Size in bytes of head/tail (pipe_index_t is u16 on some 32-bit builds).
+    pub pipe_index_size: u32,
+    pub pipe_max_usage: u32,
+    pub pipe_ring_size: u32,
+    pub pipe_bufs: u32,
+    pub pipe_mutex: u32,
+    /// Offset of `rd_wait.lock` (the spinlock the notification poster takes).
+    pub pipe_rd_wait: u32,
+    pub pipe_watch_queue: u32,
+    pub pipe_note_loss: u32,
+    pub mutex_owner: u32,
+    pub buf_size: u32,
+    pub buf_offset: u32,
+    pub buf_len: u32,
+    pub buf_flags: u32,
+    pub wq_pipe: u32,
+    pub wq_notes_bitmap: u32,
+    pub wq_nr_notes: u32,
+    pub watch_info_id: u32,
+    pub wlist_watchers: u32,
+    pub watch_list_node: u32,
+    pub watch_queue: u32,
+    pub watch_id: u32,
+    /// `pipe_buffer.page` and `page.index` (a notes page's first note): which note a slot holds.
+    pub buf_page: u32,
+    pub page_index: u32,
+    pub wq_defunct: u32,
+    /// `watch_queue.filter` → `struct watch_filter` → `struct watch_type_filter[]`.
+    pub wq_filter: u32,
+    pub wf_type_filter: u32,
+    pub wf_nr_filters: u32,
+    pub wf_filters: u32,
+    pub wtf_size: u32,
+    pub wtf_type: u32,
+    pub wtf_subtype_filter: u32,
+    pub wtf_info_filter: u32,
+    pub wtf_info_mask: u32,
+    pub _reserved: u32,
+    pub _pad: u32,
+}
+
+impl Offsets {
+    pub const fn missing() -> Self {
+        Self {
+            task_pid: NO_OFFSET,
+            task_tgid: NO_OFFSET,
+            task_comm: NO_OFFSET,
+            task_files: NO_OFFSET,
+            files_fdt: NO_OFFSET,
+            fdt_max_fds: NO_OFFSET,
+            fdt_fd: NO_OFFSET,
+            file_f_op: NO_OFFSET,
+            file_private_data: NO_OFFSET,
+            file_f_inode: NO_OFFSET,
+            inode_i_ino: NO_OFFSET,
+            pipe_head: NO_OFFSET,
+            pipe_tail: NO_OFFSET,
+            pipe_index_size: 4,
+            pipe_max_usage: NO_OFFSET,
+            pipe_ring_size: NO_OFFSET,
+            pipe_bufs: NO_OFFSET,
+            pipe_mutex: NO_OFFSET,
+            pipe_rd_wait: NO_OFFSET,
+            pipe_watch_queue: NO_OFFSET,
+            pipe_note_loss: NO_OFFSET,
+            mutex_owner: NO_OFFSET,
+            buf_size: NO_OFFSET,
+            buf_offset: NO_OFFSET,
+            buf_len: NO_OFFSET,
+            buf_flags: NO_OFFSET,
+            wq_pipe: NO_OFFSET,
+            wq_notes_bitmap: NO_OFFSET,
+            wq_nr_notes: NO_OFFSET,
+            watch_info_id: NO_OFFSET,
+            wlist_watchers: NO_OFFSET,
+            watch_list_node: NO_OFFSET,
+            watch_queue: NO_OFFSET,
+            watch_id: NO_OFFSET,
+            buf_page: NO_OFFSET,
+            page_index: NO_OFFSET,
+            wq_defunct: NO_OFFSET,
+            wq_filter: NO_OFFSET,
+            wf_type_filter: NO_OFFSET,
+            wf_nr_filters: NO_OFFSET,
+            wf_filters: NO_OFFSET,
+            wtf_size: NO_OFFSET,
+            wtf_type: NO_OFFSET,
+            wtf_subtype_filter: NO_OFFSET,
+            wtf_info_filter: NO_OFFSET,
+            wtf_info_mask: NO_OFFSET,
+            _reserved: NO_OFFSET,
+            _pad: 0,
+        }
+    }
+}
+
+/// In-kernel filters, one global. Zero / empty means "no filter".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this process (tgid); 0 = all.
+    pub tgid: u32,
+    /// Only this pipe inode; 0 = all.
+    pub ino: u32,
+    /// Only tasks whose comm starts with this (NUL-padded); empty = all.
+    pub comm: [u8; 16],
+    /// 1 = only notification pipes.
+    pub notification_only: u32,
+    /// wqtrace's own tgid: its own pipes and syscalls are never traced.
+    pub self_tgid: u32,
+    /// 1 = every program returns at once: the benchmark's floor of the attach mechanism.
+    pub empty: u32,
+}
+
+impl Filter {
+    pub const fn none() -> Self {
+        Self {
+            tgid: 0,
+            ino: 0,
+            comm: [0; 16],
+            notification_only: 0,
+            self_tgid: 0,
+            empty: 0,
+        }
+    }
+}
+
+/// Kernel symbol addresses from /proc/kallsyms (0 = unknown), one global. They let the
+/// programs read the current CPU's preempt_count and tell task, softirq and irq context apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Ksyms {
+    /// `__per_cpu_offset` (array of each CPU's per-cpu base).
+    pub per_cpu_offset: u64,
+    /// Per-cpu address of the preempt count: `&pcpu_hot.preempt_count` (6.2–6.14) or
+    /// `&__preempt_count`.
+    pub preempt_count: u64,
+}
+
+impl Ksyms {
+    pub const fn none() -> Self {
+        Self {
+            per_cpu_offset: 0,
+            preempt_count: 0,
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Slots of the maps both sides index, and the calibration handshake.
+
+/// Index of the per-CPU counters in the `STATS` map.
+pub mod stat {
+    /// Ring buffer reservations that failed: events lost.
+    pub const LOST: u32 = 0;
+    /// Events submitted.
+    pub const SUBMITTED: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+/// Slots of the RUNTIME array map, shared by the programs and the loader.
+pub mod runtime {
+    /// Address of the kernel's pipe `file_operations`, learned from wqtrace's own pipe
+    /// (calibration).
+    pub const PIPE_FOPS: u32 = 0;
+    /// Hook flags set by userspace after attaching (the `HOOK_*` bits).
+    pub const HOOKS: u32 = 1;
+    pub const COUNT: u32 = 4;
+    /// get_pipe_info is hooked, so it (not the errno) decides rejections.
+    pub const HOOK_GET_PIPE_INFO: u64 = 1;
+    /// The landing hook (`__wake_up_locked_sync_key`) is attached, so a walked post it did not
+    /// see land really did not land.
+    pub const HOOK_POST_LANDED: u64 = 2;
+    /// This kernel has `security_post_notification()`, which may refuse a post without a
+    /// trace wqtrace can see.
+    pub const HOOK_SECURITY_MAY_SKIP: u64 = 4;
+}
+
+/// fcntl(fd, F_GETPIPE_SZ) issued by wqtrace itself on this magic pipe teaches the programs
+/// the address of the kernel's pipe `file_operations` (kallsyms may not name it).
+pub const CALIBRATE_FCNTL_CMD: u32 = 1032; // F_GETPIPE_SZ
