@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
     metrics::{
         counter::Counter,
         family::Family,
@@ -24,6 +23,11 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
+
+pub use super::labels::note_type_name;
+use super::labels::{
+    Comms, KindLabels, LockLabels, NoteLabels, OutcomeLabels, PipeLabels, RejectLabels,
+};
 
 /// Label value for everything past a cap.
 pub const OTHER: &str = "other";
@@ -71,49 +75,6 @@ pub struct BuildInfo {
     pub attach: Vec<(String, String)>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NoteLabels {
-    r#type: &'static str,
-    comm: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RejectLabels {
-    syscall: &'static str,
-    comm: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LockLabels {
-    lock: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabels {
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PipeLabels {
-    pipe: Arc<str>,
-    comm: Arc<str>,
-}
-
-/// WATCH_TYPE_* names (include/uapi/linux/watch_queue.h); anything else is `other`.
-pub fn note_type_name(t: u32) -> &'static str {
-    match t {
-        0 => "meta",
-        1 => "key_notify",
-        _ => OTHER,
-    }
-}
-
-/// A pipe the gauge knows about.
 #[derive(Debug)]
 struct Tracked {
     ino: u64,
@@ -128,57 +89,6 @@ struct Tracked {
     /// Time and process of the last event on it (for [`Metrics::sweep`]).
     last_ts_ns: u64,
     last_tgid: u32,
-}
-
-/// Comm → label value, for the first `cap` comms seen; later ones are `other`.
-#[derive(Debug)]
-struct Comms {
-    cap: usize,
-    map: HashMap<[u8; 16], Arc<str>>,
-    other: Arc<str>,
-    unknown: Arc<str>,
-}
-
-impl Comms {
-    fn new(cap: usize) -> Self {
-        Self {
-            cap,
-            map: HashMap::new(),
-            other: OTHER.into(),
-            unknown: UNKNOWN.into(),
-        }
-    }
-
-    fn label(&mut self, comm: &[u8; 16]) -> Arc<str> {
-        if comm[0] == 0 {
-            return self.unknown.clone();
-        }
-        if let Some(l) = self.map.get(comm) {
-            return l.clone();
-        }
-        if self.map.len() >= self.cap {
-            return self.other.clone();
-        }
-        let l: Arc<str> = sanitize(comm).into();
-        self.map.insert(*comm, l.clone());
-        l
-    }
-}
-
-/// A comm as a label value: printable ASCII, no quotes or backslashes (they would be escaped
-/// correctly, but make dashboards and shell quoting miserable).
-fn sanitize(comm: &[u8; 16]) -> String {
-    let n = comm.iter().position(|&c| c == 0).unwrap_or(16);
-    comm[..n]
-        .iter()
-        .map(|&c| {
-            if c.is_ascii_graphic() && c != b'"' && c != b'\\' || c == b' ' {
-                c as char
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Every metric and the state behind the bounded ones. Feed it events with [`Metrics::apply`];

@@ -6,6 +6,7 @@
 //! source is dropped), then the listener closes.
 
 pub mod http;
+mod labels;
 pub mod metrics;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,103 @@
+//! Label sets of serve's metrics, and the caps that keep them bounded whatever the traced
+//! system does (comm values beyond the cap count under `other`; names are sanitized).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+
+use super::metrics::{OTHER, UNKNOWN};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct NoteLabels {
+    pub(super) r#type: &'static str,
+    pub(super) comm: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RejectLabels {
+    pub(super) syscall: &'static str,
+    pub(super) comm: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct LockLabels {
+    pub(super) lock: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct OutcomeLabels {
+    pub(super) outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct KindLabels {
+    pub(super) kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct PipeLabels {
+    pub(super) pipe: Arc<str>,
+    pub(super) comm: Arc<str>,
+}
+
+/// WATCH_TYPE_* names (include/uapi/linux/watch_queue.h); anything else is `other`.
+pub fn note_type_name(t: u32) -> &'static str {
+    match t {
+        0 => "meta",
+        1 => "key_notify",
+        _ => OTHER,
+    }
+}
+
+/// A pipe the gauge knows about.
+/// Comm → label value, for the first `cap` comms seen; later ones are `other`.
+#[derive(Debug)]
+pub(super) struct Comms {
+    pub(super) cap: usize,
+    pub(super) map: HashMap<[u8; 16], Arc<str>>,
+    pub(super) other: Arc<str>,
+    pub(super) unknown: Arc<str>,
+}
+
+impl Comms {
+    pub(super) fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            map: HashMap::new(),
+            other: OTHER.into(),
+            unknown: UNKNOWN.into(),
+        }
+    }
+
+    pub(super) fn label(&mut self, comm: &[u8; 16]) -> Arc<str> {
+        if comm[0] == 0 {
+            return self.unknown.clone();
+        }
+        if let Some(l) = self.map.get(comm) {
+            return l.clone();
+        }
+        if self.map.len() >= self.cap {
+            return self.other.clone();
+        }
+        let l: Arc<str> = sanitize(comm).into();
+        self.map.insert(*comm, l.clone());
+        l
+    }
+}
+
+/// A comm as a label value: printable ASCII, no quotes or backslashes (they would be escaped
+/// correctly, but make dashboards and shell quoting miserable).
+fn sanitize(comm: &[u8; 16]) -> String {
+    let n = comm.iter().position(|&c| c == 0).unwrap_or(16);
+    comm[..n]
+        .iter()
+        .map(|&c| {
+            if c.is_ascii_graphic() && c != b'"' && c != b'\\' || c == b' ' {
+                c as char
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
