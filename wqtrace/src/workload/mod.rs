@@ -15,6 +15,7 @@
 
 pub mod contend;
 pub mod mixed;
+pub mod notes;
 pub mod notify;
 pub mod overflow;
 pub mod race;

@@ -17,7 +17,8 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::Common;
-use super::sys::{self, Note};
+use super::notes::{self, Note};
+use super::sys;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -154,7 +155,7 @@ fn reader(fd: i32, expected: u32, tid_tx: mpsc::Sender<u32>) -> ReaderResult {
             Ok(0) => break,
             Ok(n) => {
                 r.reads += 1;
-                match sys::decode_notes(&buf[..n]) {
+                match notes::decode_notes(&buf[..n]) {
                     Ok(notes) => {
                         got += notes.iter().filter(|n| !n.is_loss()).count() as u32;
                         r.notes.extend(notes);

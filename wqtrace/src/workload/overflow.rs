@@ -14,8 +14,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::Common;
+use super::notes::{self, Note};
 use super::notify::unlink_from_process_keyring;
-use super::sys::{self, Note};
+use super::sys;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -134,7 +135,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<Summary> {
             Ok(0) => break,
             Ok(n) => {
                 s.reads += 1;
-                match sys::decode_notes(&buf[..n]) {
+                match notes::decode_notes(&buf[..n]) {
                     Ok(notes) => s.notifications.extend(notes),
                     Err(e) => {
                         s.errors.push(format!("decoding {n} bytes: {e:?}"));

@@ -19,8 +19,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::Common;
+use super::notes::{self, Note};
 use super::notify::unlink_from_process_keyring;
-use super::sys::{self, Note};
+use super::sys;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -257,7 +258,7 @@ fn reader(
     for &n in &lens {
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        match sys::decode_notes(chunk) {
+        match notes::decode_notes(chunk) {
             Ok(notes) => tally.add(&notes, keys),
             Err(e) => errors.push(format!("decoding {n} bytes: {e:?}")),
         }
@@ -402,7 +403,7 @@ mod tests {
             subtype,
             watch_id,
             len: if key_id.is_some() { 16 } else { 8 },
-            name: sys::note_name(ty, subtype),
+            name: notes::note_name(ty, subtype),
             key_id,
             aux: key_id.map(|_| 0),
             removal_id: None,
