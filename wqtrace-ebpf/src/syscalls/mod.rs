@@ -24,74 +24,8 @@ use crate::{
     words,
 };
 
-// x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl).
-const NR_READ: u64 = 0;
-const NR_WRITE: u64 = 1;
-const NR_CLOSE: u64 = 3;
-const NR_IOCTL: u64 = 16;
-const NR_READV: u64 = 19;
-const NR_WRITEV: u64 = 20;
-const NR_PIPE: u64 = 22;
-const NR_SENDFILE: u64 = 40;
-const NR_FCNTL: u64 = 72;
-const NR_KEYCTL: u64 = 250;
-const NR_SPLICE: u64 = 275;
-const NR_TEE: u64 = 276;
-const NR_VMSPLICE: u64 = 278;
-const NR_PIPE2: u64 = 293;
-const NR_COPY_FILE_RANGE: u64 = 326;
-
-const KEYCTL_WATCH_KEY: u64 = 32;
-/// _IO('W', 0x60), include/uapi/linux/watch_queue.h
-const IOC_WATCH_QUEUE_SET_SIZE: u64 = 0x5760;
-/// O_NOTIFICATION_PIPE == O_EXCL on x86_64.
-const O_NOTIFICATION_PIPE: u64 = 0o200;
-const EINVAL: i64 = 22;
-const EBADF: i64 = 9;
-const EXDEV: i64 = 18;
-
-/// Syscall argument `n` from the `struct pt_regs` the syscall tracepoints pass. The layout is
-/// x86_64 UAPI (arch/x86/include/uapi/asm/ptrace.h), not a kernel-internal struct. tp_btf
-/// hands the programs a BTF-typed pointer, so these are plain loads the verifier checks
-/// against `struct pt_regs`, not probe-read helper calls.
-#[inline(always)]
-fn sys_arg(regs: u64, n: u32) -> u64 {
-    // di, si, dx, r10, r8, r9
-    let off = match n {
-        0 => 112,
-        1 => 104,
-        2 => 96,
-        3 => 56,
-        4 => 72,
-        _ => 64,
-    };
-    unsafe { core::ptr::read_volatile((regs + off) as *const u64) }
-}
-
-/// `orig_ax`: the syscall number, at exit too.
-#[inline(always)]
-fn sys_nr(regs: u64) -> u64 {
-    unsafe { core::ptr::read_volatile((regs + 120) as *const u64) }
-}
-
-fn op_of(nr: u64) -> Op {
-    match nr {
-        NR_READ => Op::Read,
-        NR_WRITE => Op::Write,
-        NR_READV => Op::Readv,
-        NR_WRITEV => Op::Writev,
-        NR_SPLICE => Op::Splice,
-        NR_TEE => Op::Tee,
-        NR_VMSPLICE => Op::Vmsplice,
-        NR_SENDFILE => Op::Sendfile,
-        NR_COPY_FILE_RANGE => Op::CopyFileRange,
-        NR_PIPE | NR_PIPE2 => Op::Pipe2,
-        NR_CLOSE => Op::Close,
-        NR_IOCTL => Op::Ioctl,
-        NR_KEYCTL => Op::Keyctl,
-        _ => Op::None,
-    }
-}
+mod abi;
+use abi::*;
 
 /// A fresh in-flight record in `f`'s storage (built in place: a struct returned by value
 /// comes back as a BPF memset call, see `words`).
