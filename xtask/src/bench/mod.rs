@@ -8,6 +8,7 @@
 
 mod measure;
 mod pingpong;
+mod process;
 mod report;
 
 use std::path::PathBuf;
