@@ -4,6 +4,7 @@
 //! `wqtrace-ebpf` hooks → [`wqtrace_common::Event`] → [`probe`] (plan + loader) →
 //! [`source`] (live ring buffer or recording) → [`model`] (pure state) → [`sinks`].
 
+pub mod argvalue;
 pub mod child;
 pub mod cli;
 pub mod doctor;

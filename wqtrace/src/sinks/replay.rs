@@ -16,14 +16,14 @@ pub struct Args {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Playback speed (1 = real time).
-    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::positive)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::argvalue::positive)]
     pub speed: f64,
     /// Print the model state (pipes, ring slots, occupancy) instead of the interactive UI.
     #[arg(long)]
     pub dump: bool,
     /// With --dump: the state SECS seconds into the recording (default: the end).
     /// Without: start the UI there (paused).
-    #[arg(long, value_name = "SECS", value_parser = crate::cli::secs)]
+    #[arg(long, value_name = "SECS", value_parser = crate::argvalue::secs)]
     pub at: Option<f64>,
     /// UI: redraw every MS milliseconds.
     #[arg(

@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Stop after this many seconds.
-    #[arg(short = 'd', long, value_name = "SECS", value_parser = crate::cli::secs)]
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = crate::argvalue::secs)]
     pub duration: Option<f64>,
     /// Print the attach plan to stderr before tracing.
     #[arg(long)]

@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     pub threads: u32,
     /// Seconds the writers keep writing.
-    #[arg(long, default_value_t = 2.0, value_parser = crate::cli::secs)]
+    #[arg(long, default_value_t = 2.0, value_parser = crate::argvalue::secs)]
     pub duration: f64,
 }
 

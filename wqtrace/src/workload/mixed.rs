@@ -16,7 +16,7 @@ pub struct Args {
     #[command(flatten)]
     pub common: Common,
     /// Seconds to run.
-    #[arg(long, default_value_t = 5.0, value_parser = crate::cli::secs)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::argvalue::secs)]
     pub duration: f64,
     /// Threads of the background `contend`.
     #[arg(long, default_value_t = 3)]

@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     /// Stop after SECS seconds.
-    #[arg(short = 'd', long, value_name = "SECS", value_parser = crate::cli::secs)]
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = crate::argvalue::secs)]
     pub duration: Option<f64>,
     /// No progress line on stderr (the final summary is still printed).
     #[arg(short = 'q', long)]
@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, hide = true, value_name = "N")]
     pub synthetic: Option<usize>,
     /// Testing aid: pace --synthetic events at this many per second.
-    #[arg(long, hide = true, value_name = "PER_SEC", value_parser = crate::cli::positive)]
+    #[arg(long, hide = true, value_name = "PER_SEC", value_parser = crate::argvalue::positive)]
     pub synthetic_rate: Option<f64>,
     /// Run this command once the probes are attached, and stop when it exits.
     #[arg(last = true, value_name = "CMD")]

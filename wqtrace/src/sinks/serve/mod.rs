@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, default_value_t = metrics::Limits::default().comms)]
     pub max_comms: usize,
     /// Stop after this many seconds.
-    #[arg(short = 'd', long, value_name = "SECS", value_parser = crate::cli::secs)]
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = crate::argvalue::secs)]
     pub duration: Option<f64>,
 }
 
