@@ -810,7 +810,7 @@ fn full_disk_is_one_clear_error_and_the_file_stays_readable() {
     };
     let evs = fixtures::busy_stream(50_000, 2, 5);
     let mut src =
-        wqtrace::source::recording::VecSource::new(SessionMeta::default(), evs.clone(), 1000, 0);
+        wqtrace::source::file::VecSource::new(SessionMeta::default(), evs.clone(), 1000, 0);
     let mut w = Writer::new(&mut disk, &header()).unwrap();
     let mut progress = wqtrace::sinks::record::Progress::new(true);
     let err = wqtrace::sinks::record::record_loop(

@@ -20,7 +20,7 @@ use wqtrace::sinks::tui::view::{Mode, View};
 use wqtrace::sinks::tui::widgets::header::NO_NOTIF_HINT;
 use wqtrace::sinks::tui::{Feed, LiveFeed, ReplayFeed};
 use wqtrace::source::SessionMeta;
-use wqtrace::source::recording::VecSource;
+use wqtrace::source::file::VecSource;
 use wqtrace::source::replay::Replay;
 use wqtrace_common::{Event, EventKind, Op, flags};
 

@@ -10,7 +10,7 @@ use wqtrace_common::EventKind;
 use crate::model::{Comm, Contention, LockKind, Model, ModelConfig, PipeOrder, PipeState};
 use crate::recording::{Header, Trailer};
 use crate::source::EventSource;
-use crate::source::recording::RecordingSource;
+use crate::source::file::FileSource;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,7 +35,7 @@ pub struct Analysis {
 
 /// Reads the whole recording into a [`Model`] (report-sized caps).
 pub fn analyze(path: &Path) -> Result<Analysis> {
-    let mut src = RecordingSource::open(path)?;
+    let mut src = FileSource::open(path)?;
     let mut model = Model::new(ModelConfig::for_report());
     let mut batch = Vec::new();
     let mut warnings = Vec::new();

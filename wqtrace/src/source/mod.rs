@@ -7,8 +7,8 @@ use wqtrace_common::Event;
 
 pub use crate::session::SessionMeta;
 
+pub mod file;
 pub mod live;
-pub mod recording;
 pub mod replay;
 mod ringbuf;
 pub mod synthetic;

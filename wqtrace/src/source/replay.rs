@@ -11,7 +11,7 @@ use wqtrace_common::Event;
 
 use crate::model::{Model, ModelConfig};
 use crate::recording::ChunkInfo;
-use crate::source::recording::RecordingSource;
+use crate::source::file::FileSource;
 
 /// Snapshots kept for seeking (one every `len / MAX_SNAPSHOTS` chunks).
 const MAX_SNAPSHOTS: usize = 32;
@@ -20,7 +20,7 @@ type Snapshot = (usize, u64, Option<u64>, Model);
 
 /// Replay engine over a recording.
 pub struct Replay {
-    src: RecordingSource,
+    src: FileSource,
     index: Vec<ChunkInfo>,
     cfg: ModelConfig,
     model: Model,
@@ -45,7 +45,7 @@ pub struct Replay {
 impl Replay {
     /// Opens `path` and indexes its chunks (one pass over the file).
     pub fn open(path: &Path, cfg: ModelConfig) -> Result<Self> {
-        let mut src = RecordingSource::open(path)?;
+        let mut src = FileSource::open(path)?;
         let index = src.index()?;
         // Chunk boundaries are the only seek points; the end comes from the last chunk.
         let mut end_ts = 0;

@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result, bail};
 use wqtrace_common::Event;
 
 use crate::source::EventSource;
-use crate::source::recording::RecordingSource;
+use crate::source::file::FileSource;
 
 mod chrome;
 mod perfetto;
@@ -94,7 +94,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Writes the export of `path` to `out`; returns the number of events.
 pub fn export(path: &Path, format: Format, out: &mut dyn Write) -> Result<u64> {
-    let mut src = RecordingSource::open(path)?;
+    let mut src = FileSource::open(path)?;
     let n = match format {
         Format::Jsonl => {
             let rt = src.meta().realtime_offset_ns;
@@ -121,7 +121,7 @@ pub fn export(path: &Path, format: Format, out: &mut dyn Write) -> Result<u64> {
                 Ok(())
             })?;
             // Pass 2: the events.
-            let mut src = RecordingSource::open(path)?;
+            let mut src = FileSource::open(path)?;
             let mut n = 0;
             if format == Format::Perfetto {
                 let mut w = PerfettoWriter::new(out);
@@ -153,7 +153,7 @@ pub fn export(path: &Path, format: Format, out: &mut dyn Write) -> Result<u64> {
     Ok(n)
 }
 
-fn for_each(src: &mut RecordingSource, mut f: impl FnMut(&Event) -> Result<()>) -> Result<()> {
+fn for_each(src: &mut FileSource, mut f: impl FnMut(&Event) -> Result<()>) -> Result<()> {
     let mut batch = Vec::new();
     loop {
         batch.clear();

@@ -12,13 +12,13 @@ use super::{EventSource, SessionMeta};
 use crate::recording::{Chunk, ChunkInfo, Header, Reader, Trailer};
 
 /// A recording as an [`EventSource`]: batches are the file's chunks. Damage is reported as
-/// warnings (see [`RecordingSource::take_warnings`]); events before and after it are delivered.
-pub struct RecordingSource {
+/// warnings (see [`FileSource::take_warnings`]); events before and after it are delivered.
+pub struct FileSource {
     path: PathBuf,
     reader: Reader<BufReader<File>>,
 }
 
-impl RecordingSource {
+impl FileSource {
     /// Opens `path` and checks its header. Errors read `PATH: why`, e.g.
     /// `trace.wqt: not a wqtrace recording (bad magic)`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
@@ -78,7 +78,7 @@ impl RecordingSource {
             .with_context(|| crate::text::path(&self.path).to_string())
     }
 
-    /// Continues at a chunk from [`RecordingSource::index`].
+    /// Continues at a chunk from [`FileSource::index`].
     pub fn seek(&mut self, chunk: &ChunkInfo) -> anyhow::Result<()> {
         self.reader
             .seek_to(chunk.offset, chunk.first_index)
@@ -112,7 +112,7 @@ impl RecordingSource {
     }
 }
 
-impl EventSource for RecordingSource {
+impl EventSource for FileSource {
     fn next_batch(&mut self, out: &mut Vec<Event>, _timeout: Duration) -> anyhow::Result<bool> {
         match self.next_chunk()? {
             Some((_, events)) => {
