@@ -1,0 +1,115 @@
+//! `wqtrace report FILE [--json]`: totals, then one section per pipe (notification pipes first).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use wqtrace_common::EventKind;
+
+use crate::model::{Comm, Contention, LockKind, Model, ModelConfig, PipeOrder};
+use crate::recording::{Header, Trailer};
+use crate::source::EventSource;
+use crate::source::file::FileSource;
+
+mod json;
+mod text;
+
+pub use json::to_json;
+pub use text::to_text;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A recording made by `wqtrace record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A recording read through the model: what `report` (and tests) look at.
+pub struct Analysis {
+    pub path: PathBuf,
+    pub header: Header,
+    pub trailer: Option<Trailer>,
+    pub model: Model,
+    pub tracer_lost: u64,
+    pub damaged_events: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Reads the whole recording into a [`Model`] (report-sized caps).
+pub fn analyze(path: &Path) -> Result<Analysis> {
+    let mut src = FileSource::open(path)?;
+    let mut model = Model::new(ModelConfig::for_report());
+    let mut batch = Vec::new();
+    let mut warnings = Vec::new();
+    loop {
+        batch.clear();
+        let more = src.next_batch(&mut batch, std::time::Duration::ZERO)?;
+        for e in &batch {
+            model.apply(e);
+        }
+        warnings.extend(src.take_warnings());
+        if !more {
+            break;
+        }
+    }
+    model.set_lost(src.lost());
+    Ok(Analysis {
+        path: path.to_path_buf(),
+        header: src.header().clone(),
+        trailer: src.trailer().cloned(),
+        tracer_lost: src.tracer_lost(),
+        damaged_events: src.damaged_events(),
+        warnings,
+        model,
+    })
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let a = analyze(&args.file)?;
+    for w in &a.warnings {
+        eprintln!("wqtrace: warning: {w}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&a))?);
+    } else {
+        print!("{}", to_text(&a));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn who(comm: &Comm, id: u32) -> String {
+    if comm.is_empty() {
+        format!("?[{id}]")
+    } else {
+        format!("{comm}[{id}]")
+    }
+}
+
+fn duration_ns(a: &Analysis) -> u64 {
+    a.model.time_span().map_or(0, |(f, l)| l - f)
+}
+
+fn rel(a: &Analysis, ts: u64) -> String {
+    let t0 = a.model.time_span().map_or(ts, |(f, _)| f);
+    format!("+{:.6}s", ts.saturating_sub(t0) as f64 / 1e9)
+}
+
+fn contention_text(c: &Contention) -> String {
+    if c.count == 0 {
+        return "0".into();
+    }
+    let mut s = format!(
+        "{} (total {}, worst {}: {} waited",
+        c.count,
+        crate::text::duration(c.total_ns),
+        crate::text::duration(c.worst_ns),
+        who(&c.worst_waiter, c.worst_waiter_tid)
+    );
+    if c.worst_holder_tid != 0 {
+        s += &format!(" for {}", who(&c.worst_holder, c.worst_holder_tid));
+    }
+    s + ")"
+}

@@ -1,0 +1,175 @@
+//! Where the TUI's events come from: the live ring buffer (drained continuously, so nothing is
+//! lost while the screen redraws every `-i` ms) or the replay engine (paced by recorded time).
+//! Both apply events to a model and say what a frame is drawn from.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use wqtrace_common::Event;
+
+use super::app::{Action, App};
+use super::view::{Mode, View};
+use ratatui::crossterm::event;
+
+use crate::kernel;
+use crate::model::{Model, ModelConfig};
+use crate::source::EventSource;
+use crate::source::replay::Replay;
+
+/// Where the model comes from.
+pub trait Feed {
+    /// Applies pending events, waiting at most `max_wait` for some (or for a key).
+    fn pump(&mut self, max_wait: Duration) -> Result<()>;
+    /// Carries out a key's [`Action`] (pause, step, seek, speed).
+    fn act(&mut self, a: Action, app: &mut App) -> Result<()>;
+    /// The frame to draw.
+    fn view(&mut self) -> Result<View<'_>>;
+}
+
+/// Events applied between two looks at the keyboard (at most).
+pub const APPLY_CHUNK: usize = 2048;
+
+/// Events from a live (or any) [`EventSource`], applied as they come. Pausing freezes a copy
+/// of the model for display; the live model keeps counting.
+pub struct LiveFeed<S: EventSource> {
+    pub src: S,
+    pub model: Model,
+    frozen: Option<(Model, u64)>,
+    /// Events taken from the source; those from `next` on are not applied yet.
+    batch: Vec<Event>,
+    next: usize,
+    /// Override of the clock (tests); None = CLOCK_BOOTTIME.
+    pub clock: Option<u64>,
+}
+
+impl<S: EventSource> LiveFeed<S> {
+    pub fn new(src: S, cfg: ModelConfig) -> Self {
+        Self {
+            src,
+            model: Model::new(cfg),
+            frozen: None,
+            batch: Vec::with_capacity(4096),
+            next: 0,
+            clock: None,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.unwrap_or_else(kernel::boottime_ns)
+    }
+
+    /// Applies up to [`APPLY_CHUNK`] events: left over from the last batch, else from the source
+    /// (waiting at most `max_wait` for the first). Returns the number applied; 0 = none came.
+    /// A batch can hold a quarter of a million events, and a model far behind (a slow machine,
+    /// an emulated one) must still see keys between chunks.
+    pub fn drain(&mut self, max_wait: Duration) -> Result<usize> {
+        if self.next == self.batch.len() {
+            self.batch.clear();
+            self.next = 0;
+            self.src.next_batch(&mut self.batch, max_wait)?;
+        }
+        let end = self.batch.len().min(self.next + APPLY_CHUNK);
+        for e in &self.batch[self.next..end] {
+            self.model.apply(e);
+        }
+        let n = end - self.next;
+        self.next = end;
+        self.model.set_lost(self.src.lost());
+        Ok(n)
+    }
+}
+
+impl<S: EventSource> Feed for LiveFeed<S> {
+    fn pump(&mut self, max_wait: Duration) -> Result<()> {
+        let deadline = Instant::now() + max_wait;
+        // Keep draining while events flow, up to the deadline (keys are checked between).
+        while self.drain(deadline.saturating_duration_since(Instant::now()))? > 0 {
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, a: Action, app: &mut App) -> Result<()> {
+        if a == Action::TogglePause {
+            self.frozen = if app.paused {
+                Some((self.model.clone(), self.now()))
+            } else {
+                None
+            };
+        }
+        Ok(())
+    }
+
+    fn view(&mut self) -> Result<View<'_>> {
+        let meta = self.src.meta();
+        Ok(match &self.frozen {
+            Some((m, at)) => View {
+                model: m,
+                meta,
+                mode: Mode::Live,
+                now_ns: *at,
+                behind: self.model.counters().events - m.counters().events,
+            },
+            None => View {
+                model: &self.model,
+                meta,
+                mode: Mode::Live,
+                now_ns: self.clock.unwrap_or_else(kernel::boottime_ns),
+                behind: 0,
+            },
+        })
+    }
+}
+
+/// The replay engine as a feed: paced playback, pause, step, seek, speed.
+pub struct ReplayFeed {
+    pub replay: Replay,
+}
+
+impl Feed for ReplayFeed {
+    fn pump(&mut self, max_wait: Duration) -> Result<()> {
+        self.replay.tick(Instant::now())?;
+        // Nothing to wait on but time and keys: sleep in small steps, waking on a key.
+        let _ = event::poll(max_wait.min(Duration::from_millis(20)));
+        Ok(())
+    }
+
+    fn act(&mut self, a: Action, app: &mut App) -> Result<()> {
+        let r = &mut self.replay;
+        match a {
+            Action::TogglePause => r.toggle_pause(),
+            Action::Step => {
+                r.step()?;
+            }
+            Action::Seek(ms) => {
+                let pos = r.position_ts() as i128 + ms as i128 * 1_000_000;
+                let t = pos.clamp(r.start_ts() as i128, r.end_ts() as i128) as u64;
+                r.seek(t)?;
+            }
+            Action::Speed(up) => r.set_speed(if up { r.speed() * 2.0 } else { r.speed() / 2.0 }),
+            Action::None | Action::Quit => {}
+        }
+        app.paused = r.is_paused();
+        Ok(())
+    }
+
+    fn view(&mut self) -> Result<View<'_>> {
+        let at_end = self.replay.at_end()?;
+        let r = &self.replay;
+        Ok(View {
+            model: r.model(),
+            meta: r.meta(),
+            mode: Mode::Replay {
+                start_ns: r.start_ts(),
+                pos_ns: r.position_ts(),
+                end_ns: r.end_ts(),
+                speed: r.speed(),
+                at_end,
+            },
+            now_ns: r.position_ts(),
+            behind: 0,
+        })
+    }
+}
