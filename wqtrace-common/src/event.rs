@@ -413,6 +413,37 @@ impl Event {
         self.info & 0x7f
     }
 
+    /// On a notification pipe (O_NOTIFICATION_PIPE).
+    pub const fn is_notification_pipe(&self) -> bool {
+        self.flags & flags::NOTIFICATION_PIPE != 0
+    }
+
+    /// PipeWait: measured as off-CPU time inside read()/write() (sched_switch), not a
+    /// pipe_wait_* call.
+    pub const fn off_cpu(&self) -> bool {
+        self.flags & flags::OFF_CPU != 0
+    }
+
+    /// RingOp: a read that returned a loss record.
+    pub const fn loss_seen(&self) -> bool {
+        self.flags & flags::LOSS_SEEN != 0
+    }
+
+    /// LockContended: the lock was the pipe mutex (else the rd_wait spinlock).
+    pub const fn on_mutex(&self) -> bool {
+        self.flags & flags::LOCK_MUTEX != 0
+    }
+
+    /// NotifyPosted: another task held the pipe mutex while the kernel posted.
+    pub const fn mutex_held(&self) -> bool {
+        self.flags & flags::MUTEX_HELD != 0
+    }
+
+    /// RingOp: the op wrote into this pipe's ring (it was the destination).
+    pub const fn ring_is_dst(&self) -> bool {
+        self.flags & flags::RING_DST != 0
+    }
+
     /// Ring occupancy after the event.
     pub const fn occupancy(&self) -> u32 {
         self.head.wrapping_sub(self.tail)

@@ -1,7 +1,7 @@
 //! One event's effect on its pipe: the ring, per-op counts, posts and their outcomes, waits,
 //! locks, watches, the pipe's life.
 
-use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
+use wqtrace_common::{Event, EventKind, Op, PostOutcome};
 
 use super::alerts::PendingPost;
 use super::{Comm, LockKind, MutexOwnerSeen, PipeState, SlotKind, WatchSeen, pipes};
@@ -16,7 +16,7 @@ fn note_event(p: &mut PipeState, e: &Event, kind: EventKind) {
     if p.ino == 0 && e.ino != 0 {
         p.ino = e.ino;
     }
-    if e.flags & flags::NOTIFICATION_PIPE != 0 {
+    if e.is_notification_pipe() {
         p.notification = true;
     }
     if kind != EventKind::NotifyPosted {
@@ -65,7 +65,7 @@ pub(super) fn apply_to_pipe(p: &mut PipeState, e: &Event, kind: EventKind, key: 
             p.add_rejection(e.op(), e.tgid, comm, e.ret);
         }
         EventKind::PipeWait => {
-            p.waits.add(e.duration_ns, e.flags & flags::OFF_CPU != 0);
+            p.waits.add(e.duration_ns, e.off_cpu());
         }
         EventKind::LockContended => {
             let k = lock_kind(e);
@@ -129,7 +129,7 @@ fn ring_op(p: &mut PipeState, e: &Event, ring_valid: bool) -> Option<(Op, u32, u
     } else {
         s.bytes += e.ret as u64;
     }
-    if e.flags & flags::LOSS_SEEN != 0 {
+    if e.loss_seen() {
         p.posts.loss_seen_by_reader += 1;
         p.posts.loss_records_read += u64::from(e.loss_records());
     }
@@ -137,7 +137,7 @@ fn ring_op(p: &mut PipeState, e: &Event, ring_valid: bool) -> Option<(Op, u32, u
         p.ring
             .apply_move(e.head_before, e.head, e.tail_before, e.tail, SlotKind::Data);
     }
-    if e.flags & flags::RING_DST != 0 {
+    if e.ring_is_dst() {
         // Only an op that wrote slots can have a post land between them.
         return Some((op, e.head_before, e.head));
     }
@@ -178,7 +178,7 @@ fn notify_posted(p: &mut PipeState, e: &Event, key: u64, ring_valid: bool) -> Op
     } else if ring_valid {
         p.ring.sync(e.head, e.tail);
     }
-    if f & flags::MUTEX_HELD != 0 {
+    if e.mutex_held() {
         p.locks.posts_under_mutex += 1;
         if e.owner_tid != 0 {
             p.locks.last_owner_at_post = Some(MutexOwnerSeen {
@@ -204,7 +204,7 @@ fn notify_posted(p: &mut PipeState, e: &Event, key: u64, ring_valid: bool) -> Op
 }
 
 pub(super) fn lock_kind(e: &Event) -> LockKind {
-    if e.flags & flags::LOCK_MUTEX != 0 {
+    if e.on_mutex() {
         LockKind::Mutex
     } else {
         LockKind::RdWait

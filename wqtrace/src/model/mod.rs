@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 // Looked up several times per event: SipHash was a fifth of the TUI's CPU at 2M events/s.
 use foldhash::HashMap;
 
-use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
+use wqtrace_common::{Event, EventKind, Op, PostOutcome};
 
 pub use alerts::{AlertLog, Interleave, Rejection};
 pub use history::{OccHistory, OccSample, RateWindow};
@@ -164,9 +164,9 @@ impl Model {
                 }
             }
             EventKind::PipeWait => {
-                self.waits.add(e.duration_ns, e.flags & flags::OFF_CPU != 0);
+                self.waits.add(e.duration_ns, e.off_cpu());
                 if let Some(t) = self.tasks.get_mut(&e.tid) {
-                    t.waits.add(e.duration_ns, e.flags & flags::OFF_CPU != 0);
+                    t.waits.add(e.duration_ns, e.off_cpu());
                     t.last_wait = Some((ts.saturating_sub(e.duration_ns), ts, e.pipe));
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
+use wqtrace_common::{Event, EventKind, Op, PostOutcome};
 
 /// Where a timeline item goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,7 +89,7 @@ impl Tracks {
                     notification: false,
                 });
             }
-            if e.flags & flags::NOTIFICATION_PIPE != 0
+            if e.is_notification_pipe()
                 || matches!(
                     e.kind(),
                     Some(EventKind::WatchQueueSized | EventKind::WatchAdded)
@@ -221,7 +221,7 @@ fn post_items(v: &mut Vec<Item>, p: usize, e: &Event) {
     if let Some(slot) = e.slot() {
         args.push(("slot", Arg::U(slot.into())));
     }
-    if e.flags & flags::MUTEX_HELD != 0 {
+    if e.mutex_held() {
         args.push((
             "mutex_owner",
             Arg::S(format!(
@@ -274,11 +274,7 @@ fn wait_item(t: Track, e: &Event) -> Item {
 /// Lock contention, as a slice on the waiting thread (with the holder when known).
 fn contention_item(t: Track, e: &Event) -> Item {
     let ts = e.ts_ns;
-    let lock = if e.flags & flags::LOCK_MUTEX != 0 {
-        "mutex"
-    } else {
-        "rd_wait"
-    };
+    let lock = if e.on_mutex() { "mutex" } else { "rd_wait" };
     let mut args = vec![("ino", Arg::U(e.ino))];
     if e.owner_tid != 0 {
         args.push((

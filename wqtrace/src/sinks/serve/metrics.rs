@@ -22,7 +22,7 @@ use prometheus_client::{
     },
     registry::{Registry, Unit},
 };
-use wqtrace_common::{Event, EventKind, Op, PostOutcome, flags};
+use wqtrace_common::{Event, EventKind, Op, PostOutcome};
 
 pub use super::labels::note_type_name;
 use super::labels::{
@@ -275,7 +275,7 @@ impl Metrics {
                 self.pipe_wait.observe(e.duration_ns as f64 / 1e9);
             }
             EventKind::LockContended => {
-                let i = usize::from(e.flags & flags::LOCK_MUTEX == 0);
+                let i = usize::from(!e.on_mutex());
                 self.lock_wait[i].observe(e.duration_ns as f64 / 1e9);
             }
             EventKind::SpliceRejected => {
@@ -298,7 +298,7 @@ impl Metrics {
             kind,
             EventKind::NotifyPosted | EventKind::WatchQueueSized | EventKind::WatchAdded
         );
-        let eligible = self.opts.all_pipes || notif_kind || e.flags & flags::NOTIFICATION_PIPE != 0;
+        let eligible = self.opts.all_pipes || notif_kind || e.is_notification_pipe();
         // Pipes are known by inode number: unique among live pipes, and what users see.
         let key = e.ino;
         if kind == EventKind::NotifyPosted {

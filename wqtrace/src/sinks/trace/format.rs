@@ -164,7 +164,7 @@ pub fn format_line(e: &Event) -> String {
         e.tail
     );
     let pipe = format!("pipe:[{}]", e.ino);
-    let notif = if e.flags & flags::NOTIFICATION_PIPE != 0 {
+    let notif = if e.is_notification_pipe() {
         " notif"
     } else {
         ""
@@ -184,7 +184,7 @@ pub fn format_line(e: &Event) -> String {
             e.fd_in,
             e.fd_out,
             e.ret,
-            if e.flags & flags::LOSS_SEEN != 0 {
+            if e.loss_seen() {
                 format!(" loss-records={}", e.loss_records())
             } else {
                 String::new()
@@ -202,19 +202,11 @@ pub fn format_line(e: &Event) -> String {
             "{pipe}{notif} wait {} {}us{}",
             e.op().name(),
             e.duration_ns / 1000,
-            if e.flags & flags::OFF_CPU != 0 {
-                " (off-cpu)"
-            } else {
-                ""
-            }
+            if e.off_cpu() { " (off-cpu)" } else { "" }
         ),
         Some(EventKind::LockContended) => format!(
             "{pipe}{notif} contended {} {}us{owner}",
-            if e.flags & flags::LOCK_MUTEX != 0 {
-                "mutex"
-            } else {
-                "rd_wait"
-            },
+            if e.on_mutex() { "mutex" } else { "rd_wait" },
             e.duration_ns / 1000
         ),
         Some(EventKind::WatchQueueSized) => {
