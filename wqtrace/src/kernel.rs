@@ -20,19 +20,30 @@ pub fn release() -> String {
 
 /// Whether pipe2(O_NOTIFICATION_PIPE) works here (Err: the errno's one-line meaning).
 pub fn notification_pipes() -> std::result::Result<(), String> {
-    let mut fds = [0i32; 2];
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_EXCL | libc::O_CLOEXEC) };
-    if r == 0 {
-        unsafe {
-            libc::close(fds[0]);
-            libc::close(fds[1]);
-        }
-        return Ok(());
+    match pipe2(libc::O_EXCL | libc::O_CLOEXEC) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOPKG) => Err(
+            "kernel built without CONFIG_WATCH_QUEUE (pipe2(O_NOTIFICATION_PIPE) failed with ENOPKG)"
+                .into(),
+        ),
+        Err(e) => Err(format!("pipe2(O_NOTIFICATION_PIPE) failed: {e}")),
     }
-    let err = std::io::Error::last_os_error();
-    Err(match err.raw_os_error() {
-        Some(libc::ENOPKG) => "kernel built without CONFIG_WATCH_QUEUE (pipe2(O_NOTIFICATION_PIPE) failed with ENOPKG)".into(),
-        _ => format!("pipe2(O_NOTIFICATION_PIPE) failed: {err}"),
+}
+
+/// pipe2(flags): (read end, write end), closed when dropped.
+pub fn pipe2(flags: libc::c_int) -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd as _;
+    let mut fds = [0i32; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just returned these two descriptors, owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
     })
 }
 

@@ -349,29 +349,20 @@ pub(super) fn short(e: &dyn std::error::Error) -> String {
 /// fcntl(F_GETPIPE_SZ) on a pipe of its own, which sys_enter records (kallsyms may not name
 /// `pipefifo_fops`).
 fn calibrate(ebpf: &mut Ebpf) -> Result<()> {
-    let mut fds = [0i32; 2];
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        bail!(
-            "pipe2 for calibration failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    use std::os::fd::AsRawFd as _;
+    let (rd, _wr) = kernel::pipe2(libc::O_CLOEXEC).context("pipe2 for calibration")?;
     let rt: Array<_, u64> = Array::try_from(
         ebpf.map("RUNTIME")
             .ok_or_else(|| anyhow!("RUNTIME map missing"))?,
     )?;
     let mut fops = 0;
     for _ in 0..50 {
-        unsafe { libc::fcntl(fds[0], wqtrace_common::CALIBRATE_FCNTL_CMD as i32) };
+        unsafe { libc::fcntl(rd.as_raw_fd(), wqtrace_common::CALIBRATE_FCNTL_CMD as i32) };
         fops = rt.get(&RT_PIPE_FOPS, 0).unwrap_or(0);
         if fops != 0 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    unsafe {
-        libc::close(fds[0]);
-        libc::close(fds[1]);
     }
     if fops == 0 {
         bail!("calibration failed: sys_enter did not see wqtrace's own fcntl on its pipe");

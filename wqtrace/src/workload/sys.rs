@@ -3,7 +3,7 @@
 //! Constants from include/uapi/linux/watch_queue.h and include/uapi/linux/keyctl.h.
 
 use std::io;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 
 /// `pipe2()` flag selecting a notification pipe (== O_EXCL, 0o200 on x86_64).
 pub const O_NOTIFICATION_PIPE: libc::c_int = libc::O_EXCL;
@@ -73,11 +73,7 @@ fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
 
 /// `(read end, write end)`.
 pub fn pipe2(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: fds has room for two descriptors.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } as libc::c_long)?;
-    // SAFETY: pipe2 returned two fresh descriptors that we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    crate::kernel::pipe2(flags)
 }
 
 /// The message for a kernel that cannot make notification pipes (callers print it as one line).
