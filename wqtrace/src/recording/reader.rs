@@ -267,6 +267,23 @@ impl<R: Read> Reader<R> {
         Ok(prefix.after(&self.buf[self.start + 4..self.start + 9], a, z) == crc)
     }
 
+    /// Resynchronises past damage found at `at`, with a warning either way: `why` when a good
+    /// chunk follows (true), `gone` when none does (false: the rest was ignored).
+    fn skip_damage(&mut self, at: u64, why: &str, gone: String) -> io::Result<bool> {
+        match self.resync()? {
+            Some(skipped) => {
+                self.warnings.push(format!(
+                    "damaged data at byte {at} ({why}): skipped {skipped} bytes"
+                ));
+                Ok(true)
+            }
+            None => {
+                self.warnings.push(gone);
+                Ok(false)
+            }
+        }
+    }
+
     /// The next good chunk, or None at the end. Damage becomes a warning (see
     /// [`Reader::warnings`]); only I/O errors are errors.
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
@@ -284,30 +301,20 @@ impl<R: Read> Reader<R> {
                     }
                     // A chunk running past the end: the file's end, or a damaged length
                     // field with good chunks after it.
-                    match self.resync()? {
-                        Some(skipped) => self.warnings.push(format!(
-                            "damaged data at byte {at} (chunk length past the end of the file): skipped {skipped} bytes"
-                        )),
-                        None => {
-                            self.warnings.push(format!(
-                                "truncated at byte {at}: the last {rest} bytes (an incomplete chunk) were ignored"
-                            ));
-                            return Ok(None);
-                        }
+                    let gone = format!(
+                        "truncated at byte {at}: the last {rest} bytes (an incomplete chunk) were ignored"
+                    );
+                    if !self.skip_damage(at, "chunk length past the end of the file", gone)? {
+                        return Ok(None);
                     }
                     continue;
                 }
                 Frame::Bad(why) => {
-                    match self.resync()? {
-                        Some(skipped) => self.warnings.push(format!(
-                            "damaged data at byte {at} ({why}): skipped {skipped} bytes"
-                        )),
-                        None => {
-                            self.warnings.push(format!(
-                                "damaged data at byte {at} ({why}): the rest of the file was ignored"
-                            ));
-                            return Ok(None);
-                        }
+                    let gone = format!(
+                        "damaged data at byte {at} ({why}): the rest of the file was ignored"
+                    );
+                    if !self.skip_damage(at, why, gone)? {
+                        return Ok(None);
                     }
                     continue;
                 }

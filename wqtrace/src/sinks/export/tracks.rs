@@ -222,14 +222,7 @@ fn post_items(v: &mut Vec<Item>, p: usize, e: &Event) {
         args.push(("slot", Arg::U(slot.into())));
     }
     if e.mutex_held() {
-        args.push((
-            "mutex_owner",
-            Arg::S(format!(
-                "{}[{}]",
-                crate::text::comm(&e.owner_comm),
-                e.owner_tid
-            )),
-        ));
+        args.push(("mutex_owner", owner(e)));
     }
     args.push(("outcome", Arg::S(outcome.name().into())));
     let name = match outcome {
@@ -277,14 +270,7 @@ fn contention_item(t: Track, e: &Event) -> Item {
     let lock = if e.on_mutex() { "mutex" } else { "rd_wait" };
     let mut args = vec![("ino", Arg::U(e.ino))];
     if e.owner_tid != 0 {
-        args.push((
-            "holder",
-            Arg::S(format!(
-                "{}[{}]",
-                crate::text::comm(&e.owner_comm),
-                e.owner_tid
-            )),
-        ));
+        args.push(("holder", owner(e)));
     }
     Item::Slice {
         track: t,
@@ -298,4 +284,13 @@ fn contention_item(t: Track, e: &Event) -> Item {
 /// `comm[tid]` of the event's task.
 fn who(e: &Event) -> Arg {
     Arg::S(format!("{}[{}]", crate::text::comm(&e.comm), e.tid))
+}
+
+/// `comm[tid]` of the lock's owner the event names.
+fn owner(e: &Event) -> Arg {
+    Arg::S(format!(
+        "{}[{}]",
+        crate::text::comm(&e.owner_comm),
+        e.owner_tid
+    ))
 }
