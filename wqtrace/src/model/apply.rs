@@ -69,14 +69,7 @@ pub(super) fn apply_to_pipe(p: &mut PipeState, e: &Event, kind: EventKind, key: 
         }
         EventKind::LockContended => {
             let k = lock_kind(e);
-            p.locks.contention[k.idx()].add(
-                ts,
-                e.duration_ns,
-                e.tid,
-                comm,
-                e.owner_tid,
-                Comm(e.owner_comm),
-            );
+            p.locks.contention[k.idx()].add_event(e);
             if e.lock != 0 {
                 p.locks.addr[k.idx()] = e.lock;
             }

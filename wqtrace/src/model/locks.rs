@@ -44,6 +44,18 @@ pub struct Contention {
 }
 
 impl Contention {
+    /// A LockContended event: its wait, its task, the holder it names.
+    pub fn add_event(&mut self, e: &wqtrace_common::Event) {
+        self.add(
+            e.ts_ns,
+            e.duration_ns,
+            e.tid,
+            Comm(e.comm),
+            e.owner_tid,
+            Comm(e.owner_comm),
+        );
+    }
+
     pub fn add(&mut self, ts: u64, ns: u64, tid: u32, comm: Comm, holder_tid: u32, holder: Comm) {
         self.count += 1;
         self.total_ns = self.total_ns.saturating_add(ns);

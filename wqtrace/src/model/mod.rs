@@ -148,16 +148,7 @@ impl Model {
             EventKind::LockContended => {
                 let k = lock_kind(e).idx();
                 // Machine-wide and for the waiting task.
-                let add = |c: &mut Contention| {
-                    c.add(
-                        ts,
-                        e.duration_ns,
-                        e.tid,
-                        comm,
-                        e.owner_tid,
-                        Comm(e.owner_comm),
-                    )
-                };
+                let add = |c: &mut Contention| c.add_event(e);
                 add(&mut self.contention[k]);
                 if let Some(t) = self.tasks.get_mut(&e.tid) {
                     add(&mut t.contention[k]);
