@@ -444,6 +444,18 @@ impl Event {
         self.flags & flags::RING_DST != 0
     }
 
+    /// The event carries a snapshot of its pipe's ring (`head`, `tail`, `ring_size`).
+    pub const fn has_ring(&self) -> bool {
+        self.ring_size != 0
+    }
+
+    /// RingOp: how many slots the op moved (written or consumed, whichever is larger).
+    pub const fn slots_moved(&self) -> u32 {
+        let written = self.head.wrapping_sub(self.head_before);
+        let read = self.tail.wrapping_sub(self.tail_before);
+        if written > read { written } else { read }
+    }
+
     /// Ring occupancy after the event.
     pub const fn occupancy(&self) -> u32 {
         self.head.wrapping_sub(self.tail)

@@ -49,7 +49,7 @@ pub(super) fn apply_to_pipe(p: &mut PipeState, e: &Event, kind: EventKind, key: 
     let comm = Comm(e.comm);
     note_event(p, e, kind);
     // The ring: every event carrying ring_size carries a head/tail snapshot.
-    let ring_valid = e.ring_size != 0;
+    let ring_valid = e.has_ring();
     if ring_valid {
         p.ring.resize(e.ring_size);
     }

@@ -142,14 +142,7 @@ impl Tracks {
                         args: vec![
                             ("ret", Arg::I(e.ret)),
                             ("ino", Arg::U(e.ino)),
-                            (
-                                "slots",
-                                Arg::U(u64::from(
-                                    e.head
-                                        .wrapping_sub(e.head_before)
-                                        .max(e.tail.wrapping_sub(e.tail_before)),
-                                )),
-                            ),
+                            ("slots", Arg::U(e.slots_moved().into())),
                         ],
                     });
                 }
@@ -189,7 +182,7 @@ impl Tracks {
             }
         }
         if let Some(p) = pipe
-            && e.ring_size != 0
+            && e.has_ring()
             && matches!(
                 kind,
                 EventKind::RingOp

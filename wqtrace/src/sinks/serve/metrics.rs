@@ -401,7 +401,7 @@ impl Metrics {
                 relabel = p.series.is_some();
             }
         }
-        if e.ring_size != 0 {
+        if e.has_ring() {
             let occ = e.head.wrapping_sub(e.tail).min(e.ring_size);
             let old = std::mem::replace(&mut p.occupancy, occ);
             match &p.series {
