@@ -703,6 +703,12 @@ fn record_to_dev_null_and_through_a_pipe() {
     let p = tmp("dash.wqt");
     std::fs::write(&p, &o.stdout).unwrap();
     assert_eq!(&fixtures::busy_stream(1000, 4, 7)[..], &read(&p).0[..]);
+    // No size is claimed for a pipe (it has none to tell).
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("B/event"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// As root in /tmp: a link planted where the recording goes is not followed, an existing file

@@ -74,6 +74,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Before the probes load: a refused FILE costs nothing.
     let owner = crate::privileges::session_user(&args.probe.privileges)?;
     let path = &args.output;
+    if path == std::path::Path::new("-") && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        anyhow::bail!("a recording is binary: give -o FILE, or redirect standard output");
+    }
     let file = crate::output::create(path, args.force, owner.as_ref())?;
     let mut src: Box<dyn EventSource> = match args.synthetic {
         Some(n) => Box::new(Synthetic::new(n, args.synthetic_rate)),
@@ -112,7 +115,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         child::stop(c, Duration::from_secs(5));
     }
     let reason = res?;
-    let written = w.bytes();
     let (mut file, trailer) = w
         .finish(reason.name())
         .map_err(|e| write_error(path, 0, e))?;
@@ -120,19 +122,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
     file.make_durable()
         .map_err(|e| write_error(path, trailer.events, e))?;
     // The descriptor, not the name: the name may be out of this (unprivileged) process's reach.
-    let size = file.metadata().map_or(0, |m| m.len()).max(written);
-    let per_event = if trailer.events > 0 {
-        format!(", {:.1} B/event", size as f64 / trailer.events as f64)
-    } else {
-        String::new()
+    // A pipe or a device has no size to tell.
+    let size = match file.metadata() {
+        Ok(m) if m.is_file() => {
+            let per_event = if trailer.events > 0 {
+                format!(", {:.1} B/event", m.len() as f64 / trailer.events as f64)
+            } else {
+                String::new()
+            };
+            format!(": {}{per_event}", human_bytes(m.len()))
+        }
+        _ => String::new(),
     };
     eprintln!(
-        "wqtrace: recorded {} events ({} lost) to {} in {:.1} s: {}{per_event}; stopped by {}",
+        "wqtrace: recorded {} events ({} lost) to {} in {:.1} s{size}; stopped by {}",
         trailer.events,
         trailer.lost,
         crate::text::path(path),
         started.elapsed().as_secs_f64(),
-        human_bytes(size),
         match reason {
             StopReason::Command(Some(c)) => format!("command exit (status {c})"),
             StopReason::Command(None) => "command exit".into(),
