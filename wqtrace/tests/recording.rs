@@ -711,6 +711,29 @@ fn record_to_dev_null_and_through_a_pipe() {
     );
 }
 
+/// `-o -` on a terminal: one line, nothing written (a recording is binary). `script` gives the
+/// command a pseudo-terminal as its standard output.
+#[test]
+fn record_to_a_terminal_is_refused() {
+    let o = Command::new("script")
+        .args(["-qec"])
+        .arg(format!("{BIN} record -o - --synthetic 10"))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("wqtrace: a recording is binary: give -o FILE, or redirect standard output"),
+        "{out:?}"
+    );
+    assert!(
+        !out.contains("WQT"),
+        "no recording bytes on the terminal: {out:?}"
+    );
+}
+
 /// As root in /tmp: a link planted where the recording goes is not followed, an existing file
 /// is not replaced without --force, the recording is 0600 and, under sudo, its user's.
 #[test]
