@@ -79,7 +79,9 @@ fn examine(args: &Args) -> Result<Findings> {
     // What a live session does with root once attached.
     let after_attach = match privileges::drop_plan(&args.probe.privileges)? {
         privileges::DropPlan::To(u) => format!("dropped to {} (no capabilities)", u.describe()),
-        privileges::DropPlan::Keep(why) => format!("kept: {why}"),
+        privileges::DropPlan::Keep(why) | privileges::DropPlan::Refused(why) => {
+            format!("kept: {why}")
+        }
     };
     // Mounted already, or mountable by us now.
     let tracefs = loader::ensure_tracefs();

@@ -33,15 +33,15 @@ pub fn create(path: &Path, force: bool, owner: Option<&User>) -> Result<File> {
         Err(e) => return Err(e).with_context(|| shown.to_string()),
         Ok(m) => {
             let t = m.file_type();
-            if t.is_symlink() && own_descriptor(path) {
-                return open_existing(path, false).with_context(|| shown.to_string());
-            }
-            if t.is_symlink() && !force {
-                bail!(
-                    "{shown} is a symbolic link: not followed when writing as root (name its target, - for standard output, or --force to replace the link)"
-                );
-            }
             if t.is_symlink() {
+                if own_descriptor(path) {
+                    return open_existing(path, false).with_context(|| shown.to_string());
+                }
+                if !force {
+                    bail!(
+                        "{shown} is a symbolic link: not followed when writing as root (name its target, - for standard output, or --force to replace the link)"
+                    );
+                }
                 // --force: the link goes, its target stays untouched.
             } else if t.is_fifo() || t.is_char_device() || t.is_socket() {
                 if m.uid() != 0 && owner.is_none_or(|o| o.uid != m.uid()) {

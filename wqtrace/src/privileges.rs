@@ -91,8 +91,10 @@ impl User {
 pub enum DropPlan {
     /// Become this user, with no capabilities left.
     To(User),
-    /// Stay as we are, and why.
+    /// Stay as we are (nobody to become), and why.
     Keep(String),
+    /// A drop was asked for (sudo or --user) and cannot be done here: why (said on stderr).
+    Refused(String),
 }
 
 /// The user a session belongs to: `--user`, else the one who ran sudo (SUDO_UID), else none.
@@ -123,23 +125,30 @@ pub fn drop_plan(opts: &DropOpts) -> Result<DropPlan> {
     if opts.keep_root {
         return Ok(DropPlan::Keep("--keep-root".into()));
     }
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(DropPlan::Keep(
-            "not running as root (capabilities only): nothing to drop to".into(),
-        ));
-    }
-    let Some(user) = session_user(opts)? else {
-        return Ok(DropPlan::Keep(
-            "run as root without sudo: pass --user NAME to drop privileges after attaching".into(),
-        ));
+    let user = session_user(opts)?;
+    let why = if unsafe { libc::geteuid() } != 0 {
+        "not running as root (capabilities only): nothing to drop to".to_string()
+    } else {
+        match user {
+            None => {
+                return Ok(DropPlan::Keep(
+                    "run as root without sudo: pass --user NAME to drop privileges after attaching"
+                        .into(),
+                ));
+            }
+            Some(u) if u.uid == 0 => {
+                return Ok(DropPlan::Keep("the invoking user is root".into()));
+            }
+            Some(u) => match unprivileged_bpf_blocked() {
+                None => return Ok(DropPlan::To(u)),
+                Some(why) => return Ok(DropPlan::Refused(why)),
+            },
+        }
     };
-    if user.uid == 0 {
-        return Ok(DropPlan::Keep("the invoking user is root".into()));
-    }
-    if let Some(why) = unprivileged_bpf_blocked() {
-        return Ok(DropPlan::Keep(why));
-    }
-    Ok(DropPlan::To(user))
+    Ok(match user {
+        Some(u) if u.uid != 0 => DropPlan::Refused(why),
+        _ => DropPlan::Keep(why),
+    })
 }
 
 /// Before 5.19 `kernel.unprivileged_bpf_disabled` refused every bpf() command to processes

@@ -117,12 +117,8 @@ fn give_up_root(opts: &DropOpts, probes: &Probes) -> Result<()> {
                 )
             })?;
         }
-        DropPlan::Keep(why) => {
-            // Asked for (sudo or --user) and not done: say so.
-            if privileges::session_user(opts)?.is_some_and(|u| u.uid != 0) {
-                eprintln!("wqtrace: keeping root privileges: {why}");
-            }
-        }
+        DropPlan::Keep(_) => {}
+        DropPlan::Refused(why) => eprintln!("wqtrace: keeping root privileges: {why}"),
     }
     Ok(())
 }
