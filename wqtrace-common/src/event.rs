@@ -460,17 +460,4 @@ impl Event {
     pub const fn occupancy(&self) -> u32 {
         self.head.wrapping_sub(self.tail)
     }
-
-    pub fn comm_str(&self) -> &str {
-        cstr(&self.comm)
-    }
-
-    pub fn owner_comm_str(&self) -> &str {
-        cstr(&self.owner_comm)
-    }
-}
-
-fn cstr(b: &[u8]) -> &str {
-    let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    core::str::from_utf8(&b[..n]).unwrap_or("?")
 }
