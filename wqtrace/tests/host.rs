@@ -338,7 +338,7 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
 /// A process named with terminal escapes (or bytes that are not UTF-8) by PR_SET_NAME uses a
 /// pipe while `wqtrace trace -p PID` runs: returns what the tracer printed, byte for byte.
 fn trace_a_process_named(name: &[u8], json: bool) -> Vec<u8> {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Read, Write};
     use std::os::unix::ffi::OsStrExt;
     use std::process::Stdio;
     // Names itself, waits for the go, then makes a pipe and writes and reads it itself
@@ -370,12 +370,9 @@ fn trace_a_process_named(name: &[u8], json: bool) -> Vec<u8> {
         out.read_to_end(&mut b).unwrap();
         b
     });
+    // Kept open to the end: the tracer's last stderr line must have somewhere to go.
     let mut err = BufReader::new(t.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("tracing;") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "tracer exited early");
-    }
+    common::wait_tracing(&mut err);
     sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
     assert!(sh.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(300));
@@ -560,7 +557,7 @@ fn bad_numbers_are_one_clear_line() {
 /// EPIPE, ends a trace quietly).
 #[test]
 fn trace_to_a_full_disk_fails_loudly() {
-    use std::io::{BufRead, BufReader};
+    use std::io::BufReader;
     let _g = kernel_lock();
     let full = std::fs::OpenOptions::new()
         .write(true)
@@ -573,14 +570,7 @@ fn trace_to_a_full_disk_fails_loudly() {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(t.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("tracing;") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "exited before attaching"
-        );
-    }
+    common::wait_tracing(&mut err);
     let t0 = Instant::now();
     while t.try_wait().unwrap().is_none() {
         assert!(

@@ -9,7 +9,7 @@ pub mod tmux;
 use std::{
     io::{BufRead, BufReader, Read},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -61,21 +61,7 @@ impl Tracer {
         });
         let stderr = child.stderr.take().unwrap();
         let mut reader = BufReader::new(stderr);
-        let mut lines = vec![];
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let mut l = String::new();
-            let n = reader.read_line(&mut l).unwrap_or(0);
-            if n == 0 {
-                let status = child.wait().unwrap();
-                panic!("wqtrace trace exited early ({status}): {}", lines.join(""));
-            }
-            lines.push(l.clone());
-            if l.contains("tracing;") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "tracer never became ready");
-        }
+        let lines = wait_tracing(&mut reader);
         // Keep draining stderr so the tracer never blocks on it.
         let (tx, rest) = std::sync::mpsc::channel::<String>();
         std::thread::spawn(move || {
@@ -163,6 +149,25 @@ impl Tracer {
             "printed vs counted: {summary}"
         );
         (events, nums[1])
+    }
+}
+
+/// Reads a tracer's stderr until its readiness line (`wqtrace: tracing; ...`), panicking if it
+/// ends first; returns the lines read (the attach plan among them).
+pub fn wait_tracing(stderr: &mut impl BufRead) -> Vec<String> {
+    let mut lines = vec![];
+    loop {
+        let mut l = String::new();
+        let n = stderr.read_line(&mut l).unwrap_or(0);
+        assert!(
+            n > 0,
+            "the tracer exited before attaching: {}",
+            lines.join("")
+        );
+        lines.push(l.clone());
+        if l.contains("tracing;") {
+            return lines;
+        }
     }
 }
 
