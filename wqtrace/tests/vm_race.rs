@@ -20,7 +20,8 @@ fn record_workload(tag: &str, tracer_args: &[&str], workload: &[&str]) -> (Value
     let rec = dir.join(format!("{tag}.wqt"));
     let summary = dir.join(format!("{tag}.json"));
     let jsonl = dir.join(format!("{tag}.jsonl"));
-    let mut args = vec!["record", "-q", "-o", rec.to_str().unwrap()];
+    // Scratch files: a rerun in the same boot replaces them.
+    let mut args = vec!["record", "-q", "--force", "-o", rec.to_str().unwrap()];
     args.extend_from_slice(tracer_args);
     args.extend_from_slice(&["--", WQTRACE, "workload"]);
     args.extend_from_slice(workload);
@@ -36,6 +37,7 @@ fn record_workload(tag: &str, tracer_args: &[&str], workload: &[&str]) -> (Value
         rec.to_str().unwrap(),
         "--format",
         "jsonl",
+        "--force",
         "-o",
         jsonl.to_str().unwrap(),
     ]);

@@ -18,6 +18,8 @@ fn recording_of_mixed_reports_the_workloads_counts() {
     run(&[
         "record",
         "-q",
+        // Scratch files: a rerun in the same boot replaces them.
+        "--force",
         "-o",
         rec.to_str().unwrap(),
         "--",
@@ -95,6 +97,7 @@ fn recording_of_mixed_reports_the_workloads_counts() {
         rec.to_str().unwrap(),
         "--format",
         "perfetto",
+        "--force",
         "-o",
         trace.to_str().unwrap(),
     ]);
