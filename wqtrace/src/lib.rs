@@ -7,6 +7,7 @@
 pub mod argvalue;
 pub mod child;
 pub mod cli;
+pub mod cost;
 pub mod doctor;
 pub mod kernel;
 pub mod model;

@@ -325,6 +325,18 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
         status.lines().any(|l| l.starts_with("Uid:\t65534\t")),
         "the command runs as the session's user: {status}"
     );
+    // Its own cost, counted by the kernel even after root is gone (the pipe traffic of tmux
+    // and the shell keeps the programs running).
+    let t0 = Instant::now();
+    while !t.capture().contains("ns/run · wqtrace") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no tracing cost in the header:\n{}",
+            t.capture()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(t.capture().contains("cost BPF "), "{}", t.capture());
 
     assert_eq!(t.quit(&exit_file), "0");
     assert!(

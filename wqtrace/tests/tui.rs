@@ -78,6 +78,7 @@ fn live_view<'a>(m: &'a Model, meta: &'a SessionMeta) -> View<'a> {
         mode: Mode::Live,
         now_ns: m.now_ns(),
         behind: 0,
+        cost: None,
     }
 }
 
@@ -602,4 +603,52 @@ fn replay_keys_drive_the_engine() {
     assert!(!app.paused && !feed.replay.is_paused());
     let s = screen(&draw(&feed.view().unwrap(), &mut app, 80, 24));
     assert!(s.contains("×4"), "{s}");
+}
+
+/// Live: what tracing costs sits beside the attach methods, on its own line where it does not
+/// fit (80 columns); unknown BPF cost says so instead of 0 %.
+#[test]
+fn tracing_cost_in_the_header() {
+    use wqtrace::cost::{BpfRates, Rates};
+    let m = model_of(&session_events());
+    let meta = session_meta("6.12.8", true);
+    let mut v = live_view(&m, &meta);
+    let known = Rates {
+        secs: 1.0,
+        bpf: Some(BpfRates {
+            runs_per_sec: 1e5,
+            cpu_frac: 0.021,
+            ns_per_run: Some(310.0),
+        }),
+        self_cpu_frac: 0.03,
+        rss_bytes: 41 << 20,
+    };
+    v.cost = Some(known);
+    let wide = draw(&v, &mut App::new(false), 160, 24);
+    let (_, y) = find(
+        &wide,
+        "cost BPF 2.1% CPU 310 ns/run · wqtrace 3.0% CPU 41 MiB",
+    )
+    .unwrap_or_else(|| panic!("{}", screen(&wide)));
+    assert_eq!(y, 1, "beside the attach line");
+    let narrow = draw(&v, &mut App::new(false), 80, 24);
+    let (_, y) = find(
+        &narrow,
+        "cost BPF 2.1% CPU 310 ns/run · wqtrace 3.0% CPU 41 MiB",
+    )
+    .unwrap_or_else(|| panic!("{}", screen(&narrow)));
+    assert_eq!(y, 2, "a line of its own at 80 columns");
+    assert!(
+        find(&narrow, "Pipes").unwrap().1 == 3,
+        "{}",
+        screen(&narrow)
+    );
+    v.cost = Some(Rates { bpf: None, ..known });
+    let unknown = draw(&v, &mut App::new(false), 160, 24);
+    assert!(
+        find(&unknown, "cost BPF cost unknown").is_some(),
+        "{}",
+        screen(&unknown)
+    );
+    assert!(!screen(&unknown).contains("BPF 0.0%"));
 }

@@ -12,7 +12,11 @@ use wqtrace_common::{Offsets, stat};
 
 use super::kfunc::attach_kfunc_hook;
 use super::plan::{self, Hook, HookPlan, Method, Plan};
-use crate::{kernel, probe::opts::ProbeOpts};
+use crate::{
+    cost::{BpfStats, ProcessUsage, ProgramStat, Sample},
+    kernel,
+    probe::opts::ProbeOpts,
+};
 
 /// RUNTIME map slots (see wqtrace-ebpf/src/maps.rs).
 use wqtrace_common::runtime::{
@@ -29,6 +33,8 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub plan: Plan,
     pub offsets: Offsets,
+    /// Whether the kernel counts our programs' runs (held for the session).
+    pub bpf_stats: BpfStats,
 }
 
 /// Mount tracefs if it is not (kprobe attachment falls back to it on older kernels).
@@ -62,6 +68,8 @@ impl Probes {
             security_may_skip,
         } = kernel_facts(opts)?;
         ensure_tracefs();
+        // Before anything is attached, so every run is counted.
+        let bpf_stats = BpfStats::enable();
         let filter = opts.kernel_filter()?;
         let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
         let mut ebpf = EbpfLoader::new()
@@ -126,7 +134,39 @@ impl Probes {
             ebpf,
             plan,
             offsets,
+            bpf_stats,
         })
+    }
+
+    /// Run count and run time of every loaded program (None: the kernel is not counting).
+    /// Only needs the program descriptors we hold, so it works after privileges are dropped.
+    pub fn program_stats(&self) -> Option<Vec<ProgramStat>> {
+        if !self.bpf_stats.available() {
+            return None;
+        }
+        let mut out: Vec<ProgramStat> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(ProgramStat {
+                    name: name.to_string(),
+                    runs: info.run_count(),
+                    run_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(out)
+    }
+
+    /// Everything tracing has cost so far.
+    pub fn cost(&self) -> Sample {
+        Sample {
+            at: std::time::Instant::now(),
+            programs: self.program_stats(),
+            process: ProcessUsage::now(),
+        }
     }
 
     /// The ring buffer, taken out of the object (call once).
@@ -316,7 +356,7 @@ fn keep_verifier_log(prog: &str, e: &aya::programs::ProgramError) {
     }
 }
 
-pub(super) fn short(e: &dyn std::error::Error) -> String {
+pub(crate) fn short(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -97,6 +97,11 @@ impl LiveSource {
         &self.probes.plan
     }
 
+    /// Whether the kernel counts our programs' runs.
+    pub fn bpf_stats(&self) -> &crate::cost::BpfStats {
+        &self.probes.bpf_stats
+    }
+
     /// Events the programs submitted so far (for rate displays and loss accounting).
     pub fn submitted(&self) -> u64 {
         self.probes.submitted()
@@ -267,5 +272,9 @@ impl EventSource for LiveSource {
 
     fn meta(&self) -> &SessionMeta {
         &self.meta
+    }
+
+    fn cost(&self) -> Option<crate::cost::Sample> {
+        Some(self.probes.cost())
     }
 }

@@ -29,4 +29,9 @@ pub trait EventSource {
     fn lost(&self) -> u64;
 
     fn meta(&self) -> &SessionMeta;
+
+    /// What tracing has cost so far (live sources only).
+    fn cost(&self) -> Option<crate::cost::Sample> {
+        None
+    }
 }

@@ -11,6 +11,7 @@ use super::app::{Action, App};
 use super::view::{Mode, View};
 use ratatui::crossterm::event;
 
+use crate::cost::Meter;
 use crate::kernel;
 use crate::model::{Model, ModelConfig};
 use crate::source::EventSource;
@@ -40,6 +41,7 @@ pub struct LiveFeed<S: EventSource> {
     next: usize,
     /// Override of the clock (tests); None = CLOCK_BOOTTIME.
     pub clock: Option<u64>,
+    cost: Meter,
 }
 
 impl<S: EventSource> LiveFeed<S> {
@@ -51,6 +53,7 @@ impl<S: EventSource> LiveFeed<S> {
             batch: Vec::with_capacity(4096),
             next: 0,
             clock: None,
+            cost: Meter::new(Duration::from_secs(1)),
         }
     }
 
@@ -103,6 +106,8 @@ impl<S: EventSource> Feed for LiveFeed<S> {
     }
 
     fn view(&mut self) -> Result<View<'_>> {
+        let src = &self.src;
+        let cost = self.cost.tick(|| src.cost());
         let meta = self.src.meta();
         Ok(match &self.frozen {
             Some((m, at)) => View {
@@ -111,6 +116,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
                 mode: Mode::Live,
                 now_ns: *at,
                 behind: self.model.counters().events - m.counters().events,
+                cost,
             },
             None => View {
                 model: &self.model,
@@ -118,6 +124,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
                 mode: Mode::Live,
                 now_ns: self.clock.unwrap_or_else(kernel::boottime_ns),
                 behind: 0,
+                cost,
             },
         })
     }
@@ -170,6 +177,7 @@ impl Feed for ReplayFeed {
             },
             now_ns: r.position_ts(),
             behind: 0,
+            cost: None,
         })
     }
 }

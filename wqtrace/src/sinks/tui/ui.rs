@@ -24,7 +24,7 @@ use super::widgets::{self, DIM, KEY};
 /// Draws one frame.
 pub fn draw(f: &mut Frame, v: &View, app: &mut App) {
     let area = f.area();
-    let header_h = widgets::header::height(v);
+    let header_h = widgets::header::height(v, area.width);
     let rows = app.visible(v.model);
     let sel = app.selected_index(&rows).map(|i| rows[i]);
     let body = area.height.saturating_sub(header_h + 1);

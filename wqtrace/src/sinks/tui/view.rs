@@ -27,4 +27,6 @@ pub struct View<'a> {
     pub now_ns: u64,
     /// Live and paused: events applied since the display froze.
     pub behind: u64,
+    /// Live: what tracing costs (BPF run time, wqtrace's CPU and memory) over the last second.
+    pub cost: Option<crate::cost::Rates>,
 }

@@ -1,4 +1,5 @@
-//! Header: mode, kernel, events/s, lost events, pipes; attach method per hook; and, on a kernel
+//! Header: mode, kernel, events/s, lost events, pipes; attach method per hook and (live) what
+//! tracing costs; and, on a kernel
 //! without notification pipes, where to see them.
 
 use ratatui::Frame;
@@ -15,8 +16,16 @@ use crate::sinks::tui::view::{Mode, View};
 pub const NO_NOTIF_HINT: &str =
     "no notification pipes on this kernel; see them in the VM: cargo xtask demo";
 
-pub fn height(v: &View) -> u16 {
-    if v.meta.notification_pipes { 2 } else { 3 }
+pub fn height(v: &View, width: u16) -> u16 {
+    let cost_line = v.cost.is_some() && !cost_fits_beside(v, width);
+    2 + u16::from(!v.meta.notification_pipes) + u16::from(cost_line)
+}
+
+/// Whether the cost fits on the attach line (else it gets a line of its own).
+fn cost_fits_beside(v: &View, width: u16) -> bool {
+    let Some(cost) = &v.cost else { return false };
+    let attach: usize = attach_line(&v.meta.attach).iter().map(|s| s.width()).sum();
+    attach + " │ cost ".len() + cost.short().chars().count() <= width as usize
 }
 
 /// Short hook names for the attach line.
@@ -145,7 +154,19 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &App) {
         format!("{} events", count(c.events as f64)),
         DIM,
     ));
-    let mut lines = vec![Line::from(l1), Line::from(attach_line(&v.meta.attach))];
+    let mut l2 = attach_line(&v.meta.attach);
+    let mut l3 = None;
+    if let Some(cost) = &v.cost {
+        let text = Span::styled(format!("cost {}", cost.short()), DIM);
+        if cost_fits_beside(v, area.width) {
+            l2.push(sep());
+            l2.push(text);
+        } else {
+            l3 = Some(Line::from(text));
+        }
+    }
+    let mut lines = vec![Line::from(l1), Line::from(l2)];
+    lines.extend(l3);
     if !v.meta.notification_pipes {
         lines.push(Line::from(vec![
             Span::styled("⚠ ", WARN),

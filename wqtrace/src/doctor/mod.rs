@@ -1,6 +1,8 @@
 //! `wqtrace doctor`: what this kernel offers, decided by trying (loading and attaching every
 //! hook, then detaching), not by guessing from the version.
 
+mod measure;
+
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -23,6 +25,10 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     pub probe: ProbeOpts,
+    /// Then attach for SECS and measure what tracing this machine's current pipe traffic costs:
+    /// BPF run time per event and per second, wqtrace's own CPU and memory; then detach.
+    #[arg(long, value_name = "SECS", value_parser = crate::argvalue::secs)]
+    pub measure: Option<f64>,
 }
 
 /// What doctor found, printed as text or JSON.
@@ -44,10 +50,18 @@ struct Findings {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let f = examine(&args)?;
+    // Last: a live session drops privileges once attached.
+    let measured = match (args.measure, &f.why_not) {
+        (Some(secs), None) => Some(measure::run(&args.probe, secs)?),
+        _ => None,
+    };
     if args.json {
-        print_json(&f)?;
+        print_json(&f, measured.as_ref())?;
     } else {
         print_text(&f);
+        if let Some(m) = &measured {
+            m.print_text();
+        }
     }
     match &f.why_not {
         None => Ok(ExitCode::SUCCESS),
@@ -134,7 +148,7 @@ fn examine(args: &Args) -> Result<Findings> {
     })
 }
 
-fn print_json(f: &Findings) -> Result<()> {
+fn print_json(f: &Findings, measured: Option<&measure::Measurement>) -> Result<()> {
     let Findings {
         release,
         btf_ok,
@@ -161,6 +175,7 @@ fn print_json(f: &Findings) -> Result<()> {
         "kprobe_fallback": kprobe_plan.as_ref().map(|p| &p.hooks),
         "can_run": plan.is_some(),
         "error": why_not,
+        "measure": measured.map(|m| m.json()),
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
