@@ -125,7 +125,9 @@ fn wait_buckets() -> Histogram {
 impl Metrics {
     // Long on purpose: it registers every family, one after the other: the list of what serve exports.
     pub fn new(opts: Options, info: &BuildInfo) -> (Self, Registry) {
-        let mut reg = Registry::with_prefix("wqtrace");
+        // Unprefixed at the root: the standard process_* metrics (see super::cost) live there.
+        let mut root = Registry::default();
+        let reg = root.sub_registry_with_prefix("wqtrace");
         let mut labels = vec![
             ("version".to_string(), info.version.clone()),
             ("kernel_release".to_string(), info.kernel_release.clone()),
@@ -247,7 +249,7 @@ impl Metrics {
             labelled: 0,
             seq: 0,
         };
-        (m, reg)
+        (m, root)
     }
 
     /// Records the source's cumulative lost-event count.

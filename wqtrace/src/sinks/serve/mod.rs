@@ -5,6 +5,7 @@
 //! scrape. SIGINT/SIGTERM stop the loop: `/healthz` turns 503, the probes are detached (the
 //! source is dropped), then the listener closes.
 
+mod cost;
 pub mod http;
 mod labels;
 pub mod metrics;
@@ -98,7 +99,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         all_pipes: args.all_pipes,
         release_on_close,
     };
-    let (mut m, registry) = metrics::Metrics::new(opts, &info);
+    let (mut m, mut registry) = metrics::Metrics::new(opts, &info);
+    let mut cost = cost::CostMetrics::register(&mut registry);
+    if let Some(s) = src.cost() {
+        cost.update(&s);
+    }
     let shared = Arc::new(http::Shared::new(registry));
     shared.beat();
     let max_conns = http::fit_connection_limit();
@@ -130,6 +135,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut batch = Vec::with_capacity(4096);
     let mut n = 0u64;
     let mut last_sweep = Instant::now();
+    let mut last_cost = Instant::now();
     let res = loop {
         if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break Ok(());
@@ -148,6 +154,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let idle_before = kernel::boottime_ns() - SWEEP_EVERY.as_nanos() as u64;
             let mut fds = HashMap::new();
             m.sweep(idle_before, |tgid, ino| proc_holds(&mut fds, tgid, ino));
+        }
+        if last_cost.elapsed() >= cost::SAMPLE_EVERY
+            && let Some(s) = src.cost()
+        {
+            last_cost = s.at;
+            cost.update(&s);
         }
         shared.progress(src.submitted(), n);
     };
