@@ -93,6 +93,9 @@ pub enum DropPlan {
     To(User),
     /// Stay as we are (nobody to become), and why.
     Keep(String),
+    /// Not root but holding capabilities (a service granted CAP_BPF, CAP_PERFMON…): give every
+    /// capability up, staying this user.
+    Capabilities,
     /// A drop was asked for (sudo or --user) and cannot be done here: why (said on stderr).
     Refused(String),
 }
@@ -125,29 +128,26 @@ pub fn drop_plan(opts: &DropOpts) -> Result<DropPlan> {
     if opts.keep_root {
         return Ok(DropPlan::Keep("--keep-root".into()));
     }
-    let user = session_user(opts)?;
-    let why = if unsafe { libc::geteuid() } != 0 {
-        "not running as root (capabilities only): nothing to drop to".to_string()
-    } else {
-        match user {
-            None => {
-                return Ok(DropPlan::Keep(
-                    "run as root without sudo: pass --user NAME to drop privileges after attaching"
-                        .into(),
-                ));
-            }
-            Some(u) if u.uid == 0 => {
-                return Ok(DropPlan::Keep("the invoking user is root".into()));
-            }
-            Some(u) => match unprivileged_bpf_blocked() {
-                None => return Ok(DropPlan::To(u)),
-                Some(why) => return Ok(DropPlan::Refused(why)),
-            },
+    if unsafe { libc::geteuid() } != 0 {
+        if let Some(why) = unprivileged_bpf_blocked() {
+            return Ok(DropPlan::Keep(why));
         }
-    };
-    Ok(match user {
-        Some(u) if u.uid != 0 => DropPlan::Refused(why),
-        _ => DropPlan::Keep(why),
+        if opts.user.is_some() {
+            bail!(
+                "--user needs root: this process only holds capabilities (it gives those up once attached)"
+            );
+        }
+        return Ok(DropPlan::Capabilities);
+    }
+    Ok(match session_user(opts)? {
+        None => DropPlan::Keep(
+            "run as root without sudo: pass --user NAME to drop privileges after attaching".into(),
+        ),
+        Some(u) if u.uid == 0 => DropPlan::Keep("the invoking user is root".into()),
+        Some(u) => match unprivileged_bpf_blocked() {
+            None => DropPlan::To(u),
+            Some(why) => DropPlan::Refused(why),
+        },
     })
 }
 
@@ -191,6 +191,43 @@ pub fn become_user(user: &User) -> Result<()> {
     }
     // Not ptrace-able by the user's other processes: they would inherit our BPF fds' reach.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+    verify_no_capabilities(Some(user.uid))
+}
+
+/// Gives up every capability this thread holds (effective, permitted, inheritable, hence
+/// ambient) and forbids regaining any through exec (no_new_privs). Capabilities are per
+/// thread: threads started later inherit the empty sets, earlier ones keep theirs (which
+/// [`verify_no_capabilities`] catches).
+pub fn drop_capabilities() -> Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let hdr = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let data = [Data::default(); 2];
+    if unsafe { libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    verify_no_capabilities(None)
+}
+
+/// Fails unless every thread of this process holds no capability (and, given, has `uid`).
+pub fn verify_no_capabilities(uid: Option<u32>) -> Result<()> {
     for (tid, status) in thread_statuses() {
         let field = |k: &str| {
             status
@@ -200,8 +237,8 @@ pub fn become_user(user: &User) -> Result<()> {
                 .unwrap_or_default()
         };
         let uids = field("Uid:");
-        let caps = [field("CapEff:"), field("CapPrm:")].concat();
-        if uids.iter().any(|u| *u != user.uid.to_string())
+        let caps = [field("CapEff:"), field("CapPrm:"), field("CapAmb:")].concat();
+        if uid.is_some_and(|uid| uids.iter().any(|u| *u != uid.to_string()))
             || caps.iter().any(|c| u64::from_str_radix(c, 16) != Ok(0))
         {
             bail!("privileges not dropped in thread {tid}: Uid {uids:?}, capabilities {caps:?}");

@@ -216,6 +216,36 @@ fn metrics_agree_with_workload_mixed() {
         ) >= inos.len() as f64
     );
 
+    // What it costs, counted by the kernel: the kernel-function programs too.
+    let runs = |prog| sum_or_zero(&fams, "wqtrace_bpf_runs_total", &[("program", prog)]);
+    assert!(runs("sys_enter") > 0.0, "{text}");
+    assert!(runs("post_fentry") + runs("post_kprobe") > 0.0, "{text}");
+    assert!(sum(&fams, "wqtrace_bpf_run_seconds_total", &[]) > 0.0);
+    assert!(sum(&fams, "process_resident_memory_bytes", &[]) > 1e6);
+
+    // Every metric the shipped dashboard and alert rules use is one serve exports.
+    let names: std::collections::BTreeSet<String> = fams
+        .values()
+        .flat_map(|(_, ss)| ss.iter().map(|s| s.name.clone()))
+        .collect();
+    for file in [
+        "grafana/wqtrace-dashboard.json",
+        "prometheus/wqtrace-rules.yml",
+    ] {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/").to_string() + file;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let used: std::collections::BTreeSet<&str> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|w| w.starts_with("wqtrace_") || w.starts_with("process_"))
+            .collect();
+        assert!(used.len() >= 5, "{file}: {used:?}");
+        let unknown: Vec<_> = used.iter().filter(|n| !names.contains(**n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} uses metrics serve does not export: {unknown:?}\nexported: {names:?}"
+        );
+    }
+
     let (st, took) = s.terminate();
     assert_eq!(st.code(), Some(0), "{st}");
     assert!(took < Duration::from_secs(10), "exit took {took:?}");

@@ -14,6 +14,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "bpftrace",
     "bpftool",
     "stress-ng",
+    // The operations tests: a real Prometheus scraping serve, promtool on rules and scrapes.
+    "prometheus",
     "tmux",
 ];
 

@@ -93,6 +93,9 @@ fn examine(args: &Args) -> Result<Findings> {
     // What a live session does with root once attached.
     let after_attach = match privileges::drop_plan(&args.probe.privileges)? {
         privileges::DropPlan::To(u) => format!("dropped to {} (no capabilities)", u.describe()),
+        privileges::DropPlan::Capabilities => {
+            "every capability given up (no_new_privs set)".to_string()
+        }
         privileges::DropPlan::Keep(why) | privileges::DropPlan::Refused(why) => {
             format!("kept: {why}")
         }

@@ -16,7 +16,7 @@ use wqtrace_common::{ABI_VERSION, Event};
 use super::{EventSource, SessionMeta, ringbuf::BatchRing};
 use crate::{
     kernel,
-    privileges::{self, DropOpts, DropPlan},
+    privileges::{self, DropPlan},
     probe::opts::ProbeOpts,
     probe::{
         loader::{self, Probes},
@@ -58,7 +58,13 @@ impl LiveSource {
     /// Checks privileges and kernel features, resolves offsets from BTF, loads the programs and
     /// attaches them according to the probe plan.
     pub fn open(opts: &ProbeOpts) -> Result<Self> {
+        let drop = privileges::drop_plan(&opts.privileges)?;
         let mut probes = Probes::open(opts)?;
+        if drop == DropPlan::Capabilities {
+            // Capabilities are per thread: given up before the drain thread exists, it has none.
+            privileges::drop_capabilities().context("giving up capabilities after attaching")?;
+            check_counters(&probes, "giving up capabilities")?;
+        }
         let ring = BatchRing::new(probes.take_ring()?, loader::RING_BYTES as usize)?;
         let (tx, rx) = sync_channel(QUEUED_BATCHES);
         let (recycle, reuse) = sync_channel(SPARE_BATCHES);
@@ -82,7 +88,7 @@ impl LiveSource {
             notification_pipes: kernel::notification_pipes().is_ok(),
             offsets: kernel::offsets_named(&probes.offsets),
         };
-        give_up_root(&opts.privileges, &probes)?;
+        give_up_root(drop, &probes)?;
         Ok(Self {
             rx,
             recycle,
@@ -109,23 +115,28 @@ impl LiveSource {
 }
 
 /// Once attached, a session needs only the descriptors it holds (the ring's mapping, the maps,
-/// the links): it becomes the invoking user, with no capabilities (see
-/// [`privileges::drop_plan`]), and makes sure the loss counters can still be read.
-fn give_up_root(opts: &DropOpts, probes: &Probes) -> Result<()> {
-    match privileges::drop_plan(opts)? {
+/// the links): root becomes the invoking user, with no capabilities (see
+/// [`privileges::drop_plan`]; a process holding only capabilities gave them up already), and
+/// makes sure the loss counters can still be read.
+fn give_up_root(plan: DropPlan, probes: &Probes) -> Result<()> {
+    match plan {
         DropPlan::To(user) => {
             privileges::become_user(&user)?;
-            probes.read_stats().with_context(|| {
-                format!(
-                    "after dropping privileges to {} the loss counters cannot be read (rerun with --keep-root)",
-                    user.describe()
-                )
-            })?;
+            check_counters(
+                probes,
+                &format!("dropping privileges to {}", user.describe()),
+            )?;
         }
-        DropPlan::Keep(_) => {}
+        DropPlan::Keep(_) | DropPlan::Capabilities => {}
         DropPlan::Refused(why) => eprintln!("wqtrace: keeping root privileges: {why}"),
     }
     Ok(())
+}
+
+fn check_counters(probes: &Probes, after: &str) -> Result<()> {
+    probes.read_stats().with_context(|| {
+        format!("after {after} the loss counters cannot be read (rerun with --keep-root)")
+    })
 }
 
 /// Poll the ring buffer and hand its events over in batches until told to stop. When the sink

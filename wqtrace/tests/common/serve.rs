@@ -24,9 +24,15 @@ pub struct Server {
 impl Server {
     /// `wqtrace serve --listen 127.0.0.1:0 ARGS`, once it says where it serves.
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(WQTRACE)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
+        let mut cmd = Command::new(WQTRACE);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+        Self::spawn(cmd)
+    }
+
+    /// Runs `cmd` (a `wqtrace serve` command line, possibly under a wrapper), once it says
+    /// where it serves.
+    pub fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
