@@ -5,6 +5,7 @@
 //! [`source`] (live ring buffer or recording) → [`model`] (pure state) → [`sinks`].
 
 pub mod argvalue;
+pub mod assets;
 pub mod child;
 pub mod cli;
 pub mod cost;

@@ -119,7 +119,17 @@ fn bad_files_give_one_clear_error() {
                 b[8..12].copy_from_slice(&99u32.to_le_bytes());
                 b
             },
-            "newer wqtrace (format version 99",
+            "in format version 99; this wqtrace (0.",
+        ),
+        (
+            "newer-damaged-header",
+            {
+                let mut b = good.clone();
+                b[8..12].copy_from_slice(&99u32.to_le_bytes());
+                b[25] ^= 0x20;
+                b
+            },
+            "recorded by a newer wqtrace in format version 99; this wqtrace",
         ),
         (
             "header",
@@ -138,7 +148,24 @@ fn bad_files_give_one_clear_error() {
             .unwrap_or_else(|| panic!("{name} accepted"));
         assert!(err.to_string().contains(want), "{name}: {err}");
         if name == "newer" {
-            assert!(matches!(err, FormatError::TooNew { found: 99 }));
+            // It names the version that wrote it, and what this one reads.
+            let by = header().wqtrace_version;
+            assert!(
+                matches!(&err, FormatError::TooNew { found: 99, by: Some(v) } if *v == by),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("recorded by wqtrace {by} in format")),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&format!(
+                    "reads format versions 1 to {}",
+                    recording::FORMAT_VERSION
+                )),
+                "{err}"
+            );
         }
         // Through the CLI: one line, naming the file.
         let p = tmp(&format!("bad-{name}.wqt"));

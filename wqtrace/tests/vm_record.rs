@@ -102,4 +102,11 @@ fn recording_of_mixed_reports_the_workloads_counts() {
         trace.to_str().unwrap(),
     ]);
     assert!(std::fs::metadata(&trace).unwrap().len() > 1000);
+
+    // Copied out through the workspace share, for tests/cross_machine.rs on the host.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/cross-machine");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(&rec, out.join(format!("{}.wqt", release.trim()))).unwrap();
+    std::fs::copy(&summary, out.join(format!("{}.json", release.trim()))).unwrap();
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask …`: the project's own build, test and test-VM recipe.
 
 mod bench;
+mod dist;
+mod install;
 mod kernel;
 mod setup;
 mod test;
@@ -51,6 +53,12 @@ enum Cmd {
     },
     /// Tracing overhead benchmarks (host + VM); writes docs/benchmarks.md (see there).
     Bench(bench::Args),
+    /// Setup, release build, then install wqtrace, its man pages and completions under a prefix.
+    Install(install::Args),
+    /// Remove exactly what `install` put under the prefix.
+    Uninstall(install::Args),
+    /// A .deb and a tarball in target/dist/ (release build, man pages, completions, docs).
+    Dist(dist::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +75,9 @@ fn main() -> ExitCode {
         Cmd::Vm(a) => vm::run_cli(a),
         Cmd::Demo { kernel, debug } => demo(&kernel, !debug),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Install(a) => install::install(a).map(|()| 0),
+        Cmd::Uninstall(a) => install::uninstall(a).map(|()| 0),
+        Cmd::Dist(a) => dist::run(a).map(|()| 0),
     };
     match res {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -16,6 +16,11 @@ pub const APT_PACKAGES: &[&str] = &[
     "stress-ng",
     // The operations tests: a real Prometheus scraping serve, promtool on rules and scrapes.
     "prometheus",
+    // dist: objdump reads the binary's glibc symbol versions; the completions tests parse
+    // the zsh and fish scripts.
+    "binutils",
+    "zsh",
+    "fish",
     "tmux",
 ];
 

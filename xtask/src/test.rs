@@ -30,15 +30,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !a.no_setup {
         setup::setup()?;
     }
-    // `cargo metadata` once: clippy and the VM stage both need the VM test targets.
-    let vm_targets = vm_test_targets()?;
+    // `cargo metadata` once: clippy and the VM stage both need the `test = false` targets.
+    let manual = manual_test_targets()?;
+    let (vm_targets, after_vm): (Vec<String>, Vec<String>) =
+        manual.iter().cloned().partition(|n| n.starts_with("vm"));
     if !a.vm_only {
         util::run(util::cargo().args(["fmt", "--all", "--check"]))?;
         util::run(util::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
         // --all-targets leaves out the `test = false` targets (the VM tests): lint them too.
         let mut c = util::cargo();
         c.args(["clippy", "-p", "wqtrace"]);
-        for n in &vm_targets {
+        for n in &manual {
             c.args(["--test", n]);
         }
         util::run(c.args(["--", "-D", "warnings"]))?;
@@ -58,15 +60,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         eprintln!("xtask test: host stage done after {:.0?}", t0.elapsed());
     }
     if !a.no_vm {
+        let shared = util::target_dir().join("cross-machine");
+        // Only what this run's guests write counts.
+        let _ = std::fs::remove_dir_all(&shared);
         vm_stage(a.vm_timeout, &vm_targets)?;
+        after_vm_stage(&after_vm)?;
     }
     eprintln!("xtask test: all stages passed in {:.0?}", t0.elapsed());
     Ok(())
 }
 
-/// The VM test targets: wqtrace's integration tests declared `test = false` (plain `cargo test`
-/// skips them), e.g. `vm` (wqtrace/tests/vm.rs).
-fn vm_test_targets() -> anyhow::Result<Vec<String>> {
+/// wqtrace's integration tests declared `test = false` (plain `cargo test` skips them): those
+/// named `vm*` run inside the test VM (e.g. `vm`, wqtrace/tests/vm.rs), the others on the host
+/// after the VM stage, on what the guests left in target/ (e.g. `cross_machine`).
+fn manual_test_targets() -> anyhow::Result<Vec<String>> {
     let out =
         util::output_ok(util::cargo().args(["metadata", "--no-deps", "--format-version", "1"]))
             .context("cargo metadata")?;
@@ -133,6 +140,20 @@ fn build_vm_tests(names: &[String]) -> anyhow::Result<Vec<std::path::PathBuf>> {
         );
     }
     Ok(exes)
+}
+
+/// The host tests that read what the guests wrote (their recordings), told which kernels ran.
+fn after_vm_stage(targets: &[String]) -> anyhow::Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut c = util::cargo();
+    c.args(["test", "-p", "wqtrace"]);
+    for n in targets {
+        c.args(["--test", n]);
+    }
+    c.env("WQTRACE_CROSS_KERNELS", SERIES.join(","));
+    util::run(&mut c)
 }
 
 fn vm_stage(timeout: u64, targets: &[String]) -> anyhow::Result<()> {

@@ -87,9 +87,11 @@ pub enum FormatError {
     #[error("not a wqtrace recording (empty file)")]
     Empty,
     #[error(
-        "recorded by a newer wqtrace (format version {found}; this build reads up to {FORMAT_VERSION})"
+        "recorded by {} in format version {found}; this wqtrace ({}) reads format versions 1 to {FORMAT_VERSION}: read it with a wqtrace at least as new as the one that wrote it",
+        by.as_deref().map_or("a newer wqtrace".to_string(), |v| format!("wqtrace {}", crate::text::escape(v.as_bytes()))),
+        crate::cli::VERSION.as_str()
     )]
-    TooNew { found: u32 },
+    TooNew { found: u32, by: Option<String> },
     #[error("damaged header ({0})")]
     BadHeader(String),
     #[error(transparent)]

@@ -81,9 +81,6 @@ impl<R: Read> Reader<R> {
             return Err(FormatError::BadHeader("file ends inside the header".into()));
         }
         let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap());
-        if version > FORMAT_VERSION {
-            return Err(FormatError::TooNew { found: version });
-        }
         if version == 0 {
             return Err(FormatError::BadHeader("format version 0".into()));
         }
@@ -93,7 +90,17 @@ impl<R: Read> Reader<R> {
             return Err(FormatError::BadHeader(format!("header length {len}")));
         }
         let mut json = vec![0u8; len as usize];
-        if read_full(&mut r, &mut json)? < json.len() {
+        let complete = read_full(&mut r, &mut json)? == json.len();
+        if version > FORMAT_VERSION {
+            // Every version starts with this framing and a JSON header: name the writer if
+            // it can be read.
+            let by = (complete && crc32fast::hash(&json) == crc)
+                .then(|| serde_json::from_slice::<serde_json::Value>(&json).ok())
+                .flatten()
+                .and_then(|v| v["wqtrace_version"].as_str().map(str::to_string));
+            return Err(FormatError::TooNew { found: version, by });
+        }
+        if !complete {
             return Err(FormatError::BadHeader("file ends inside the header".into()));
         }
         if crc32fast::hash(&json) != crc {

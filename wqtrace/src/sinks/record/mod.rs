@@ -84,7 +84,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let header = Header {
         meta: complete_meta(src.meta().clone()),
-        wqtrace_version: env!("CARGO_PKG_VERSION").to_string(),
+        wqtrace_version: crate::cli::VERSION.clone(),
         created_unix_ns: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64),
