@@ -606,3 +606,194 @@ fn trace_to_a_full_disk_fails_loudly() {
         "{rest}"
     );
 }
+
+/// Starts `wqtrace record -o PATH ARGS` and returns once it records.
+fn start_recording(path: &std::path::Path, args: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    let mut c = Command::new(WQTRACE)
+        .arg("record")
+        .arg("--force")
+        .arg("-o")
+        .arg(path)
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(c.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("recording to"), "{line}");
+    std::thread::spawn(move || for _ in err.lines() {});
+    c
+}
+
+/// A process named `comm` that makes one pipe and writes and reads it `n` times.
+fn pipe_ping(comm: &str, n: u32) -> std::process::Child {
+    let script = format!(
+        "import ctypes, os, time\nctypes.CDLL(None).prctl(15, b'{comm}', 0, 0, 0)\nr, w = os.pipe()\nfor _ in range({n}):\n    os.write(w, b'x')\n    os.read(r, 1)\n    time.sleep(0.001)\n"
+    );
+    Command::new("python3")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap()
+}
+
+/// What two independent sessions both see of one event (their timestamps and CPUs differ).
+fn event_keys(jsonl: &[u8]) -> Vec<String> {
+    let mut keys: Vec<String> = String::from_utf8_lossy(jsonl)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            [
+                "kind", "op", "tid", "tgid", "ino", "ret", "head", "tail", "comm",
+            ]
+            .iter()
+            .map(|k| v[*k].to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn export_jsonl(file: &std::path::Path, filter: &[&str]) -> Vec<u8> {
+    let o = Command::new(WQTRACE)
+        .arg("export")
+        .arg(file)
+        .args(["-f", "jsonl"])
+        .args(filter)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// One run, two sessions: `record` with no filter and `record -c wqfiltA`. The unfiltered
+/// recording filtered afterwards (-c, -p, --pipe) holds exactly the events the live filter
+/// kept; --since/--until keep exactly the events in their window; report counts the same.
+#[test]
+fn after_the_fact_filters_keep_what_live_filters_keep() {
+    let _g = kernel_lock();
+    let dir = std::env::temp_dir().join(format!("wqtrace-posthoc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (all, one) = (dir.join("all.wqt"), dir.join("one.wqt"));
+    let mut rec_all = start_recording(&all, &[]);
+    let mut rec_one = start_recording(&one, &["-c", "wqfiltA"]);
+    let mut a = pipe_ping("wqfiltA", 200);
+    let mut b = pipe_ping("wqfiltB", 200);
+    let a_pid = a.id().to_string();
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    for r in [&mut rec_one, &mut rec_all] {
+        unsafe { libc::kill(r.id() as i32, libc::SIGINT) };
+        assert!(r.wait().unwrap().success());
+    }
+
+    let live = event_keys(&export_jsonl(&one, &[]));
+    assert!(live.len() >= 400, "{} events of wqfiltA", live.len());
+    let same = |filter: &[&str], want: &[String]| {
+        let got = event_keys(&export_jsonl(&all, filter));
+        let extra: Vec<_> = got.iter().filter(|k| !want.contains(k)).take(3).collect();
+        let missing: Vec<_> = want.iter().filter(|k| !got.contains(k)).take(3).collect();
+        assert!(
+            got == want,
+            "export {filter:?}: {} events, want {}; extra {extra:?}, missing {missing:?}",
+            got.len(),
+            want.len()
+        );
+    };
+    same(&["-c", "wqfiltA"], &live);
+    same(&["--comm", "wqfilt", "--pid", &a_pid], &live);
+    // Its pipe alone (creation and every op, all by wqfiltA).
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&export_jsonl(&one, &[]))
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    same(&["--pipe", &first["ino"].to_string()], &live);
+    // -p: every event of that process, under whatever name it had (python starts under
+    // another one), as the unfiltered recording has them.
+    let everything = event_keys(&export_jsonl(&all, &[]));
+    let of_pid: Vec<String> = everything
+        .iter()
+        .filter(|k| k.split(' ').nth(3) == Some(a_pid.as_str()))
+        .cloned()
+        .collect();
+    assert!(of_pid.len() >= live.len());
+    same(&["-p", &a_pid], &of_pid);
+    // The other process is in the unfiltered recording only.
+    assert!(everything.len() >= 2 * live.len());
+
+    // A window (the middle third of the recording, in whole ms): exactly the events whose
+    // time falls in it.
+    let mut ts: Vec<u64> = String::from_utf8_lossy(&export_jsonl(&all, &[]))
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["ts_ns"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    ts.sort();
+    let first = ts[0];
+    let ms = |t: u64| (t - first) / 1_000_000;
+    let (since, until) = (ms(ts[ts.len() / 3]), ms(ts[2 * ts.len() / 3]));
+    let window = first + since * 1_000_000..=first + until * 1_000_000;
+    let want = ts.iter().filter(|t| window.contains(*t)).count();
+    let arg = |m: u64| format!("{}.{:03}", m / 1000, m % 1000);
+    let got: Vec<u64> = String::from_utf8_lossy(&export_jsonl(
+        &all,
+        &["--since", &arg(since), "--until", &arg(until)],
+    ))
+    .lines()
+    .map(|l| {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["ts_ns"]
+            .as_u64()
+            .unwrap()
+    })
+    .collect();
+    assert!(want > 10, "the window holds events");
+    assert_eq!(
+        got.len(),
+        want,
+        "--since {} --until {}",
+        arg(since),
+        arg(until)
+    );
+    assert!(got.iter().all(|t| window.contains(t)));
+
+    // report with a filter counts what report of the live-filtered recording counts.
+    let report = |f: &std::path::Path, args: &[&str]| -> serde_json::Value {
+        let o = Command::new(WQTRACE)
+            .args(["report", "--json"])
+            .arg(f)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // Timestamps are each session's own; everything counted must agree.
+    fn untimed(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|k, _| !k.ends_with("_ts_ns"));
+                m.values_mut().for_each(untimed);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(untimed),
+            _ => {}
+        }
+    }
+    let (mut r_all, mut r_one) = (report(&all, &["-c", "wqfiltA"]), report(&one, &[]));
+    untimed(&mut r_all["pipes"]);
+    untimed(&mut r_one["pipes"]);
+    assert_eq!(r_all["pipes"], r_one["pipes"]);
+    assert_eq!(
+        r_all["filters_applied"],
+        serde_json::json!(["comm=wqfiltA"])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,8 +3,53 @@
 
 mod common;
 
+use std::process::{Child, Command, Stdio};
+
 use common::{WQTRACE, run_ok as run, u};
 use serde_json::Value;
+
+/// Starts `wqtrace record --force -o PATH ARGS` and returns once it records.
+fn start_recording(path: &std::path::Path, args: &[&str]) -> Child {
+    use std::io::BufRead;
+    let mut c = Command::new(WQTRACE)
+        .args(["record", "--force", "-o"])
+        .arg(path)
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(c.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("recording to"), "{line}");
+    std::thread::spawn(move || for _ in err.lines() {});
+    c
+}
+
+fn export_jsonl(file: &std::path::Path, filter: &[&str]) -> Vec<u8> {
+    let mut args = vec!["export", file.to_str().unwrap(), "-f", "jsonl"];
+    args.extend(filter);
+    run(&args).stdout
+}
+
+/// What two sessions both see of one event (timestamps, CPUs and durations are their own).
+fn event_keys(jsonl: &[u8]) -> Vec<String> {
+    let mut keys: Vec<String> = String::from_utf8_lossy(jsonl)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            [
+                "kind", "op", "tid", "tgid", "ino", "ret", "head", "tail", "slot", "comm",
+            ]
+            .iter()
+            .map(|k| v[*k].to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+        })
+        .collect();
+    keys.sort();
+    keys
+}
 
 #[test]
 fn recording_of_mixed_reports_the_workloads_counts() {
@@ -15,6 +60,9 @@ fn recording_of_mixed_reports_the_workloads_counts() {
     let dir = std::env::temp_dir();
     let rec = dir.join("mixed.wqt");
     let summary = dir.join("mixed.json");
+    // A second session over the same run, filtered live: notification pipes only.
+    let live_notif = dir.join("mixed-notif.wqt");
+    let mut notif_session = start_recording(&live_notif, &["--notification-only"]);
     run(&[
         "record",
         "-q",
@@ -31,8 +79,20 @@ fn recording_of_mixed_reports_the_workloads_counts() {
         "--json-out",
         summary.to_str().unwrap(),
     ]);
+    unsafe { libc::kill(notif_session.id() as i32, libc::SIGINT) };
+    assert!(notif_session.wait().unwrap().success());
     let w: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(w["ok"], true, "{w}");
+    // Filtered afterwards, the unfiltered recording holds exactly what the live filter kept.
+    let live = event_keys(&export_jsonl(&live_notif, &[]));
+    let after = event_keys(&export_jsonl(&rec, &["--notification-only"]));
+    assert!(live.len() > 50, "{} notification-pipe events", live.len());
+    assert_eq!(
+        after.len(),
+        live.len(),
+        "--notification-only afterwards vs live"
+    );
+    assert!(after == live, "the same events");
     let r: Value =
         serde_json::from_slice(&run(&["report", rec.to_str().unwrap(), "--json"]).stdout).unwrap();
     let t = &r["totals"];

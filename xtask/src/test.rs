@@ -64,6 +64,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         // Only what this run's guests write counts.
         let _ = std::fs::remove_dir_all(&shared);
         vm_stage(a.vm_timeout, &vm_targets)?;
+        crash_stage(a.vm_timeout)?;
         after_vm_stage(&after_vm)?;
     }
     eprintln!("xtask test: all stages passed in {:.0?}", t0.elapsed());
@@ -140,6 +141,68 @@ fn build_vm_tests(names: &[String]) -> anyhow::Result<Vec<std::path::PathBuf>> {
         );
     }
     Ok(exes)
+}
+
+/// In each guest: record continuous pipe traffic onto a share the guest caches (cache=loose),
+/// then power the machine off without syncing. Leaves target/crash/SERIES/ with the recording,
+/// a canary written (never synced) just before the crash, and the crash time, for
+/// tests/machine_crash.rs.
+const CRASH_SCRIPT: &str = r#"set -e
+WQ=$1; OUT=$2
+mkdir -p /tmp/crash
+mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose,msize=262144 crash /tmp/crash
+sh -c 'while :; do echo x; done' | cat >/dev/null &
+"$WQ" record -o /tmp/crash/rec.wqt 2>"$OUT/record.err" &
+i=0
+until grep -q "recording to" "$OUT/record.err"; do
+  i=$((i+1)); [ $i -lt 1200 ] || { echo "WQCRASH: record never started"; cat "$OUT/record.err"; exit 1; }
+  sleep 0.1
+done
+sleep 8
+head -c 4194304 /dev/zero > /tmp/crash/canary
+cut -d' ' -f1 /proc/uptime > "$OUT/crash-at"
+echo "WQCRASH: powering off without sync"
+/bin/busybox poweroff -f -n
+sleep 60
+echo "WQCRASH: still running after poweroff"
+exit 1
+"#;
+
+fn crash_stage(timeout: u64) -> anyhow::Result<()> {
+    let wqtrace = util::target_dir().join("debug/wqtrace");
+    for series in SERIES {
+        let share = vm::crash_share()?;
+        std::fs::remove_dir_all(&share)?;
+        let share = vm::crash_share()?;
+        let out = util::target_dir().join("crash").join(series);
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out)?;
+        eprintln!("xtask test: crashing the {series} guest while it records");
+        let rc = vm::run(&vm::RunOpts {
+            series: series.to_string(),
+            timeout: Some(Duration::from_secs(timeout)),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                CRASH_SCRIPT.into(),
+                "sh".into(),
+                wqtrace.to_string_lossy().into_owned(),
+                out.to_string_lossy().into_owned(),
+            ],
+            env: vec![],
+        })?;
+        // 125: no exit status, the machine went down under the script (what we want).
+        if rc != 125 {
+            bail!("the crash run on {series} ended with exit {rc} instead of a power-off");
+        }
+        for f in ["rec.wqt", "canary"] {
+            let src = share.join(f);
+            if src.exists() {
+                std::fs::copy(&src, out.join(f))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The host tests that read what the guests wrote (their recordings), told which kernels ran.

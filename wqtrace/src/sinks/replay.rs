@@ -36,10 +36,12 @@ pub struct Args {
     /// UI: start paused at the beginning (p plays, n steps).
     #[arg(long)]
     pub paused: bool,
+    #[command(flatten)]
+    pub filter: crate::source::filter::FilterArgs,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let mut r = Replay::open(&args.file, ModelConfig::default())?;
+    let mut r = Replay::open_filtered(&args.file, ModelConfig::default(), &args.filter)?;
     if !args.dump {
         use std::io::IsTerminal as _;
         if !std::io::stdout().is_terminal() {

@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use wqtrace_common::Event;
 
-use super::{EventSource, SessionMeta};
+use super::{
+    EventSource, SessionMeta,
+    filter::{EventFilter, FilterArgs},
+};
 use crate::recording::{Chunk, ChunkInfo, Header, Reader, Trailer};
 
 /// A recording as an [`EventSource`]: batches are the file's chunks. Damage is reported as
@@ -16,6 +19,8 @@ use crate::recording::{Chunk, ChunkInfo, Header, Reader, Trailer};
 pub struct FileSource {
     path: PathBuf,
     reader: Reader<BufReader<File>>,
+    /// Applied to every chunk read ([`FileSource::set_filter`]).
+    filter: Option<EventFilter>,
 }
 
 impl FileSource {
@@ -28,7 +33,30 @@ impl FileSource {
         Ok(Self {
             path: path.to_path_buf(),
             reader,
+            filter: None,
         })
+    }
+
+    /// Opens `path` with the after-the-fact filters (nothing filtered when `args` is empty).
+    pub fn open_filtered(path: &Path, args: &FilterArgs) -> anyhow::Result<Self> {
+        let mut src = Self::open(path)?;
+        let f = EventFilter::new(args, src.meta())?;
+        src.set_filter(f);
+        Ok(src)
+    }
+
+    /// The after-the-fact filters in force, for people (empty: none).
+    pub fn filters_applied(&self) -> Vec<String> {
+        self.filter
+            .as_ref()
+            .map(|f| f.describe())
+            .unwrap_or_default()
+    }
+
+    /// From now on, only events `f` keeps are returned. Times given from the start are
+    /// counted from the first event read, unless `f` was anchored already.
+    pub fn set_filter(&mut self, f: EventFilter) {
+        self.filter = (!f.is_empty()).then_some(f);
     }
 
     pub fn path(&self) -> &Path {
@@ -97,9 +125,19 @@ impl FileSource {
                 Some(Chunk::Trailer(_)) => continue,
                 Some(Chunk::Events {
                     first_index,
-                    events,
+                    mut events,
                     ..
-                }) => return Ok(Some((first_index, events))),
+                }) => {
+                    if let Some(f) = &mut self.filter {
+                        if !f.is_anchored()
+                            && let Some(first) = events.first()
+                        {
+                            f.anchor(first.ts_ns);
+                        }
+                        events.retain(|e| f.keeps(e));
+                    }
+                    return Ok(Some((first_index, events)));
+                }
             }
         }
     }

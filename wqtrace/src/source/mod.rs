@@ -8,6 +8,7 @@ use wqtrace_common::Event;
 pub use crate::session::SessionMeta;
 
 pub mod file;
+pub mod filter;
 pub mod live;
 pub mod replay;
 mod ringbuf;

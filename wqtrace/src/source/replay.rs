@@ -11,7 +11,9 @@ use wqtrace_common::Event;
 
 use crate::model::{Model, ModelConfig};
 use crate::recording::ChunkInfo;
+use crate::source::EventSource as _;
 use crate::source::file::FileSource;
+use crate::source::filter::{EventFilter, FilterArgs};
 
 /// Snapshots kept for seeking (one every `len / MAX_SNAPSHOTS` chunks).
 const MAX_SNAPSHOTS: usize = 32;
@@ -45,6 +47,11 @@ pub struct Replay {
 impl Replay {
     /// Opens `path` and indexes its chunks (one pass over the file).
     pub fn open(path: &Path, cfg: ModelConfig) -> Result<Self> {
+        Self::open_filtered(path, cfg, &FilterArgs::default())
+    }
+
+    /// The same, showing only the events `filter` keeps (the timeline stays the recording's).
+    pub fn open_filtered(path: &Path, cfg: ModelConfig, filter: &FilterArgs) -> Result<Self> {
         let mut src = FileSource::open(path)?;
         let index = src.index()?;
         // Chunk boundaries are the only seek points; the end comes from the last chunk.
@@ -56,6 +63,9 @@ impl Replay {
             }
         }
         let start_ts = index.first().map_or(0, |c| c.base_ts);
+        let mut f = EventFilter::new(filter, src.meta())?;
+        f.anchor(start_ts);
+        src.set_filter(f);
         let snap_every = index.len().div_ceil(MAX_SNAPSHOTS).max(1);
         if let Some(first) = index.first() {
             src.seek(first)?;

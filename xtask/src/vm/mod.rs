@@ -256,6 +256,13 @@ fn term_size() -> Option<(u16, u16)> {
 }
 
 /// Boots the guest with the command; returns the command's exit status.
+/// target/vm/crash-share, created: the guest's `crash` 9p share.
+pub fn crash_share() -> anyhow::Result<PathBuf> {
+    let d = util::vm_dir()?.join("crash-share");
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
 pub fn run(opts: &RunOpts) -> anyhow::Result<i32> {
     let kernel = find_kernel(&opts.series)?;
     let initrd = initramfs()?;
@@ -368,6 +375,13 @@ fn boot(
     ]);
     c.arg("-virtfs").arg(format!(
         "local,path={root_s},mount_tag=work,security_model=none,multidevs=remap"
+    ));
+    // For the machine-crash test: a share the guest mounts with cache=loose, so what was not
+    // fsynced is lost when it powers off without syncing (the work share writes through).
+    let crash = crash_share()?;
+    c.arg("-virtfs").arg(format!(
+        "local,path={},mount_tag=crash,security_model=none,multidevs=remap",
+        crash.display()
     ));
 
     let (mut rd, wr) = std::io::pipe()?;

@@ -18,6 +18,7 @@ use wqtrace_common::Event;
 
 use crate::source::EventSource;
 use crate::source::file::FileSource;
+use crate::source::filter::FilterArgs;
 
 mod chrome;
 mod perfetto;
@@ -51,6 +52,8 @@ pub struct Args {
     /// Replace OUT if it exists (a symlink there is replaced, never followed).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -66,7 +69,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => Box::new(stdout.lock()),
     };
     let mut out = BufWriter::new(out);
-    let res = export(&args.file, args.format, &mut out).and_then(|n| {
+    let res = export(&args.file, args.format, &args.filter, &mut out).and_then(|n| {
         out.flush().context("writing the export")?;
         Ok(n)
     });
@@ -93,8 +96,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// Writes the export of `path` to `out`; returns the number of events.
-pub fn export(path: &Path, format: Format, out: &mut dyn Write) -> Result<u64> {
-    let mut src = FileSource::open(path)?;
+pub fn export(
+    path: &Path,
+    format: Format,
+    filter: &FilterArgs,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let mut src = FileSource::open_filtered(path, filter)?;
     let n = match format {
         Format::Jsonl => {
             let rt = src.meta().realtime_offset_ns;
@@ -121,7 +129,7 @@ pub fn export(path: &Path, format: Format, out: &mut dyn Write) -> Result<u64> {
                 Ok(())
             })?;
             // Pass 2: the events.
-            let mut src = FileSource::open(path)?;
+            let mut src = FileSource::open_filtered(path, filter)?;
             let mut n = 0;
             if format == Format::Perfetto {
                 let mut w = PerfettoWriter::new(out);

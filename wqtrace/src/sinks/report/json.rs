@@ -93,6 +93,7 @@ pub fn to_json(a: &Analysis) -> Value {
         "wqtrace_version": a.header.wqtrace_version,
         "command": a.header.command,
         "filters": a.header.filters,
+        "filters_applied": a.filters_applied,
         "clean_stop": a.trailer.as_ref().map(|t| t.stop_reason.clone()),
         "warnings": a.warnings,
         "pipes": pipes,

@@ -10,6 +10,7 @@ use crate::model::{Comm, Contention, LockKind, Model, ModelConfig, PipeOrder};
 use crate::recording::{Header, Trailer};
 use crate::source::EventSource;
 use crate::source::file::FileSource;
+use crate::source::filter::FilterArgs;
 
 mod json;
 mod text;
@@ -25,6 +26,8 @@ pub struct Args {
     /// One JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// A recording read through the model: what `report` (and tests) look at.
@@ -36,11 +39,13 @@ pub struct Analysis {
     pub tracer_lost: u64,
     pub damaged_events: u64,
     pub warnings: Vec<String>,
+    /// Filters applied now, on top of those the recording was made with (`header.filters`).
+    pub filters_applied: Vec<String>,
 }
 
 /// Reads the whole recording into a [`Model`] (report-sized caps).
-pub fn analyze(path: &Path) -> Result<Analysis> {
-    let mut src = FileSource::open(path)?;
+pub fn analyze(path: &Path, filter: &FilterArgs) -> Result<Analysis> {
+    let mut src = FileSource::open_filtered(path, filter)?;
     let mut model = Model::new(ModelConfig::for_report());
     let mut batch = Vec::new();
     let mut warnings = Vec::new();
@@ -63,12 +68,13 @@ pub fn analyze(path: &Path) -> Result<Analysis> {
         tracer_lost: src.tracer_lost(),
         damaged_events: src.damaged_events(),
         warnings,
+        filters_applied: src.filters_applied(),
         model,
     })
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let a = analyze(&args.file)?;
+    let a = analyze(&args.file, &args.filter)?;
     for w in &a.warnings {
         eprintln!("wqtrace: warning: {w}");
     }

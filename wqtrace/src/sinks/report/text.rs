@@ -40,6 +40,13 @@ pub fn to_text(a: &Analysis) -> String {
             .collect();
         let _ = writeln!(o, "  attach     {}", at.join(" "));
     }
+    if !a.filters_applied.is_empty() {
+        let _ = writeln!(
+            o,
+            "  applied    {} (only these events are counted below)",
+            a.filters_applied.join(" ")
+        );
+    }
     if !a.header.filters.is_empty() {
         let _ = writeln!(o, "  filters    {}", or_dash(&a.header.filters.join(" ")));
     }
