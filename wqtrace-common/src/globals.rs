@@ -133,6 +133,11 @@ pub struct Filter {
     pub self_tgid: u32,
     /// 1 = every program returns at once: the benchmark's floor of the attach mechanism.
     pub empty: u32,
+    /// Only tasks in this cgroup v2 (its id, the directory's inode) or below it; 0 = all.
+    pub cgroup_id: u64,
+    /// That cgroup's depth below the root (the root is 0).
+    pub cgroup_level: u32,
+    pub _pad: u32,
 }
 
 impl Filter {
@@ -144,6 +149,9 @@ impl Filter {
             notification_only: 0,
             self_tgid: 0,
             empty: 0,
+            cgroup_id: 0,
+            cgroup_level: 0,
+            _pad: 0,
         }
     }
 }

@@ -16,6 +16,15 @@ pub fn task_wanted(tgid: u32) -> bool {
     if want != 0 && want != tgid {
         return false;
     }
+    let cg = filter!(cgroup_id);
+    // The task's cgroup, or its ancestor at the wanted cgroup's depth, is the wanted one.
+    if cg != 0
+        && unsafe {
+            aya_ebpf::helpers::bpf_get_current_ancestor_cgroup_id(filter!(cgroup_level) as i32)
+        } != cg
+    {
+        return false;
+    }
     let pat: [u8; 16] = unsafe { core::ptr::read_volatile(&raw const crate::globals::FILTER.comm) };
     if pat[0] == 0 {
         return true;

@@ -6,6 +6,7 @@
 
 pub mod argvalue;
 pub mod assets;
+pub mod cgroup;
 pub mod child;
 pub mod cli;
 pub mod cost;

@@ -797,3 +797,53 @@ fn after_the_fact_filters_keep_what_live_filters_keep() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--cgroup`: a workload in a child of cgroup A is traced by a session filtered on A (given as
+/// the directory), and not by one filtered on its sibling B (given as /proc/PID/cgroup shows
+/// paths); an unknown cgroup is one line.
+#[test]
+fn cgroup_filter_keeps_descendants_and_drops_siblings() {
+    let _g = kernel_lock();
+    let root = wqtrace::cgroup::v2_root().expect("cgroup v2 mounted");
+    let name = format!("wqtrace-test-{}", std::process::id());
+    let base = root.join(&name);
+    std::fs::create_dir_all(base.join("a/inner")).unwrap();
+    std::fs::create_dir_all(base.join("b")).unwrap();
+    let in_a = Tracer::start(&["--cgroup", base.join("a").to_str().unwrap()]);
+    let in_b = Tracer::start(&["--cgroup", &format!("/{name}/b")]);
+    let procs = base.join("a/inner/cgroup.procs");
+    let script = "import ctypes, os\nctypes.CDLL(None).prctl(15, b'wqcgroup', 0, 0, 0)\nr, w = os.pipe()\nfor _ in range(50):\n    os.write(w, b'x')\n    os.read(r, 1)\n";
+    let st = Command::new("sh")
+        .args([
+            "-c",
+            &format!("echo $$ > {} && exec python3 -c \"$0\"", procs.display()),
+            script,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (a, b) = (in_a.stop(), in_b.stop());
+    let ours = |evs: &[serde_json::Value]| {
+        evs.iter()
+            .filter(|e| e["comm"] == "wqcgroup" && e["kind"] == "ring_op")
+            .count()
+    };
+    assert_eq!(ours(&a), 100, "50 writes and 50 reads in a/inner");
+    assert_eq!(ours(&b), 0, "the sibling's filter kept them");
+    assert!(b.iter().all(|e| e["comm"] != "wqcgroup"));
+    for d in ["a/inner", "a", "b", ""] {
+        let _ = std::fs::remove_dir(base.join(d));
+    }
+
+    let o = Command::new(WQTRACE)
+        .args(["trace", "--cgroup", "/no/such/cgroup", "-d", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("wqtrace: --cgroup /no/such/cgroup: not a cgroup v2 directory"),
+        "{err}"
+    );
+}

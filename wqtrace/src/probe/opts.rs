@@ -22,6 +22,10 @@ pub struct ProbeOpts {
     /// Only notification pipes (O_NOTIFICATION_PIPE).
     #[arg(long)]
     pub notification_only: bool,
+    /// Only tasks in this cgroup (v2) or below it: a directory in the cgroup2 mount, or a
+    /// path as /proc/PID/cgroup shows it (/system.slice/foo.service).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<std::path::PathBuf>,
     /// Force one attach method for the kernel-function hooks: auto, fentry, kprobe, tracepoint.
     #[arg(long, default_value = "auto")]
     pub attach: probe::plan::AttachPref,
@@ -44,6 +48,11 @@ impl ProbeOpts {
         f.ino = self.pipe.unwrap_or(0);
         f.notification_only = self.notification_only as u32;
         f.empty = self.empty_programs as u32;
+        if let Some(path) = &self.cgroup {
+            let cg = crate::cgroup::resolve(path)?;
+            f.cgroup_id = cg.id;
+            f.cgroup_level = cg.level;
+        }
         if let Some(c) = &self.comm {
             if c.len() > 15 {
                 bail!("--comm {c:?}: a task comm is at most 15 bytes");
@@ -67,6 +76,9 @@ impl ProbeOpts {
         }
         if self.notification_only {
             v.push("notification-only".into());
+        }
+        if let Some(c) = &self.cgroup {
+            v.push(format!("cgroup={}", crate::text::path(c)));
         }
         v
     }
