@@ -31,6 +31,9 @@ pub struct FilterArgs {
     /// Up to WHEN (same forms as --since).
     #[arg(long, value_name = "WHEN", value_parser = parse_when)]
     pub until: Option<When>,
+    /// Refused with the reason: events do not carry their task's cgroup yet.
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 /// A point in a recording's time.
@@ -124,6 +127,12 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn new(a: &FilterArgs, meta: &SessionMeta) -> Result<Self> {
+        if let Some(c) = &a.cgroup {
+            bail!(
+                "--cgroup {}: recorded events do not say which cgroup their task was in, so a recording cannot be filtered by cgroup afterwards; filter while recording (wqtrace record --cgroup PATH)",
+                crate::text::path(c)
+            );
+        }
         let comm = match &a.comm {
             Some(c) if c.len() > 15 => bail!("--comm {c:?}: a task comm is at most 15 bytes"),
             Some(c) => Some(c.as_bytes().to_vec()),
@@ -283,6 +292,12 @@ mod tests {
         };
         assert_eq!(keep(&filter(notif, 10)), [true, false, false]);
         assert!(EventFilter::new(&comm("sixteen-bytes-xx"), &SessionMeta::default()).is_err());
+        let cg = FilterArgs {
+            cgroup: Some("/system.slice".into()),
+            ..Default::default()
+        };
+        let err = EventFilter::new(&cg, &SessionMeta::default()).unwrap_err();
+        assert!(err.to_string().contains("filter while recording"), "{err}");
     }
 
     #[test]
