@@ -2,8 +2,10 @@
 //! boots each guest, records continuous pipe traffic onto a 9p share the guest caches
 //! (cache=loose), writes a canary it never syncs, notes the time and powers off without
 //! syncing (`busybox poweroff -f -n`). Here, on the host: the canary is gone (so the crash did
-//! drop unsynced writes) while the recording is readable and reaches to within
-//! SYNC_EVERY (+ one second of slack for the chunk in progress) of the crash.
+//! drop unsynced writes) while the recording is readable and reaches to within SYNC_EVERY of
+//! the crash, plus two seconds of slack: the fsync itself over 9p and the events still on
+//! their way to the file when it began (a TCG guest is slow at both). Without the periodic
+//! fsync the whole recording (about ten seconds) would be gone.
 //!
 //! Declared `test = false`: run by `cargo xtask test` after the VM stage (WQTRACE_CROSS_KERNELS).
 
@@ -50,7 +52,7 @@ fn a_machine_crash_loses_at_most_the_sync_interval() {
             "{series}: the recording began too late to say anything"
         );
         assert!(
-            lost <= SYNC_EVERY + Duration::from_secs(1),
+            lost <= SYNC_EVERY + Duration::from_secs(2),
             "{series}: the crash took the last {lost:?} of the recording (sync every {SYNC_EVERY:?})"
         );
     }

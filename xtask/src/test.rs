@@ -159,7 +159,10 @@ until grep -q "recording to" "$OUT/record.err"; do
   sleep 0.1
 done
 sleep 8
-head -c 4194304 /dev/zero > /tmp/crash/canary
+# Like the recording: written and still open (9p writes dirty pages back when a file is
+# closed), never synced.
+exec 3>/tmp/crash/canary
+head -c 4194304 /dev/zero >&3
 cut -d' ' -f1 /proc/uptime > "$OUT/crash-at"
 echo "WQCRASH: powering off without sync"
 /bin/busybox poweroff -f -n
