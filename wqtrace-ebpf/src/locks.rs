@@ -60,6 +60,10 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
         },
         None => return 0,
     };
+    // --pipe / --notification-only: a known pipe is not necessarily a traced one.
+    if !crate::filters::pipe_wanted(p.ino, p.notif) {
+        return 0;
+    }
     let mut wm = core::mem::MaybeUninit::<LockWait>::uninit();
     words::zero(wm.as_mut_ptr());
     let w = unsafe { wm.assume_init_mut() };
