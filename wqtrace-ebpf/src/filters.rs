@@ -18,12 +18,11 @@ pub fn task_wanted(tgid: u32) -> bool {
     }
     let cg = filter!(cgroup_id);
     // The task's cgroup, or its ancestor at the wanted cgroup's depth, is the wanted one.
-    if cg != 0
-        && unsafe {
-            aya_ebpf::helpers::bpf_get_current_ancestor_cgroup_id(filter!(cgroup_level) as i32)
-        } != cg
-    {
-        return false;
+    if cg != 0 {
+        let level = filter!(cgroup_level) as i32;
+        if unsafe { aya_ebpf::helpers::bpf_get_current_ancestor_cgroup_id(level) } != cg {
+            return false;
+        }
     }
     let pat: [u8; 16] = unsafe { core::ptr::read_volatile(&raw const crate::globals::FILTER.comm) };
     if pat[0] == 0 {

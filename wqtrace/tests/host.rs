@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::recording::{event_keys, export_jsonl, start_recording, timestamps};
 use common::tmux::Tmux;
 use common::{
     Tracer, WQTRACE, assert_dropped_to, contend_tids, doctor_json, has_flag, kernel_lock, kind,
@@ -607,26 +608,6 @@ fn trace_to_a_full_disk_fails_loudly() {
     );
 }
 
-/// Starts `wqtrace record -o PATH ARGS` and returns once it records.
-fn start_recording(path: &std::path::Path, args: &[&str]) -> std::process::Child {
-    use std::io::BufRead;
-    let mut c = Command::new(WQTRACE)
-        .arg("record")
-        .arg("--force")
-        .arg("-o")
-        .arg(path)
-        .args(args)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(c.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("recording to"), "{line}");
-    std::thread::spawn(move || for _ in err.lines() {});
-    c
-}
-
 /// A process named `comm` that makes one pipe and writes and reads it `n` times.
 fn pipe_ping(comm: &str, n: u32) -> std::process::Child {
     let script = format!(
@@ -636,37 +617,6 @@ fn pipe_ping(comm: &str, n: u32) -> std::process::Child {
         .args(["-c", &script])
         .spawn()
         .unwrap()
-}
-
-/// What two independent sessions both see of one event (their timestamps and CPUs differ).
-fn event_keys(jsonl: &[u8]) -> Vec<String> {
-    let mut keys: Vec<String> = String::from_utf8_lossy(jsonl)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            [
-                "kind", "op", "tid", "tgid", "ino", "ret", "head", "tail", "comm",
-            ]
-            .iter()
-            .map(|k| v[*k].to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-        })
-        .collect();
-    keys.sort();
-    keys
-}
-
-fn export_jsonl(file: &std::path::Path, filter: &[&str]) -> Vec<u8> {
-    let o = Command::new(WQTRACE)
-        .arg("export")
-        .arg(file)
-        .args(["-f", "jsonl"])
-        .args(filter)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o.stdout
 }
 
 /// One run, two sessions: `record` with no filter and `record -c wqfiltA`. The unfiltered
@@ -744,17 +694,10 @@ fn after_the_fact_filters_keep_what_live_filters_keep() {
     let window = first + since * 1_000_000..=first + until * 1_000_000;
     let want = ts.iter().filter(|t| window.contains(*t)).count();
     let arg = |m: u64| format!("{}.{:03}", m / 1000, m % 1000);
-    let got: Vec<u64> = String::from_utf8_lossy(&export_jsonl(
+    let got = timestamps(&export_jsonl(
         &all,
         &["--since", &arg(since), "--until", &arg(until)],
-    ))
-    .lines()
-    .map(|l| {
-        serde_json::from_str::<serde_json::Value>(l).unwrap()["ts_ns"]
-            .as_u64()
-            .unwrap()
-    })
-    .collect();
+    ));
     assert!(want > 10, "the window holds events");
     assert_eq!(
         got.len(),

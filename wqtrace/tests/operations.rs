@@ -300,45 +300,38 @@ fn promtool_accepts_a_scrape() {
 #[test]
 fn shipped_rules_and_scrape_config_pass_promtool() {
     let rules = format!("{DEPLOY}/prometheus/wqtrace-rules.yml");
-    let out = Command::new(tool("promtool"))
-        .args(["check", "rules", &rules])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 6 rules found"));
-    let out = Command::new(tool("promtool"))
-        .args(["test", "rules", "wqtrace-rules.test.yml"])
-        .current_dir(format!("{DEPLOY}/prometheus"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = promtool(&["check", "rules", &rules], None);
+    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+    promtool(
+        &["test", "rules", "wqtrace-rules.test.yml"],
+        Some(&format!("{DEPLOY}/prometheus")),
     );
     // The snippet points at /etc/prometheus; check it with the rules beside it.
     let dir = scratch("cfg");
     let cfg = std::fs::read_to_string(format!("{DEPLOY}/prometheus/scrape.yml"))
         .unwrap()
         .replace("/etc/prometheus/wqtrace-rules.yml", &rules);
-    std::fs::write(dir.join("prometheus.yml"), cfg).unwrap();
-    let out = Command::new(tool("promtool"))
-        .args(["check", "config"])
-        .arg(dir.join("prometheus.yml"))
-        .output()
-        .unwrap();
+    let path = dir.join("prometheus.yml");
+    std::fs::write(&path, cfg).unwrap();
+    promtool(&["check", "config", path.to_str().unwrap()], None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs promtool, asserting it succeeded; its standard output.
+fn promtool(args: &[&str], cwd: Option<&str>) -> String {
+    let mut c = Command::new(tool("promtool"));
+    c.args(args);
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
+        "promtool {args:?}: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    stdout
 }
 
 fn unit_file() -> String {
@@ -430,41 +423,35 @@ fn the_units_capabilities_suffice_and_are_given_up() {
         assert!(st.contains("Uid:\t65534\t65534\t65534\t65534"), "{st}");
     }
     pipe_ping("wqunit", 20);
-    let t0 = Instant::now();
-    loop {
-        let m = s.metrics();
-        if m.lines()
-            .any(|l| l == "wqtrace_events_processed_total{kind=\"ring_op\"} 40")
-        {
-            assert!(m.lines().any(|l| l == "wqtrace_bpf_stats_enabled 1"), "{m}");
-            assert!(
-                m.contains("wqtrace_bpf_run_seconds_total{program=\"sys_enter\"}"),
-                "{m}"
-            );
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(20), "{m}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let m = scrape_once_counted(&s, 40);
+    assert!(m.lines().any(|l| l == "wqtrace_bpf_stats_enabled 1"), "{m}");
+    assert!(
+        m.contains("wqtrace_bpf_run_seconds_total{program=\"sys_enter\"}"),
+        "{m}"
+    );
     assert_eq!(s.terminate().0.code(), Some(0));
 
     let without: Vec<String> = caps.into_iter().filter(|c| c != "+sys_admin").collect();
     let s = serve_with_caps(&without);
     pipe_ping("wqunit", 5);
+    let m = scrape_once_counted(&s, 10);
+    assert!(m.lines().any(|l| l == "wqtrace_bpf_stats_enabled 0"), "{m}");
+    assert!(!m.contains("wqtrace_bpf_run_seconds_total{"), "{m}");
+    assert_eq!(s.terminate().0.code(), Some(0));
+}
+
+/// Scrapes until serve has counted `ring_ops` ring operations (20 s at most); the scrape.
+fn scrape_once_counted(s: &Server, ring_ops: u32) -> String {
+    let want = format!("wqtrace_events_processed_total{{kind=\"ring_op\"}} {ring_ops}");
     let t0 = Instant::now();
     loop {
         let m = s.metrics();
-        if m.lines()
-            .any(|l| l == "wqtrace_events_processed_total{kind=\"ring_op\"} 10")
-        {
-            assert!(m.lines().any(|l| l == "wqtrace_bpf_stats_enabled 0"), "{m}");
-            assert!(!m.contains("wqtrace_bpf_run_seconds_total{"), "{m}");
-            break;
+        if m.lines().any(|l| l == want) {
+            return m;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "{m}");
+        assert!(t0.elapsed() < Duration::from_secs(20), "no {want}:\n{m}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(s.terminate().0.code(), Some(0));
 }
 
 /// A busy port (another program's, or a second serve on the default one) is one clear line

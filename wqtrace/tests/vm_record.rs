@@ -3,55 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use common::recording::{event_keys, export_jsonl, start_recording};
 use common::{WQTRACE, run_ok as run, u};
 use serde_json::Value;
-
-/// Starts `wqtrace record --force -o PATH ARGS` and returns once it records.
-fn start_recording(path: &std::path::Path, args: &[&str]) -> Child {
-    use std::io::BufRead;
-    let mut c = Command::new(WQTRACE)
-        .args(["record", "--force", "-o"])
-        .arg(path)
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(c.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("recording to"), "{line}");
-    std::thread::spawn(move || for _ in err.lines() {});
-    c
-}
-
-fn export_jsonl(file: &std::path::Path, filter: &[&str]) -> Vec<u8> {
-    let mut args = vec!["export", file.to_str().unwrap(), "-f", "jsonl"];
-    args.extend(filter);
-    run(&args).stdout
-}
-
-/// What two sessions both see of one event. Timestamps, CPUs and durations are each
-/// session's own, and so are ring snapshots taken outside the pipe's locks: a post on another
-/// CPU can land between the two sessions' programs at one syscall exit.
-fn event_keys(jsonl: &[u8]) -> Vec<String> {
-    let mut keys: Vec<String> = String::from_utf8_lossy(jsonl)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            [
-                "kind", "op", "tid", "tgid", "ino", "ret", "slot", "type", "comm",
-            ]
-            .iter()
-            .map(|k| v[*k].to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-        })
-        .collect();
-    keys.sort();
-    keys
-}
 
 #[test]
 fn recording_of_mixed_reports_the_workloads_counts() {

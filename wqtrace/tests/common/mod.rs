@@ -3,6 +3,7 @@
 //! workload's own account) with what the tracer saw.
 #![allow(dead_code)]
 
+pub mod recording;
 pub mod serve;
 pub mod tmux;
 
