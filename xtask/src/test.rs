@@ -56,7 +56,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         util::run(&mut c)?;
         // The benchmark must not rot: a quick host run checks that every configuration ran and
         // produced numbers (never a speed).
-        util::run(std::process::Command::new(std::env::current_exe()?).args(["bench", "--quick"]))?;
+        // Through cargo, not current_exe(): building xtask's own integration tests above
+        // replaced this very binary (it now reads "(deleted)").
+        util::run(util::cargo().args(["run", "-q", "-p", "xtask", "--", "bench", "--quick"]))?;
         eprintln!("xtask test: host stage done after {:.0?}", t0.elapsed());
     }
     if !a.no_vm {
