@@ -106,23 +106,29 @@ impl Prometheus {
             .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
             .spawn()
             .expect("start prometheus");
-        Prometheus { child, addr }
+        let p = Prometheus { child, addr };
+        p.wait_ready();
+        p
     }
 
     fn api(&self, path: &str) -> Value {
-        self.wait_listening();
         let (code, _, body) = get(&self.addr, path, None);
         assert_eq!(code, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
 
-    /// Until its HTTP API accepts connections (it replays its write-ahead log first).
-    fn wait_listening(&self) {
+    /// Until it says it is ready (it listens before its storage is: 503 until then).
+    fn wait_ready(&self) {
         let t0 = Instant::now();
-        while std::net::TcpStream::connect(&self.addr).is_err() {
+        loop {
+            if std::net::TcpStream::connect(&self.addr).is_ok()
+                && get(&self.addr, "/-/ready", None).0 == 200
+            {
+                return;
+            }
             assert!(
                 t0.elapsed() < Duration::from_secs(60),
-                "prometheus never listened on {}",
+                "prometheus never became ready on {}",
                 self.addr
             );
             std::thread::sleep(Duration::from_millis(100));
