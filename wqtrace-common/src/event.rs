@@ -274,6 +274,37 @@ impl PostOutcome {
     }
 }
 
+/// [`Event::kstack`] / [`Event::ustack`]: a reference into the programs' stack map.
+pub mod stack_ref {
+    /// No stack was taken (not asked for, not a kind that carries one, or no user side).
+    pub const NONE: u16 = 0;
+    /// A stack was asked for but the kernel could not take or store it (stack map full, a hash
+    /// collision, a task without user memory): shown as unknown.
+    pub const FAILED: u16 = u16::MAX;
+    /// Stack map entries: ids are `0..MAX_ENTRIES`, stored as id + 1.
+    pub const MAX_ENTRIES: u32 = 16384;
+    /// Frames per stack (the kernel's PERF_MAX_STACK_DEPTH).
+    pub const MAX_DEPTH: usize = 127;
+
+    /// The stack map id a reference names, if any.
+    pub const fn id(r: u16) -> Option<u32> {
+        if r == NONE || r == FAILED {
+            None
+        } else {
+            Some(r as u32 - 1)
+        }
+    }
+}
+
+/// What the programs take stacks for ([`crate::Filter::stacks`]).
+pub mod stack_mode {
+    pub const NONE: u32 = 0;
+    /// Rejections, lost and skipped posts, lock contention and waits past the threshold.
+    pub const RARE: u32 = 1;
+    /// Every event.
+    pub const ALL: u32 = 2;
+}
+
 /// One event, as the programs write it into the ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,7 +350,10 @@ pub struct Event {
     /// The pipe mutex owner when the event happened (tid; 0 = unlocked or unknown).
     pub owner_tid: u32,
     pub ctx: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
+    /// Kernel and user call stacks of the task when it happened: see [`stack_ref`].
+    pub kstack: u16,
+    pub ustack: u16,
     pub comm: [u8; 16],
     pub owner_comm: [u8; 16],
 }
@@ -356,7 +390,9 @@ impl Event {
             info: 0,
             owner_tid: 0,
             ctx: 0,
-            _pad: [0; 7],
+            _pad: [0; 3],
+            kstack: stack_ref::NONE,
+            ustack: stack_ref::NONE,
             comm: [0; 16],
             owner_comm: [0; 16],
         }
@@ -454,6 +490,11 @@ impl Event {
         let written = self.head.wrapping_sub(self.head_before);
         let read = self.tail.wrapping_sub(self.tail_before);
         if written > read { written } else { read }
+    }
+
+    /// The event asked for a kernel or user stack (taken or not).
+    pub const fn has_stacks(&self) -> bool {
+        self.kstack != stack_ref::NONE || self.ustack != stack_ref::NONE
     }
 
     /// Ring occupancy after the event.

@@ -137,7 +137,10 @@ pub struct Filter {
     pub cgroup_id: u64,
     /// That cgroup's depth below the root (the root is 0).
     pub cgroup_level: u32,
-    pub _pad: u32,
+    /// Which events take call stacks ([`crate::stack_mode`]).
+    pub stacks: u32,
+    /// A wait takes stacks from this long (ns) in [`crate::stack_mode::RARE`].
+    pub stack_wait_ns: u64,
 }
 
 impl Filter {
@@ -151,7 +154,8 @@ impl Filter {
             empty: 0,
             cgroup_id: 0,
             cgroup_level: 0,
-            _pad: 0,
+            stacks: 0,
+            stack_wait_ns: 0,
         }
     }
 }

@@ -6,7 +6,7 @@
 #![no_std]
 
 /// Bumped whenever [`Event`] or [`Offsets`] change layout.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Sentinel for an offset the running kernel does not have (field missing from its BTF).
 pub const NO_OFFSET: u32 = u32::MAX;
@@ -15,7 +15,7 @@ mod event;
 mod globals;
 mod maps;
 
-pub use event::{Event, EventKind, ExecCtx, Op, PostOutcome, flags};
+pub use event::{Event, EventKind, ExecCtx, Op, PostOutcome, flags, stack_mode, stack_ref};
 pub use globals::{Filter, Ksyms, Offsets};
 pub use maps::{CALIBRATE_FCNTL_CMD, runtime, stat};
 

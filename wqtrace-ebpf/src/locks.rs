@@ -95,6 +95,7 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "contention_end")]
 pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
+    use aya_ebpf::EbpfContext as _;
     crate::globals::empty_floor!();
     let lock: u64 = ctx.arg(0);
     let tid = bpf_get_current_pid_tgid() as u32;
@@ -121,6 +122,16 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
         crate::kread::fill_ring(e, w.pipe);
+        if crate::stacks::wanted(true) {
+            e.kstack = crate::stacks::kernel(ctx.as_ptr());
+            // A mutex is only ever taken in task context, whatever preempt_count reads said.
+            let x = if w.is_mutex != 0 {
+                wqtrace_common::ExecCtx::Task as u8
+            } else {
+                e.ctx
+            };
+            e.ustack = crate::stacks::user(ctx.as_ptr(), x);
+        }
     });
     0
 }

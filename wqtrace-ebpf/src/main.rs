@@ -2,7 +2,8 @@
 //! resolved from the running kernel's BTF (`OFFSETS`), because aya has no CO-RE on the Rust side.
 //!
 //! Shared: [`filters`] (which tasks and pipes are traced), [`kread`] (kernel structs through the
-//! BTF offsets), [`emit`] (events into the ring buffer).
+//! BTF offsets), [`emit`] (events into the ring buffer), [`stacks`] (call stacks of the rare
+//! events).
 //!
 //! Hooks, by subsystem:
 //! - [`syscalls`]: tp_btf sys_enter/sys_exit: pipe creation, ring operations, rejected splices
@@ -26,6 +27,7 @@ mod notify;
 mod release;
 mod sched;
 mod splice_reject;
+mod stacks;
 mod syscalls;
 mod waits;
 mod words;

@@ -84,7 +84,12 @@ pub struct Inflight {
     pub dst: Side,
     /// The syscall (`Op`); 0 when the thread is in none that wqtrace follows.
     pub op: u8,
-    pub _pad: [u8; 7],
+    pub _pad: u8,
+    /// Stacks taken where get_pipe_info refused (reported at sys_exit with the rejection).
+    pub rej_kstack: u16,
+    pub rej_ustack: u16,
+    /// The kernel stack where the syscall first went to sleep (reported with its wait).
+    pub wait_kstack: u16,
 }
 
 /// The pipe syscall in progress of each thread that made one. An entry stays with its thread

@@ -2,7 +2,7 @@
 //! pipe_read/pipe_write via wait_event on rd_wait/wr_wait and never calls pipe_wait_*; the only
 //! way to see that wait without kprobes is to watch the task leave and re-enter the CPU.
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{EbpfContext as _, macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use crate::{emit::now, globals::off, kread::rd, maps::INFLIGHT};
 
@@ -25,6 +25,11 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
                 unsafe {
                     if (*f).op != 0 {
                         (*f).off_since = now();
+                        // Where it sleeps (current is still `prev` here); whether the wait
+                        // is long enough is known only at its end.
+                        if (*f).wait_kstack == 0 && crate::stacks::wanted(true) {
+                            (*f).wait_kstack = crate::stacks::kernel(ctx.as_ptr());
+                        }
                     }
                 }
             }

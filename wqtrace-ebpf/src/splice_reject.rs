@@ -20,7 +20,7 @@ use crate::{
 const HOOK_GPI: u64 = 1;
 
 #[inline(always)]
-fn gpi_return(file: u64, for_splice: u64, ret: u64) {
+fn gpi_return(ctx: *mut core::ffi::c_void, file: u64, for_splice: u64, ret: u64) {
     if ret != 0 || for_splice & 0xff == 0 {
         return;
     }
@@ -38,6 +38,11 @@ fn gpi_return(file: u64, for_splice: u64, ret: u64) {
         unsafe {
             if (*f).rejected_pipe == 0 {
                 (*f).rejected_pipe = p.pipe;
+                // Here, not at sys_exit, the kernel stack runs through the refusing path.
+                if crate::stacks::wanted(true) {
+                    (*f).rej_kstack = crate::stacks::kernel(ctx);
+                    (*f).rej_ustack = crate::stacks::user(ctx, wqtrace_common::ExecCtx::Task as u8);
+                }
             }
         }
         return;
@@ -51,13 +56,18 @@ fn gpi_return(file: u64, for_splice: u64, ret: u64) {
         e.ino = p.ino;
         e.flags = flags::NOTIFICATION_PIPE | flags::FROM_KFUNC;
         fill_ring(e, p.pipe);
+        if crate::stacks::wanted(true) {
+            e.kstack = crate::stacks::kernel(ctx);
+            e.ustack = crate::stacks::user(ctx, e.ctx);
+        }
     });
 }
 
 #[fexit(function = "get_pipe_info")]
 pub fn gpi_fexit(ctx: FExitContext) -> i32 {
+    use aya_ebpf::EbpfContext as _;
     crate::globals::empty_floor!();
-    gpi_return(ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    gpi_return(ctx.as_ptr(), ctx.arg(0), ctx.arg(1), ctx.arg(2));
     0
 }
 
@@ -76,6 +86,7 @@ pub fn gpi_kprobe(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn gpi_kretprobe(ctx: RetProbeContext) -> u32 {
+    use aya_ebpf::EbpfContext as _;
     crate::globals::empty_floor!();
     let key = ((bpf_get_current_pid_tgid() & 0xffff_ffff) << 8) | HOOK_GPI;
     let Some(en) = FN_ENTRY.get_ptr(key) else {
@@ -84,6 +95,6 @@ pub fn gpi_kretprobe(ctx: RetProbeContext) -> u32 {
     let en = unsafe { *en };
     let _ = FN_ENTRY.remove(key);
     let ret: u64 = ctx.ret();
-    gpi_return(en.arg0, en.arg1, ret);
+    gpi_return(ctx.as_ptr(), en.arg0, en.arg1, ret);
     0
 }

@@ -1,6 +1,7 @@
 //! Splice-path waits: `pipe_wait_readable` / `pipe_wait_writable` (>= 5.10), entry → return.
 
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::bpf_get_current_pid_tgid,
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
@@ -39,7 +40,7 @@ fn wait_entry(hook: u64, pipe: u64) {
 }
 
 #[inline(always)]
-fn wait_return(hook: u64, op: Op) {
+fn wait_return(ctx: *mut core::ffi::c_void, hook: u64, op: Op) {
     let k = key(hook);
     let Some(en) = FN_ENTRY.get_ptr(k) else {
         return;
@@ -56,6 +57,10 @@ fn wait_return(hook: u64, op: Op) {
         e.duration_ns = e.ts_ns.wrapping_sub(en.start_ns);
         e.flags = flags::FROM_KFUNC | if p.notif { flags::NOTIFICATION_PIPE } else { 0 };
         fill_ring(e, p.pipe);
+        if crate::stacks::wait_wanted(e.duration_ns) {
+            e.kstack = crate::stacks::kernel(ctx);
+            e.ustack = crate::stacks::user(ctx, e.ctx);
+        }
     });
 }
 
@@ -67,9 +72,9 @@ pub fn wait_rd_fentry(ctx: FEntryContext) -> i32 {
 }
 
 #[fexit(function = "pipe_wait_readable")]
-pub fn wait_rd_fexit(_ctx: FExitContext) -> i32 {
+pub fn wait_rd_fexit(ctx: FExitContext) -> i32 {
     crate::globals::empty_floor!();
-    wait_return(HOOK_WAIT_RD, Op::WaitReadable);
+    wait_return(ctx.as_ptr(), HOOK_WAIT_RD, Op::WaitReadable);
     0
 }
 
@@ -81,9 +86,9 @@ pub fn wait_wr_fentry(ctx: FEntryContext) -> i32 {
 }
 
 #[fexit(function = "pipe_wait_writable")]
-pub fn wait_wr_fexit(_ctx: FExitContext) -> i32 {
+pub fn wait_wr_fexit(ctx: FExitContext) -> i32 {
     crate::globals::empty_floor!();
-    wait_return(HOOK_WAIT_WR, Op::WaitWritable);
+    wait_return(ctx.as_ptr(), HOOK_WAIT_WR, Op::WaitWritable);
     0
 }
 
@@ -95,9 +100,9 @@ pub fn wait_rd_kprobe(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn wait_rd_kretprobe(_ctx: RetProbeContext) -> u32 {
+pub fn wait_rd_kretprobe(ctx: RetProbeContext) -> u32 {
     crate::globals::empty_floor!();
-    wait_return(HOOK_WAIT_RD, Op::WaitReadable);
+    wait_return(ctx.as_ptr(), HOOK_WAIT_RD, Op::WaitReadable);
     0
 }
 
@@ -109,8 +114,8 @@ pub fn wait_wr_kprobe(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn wait_wr_kretprobe(_ctx: RetProbeContext) -> u32 {
+pub fn wait_wr_kretprobe(ctx: RetProbeContext) -> u32 {
     crate::globals::empty_floor!();
-    wait_return(HOOK_WAIT_WR, Op::WaitWritable);
+    wait_return(ctx.as_ptr(), HOOK_WAIT_WR, Op::WaitWritable);
     0
 }

@@ -16,6 +16,20 @@ pub fn secs(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// A number of milliseconds: finite, from 0 to 1e9.
+pub fn millis(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of milliseconds"))?;
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
+        return Err(format!(
+            "{s:?}: milliseconds must be a finite number from 0 to 1e9"
+        ));
+    }
+    Ok(v)
+}
+
 /// A rate or speed factor: finite and above zero (at most 1e9).
 pub fn positive(s: &str) -> Result<f64, String> {
     let v: f64 = s

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{assets, doctor, sinks, workload};
 
-/// `0.1.0 (git 1a2b3c4d5e6f, event ABI 2, recording format 2)`: what `--version` prints, and
+/// `0.1.0 (git 1a2b3c4d5e6f, event ABI 3, recording format 3)`: what `--version` prints, and
 /// what a user quotes in a bug report.
 pub static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(

@@ -20,6 +20,7 @@ pub mod recording;
 pub mod session;
 pub mod sinks;
 pub mod source;
+pub mod stacks;
 pub mod stop;
 pub mod text;
 pub mod workload;

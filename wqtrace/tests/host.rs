@@ -790,3 +790,254 @@ fn cgroup_filter_keeps_descendants_and_drops_siblings() {
         "{err}"
     );
 }
+
+/// Records `wqtrace workload contend` with ARGS and returns its events other than ring ops
+/// (JSON lines; ring ops are checked to carry no stacks) and the report's JSON.
+fn record_contend(
+    path: &std::path::Path,
+    args: &[&str],
+) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let o = Command::new(WQTRACE)
+        .args(["record", "--force", "-o"])
+        .arg(path)
+        .args(args)
+        .args([
+            "--",
+            WQTRACE,
+            "workload",
+            "contend",
+            "--threads",
+            "3",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Ring ops are most of the half million events: checked as text, not kept.
+    let jsonl = export_jsonl(path, &[]);
+    let mut events = Vec::new();
+    for l in String::from_utf8_lossy(&jsonl).lines() {
+        if l.contains("\"kind\":\"ring_op\"") {
+            assert!(
+                !l.contains("\"kstack\"") && !l.contains("\"ustack\""),
+                "a ring op took stacks without --stacks all: {l}"
+            );
+        } else {
+            events.push(serde_json::from_str(l).unwrap());
+        }
+    }
+    let r = Command::new(WQTRACE)
+        .args(["report", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(r.status.success());
+    (events, serde_json::from_slice(&r.stdout).unwrap())
+}
+
+fn frames(e: &serde_json::Value, k: &str) -> Vec<String> {
+    e[k].as_array()
+        .map(|a| a.iter().map(|f| f.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The tracepoint path's rare events carry stacks: a contended pipe mutex shows the kernel
+/// path that took it (pipe read/write into the mutex slow path) and the workload function that
+/// called; a blocked write shows where it slept. Ring ops carry none, `--stack-wait` keeps
+/// short waits without, and `--stacks none` takes none at all.
+#[test]
+fn contention_and_waits_carry_kernel_and_user_stacks() {
+    let _g = kernel_lock();
+    let dir = std::env::temp_dir().join(format!("wqtrace-stacks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (events, report) = record_contend(&dir.join("rare.wqt"), &["--stack-wait", "0"]);
+    let contended: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "lock_contended" && has_flag(e, "lock_mutex"))
+        .collect();
+    assert!(!contended.is_empty(), "no mutex contention");
+    let workload_frame = |e: &serde_json::Value| {
+        frames(e, "ustack")
+            .iter()
+            .any(|f| f.contains("wqtrace::workload::contend::"))
+    };
+    for e in &contended {
+        let k = frames(e, "kstack");
+        assert!(k.iter().any(|f| f.contains("mutex_lock")), "{k:?}");
+        assert!(
+            k.iter().any(|f| f.contains("pipe_read")
+                || f.contains("pipe_write")
+                || f.contains("splice")),
+            "{k:?}"
+        );
+    }
+    assert!(
+        contended.iter().any(|e| workload_frame(e)),
+        "no contention names the workload's function: {:?}",
+        contended
+            .iter()
+            .map(|e| frames(e, "ustack"))
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    let waits: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["kind"] == "pipe_wait").collect();
+    assert!(!waits.is_empty(), "no waits");
+    for w in &waits {
+        let k = frames(w, "kstack");
+        assert!(k.iter().any(|f| f.contains("schedule")), "{k:?}");
+        assert!(k.iter().any(|f| f.contains("pipe_")), "{k:?}");
+    }
+    assert!(
+        waits.iter().any(|e| workload_frame(e)),
+        "no wait names the workload"
+    );
+    let groups = report["stacks"].as_array().unwrap();
+    let counted: u64 = groups
+        .iter()
+        .filter(|g| g["kind"] == "contention")
+        .map(|g| u(&g["count"]))
+        .sum();
+    let all_contended = events
+        .iter()
+        .filter(|e| e["kind"] == "lock_contended")
+        .count() as u64;
+    assert!(
+        counted > 0 && counted <= all_contended,
+        "{counted} of {all_contended}"
+    );
+
+    // Waits shorter than --stack-wait carry none.
+    let (events, _) = record_contend(&dir.join("long.wqt"), &["--stack-wait", "100000"]);
+    assert!(events.iter().any(|e| e["kind"] == "pipe_wait"));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["kind"] == "pipe_wait")
+            .all(|e| e.get("kstack").is_none())
+    );
+    let (events, report) = record_contend(&dir.join("none.wqt"), &["--stacks", "none"]);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.get("kstack").is_none() && e.get("ustack").is_none())
+    );
+    assert!(
+        report["stacks_missing"]
+            .as_str()
+            .unwrap()
+            .contains("--stacks none")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Restores a sysctl when dropped (the test may fail half way).
+struct Sysctl(&'static str, String);
+
+impl Sysctl {
+    fn set(path: &'static str, v: &str) -> Self {
+        let old = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, v).unwrap();
+        Self(path, old)
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0, self.1.trim());
+    }
+}
+
+/// kernel.kptr_restrict = 2 hides kallsyms' addresses even from root: one line says kernel
+/// frames will be addresses, every stack still has them (with the reason), and user frames
+/// are still named.
+#[test]
+fn hidden_kallsyms_leaves_kernel_frames_as_addresses() {
+    let _g = kernel_lock();
+    let path = std::env::temp_dir().join(format!("wqtrace-kptr-{}.wqt", std::process::id()));
+    let o = {
+        let _k = Sysctl::set("/proc/sys/kernel/kptr_restrict", "2");
+        Command::new(WQTRACE)
+            .args(["record", "--force", "--stack-wait", "0", "-o"])
+            .arg(&path)
+            .args([
+                "--",
+                WQTRACE,
+                "workload",
+                "contend",
+                "--threads",
+                "3",
+                "--duration",
+                "1",
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("kallsyms")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].contains("kernel stacks will show addresses only")
+            && said[0].contains("kptr_restrict = 2"),
+        "{err}"
+    );
+    let jsonl = export_jsonl(&path, &[]);
+    let mut seen = 0;
+    for l in String::from_utf8_lossy(&jsonl)
+        .lines()
+        .filter(|l| l.contains("\"kstack\""))
+    {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        let k = frames(&e, "kstack");
+        assert!(
+            !k.is_empty() && k.iter().all(|f| f.starts_with("0xffff")),
+            "{k:?}"
+        );
+        assert!(
+            e["kstack_note"].as_str().unwrap().contains("kptr_restrict"),
+            "{e}"
+        );
+        seen += 1;
+    }
+    assert!(seen > 0, "no event took a stack");
+    let _ = std::fs::remove_file(&path);
+}
+
+/// `--stacks all`: every ring op carries both stacks (taken at the syscall's exit here).
+#[test]
+fn stacks_all_covers_ring_ops() {
+    let _g = kernel_lock();
+    let path = std::env::temp_dir().join(format!("wqtrace-all-{}.wqt", std::process::id()));
+    let mut rec = start_recording(&path, &["--stacks", "all", "-c", "wqstkall"]);
+    // User frames are named from the live process's map: it stays a moment after its traffic
+    // (one that exits first shows addresses, with the reason).
+    let script = "import ctypes, os, time\nctypes.CDLL(None).prctl(15, b'wqstkall', 0, 0, 0)\n\
+                  r, w = os.pipe()\nfor _ in range(50):\n    os.write(w, b'x')\n    os.read(r, 1)\n\
+                  time.sleep(2)\n";
+    let st = Command::new("python3")
+        .args(["-c", script])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    assert!(rec.wait().unwrap().success());
+    let ops: Vec<serde_json::Value> = String::from_utf8_lossy(&export_jsonl(&path, &[]))
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "ring_op")
+        .collect();
+    assert!(ops.len() >= 100, "{} ring ops", ops.len());
+    for e in &ops {
+        let k = frames(e, "kstack");
+        assert!(k.iter().any(|f| f.contains("syscall")), "{k:?}");
+        let u = frames(e, "ustack");
+        assert!(
+            u.first().is_some_and(|f| f.contains("libc")),
+            "user stack does not start in libc's syscall wrapper: {u:?}"
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+}

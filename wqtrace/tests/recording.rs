@@ -38,6 +38,7 @@ fn header() -> Header {
         created_unix_ns: 1,
         command: vec!["keyctl".into(), "watch".into()],
         filters: vec![],
+        stacks: Some("rare".into()),
     }
 }
 
@@ -518,6 +519,156 @@ fn export_chrome_json_and_jsonl() {
         lines[0]["wall_ns"],
         evs[0].ts_ns as i64 + 1_700_000_000_000_000_000
     );
+}
+
+/// Stacks written into a recording come back by name on any machine: export's JSON lines carry
+/// them under their events, the report groups them per pipe with counts, and a recording
+/// without stacks says why when asked for them.
+#[test]
+fn stacks_travel_with_the_recording() {
+    use wqtrace::stacks::{Frame, Stack, StackKey};
+    let frame = |name: &str, module: Option<&str>| Frame {
+        addr: 0xffff_ffff_8100_0000,
+        name: Some(name.into()),
+        offset: 0x10,
+        module: module.map(Into::into),
+    };
+    let table = wqtrace::stacks::shared();
+    let mut evs = fixtures::notification_session();
+    let rejected: Vec<usize> = evs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == wqtrace_common::EventKind::SpliceRejected as u8)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!rejected.is_empty(), "the fixture has rejections");
+    let tgid = evs[rejected[0]].tgid;
+    for &i in &rejected {
+        evs[i].kstack = 5; // id 4
+        evs[i].ustack = 2; // id 1
+    }
+    {
+        let mut t = table.write().unwrap();
+        t.insert(
+            StackKey {
+                user: false,
+                tgid: 0,
+                id: 4,
+            },
+            Stack {
+                frames: vec![frame("get_pipe_info", None), frame("do_splice", None)],
+                error: None,
+            },
+        );
+        t.insert(
+            StackKey {
+                user: true,
+                tgid,
+                id: 1,
+            },
+            Stack {
+                frames: vec![frame("myapp::splice_it", Some("myapp"))],
+                error: None,
+            },
+        );
+    }
+    let p = tmp("stacks.wqt");
+    let mut w = Writer::new(std::fs::File::create(&p).unwrap(), &header()).unwrap();
+    w.set_stacks(Some(table));
+    w.set_flush_bytes(64);
+    for e in &evs {
+        w.push(e).unwrap();
+    }
+    w.finish("test").unwrap();
+
+    let o = Command::new(BIN)
+        .args(["export", "-f", "jsonl"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = o
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let with: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l.get("kstack").is_some()).collect();
+    assert_eq!(with.len(), rejected.len());
+    for l in with {
+        assert_eq!(l["kind"], "splice_rejected");
+        assert_eq!(l["kstack"][0], "get_pipe_info+0x10");
+        assert_eq!(l["kstack"][1], "do_splice+0x10");
+        assert_eq!(l["ustack"][0], "myapp::splice_it+0x10 [myapp]");
+    }
+
+    // The timeline formats carry them as arguments of the event's item.
+    let o = Command::new(BIN)
+        .args(["export", "-f", "chrome-json"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let items: Vec<&serde_json::Value> = v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"].as_str().is_some_and(|n| n.ends_with("rejected")))
+        .collect();
+    assert_eq!(items.len(), rejected.len());
+    for it in items {
+        assert_eq!(
+            it["args"]["kernel_stack"], "get_pipe_info+0x10\ndo_splice+0x10",
+            "{it}"
+        );
+        assert_eq!(
+            it["args"]["user_stack"], "myapp::splice_it+0x10 [myapp]",
+            "{it}"
+        );
+    }
+
+    let o = Command::new(BIN)
+        .args(["report", "--json"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let groups = r["stacks"].as_array().unwrap();
+    let total: u64 = groups.iter().map(|g| g["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, rejected.len() as u64, "{groups:?}");
+    assert!(
+        groups
+            .iter()
+            .all(|g| g["kind"] == "rejection" && g["kstack"][0] == "get_pipe_info+0x10")
+    );
+    let o = Command::new(BIN).arg("report").arg(&p).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("rejection ×"), "{text}");
+    assert!(text.contains("myapp::splice_it+0x10 [myapp]"), "{text}");
+
+    // A recording made without stacks: one line when asked, and the report is still whole.
+    let mut h = header();
+    h.stacks = Some("none".into());
+    let q = tmp("nostacks.wqt");
+    let mut w = Writer::new(std::fs::File::create(&q).unwrap(), &h).unwrap();
+    for e in &fixtures::notification_session() {
+        w.push(e).unwrap();
+    }
+    w.finish("test").unwrap();
+    let o = Command::new(BIN)
+        .args(["report", "--stacks"])
+        .arg(&q)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("has no stacks: it was recorded with --stacks none"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Stacks: none recorded"));
 }
 
 #[test]

@@ -63,7 +63,10 @@ fn arb_event() -> impl Strategy<Value = Event> {
         info: b.6[4],
         owner_tid: b.6[5],
         ctx: b.7,
-        _pad: b.8,
+        _pad: [b.8[0], b.8[1], b.8[2]],
+        // Every bit: zero (none), u16::MAX (failed) and ids alike.
+        kstack: u16::from_le_bytes([b.8[3], b.8[4]]),
+        ustack: u16::from_le_bytes([b.8[5], b.8[6]]),
         comm: b.9,
         owner_comm: b.10,
     })

@@ -79,6 +79,7 @@ fn live_view<'a>(m: &'a Model, meta: &'a SessionMeta) -> View<'a> {
         now_ns: m.now_ns(),
         behind: 0,
         cost: None,
+        stacks: None,
     }
 }
 
@@ -651,4 +652,79 @@ fn tracing_cost_in_the_header() {
         screen(&unknown)
     );
     assert!(!screen(&unknown).contains("BPF 0.0%"));
+}
+
+/// Tab to the alerts, Enter: the top alert (the newest rejection, the tee) opens with its
+/// kernel and user stacks by name; any key closes it. Without a stack table it says none was
+/// taken.
+#[test]
+fn enter_on_an_alert_shows_its_stacks() {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use wqtrace::stacks::{Frame, Stack, StackKey};
+    let mut evs = session_events();
+    for e in evs
+        .iter_mut()
+        .filter(|e| e.kind == EventKind::SpliceRejected as u8)
+    {
+        e.kstack = 1;
+        e.ustack = 2;
+    }
+    let tgid = evs
+        .iter()
+        .find(|e| e.kind == EventKind::SpliceRejected as u8)
+        .unwrap()
+        .tgid;
+    let m = model_of(&evs);
+    let meta = session_meta("6.12.8", true);
+    let table = wqtrace::stacks::shared();
+    let frame = |n: &str| Frame {
+        addr: 0x1000,
+        name: Some(n.into()),
+        offset: 5,
+        module: None,
+    };
+    table.write().unwrap().insert(
+        StackKey {
+            user: false,
+            tgid: 0,
+            id: 0,
+        },
+        Stack {
+            frames: vec![frame("get_pipe_info"), frame("__do_sys_tee")],
+            error: None,
+        },
+    );
+    table.write().unwrap().insert(
+        StackKey {
+            user: true,
+            tgid,
+            id: 1,
+        },
+        Stack {
+            frames: vec![frame("splicer::tee_it")],
+            error: None,
+        },
+    );
+    let mut v = live_view(&m, &meta);
+    v.stacks = Some(table);
+    let mut app = App::new(false);
+    let key = |app: &mut App, c| app.on_key(KeyEvent::new(c, KeyModifiers::NONE), &m);
+    key(&mut app, KeyCode::Tab);
+    let b = draw(&v, &mut app, 100, 30);
+    assert!(row_of(&b, " tee ").contains("▶"), "{}", screen(&b));
+    key(&mut app, KeyCode::Enter);
+    let b = draw(&v, &mut app, 100, 30);
+    let s = screen(&b);
+    assert!(s.contains("kernel stack:"), "{s}");
+    assert!(s.contains("get_pipe_info+0x5"), "{s}");
+    assert!(s.contains("__do_sys_tee+0x5"), "{s}");
+    assert!(s.contains("splicer::tee_it+0x5"), "{s}");
+    key(&mut app, KeyCode::Char('x'));
+    let b = draw(&v, &mut app, 100, 30);
+    assert!(!screen(&b).contains("kernel stack:"));
+    // A session without stacks: the pane says so.
+    v.stacks = None;
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&draw(&v, &mut app, 100, 30));
+    assert!(s.contains("none taken"), "{s}");
 }

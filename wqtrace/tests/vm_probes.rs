@@ -242,6 +242,53 @@ fn kernel_function_path(attach: &str, method: &str) {
             "rejection not from get_pipe_info: {e}"
         );
     }
+    // The tracer runs as uid 65534 here: it may not read the root workload's memory map, so
+    // the user frames stay addresses, and say why.
+    check_reject_stacks(&events, &reject, false, method == "fentry");
+}
+
+/// Every rejection carries the kernel path that refused it (the splice family's syscall, and
+/// get_pipe_info where that is hooked) and a user stack: named down to the workload's own
+/// functions when the tracer may read the process's map (`named`), else with a note.
+/// `into_gpi`: the kernel stack reaches get_pipe_info itself (fexit runs inside it; a
+/// kretprobe runs after it returned).
+fn check_reject_stacks(events: &[Value], w: &Value, named: bool, into_gpi: bool) {
+    let rejected = kind(events, "splice_rejected", u(&w["pid"]));
+    assert!(!rejected.is_empty());
+    let frames = |e: &Value, k: &str| -> Vec<String> {
+        e[k].as_array()
+            .unwrap_or_else(|| panic!("no {k} on {e}"))
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    for e in rejected {
+        let k = frames(e, "kstack");
+        if has_flag(e, "kfunc") {
+            assert!(
+                k.iter().any(|f| f.contains("splice") || f.contains("tee")),
+                "kernel stack not through the splice family: {k:?}"
+            );
+            if into_gpi {
+                assert!(k[0].starts_with("get_pipe_info+"), "{k:?}");
+            }
+        } else {
+            assert!(
+                k.iter().any(|f| f.contains("syscall")),
+                "kernel stack not the syscall's exit: {k:?}"
+            );
+        }
+        let us = frames(e, "ustack");
+        if named {
+            assert!(
+                us.iter().any(|f| f.contains("wqtrace::workload::reject::")),
+                "user stack does not name the workload: {us:?}"
+            );
+        } else {
+            let named = us.iter().any(|f| f.contains("wqtrace::workload::"));
+            assert!(named || e.get("ustack_note").is_some(), "{e}");
+        }
+    }
 }
 
 #[test]
@@ -340,6 +387,8 @@ fn tracepoint_fallback_still_finds_rejections() {
     let notify = workload(&["notify", "--count", "2"]);
     let events = t.stop();
     check_reject(&events, &reject);
+    // Taken at the syscall's exit here; the tracer kept root, so the user side is named.
+    check_reject_stacks(&events, &reject, true, false);
     assert!(kind(&events, "notify_posted", u(&notify["pid"])).is_empty());
     // Ring ops on the notification pipe are still seen: the reader's reads drained it.
     let ino = u(&notify["pipe_ino"]);
@@ -398,8 +447,11 @@ fn contend_waits_and_mutex_owners() {
 fn filters_run_in_kernel() {
     in_vm();
     let t = Tracer::start(&["--notification-only"]);
+    let fentry = t.method("get_pipe_info") == "fentry";
     let w = workload(&["reject"]);
     let events = t.stop();
+    // As root, the rejections' user stacks are named down to the workload's function.
+    check_reject_stacks(&events, &w, true, fentry);
     let pid = u(&w["pid"]);
     let mine: Vec<&Value> = events.iter().filter(|e| u(&e["tgid"]) == pid).collect();
     assert!(!mine.is_empty());

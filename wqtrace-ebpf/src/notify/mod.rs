@@ -275,7 +275,7 @@ fn post1_entry(wq: u64, n: u64) {
 
 /// Inside post_one_notification's critical section, right after the post landed.
 #[inline(always)]
-fn landed(wq_head: u64) {
+fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
     let ro = off!(pipe_rd_wait);
     if ro == NO_OFFSET || wq_head < ro as u64 {
         return;
@@ -352,6 +352,11 @@ fn landed(wq_head: u64) {
             kread::task_comm(task, &mut e.owner_comm);
             e.flags |= flags::MUTEX_HELD;
         }
+        // A post landing inside a userspace op's critical section is an interleave: rare.
+        if crate::stacks::wanted(owner != 0) {
+            e.kstack = crate::stacks::kernel(ctx);
+            e.ustack = crate::stacks::user(ctx, e.ctx);
+        }
     });
 }
 
@@ -386,7 +391,7 @@ fn not_landed(en: &PostEntry, head: u32, tail: u32, hooks: u64) -> u16 {
 }
 
 #[inline(always)]
-fn post_return() {
+fn post_return(ctx: *mut core::ffi::c_void) {
     let key = post_key();
     let Some(c) = POSTS.get_ptr_mut(key) else {
         return;
@@ -395,6 +400,23 @@ fn post_return() {
     snap_filters(c);
     apply_filters(c);
     let hooks = hooks();
+    // One poster, one call path: the stacks of every watch that did not land (taken once,
+    // and only when one did not).
+    let mut missed = c.overflow != 0;
+    for i in 0..MAX_WATCHES {
+        if i as u32 >= c.n {
+            break;
+        }
+        if c.entries[i].pipe != 0 && c.entries[i].landed == 0 {
+            missed = true;
+        }
+    }
+    let (kstack, ustack) = if crate::stacks::wanted(missed) {
+        let x = crate::emit::exec_ctx();
+        (crate::stacks::kernel(ctx), crate::stacks::user(ctx, x))
+    } else {
+        (0, 0)
+    };
     for i in 0..MAX_WATCHES {
         if i as u32 >= c.n {
             break;
@@ -429,6 +451,8 @@ fn post_return() {
                 e.owner_tid = owner;
                 e.flags |= flags::MUTEX_HELD;
             }
+            e.kstack = kstack;
+            e.ustack = ustack;
         });
     }
     if c.overflow != 0 {
@@ -441,6 +465,8 @@ fn post_return() {
             e.subtype = c.type_sub >> 24;
             e.info = c.info;
             e.flags = flags::NOTIFICATION_PIPE | flags::FROM_KFUNC | flags::UNATTRIBUTED;
+            e.kstack = kstack;
+            e.ustack = ustack;
         });
     }
     let _ = POSTS.remove(key);

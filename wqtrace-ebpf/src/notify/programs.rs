@@ -2,6 +2,7 @@
 //! its arguments to the walk in [`super`].
 
 use aya_ebpf::{
+    EbpfContext as _,
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
@@ -16,9 +17,9 @@ pub fn post_fentry(ctx: FEntryContext) -> i32 {
 }
 
 #[fexit(function = "__post_watch_notification")]
-pub fn post_fexit(_ctx: FExitContext) -> i32 {
+pub fn post_fexit(ctx: FExitContext) -> i32 {
     crate::globals::empty_floor!();
-    post_return();
+    post_return(ctx.as_ptr());
     0
 }
 
@@ -32,9 +33,9 @@ pub fn post_kprobe(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn post_kretprobe(_ctx: RetProbeContext) -> u32 {
+pub fn post_kretprobe(ctx: RetProbeContext) -> u32 {
     crate::globals::empty_floor!();
-    post_return();
+    post_return(ctx.as_ptr());
     0
 }
 
@@ -46,9 +47,9 @@ pub fn post1_fentry(ctx: FEntryContext) -> i32 {
 }
 
 #[fexit(function = "post_one_notification")]
-pub fn post1_fexit(_ctx: FExitContext) -> i32 {
+pub fn post1_fexit(ctx: FExitContext) -> i32 {
     crate::globals::empty_floor!();
-    post_return();
+    post_return(ctx.as_ptr());
     0
 }
 
@@ -62,9 +63,9 @@ pub fn post1_kprobe(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn post1_kretprobe(_ctx: RetProbeContext) -> u32 {
+pub fn post1_kretprobe(ctx: RetProbeContext) -> u32 {
     crate::globals::empty_floor!();
-    post_return();
+    post_return(ctx.as_ptr());
     0
 }
 
@@ -76,9 +77,9 @@ pub fn removal_fentry(ctx: FEntryContext) -> i32 {
 }
 
 #[fexit(function = "remove_watch_from_object")]
-pub fn removal_fexit(_ctx: FExitContext) -> i32 {
+pub fn removal_fexit(ctx: FExitContext) -> i32 {
     crate::globals::empty_floor!();
-    post_return();
+    post_return(ctx.as_ptr());
     0
 }
 
@@ -94,22 +95,22 @@ pub fn removal_kprobe(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn removal_kretprobe(_ctx: RetProbeContext) -> u32 {
+pub fn removal_kretprobe(ctx: RetProbeContext) -> u32 {
     crate::globals::empty_floor!();
-    post_return();
+    post_return(ctx.as_ptr());
     0
 }
 
 #[fentry(function = "__wake_up_locked_sync_key")]
 pub fn landed_fentry(ctx: FEntryContext) -> i32 {
     crate::globals::empty_floor!();
-    landed(ctx.arg(0));
+    landed(ctx.as_ptr(), ctx.arg(0));
     0
 }
 
 #[kprobe]
 pub fn landed_kprobe(ctx: ProbeContext) -> u32 {
     crate::globals::empty_floor!();
-    landed(ctx.arg(0).unwrap_or(0));
+    landed(ctx.as_ptr(), ctx.arg(0).unwrap_or(0));
     0
 }

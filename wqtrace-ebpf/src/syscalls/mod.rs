@@ -3,12 +3,13 @@
 //! at exit it reports what the syscall did to them.
 
 use aya_ebpf::{
+    EbpfContext as _,
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use core::mem::MaybeUninit;
+use core::{ffi::c_void, mem::MaybeUninit};
 
 use wqtrace_common::{CALIBRATE_FCNTL_CMD, Event, EventKind, Op, flags};
 
@@ -21,7 +22,7 @@ use crate::{
         HOOK_GET_PIPE_INFO, INFLIGHT, Inflight, LOCK_WAITS, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS,
         RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS,
     },
-    words,
+    stacks, words,
 };
 
 mod abi;
@@ -245,7 +246,7 @@ fn loss_records(buf: u64, len: i64, count: &mut u32) {
 /// What the syscall did to one of its pipes (`s`): the ring before and after, bytes or errno.
 /// `dst`: the op wrote into this pipe. `losses`: loss records a read returned.
 #[inline(always)]
-fn ring_op(f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
+fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
     emit!(in_task EventKind::RingOp, |e| {
         op_fields(e, f, s, ret);
         e.head_before = s.head;
@@ -266,6 +267,11 @@ fn ring_op(f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
         if owner != 0 {
             e.owner_tid = owner;
             kread::task_comm(task, &mut e.owner_comm);
+        }
+        // Ring ops are the hot path: stacks only with `--stacks all`.
+        if stacks::wanted(false) {
+            e.kstack = stacks::kernel(ctx);
+            e.ustack = stacks::user(ctx, e.ctx);
         }
     });
 }
@@ -316,6 +322,15 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
                 e.flags |= flags::NOTIFICATION_PIPE;
             }
             fill_ring(e, s.pipe);
+            if stacks::wait_wanted(f.off_cpu_ns) {
+                // The kernel side where it slept (sched_switch), the user side here.
+                e.kstack = if f.wait_kstack != 0 {
+                    f.wait_kstack
+                } else {
+                    stacks::kernel(ctx.as_ptr())
+                };
+                e.ustack = stacks::user(ctx.as_ptr(), e.ctx);
+            }
         });
     }
 
@@ -335,11 +350,11 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
                 }
                 // Only reached when the tail call failed: the read, its loss records uncounted.
             }
-            ring_op(&f, &f.src, ret, false, 0)
+            ring_op(ctx.as_ptr(), &f, &f.src, ret, false, 0)
         }
-        Op::Write | Op::Writev => ring_op(&f, &f.dst, ret, true, 0),
+        Op::Write | Op::Writev => ring_op(ctx.as_ptr(), &f, &f.dst, ret, true, 0),
         Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile | Op::CopyFileRange => {
-            splice_exit(&f, ret)
+            splice_exit(ctx.as_ptr(), &f, ret)
         }
         Op::Pipe2 => pipe2_exit(&f, ret),
         Op::Ioctl => {
@@ -374,19 +389,19 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 
 /// sys_exit of a read() of a notification pipe that returned records (tail-called).
 #[btf_tracepoint(function = "sys_exit")]
-pub fn sys_exit_read_scan(_ctx: BtfTracePointContext) -> i32 {
+pub fn sys_exit_read_scan(ctx: BtfTracePointContext) -> i32 {
     let Some(s) = READ_SCAN.get_ptr_mut(0) else {
         return 0;
     };
     let s = unsafe { &mut *s };
     loss_records(s.f.arg, s.ret, &mut s.losses);
     let losses = unsafe { core::ptr::read_volatile(&s.losses) };
-    ring_op(&s.f, &s.f.src, s.ret, false, losses);
+    ring_op(ctx.as_ptr(), &s.f, &s.f.src, s.ret, false, losses);
     0
 }
 
 #[inline(always)]
-fn splice_exit(f: &Inflight, ret: i64) {
+fn splice_exit(ctx: *mut c_void, f: &Inflight, ret: i64) {
     let kfunc = RUNTIME
         .get(RT_HOOKS)
         .map(|h| *h & HOOK_GET_PIPE_INFO != 0)
@@ -412,14 +427,23 @@ fn splice_exit(f: &Inflight, ret: i64) {
             op_fields(e, f, s, ret);
             e.flags = flags::NOTIFICATION_PIPE | if kfunc { flags::FROM_KFUNC } else { 0 };
             fill_ring(e, s.pipe);
+            if stacks::wanted(true) {
+                // Taken where get_pipe_info refused, else (the tracepoint path) here.
+                e.kstack = if f.rej_kstack != 0 { f.rej_kstack } else { stacks::kernel(ctx) };
+                e.ustack = if f.rej_ustack != 0 {
+                    f.rej_ustack
+                } else {
+                    stacks::user(ctx, e.ctx)
+                };
+            }
         });
         return;
     }
     if f.src.pipe != 0 {
-        ring_op(f, &f.src, ret, false, 0);
+        ring_op(ctx, f, &f.src, ret, false, 0);
     }
     if f.dst.pipe != 0 && f.dst.pipe != f.src.pipe {
-        ring_op(f, &f.dst, ret, true, 0);
+        ring_op(ctx, f, &f.dst, ret, true, 0);
     }
 }
 

@@ -23,6 +23,28 @@ pub struct Rejection {
     /// `fd_out`, vmsplice's fd in `fd_in`.
     pub fd_in: i32,
     pub fd_out: i32,
+    #[serde(skip)]
+    pub stacks: StackRefs,
+}
+
+/// The call stacks an alert's event carried: references into the session's stack table
+/// ([`crate::stacks::StackTable::get`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackRefs {
+    pub kstack: u16,
+    pub ustack: u16,
+    /// The process the user stack belongs to.
+    pub tgid: u32,
+}
+
+impl StackRefs {
+    pub fn of(e: &wqtrace_common::Event) -> Self {
+        Self {
+            kstack: e.kstack,
+            ustack: e.ustack,
+            tgid: e.tgid,
+        }
+    }
 }
 
 /// A notification posted while the pipe mutex was held by a task that was in the middle of a
@@ -43,6 +65,9 @@ pub struct Interleave {
     pub op: Op,
     /// Slots the owner's operation itself wrote.
     pub slots_moved: u32,
+    /// The post's stacks (the poster's path, while the owner held the mutex).
+    #[serde(skip)]
+    pub stacks: StackRefs,
 }
 
 fn ser_op<S: serde::Serializer>(op: &Op, s: S) -> Result<S::Ok, S::Error> {
@@ -96,6 +121,7 @@ pub(crate) struct PendingPost {
     pub index: u32,
     pub owner_tid: u32,
     pub owner: Comm,
+    pub stacks: StackRefs,
 }
 
 /// Pending posts older than this are dropped (the owner's op never showed up).

@@ -190,6 +190,7 @@ fn notify_posted(p: &mut PipeState, e: &Event, key: u64, ring_valid: bool) -> Op
                 index: e.head_before,
                 owner_tid: e.owner_tid,
                 owner: Comm(e.owner_comm),
+                stacks: super::StackRefs::of(e),
             });
         }
     }

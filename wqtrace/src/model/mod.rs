@@ -34,7 +34,7 @@ use foldhash::HashMap;
 
 use wqtrace_common::{Event, EventKind, Op, PostOutcome};
 
-pub use alerts::{AlertLog, Interleave, Rejection};
+pub use alerts::{AlertLog, Interleave, Rejection, StackRefs};
 pub use history::{OccHistory, OccSample, RateWindow};
 pub use locks::{Contention, LockKind, MutexOwnerSeen, PipeLocks, WaitStats};
 pub use pipes::{OpStats, Owner, PipeFds, PipeState, PostStats, RejectionCount, WatchSeen};
@@ -173,6 +173,7 @@ impl Model {
                     ret: e.ret,
                     fd_in: e.fd_in,
                     fd_out: e.fd_out,
+                    stacks: StackRefs::of(e),
                 });
                 if let Some(t) = self.tasks.get_mut(&e.tid) {
                     t.rejections += 1;
@@ -234,6 +235,7 @@ impl Model {
                 owner: q.owner,
                 op,
                 slots_moved: moved,
+                stacks: q.stacks,
             });
             if let Some(p) = self.pipes.get_mut(&key) {
                 p.interleaves += 1;

@@ -178,6 +178,11 @@ impl Probes {
         }
     }
 
+    /// The stack map, taken out of the object (call once).
+    pub fn take_stacks(&mut self) -> Result<aya::maps::Map> {
+        self.ebpf.take_map("STACKS").context("STACKS map missing")
+    }
+
     /// Events the programs could not reserve room for, summed over CPUs.
     pub fn lost(&self) -> u64 {
         self.stat(stat::LOST)

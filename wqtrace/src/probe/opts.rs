@@ -32,6 +32,14 @@ pub struct ProbeOpts {
     /// Use this BTF file instead of /sys/kernel/btf/vmlinux.
     #[arg(long)]
     pub btf: Option<std::path::PathBuf>,
+    /// Which events carry kernel and user call stacks: none, rare (rejections, lost, skipped
+    /// and interleaved posts, lock contention, waits from --stack-wait), or all (every ring
+    /// op too: a stack walk per syscall).
+    #[arg(long, value_name = "WHICH", default_value = "rare")]
+    pub stacks: crate::stacks::Mode,
+    /// With --stacks rare: waits for a pipe at least this long carry stacks.
+    #[arg(long, value_name = "MS", default_value_t = 1.0, value_parser = crate::argvalue::millis)]
+    pub stack_wait: f64,
     /// Benchmark floor: load and attach every program as planned, each returning at once.
     #[arg(long, hide = true)]
     pub empty_programs: bool,
@@ -48,6 +56,8 @@ impl ProbeOpts {
         f.ino = self.pipe.unwrap_or(0);
         f.notification_only = self.notification_only as u32;
         f.empty = self.empty_programs as u32;
+        f.stacks = self.stacks.abi();
+        f.stack_wait_ns = (self.stack_wait * 1e6) as u64;
         if let Some(path) = &self.cgroup {
             let cg = crate::cgroup::resolve(path)?;
             f.cgroup_id = cg.id;

@@ -7,6 +7,7 @@
 //!           crc32 covers type, len and payload
 //! events  = (type 1) count first_index base_ts lost (varints) codec-encoded events
 //! trailer = (type 2) JSON Trailer, written on a clean stop; readers never require it
+//! stacks  = (type 3) JSON StackChunk: stacks new since the last one, with their names
 //! ```
 //!
 //! Chunks are self-contained (see [`codec`]), written whole with one `write` and flushed every
@@ -34,11 +35,14 @@ use crate::session::SessionMeta;
 /// First bytes of every recording (PNG-style: catches text-mode and 7-bit mangling).
 pub const MAGIC: [u8; 8] = *b"\x89WQT\r\n\x1a\n";
 /// Format version this build writes; it reads every version up to this one.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Marks the start of each chunk, so a reader can resynchronise after damage.
 pub const SYNC: [u8; 4] = *b"\xc7WQC";
 pub const CHUNK_EVENTS: u8 = 1;
 pub const CHUNK_TRAILER: u8 = 2;
+/// Format 3: symbolized stacks (JSON [`crate::stacks::table::StackChunk`]), written before the
+/// first events chunk that refers to them.
+pub const CHUNK_STACKS: u8 = 3;
 /// Larger chunks are treated as damage.
 pub const MAX_CHUNK: u32 = 16 << 20;
 /// A chunk is cut at this many encoded bytes…
@@ -64,6 +68,9 @@ pub struct Header {
     /// The probe filters, as given on the command line.
     #[serde(default)]
     pub filters: Vec<String>,
+    /// `--stacks` of the session ("none", "rare", "all"); None: made before stacks existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<String>,
 }
 
 /// Totals written when a recording stops cleanly.

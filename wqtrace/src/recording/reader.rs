@@ -5,9 +5,11 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use wqtrace_common::Event;
 
+use crate::stacks::{SharedStacks, table::StackChunk};
+
 use super::{
-    CHUNK_EVENTS, CHUNK_TRAILER, FORMAT_VERSION, FRAME_LEN, FormatError, Header, MAGIC, MAX_CHUNK,
-    MAX_HEADER, SYNC, Trailer, codec, rangecrc,
+    CHUNK_EVENTS, CHUNK_STACKS, CHUNK_TRAILER, FORMAT_VERSION, FRAME_LEN, FormatError, Header,
+    MAGIC, MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc,
 };
 
 /// One decoded chunk.
@@ -53,6 +55,8 @@ pub struct Reader<R> {
     /// While resynchronising: CRCs of the buffer's prefixes, so each candidate chunk is
     /// checked in O(log len), keeping the scan linear in the damaged bytes.
     prefix: Option<rangecrc::RangeCrc>,
+    /// The stacks met so far (every one, once [`Reader::index`] has read the file).
+    stacks: SharedStacks,
 }
 
 /// What [`Reader::parse_frame`] found at a position.
@@ -122,7 +126,13 @@ impl<R: Read> Reader<R> {
             tracer_lost: 0,
             trailer: None,
             prefix: None,
+            stacks: crate::stacks::shared(),
         })
+    }
+
+    /// The stacks read so far.
+    pub fn stacks(&self) -> SharedStacks {
+        self.stacks.clone()
     }
 
     pub fn header(&self) -> &Header {
@@ -349,6 +359,20 @@ impl<R: Read> Reader<R> {
                         continue;
                     }
                 },
+                CHUNK_STACKS => {
+                    match serde_json::from_slice::<StackChunk>(&payload) {
+                        Ok(c) => {
+                            let mut t = self.stacks.write().unwrap_or_else(|p| p.into_inner());
+                            for (k, s) in c.stacks {
+                                t.insert(k, s);
+                            }
+                        }
+                        Err(e) => self.warnings.push(format!(
+                            "stacks at byte {at} ignored (their events show them as unknown): {e}"
+                        )),
+                    }
+                    continue;
+                }
                 // Unknown chunk types (a later minor addition) are skipped silently.
                 _ => continue,
             }

@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use wqtrace_common::Event;
 
+use crate::stacks::{SharedStacks, table::StackChunk};
+
 use super::{
-    CHUNK_EVENTS, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL, FORMAT_VERSION, Header, MAGIC,
-    Trailer, codec, frame,
+    CHUNK_EVENTS, CHUNK_STACKS, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL, FORMAT_VERSION, Header,
+    MAGIC, Trailer, codec, frame,
 };
 
 /// Writes a recording chunk by chunk.
@@ -23,6 +25,9 @@ pub struct Writer<W: Write> {
     last_ts: u64,
     oldest_pending: Option<Instant>,
     flush_bytes: usize,
+    /// The session's stacks, and how many of them are written.
+    stacks: Option<SharedStacks>,
+    stacks_written: usize,
 }
 
 impl<W: Write> Writer<W> {
@@ -49,7 +54,40 @@ impl<W: Write> Writer<W> {
             last_ts: 0,
             oldest_pending: None,
             flush_bytes: FLUSH_BYTES,
+            stacks: None,
+            stacks_written: 0,
         })
+    }
+
+    /// Writes the stacks of this table the events refer to (new ones before each chunk).
+    pub fn set_stacks(&mut self, t: Option<SharedStacks>) {
+        self.stacks = t;
+    }
+
+    /// The stacks added to the table since the last call, as one chunk.
+    fn write_new_stacks(&mut self) -> io::Result<()> {
+        let Some(t) = &self.stacks else {
+            return Ok(());
+        };
+        let chunk = {
+            let t = t.read().unwrap_or_else(|p| p.into_inner());
+            let new = t.since(self.stacks_written);
+            if new.is_empty() {
+                return Ok(());
+            }
+            self.stacks_written += new.len();
+            StackChunk {
+                stacks: new.iter().map(|(k, s)| (*k, (**s).clone())).collect(),
+            }
+        };
+        let f = frame(
+            CHUNK_STACKS,
+            &serde_json::to_vec(&chunk).map_err(io::Error::other)?,
+        );
+        self.out.write_all(&f)?;
+        self.bytes += f.len() as u64;
+        self.chunks += 1;
+        Ok(())
     }
 
     /// Cuts chunks at `n` encoded bytes instead of [`FLUSH_BYTES`] (tests, tiny chunks).
@@ -92,6 +130,8 @@ impl<W: Write> Writer<W> {
         if self.enc.is_empty() && self.lost == self.lost_written {
             return Ok(());
         }
+        // The events may refer to stacks: those go first, so a reader has met them.
+        self.write_new_stacks()?;
         let first_index = self.events - self.enc.count();
         let (n, base_ts, body) = self.enc.take();
         let mut payload = Vec::with_capacity(body.len() + 24);

@@ -67,6 +67,22 @@ impl FileSource {
         self.reader.header()
     }
 
+    /// Why this recording has no stacks to show, if it has none (made with `--stacks none`,
+    /// or by a wqtrace before stacks).
+    pub fn no_stacks_reason(&self) -> Option<String> {
+        match self.header().stacks.as_deref() {
+            Some("none") => Some("it was recorded with --stacks none".into()),
+            Some(_) => None,
+            None => Some(format!(
+                "it was recorded by {} before stacks were recorded",
+                match self.header().wqtrace_version.as_str() {
+                    "" => "a wqtrace",
+                    v => v,
+                }
+            )),
+        }
+    }
+
     /// The trailer, once the whole file was read, if the recording stopped cleanly.
     pub fn trailer(&self) -> Option<&Trailer> {
         self.reader.trailer()
@@ -168,6 +184,10 @@ impl EventSource for FileSource {
 
     fn meta(&self) -> &SessionMeta {
         &self.reader.header().meta
+    }
+
+    fn stacks(&self) -> Option<crate::stacks::SharedStacks> {
+        Some(self.reader.stacks())
     }
 }
 

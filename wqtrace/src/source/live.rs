@@ -4,7 +4,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
+        mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, sync_channel},
     },
     thread::JoinHandle,
     time::Duration,
@@ -21,6 +21,11 @@ use crate::{
     probe::{
         loader::{self, Probes},
         plan::Plan,
+    },
+    stacks::{
+        kallsyms::Kallsyms,
+        maps::Maps,
+        resolve::{self, MapsSnapshot, Resolver},
     },
 };
 
@@ -39,6 +44,7 @@ pub struct LiveSource {
     drainer: Option<JoinHandle<()>>,
     probes: Probes,
     meta: SessionMeta,
+    stacks: crate::stacks::SharedStacks,
 }
 
 /// Batches queued ahead of the sink (a quarter million events), before the kernel's ring has
@@ -66,7 +72,21 @@ impl LiveSource {
             check_counters(&probes, "giving up capabilities")?;
         }
         let ring = BatchRing::new(probes.take_ring()?, loader::RING_BYTES as usize)?;
+        let stacks = crate::stacks::shared();
+        let resolver = stack_resolver(opts, &mut probes, &stacks)?;
         let (tx, rx) = sync_channel(QUEUED_BATCHES);
+        // With stacks, batches pass a thread that names them first: the drain thread never
+        // waits for a symbolizer, so the kernel's ring does not either.
+        let (tx, snapshots) = match resolver {
+            None => (tx, None),
+            Some((parts, snapshots)) => {
+                let (to_resolver, from_drain) = sync_channel(QUEUED_BATCHES);
+                std::thread::Builder::new()
+                    .name("wqtrace-stacks".into())
+                    .spawn(move || resolve_loop(parts, from_drain, tx))?;
+                (to_resolver, Some(snapshots))
+            }
+        };
         let (recycle, reuse) = sync_channel(SPARE_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
@@ -74,7 +94,7 @@ impl LiveSource {
             let (ready, started) = sync_channel(1);
             let h = std::thread::Builder::new()
                 .name("wqtrace-drain".into())
-                .spawn(move || drain_loop(ring, tx, reuse, &stop, ready))?;
+                .spawn(move || drain_loop(ring, snapshots, tx, reuse, &stop, ready))?;
             // Its priority is raised while we may still do so (before privileges are dropped).
             let _ = started.recv();
             h
@@ -96,6 +116,7 @@ impl LiveSource {
             drainer: Some(drainer),
             probes,
             meta,
+            stacks,
         })
     }
 
@@ -112,6 +133,32 @@ impl LiveSource {
     pub fn submitted(&self) -> u64 {
         self.probes.submitted()
     }
+}
+
+/// What names the stacks the programs take (None with `--stacks none`). Opened now, while
+/// privileged: /proc/kallsyms shows addresses to the credentials it was opened with.
+fn stack_resolver(
+    opts: &ProbeOpts,
+    probes: &mut Probes,
+    table: &crate::stacks::SharedStacks,
+) -> Result<Option<(resolve::Parts, Sender<MapsSnapshot>)>> {
+    if opts.stacks == crate::stacks::Mode::None || opts.empty_programs {
+        return Ok(None);
+    }
+    let kallsyms = Kallsyms::open();
+    if let Some(n) = kallsyms.note() {
+        eprintln!("wqtrace: kernel stacks will show addresses only: {n}");
+    }
+    let (tx, maps) = std::sync::mpsc::channel();
+    Ok(Some((
+        resolve::Parts {
+            map: probes.take_stacks()?,
+            kernel: kallsyms,
+            table: table.clone(),
+            maps,
+        },
+        tx,
+    )))
 }
 
 /// Once attached, a session needs only the descriptors it holds (the ring's mapping, the maps,
@@ -143,6 +190,7 @@ fn check_counters(probes: &Probes, after: &str) -> Result<()> {
 /// is slow the events wait here (QUEUED_BATCHES full batches), not in the kernel's ring.
 fn drain_loop(
     mut ring: BatchRing,
+    snapshots: Option<Sender<MapsSnapshot>>,
     tx: SyncSender<Vec<Event>>,
     reuse: Receiver<Vec<Event>>,
     stop: &AtomicBool,
@@ -162,6 +210,7 @@ fn drain_loop(
         if stop.load(Ordering::Relaxed) {
             // Hand over everything the kernel produced before the stop, then hang up.
             take(&mut ring, &mut pending, usize::MAX);
+            snapshot_maps(&pending, 0, snapshots.as_ref());
             if !pending.is_empty() {
                 let _ = tx.send(pending);
             }
@@ -180,13 +229,16 @@ fn drain_loop(
         if pending.is_empty() {
             continue;
         }
+        snapshot_maps(&pending, 0, snapshots.as_ref());
         if pending.len() < BATCH {
             // A trickle: let it pool for a moment. The kernel only signals a reader that has
             // caught up, so draining every event as it lands costs a wake-up of this thread and
             // of the sink per event (the bulk of wqtrace's CPU at 100k+ events/s). 16 MiB of
             // ring absorbs this window at any rate the programs reach.
             std::thread::sleep(COALESCE);
+            let from = pending.len();
             take(&mut ring, &mut pending, MAX_BATCH);
+            snapshot_maps(&pending, from, snapshots.as_ref());
         }
         // A batch with room (a returned one if any): growing one from empty copied every
         // event again.
@@ -209,6 +261,40 @@ fn drain_loop(
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+/// Reads the memory map of each process with a user stack in `batch[from..]` (once per call)
+/// and sends it ahead of the batch: the stacks thread names the frames from it even if the
+/// process exits first.
+fn snapshot_maps(batch: &[Event], from: usize, to: Option<&Sender<MapsSnapshot>>) {
+    let Some(to) = to else {
+        return;
+    };
+    let mut done: Vec<u32> = Vec::new();
+    for e in &batch[from..] {
+        if wqtrace_common::stack_ref::id(e.ustack).is_some() && !done.contains(&e.tgid) {
+            done.push(e.tgid);
+            if let Ok(m) = Maps::read(e.tgid) {
+                let _ = to.send((e.tgid, Arc::new(m)));
+            }
+        }
+    }
+}
+
+/// Names the stacks each batch refers to, then hands it on: a sink that sees an event finds
+/// its stacks in the table. Ends when the drain thread hangs up (after its last batch).
+fn resolve_loop(parts: resolve::Parts, rx: Receiver<Vec<Event>>, tx: SyncSender<Vec<Event>>) {
+    let mut r = Resolver::new(parts)
+        .map_err(|e| eprintln!("wqtrace: stacks will show as unknown: {e:#}"))
+        .ok();
+    while let Ok(batch) = rx.recv() {
+        if let Some(r) = &mut r {
+            r.resolve(&batch);
+        }
+        if tx.send(batch).is_err() {
+            return;
         }
     }
 }
@@ -287,5 +373,9 @@ impl EventSource for LiveSource {
 
     fn cost(&self) -> Option<crate::cost::Sample> {
         Some(self.probes.cost())
+    }
+
+    fn stacks(&self) -> Option<crate::stacks::SharedStacks> {
+        Some(self.stacks.clone())
     }
 }

@@ -35,4 +35,10 @@ pub trait EventSource {
     fn cost(&self) -> Option<crate::cost::Sample> {
         None
     }
+
+    /// The call stacks the events refer to (`Event::kstack`/`ustack`), as far as the source
+    /// has met them: a recording's table grows as its chunks are read.
+    fn stacks(&self) -> Option<crate::stacks::SharedStacks> {
+        None
+    }
 }

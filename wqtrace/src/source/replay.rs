@@ -96,6 +96,11 @@ impl Replay {
     }
 
     /// The recorded session's metadata (kernel, attach methods, notification pipes).
+    /// The recording's stacks (all of them: opening read the whole file).
+    pub fn stacks(&self) -> Option<crate::stacks::SharedStacks> {
+        self.src.stacks()
+    }
+
     pub fn meta(&self) -> &crate::source::SessionMeta {
         use crate::source::EventSource as _;
         self.src.meta()

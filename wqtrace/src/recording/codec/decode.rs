@@ -116,7 +116,6 @@ fn decode_field(
         (F_OWNER, false) => {}
         (F_CTX, true) => e.ctx = c.u8()?,
         (F_CTX, false) => e.ctx = t.ctx,
-        (F_PAD, true) => e._pad.copy_from_slice(c.bytes(7)?),
         _ => {}
     }
     Ok(())
@@ -132,6 +131,8 @@ pub fn decode_events(
     out: &mut Vec<Event>,
 ) -> DResult<()> {
     let v1 = version < 2;
+    let v3 = version >= 3;
+    let all = if v3 { F_ALL_V3 } else { F_ALL };
     let mut c = Cursor::new(body);
     let mut st = State::new(base_ts);
     let mut pipes: Vec<(u64, u64)> = Vec::new();
@@ -198,7 +199,7 @@ pub fn decode_events(
         let t = st.tasks[task];
 
         let mask = c.varint()?;
-        if mask > u64::from(F_ALL) {
+        if mask > u64::from(all) {
             return Err(DecodeError("unknown field bits"));
         }
         let mask = mask as u32;
@@ -225,6 +226,24 @@ pub fn decode_events(
                 &tasks,
                 &mut strings,
             )?;
+        }
+        if mask & F_PAD != 0 {
+            if v3 {
+                e._pad.copy_from_slice(c.bytes(3)?);
+            } else {
+                // Before version 3 these bytes were all padding: where the stack references
+                // are now.
+                let b = c.bytes(7)?;
+                e._pad.copy_from_slice(&b[..3]);
+                e.kstack = u16::from_le_bytes([b[3], b[4]]);
+                e.ustack = u16::from_le_bytes([b[5], b[6]]);
+            }
+        }
+        if mask & F_STACKS != 0 {
+            e.kstack =
+                u16::try_from(c.varint()?).map_err(|_| DecodeError("bad stack reference"))?;
+            e.ustack =
+                u16::try_from(c.varint()?).map_err(|_| DecodeError("bad stack reference"))?;
         }
         st.after(&e, pipe, task);
         out.push(e);

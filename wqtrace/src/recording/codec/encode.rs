@@ -184,7 +184,8 @@ impl ChunkEncoder {
         set(F_LOCK, e.lock != 0);
         set(F_OWNER, e.owner_tid != 0 || e.owner_comm != [0; 16]);
         set(F_CTX, e.ctx != t.ctx);
-        set(F_PAD, e._pad != [0; 7]);
+        set(F_PAD, e._pad != [0; 3]);
+        set(F_STACKS, e.has_stacks());
 
         let out = &mut self.body;
         put_varint(out, u64::from(mask));
@@ -272,6 +273,10 @@ impl ChunkEncoder {
         }
         if mask & F_PAD != 0 {
             out.extend_from_slice(&e._pad);
+        }
+        if mask & F_STACKS != 0 {
+            put_varint(out, u64::from(e.kstack));
+            put_varint(out, u64::from(e.ustack));
         }
         self.state.after(e, pipe, task);
     }

@@ -17,6 +17,9 @@
 //! deltas. A lock owner that is a task of the chunk is a task reference. The encoding is exact:
 //! every bit of an [`Event`], padding included, round-trips.
 //!
+//! Version 3 adds the stack references: mask bit 24, two varints after every other field; the
+//! padding (bit 23) shrank from 7 bytes to 3.
+//!
 //! Version 1 (still read): `kind:u8 ts pipe:ref task:ref mask fields…`, with per-kind (not
 //! per-task) defaults, `-1` fds and an op's ring before it defaulting to its ring after.
 
@@ -145,6 +148,8 @@ const F_INFO: u32 = 1 << 20;
 const F_LOCK: u32 = 1 << 21;
 const F_CTX: u32 = 1 << 22;
 const F_PAD: u32 = 1 << 23;
+/// Version 3: the event's stack references (two varints), after every version 2 field.
+const F_STACKS: u32 = 1 << 24;
 /// Version 2's event head byte: the kind (this value escapes a kind ≥ 31 into a second byte)…
 const KIND_ESCAPE: u8 = 0x1f;
 /// …and whether the event's pipe is its task's last (no pipe reference follows).
@@ -177,6 +182,7 @@ const V1_BITS: [u32; 24] = [
     F_PAD,
 ];
 const F_ALL: u32 = (1 << 24) - 1;
+const F_ALL_V3: u32 = (1 << 25) - 1;
 
 #[derive(Clone, Copy, Default)]
 struct PipeCtx {
@@ -353,6 +359,9 @@ mod tests {
         e.ts_ns = 500; // out of order timestamps are fine
         e.lock = e.pipe + 0x28;
         e.comm[..4].copy_from_slice(b"keyc");
+        evs.push(e);
+        e.kstack = 1;
+        e.ustack = wqtrace_common::stack_ref::FAILED;
         evs.push(e);
         let mut enc = ChunkEncoder::new();
         for e in &evs {

@@ -19,6 +19,7 @@ use wqtrace_common::Event;
 use crate::source::EventSource;
 use crate::source::file::FileSource;
 use crate::source::filter::FilterArgs;
+use crate::stacks::SharedStacks;
 
 mod chrome;
 mod perfetto;
@@ -106,14 +107,18 @@ pub fn export(
     let n = match format {
         Format::Jsonl => {
             let rt = src.meta().realtime_offset_ns;
+            let stacks = src.stacks().unwrap_or_default();
             let mut n = 0;
             for_each(&mut src, |e| {
                 n += 1;
+                // The chunk holding `e` came after the stacks it refers to.
+                let t = stacks.read().unwrap_or_else(|p| p.into_inner());
                 serde_json::to_writer(
                     &mut *out,
                     &crate::sinks::trace::EventJson {
                         event: e,
                         realtime_offset_ns: rt,
+                        stacks: Some(&t),
                     },
                 )?;
                 out.write_all(b"\n")?;
@@ -130,13 +135,14 @@ pub fn export(
             })?;
             // Pass 2: the events.
             let mut src = FileSource::open_filtered(path, filter)?;
+            let stacks = src.stacks().unwrap_or_default();
             let mut n = 0;
             if format == Format::Perfetto {
                 let mut w = PerfettoWriter::new(out);
                 w.descriptors(&tracks)?;
                 for_each(&mut src, |e| {
                     n += 1;
-                    for it in tracks.items(e) {
+                    for it in with_stacks(tracks.items(e), e, &stacks) {
                         w.item(&it)?;
                     }
                     Ok(())
@@ -146,7 +152,7 @@ pub fn export(
                 w.begin(&tracks)?;
                 for_each(&mut src, |e| {
                     n += 1;
-                    for it in tracks.items(e) {
+                    for it in with_stacks(tracks.items(e), e, &stacks) {
                         w.item(&tracks, &it)?;
                     }
                     Ok(())
@@ -159,6 +165,27 @@ pub fn export(
     };
     src.print_warnings();
     Ok(n)
+}
+
+/// The event's stacks as arguments of its slices and instants (one frame per line, innermost
+/// first): what the timeline shows when the item is selected.
+fn with_stacks(mut items: Vec<Item>, e: &Event, stacks: &SharedStacks) -> Vec<Item> {
+    if !e.has_stacks() {
+        return items;
+    }
+    let t = stacks.read().unwrap_or_else(|p| p.into_inner());
+    let mut extra = Vec::new();
+    for (user, key) in [(false, "kernel_stack"), (true, "user_stack")] {
+        if let Some(s) = t.of(e, user) {
+            extra.push((key, Arg::S(s.lines().join("\n"))));
+        }
+    }
+    for it in &mut items {
+        if let Item::Slice { args, .. } | Item::Instant { args, .. } = it {
+            args.extend(extra.iter().cloned());
+        }
+    }
+    items
 }
 
 fn for_each(src: &mut FileSource, mut f: impl FnMut(&Event) -> Result<()>) -> Result<()> {

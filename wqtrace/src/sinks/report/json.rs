@@ -97,5 +97,13 @@ pub fn to_json(a: &Analysis) -> Value {
         "clean_stop": a.trailer.as_ref().map(|t| t.stop_reason.clone()),
         "warnings": a.warnings,
         "pipes": pipes,
+        "stacks": a.stacks.iter().map(|g| json!({
+            "ino": g.ino,
+            "kind": g.kind,
+            "count": g.count,
+            "kstack": g.kstack.as_ref().map(|s| s.lines()),
+            "ustack": g.ustack.as_ref().map(|s| s.lines()),
+        })).collect::<Vec<_>>(),
+        "stacks_missing": a.no_stacks,
     })
 }

@@ -13,6 +13,7 @@ use crate::source::file::FileSource;
 use crate::source::filter::FilterArgs;
 
 mod json;
+mod stacks;
 mod text;
 
 pub use json::to_json;
@@ -26,6 +27,9 @@ pub struct Args {
     /// One JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Say so (one line on stderr) when the recording has no stacks to show.
+    #[arg(long)]
+    pub stacks: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -41,6 +45,10 @@ pub struct Analysis {
     pub warnings: Vec<String>,
     /// Filters applied now, on top of those the recording was made with (`header.filters`).
     pub filters_applied: Vec<String>,
+    /// The most frequent call paths per pipe and kind of rare event.
+    pub stacks: Vec<stacks::StackGroup>,
+    /// Why the recording has no stacks, if it has none.
+    pub no_stacks: Option<String>,
 }
 
 /// Reads the whole recording into a [`Model`] (report-sized caps).
@@ -49,11 +57,13 @@ pub fn analyze(path: &Path, filter: &FilterArgs) -> Result<Analysis> {
     let mut model = Model::new(ModelConfig::for_report());
     let mut batch = Vec::new();
     let mut warnings = Vec::new();
+    let mut counts = stacks::StackCounts::default();
     loop {
         batch.clear();
         let more = src.next_batch(&mut batch, std::time::Duration::ZERO)?;
         for e in &batch {
             model.apply(e);
+            counts.add(e);
         }
         warnings.extend(src.take_warnings());
         if !more {
@@ -69,6 +79,13 @@ pub fn analyze(path: &Path, filter: &FilterArgs) -> Result<Analysis> {
         damaged_events: src.damaged_events(),
         warnings,
         filters_applied: src.filters_applied(),
+        stacks: counts.top(
+            &src.stacks()
+                .unwrap_or_default()
+                .read()
+                .unwrap_or_else(|p| p.into_inner()),
+        ),
+        no_stacks: src.no_stacks_reason(),
         model,
     })
 }
@@ -77,6 +94,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let a = analyze(&args.file, &args.filter)?;
     for w in &a.warnings {
         eprintln!("wqtrace: warning: {w}");
+    }
+    if args.stacks
+        && let Some(why) = &a.no_stacks
+    {
+        eprintln!(
+            "wqtrace: warning: {} has no stacks: {why}",
+            crate::text::path(&args.file)
+        );
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&a))?);

@@ -80,7 +80,45 @@ pub fn to_text(a: &Analysis) -> String {
         o.push('\n');
         pipe_text(&mut o, a, p);
     }
+    stacks_text(&mut o, a);
     o
+}
+
+/// The top stacks, grouped by pipe and kind of event.
+fn stacks_text(o: &mut String, a: &Analysis) {
+    use std::fmt::Write as _;
+    o.push('\n');
+    if let Some(why) = &a.no_stacks {
+        let _ = writeln!(o, "Stacks: none recorded ({why})");
+        return;
+    }
+    if a.stacks.is_empty() {
+        let _ = writeln!(o, "Stacks: none (no event here took one)");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "Stacks (top {} per pipe and kind, innermost frame first)",
+        super::stacks::TOP
+    );
+    for g in &a.stacks {
+        let _ = writeln!(o, "  pipe:[{}] {} ×{}", g.ino, g.kind, g.count);
+        for (side, s) in [("kernel", &g.kstack), ("user", &g.ustack)] {
+            let Some(s) = s else { continue };
+            let _ = writeln!(o, "    {side}:");
+            let lines = s.lines();
+            for l in lines.iter().take(super::stacks::FRAMES_SHOWN) {
+                let _ = writeln!(o, "      {}", crate::text::escape(l.as_bytes()));
+            }
+            if lines.len() > super::stacks::FRAMES_SHOWN {
+                let _ = writeln!(
+                    o,
+                    "      … {} more",
+                    lines.len() - super::stacks::FRAMES_SHOWN
+                );
+            }
+        }
+    }
 }
 
 /// A recording's own strings, escaped: the file may come from anyone.

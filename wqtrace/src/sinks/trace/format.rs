@@ -5,7 +5,7 @@ use std::io::Write;
 use serde_json::Value;
 use wqtrace_common::{Event, EventKind, ExecCtx, Op, PostOutcome, flags};
 
-use crate::text;
+use crate::{stacks::StackTable, text};
 
 /// The kind's name, `unknown` for a kind this build does not know.
 pub fn kind_name(k: Option<EventKind>) -> &'static str {
@@ -52,6 +52,8 @@ pub struct EventJson<'a> {
     pub event: &'a Event,
     /// CLOCK_REALTIME − CLOCK_BOOTTIME, for `wall_ns`.
     pub realtime_offset_ns: i64,
+    /// Where the event's stack references lead (`kstack`/`ustack`, when it has any).
+    pub stacks: Option<&'a StackTable>,
 }
 
 impl serde::Serialize for EventJson<'_> {
@@ -103,6 +105,16 @@ impl serde::Serialize for EventJson<'_> {
         if let Some(b) = owner_bytes {
             m.serialize_entry("owner_comm_bytes", b)?;
         }
+        if let Some(t) = self.stacks.filter(|_| e.has_stacks()) {
+            for (user, key) in [(false, "kstack"), (true, "ustack")] {
+                if let Some(s) = t.of(e, user) {
+                    m.serialize_entry(key, &s.lines())?;
+                    if let Some(err) = s.error.as_ref().filter(|_| !s.frames.is_empty()) {
+                        m.serialize_entry(&format!("{key}_note"), err)?;
+                    }
+                }
+            }
+        }
         m.end()
     }
 }
@@ -112,20 +124,46 @@ pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
     serde_json::to_value(EventJson {
         event: e,
         realtime_offset_ns,
+        stacks: None,
     })
     .expect("an event always serializes")
 }
 
 /// One JSON object and a newline.
-pub fn write_json(w: &mut impl Write, e: &Event, realtime_offset_ns: i64) -> std::io::Result<()> {
+pub fn write_json(
+    w: &mut impl Write,
+    e: &Event,
+    realtime_offset_ns: i64,
+    stacks: Option<&StackTable>,
+) -> std::io::Result<()> {
     serde_json::to_writer(
         &mut *w,
         &EventJson {
             event: e,
             realtime_offset_ns,
+            stacks,
         },
     )?;
     w.write_all(b"\n")
+}
+
+/// The event's stacks under its line, indented (nothing when it has none).
+pub fn write_stacks(w: &mut impl Write, e: &Event, t: &StackTable) -> std::io::Result<()> {
+    if !e.has_stacks() {
+        return Ok(());
+    }
+    for (user, side) in [(false, "kernel"), (true, "user")] {
+        if let Some(s) = t.of(e, user) {
+            writeln!(w, "    {side} stack:")?;
+            for l in s.lines() {
+                writeln!(w, "      {l}")?;
+            }
+            if let Some(err) = s.error.as_ref().filter(|_| !s.frames.is_empty()) {
+                writeln!(w, "      ({err})")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A post's line body: where it landed (or why not), the notes and the ring after it.
@@ -276,7 +314,7 @@ mod tests {
             }
             e.ret = -22;
             let mut buf = vec![];
-            write_json(&mut buf, &e, 1000).unwrap();
+            write_json(&mut buf, &e, 1000, None).unwrap();
             let fast: Value = serde_json::from_slice(&buf).unwrap();
             assert_eq!(fast, to_json(&e, 1000));
         }
@@ -301,7 +339,7 @@ mod tests {
         assert_eq!(j["owner_comm"], "o\u{fffd}k");
         assert_eq!(j["owner_comm_bytes"], json!([b'o', 0xff, b'k']));
         let mut buf = vec![];
-        write_json(&mut buf, &e, 0).unwrap();
+        write_json(&mut buf, &e, 0, None).unwrap();
         assert!(
             !buf.contains(&0x1b),
             "JSON escapes control characters itself"

@@ -12,12 +12,13 @@ use wqtrace_common::Event;
 use crate::{
     probe::opts::ProbeOpts,
     source::{EventSource, live::LiveSource},
+    stacks::SharedStacks,
     stop,
 };
 
 mod format;
 
-pub use format::{EventJson, format_line, kind_name, to_json, write_json};
+pub use format::{EventJson, format_line, kind_name, to_json, write_json, write_stacks};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -57,6 +58,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut batch = Vec::with_capacity(4096);
     let mut n = 0u64;
     let realtime = src.meta().realtime_offset_ns;
+    let stacks = src.stacks().unwrap_or_default();
     loop {
         if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -64,7 +66,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         batch.clear();
         src.next_batch(&mut batch, Duration::from_millis(100))?;
         n += batch.len() as u64;
-        if let Err(e) = write_batch(&mut out, &batch, args.json, realtime) {
+        if let Err(e) = write_batch(&mut out, &batch, args.json, realtime, &stacks) {
             return reader_gone_or(e);
         }
     }
@@ -72,7 +74,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     batch.clear();
     src.finish(&mut batch)?;
     n += batch.len() as u64;
-    if let Err(e) = write_batch(&mut out, &batch, args.json, realtime) {
+    if let Err(e) = write_batch(&mut out, &batch, args.json, realtime, &stacks) {
         return reader_gone_or(e);
     }
     let lost = src.lost();
@@ -94,17 +96,16 @@ fn write_batch(
     batch: &[Event],
     json: bool,
     realtime: i64,
+    stacks: &SharedStacks,
 ) -> std::io::Result<()> {
+    let t = stacks.read().unwrap_or_else(|p| p.into_inner());
     for e in batch {
-        write_event(w, e, json, realtime)?;
+        if json {
+            write_json(w, e, realtime, Some(&t))?;
+        } else {
+            writeln!(w, "{}", format_line(e))?;
+            write_stacks(w, e, &t)?;
+        }
     }
     w.flush()
-}
-
-fn write_event(w: &mut impl Write, e: &Event, json: bool, realtime: i64) -> std::io::Result<()> {
-    if json {
-        write_json(w, e, realtime)
-    } else {
-        writeln!(w, "{}", format_line(e))
-    }
 }

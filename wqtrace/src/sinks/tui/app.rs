@@ -60,6 +60,8 @@ pub struct App {
     /// Display frozen (live) / playback paused (replay): the feed keeps the truth.
     pub paused: bool,
     pub show_help: bool,
+    /// The selected alert's details (its stacks) are shown over the screen.
+    pub show_detail: bool,
     pub focus: Focus,
     /// The selected pipe, by kernel address (stable while rows reorder).
     pub selected: Option<u64>,
@@ -188,9 +190,10 @@ impl App {
             self.edit_search(k.code, ctrl);
             return Action::None;
         }
-        if self.show_help {
-            // Any key closes the help; q still quits.
+        if self.show_help || self.show_detail {
+            // Any key closes the help or the details; q still quits.
             self.show_help = false;
+            self.show_detail = false;
             if k.code != KeyCode::Char('q') {
                 return Action::None;
             }
@@ -208,6 +211,11 @@ impl App {
             }
             KeyCode::Char('?') | KeyCode::Char('h') | KeyCode::F(1) => {
                 self.show_help = true;
+                Action::None
+            }
+            // The alert at the top of the alerts panel: its details and stacks.
+            KeyCode::Enter if self.focus == Focus::Alerts => {
+                self.show_detail = m.rejections().total() + m.interleaves().total() > 0;
                 Action::None
             }
             KeyCode::Char('/') => {

@@ -109,6 +109,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
         let src = &self.src;
         let cost = self.cost.tick(|| src.cost());
         let meta = self.src.meta();
+        let stacks = self.src.stacks();
         Ok(match &self.frozen {
             Some((m, at)) => View {
                 model: m,
@@ -117,6 +118,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
                 now_ns: *at,
                 behind: self.model.counters().events - m.counters().events,
                 cost,
+                stacks,
             },
             None => View {
                 model: &self.model,
@@ -125,6 +127,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
                 now_ns: self.clock.unwrap_or_else(kernel::boottime_ns),
                 behind: 0,
                 cost,
+                stacks,
             },
         })
     }
@@ -178,6 +181,7 @@ impl Feed for ReplayFeed {
             now_ns: r.position_ts(),
             behind: 0,
             cost: None,
+            stacks: r.stacks(),
         })
     }
 }

@@ -53,7 +53,64 @@ pub fn draw(f: &mut Frame, v: &View, app: &mut App) {
     render_footer(f, footer, app);
     if app.show_help {
         render_help(f, area, app);
+    } else if app.show_detail {
+        render_detail(f, area, v, app);
     }
+}
+
+/// The top alert of the alerts panel with its kernel and user stacks, over everything.
+fn render_detail(f: &mut Frame, area: Rect, v: &View, app: &App) {
+    let items = widgets::alerts::merged(v.model);
+    let Some(alert) = items.get(app.alert_scroll) else {
+        return;
+    };
+    let mut lines = vec![alert.line(v), Line::raw("")];
+    let refs = alert.stacks();
+    let table = v
+        .stacks
+        .as_ref()
+        .map(|t| t.read().unwrap_or_else(|p| p.into_inner()));
+    for (user, r, side) in [
+        (false, refs.kstack, "kernel stack"),
+        (true, refs.ustack, "user stack"),
+    ] {
+        let s = table.as_ref().and_then(|t| t.get(r, user, refs.tgid));
+        lines.push(Line::styled(format!("{side}:"), KEY));
+        match s {
+            Some(s) => {
+                for l in s.lines() {
+                    lines.push(Line::raw(format!(
+                        "  {}",
+                        crate::text::escape(l.as_bytes())
+                    )));
+                }
+                if let Some(e) = s.error.as_ref().filter(|_| !s.frames.is_empty()) {
+                    lines.push(Line::styled(format!("  ({e})"), DIM));
+                }
+            }
+            None => lines.push(Line::styled(
+                "  none taken (the session ran with --stacks none, or before stacks existed)",
+                DIM,
+            )),
+        }
+    }
+    let w = area.width.min(100);
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" alert — any key closes "),
+        ),
+        r,
+    );
 }
 
 fn hint<'a>(k: &'a str, what: &'a str) -> [Span<'a>; 3] {
@@ -101,6 +158,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("↑↓ j k", "select a pipe (or scroll alerts, see Tab)"),
     ("PgUp PgDn", "move by 10; g / G first / last"),
     ("Tab", "focus: pipes table ↔ alerts"),
+    ("Enter", "alerts: the top alert's kernel and user stacks"),
     ("/", "filter pipes by comm, pid or inode (Esc clears)"),
     ("s S", "sort: activity, events, occupancy, inode"),
     ("n", "replay: one event forward (pauses)"),

@@ -29,4 +29,6 @@ pub struct View<'a> {
     pub behind: u64,
     /// Live: what tracing costs (BPF run time, wqtrace's CPU and memory) over the last second.
     pub cost: Option<crate::cost::Rates>,
+    /// The call stacks the alerts refer to (None: the source has none).
+    pub stacks: Option<crate::stacks::SharedStacks>,
 }

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::{BAD, DIM, TITLE, WARN, when};
-use crate::model::{Interleave, Rejection};
+use crate::model::{Interleave, Model, Rejection, StackRefs};
 use crate::sinks::tui::app::{App, Focus};
 use crate::sinks::tui::view::View;
 
@@ -44,21 +44,46 @@ pub fn interleave_line(v: &View, i: &Interleave) -> Line<'static> {
     ])
 }
 
+/// One line of the panel.
+pub enum Alert<'a> {
+    Rej(&'a Rejection),
+    Il(&'a Interleave),
+}
+
+impl Alert<'_> {
+    pub fn line(&self, v: &View) -> Line<'static> {
+        match self {
+            Alert::Rej(r) => rejection_line(v, r),
+            Alert::Il(i) => interleave_line(v, i),
+        }
+    }
+
+    pub fn stacks(&self) -> StackRefs {
+        match self {
+            Alert::Rej(r) => r.stacks,
+            Alert::Il(i) => i.stacks,
+        }
+    }
+}
+
+/// Both logs merged, newest first: the panel's lines in order.
+pub fn merged(m: &Model) -> Vec<Alert<'_>> {
+    let mut items: Vec<(u64, Alert)> = m
+        .rejections()
+        .iter()
+        .map(|r| (r.ts_ns, Alert::Rej(r)))
+        .chain(m.interleaves().iter().map(|i| (i.post_ts_ns, Alert::Il(i))))
+        .collect();
+    items.sort_by_key(|it| std::cmp::Reverse(it.0));
+    items.into_iter().map(|(_, a)| a).collect()
+}
+
 pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App) {
     let m = v.model;
     let rej = m.rejections();
     let il = m.interleaves();
-    // Newest first, both logs merged by time; lines are built for the visible ones only.
-    enum Item<'a> {
-        Rej(&'a Rejection),
-        Il(&'a Interleave),
-    }
-    let mut items: Vec<(u64, Item)> = rej
-        .iter()
-        .map(|r| (r.ts_ns, Item::Rej(r)))
-        .chain(il.iter().map(|i| (i.post_ts_ns, Item::Il(i))))
-        .collect();
-    items.sort_by_key(|it| std::cmp::Reverse(it.0));
+    // Lines are built for the visible ones only.
+    let items = merged(m);
     let inner_h = area.height.saturating_sub(1) as usize;
     let max_scroll = items.len().saturating_sub(inner_h);
     app.alert_scroll = app.alert_scroll.min(max_scroll);
@@ -81,12 +106,17 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App) {
         title.push(Span::styled(format!("↑{} ", app.alert_scroll), DIM));
     }
     let mut lines: Vec<Line> = items
-        .into_iter()
+        .iter()
         .skip(app.alert_scroll)
         .take(inner_h)
-        .map(|(_, it)| match it {
-            Item::Rej(r) => rejection_line(v, r),
-            Item::Il(i) => interleave_line(v, i),
+        .enumerate()
+        .map(|(n, it)| {
+            let mut l = it.line(v);
+            // With the focus here, the top line is the one Enter opens.
+            if focus && n == 0 {
+                l.spans.insert(0, Span::styled("▶", TITLE.fg(Color::Cyan)));
+            }
+            l
         })
         .collect();
     if lines.is_empty() {
