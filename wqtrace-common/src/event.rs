@@ -281,14 +281,18 @@ pub mod stack_ref {
     /// A stack was asked for but the kernel could not take or store it (stack map full, a hash
     /// collision, a task without user memory): shown as unknown.
     pub const FAILED: u16 = u16::MAX;
-    /// Stack map entries: ids are `0..MAX_ENTRIES`, stored as id + 1.
+    /// Not taken: this CPU had taken its [`PER_CPU_PER_SEC`] stacks this second already.
+    pub const SKIPPED: u16 = u16::MAX - 1;
+    /// Stack pairs each CPU takes per second at most (their cost stays bounded).
+    pub const PER_CPU_PER_SEC: u32 = 1000;
+    /// Stack map entries: ids are `0..MAX_ENTRIES`, stored as id + 1 (below SKIPPED).
     pub const MAX_ENTRIES: u32 = 16384;
     /// Frames per stack (the kernel's PERF_MAX_STACK_DEPTH).
     pub const MAX_DEPTH: usize = 127;
 
     /// The stack map id a reference names, if any.
     pub const fn id(r: u16) -> Option<u32> {
-        if r == NONE || r == FAILED {
+        if r == NONE || r == FAILED || r == SKIPPED {
             None
         } else {
             Some(r as u32 - 1)

@@ -122,15 +122,14 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
         crate::kread::fill_ring(e, w.pipe);
-        if crate::stacks::wanted(true) {
-            e.kstack = crate::stacks::kernel(ctx.as_ptr());
+        {
             // A mutex is only ever taken in task context, whatever preempt_count reads said.
             let x = if w.is_mutex != 0 {
                 wqtrace_common::ExecCtx::Task as u8
             } else {
                 e.ctx
             };
-            e.ustack = crate::stacks::user(ctx.as_ptr(), x);
+            (e.kstack, e.ustack) = crate::stacks::pair(ctx.as_ptr(), true, x);
         }
     });
     0

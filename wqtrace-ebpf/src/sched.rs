@@ -27,8 +27,8 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
                         (*f).off_since = now();
                         // Where it sleeps (current is still `prev` here); whether the wait
                         // is long enough is known only at its end.
-                        if (*f).wait_kstack == 0 && crate::stacks::wanted(true) {
-                            (*f).wait_kstack = crate::stacks::kernel(ctx.as_ptr());
+                        if (*f).wait_kstack == 0 {
+                            (*f).wait_kstack = crate::stacks::at_sleep(ctx.as_ptr());
                         }
                     }
                 }

@@ -39,10 +39,8 @@ fn gpi_return(ctx: *mut core::ffi::c_void, file: u64, for_splice: u64, ret: u64)
             if (*f).rejected_pipe == 0 {
                 (*f).rejected_pipe = p.pipe;
                 // Here, not at sys_exit, the kernel stack runs through the refusing path.
-                if crate::stacks::wanted(true) {
-                    (*f).rej_kstack = crate::stacks::kernel(ctx);
-                    (*f).rej_ustack = crate::stacks::user(ctx, wqtrace_common::ExecCtx::Task as u8);
-                }
+                let task = wqtrace_common::ExecCtx::Task as u8;
+                ((*f).rej_kstack, (*f).rej_ustack) = crate::stacks::pair(ctx, true, task);
             }
         }
         return;
@@ -56,10 +54,7 @@ fn gpi_return(ctx: *mut core::ffi::c_void, file: u64, for_splice: u64, ret: u64)
         e.ino = p.ino;
         e.flags = flags::NOTIFICATION_PIPE | flags::FROM_KFUNC;
         fill_ring(e, p.pipe);
-        if crate::stacks::wanted(true) {
-            e.kstack = crate::stacks::kernel(ctx);
-            e.ustack = crate::stacks::user(ctx, e.ctx);
-        }
+        (e.kstack, e.ustack) = crate::stacks::pair(ctx, true, e.ctx);
     });
 }
 

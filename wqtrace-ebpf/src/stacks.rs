@@ -1,10 +1,18 @@
 //! Call stacks for the rare events (rejections, lost posts, contention, long waits): taken
 //! with `bpf_get_stackid` into one stack map, which deduplicates them; the event carries the
 //! id (+1) and userspace reads and symbolizes each distinct stack once.
+//!
+//! "Rare" events can come at a high rate (a contended pipe), so each CPU takes at most
+//! [`PER_SEC`] stack pairs a second; past that an event is marked `SKIPPED`, never silently
+//! stackless, and the walk's cost stays bounded.
 
 use core::ffi::c_void;
 
-use aya_ebpf::{helpers::generated::bpf_get_stackid, macros::map, maps::StackTrace};
+use aya_ebpf::{
+    helpers::generated::bpf_get_stackid,
+    macros::map,
+    maps::{PerCpuArray, StackTrace},
+};
 use wqtrace_common::{ExecCtx, stack_mode, stack_ref};
 
 use crate::globals::filter;
@@ -12,15 +20,29 @@ use crate::globals::filter;
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(stack_ref::MAX_ENTRIES, 0);
 
+/// This CPU's stack budget: pairs taken in the current one-second window.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Budget {
+    window_ns: u64,
+    used: u64,
+}
+
+#[map]
+static STACK_BUDGET: PerCpuArray<Budget> = PerCpuArray::with_max_entries(1, 0);
+
+/// Stack pairs a CPU takes per second at most.
+pub const PER_SEC: u64 = stack_ref::PER_CPU_PER_SEC as u64;
+
 const BPF_F_USER_STACK: u64 = 1 << 8;
-/// Same stack, same id: the stack map hashes the frames (BPF_F_FAST_STACK_CMP compares
-/// hashes only; without it a collision is refused, never misattributed).
+/// Same stack, same id: the stack map hashes the frames and compares them (a collision is
+/// refused, never misattributed).
 const FLAGS: u64 = 0;
 
-/// Whether this event takes stacks: `rare` says it is one of the rare kinds (or a wait past
-/// the threshold), `--stacks all` takes them for every event.
+/// Whether the mode asks for stacks here: `rare` says it is one of the rare kinds (or a wait
+/// past the threshold); `--stacks all` takes them for every event.
 #[inline(always)]
-pub fn wanted(rare: bool) -> bool {
+fn asked(rare: bool) -> bool {
     match filter!(stacks) {
         stack_mode::NONE => false,
         stack_mode::ALL => true,
@@ -28,11 +50,31 @@ pub fn wanted(rare: bool) -> bool {
     }
 }
 
+/// Takes one from this CPU's budget; false when it is spent for this second.
+#[inline(always)]
+fn spend() -> bool {
+    let Some(b) = STACK_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    let now = crate::emit::now();
+    // Per CPU, and a program on this CPU is not preempted: no lock needed.
+    unsafe {
+        if now.wrapping_sub((*b).window_ns) >= 1_000_000_000 {
+            (*b).window_ns = now;
+            (*b).used = 0;
+        }
+        if (*b).used >= PER_SEC {
+            return false;
+        }
+        (*b).used += 1;
+    }
+    true
+}
+
 /// Whether a wait of `ns` is long enough to take stacks for.
 #[inline(always)]
-pub fn wait_wanted(ns: u64) -> bool {
-    let min = unsafe { core::ptr::read_volatile(&raw const crate::globals::FILTER.stack_wait_ns) };
-    wanted(ns >= min)
+pub fn wait_is_rare(ns: u64) -> bool {
+    ns >= unsafe { core::ptr::read_volatile(&raw const crate::globals::FILTER.stack_wait_ns) }
 }
 
 #[inline(always)]
@@ -45,12 +87,6 @@ fn take(ctx: *mut c_void, flags: u64) -> u16 {
     }
 }
 
-/// The kernel stack of the current task here.
-#[inline(always)]
-pub fn kernel(ctx: *mut c_void) -> u16 {
-    take(ctx, FLAGS)
-}
-
 /// The user stack of the current task, only in task context: in an interrupt the current
 /// task's user stack says nothing about the event.
 #[inline(always)]
@@ -59,4 +95,31 @@ pub fn user(ctx: *mut c_void, exec_ctx: u8) -> u16 {
         return stack_ref::NONE;
     }
     take(ctx, FLAGS | BPF_F_USER_STACK)
+}
+
+/// The kernel and user stacks of the current task for an event (`rare`: see [`asked`]):
+/// NONE when not asked, SKIPPED past the budget.
+#[inline(always)]
+pub fn pair(ctx: *mut c_void, rare: bool, exec_ctx: u8) -> (u16, u16) {
+    if !asked(rare) {
+        (stack_ref::NONE, stack_ref::NONE)
+    } else if !spend() {
+        (stack_ref::SKIPPED, stack_ref::SKIPPED)
+    } else {
+        (take(ctx, FLAGS), user(ctx, exec_ctx))
+    }
+}
+
+/// The kernel stack where a traced syscall goes to sleep, taken only when every wait takes
+/// stacks (`--stack-wait 0`, `--stacks all`): the wait's length is known only at its end, and
+/// a walk at every sleep of a busy pipe cost more than the rest of the tracing together.
+#[inline(always)]
+pub fn at_sleep(ctx: *mut c_void) -> u16 {
+    if !asked(wait_is_rare(0)) {
+        stack_ref::NONE
+    } else if !spend() {
+        stack_ref::SKIPPED
+    } else {
+        take(ctx, FLAGS)
+    }
 }

@@ -57,10 +57,8 @@ fn wait_return(ctx: *mut core::ffi::c_void, hook: u64, op: Op) {
         e.duration_ns = e.ts_ns.wrapping_sub(en.start_ns);
         e.flags = flags::FROM_KFUNC | if p.notif { flags::NOTIFICATION_PIPE } else { 0 };
         fill_ring(e, p.pipe);
-        if crate::stacks::wait_wanted(e.duration_ns) {
-            e.kstack = crate::stacks::kernel(ctx);
-            e.ustack = crate::stacks::user(ctx, e.ctx);
-        }
+        let rare = crate::stacks::wait_is_rare(e.duration_ns);
+        (e.kstack, e.ustack) = crate::stacks::pair(ctx, rare, e.ctx);
     });
 }
 

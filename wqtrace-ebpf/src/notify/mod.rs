@@ -353,10 +353,7 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
             e.flags |= flags::MUTEX_HELD;
         }
         // A post landing inside a userspace op's critical section is an interleave: rare.
-        if crate::stacks::wanted(owner != 0) {
-            e.kstack = crate::stacks::kernel(ctx);
-            e.ustack = crate::stacks::user(ctx, e.ctx);
-        }
+        (e.kstack, e.ustack) = crate::stacks::pair(ctx, owner != 0, e.ctx);
     });
 }
 
@@ -411,11 +408,10 @@ fn post_return(ctx: *mut core::ffi::c_void) {
             missed = true;
         }
     }
-    let (kstack, ustack) = if crate::stacks::wanted(missed) {
-        let x = crate::emit::exec_ctx();
-        (crate::stacks::kernel(ctx), crate::stacks::user(ctx, x))
+    let (kstack, ustack) = if missed {
+        crate::stacks::pair(ctx, true, crate::emit::exec_ctx())
     } else {
-        (0, 0)
+        crate::stacks::pair(ctx, false, 0)
     };
     for i in 0..MAX_WATCHES {
         if i as u32 >= c.n {

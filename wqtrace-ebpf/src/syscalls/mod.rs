@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use core::{ffi::c_void, mem::MaybeUninit};
 
-use wqtrace_common::{CALIBRATE_FCNTL_CMD, Event, EventKind, Op, flags};
+use wqtrace_common::{CALIBRATE_FCNTL_CMD, Event, EventKind, Op, flags, stack_ref};
 
 use crate::{
     emit::{emit, now},
@@ -269,10 +269,7 @@ fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses
             kread::task_comm(task, &mut e.owner_comm);
         }
         // Ring ops are the hot path: stacks only with `--stacks all`.
-        if stacks::wanted(false) {
-            e.kstack = stacks::kernel(ctx);
-            e.ustack = stacks::user(ctx, e.ctx);
-        }
+        (e.kstack, e.ustack) = stacks::pair(ctx, false, e.ctx);
     });
 }
 
@@ -322,14 +319,12 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
                 e.flags |= flags::NOTIFICATION_PIPE;
             }
             fill_ring(e, s.pipe);
-            if stacks::wait_wanted(f.off_cpu_ns) {
-                // The kernel side where it slept (sched_switch), the user side here.
-                e.kstack = if f.wait_kstack != 0 {
-                    f.wait_kstack
-                } else {
-                    stacks::kernel(ctx.as_ptr())
-                };
-                e.ustack = stacks::user(ctx.as_ptr(), e.ctx);
+            // The user side here; the kernel side where it slept, if sched_switch took it
+            // (see stacks::at_sleep): at this exit it would only show the exit path.
+            let (_, ustack) = stacks::pair(ctx.as_ptr(), stacks::wait_is_rare(f.off_cpu_ns), e.ctx);
+            e.ustack = ustack;
+            if ustack != 0 {
+                e.kstack = f.wait_kstack;
             }
         });
     }
@@ -427,15 +422,19 @@ fn splice_exit(ctx: *mut c_void, f: &Inflight, ret: i64) {
             op_fields(e, f, s, ret);
             e.flags = flags::NOTIFICATION_PIPE | if kfunc { flags::FROM_KFUNC } else { 0 };
             fill_ring(e, s.pipe);
-            if stacks::wanted(true) {
-                // Taken where get_pipe_info refused, else (the tracepoint path) here.
-                e.kstack = if f.rej_kstack != 0 { f.rej_kstack } else { stacks::kernel(ctx) };
-                e.ustack = if f.rej_ustack != 0 {
-                    f.rej_ustack
-                } else {
+            // Taken where get_pipe_info refused, else (the tracepoint path) here.
+            (e.kstack, e.ustack) = if f.rej_kstack != 0 {
+                // A kretprobe cannot walk the user stack on some kernels (6.1): the same
+                // syscall's, from here.
+                let u = if f.rej_ustack == stack_ref::FAILED {
                     stacks::user(ctx, e.ctx)
+                } else {
+                    f.rej_ustack
                 };
-            }
+                (f.rej_kstack, u)
+            } else {
+                stacks::pair(ctx, true, e.ctx)
+            };
         });
         return;
     }

@@ -146,6 +146,10 @@ impl StackTable {
             stack_ref::FAILED => Some(Arc::new(Stack::unknown(
                 "the kernel did not take it (stack map full, or no user stack to walk)",
             ))),
+            stack_ref::SKIPPED => Some(Arc::new(Stack::unknown(format!(
+                "not taken: this CPU had taken its {} stacks this second",
+                stack_ref::PER_CPU_PER_SEC
+            )))),
             _ => {
                 let k = StackKey {
                     user,
