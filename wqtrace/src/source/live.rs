@@ -50,6 +50,9 @@ pub struct LiveSource {
 /// Batches queued ahead of the sink (a quarter million events), before the kernel's ring has
 /// to hold any.
 const QUEUED_BATCHES: usize = 64;
+/// Of those, queued ahead of the stacks thread: room for the first symbolization of a large
+/// binary (a few hundred ms) before the kernel's ring has to hold anything.
+const BEFORE_STACKS: usize = 16;
 /// A batch is handed over once it has BATCH events (or after COALESCE), and holds at most
 /// MAX_BATCH: never grown past that, so its storage is allocated once and reused.
 const BATCH: usize = 4096;
@@ -74,13 +77,20 @@ impl LiveSource {
         let ring = BatchRing::new(probes.take_ring()?, loader::RING_BYTES as usize)?;
         let stacks = crate::stacks::shared();
         let resolver = stack_resolver(opts, &mut probes, &stacks)?;
-        let (tx, rx) = sync_channel(QUEUED_BATCHES);
+        // With stacks the queue is split around the stacks thread: the same total, so the
+        // same bound on memory (each batch is ~700 KiB).
+        let to_sink = if resolver.is_some() {
+            QUEUED_BATCHES - BEFORE_STACKS
+        } else {
+            QUEUED_BATCHES
+        };
+        let (tx, rx) = sync_channel(to_sink);
         // With stacks, batches pass a thread that names them first: the drain thread never
         // waits for a symbolizer, so the kernel's ring does not either.
         let (tx, snapshots) = match resolver {
             None => (tx, None),
             Some((parts, snapshots)) => {
-                let (to_resolver, from_drain) = sync_channel(QUEUED_BATCHES);
+                let (to_resolver, from_drain) = sync_channel(BEFORE_STACKS);
                 std::thread::Builder::new()
                     .name("wqtrace-stacks".into())
                     .spawn(move || resolve_loop(parts, from_drain, tx))?;

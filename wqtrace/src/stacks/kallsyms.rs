@@ -2,31 +2,24 @@
 //!
 //! The file is opened while wqtrace still has its privileges and kept: the kernel decides at
 //! open time (from the opener's credentials and kptr_restrict) whether it shows addresses, so
-//! the descriptor keeps working after privileges are dropped. It is parsed the first time a
-//! kernel stack needs names: a session without stacks never pays for the ~120k symbols.
+//! the descriptor keeps working after privileges are dropped. It is not held in memory (an
+//! index of its ~120k symbols was a quarter of wqtrace's peak RSS): each round of new stacks
+//! reads it once and keeps only the frames it named.
 
 use std::{
+    collections::HashMap,
     fs::File,
-    io::{Read, Seek, SeekFrom},
+    io::{BufRead, BufReader, Read, Seek},
 };
 
 use super::Frame;
 
 pub struct Kallsyms {
     file: Option<File>,
-    index: Option<Index>,
+    /// Return addresses named so far.
+    named: HashMap<u64, Frame>,
     /// Why kernel frames are shown as addresses, if they are.
     note: Option<String>,
-}
-
-/// Text symbols sorted by address; names in one string (a few MB for a distro kernel).
-#[derive(Default)]
-struct Index {
-    addrs: Vec<u64>,
-    /// (name start, name length, module index + 1 or 0) per address.
-    meta: Vec<(u32, u16, u16)>,
-    names: String,
-    modules: Vec<String>,
 }
 
 impl Kallsyms {
@@ -34,7 +27,7 @@ impl Kallsyms {
     pub fn open() -> Self {
         let mut k = Self {
             file: None,
-            index: None,
+            named: HashMap::new(),
             note: None,
         };
         match File::open("/proc/kallsyms") {
@@ -55,7 +48,7 @@ impl Kallsyms {
                         std::fs::read_to_string("/proc/sys/kernel/kptr_restrict")
                             .map_or_else(|_| "?".into(), |s| s.trim().to_string())
                     ));
-                } else if f.seek(SeekFrom::Start(0)).is_ok() {
+                } else {
                     k.file = Some(f);
                 }
             }
@@ -68,41 +61,80 @@ impl Kallsyms {
         self.note.as_deref()
     }
 
-    fn index(&mut self) -> Option<&Index> {
-        if self.index.is_none() {
-            let mut f = self.file.take()?;
-            let mut text = String::new();
-            if let Err(e) = f.read_to_string(&mut text) {
-                self.note = Some(format!("reading /proc/kallsyms: {e}"));
-                return None;
-            }
-            self.index = Some(Index::parse(&text));
+    /// Names every address in `addrs` not named yet, in one pass over the file.
+    pub fn prepare(&mut self, addrs: &[u64]) {
+        let mut want: Vec<u64> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !self.named.contains_key(a))
+            .collect();
+        if want.is_empty() {
+            return;
         }
-        self.index.as_ref()
+        want.sort_unstable();
+        want.dedup();
+        let mut found = vec![None; want.len()];
+        if let Some(f) = self.file.as_mut()
+            && f.rewind().is_ok()
+        {
+            found = best_symbols(BufReader::new(f), &want);
+        }
+        for (addr, best) in want.into_iter().zip(found) {
+            let mut fr = Frame {
+                addr,
+                name: None,
+                offset: 0,
+                module: None,
+            };
+            if let Some((start, name, module)) = best {
+                fr.name = Some(name);
+                fr.offset = addr - start;
+                fr.module = module;
+            }
+            self.named.insert(addr, fr);
+        }
     }
 
-    /// `addr` as a frame: the text symbol it falls in, and the module.
+    /// `addr` as a frame (after [`Kallsyms::prepare`]): the text symbol it falls in.
     pub fn frame(&mut self, addr: u64) -> Frame {
-        let mut fr = Frame {
-            addr,
-            name: None,
-            offset: 0,
-            module: None,
-        };
-        if let Some(ix) = self.index() {
-            let i = ix.addrs.partition_point(|&a| a <= addr);
-            if i > 0 {
-                let (start, len, module) = ix.meta[i - 1];
-                let s = start as usize;
-                fr.name = Some(ix.names[s..s + len as usize].to_string());
-                fr.offset = addr - ix.addrs[i - 1];
-                if module > 0 {
-                    fr.module = Some(ix.modules[module as usize - 1].clone());
-                }
-            }
-        }
-        fr
+        self.prepare(&[addr]);
+        self.named[&addr].clone()
     }
+}
+
+/// For each of the sorted `want` addresses, the text symbol with the highest address at or
+/// below it: (start, name, module). One pass; the file need not be in address order (modules
+/// follow the core kernel).
+fn best_symbols(r: impl BufRead, want: &[u64]) -> Vec<Option<(u64, String, Option<String>)>> {
+    let mut best: Vec<Option<(u64, String, Option<String>)>> = vec![None; want.len()];
+    for line in r.lines() {
+        let Ok(line) = line else { break };
+        let mut it = line.split_whitespace();
+        let (Some(a), Some(t), Some(name)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if !matches!(t, "t" | "T" | "w" | "W") {
+            continue;
+        }
+        let Ok(a) = u64::from_str_radix(a, 16) else {
+            continue;
+        };
+        // The wanted addresses this symbol may cover: those at or above it, until one already
+        // has a closer symbol (those above it have one at least as close).
+        let mut i = want.partition_point(|&w| w < a);
+        while i < want.len() {
+            if best[i].as_ref().is_some_and(|b| b.0 >= a) {
+                break;
+            }
+            let module = it
+                .clone()
+                .next()
+                .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
+            best[i] = Some((a, name.to_string(), module));
+            i += 1;
+        }
+    }
+    best
 }
 
 /// Reads until `buf` is full or the file ends (/proc files return a page or so per read).
@@ -117,74 +149,31 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> usize {
     n
 }
 
-impl Index {
-    fn parse(text: &str) -> Self {
-        let mut rows: Vec<(u64, &str, Option<&str>)> = Vec::new();
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            let (Some(a), Some(t), Some(name)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            if !matches!(t, "t" | "T" | "w" | "W") {
-                continue;
-            }
-            let Ok(a) = u64::from_str_radix(a, 16) else {
-                continue;
-            };
-            let module = it
-                .next()
-                .map(|m| m.trim_start_matches('[').trim_end_matches(']'));
-            rows.push((a, name, module));
-        }
-        rows.sort_by_key(|r| r.0);
-        let mut ix = Index::default();
-        for (a, name, module) in rows {
-            let m = match module {
-                None => 0,
-                Some(m) => match ix.modules.iter().position(|x| x == m) {
-                    Some(i) => i + 1,
-                    None => {
-                        ix.modules.push(m.to_string());
-                        ix.modules.len()
-                    }
-                },
-            };
-            let len = name.len().min(u16::MAX as usize);
-            ix.meta.push((
-                ix.names.len() as u32,
-                len as u16,
-                m.min(u16::MAX as usize) as u16,
-            ));
-            ix.names.push_str(&name[..len]);
-            ix.addrs.push(a);
-        }
-        ix
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn addresses_fall_in_the_symbol_before_them() {
-        let ix = Index::parse(
-            "ffffffff81000000 T _stext\nffffffff81000100 t pipe_read\n\
-             ffffffff81000080 D some_data\nffffffffc0000000 t nfs_open\t[nfs]\n",
-        );
-        let mut k = Kallsyms {
-            file: None,
-            index: Some(ix),
-            note: None,
-        };
-        let f = k.frame(0xffff_ffff_8100_0104);
-        assert_eq!(f.to_string(), "pipe_read+0x4");
+    fn addresses_fall_in_the_text_symbol_before_them() {
+        let text = "ffffffffc0000000 t nfs_open\t[nfs]\nffffffff81000000 T _stext\n\
+                    ffffffff81000100 t pipe_read\nffffffff81000080 D some_data\n";
+        let want = [
+            0x10,
+            0xffff_ffff_8100_0090,
+            0xffff_ffff_8100_0104,
+            0xffff_ffff_c000_0010,
+        ];
+        let b = best_symbols(text.as_bytes(), &want);
+        assert_eq!(b[0], None);
         // Data symbols are not frames: 0x90 is still in _stext.
-        assert_eq!(k.frame(0xffff_ffff_8100_0090).to_string(), "_stext+0x90");
+        assert_eq!(b[1], Some((0xffff_ffff_8100_0000, "_stext".into(), None)));
         assert_eq!(
-            k.frame(0xffff_ffff_c000_0010).to_string(),
-            "nfs_open+0x10 [nfs]"
+            b[2],
+            Some((0xffff_ffff_8100_0100, "pipe_read".into(), None))
         );
-        assert_eq!(k.frame(0x10).to_string(), "0x10");
+        assert_eq!(
+            b[3],
+            Some((0xffff_ffff_c000_0000, "nfs_open".into(), Some("nfs".into())))
+        );
     }
 }

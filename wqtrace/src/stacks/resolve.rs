@@ -100,18 +100,43 @@ impl Resolver {
         if new.is_empty() {
             return;
         }
-        let stacks: Vec<(StackKey, Stack)> = new.into_iter().map(|k| (k, self.stack(k))).collect();
+        let traces: Vec<(StackKey, Result<Vec<u64>, String>)> = new
+            .into_iter()
+            .map(|k| {
+                let ips = self
+                    .map
+                    .get(&k.id, 0)
+                    .map(|t| t.frames().iter().map(|f| f.ip).collect())
+                    .map_err(|e| format!("reading the stack map: {e}"));
+                (k, ips)
+            })
+            .collect();
+        // Every kernel address of this round named in one pass over kallsyms.
+        let kernel_ips: Vec<u64> = traces
+            .iter()
+            .filter(|(k, _)| !k.user)
+            .filter_map(|(_, ips)| ips.as_ref().ok())
+            .flatten()
+            .copied()
+            .collect();
+        self.kernel.prepare(&kernel_ips);
+        let stacks: Vec<(StackKey, Stack)> = traces
+            .into_iter()
+            .map(|(k, ips)| {
+                let s = match ips {
+                    Ok(ips) => self.stack(k, &ips),
+                    Err(e) => Stack::unknown(e),
+                };
+                (k, s)
+            })
+            .collect();
         let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
         for (k, s) in stacks {
             t.insert(k, s);
         }
     }
 
-    fn stack(&mut self, k: StackKey) -> Stack {
-        let ips: Vec<u64> = match self.map.get(&k.id, 0) {
-            Ok(t) => t.frames().iter().map(|f| f.ip).collect(),
-            Err(e) => return Stack::unknown(format!("reading the stack map: {e}")),
-        };
+    fn stack(&mut self, k: StackKey, ips: &[u64]) -> Stack {
         if !k.user {
             let mut frames: Vec<Frame> = ips.iter().map(|&a| self.kernel.frame(a)).collect();
             // The innermost frames are wqtrace's own program and the tracing glue that ran
@@ -123,7 +148,7 @@ impl Resolver {
                 error: self.kernel.note().map(|n| format!("no kernel names: {n}")),
             };
         }
-        self.user_stack(k.tgid, &ips)
+        self.user_stack(k.tgid, ips)
     }
 
     fn user_stack(&self, tgid: u32, ips: &[u64]) -> Stack {
@@ -170,9 +195,7 @@ impl Resolver {
     fn in_file(&self, path: &Path, off: u64, addr: u64) -> Frame {
         let mut src = Elf::new(path);
         src.debug_syms = false;
-        let module = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned());
+        let module = path.file_name().map(|f| f.to_string_lossy().into_owned());
         let sym = self
             .user
             .symbolize(&Source::Elf(src), Input::FileOffset(&[off]))
