@@ -21,18 +21,21 @@ pub enum Config {
     /// `wqtrace record --empty-programs`: the same programs on the same hooks, each returning at
     /// once (the floor of the attach mechanism).
     Empty,
-    /// `wqtrace record -o /tmp/…`.
+    /// `wqtrace record -o /tmp/…` (stacks on the rare events: the default).
     Record,
+    /// The same with `--stacks none`: side by side with `Record`, what the stacks cost.
+    RecordNoStacks,
     /// `wqtrace tui` in a 120x40 tmux session.
     Tui,
     /// The equivalent bpftrace script printing the same fields.
     Bpftrace,
 }
 
-pub const CONFIGS: [Config; 5] = [
+pub const CONFIGS: [Config; 6] = [
     Config::None,
     Config::Empty,
     Config::Record,
+    Config::RecordNoStacks,
     Config::Tui,
     Config::Bpftrace,
 ];
@@ -43,6 +46,7 @@ impl Config {
             Config::None => "none",
             Config::Empty => "empty-bpf",
             Config::Record => "wqtrace-record",
+            Config::RecordNoStacks => "wqtrace-record-nostacks",
             Config::Tui => "wqtrace-tui",
             Config::Bpftrace => "bpftrace",
         }
@@ -222,13 +226,19 @@ fn start(env: &Env, cfg: Config) -> anyhow::Result<Option<Tracer>> {
             let ready = |log: &str| log.lines().any(|l| l == "READY");
             spawn_ready("bpftrace", cmd, log, None, ready_timeout, ready).map(Some)
         }
-        Config::Record | Config::Empty => {
+        Config::Record | Config::RecordNoStacks | Config::Empty => {
             let rec = env.scratch.join("x.wqt");
             let out = std::fs::File::create(&log)?;
             let mut cmd = Command::new(&env.wqtrace);
             cmd.args(["record", "-q", "--force", "-o"])
                 .arg(&rec)
                 .args((cfg == Config::Empty).then_some("--empty-programs"))
+                .args(
+                    (cfg == Config::RecordNoStacks)
+                        .then_some(["--stacks", "none"])
+                        .into_iter()
+                        .flatten(),
+                )
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(out);
@@ -442,7 +452,7 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
                     let _ = c.wait();
                 }
                 let log = std::fs::read_to_string(&t.log).unwrap_or_default();
-                if cfg == Config::Record || cfg == Config::Empty {
+                if matches!(cfg, Config::Record | Config::RecordNoStacks | Config::Empty) {
                     // "wqtrace: recorded N events (L lost) to …"
                     let line = log
                         .lines()

@@ -168,6 +168,13 @@ fn targets(v: &Value) -> String {
                     );
                 }
             }
+            if let (Some(r), Some(n)) = (sd("wqtrace-record"), sd("wqtrace-record-nostacks")) {
+                let _ = writeln!(
+                    s,
+                    "- {name} {w}: stacks on the rare events: record {r:.2}× with, {n:.2}× without ({:+.0} %)",
+                    (r / n - 1.0) * 100.0,
+                );
+            }
             if let (Some(r), Some(b)) = (sd("wqtrace-record"), sd("bpftrace")) {
                 let _ = writeln!(
                     s,
@@ -298,7 +305,11 @@ const METHOD: &str = r#"
     in the VM), each returning before its first statement (a `.rodata` flag the verifier folds:
     5 instructions per program), so no event is produced.
   - `wqtrace-record`: `wqtrace record -q -o /tmp/wqtrace-bench/x.wqt` (tmpfs), stopped with SIGINT;
-    events and lost from its summary line, bytes/event = file size / events.
+    events and lost from its summary line, bytes/event = file size / events. Stacks on the rare
+    events, as by default.
+  - `wqtrace-record-nostacks`: the same with `--stacks none`; against `wqtrace-record`, what
+    taking stacks costs (a stack walk at the first sleep inside a traced read/write, and on
+    each contention, rejection and lost post).
   - `wqtrace-tui`: `tmux new-session -d -x 120 -y 40 'exec wqtrace tui'`, quit with
     `tmux send-keys q`; events and lost read from the TUI's header (total events at the
     workload's start and end).
