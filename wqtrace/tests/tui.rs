@@ -710,8 +710,14 @@ fn enter_on_an_alert_shows_its_stacks() {
     let mut app = App::new(false);
     let key = |app: &mut App, c| app.on_key(KeyEvent::new(c, KeyModifiers::NONE), &m);
     key(&mut app, KeyCode::Tab);
-    let b = draw(&v, &mut app, 100, 30);
+    let b = draw(&v, &mut app, 80, 24);
     assert!(row_of(&b, " tee ").contains("▶"), "{}", screen(&b));
+    // The footer says what Enter does, and still fits 80 columns.
+    let footer = lines(&b).last().unwrap().clone();
+    assert!(
+        footer.contains("Enter stacks") && footer.contains("? help"),
+        "{footer}"
+    );
     key(&mut app, KeyCode::Enter);
     let b = draw(&v, &mut app, 100, 30);
     let s = screen(&b);

@@ -1,13 +1,14 @@
 //! The live source: the programs' BPF ring buffer.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
         mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, sync_channel},
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
@@ -214,13 +215,19 @@ fn drain_loop(
         libc::setpriority(libc::PRIO_PROCESS, tid, -10);
     }
     let _ = ready.send(());
+    let mut maps = snapshots.map(|to| MapsReader {
+        to,
+        read_at: HashMap::new(),
+    });
     let fd = ring.fd();
     let mut pending: Vec<Event> = Vec::with_capacity(MAX_BATCH);
     loop {
         if stop.load(Ordering::Relaxed) {
             // Hand over everything the kernel produced before the stop, then hang up.
             take(&mut ring, &mut pending, usize::MAX);
-            snapshot_maps(&pending, 0, snapshots.as_ref());
+            if let Some(m) = &mut maps {
+                m.read_new(&pending);
+            }
             if !pending.is_empty() {
                 let _ = tx.send(pending);
             }
@@ -239,7 +246,9 @@ fn drain_loop(
         if pending.is_empty() {
             continue;
         }
-        snapshot_maps(&pending, 0, snapshots.as_ref());
+        if let Some(m) = &mut maps {
+            m.read_new(&pending);
+        }
         if pending.len() < BATCH {
             // A trickle: let it pool for a moment. The kernel only signals a reader that has
             // caught up, so draining every event as it lands costs a wake-up of this thread and
@@ -248,7 +257,9 @@ fn drain_loop(
             std::thread::sleep(COALESCE);
             let from = pending.len();
             take(&mut ring, &mut pending, MAX_BATCH);
-            snapshot_maps(&pending, from, snapshots.as_ref());
+            if let Some(m) = &mut maps {
+                m.read_new(&pending[from..]);
+            }
         }
         // A batch with room (a returned one if any): growing one from empty copied every
         // event again.
@@ -275,20 +286,36 @@ fn drain_loop(
     }
 }
 
-/// Reads the memory map of each process with a user stack in `batch[from..]` (once per call)
-/// and sends it ahead of the batch: the stacks thread names the frames from it even if the
-/// process exits first.
-fn snapshot_maps(batch: &[Event], from: usize, to: Option<&Sender<MapsSnapshot>>) {
-    let Some(to) = to else {
-        return;
-    };
-    let mut done: Vec<u32> = Vec::new();
-    for e in &batch[from..] {
-        if wqtrace_common::stack_ref::id(e.ustack).is_some() && !done.contains(&e.tgid) {
-            done.push(e.tgid);
-            if let Ok(m) = Maps::read(e.tgid) {
-                let _ = to.send((e.tgid, Arc::new(m)));
+/// The drain thread's part in naming user stacks: it reads the memory map of each process
+/// with a user stack as soon as it sees one, and sends it ahead of the batch, so the stacks
+/// thread names the frames even if the process exits first.
+struct MapsReader {
+    to: Sender<MapsSnapshot>,
+    /// When each process's map was last read: not again within FRESH (this is the drain
+    /// thread; a busy machine's many processes must not slow it).
+    read_at: HashMap<u32, Instant>,
+}
+
+impl MapsReader {
+    const FRESH: Duration = Duration::from_millis(100);
+
+    fn read_new(&mut self, batch: &[Event]) {
+        for e in batch {
+            if wqtrace_common::stack_ref::id(e.ustack).is_none()
+                || self
+                    .read_at
+                    .get(&e.tgid)
+                    .is_some_and(|t| t.elapsed() < Self::FRESH)
+            {
+                continue;
             }
+            self.read_at.insert(e.tgid, Instant::now());
+            if let Ok(m) = Maps::read(e.tgid) {
+                let _ = self.to.send((e.tgid, Arc::new(m)));
+            }
+        }
+        if self.read_at.len() > 4096 {
+            self.read_at.retain(|_, t| t.elapsed() < Self::FRESH);
         }
     }
 }

@@ -134,8 +134,11 @@ fn render_footer(f: &mut Frame, area: Rect, app: &App) {
     }
     keys.push(("↑↓", "select"));
     if !app.replay {
-        // (Replay needs the room for its keys at 80 columns; `?` lists Tab.)
+        // (Replay needs the room for its keys at 80 columns; `?` lists Tab and Enter.)
         keys.push(("Tab", "focus"));
+        if app.focus == super::app::Focus::Alerts {
+            keys.push(("Enter", "stacks"));
+        }
     }
     keys.extend([("/", "filter"), ("s", "sort"), ("?", "help")]);
     let mut spans = Vec::new();
