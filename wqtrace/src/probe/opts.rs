@@ -34,9 +34,9 @@ pub struct ProbeOpts {
     pub btf: Option<std::path::PathBuf>,
     /// Which events carry kernel and user call stacks: none, rare (rejections, lost, skipped
     /// and interleaved posts, lock contention, waits from --stack-wait), or all (every ring
-    /// op too: a stack walk per syscall).
-    #[arg(long, value_name = "WHICH", default_value = "rare")]
-    pub stacks: crate::stacks::Mode,
+    /// op too: a stack walk per syscall). Default: rare; serve, which exports no stacks: none.
+    #[arg(long, value_name = "WHICH")]
+    pub stacks: Option<crate::stacks::Mode>,
     /// With --stacks rare: waits for a pipe at least this long carry stacks.
     #[arg(long, value_name = "MS", default_value_t = 1.0, value_parser = crate::argvalue::millis)]
     pub stack_wait: f64,
@@ -48,6 +48,11 @@ pub struct ProbeOpts {
 }
 
 impl ProbeOpts {
+    /// `--stacks`, or its default (rare).
+    pub fn stacks_mode(&self) -> crate::stacks::Mode {
+        self.stacks.unwrap_or_default()
+    }
+
     /// The filters as the programs read them (the `FILTER` global).
     pub fn kernel_filter(&self) -> Result<Filter> {
         let mut f = Filter::none();
@@ -56,7 +61,7 @@ impl ProbeOpts {
         f.ino = self.pipe.unwrap_or(0);
         f.notification_only = self.notification_only as u32;
         f.empty = self.empty_programs as u32;
-        f.stacks = self.stacks.abi();
+        f.stacks = self.stacks_mode().abi();
         f.stack_wait_ns = (self.stack_wait * 1e6) as u64;
         if let Some(path) = &self.cgroup {
             let cg = crate::cgroup::resolve(path)?;

@@ -53,7 +53,7 @@ pub struct LiveSource {
 const QUEUED_BATCHES: usize = 64;
 /// Of those, queued ahead of the stacks thread: room for the first symbolization of a large
 /// binary (a few hundred ms) before the kernel's ring has to hold anything.
-const BEFORE_STACKS: usize = 16;
+const BEFORE_STACKS: usize = 32;
 /// A batch is handed over once it has BATCH events (or after COALESCE), and holds at most
 /// MAX_BATCH: never grown past that, so its storage is allocated once and reused.
 const BATCH: usize = 4096;
@@ -153,7 +153,7 @@ fn stack_resolver(
     probes: &mut Probes,
     table: &crate::stacks::SharedStacks,
 ) -> Result<Option<(resolve::Parts, Sender<MapsSnapshot>)>> {
-    if opts.stacks == crate::stacks::Mode::None || opts.empty_programs {
+    if opts.stacks_mode() == crate::stacks::Mode::None || opts.empty_programs {
         return Ok(None);
     }
     let kallsyms = Kallsyms::open();

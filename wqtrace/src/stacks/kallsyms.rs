@@ -2,12 +2,12 @@
 //!
 //! The file is opened while wqtrace still has its privileges and kept: the kernel decides at
 //! open time (from the opener's credentials and kptr_restrict) whether it shows addresses, so
-//! the descriptor keeps working after privileges are dropped. It is not held in memory (an
-//! index of its ~120k symbols was a quarter of wqtrace's peak RSS): each round of new stacks
-//! reads it once and keeps only the frames it named.
+//! the descriptor keeps working after privileges are dropped. The first kernel stack builds a
+//! compact index of its text symbols (two passes, so every array has its exact size: about
+//! 4 MB for a distro kernel's ~120k symbols). Re-reading the file for each round of new
+//! stacks instead stalled the naming thread for seconds on a busy emulated guest.
 
 use std::{
-    collections::HashMap,
     fs::File,
     io::{BufRead, BufReader, Read, Seek},
 };
@@ -16,10 +16,90 @@ use super::Frame;
 
 pub struct Kallsyms {
     file: Option<File>,
-    /// Return addresses named so far.
-    named: HashMap<u64, Frame>,
+    index: Option<Index>,
     /// Why kernel frames are shown as addresses, if they are.
     note: Option<String>,
+}
+
+/// Text symbols in file order, and their order by address.
+#[derive(Default)]
+struct Index {
+    addrs: Vec<u64>,
+    /// Where each symbol's text starts in `names` (one more entry than symbols).
+    starts: Vec<u32>,
+    /// `name` or `name\tmodule`, concatenated.
+    names: String,
+    /// Symbol indices sorted by address (modules follow the core kernel in the file).
+    by_addr: Vec<u32>,
+}
+
+/// A text symbol line: (address, name, module).
+fn text_symbol(line: &str) -> Option<(u64, &str, Option<&str>)> {
+    let mut it = line.split_whitespace();
+    let (a, t, name) = (it.next()?, it.next()?, it.next()?);
+    if !matches!(t, "t" | "T" | "w" | "W") {
+        return None;
+    }
+    let a = u64::from_str_radix(a, 16).ok()?;
+    let module = it
+        .next()
+        .map(|m| m.trim_start_matches('[').trim_end_matches(']'));
+    Some((a, name, module))
+}
+
+impl Index {
+    /// `read` yields the file from its start; it is called twice (count, then fill).
+    fn build<R: BufRead>(mut read: impl FnMut() -> Option<R>) -> Option<Self> {
+        let (mut n, mut bytes) = (0usize, 0usize);
+        for line in read()?.lines() {
+            let Ok(line) = line else { break };
+            if let Some((_, name, module)) = text_symbol(&line) {
+                n += 1;
+                bytes += name.len() + module.map_or(0, |m| m.len() + 1);
+            }
+        }
+        let mut ix = Index {
+            addrs: Vec::with_capacity(n),
+            starts: Vec::with_capacity(n + 1),
+            names: String::with_capacity(bytes),
+            by_addr: Vec::new(),
+        };
+        for line in read()?.lines() {
+            let Ok(line) = line else { break };
+            // (The file may have changed between the passes: a module loaded.)
+            if ix.addrs.len() == n || ix.names.len() >= u32::MAX as usize - 4096 {
+                break;
+            }
+            if let Some((a, name, module)) = text_symbol(&line) {
+                ix.addrs.push(a);
+                ix.starts.push(ix.names.len() as u32);
+                ix.names.push_str(name);
+                if let Some(m) = module {
+                    ix.names.push('\t');
+                    ix.names.push_str(m);
+                }
+            }
+        }
+        ix.starts.push(ix.names.len() as u32);
+        let mut by_addr: Vec<u32> = (0..ix.addrs.len() as u32).collect();
+        by_addr.sort_unstable_by_key(|&i| ix.addrs[i as usize]);
+        ix.by_addr = by_addr;
+        Some(ix)
+    }
+
+    /// The text symbol at or below `addr`: (start, name, module).
+    fn lookup(&self, addr: u64) -> Option<(u64, &str, Option<&str>)> {
+        let k = self
+            .by_addr
+            .partition_point(|&i| self.addrs[i as usize] <= addr);
+        let i = *self.by_addr.get(k.checked_sub(1)?)? as usize;
+        let text = &self.names[self.starts[i] as usize..self.starts[i + 1] as usize];
+        let (name, module) = match text.split_once('\t') {
+            Some((n, m)) => (n, Some(m)),
+            None => (text, None),
+        };
+        Some((self.addrs[i], name, module))
+    }
 }
 
 impl Kallsyms {
@@ -27,7 +107,7 @@ impl Kallsyms {
     pub fn open() -> Self {
         let mut k = Self {
             file: None,
-            named: HashMap::new(),
+            index: None,
             note: None,
         };
         match File::open("/proc/kallsyms") {
@@ -61,80 +141,30 @@ impl Kallsyms {
         self.note.as_deref()
     }
 
-    /// Names every address in `addrs` not named yet, in one pass over the file.
-    pub fn prepare(&mut self, addrs: &[u64]) {
-        let mut want: Vec<u64> = addrs
-            .iter()
-            .copied()
-            .filter(|a| !self.named.contains_key(a))
-            .collect();
-        if want.is_empty() {
-            return;
+    fn index(&mut self) -> Option<&Index> {
+        if self.index.is_none() {
+            let f = self.file.take()?;
+            let mut f = &f;
+            self.index = Index::build(|| f.rewind().ok().map(|_| BufReader::new(f)));
         }
-        want.sort_unstable();
-        want.dedup();
-        let mut found = vec![None; want.len()];
-        if let Some(f) = self.file.as_mut()
-            && f.rewind().is_ok()
-        {
-            found = best_symbols(BufReader::new(f), &want);
-        }
-        for (addr, best) in want.into_iter().zip(found) {
-            let mut fr = Frame {
-                addr,
-                name: None,
-                offset: 0,
-                module: None,
-            };
-            if let Some((start, name, module)) = best {
-                fr.name = Some(name);
-                fr.offset = addr - start;
-                fr.module = module;
-            }
-            self.named.insert(addr, fr);
-        }
+        self.index.as_ref()
     }
 
-    /// `addr` as a frame (after [`Kallsyms::prepare`]): the text symbol it falls in.
+    /// `addr` as a frame: the text symbol it falls in, and its module.
     pub fn frame(&mut self, addr: u64) -> Frame {
-        self.prepare(&[addr]);
-        self.named[&addr].clone()
-    }
-}
-
-/// For each of the sorted `want` addresses, the text symbol with the highest address at or
-/// below it: (start, name, module). One pass; the file need not be in address order (modules
-/// follow the core kernel).
-fn best_symbols(r: impl BufRead, want: &[u64]) -> Vec<Option<(u64, String, Option<String>)>> {
-    let mut best: Vec<Option<(u64, String, Option<String>)>> = vec![None; want.len()];
-    for line in r.lines() {
-        let Ok(line) = line else { break };
-        let mut it = line.split_whitespace();
-        let (Some(a), Some(t), Some(name)) = (it.next(), it.next(), it.next()) else {
-            continue;
+        let mut fr = Frame {
+            addr,
+            name: None,
+            offset: 0,
+            module: None,
         };
-        if !matches!(t, "t" | "T" | "w" | "W") {
-            continue;
+        if let Some((start, name, module)) = self.index().and_then(|ix| ix.lookup(addr)) {
+            fr.name = Some(name.to_string());
+            fr.offset = addr - start;
+            fr.module = module.map(str::to_string);
         }
-        let Ok(a) = u64::from_str_radix(a, 16) else {
-            continue;
-        };
-        // The wanted addresses this symbol may cover: those at or above it, until one already
-        // has a closer symbol (those above it have one at least as close).
-        let mut i = want.partition_point(|&w| w < a);
-        while i < want.len() {
-            if best[i].as_ref().is_some_and(|b| b.0 >= a) {
-                break;
-            }
-            let module = it
-                .clone()
-                .next()
-                .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
-            best[i] = Some((a, name.to_string(), module));
-            i += 1;
-        }
+        fr
     }
-    best
 }
 
 /// Reads until `buf` is full or the file ends (/proc files return a page or so per read).
@@ -157,23 +187,21 @@ mod tests {
     fn addresses_fall_in_the_text_symbol_before_them() {
         let text = "ffffffffc0000000 t nfs_open\t[nfs]\nffffffff81000000 T _stext\n\
                     ffffffff81000100 t pipe_read\nffffffff81000080 D some_data\n";
-        let want = [
-            0x10,
-            0xffff_ffff_8100_0090,
-            0xffff_ffff_8100_0104,
-            0xffff_ffff_c000_0010,
-        ];
-        let b = best_symbols(text.as_bytes(), &want);
-        assert_eq!(b[0], None);
+        let ix = Index::build(|| Some(text.as_bytes())).unwrap();
+        assert_eq!(ix.lookup(0x10), None);
         // Data symbols are not frames: 0x90 is still in _stext.
-        assert_eq!(b[1], Some((0xffff_ffff_8100_0000, "_stext".into(), None)));
         assert_eq!(
-            b[2],
-            Some((0xffff_ffff_8100_0100, "pipe_read".into(), None))
+            ix.lookup(0xffff_ffff_8100_0090),
+            Some((0xffff_ffff_8100_0000, "_stext", None))
         );
         assert_eq!(
-            b[3],
-            Some((0xffff_ffff_c000_0000, "nfs_open".into(), Some("nfs".into())))
+            ix.lookup(0xffff_ffff_8100_0104),
+            Some((0xffff_ffff_8100_0100, "pipe_read", None))
         );
+        assert_eq!(
+            ix.lookup(0xffff_ffff_c000_0010),
+            Some((0xffff_ffff_c000_0000, "nfs_open", Some("nfs")))
+        );
+        assert_eq!(ix.names.len(), ix.names.capacity(), "sized exactly");
     }
 }

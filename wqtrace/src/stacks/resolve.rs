@@ -111,15 +111,6 @@ impl Resolver {
                 (k, ips)
             })
             .collect();
-        // Every kernel address of this round named in one pass over kallsyms.
-        let kernel_ips: Vec<u64> = traces
-            .iter()
-            .filter(|(k, _)| !k.user)
-            .filter_map(|(_, ips)| ips.as_ref().ok())
-            .flatten()
-            .copied()
-            .collect();
-        self.kernel.prepare(&kernel_ips);
         let stacks: Vec<(StackKey, Stack)> = traces
             .into_iter()
             .map(|(k, ips)| {

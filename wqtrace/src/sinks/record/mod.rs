@@ -90,7 +90,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .map_or(0, |d| d.as_nanos() as i64),
         command: args.command.clone(),
         filters: args.probe.describe(),
-        stacks: src.stacks().map(|_| args.probe.stacks.name().to_string()),
+        stacks: src
+            .stacks()
+            .map(|_| args.probe.stacks_mode().name().to_string()),
     };
     let mut w = Writer::new(file, &header).map_err(|e| write_error(path, 0, e))?;
     w.set_stacks(src.stacks());

@@ -80,7 +80,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
 
-    let mut src = LiveSource::open(&args.probe)?;
+    // Metrics carry no stacks: unless asked, none are taken (their walks and naming would be
+    // work for nothing on every contention and long wait).
+    let mut probe = args.probe.clone();
+    probe.stacks.get_or_insert(crate::stacks::Mode::None);
+    let mut src = LiveSource::open(&probe)?;
     let release_on_close = !matches!(
         src.plan().method(Hook::PipeRelease),
         Method::Fentry | Method::Kprobe
