@@ -360,6 +360,9 @@ pub struct Event {
     pub ustack: u16,
     pub comm: [u8; 16],
     pub owner_comm: [u8; 16],
+    /// cgroup v2 id of the current task (its cgroup directory's inode), like `tid` and `comm`
+    /// the interrupted task's in softirq/irq context; 0 = not known (older recordings).
+    pub cgroup: u64,
 }
 
 impl Event {
@@ -399,6 +402,7 @@ impl Event {
             ustack: stack_ref::NONE,
             comm: [0; 16],
             owner_comm: [0; 16],
+            cgroup: 0,
         }
     }
 

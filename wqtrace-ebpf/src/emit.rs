@@ -2,7 +2,10 @@
 
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-    generated::{bpf_get_current_comm, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+    generated::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_smp_processor_id,
+        bpf_ktime_get_boot_ns,
+    },
 };
 use wqtrace_common::{Event, EventKind, ExecCtx, stat};
 
@@ -36,6 +39,7 @@ pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
     e.note = u32::MAX;
     e.ctx = ctx;
     unsafe { bpf_get_current_comm(e.comm.as_mut_ptr().cast(), 16) };
+    e.cgroup = unsafe { bpf_get_current_cgroup_id() };
 }
 
 /// Task, softirq or irq, from this CPU's preempt_count (include/linux/preempt.h masks).

@@ -61,6 +61,154 @@ pub fn resolve(arg: &Path) -> Result<Cgroup> {
     })
 }
 
+/// The cgroup paths the events' ids name, in the order they were met (a recording writes the
+/// new ones before the events that carry them).
+#[derive(Debug, Default)]
+pub struct CgroupTable {
+    entries: Vec<(u64, String)>,
+    index: std::collections::HashMap<u64, usize>,
+}
+
+/// The table a source fills and its sinks read.
+pub type SharedCgroups = std::sync::Arc<std::sync::RwLock<CgroupTable>>;
+
+impl CgroupTable {
+    pub fn insert(&mut self, id: u64, path: String) {
+        if !self.index.contains_key(&id) {
+            self.index.insert(id, self.entries.len());
+            self.entries.push((id, path));
+        }
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.index.contains_key(&id)
+    }
+
+    /// The path of cgroup `id`, relative to the cgroup v2 root (`/` is the root).
+    pub fn path(&self, id: u64) -> Option<&str> {
+        self.index.get(&id).map(|&i| self.entries[i].1.as_str())
+    }
+
+    /// Entries from the `n`th on (what a writer has not written yet).
+    pub fn since(&self, n: usize) -> &[(u64, String)] {
+        self.entries.get(n..).unwrap_or(&[])
+    }
+
+    /// Whether cgroup `id` is `want` or below it (`want` as `resolve` spells paths).
+    pub fn within(&self, id: u64, want: &str) -> bool {
+        self.path(id).is_some_and(|p| {
+            want == "/" || p == want || p.strip_prefix(want).is_some_and(|r| r.starts_with('/'))
+        })
+    }
+}
+
+/// A recording's cgroups chunk: new entries, in order.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct CgroupChunk {
+    pub cgroups: Vec<(u64, String)>,
+}
+
+/// Names cgroup ids for a live session: the id is the inode of the cgroup's directory, so a
+/// walk of the cgroup v2 mount maps them all; it is walked again when an id is new (a cgroup
+/// made since), at most every WALK_EVERY.
+pub struct Namer {
+    root: Option<PathBuf>,
+    found: std::collections::HashMap<u64, String>,
+    walked_at: Option<std::time::Instant>,
+}
+
+impl Namer {
+    const WALK_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+    /// Bounds on one walk: deeper or more than this is not a cgroup tree anyone reads.
+    const MAX_DEPTH: usize = 32;
+    const MAX_DIRS: usize = 1 << 16;
+
+    pub fn new() -> Self {
+        Self {
+            root: v2_root(),
+            found: std::collections::HashMap::new(),
+            walked_at: None,
+        }
+    }
+
+    /// Adds the cgroups `events` carry that `t` lacks, as far as they can be named now.
+    pub fn add_new(&mut self, events: &[wqtrace_common::Event], t: &SharedCgroups) {
+        let mut last = 0;
+        let mut new: Vec<u64> = Vec::new();
+        {
+            let t = t.read().unwrap_or_else(|p| p.into_inner());
+            for e in events {
+                // Runs of one task's events share it: one lookup per run.
+                if e.cgroup == last || e.cgroup == 0 {
+                    continue;
+                }
+                last = e.cgroup;
+                if !t.contains(e.cgroup) && !new.contains(&e.cgroup) {
+                    new.push(e.cgroup);
+                }
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        let named: Vec<(u64, String)> = new
+            .into_iter()
+            .filter_map(|id| Some((id, self.name(id)?)))
+            .collect();
+        let mut t = t.write().unwrap_or_else(|p| p.into_inner());
+        for (id, p) in named {
+            t.insert(id, p);
+        }
+    }
+
+    fn name(&mut self, id: u64) -> Option<String> {
+        if !self.found.contains_key(&id)
+            && self
+                .walked_at
+                .is_none_or(|t| t.elapsed() >= Self::WALK_EVERY)
+        {
+            self.walk();
+        }
+        self.found.get(&id).cloned()
+    }
+
+    fn walk(&mut self) {
+        self.walked_at = Some(std::time::Instant::now());
+        let Some(root) = self.root.clone() else {
+            return;
+        };
+        let mut stack = vec![(root.clone(), 0usize)];
+        let mut dirs = 0;
+        while let Some((dir, depth)) = stack.pop() {
+            dirs += 1;
+            if dirs > Self::MAX_DIRS {
+                break;
+            }
+            if let Ok(md) = std::fs::metadata(&dir) {
+                let rel = dir.strip_prefix(&root).unwrap_or(Path::new(""));
+                self.found.insert(md.ino(), format!("/{}", rel.display()));
+            }
+            if depth >= Self::MAX_DEPTH {
+                continue;
+            }
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for ent in rd.flatten() {
+                if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push((ent.path(), depth + 1));
+                }
+            }
+        }
+    }
+}
+
+impl Default for Namer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +244,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a cgroup v2 directory"), "{err}");
+    }
+
+    /// The walk names this process's own cgroup by the id the kernel gives it; paths match
+    /// themselves and their descendants only.
+    #[test]
+    fn ids_are_named_by_walking_the_mount() {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let rel = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        let cg = resolve(Path::new(rel)).unwrap();
+        let mut n = Namer::new();
+        assert_eq!(n.name(cg.id).as_deref(), Some(cg.path.as_str()));
+        let mut t = CgroupTable::default();
+        t.insert(1, "/system.slice/a.service".into());
+        t.insert(2, "/system.slice/ab.service".into());
+        assert!(t.within(1, "/system.slice"));
+        assert!(t.within(1, "/system.slice/a.service"));
+        assert!(
+            !t.within(2, "/system.slice/a"),
+            "a prefix of a name is not a parent"
+        );
+        assert!(t.within(2, "/"));
+        assert!(!t.within(3, "/"), "an unnamed id is within nothing");
     }
 }

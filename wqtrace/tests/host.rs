@@ -754,6 +754,11 @@ fn cgroup_filter_keeps_descendants_and_drops_siblings() {
     std::fs::create_dir_all(base.join("b")).unwrap();
     let in_a = Tracer::start(&["--cgroup", base.join("a").to_str().unwrap()]);
     let in_b = Tracer::start(&["--cgroup", &format!("/{name}/b")]);
+    // And two recordings of the same run: everything, and live --cgroup a.
+    let all = std::env::temp_dir().join(format!("{name}-all.wqt"));
+    let only_a = std::env::temp_dir().join(format!("{name}-a.wqt"));
+    let mut rec_all = start_recording(&all, &[]);
+    let mut rec_a = start_recording(&only_a, &["--cgroup", &format!("/{name}/a")]);
     let procs = base.join("a/inner/cgroup.procs");
     let script = "import ctypes, os\nctypes.CDLL(None).prctl(15, b'wqcgroup', 0, 0, 0)\nr, w = os.pipe()\nfor _ in range(50):\n    os.write(w, b'x')\n    os.read(r, 1)\n";
     let st = Command::new("sh")
@@ -766,6 +771,11 @@ fn cgroup_filter_keeps_descendants_and_drops_siblings() {
         .unwrap();
     assert!(st.success());
     let (a, b) = (in_a.stop(), in_b.stop());
+    std::thread::sleep(Duration::from_millis(300));
+    for r in [&mut rec_all, &mut rec_a] {
+        unsafe { libc::kill(r.id() as i32, libc::SIGINT) };
+        assert!(r.wait().unwrap().success());
+    }
     let ours = |evs: &[serde_json::Value]| {
         evs.iter()
             .filter(|e| e["comm"] == "wqcgroup" && e["kind"] == "ring_op")
@@ -774,6 +784,44 @@ fn cgroup_filter_keeps_descendants_and_drops_siblings() {
     assert_eq!(ours(&a), 100, "50 writes and 50 reads in a/inner");
     assert_eq!(ours(&b), 0, "the sibling's filter kept them");
     assert!(b.iter().all(|e| e["comm"] != "wqcgroup"));
+    // Each event names its task's cgroup.
+    let inner = format!("/{name}/a/inner");
+    for e in a.iter().filter(|e| e["comm"] == "wqcgroup") {
+        assert_eq!(e["cgroup"], inner.as_str(), "{e}");
+    }
+    // Afterwards, --cgroup keeps exactly what the live filter kept, from the same run.
+    let live = event_keys(&export_jsonl(&only_a, &[]));
+    let later = event_keys(&export_jsonl(&all, &["--cgroup", &format!("/{name}/a")]));
+    assert!(live.iter().filter(|k| k.contains("wqcgroup")).count() >= 100);
+    assert_eq!(later, live, "post-hoc --cgroup differs from the live one");
+    let sibling = export_jsonl(&all, &["--cgroup", &format!("/{name}/b")]);
+    assert!(!String::from_utf8_lossy(&sibling).contains("wqcgroup"));
+    // The report names the pipe's cgroup.
+    let r = Command::new(WQTRACE)
+        .args(["report", "--json"])
+        .arg(&all)
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let pipe = r["pipes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["owners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["comm"] == "wqcgroup")
+        })
+        .expect("the workload's pipe in the report");
+    assert_eq!(pipe["cgroups"][0]["path"], inner.as_str(), "{pipe}");
+    assert!(
+        u(&pipe["cgroups"][0]["events"]) >= 101,
+        "pipe2 + 100 ring ops: {pipe}"
+    );
+    let _ = std::fs::remove_file(&all);
+    let _ = std::fs::remove_file(&only_a);
     for d in ["a/inner", "a", "b", ""] {
         let _ = std::fs::remove_dir(base.join(d));
     }

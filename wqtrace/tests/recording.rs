@@ -1049,6 +1049,21 @@ fn format_v1_recordings_still_read() {
     );
     assert!(evs.iter().any(|e| e.fd_out == -1));
 
+    // Its events carry no cgroup: asked for one, export says so in one line.
+    let o = Command::new(BIN)
+        .args(["export", "-f", "jsonl", "--cgroup", "/system.slice"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("was recorded before events carried their cgroup (format 1)"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+
     let again = write_file("v1-again.wqt", &evs, 0, Some(512));
     let r = Reader::new(std::fs::File::open(&again).unwrap()).unwrap();
     assert_eq!(r.version(), recording::FORMAT_VERSION);

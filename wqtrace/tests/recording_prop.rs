@@ -32,6 +32,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         any::<[u8; 7]>(),
         prop_oneof![Just(*b"wq-reader\0\0\0\0\0\0\0"), any::<[u8; 16]>()],
         any::<[u8; 16]>(),
+        prop_oneof![Just(0u64), Just(4242u64), any::<u64>()],
     );
     (a, b).prop_map(|(a, b)| Event {
         ts_ns: a.0,
@@ -69,6 +70,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         ustack: u16::from_le_bytes([b.8[5], b.8[6]]),
         comm: b.9,
         owner_comm: b.10,
+        cgroup: b.11,
     })
 }
 

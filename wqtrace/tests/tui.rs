@@ -80,6 +80,7 @@ fn live_view<'a>(m: &'a Model, meta: &'a SessionMeta) -> View<'a> {
         behind: 0,
         cost: None,
         stacks: None,
+        cgroups: None,
     }
 }
 
@@ -733,4 +734,29 @@ fn enter_on_an_alert_shows_its_stacks() {
     key(&mut app, KeyCode::Enter);
     let s = screen(&draw(&v, &mut app, 100, 30));
     assert!(s.contains("none taken"), "{s}");
+}
+
+/// A terminal wide enough shows each pipe's cgroup (its first owner's), the path's end kept;
+/// at 80 columns the processes keep the room.
+#[test]
+fn wide_terminal_shows_the_cgroup_column() {
+    let mut evs = session_events();
+    for e in &mut evs {
+        e.cgroup = 77;
+    }
+    let m = model_of(&evs);
+    let meta = session_meta("6.12.8", true);
+    let names = wqtrace::cgroup::SharedCgroups::default();
+    names.write().unwrap().insert(
+        77,
+        "/system.slice/very-long-unit-name-for-the-reader.service".into(),
+    );
+    let mut v = live_view(&m, &meta);
+    v.cgroups = Some(names);
+    let b = draw(&v, &mut App::new(false), 140, 30);
+    let s = screen(&b);
+    assert!(row_of(&b, "PIPE").contains("CGROUP"), "{s}");
+    assert!(s.contains("reader.service"), "{s}");
+    let b = draw(&v, &mut App::new(false), 80, 24);
+    assert!(!row_of(&b, "PIPE").contains("CGROUP"));
 }

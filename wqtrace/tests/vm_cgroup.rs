@@ -1,6 +1,7 @@
 //! `--cgroup` on a watch_queue kernel, inside the test VM, for each kernel-function attach
 //! method: `workload notify` run in a child of cgroup A; a session filtered on A sees its
-//! notification posts and reads, one filtered on the sibling B sees none of them.
+//! notification posts and reads, one filtered on the sibling B sees none of them, and every
+//! event of the workload names its cgroup.
 
 mod common;
 
@@ -74,6 +75,10 @@ fn cgroup_filter_on_each_attach_method() {
             eb.iter().all(|e| u(&e["tgid"]) != pid),
             "{attach}: the sibling's session saw the workload"
         );
+        // Every event of the workload, posts included, names its cgroup.
+        for e in eall.iter().filter(|e| u(&e["tgid"]) == pid) {
+            assert_eq!(e["cgroup"], "/wqtrace-vm-test/a/inner", "{attach}: {e}");
+        }
     }
     for d in ["a/inner", "a", "b", ""] {
         let _ = std::fs::remove_dir(base.join(d));

@@ -21,7 +21,7 @@ fn note_event(p: &mut PipeState, e: &Event, kind: EventKind) {
     }
     if kind != EventKind::NotifyPosted {
         // Posts run in the poster's context: the poster is not a user of the pipe.
-        p.touch_owner(e.tgid, Comm(e.comm), ts);
+        p.touch_owner(e.tgid, Comm(e.comm), e.cgroup, ts);
     }
     if e.max_usage != 0 {
         p.max_usage = e.max_usage;

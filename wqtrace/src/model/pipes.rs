@@ -16,6 +16,8 @@ pub struct Owner {
     pub first_ts_ns: u64,
     pub last_ts_ns: u64,
     pub events: u64,
+    /// The cgroup (v2 id) of its last event on the pipe; 0 = not known.
+    pub cgroup: u64,
 }
 
 /// The fds pipe2() returned to a process.
@@ -225,7 +227,7 @@ impl PipeState {
         self.rejections.iter().map(|r| r.count).sum()
     }
 
-    pub(crate) fn touch_owner(&mut self, tgid: u32, comm: Comm, ts: u64) {
+    pub(crate) fn touch_owner(&mut self, tgid: u32, comm: Comm, cgroup: u64, ts: u64) {
         if tgid == 0 {
             return;
         }
@@ -236,6 +238,9 @@ impl PipeState {
         {
             o.last_ts_ns = o.last_ts_ns.max(ts);
             o.events += 1;
+            if cgroup != 0 {
+                o.cgroup = cgroup;
+            }
         } else if self.owners.len() < MAX_OWNERS {
             self.owners.push(Owner {
                 tgid,
@@ -243,6 +248,7 @@ impl PipeState {
                 first_ts_ns: ts,
                 last_ts_ns: ts,
                 events: 1,
+                cgroup,
             });
         }
     }

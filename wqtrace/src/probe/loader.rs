@@ -24,7 +24,7 @@ use wqtrace_common::runtime::{
     PIPE_FOPS as RT_PIPE_FOPS,
 };
 
-/// Ring buffer size: ~100k events (168 B each), enough to ride out the drain thread being off
+/// Ring buffer size: ~95k events (176 B each), enough to ride out the drain thread being off
 /// CPU for a while at the highest rates seen here. The kernel maps it twice (for wrap-around),
 /// so it counts double in RSS.
 pub const RING_BYTES: u32 = 16 << 20;

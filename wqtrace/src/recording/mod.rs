@@ -8,6 +8,7 @@
 //! events  = (type 1) count first_index base_ts lost (varints) codec-encoded events
 //! trailer = (type 2) JSON Trailer, written on a clean stop; readers never require it
 //! stacks  = (type 3) JSON StackChunk: stacks new since the last one, with their names
+//! cgroups = (type 4) JSON CgroupChunk: cgroup paths new since the last one, by id
 //! ```
 //!
 //! Chunks are self-contained (see [`codec`]), written whole with one `write` and flushed every
@@ -43,6 +44,9 @@ pub const CHUNK_TRAILER: u8 = 2;
 /// Format 3: symbolized stacks (JSON [`crate::stacks::table::StackChunk`]), written before the
 /// first events chunk that refers to them.
 pub const CHUNK_STACKS: u8 = 3;
+/// Format 3: cgroup paths by id (JSON [`crate::cgroup::CgroupChunk`]), written before the
+/// first events chunk that carries the ids.
+pub const CHUNK_CGROUPS: u8 = 4;
 /// Larger chunks are treated as damage.
 pub const MAX_CHUNK: u32 = 16 << 20;
 /// A chunk is cut at this many encoded bytes…

@@ -5,11 +5,12 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use wqtrace_common::Event;
 
+use crate::cgroup::{CgroupChunk, SharedCgroups};
 use crate::stacks::{SharedStacks, table::StackChunk};
 
 use super::{
-    CHUNK_EVENTS, CHUNK_STACKS, CHUNK_TRAILER, FORMAT_VERSION, FRAME_LEN, FormatError, Header,
-    MAGIC, MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc,
+    CHUNK_CGROUPS, CHUNK_EVENTS, CHUNK_STACKS, CHUNK_TRAILER, FORMAT_VERSION, FRAME_LEN,
+    FormatError, Header, MAGIC, MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc,
 };
 
 /// One decoded chunk.
@@ -57,6 +58,8 @@ pub struct Reader<R> {
     prefix: Option<rangecrc::RangeCrc>,
     /// The stacks met so far (every one, once [`Reader::index`] has read the file).
     stacks: SharedStacks,
+    /// The cgroup paths met so far.
+    cgroups: SharedCgroups,
 }
 
 /// What [`Reader::parse_frame`] found at a position.
@@ -127,12 +130,18 @@ impl<R: Read> Reader<R> {
             trailer: None,
             prefix: None,
             stacks: crate::stacks::shared(),
+            cgroups: SharedCgroups::default(),
         })
     }
 
     /// The stacks read so far.
     pub fn stacks(&self) -> SharedStacks {
         self.stacks.clone()
+    }
+
+    /// The cgroup paths read so far.
+    pub fn cgroups(&self) -> SharedCgroups {
+        self.cgroups.clone()
     }
 
     pub fn header(&self) -> &Header {
@@ -369,6 +378,20 @@ impl<R: Read> Reader<R> {
                         }
                         Err(e) => self.warnings.push(format!(
                             "stacks at byte {at} ignored (their events show them as unknown): {e}"
+                        )),
+                    }
+                    continue;
+                }
+                CHUNK_CGROUPS => {
+                    match serde_json::from_slice::<CgroupChunk>(&payload) {
+                        Ok(c) => {
+                            let mut t = self.cgroups.write().unwrap_or_else(|p| p.into_inner());
+                            for (id, p) in c.cgroups {
+                                t.insert(id, p);
+                            }
+                        }
+                        Err(e) => self.warnings.push(format!(
+                            "cgroup names at byte {at} ignored (their events show the ids): {e}"
                         )),
                     }
                     continue;

@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use wqtrace_common::Event;
 
+use crate::cgroup::{CgroupChunk, SharedCgroups};
 use crate::stacks::{SharedStacks, table::StackChunk};
 
 use super::{
-    CHUNK_EVENTS, CHUNK_STACKS, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL, FORMAT_VERSION, Header,
-    MAGIC, Trailer, codec, frame,
+    CHUNK_CGROUPS, CHUNK_EVENTS, CHUNK_STACKS, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL,
+    FORMAT_VERSION, Header, MAGIC, Trailer, codec, frame,
 };
 
 /// Writes a recording chunk by chunk.
@@ -28,6 +29,8 @@ pub struct Writer<W: Write> {
     /// The session's stacks, and how many of them are written.
     stacks: Option<SharedStacks>,
     stacks_written: usize,
+    cgroups: Option<SharedCgroups>,
+    cgroups_written: usize,
 }
 
 impl<W: Write> Writer<W> {
@@ -56,12 +59,46 @@ impl<W: Write> Writer<W> {
             flush_bytes: FLUSH_BYTES,
             stacks: None,
             stacks_written: 0,
+            cgroups: None,
+            cgroups_written: 0,
         })
     }
 
     /// Writes the stacks of this table the events refer to (new ones before each chunk).
     pub fn set_stacks(&mut self, t: Option<SharedStacks>) {
         self.stacks = t;
+    }
+
+    /// Writes the cgroup paths of this table the events carry (new ones before each chunk).
+    pub fn set_cgroups(&mut self, t: Option<SharedCgroups>) {
+        self.cgroups = t;
+    }
+
+    /// The cgroups named since the last call, as one chunk.
+    fn write_new_cgroups(&mut self) -> io::Result<()> {
+        let Some(t) = &self.cgroups else {
+            return Ok(());
+        };
+        let chunk = {
+            let t = t.read().unwrap_or_else(|p| p.into_inner());
+            let new = t.since(self.cgroups_written);
+            if new.is_empty() {
+                return Ok(());
+            }
+            self.cgroups_written += new.len();
+            CgroupChunk {
+                cgroups: new.to_vec(),
+            }
+        };
+        self.write_frame(CHUNK_CGROUPS, &chunk)
+    }
+
+    fn write_frame(&mut self, kind: u8, v: &impl serde::Serialize) -> io::Result<()> {
+        let f = frame(kind, &serde_json::to_vec(v).map_err(io::Error::other)?);
+        self.out.write_all(&f)?;
+        self.bytes += f.len() as u64;
+        self.chunks += 1;
+        Ok(())
     }
 
     /// The stacks added to the table since the last call, as one chunk.
@@ -80,14 +117,7 @@ impl<W: Write> Writer<W> {
                 stacks: new.iter().map(|(k, s)| (*k, (**s).clone())).collect(),
             }
         };
-        let f = frame(
-            CHUNK_STACKS,
-            &serde_json::to_vec(&chunk).map_err(io::Error::other)?,
-        );
-        self.out.write_all(&f)?;
-        self.bytes += f.len() as u64;
-        self.chunks += 1;
-        Ok(())
+        self.write_frame(CHUNK_STACKS, &chunk)
     }
 
     /// Cuts chunks at `n` encoded bytes instead of [`FLUSH_BYTES`] (tests, tiny chunks).
@@ -132,6 +162,7 @@ impl<W: Write> Writer<W> {
         }
         // The events may refer to stacks: those go first, so a reader has met them.
         self.write_new_stacks()?;
+        self.write_new_cgroups()?;
         let first_index = self.events - self.enc.count();
         let (n, base_ts, body) = self.enc.take();
         let mut payload = Vec::with_capacity(body.len() + 24);

@@ -40,6 +40,16 @@ impl FileSource {
     /// Opens `path` with the after-the-fact filters (nothing filtered when `args` is empty).
     pub fn open_filtered(path: &Path, args: &FilterArgs) -> anyhow::Result<Self> {
         let mut src = Self::open(path)?;
+        if let Some(c) = &args.cgroup
+            && src.reader.version() < 3
+        {
+            anyhow::bail!(
+                "--cgroup {}: {} was recorded before events carried their cgroup (format {}); filter while recording (wqtrace record --cgroup PATH)",
+                crate::text::path(c),
+                crate::text::path(path),
+                src.reader.version()
+            );
+        }
         let f = EventFilter::new(args, src.meta())?;
         src.set_filter(f);
         Ok(src)
@@ -150,7 +160,10 @@ impl FileSource {
                         {
                             f.anchor(first.ts_ns);
                         }
-                        events.retain(|e| f.keeps(e));
+                        // The chunk's cgroups were named before it.
+                        let cgroups = self.reader.cgroups();
+                        let t = cgroups.read().unwrap_or_else(|p| p.into_inner());
+                        events.retain(|e| f.keeps_in(e, Some(&t)));
                     }
                     return Ok(Some((first_index, events)));
                 }
@@ -188,6 +201,10 @@ impl EventSource for FileSource {
 
     fn stacks(&self) -> Option<crate::stacks::SharedStacks> {
         Some(self.reader.stacks())
+    }
+
+    fn cgroups(&self) -> Option<crate::cgroup::SharedCgroups> {
+        Some(self.reader.cgroups())
     }
 }
 

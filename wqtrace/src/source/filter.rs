@@ -2,12 +2,29 @@
 //! `--pipe` and `--notification-only` mean exactly what they mean live, where the kernel
 //! applies them (wqtrace-ebpf/src/filters.rs: the current task's tgid and comm prefix, and the
 //! event's pipe), so a filter applied later keeps the events the same live filter would have
-//! kept. `--since` / `--until` cut a time window.
+//! kept; so does `--cgroup` (the kernel compares the task's cgroup or its ancestor, the
+//! recording names each event's cgroup by path). `--since` / `--until` cut a time window.
 
 use anyhow::{Result, bail};
 use wqtrace_common::Event;
 
 use super::SessionMeta;
+use crate::cgroup::CgroupTable;
+
+/// `--cgroup` as a path relative to the cgroup v2 root: this machine's mount point stripped
+/// (a recording may come from elsewhere, so the path need not exist here).
+fn cgroup_path(p: &std::path::Path) -> String {
+    let rel = crate::cgroup::v2_root()
+        .and_then(|root| p.strip_prefix(root).ok().map(|r| r.to_path_buf()))
+        .unwrap_or_else(|| p.to_path_buf());
+    let s = rel.to_string_lossy();
+    let s = s.trim_end_matches('/');
+    if s.starts_with('/') {
+        s.to_string()
+    } else {
+        format!("/{s}")
+    }
+}
 
 /// The filters, as `replay`, `report` and `export` take them.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -31,8 +48,9 @@ pub struct FilterArgs {
     /// Up to WHEN (same forms as --since).
     #[arg(long, value_name = "WHEN", value_parser = parse_when)]
     pub until: Option<When>,
-    /// Refused with the reason: events do not carry their task's cgroup yet.
-    #[arg(long, value_name = "PATH", hide = true)]
+    /// Only tasks in this cgroup (v2) or below it: a path as /proc/PID/cgroup shows it
+    /// (/system.slice/foo.service), or a directory in this machine's cgroup2 mount.
+    #[arg(long, value_name = "PATH")]
     pub cgroup: Option<std::path::PathBuf>,
 }
 
@@ -119,6 +137,8 @@ pub struct EventFilter {
     comm: Option<Vec<u8>>,
     ino: Option<u64>,
     notification_only: bool,
+    /// A cgroup path relative to the v2 root (`/` the root), without a trailing `/`.
+    cgroup: Option<String>,
     since: Option<Bound>,
     until: Option<Bound>,
     /// [since, until] in event time, once anchored.
@@ -127,12 +147,6 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn new(a: &FilterArgs, meta: &SessionMeta) -> Result<Self> {
-        if let Some(c) = &a.cgroup {
-            bail!(
-                "--cgroup {}: recorded events do not say which cgroup their task was in, so a recording cannot be filtered by cgroup afterwards; filter while recording (wqtrace record --cgroup PATH)",
-                crate::text::path(c)
-            );
-        }
         let comm = match &a.comm {
             Some(c) if c.len() > 15 => bail!("--comm {c:?}: a task comm is at most 15 bytes"),
             Some(c) => Some(c.as_bytes().to_vec()),
@@ -150,6 +164,7 @@ impl EventFilter {
             comm,
             ino: a.pipe,
             notification_only: a.notification_only,
+            cgroup: a.cgroup.as_deref().map(cgroup_path),
             since: boot(a.since),
             until: boot(a.until),
             window: None,
@@ -162,6 +177,7 @@ impl EventFilter {
             && self.comm.is_none()
             && self.ino.is_none()
             && !self.notification_only
+            && self.cgroup.is_none()
             && self.since.is_none()
             && self.until.is_none()
     }
@@ -180,8 +196,29 @@ impl EventFilter {
         self.window.is_some() || (self.since.is_none() && self.until.is_none())
     }
 
-    /// Whether `e` passes (anchor first when a time window is set).
+    /// Whether it filters by cgroup (the source must hand [`EventFilter::keeps_in`] its
+    /// cgroup names).
+    pub fn by_cgroup(&self) -> bool {
+        self.cgroup.is_some()
+    }
+
+    /// Whether `e` passes, its cgroup named by `cgroups` (an event whose cgroup has no name
+    /// there does not pass a cgroup filter).
+    pub fn keeps_in(&self, e: &Event, cgroups: Option<&CgroupTable>) -> bool {
+        if let Some(want) = &self.cgroup
+            && !cgroups.is_some_and(|t| t.within(e.cgroup, want))
+        {
+            return false;
+        }
+        self.keeps_task_pipe_time(e)
+    }
+
+    /// Whether `e` passes (anchor first when a time window is set; without cgroup names).
     pub fn keeps(&self, e: &Event) -> bool {
+        self.keeps_in(e, None)
+    }
+
+    fn keeps_task_pipe_time(&self, e: &Event) -> bool {
         if self.tgid.is_some_and(|t| t != e.tgid) {
             return false;
         }
@@ -216,6 +253,9 @@ impl EventFilter {
         }
         if self.notification_only {
             v.push("notification-only".into());
+        }
+        if let Some(c) = &self.cgroup {
+            v.push(format!("cgroup={}", crate::text::escape(c.as_bytes())));
         }
         for (name, w) in [("since", self.since), ("until", self.until)] {
             match w {
@@ -292,12 +332,29 @@ mod tests {
         };
         assert_eq!(keep(&filter(notif, 10)), [true, false, false]);
         assert!(EventFilter::new(&comm("sixteen-bytes-xx"), &SessionMeta::default()).is_err());
-        let cg = FilterArgs {
-            cgroup: Some("/system.slice".into()),
-            ..Default::default()
-        };
-        let err = EventFilter::new(&cg, &SessionMeta::default()).unwrap_err();
-        assert!(err.to_string().contains("filter while recording"), "{err}");
+        // A cgroup and those below it, by the names the recording gives the ids.
+        let mut t = CgroupTable::default();
+        t.insert(11, "/system.slice".into());
+        t.insert(12, "/system.slice/a.service".into());
+        t.insert(13, "/user.slice".into());
+        let cg = filter(
+            FilterArgs {
+                cgroup: Some("/system.slice/".into()),
+                ..Default::default()
+            },
+            10,
+        );
+        let kept: Vec<u64> = [11, 12, 13, 14]
+            .into_iter()
+            .filter(|&id| {
+                let mut e = ev(10, 1, "x", 7, false);
+                e.cgroup = id;
+                cg.keeps_in(&e, Some(&t))
+            })
+            .collect();
+        assert_eq!(kept, [11, 12]);
+        assert!(!cg.keeps(&ev(10, 1, "x", 7, false)), "no names: not kept");
+        assert_eq!(cg.describe(), ["cgroup=/system.slice"]);
     }
 
     #[test]

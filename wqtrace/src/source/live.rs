@@ -46,14 +46,15 @@ pub struct LiveSource {
     probes: Probes,
     meta: SessionMeta,
     stacks: crate::stacks::SharedStacks,
+    cgroups: crate::cgroup::SharedCgroups,
 }
 
 /// Batches queued ahead of the sink (a quarter million events), before the kernel's ring has
 /// to hold any.
 const QUEUED_BATCHES: usize = 64;
-/// Of those, queued ahead of the stacks thread: room for the first symbolization of a large
+/// Of those, queued ahead of the naming thread: room for the first symbolization of a large
 /// binary (a few hundred ms) before the kernel's ring has to hold anything.
-const BEFORE_STACKS: usize = 32;
+const BEFORE_NAMING: usize = 32;
 /// A batch is handed over once it has BATCH events (or after COALESCE), and holds at most
 /// MAX_BATCH: never grown past that, so its storage is allocated once and reused.
 const BATCH: usize = 4096;
@@ -77,27 +78,24 @@ impl LiveSource {
         }
         let ring = BatchRing::new(probes.take_ring()?, loader::RING_BYTES as usize)?;
         let stacks = crate::stacks::shared();
-        let resolver = stack_resolver(opts, &mut probes, &stacks)?;
-        // With stacks the queue is split around the stacks thread: the same total, so the
-        // same bound on memory (each batch is ~700 KiB).
-        let to_sink = if resolver.is_some() {
-            QUEUED_BATCHES - BEFORE_STACKS
-        } else {
-            QUEUED_BATCHES
+        let cgroups = crate::cgroup::SharedCgroups::default();
+        let (resolver, snapshots) = match stack_resolver(opts, &mut probes, &stacks)? {
+            Some((parts, snapshots)) => (Some(parts), Some(snapshots)),
+            None => (None, None),
         };
-        let (tx, rx) = sync_channel(to_sink);
-        // With stacks, batches pass a thread that names them first: the drain thread never
-        // waits for a symbolizer, so the kernel's ring does not either.
-        let (tx, snapshots) = match resolver {
-            None => (tx, None),
-            Some((parts, snapshots)) => {
-                let (to_resolver, from_drain) = sync_channel(BEFORE_STACKS);
-                std::thread::Builder::new()
-                    .name("wqtrace-stacks".into())
-                    .spawn(move || resolve_loop(parts, from_drain, tx))?;
-                (to_resolver, Some(snapshots))
-            }
-        };
+        // Batches pass a thread that names their stacks and cgroups first: the drain thread
+        // never waits for a symbolizer or a walk of the cgroup tree, so the kernel's ring does
+        // not either. The queue is split around it: the same total, so the same bound on
+        // memory (each batch is ~700 KiB).
+        let (tx, rx) = sync_channel(QUEUED_BATCHES - BEFORE_NAMING);
+        let (to_names, from_drain) = sync_channel(BEFORE_NAMING);
+        {
+            let cgroups = cgroups.clone();
+            std::thread::Builder::new()
+                .name("wqtrace-names".into())
+                .spawn(move || name_loop(resolver, cgroups, from_drain, tx))?;
+        }
+        let tx = to_names;
         let (recycle, reuse) = sync_channel(SPARE_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
@@ -128,6 +126,7 @@ impl LiveSource {
             probes,
             meta,
             stacks,
+            cgroups,
         })
     }
 
@@ -320,16 +319,25 @@ impl MapsReader {
     }
 }
 
-/// Names the stacks each batch refers to, then hands it on: a sink that sees an event finds
-/// its stacks in the table. Ends when the drain thread hangs up (after its last batch).
-fn resolve_loop(parts: resolve::Parts, rx: Receiver<Vec<Event>>, tx: SyncSender<Vec<Event>>) {
-    let mut r = Resolver::new(parts)
-        .map_err(|e| eprintln!("wqtrace: stacks will show as unknown: {e:#}"))
-        .ok();
+/// Names the stacks and cgroups each batch refers to, then hands it on: a sink that sees an
+/// event finds them in the tables. Ends when the drain thread hangs up (after its last batch).
+fn name_loop(
+    stacks: Option<resolve::Parts>,
+    cgroups: crate::cgroup::SharedCgroups,
+    rx: Receiver<Vec<Event>>,
+    tx: SyncSender<Vec<Event>>,
+) {
+    let mut r = stacks.and_then(|parts| {
+        Resolver::new(parts)
+            .map_err(|e| eprintln!("wqtrace: stacks will show as unknown: {e:#}"))
+            .ok()
+    });
+    let mut namer = crate::cgroup::Namer::new();
     while let Ok(batch) = rx.recv() {
         if let Some(r) = &mut r {
             r.resolve(&batch);
         }
+        namer.add_new(&batch, &cgroups);
         if tx.send(batch).is_err() {
             return;
         }
@@ -414,5 +422,9 @@ impl EventSource for LiveSource {
 
     fn stacks(&self) -> Option<crate::stacks::SharedStacks> {
         Some(self.stacks.clone())
+    }
+
+    fn cgroups(&self) -> Option<crate::cgroup::SharedCgroups> {
+        Some(self.cgroups.clone())
     }
 }

@@ -41,4 +41,10 @@ pub trait EventSource {
     fn stacks(&self) -> Option<crate::stacks::SharedStacks> {
         None
     }
+
+    /// The cgroup paths the events' ids name (`Event::cgroup`), as far as the source has met
+    /// them.
+    fn cgroups(&self) -> Option<crate::cgroup::SharedCgroups> {
+        None
+    }
 }

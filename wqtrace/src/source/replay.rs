@@ -101,6 +101,11 @@ impl Replay {
         self.src.stacks()
     }
 
+    /// The recording's cgroup paths.
+    pub fn cgroups(&self) -> Option<crate::cgroup::SharedCgroups> {
+        self.src.cgroups()
+    }
+
     pub fn meta(&self) -> &crate::source::SessionMeta {
         use crate::source::EventSource as _;
         self.src.meta()

@@ -245,6 +245,11 @@ pub fn decode_events(
             e.ustack =
                 u16::try_from(c.varint()?).map_err(|_| DecodeError("bad stack reference"))?;
         }
+        e.cgroup = if mask & F_CGROUP != 0 {
+            c.varint()?
+        } else {
+            t.cgroup
+        };
         st.after(&e, pipe, task);
         out.push(e);
     }

@@ -186,6 +186,7 @@ impl ChunkEncoder {
         set(F_CTX, e.ctx != t.ctx);
         set(F_PAD, e._pad != [0; 3]);
         set(F_STACKS, e.has_stacks());
+        set(F_CGROUP, e.cgroup != t.cgroup);
 
         let out = &mut self.body;
         put_varint(out, u64::from(mask));
@@ -277,6 +278,9 @@ impl ChunkEncoder {
         if mask & F_STACKS != 0 {
             put_varint(out, u64::from(e.kstack));
             put_varint(out, u64::from(e.ustack));
+        }
+        if mask & F_CGROUP != 0 {
+            put_varint(out, e.cgroup);
         }
         self.state.after(e, pipe, task);
     }

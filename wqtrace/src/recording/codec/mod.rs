@@ -17,8 +17,9 @@
 //! deltas. A lock owner that is a task of the chunk is a task reference. The encoding is exact:
 //! every bit of an [`Event`], padding included, round-trips.
 //!
-//! Version 3 adds the stack references: mask bit 24, two varints after every other field; the
-//! padding (bit 23) shrank from 7 bytes to 3.
+//! Version 3 adds the stack references (mask bit 24, two varints) and the task's cgroup id
+//! (bit 25, defaulting to the task's last), after every other field; the padding (bit 23)
+//! shrank from 7 bytes to 3.
 //!
 //! Version 1 (still read): `kind:u8 ts pipe:ref task:ref mask fields…`, with per-kind (not
 //! per-task) defaults, `-1` fds and an op's ring before it defaulting to its ring after.
@@ -150,6 +151,8 @@ const F_CTX: u32 = 1 << 22;
 const F_PAD: u32 = 1 << 23;
 /// Version 3: the event's stack references (two varints), after every version 2 field.
 const F_STACKS: u32 = 1 << 24;
+/// Version 3: the task's cgroup id, when it differs from the task's last (a varint).
+const F_CGROUP: u32 = 1 << 25;
 /// Version 2's event head byte: the kind (this value escapes a kind ≥ 31 into a second byte)…
 const KIND_ESCAPE: u8 = 0x1f;
 /// …and whether the event's pipe is its task's last (no pipe reference follows).
@@ -182,7 +185,7 @@ const V1_BITS: [u32; 24] = [
     F_PAD,
 ];
 const F_ALL: u32 = (1 << 24) - 1;
-const F_ALL_V3: u32 = (1 << 25) - 1;
+const F_ALL_V3: u32 = (1 << 26) - 1;
 
 #[derive(Clone, Copy, Default)]
 struct PipeCtx {
@@ -213,6 +216,8 @@ struct TaskCtx {
     ring_ret: i64,
     /// Version 2: the pipe of this task's last event (`usize::MAX`: none yet).
     pipe: usize,
+    /// Version 3: the cgroup of this task's last event.
+    cgroup: u64,
 }
 
 impl Default for TaskCtx {
@@ -226,6 +231,7 @@ impl Default for TaskCtx {
             flags: [0; 16],
             ring_ret: 0,
             pipe: usize::MAX,
+            cgroup: 0,
         }
     }
 }
@@ -296,6 +302,7 @@ impl State {
             t.ring_ret = e.ret;
         }
         t.pipe = pipe;
+        t.cgroup = e.cgroup;
         t.op[e.kind as usize % 16] = e.op;
         t.flags[e.kind as usize % 16] = e.flags;
     }
@@ -362,6 +369,9 @@ mod tests {
         evs.push(e);
         e.kstack = 1;
         e.ustack = wqtrace_common::stack_ref::FAILED;
+        e.cgroup = 4242;
+        evs.push(e);
+        e.cgroup = 0;
         evs.push(e);
         let mut enc = ChunkEncoder::new();
         for e in &evs {

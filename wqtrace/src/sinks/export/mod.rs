@@ -108,17 +108,20 @@ pub fn export(
         Format::Jsonl => {
             let rt = src.meta().realtime_offset_ns;
             let stacks = src.stacks().unwrap_or_default();
+            let cgroups = src.cgroups().unwrap_or_default();
             let mut n = 0;
             for_each(&mut src, |e| {
                 n += 1;
-                // The chunk holding `e` came after the stacks it refers to.
+                // The chunk holding `e` came after the stacks and cgroups it refers to.
                 let t = stacks.read().unwrap_or_else(|p| p.into_inner());
+                let cg = cgroups.read().unwrap_or_else(|p| p.into_inner());
                 serde_json::to_writer(
                     &mut *out,
                     &crate::sinks::trace::EventJson {
                         event: e,
                         realtime_offset_ns: rt,
                         stacks: Some(&t),
+                        cgroups: Some(&cg),
                     },
                 )?;
                 out.write_all(b"\n")?;

@@ -96,6 +96,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let mut w = Writer::new(file, &header).map_err(|e| write_error(path, 0, e))?;
     w.set_stacks(src.stacks());
+    w.set_cgroups(src.cgroups());
     let mut traced = child::start(&args.command, false)?;
     eprintln!(
         "wqtrace: recording to {}; Ctrl-C to stop",

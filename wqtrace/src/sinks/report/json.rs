@@ -43,6 +43,7 @@ pub fn to_json(a: &Analysis) -> Value {
                 "notification": p.notification,
                 "released": p.is_released(),
                 "owners": p.owners,
+                "cgroups": a.cgroups.get(&p.ino).cloned().unwrap_or_default(),
                 "fds": p.fds,
                 "ring_size": p.ring.size(),
                 "max_occupancy": p.max_occupancy,

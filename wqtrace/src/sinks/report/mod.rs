@@ -12,6 +12,7 @@ use crate::source::EventSource;
 use crate::source::file::FileSource;
 use crate::source::filter::FilterArgs;
 
+mod cgroups;
 mod json;
 mod stacks;
 mod text;
@@ -49,6 +50,8 @@ pub struct Analysis {
     pub stacks: Vec<stacks::StackGroup>,
     /// Why the recording has no stacks, if it has none.
     pub no_stacks: Option<String>,
+    /// Per pipe inode, the cgroups of the tasks whose events touched it.
+    pub cgroups: std::collections::HashMap<u64, Vec<cgroups::PipeCgroup>>,
 }
 
 /// Reads the whole recording into a [`Model`] (report-sized caps).
@@ -58,12 +61,14 @@ pub fn analyze(path: &Path, filter: &FilterArgs) -> Result<Analysis> {
     let mut batch = Vec::new();
     let mut warnings = Vec::new();
     let mut counts = stacks::StackCounts::default();
+    let mut by_cgroup = cgroups::CgroupCounts::default();
     loop {
         batch.clear();
         let more = src.next_batch(&mut batch, std::time::Duration::ZERO)?;
         for e in &batch {
             model.apply(e);
             counts.add(e);
+            by_cgroup.add(e);
         }
         warnings.extend(src.take_warnings());
         if !more {
@@ -86,6 +91,12 @@ pub fn analyze(path: &Path, filter: &FilterArgs) -> Result<Analysis> {
                 .unwrap_or_else(|p| p.into_inner()),
         ),
         no_stacks: src.no_stacks_reason(),
+        cgroups: by_cgroup.by_pipe(
+            &src.cgroups()
+                .unwrap_or_default()
+                .read()
+                .unwrap_or_else(|p| p.into_inner()),
+        ),
         model,
     })
 }

@@ -133,9 +133,23 @@ fn or_dash(s: &str) -> std::borrow::Cow<'_, str> {
 /// One pipe's section of the text report.
 fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
     pipe_head_text(o, p);
+    cgroups_text(o, a, p);
     ops_text(o, p);
     waits_and_locks_text(o, p);
     interleaves_text(o, a, p);
+}
+
+/// The cgroups of the tasks whose events touched the pipe, most events first.
+fn cgroups_text(o: &mut String, a: &Analysis, p: &PipeState) {
+    use std::fmt::Write as _;
+    let Some(cgs) = a.cgroups.get(&p.ino).filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let list: Vec<String> = cgs
+        .iter()
+        .map(|c| format!("{} ({} events)", or_dash(&c.label()), c.events))
+        .collect();
+    let _ = writeln!(o, "  cgroups       {}", list.join(", "));
 }
 
 /// Who used the pipe, its ring and its notifications.

@@ -36,6 +36,79 @@ pub(super) struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct CgroupLabels {
+    pub(super) cgroup: Arc<str>,
+    pub(super) kind: &'static str,
+}
+
+/// Cgroup id → label value (its path), for the first `cap` cgroups seen; later ones are
+/// `other`, ids without a name `unknown`. Counters per (cgroup id, kind) are kept at hand: the
+/// family's lookup per event would cost more than the rest of serve's work on it.
+pub(super) struct Cgroups {
+    pub(super) cap: usize,
+    pub(super) names: Option<crate::cgroup::SharedCgroups>,
+    pub(super) labels: HashMap<u64, Arc<str>>,
+    pub(super) counters: HashMap<(u64, u8), prometheus_client::metrics::counter::Counter>,
+}
+
+impl Cgroups {
+    fn label(&mut self, id: u64) -> Arc<str> {
+        if let Some(l) = self.labels.get(&id) {
+            return l.clone();
+        }
+        let path = self.names.as_ref().and_then(|t| {
+            t.read()
+                .unwrap_or_else(|p| p.into_inner())
+                .path(id)
+                .map(str::to_string)
+        });
+        let l: Arc<str> = match path {
+            // Not remembered: it may be named by the next batch.
+            None => return UNKNOWN.into(),
+            Some(_) if self.labels.len() >= self.cap => OTHER.into(),
+            Some(p) => p
+                .chars()
+                .map(|c| {
+                    if c.is_control() || c == '"' || c == '\\' {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .collect::<String>()
+                .into(),
+        };
+        self.labels.insert(id, l.clone());
+        l
+    }
+
+    /// The counter of events of `kind` in cgroup `id`.
+    pub(super) fn counter(
+        &mut self,
+        fam: &prometheus_client::metrics::family::Family<
+            CgroupLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+        id: u64,
+        kind: wqtrace_common::EventKind,
+    ) -> prometheus_client::metrics::counter::Counter {
+        if let Some(c) = self.counters.get(&(id, kind as u8)) {
+            return c.clone();
+        }
+        let cgroup = self.label(id);
+        let known = &*cgroup != UNKNOWN;
+        let c = fam.get_or_create_owned(&CgroupLabels {
+            cgroup,
+            kind: kind.name(),
+        });
+        if known {
+            self.counters.insert((id, kind as u8), c.clone());
+        }
+        c
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct PipeLabels {
     pub(super) pipe: Arc<str>,
     pub(super) comm: Arc<str>,

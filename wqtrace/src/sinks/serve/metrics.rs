@@ -26,7 +26,8 @@ use wqtrace_common::{Event, EventKind, Op, PostOutcome};
 
 pub use super::labels::note_type_name;
 use super::labels::{
-    Comms, KindLabels, LockLabels, NoteLabels, OutcomeLabels, PipeLabels, RejectLabels,
+    CgroupLabels, Cgroups, Comms, KindLabels, LockLabels, NoteLabels, OutcomeLabels, PipeLabels,
+    RejectLabels,
 };
 
 /// Label value for everything past a cap.
@@ -39,6 +40,8 @@ pub const UNKNOWN: &str = "unknown";
 pub struct Limits {
     /// Distinct comm label values (per process lifetime: counters never forget a label).
     pub comms: usize,
+    /// Distinct cgroup label values, likewise.
+    pub cgroups: usize,
     /// Per-pipe series in the occupancy gauge at once.
     pub pipe_series: usize,
     /// Pipes whose owner and occupancy are remembered at once.
@@ -49,6 +52,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             comms: 64,
+            cgroups: 64,
             pipe_series: 64,
             tracked_pipes: 4096,
         }
@@ -64,6 +68,8 @@ pub struct Options {
     /// The kernel's free_pipe_info() is not hooked (tracepoint fallback): treat a pipe as gone
     /// once both of its fds were closed.
     pub release_on_close: bool,
+    /// The source's cgroup names, for the `cgroup` label.
+    pub cgroups: Option<crate::cgroup::SharedCgroups>,
 }
 
 /// The constant facts of the session: `wqtrace_build_info`.
@@ -106,6 +112,8 @@ pub struct Metrics {
     lock_wait: [Histogram; 2],
     events: Vec<Counter>,
     events_unknown: Counter,
+    by_cgroup: Family<CgroupLabels, Counter>,
+    cgroups: Cgroups,
     events_lost: Counter,
     lost_seen: u64,
     occupancy: Family<PipeLabels, Gauge>,
@@ -221,6 +229,18 @@ impl Metrics {
             .map(|k| kinds.get_or_create_owned(&KindLabels { kind: k.name() }))
             .collect();
         let events_unknown = kinds.get_or_create_owned(&KindLabels { kind: "unknown" });
+        let by_cgroup = Family::<CgroupLabels, Counter>::default();
+        reg.register(
+            "cgroup_events",
+            "Events by the cgroup (v2) of the task and by kind; cgroups past the cap count under cgroup=\"other\", ids without a path under \"unknown\"",
+            by_cgroup.clone(),
+        );
+        let cgroups = Cgroups {
+            cap: opts.limits.cgroups,
+            names: opts.cgroups.clone(),
+            labels: HashMap::new(),
+            counters: HashMap::new(),
+        };
         let events_lost = Counter::default();
         reg.register(
             "events_lost",
@@ -239,6 +259,8 @@ impl Metrics {
             lock_wait,
             events,
             events_unknown,
+            by_cgroup,
+            cgroups,
             events_lost,
             lost_seen: 0,
             occupancy,
@@ -272,6 +294,9 @@ impl Metrics {
             return;
         };
         self.events[kind as usize - 1].inc();
+        if e.cgroup != 0 {
+            self.cgroups.counter(&self.by_cgroup, e.cgroup, kind).inc();
+        }
         match kind {
             EventKind::PipeWait => {
                 self.pipe_wait.observe(e.duration_ns as f64 / 1e9);

@@ -102,6 +102,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         all_pipes: args.all_pipes,
         release_on_close,
+        cgroups: src.cgroups(),
     };
     let (mut m, mut registry) = metrics::Metrics::new(opts, &info);
     let mut cost = cost::CostMetrics::register(&mut registry);

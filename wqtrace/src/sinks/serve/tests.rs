@@ -259,6 +259,7 @@ fn occupancy_gauge_cap_other_and_release() {
             comms: 4,
             pipe_series: 3,
             tracked_pipes: 64,
+            ..Limits::default()
         },
         ..Options::default()
     };
@@ -450,4 +451,42 @@ fn sweep_forgets_pipes_their_last_user_no_longer_holds() {
     assert_eq!(n, 1);
     assert_eq!(m.tracked(), (2, 2));
     assert!(!text(&reg).contains("pipe=\"2\""));
+}
+
+/// Events count under their task's cgroup path: past the cap under `other`, an id the source
+/// could not name under `unknown`; the label set stays bounded.
+#[test]
+fn cgroup_label_is_the_path_and_bounded() {
+    let names = crate::cgroup::SharedCgroups::default();
+    {
+        let mut t = names.write().unwrap();
+        t.insert(11, "/system.slice/a.service".into());
+        t.insert(12, "/system.slice/b.service".into());
+        t.insert(13, "/user.slice".into());
+    }
+    let (mut m, reg) = new_metrics(Options {
+        limits: Limits {
+            cgroups: 2,
+            ..Limits::default()
+        },
+        cgroups: Some(names),
+        ..Options::default()
+    });
+    for id in [11, 11, 12, 13, 99, 0] {
+        let mut e = read(5, "r", 1, 0);
+        e.cgroup = id;
+        m.apply(&e);
+    }
+    let t = text(&reg);
+    let n = |cg: &str| {
+        sample(
+            &t,
+            &format!("wqtrace_cgroup_events_total{{cgroup=\"{cg}\",kind=\"ring_op\"}}"),
+        )
+    };
+    assert_eq!(n("/system.slice/a.service"), Some(2.0), "{t}");
+    assert_eq!(n("/system.slice/b.service"), Some(1.0));
+    assert_eq!(n("other"), Some(1.0), "the third cgroup is past the cap");
+    assert_eq!(n("unknown"), Some(1.0), "an id without a path");
+    assert_eq!(series_of(&t, "wqtrace_cgroup_events_total").len(), 4);
 }

@@ -5,7 +5,15 @@ use std::io::Write;
 use serde_json::Value;
 use wqtrace_common::{Event, EventKind, ExecCtx, Op, PostOutcome, flags};
 
-use crate::{stacks::StackTable, text};
+use crate::{cgroup::CgroupTable, stacks::StackTable, text};
+
+/// ` cgroup=PATH` after an event's line, when its cgroup is named and is not the root.
+pub fn cgroup_suffix(e: &Event, t: &CgroupTable) -> String {
+    match t.path(e.cgroup) {
+        Some(p) if p != "/" => format!(" cgroup={}", text::escape(p.as_bytes())),
+        _ => String::new(),
+    }
+}
 
 /// The kind's name, `unknown` for a kind this build does not know.
 pub fn kind_name(k: Option<EventKind>) -> &'static str {
@@ -54,6 +62,8 @@ pub struct EventJson<'a> {
     pub realtime_offset_ns: i64,
     /// Where the event's stack references lead (`kstack`/`ustack`, when it has any).
     pub stacks: Option<&'a StackTable>,
+    /// The path of the event's cgroup id.
+    pub cgroups: Option<&'a CgroupTable>,
 }
 
 impl serde::Serialize for EventJson<'_> {
@@ -105,6 +115,10 @@ impl serde::Serialize for EventJson<'_> {
         if let Some(b) = owner_bytes {
             m.serialize_entry("owner_comm_bytes", b)?;
         }
+        if e.cgroup != 0 {
+            m.serialize_entry("cgroup_id", &e.cgroup)?;
+            m.serialize_entry("cgroup", &self.cgroups.and_then(|t| t.path(e.cgroup)))?;
+        }
         if let Some(t) = self.stacks.filter(|_| e.has_stacks()) {
             for (user, key) in [(false, "kstack"), (true, "ustack")] {
                 if let Some(s) = t.of(e, user) {
@@ -125,6 +139,7 @@ pub fn to_json(e: &Event, realtime_offset_ns: i64) -> Value {
         event: e,
         realtime_offset_ns,
         stacks: None,
+        cgroups: None,
     })
     .expect("an event always serializes")
 }
@@ -135,6 +150,7 @@ pub fn write_json(
     e: &Event,
     realtime_offset_ns: i64,
     stacks: Option<&StackTable>,
+    cgroups: Option<&CgroupTable>,
 ) -> std::io::Result<()> {
     serde_json::to_writer(
         &mut *w,
@@ -142,6 +158,7 @@ pub fn write_json(
             event: e,
             realtime_offset_ns,
             stacks,
+            cgroups,
         },
     )?;
     w.write_all(b"\n")
@@ -314,7 +331,7 @@ mod tests {
             }
             e.ret = -22;
             let mut buf = vec![];
-            write_json(&mut buf, &e, 1000, None).unwrap();
+            write_json(&mut buf, &e, 1000, None, None).unwrap();
             let fast: Value = serde_json::from_slice(&buf).unwrap();
             assert_eq!(fast, to_json(&e, 1000));
         }
@@ -339,7 +356,7 @@ mod tests {
         assert_eq!(j["owner_comm"], "o\u{fffd}k");
         assert_eq!(j["owner_comm_bytes"], json!([b'o', 0xff, b'k']));
         let mut buf = vec![];
-        write_json(&mut buf, &e, 0, None).unwrap();
+        write_json(&mut buf, &e, 0, None, None).unwrap();
         assert!(
             !buf.contains(&0x1b),
             "JSON escapes control characters itself"

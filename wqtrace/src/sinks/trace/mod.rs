@@ -18,7 +18,9 @@ use crate::{
 
 mod format;
 
-pub use format::{EventJson, format_line, kind_name, to_json, write_json, write_stacks};
+pub use format::{
+    EventJson, cgroup_suffix, format_line, kind_name, to_json, write_json, write_stacks,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -58,7 +60,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut batch = Vec::with_capacity(4096);
     let mut n = 0u64;
     let realtime = src.meta().realtime_offset_ns;
-    let stacks = src.stacks().unwrap_or_default();
+    let names = Names {
+        stacks: src.stacks().unwrap_or_default(),
+        cgroups: src.cgroups().unwrap_or_default(),
+    };
     loop {
         if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -66,7 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         batch.clear();
         src.next_batch(&mut batch, Duration::from_millis(100))?;
         n += batch.len() as u64;
-        if let Err(e) = write_batch(&mut out, &batch, args.json, realtime, &stacks) {
+        if let Err(e) = write_batch(&mut out, &batch, args.json, realtime, &names) {
             return reader_gone_or(e);
         }
     }
@@ -74,7 +79,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     batch.clear();
     src.finish(&mut batch)?;
     n += batch.len() as u64;
-    if let Err(e) = write_batch(&mut out, &batch, args.json, realtime, &stacks) {
+    if let Err(e) = write_batch(&mut out, &batch, args.json, realtime, &names) {
         return reader_gone_or(e);
     }
     let lost = src.lost();
@@ -96,16 +101,23 @@ fn write_batch(
     batch: &[Event],
     json: bool,
     realtime: i64,
-    stacks: &SharedStacks,
+    names: &Names,
 ) -> std::io::Result<()> {
-    let t = stacks.read().unwrap_or_else(|p| p.into_inner());
+    let t = names.stacks.read().unwrap_or_else(|p| p.into_inner());
+    let cg = names.cgroups.read().unwrap_or_else(|p| p.into_inner());
     for e in batch {
         if json {
-            write_json(w, e, realtime, Some(&t))?;
+            write_json(w, e, realtime, Some(&t), Some(&cg))?;
         } else {
-            writeln!(w, "{}", format_line(e))?;
+            writeln!(w, "{}{}", format_line(e), cgroup_suffix(e, &cg))?;
             write_stacks(w, e, &t)?;
         }
     }
     w.flush()
+}
+
+/// What the events' references name: their stacks and cgroups.
+struct Names {
+    stacks: SharedStacks,
+    cgroups: crate::cgroup::SharedCgroups,
 }

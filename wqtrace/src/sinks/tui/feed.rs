@@ -110,6 +110,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
         let cost = self.cost.tick(|| src.cost());
         let meta = self.src.meta();
         let stacks = self.src.stacks();
+        let cgroups = self.src.cgroups();
         Ok(match &self.frozen {
             Some((m, at)) => View {
                 model: m,
@@ -119,6 +120,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
                 behind: self.model.counters().events - m.counters().events,
                 cost,
                 stacks,
+                cgroups,
             },
             None => View {
                 model: &self.model,
@@ -128,6 +130,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
                 behind: 0,
                 cost,
                 stacks,
+                cgroups,
             },
         })
     }
@@ -182,6 +185,7 @@ impl Feed for ReplayFeed {
             behind: 0,
             cost: None,
             stacks: r.stacks(),
+            cgroups: r.cgroups(),
         })
     }
 }

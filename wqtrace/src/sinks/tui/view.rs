@@ -31,4 +31,6 @@ pub struct View<'a> {
     pub cost: Option<crate::cost::Rates>,
     /// The call stacks the alerts refer to (None: the source has none).
     pub stacks: Option<crate::stacks::SharedStacks>,
+    /// The paths of the owners' cgroups.
+    pub cgroups: Option<crate::cgroup::SharedCgroups>,
 }

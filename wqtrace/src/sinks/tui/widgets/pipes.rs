@@ -25,6 +25,30 @@ pub const COLUMNS: [&str; 10] = [
     "",
 ];
 
+/// A terminal at least this wide shows the CGROUP column (at 80 columns the processes need
+/// the room).
+pub const CGROUP_MIN_WIDTH: u16 = 110;
+
+/// The first owner's cgroup path, its end kept when it does not fit (`…/foo.service`).
+pub fn cgroup(p: &PipeState, t: Option<&crate::cgroup::CgroupTable>, w: usize) -> String {
+    let Some(o) = p.owners.first().filter(|o| o.cgroup != 0) else {
+        return "-".into();
+    };
+    let path = t
+        .and_then(|t| t.path(o.cgroup).map(str::to_string))
+        .unwrap_or_else(|| format!("#{}", o.cgroup));
+    let n = path.chars().count();
+    if n <= w {
+        path
+    } else if w == 0 {
+        String::new()
+    } else {
+        std::iter::once('…')
+            .chain(path.chars().skip(n - (w - 1)))
+            .collect()
+    }
+}
+
 /// "comm/pid" of the pipe's first owner, "+N" for the others.
 pub fn owners(p: &PipeState, w: usize) -> String {
     let Some(first) = p.owners.first() else {
@@ -45,7 +69,13 @@ pub fn owners(p: &PipeState, w: usize) -> String {
 // Long on purpose: a panel's layout, drawn top to bottom.
 pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeState]) {
     let now = v.now_ns;
-    let procs_w = area.width.saturating_sub(58).max(10) as usize;
+    let wide = area.width >= CGROUP_MIN_WIDTH;
+    let cgroup_w = if wide { (area.width - 58) / 2 } else { 0 };
+    let procs_w = area.width.saturating_sub(58 + cgroup_w).max(10) as usize;
+    let cgroups = v
+        .cgroups
+        .as_ref()
+        .map(|t| t.read().unwrap_or_else(|p| p.into_inner()));
     let body: Vec<Row> = rows
         .iter()
         .map(|p| {
@@ -85,9 +115,17 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeS
             } else {
                 Span::raw("")
             };
-            Row::new(vec![
-                Cell::from(mark),
-                Cell::from(owners(p, procs_w)),
+            let mut cells = vec![Cell::from(mark), Cell::from(owners(p, procs_w))];
+            if wide {
+                cells.push(Cell::from(Span::styled(
+                    crate::text::escape(
+                        cgroup(p, cgroups.as_deref(), cgroup_w as usize).as_bytes(),
+                    )
+                    .into_owned(),
+                    DIM,
+                )));
+            }
+            cells.extend([
                 Cell::from(if size > 0 {
                     size.to_string()
                 } else {
@@ -100,10 +138,11 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeS
                 Cell::from(Span::styled(rej.to_string(), rej_style)),
                 Cell::from(count(p.rate.per_sec(now.max(p.last_ts_ns)))),
                 Cell::from(state),
-            ])
+            ]);
+            Row::new(cells)
         })
         .collect();
-    let widths = [
+    let mut widths = vec![
         Constraint::Length(9),
         Constraint::Min(10),
         Constraint::Length(4),
@@ -115,7 +154,12 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeS
         Constraint::Length(5),
         Constraint::Length(4),
     ];
-    let header = Row::new(COLUMNS.map(|c| Cell::from(c).style(DIM)));
+    let mut header: Vec<Cell> = COLUMNS.iter().map(|c| Cell::from(*c).style(DIM)).collect();
+    if wide {
+        widths.insert(2, Constraint::Length(cgroup_w));
+        header.insert(2, Cell::from("CGROUP").style(DIM));
+    }
+    let header = Row::new(header);
     let focus = app.focus == Focus::Pipes;
     let mut title = vec![
         Span::styled(" Pipes ", if focus { TITLE.fg(Color::Cyan) } else { TITLE }),
