@@ -112,7 +112,10 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
 
     // Header: kernel with notification pipes (no demo hint), the lost counter.
     assert!(!s.contains("cargo xtask demo"), "{s}");
-    assert!(number_after(&s, "lost ").is_some(), "lost counter: {s}");
+    // The tracer keeps up with this workload even in the emulated guest: a stall anywhere
+    // between the ring and the screen (once: indexing kallsyms at the first kernel stack)
+    // shows here before it hides the pipes' details.
+    assert_eq!(number_after(&s, "lost "), Some(0), "lost counter: {s}");
     // Table: notification pipes first (◆), each with a notes column "in use/nr".
     let lines: Vec<&str> = s.lines().collect();
     let hdr = lines

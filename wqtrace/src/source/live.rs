@@ -70,6 +70,10 @@ impl LiveSource {
     /// attaches them according to the probe plan.
     pub fn open(opts: &ProbeOpts) -> Result<Self> {
         let drop = privileges::drop_plan(&opts.privileges)?;
+        // Kernel symbols are indexed while the programs load and attach (seconds apiece in an
+        // emulated guest), not at the first stack.
+        let kallsyms = (opts.stacks_mode() != crate::stacks::Mode::None && !opts.empty_programs)
+            .then(Kallsyms::open);
         let mut probes = Probes::open(opts)?;
         if drop == DropPlan::Capabilities {
             // Capabilities are per thread: given up before the drain thread exists, it has none.
@@ -79,7 +83,7 @@ impl LiveSource {
         let ring = BatchRing::new(probes.take_ring()?, loader::RING_BYTES as usize)?;
         let stacks = crate::stacks::shared();
         let cgroups = crate::cgroup::SharedCgroups::default();
-        let (resolver, snapshots) = match stack_resolver(opts, &mut probes, &stacks)? {
+        let (resolver, snapshots) = match stack_resolver(kallsyms, &mut probes, &stacks)? {
             Some((parts, snapshots)) => (Some(parts), Some(snapshots)),
             None => (None, None),
         };
@@ -145,17 +149,17 @@ impl LiveSource {
     }
 }
 
-/// What names the stacks the programs take (None with `--stacks none`). Opened now, while
-/// privileged: /proc/kallsyms shows addresses to the credentials it was opened with.
+/// What names the stacks the programs take (None with `--stacks none`). /proc/kallsyms was
+/// opened while privileged: it shows addresses to the credentials it was opened with.
 fn stack_resolver(
-    opts: &ProbeOpts,
+    kallsyms: Option<Kallsyms>,
     probes: &mut Probes,
     table: &crate::stacks::SharedStacks,
 ) -> Result<Option<(resolve::Parts, Sender<MapsSnapshot>)>> {
-    if opts.stacks_mode() == crate::stacks::Mode::None || opts.empty_programs {
+    let Some(mut kallsyms) = kallsyms else {
         return Ok(None);
-    }
-    let kallsyms = Kallsyms::open();
+    };
+    kallsyms.wait();
     if let Some(n) = kallsyms.note() {
         eprintln!("wqtrace: kernel stacks will show addresses only: {n}");
     }
