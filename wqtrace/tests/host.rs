@@ -416,11 +416,7 @@ fn hostile_task_names_are_shown_escaped() {
 
     let json = trace_a_process_named(hostile, true);
     assert!(!json.contains(&0x1b), "JSON escapes control characters");
-    let events: Vec<serde_json::Value> = json
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let events = common::json_lines(&json);
     assert!(
         events
             .iter()
@@ -430,11 +426,7 @@ fn hostile_task_names_are_shown_escaped() {
 
     let not_utf8 = b"bad\xff\xfename";
     let json = trace_a_process_named(not_utf8, true);
-    let events: Vec<serde_json::Value> = json
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let events = common::json_lines(&json);
     let bytes: Vec<u8> = not_utf8.to_vec();
     assert!(
         events

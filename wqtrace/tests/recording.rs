@@ -1,5 +1,7 @@
 //! Recording format, record/report/export/replay over synthetic fixtures (no kernel needed).
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -507,12 +509,7 @@ fn export_chrome_json_and_jsonl() {
         .args(["-f", "jsonl"])
         .output()
         .unwrap();
-    let lines: Vec<serde_json::Value> = o
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let lines = common::json_lines(&o.stdout);
     assert_eq!(lines.len(), evs.len());
     assert_eq!(lines[0]["kind"], "pipe_created");
     assert_eq!(
@@ -587,12 +584,7 @@ fn stacks_travel_with_the_recording() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<serde_json::Value> = o
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let lines = common::json_lines(&o.stdout);
     let with: Vec<&serde_json::Value> =
         lines.iter().filter(|l| l.get("kstack").is_some()).collect();
     assert_eq!(with.len(), rejected.len());

@@ -20,6 +20,7 @@ pub mod codec;
 pub mod fixtures;
 mod rangecrc;
 mod reader;
+pub mod side;
 mod writer;
 
 pub use reader::{Chunk, ChunkInfo, Reader};

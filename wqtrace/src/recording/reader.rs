@@ -5,12 +5,12 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use wqtrace_common::Event;
 
-use crate::cgroup::{CgroupChunk, SharedCgroups};
-use crate::stacks::{SharedStacks, table::StackChunk};
+use crate::cgroup::SharedCgroups;
+use crate::stacks::SharedStacks;
 
 use super::{
     CHUNK_CGROUPS, CHUNK_EVENTS, CHUNK_STACKS, CHUNK_TRAILER, FORMAT_VERSION, FRAME_LEN,
-    FormatError, Header, MAGIC, MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc,
+    FormatError, Header, MAGIC, MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc, side,
 };
 
 /// One decoded chunk.
@@ -369,30 +369,14 @@ impl<R: Read> Reader<R> {
                     }
                 },
                 CHUNK_STACKS => {
-                    match serde_json::from_slice::<StackChunk>(&payload) {
-                        Ok(c) => {
-                            let mut t = self.stacks.write().unwrap_or_else(|p| p.into_inner());
-                            for (k, s) in c.stacks {
-                                t.insert(k, s);
-                            }
-                        }
-                        Err(e) => self.warnings.push(format!(
-                            "stacks at byte {at} ignored (their events show them as unknown): {e}"
-                        )),
+                    if let Err(w) = side::merge(&self.stacks, &payload, at) {
+                        self.warnings.push(w);
                     }
                     continue;
                 }
                 CHUNK_CGROUPS => {
-                    match serde_json::from_slice::<CgroupChunk>(&payload) {
-                        Ok(c) => {
-                            let mut t = self.cgroups.write().unwrap_or_else(|p| p.into_inner());
-                            for (id, p) in c.cgroups {
-                                t.insert(id, p);
-                            }
-                        }
-                        Err(e) => self.warnings.push(format!(
-                            "cgroup names at byte {at} ignored (their events show the ids): {e}"
-                        )),
+                    if let Err(w) = side::merge(&self.cgroups, &payload, at) {
+                        self.warnings.push(w);
                     }
                     continue;
                 }

@@ -5,12 +5,13 @@ use std::time::Instant;
 
 use wqtrace_common::Event;
 
-use crate::cgroup::{CgroupChunk, SharedCgroups};
-use crate::stacks::{SharedStacks, table::StackChunk};
+use crate::cgroup::{CgroupTable, SharedCgroups};
+use crate::stacks::{SharedStacks, table::StackTable};
 
 use super::{
-    CHUNK_CGROUPS, CHUNK_EVENTS, CHUNK_STACKS, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL,
-    FORMAT_VERSION, Header, MAGIC, Trailer, codec, frame,
+    CHUNK_EVENTS, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL, FORMAT_VERSION, Header, MAGIC,
+    Trailer, codec, frame,
+    side::{SideTable, Written},
 };
 
 /// Writes a recording chunk by chunk.
@@ -26,11 +27,9 @@ pub struct Writer<W: Write> {
     last_ts: u64,
     oldest_pending: Option<Instant>,
     flush_bytes: usize,
-    /// The session's stacks, and how many of them are written.
-    stacks: Option<SharedStacks>,
-    stacks_written: usize,
-    cgroups: Option<SharedCgroups>,
-    cgroups_written: usize,
+    /// The session's stacks and cgroup names, and how much of each is written.
+    stacks: Written<StackTable>,
+    cgroups: Written<CgroupTable>,
 }
 
 impl<W: Write> Writer<W> {
@@ -57,40 +56,27 @@ impl<W: Write> Writer<W> {
             last_ts: 0,
             oldest_pending: None,
             flush_bytes: FLUSH_BYTES,
-            stacks: None,
-            stacks_written: 0,
-            cgroups: None,
-            cgroups_written: 0,
+            stacks: Written::default(),
+            cgroups: Written::default(),
         })
     }
 
     /// Writes the stacks of this table the events refer to (new ones before each chunk).
     pub fn set_stacks(&mut self, t: Option<SharedStacks>) {
-        self.stacks = t;
+        self.stacks = Written::new(t);
     }
 
     /// Writes the cgroup paths of this table the events carry (new ones before each chunk).
     pub fn set_cgroups(&mut self, t: Option<SharedCgroups>) {
-        self.cgroups = t;
+        self.cgroups = Written::new(t);
     }
 
-    /// The cgroups named since the last call, as one chunk.
-    fn write_new_cgroups(&mut self) -> io::Result<()> {
-        let Some(t) = &self.cgroups else {
-            return Ok(());
-        };
-        let chunk = {
-            let t = t.read().unwrap_or_else(|p| p.into_inner());
-            let new = t.since(self.cgroups_written);
-            if new.is_empty() {
-                return Ok(());
-            }
-            self.cgroups_written += new.len();
-            CgroupChunk {
-                cgroups: new.to_vec(),
-            }
-        };
-        self.write_frame(CHUNK_CGROUPS, &chunk)
+    /// What `w` has that the file lacks, as one chunk.
+    fn write_new<T: SideTable>(&mut self, w: fn(&mut Self) -> &mut Written<T>) -> io::Result<()> {
+        match w(self).take_new() {
+            Some(c) => self.write_frame(T::CHUNK, &c),
+            None => Ok(()),
+        }
     }
 
     fn write_frame(&mut self, kind: u8, v: &impl serde::Serialize) -> io::Result<()> {
@@ -99,25 +85,6 @@ impl<W: Write> Writer<W> {
         self.bytes += f.len() as u64;
         self.chunks += 1;
         Ok(())
-    }
-
-    /// The stacks added to the table since the last call, as one chunk.
-    fn write_new_stacks(&mut self) -> io::Result<()> {
-        let Some(t) = &self.stacks else {
-            return Ok(());
-        };
-        let chunk = {
-            let t = t.read().unwrap_or_else(|p| p.into_inner());
-            let new = t.since(self.stacks_written);
-            if new.is_empty() {
-                return Ok(());
-            }
-            self.stacks_written += new.len();
-            StackChunk {
-                stacks: new.iter().map(|(k, s)| (*k, (**s).clone())).collect(),
-            }
-        };
-        self.write_frame(CHUNK_STACKS, &chunk)
     }
 
     /// Cuts chunks at `n` encoded bytes instead of [`FLUSH_BYTES`] (tests, tiny chunks).
@@ -161,8 +128,8 @@ impl<W: Write> Writer<W> {
             return Ok(());
         }
         // The events may refer to stacks: those go first, so a reader has met them.
-        self.write_new_stacks()?;
-        self.write_new_cgroups()?;
+        self.write_new(|w| &mut w.stacks)?;
+        self.write_new(|w| &mut w.cgroups)?;
         let first_index = self.events - self.enc.count();
         let (n, base_ts, body) = self.enc.take();
         let mut payload = Vec::with_capacity(body.len() + 24);

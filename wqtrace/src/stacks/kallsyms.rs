@@ -171,12 +171,7 @@ impl Kallsyms {
 
     /// `addr` as a frame: the text symbol it falls in, and its module.
     pub fn frame(&mut self, addr: u64) -> Frame {
-        let mut fr = Frame {
-            addr,
-            name: None,
-            offset: 0,
-            module: None,
-        };
+        let mut fr = Frame::unnamed(addr, None);
         if let Some((start, name, module)) = self.index().and_then(|ix| ix.lookup(addr)) {
             fr.name = Some(name.to_string());
             fr.offset = addr - start;

@@ -143,12 +143,6 @@ impl Resolver {
     }
 
     fn user_stack(&self, tgid: u32, ips: &[u64]) -> Stack {
-        let unnamed = |addr| Frame {
-            addr,
-            name: None,
-            offset: 0,
-            module: None,
-        };
         let snapshot = self.maps.get(&tgid).filter(|m| !m.is_empty());
         let frames: Vec<Frame> = match snapshot {
             // Where the drain thread saw the process mapped: the files still name the frames
@@ -157,14 +151,14 @@ impl Resolver {
                 .iter()
                 .map(|&addr| match m.find(addr) {
                     Some((path, off)) => self.in_file(path, off, addr),
-                    None => unnamed(addr),
+                    None => Frame::unnamed(addr, None),
                 })
                 .collect(),
             None => match self.in_process(tgid, ips) {
                 Ok(f) => f,
                 Err(e) => {
                     return Stack {
-                        frames: ips.iter().map(|&a| unnamed(a)).collect(),
+                        frames: ips.iter().map(|&a| Frame::unnamed(a, None)).collect(),
                         error: Some(format!("process {tgid}: {e}")),
                     };
                 }
@@ -199,12 +193,7 @@ impl Resolver {
                 offset: s.offset as u64,
                 module,
             },
-            _ => Frame {
-                addr,
-                name: None,
-                offset: 0,
-                module,
-            },
+            _ => Frame::unnamed(addr, module),
         }
     }
 
@@ -234,12 +223,7 @@ impl Resolver {
                             .into_owned()
                     }),
                 },
-                Symbolized::Unknown(_) => Frame {
-                    addr,
-                    name: None,
-                    offset: 0,
-                    module: None,
-                },
+                Symbolized::Unknown(_) => Frame::unnamed(addr, None),
             })
             .collect())
     }

@@ -23,10 +23,14 @@ pub struct StackKey {
 impl StackKey {
     /// The key of `e`'s kernel (`user` false) or user stack, if it names a stored one.
     pub fn of(e: &Event, user: bool) -> Option<Self> {
-        let r = if user { e.ustack } else { e.kstack };
+        Self::from_ref(if user { e.ustack } else { e.kstack }, user, e.tgid)
+    }
+
+    /// The key a reference names (`tgid`: the process of a user stack).
+    pub fn from_ref(r: u16, user: bool, tgid: u32) -> Option<Self> {
         Some(Self {
             user,
-            tgid: if user { e.tgid } else { 0 },
+            tgid: if user { tgid } else { 0 },
             id: stack_ref::id(r)?,
         })
     }
@@ -44,6 +48,18 @@ pub struct Frame {
     /// Kernel module or user binary (file name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+}
+
+impl Frame {
+    /// An address with no symbol found (`module`: the file it is in, if known).
+    pub fn unnamed(addr: u64, module: Option<String>) -> Self {
+        Self {
+            addr,
+            name: None,
+            offset: 0,
+            module,
+        }
+    }
 }
 
 impl fmt::Display for Frame {
@@ -151,11 +167,7 @@ impl StackTable {
                 stack_ref::PER_CPU_PER_SEC
             )))),
             _ => {
-                let k = StackKey {
-                    user,
-                    tgid: if user { tgid } else { 0 },
-                    id: stack_ref::id(r)?,
-                };
+                let k = StackKey::from_ref(r, user, tgid)?;
                 Some(self.index.get(&k).map_or_else(
                     || Arc::new(Stack::unknown("not in this session's stack table")),
                     |&i| self.entries[i].1.clone(),

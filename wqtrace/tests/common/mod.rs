@@ -17,6 +17,14 @@ use serde_json::Value;
 
 pub const WQTRACE: &str = env!("CARGO_BIN_EXE_wqtrace");
 
+/// One JSON value per non-empty line (trace --json, export -f jsonl).
+pub fn json_lines(out: &[u8]) -> Vec<Value> {
+    out.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
 /// `wqtrace ARGS`, which must succeed (its stderr in the failure message).
 pub fn run_ok(args: &[&str]) -> std::process::Output {
     let out = Command::new(WQTRACE).args(args).output().unwrap();
