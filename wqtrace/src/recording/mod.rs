@@ -9,6 +9,8 @@
 //! trailer = (type 2) JSON Trailer, written on a clean stop; readers never require it
 //! stacks  = (type 3) JSON StackChunk: stacks new since the last one, with their names
 //! cgroups = (type 4) JSON CgroupChunk: cgroup paths new since the last one, by id
+//! zevents = (type 5, format 4) as events, the codec-encoded events one zstd frame (level 1,
+//!           content size declared); written when smaller than type 1
 //! ```
 //!
 //! Chunks are self-contained (see [`codec`]), written whole with one `write` and flushed every
@@ -37,7 +39,7 @@ use crate::session::SessionMeta;
 /// First bytes of every recording (PNG-style: catches text-mode and 7-bit mangling).
 pub const MAGIC: [u8; 8] = *b"\x89WQT\r\n\x1a\n";
 /// Format version this build writes; it reads every version up to this one.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Marks the start of each chunk, so a reader can resynchronise after damage.
 pub const SYNC: [u8; 4] = *b"\xc7WQC";
 pub const CHUNK_EVENTS: u8 = 1;
@@ -48,6 +50,12 @@ pub const CHUNK_STACKS: u8 = 3;
 /// Format 3: cgroup paths by id (JSON [`crate::cgroup::CgroupChunk`]), written before the
 /// first events chunk that carries the ids.
 pub const CHUNK_CGROUPS: u8 = 4;
+/// Format 4: an events chunk whose encoded events (after the four counts every events chunk
+/// starts with) are one zstd frame. A writer falls back to [`CHUNK_EVENTS`] when that is not
+/// smaller.
+pub const CHUNK_EVENTS_ZSTD: u8 = 5;
+/// zstd's level: 1 is the fastest of its regular levels, and already takes 40 % off.
+pub const ZSTD_LEVEL: i32 = 1;
 /// Larger chunks are treated as damage.
 pub const MAX_CHUNK: u32 = 16 << 20;
 /// A chunk is cut at this many encoded bytes…
@@ -165,6 +173,109 @@ mod tests {
         assert_eq!(
             w.matches("event count larger than the chunk").count(),
             3,
+            "{w}"
+        );
+    }
+
+    /// A ring op stream like a ping-pong's: two tasks, two pipes, ring indices moving by one.
+    fn pingpong(n: u32) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                let mut e = Event::zeroed();
+                e.kind = wqtrace_common::EventKind::RingOp as u8;
+                e.ts_ns = 1_000_000 + u64::from(i) * 13_000 + u64::from(i % 7) * 31;
+                e.tid = 100 + i % 2;
+                e.tgid = e.tid;
+                e.pipe = 0xffff_8880_0000_1000 + u64::from(i / 2 % 2) * 0x200;
+                e.ino = 5000 + u64::from(i / 2 % 2);
+                e.ret = 64;
+                e.head = i / 4 + 1;
+                e.head_before = i / 4;
+                e.ring_size = 16;
+                e.duration_ns = 900 + u64::from(i % 13) * 17;
+                e.comm[..4].copy_from_slice(b"ping");
+                e
+            })
+            .collect()
+    }
+
+    fn chunk_kinds(file: &[u8]) -> Vec<u8> {
+        let mut kinds = Vec::new();
+        let mut at = file.windows(4).position(|w| w == SYNC);
+        while let Some(i) = at {
+            let len = u32::from_le_bytes(file[i + 5..i + 9].try_into().unwrap()) as usize;
+            kinds.push(file[i + 4]);
+            let next = i + FRAME_LEN + len;
+            at = file
+                .get(next..)
+                .and_then(|r| r.windows(4).position(|w| w == SYNC))
+                .map(|k| next + k);
+        }
+        kinds
+    }
+
+    /// Events chunks are stored compressed when that is smaller, and read back exactly.
+    #[test]
+    fn events_chunks_are_compressed_and_exact() {
+        let evs = pingpong(20_000);
+        let file = encode_to_vec(&Header::default(), &evs, 3);
+        let kinds = chunk_kinds(&file);
+        assert!(kinds.contains(&CHUNK_EVENTS_ZSTD), "{kinds:?}");
+        assert!(!kinds.contains(&CHUNK_EVENTS), "{kinds:?}");
+        let mut r = Reader::new(std::io::Cursor::new(&file)).unwrap();
+        assert_eq!(r.read_all().unwrap(), evs);
+        assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+        // And smaller than the same chunks stored plainly.
+        let mut plain = 0;
+        let mut enc = codec::ChunkEncoder::new();
+        for e in &evs {
+            enc.push(e);
+        }
+        plain += enc.take().2.len();
+        assert!(file.len() * 10 < plain * 8, "{} vs {plain}", file.len());
+    }
+
+    /// A compressed chunk whose checksum holds but whose zstd frame is damaged (or claims more
+    /// than a chunk may hold) is reported and skipped; the chunks after it still read.
+    #[test]
+    fn damaged_compressed_chunks_are_reported_and_skipped() {
+        let mut file = Writer::new(Vec::new(), &Header::default())
+            .unwrap()
+            .finish("x")
+            .unwrap()
+            .0;
+        let trailer_at = file.windows(4).rposition(|w| w == SYNC).unwrap();
+        file.truncate(trailer_at);
+        let evs = pingpong(500);
+        let mut enc = codec::ChunkEncoder::new();
+        for e in &evs {
+            enc.push(e);
+        }
+        let (n, base_ts, body) = enc.take();
+        let chunk = |z: &[u8], first: u64| {
+            let mut p = Vec::new();
+            for v in [n, first, base_ts, 0] {
+                codec::put_varint(&mut p, v);
+            }
+            p.extend_from_slice(z);
+            frame(CHUNK_EVENTS_ZSTD, &p)
+        };
+        let good = zstd::bulk::compress(&body, ZSTD_LEVEL).unwrap();
+        let mut bad = good.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x55;
+        bad.truncate(bad.len() - 3);
+        // 17 MiB of zeros: compresses to a few hundred bytes, decompresses past MAX_CHUNK.
+        let bomb = zstd::bulk::compress(&vec![0u8; 17 << 20], ZSTD_LEVEL).unwrap();
+        file.extend_from_slice(&chunk(&bad, 0));
+        file.extend_from_slice(&chunk(&bomb, 0));
+        file.extend_from_slice(&chunk(&good, 0));
+        let mut r = Reader::new(std::io::Cursor::new(file)).unwrap();
+        assert_eq!(r.read_all().unwrap(), evs);
+        let w = r.warnings().join("\n");
+        assert_eq!(
+            w.matches("compressed events do not decompress").count(),
+            2,
             "{w}"
         );
     }

@@ -9,8 +9,9 @@ use crate::cgroup::SharedCgroups;
 use crate::stacks::SharedStacks;
 
 use super::{
-    CHUNK_CGROUPS, CHUNK_EVENTS, CHUNK_STACKS, CHUNK_TRAILER, FORMAT_VERSION, FRAME_LEN,
-    FormatError, Header, MAGIC, MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc, side,
+    CHUNK_CGROUPS, CHUNK_EVENTS, CHUNK_EVENTS_ZSTD, CHUNK_STACKS, CHUNK_TRAILER, FORMAT_VERSION,
+    FRAME_LEN, FormatError, Header, MAGIC, MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc,
+    side,
 };
 
 /// One decoded chunk.
@@ -349,14 +350,16 @@ impl<R: Read> Reader<R> {
             let payload = self.buf[p0..p0 + len].to_vec();
             self.start = p0 + len;
             match kind {
-                CHUNK_EVENTS => match self.decode_events_chunk(at, &payload) {
-                    Ok(c) => return Ok(Some(c)),
-                    Err(e) => {
-                        self.warnings
-                            .push(format!("chunk at byte {at} ignored: {e}"));
-                        continue;
+                CHUNK_EVENTS | CHUNK_EVENTS_ZSTD => {
+                    match self.decode_events_chunk(at, &payload, kind == CHUNK_EVENTS_ZSTD) {
+                        Ok(c) => return Ok(Some(c)),
+                        Err(e) => {
+                            self.warnings
+                                .push(format!("chunk at byte {at} ignored: {e}"));
+                            continue;
+                        }
                     }
-                },
+                }
                 CHUNK_TRAILER => match serde_json::from_slice::<Trailer>(&payload) {
                     Ok(t) => {
                         self.trailer = Some(t.clone());
@@ -390,22 +393,38 @@ impl<R: Read> Reader<R> {
         &mut self,
         offset: u64,
         payload: &[u8],
+        zstd: bool,
     ) -> Result<Chunk, codec::DecodeError> {
         let mut c = codec::Cursor::new(payload);
         let n = c.varint()?;
         let first_index = c.varint()?;
         let base_ts = c.varint()?;
         let lost = c.varint()?;
+        let hdr = payload.len() - c.remaining();
+        let unpacked;
+        let body = if zstd {
+            // The size the frame declares (the writer always puts it there), at most what a
+            // chunk may hold: a forged frame cannot claim more memory.
+            let z = &payload[hdr..];
+            let bad = codec::DecodeError("compressed events do not decompress");
+            let size = match zstd::zstd_safe::get_frame_content_size(z) {
+                Ok(Some(n)) if n <= u64::from(MAX_CHUNK) => n as usize,
+                _ => return Err(bad),
+            };
+            unpacked = zstd::bulk::decompress(z, size).map_err(|_| bad)?;
+            &unpacked[..]
+        } else {
+            &payload[hdr..]
+        };
         // An event takes at least 4 bytes (5 in format 1): refuse counts the chunk cannot hold
         // before allocating, and reserve no more than a writer's chunk holds; a forged count
         // costs memory only as its events actually decode.
         let min_event = if self.version < 2 { 5 } else { 4 };
-        if n > (c.remaining() / min_event) as u64 {
+        if n > (body.len() / min_event) as u64 {
             return Err(codec::DecodeError("event count larger than the chunk"));
         }
-        let hdr = payload.len() - c.remaining();
         let mut events = Vec::with_capacity((n as usize).min(1 << 16));
-        codec::decode_events(&payload[hdr..], n, base_ts, self.version, &mut events)?;
+        codec::decode_events(body, n, base_ts, self.version, &mut events)?;
         if first_index > self.next_index {
             let gap = first_index - self.next_index;
             self.damaged_events += gap;

@@ -9,8 +9,8 @@ use crate::cgroup::{CgroupTable, SharedCgroups};
 use crate::stacks::{SharedStacks, table::StackTable};
 
 use super::{
-    CHUNK_EVENTS, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL, FORMAT_VERSION, Header, MAGIC,
-    Trailer, codec, frame,
+    CHUNK_EVENTS, CHUNK_EVENTS_ZSTD, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL, FORMAT_VERSION,
+    Header, MAGIC, Trailer, ZSTD_LEVEL, codec, frame,
     side::{SideTable, Written},
 };
 
@@ -18,6 +18,8 @@ use super::{
 pub struct Writer<W: Write> {
     out: W,
     enc: codec::ChunkEncoder,
+    /// Kept across chunks: a fresh zstd context per chunk costs more than compressing it.
+    zstd: Option<zstd::bulk::Compressor<'static>>,
     events: u64,
     chunks: u64,
     bytes: u64,
@@ -47,6 +49,7 @@ impl<W: Write> Writer<W> {
         Ok(Self {
             out,
             enc: codec::ChunkEncoder::new(),
+            zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL).ok(),
             events: 0,
             chunks: 0,
             bytes: b.len() as u64,
@@ -137,8 +140,18 @@ impl<W: Write> Writer<W> {
         codec::put_varint(&mut payload, first_index);
         codec::put_varint(&mut payload, base_ts);
         codec::put_varint(&mut payload, self.lost);
-        payload.extend_from_slice(&body);
-        let f = frame(CHUNK_EVENTS, &payload);
+        let z = self.zstd.as_mut().and_then(|z| z.compress(&body).ok());
+        let kind = match z {
+            Some(z) if z.len() < body.len() => {
+                payload.extend_from_slice(&z);
+                CHUNK_EVENTS_ZSTD
+            }
+            _ => {
+                payload.extend_from_slice(&body);
+                CHUNK_EVENTS
+            }
+        };
+        let f = frame(kind, &payload);
         self.oldest_pending = None;
         self.lost_written = self.lost;
         self.out.write_all(&f)?;
