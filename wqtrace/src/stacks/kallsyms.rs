@@ -38,6 +38,8 @@ struct Index {
     names: String,
     /// Symbol indices sorted by address (modules follow the core kernel in the file).
     by_addr: Vec<u32>,
+    /// The core kernel's text, `_stext` to `_etext`.
+    core_text: (u64, u64),
 }
 
 /// A text symbol line: (address, name, module).
@@ -65,6 +67,11 @@ impl Index {
                 break;
             }
             if let Some((a, name, module)) = text_symbol(&line) {
+                match name {
+                    "_stext" if module.is_none() => ix.core_text.0 = a,
+                    "_etext" if module.is_none() => ix.core_text.1 = a,
+                    _ => {}
+                }
                 ix.addrs.push(a);
                 ix.starts.push(ix.names.len() as u32);
                 ix.names.push_str(name);
@@ -82,6 +89,26 @@ impl Index {
         by_addr.sort_unstable_by_key(|&i| ix.addrs[i as usize]);
         ix.by_addr = by_addr;
         ix
+    }
+
+    /// The symbol `addr` is in, if the index can tell: (start, name, module). The index was
+    /// read before wqtrace's own programs and trampolines existed, and kallsyms gives no sizes,
+    /// so an address past the core kernel's text is named only when it is close enough to a
+    /// module's symbol (or a BPF program's, or a trampoline page's) to be in it; otherwise
+    /// the nearest symbol below would be a wrong name (`p9_virtio_cleanup+0x1db67eeb` for a
+    /// BPF program, in the 6.1 guest).
+    fn symbol(&self, addr: u64) -> Option<(u64, &str, Option<&str>)> {
+        let (start, name, module) = self.lookup(addr)?;
+        let (stext, etext) = self.core_text;
+        let in_core = stext != 0 && etext > stext && (stext..etext).contains(&addr);
+        let span = match module {
+            None if in_core || etext == 0 => u64::MAX,
+            None => 0,
+            // Pseudo-modules name single trampoline pages.
+            Some(m) if m.starts_with("__builtin__") => 4096,
+            Some(_) => 1 << 20,
+        };
+        (addr - start < span).then_some((start, name, module))
     }
 
     /// The text symbol at or below `addr`: (start, name, module).
@@ -141,6 +168,11 @@ impl Kallsyms {
         k
     }
 
+    /// Whether frames get names (an index of the symbols exists).
+    pub fn names(&mut self) -> bool {
+        self.index().is_some()
+    }
+
     /// Why kernel frames will have no names (None: they will).
     pub fn note(&self) -> Option<&str> {
         self.note.as_deref()
@@ -172,7 +204,7 @@ impl Kallsyms {
     /// `addr` as a frame: the text symbol it falls in, and its module.
     pub fn frame(&mut self, addr: u64) -> Frame {
         let mut fr = Frame::unnamed(addr, None);
-        if let Some((start, name, module)) = self.index().and_then(|ix| ix.lookup(addr)) {
+        if let Some((start, name, module)) = self.index().and_then(|ix| ix.symbol(addr)) {
             fr.name = Some(name.to_string());
             fr.offset = addr - start;
             fr.module = module.map(str::to_string);
@@ -217,5 +249,27 @@ mod tests {
             Some((0xffff_ffff_c000_0000, "nfs_open", Some("nfs")))
         );
         assert_eq!(ix.names.len(), ix.names.capacity(), "sized exactly");
+    }
+
+    #[test]
+    fn addresses_outside_known_text_are_not_given_a_wrong_name() {
+        let text = "ffffffff81000000 T _stext\nffffffff81000100 t pipe_read\n\
+                    ffffffff81200000 T _etext\nffffffffc0000000 t nfs_open\t[nfs]\n\
+                    ffffffffc0201000 t ftrace_trampoline\t[__builtin__ftrace]\n\
+                    ffffffffc0400000 t bpf_prog_6deef7357e7b4530_sys_enter\t[bpf]\n";
+        let ix = Index::build(text.as_bytes());
+        assert_eq!(ix.core_text, (0xffff_ffff_8100_0000, 0xffff_ffff_8120_0000));
+        assert_eq!(ix.symbol(0xffff_ffff_8100_0104).unwrap().1, "pipe_read");
+        // Past _etext, no module near: a BPF program loaded after the read, say.
+        assert_eq!(ix.symbol(0xffff_ffff_a000_0000), None);
+        assert_eq!(ix.symbol(0xffff_ffff_c000_0040).unwrap().1, "nfs_open");
+        assert_eq!(ix.symbol(0xffff_ffff_c020_1010).unwrap().1, "ftrace_trampoline");
+        // A trampoline allocated after the read, pages past the one kallsyms named.
+        assert_eq!(ix.symbol(0xffff_ffff_c020_7069), None);
+        assert_eq!(
+            ix.symbol(0xffff_ffff_c040_0020).unwrap().2,
+            Some("bpf"),
+            "a program loaded before the read"
+        );
     }
 }

@@ -132,7 +132,13 @@ impl Resolver {
             let mut frames: Vec<Frame> = ips.iter().map(|&a| self.kernel.frame(a)).collect();
             // The innermost frames are wqtrace's own program and the tracing glue that ran
             // it: not the traced task's path.
-            let own = frames.iter().take_while(|f| is_tracer_frame(f)).count();
+            // The index may predate those (it is read while they load and attach): an
+            // address it cannot name, before the first frame it can, is one of them too.
+            let named = self.kernel.names();
+            let own = frames
+                .iter()
+                .take_while(|f| is_tracer_frame(f) || (named && f.name.is_none()))
+                .count();
             frames.drain(..own);
             return Stack {
                 frames,
