@@ -21,6 +21,9 @@ pub enum BpfStats {
     System,
     /// Off, and we could not turn them on: why.
     Unavailable(String),
+    /// Off: this command shows no cost, and counting is not free (two clock reads per run of
+    /// every BPF program on the machine, not only ours).
+    NotAsked,
 }
 
 impl BpfStats {
@@ -40,8 +43,17 @@ impl BpfStats {
         }
     }
 
+    /// Counting only if already on system-wide (the sysctl): for commands that show no cost.
+    pub fn if_on() -> Self {
+        if sysctl_on() {
+            Self::System
+        } else {
+            Self::NotAsked
+        }
+    }
+
     pub fn available(&self) -> bool {
-        !matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Ours(_) | Self::System)
     }
 }
 

@@ -30,7 +30,10 @@ pub struct Measurement {
 /// Attaches, measures for `secs` (or until Ctrl-C), detaches.
 pub fn run(opts: &ProbeOpts, secs: f64) -> Result<Measurement> {
     stop::install();
-    let mut src = LiveSource::open(opts)?;
+    let mut src = LiveSource::open(&ProbeOpts {
+        count_runs: true,
+        ..opts.clone()
+    })?;
     let why_unknown = match src.bpf_stats() {
         BpfStats::Unavailable(why) => Some(why.clone()),
         _ => None,

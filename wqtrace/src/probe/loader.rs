@@ -69,7 +69,11 @@ impl Probes {
         } = kernel_facts(opts)?;
         ensure_tracefs();
         // Before anything is attached, so every run is counted.
-        let bpf_stats = BpfStats::enable();
+        let bpf_stats = if opts.count_runs {
+            BpfStats::enable()
+        } else {
+            BpfStats::if_on()
+        };
         let filter = opts.kernel_filter()?;
         let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
         let mut ebpf = EbpfLoader::new()

@@ -43,6 +43,12 @@ pub struct ProbeOpts {
     /// Benchmark floor: load and attach every program as planned, each returning at once.
     #[arg(long, hide = true)]
     pub empty_programs: bool,
+    /// Have the kernel count the programs' runs and run time (BPF_ENABLE_STATS), for the
+    /// commands that show what tracing costs (tui, serve, doctor --measure). Not an option:
+    /// record and trace show no cost, and counting costs every BPF program on the machine
+    /// two clock reads per run.
+    #[arg(skip)]
+    pub count_runs: bool,
     #[command(flatten)]
     pub privileges: crate::privileges::DropOpts,
 }

@@ -84,6 +84,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // work for nothing on every contention and long wait).
     let mut probe = args.probe.clone();
     probe.stacks.get_or_insert(crate::stacks::Mode::None);
+    // Its cost is among the metrics.
+    probe.count_runs = true;
     let mut src = LiveSource::open(&probe)?;
     let release_on_close = !matches!(
         src.plan().method(Hook::PipeRelease),

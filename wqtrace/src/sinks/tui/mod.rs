@@ -52,7 +52,12 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     stop::install();
     // Load and attach before touching the terminal: errors (privileges, BTF) print normally.
-    let src = LiveSource::open(&args.probe)?;
+    // The header shows what tracing costs.
+    let probe = ProbeOpts {
+        count_runs: true,
+        ..args.probe.clone()
+    };
+    let src = LiveSource::open(&probe)?;
     let mut traced = child::start(&args.command, true)?;
     let mut feed = LiveFeed::new(src, ModelConfig::default());
     let interval = Duration::from_millis(args.interval.max(20));
