@@ -263,7 +263,10 @@ mod tests {
         // Past _etext, no module near: a BPF program loaded after the read, say.
         assert_eq!(ix.symbol(0xffff_ffff_a000_0000), None);
         assert_eq!(ix.symbol(0xffff_ffff_c000_0040).unwrap().1, "nfs_open");
-        assert_eq!(ix.symbol(0xffff_ffff_c020_1010).unwrap().1, "ftrace_trampoline");
+        assert_eq!(
+            ix.symbol(0xffff_ffff_c020_1010).unwrap().1,
+            "ftrace_trampoline"
+        );
         // A trampoline allocated after the read, pages past the one kallsyms named.
         assert_eq!(ix.symbol(0xffff_ffff_c020_7069), None);
         assert_eq!(
