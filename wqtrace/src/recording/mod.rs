@@ -146,18 +146,23 @@ pub fn encode_to_vec(header: &Header, events: &[Event], lost: u64) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    /// A chunk whose checksum holds but whose event count is forged: refused before anything is
-    /// reserved for it (an event takes at least 4 bytes), reported, and the reader goes on.
-    #[test]
-    fn forged_event_counts_reserve_nothing() {
+    /// An empty recording without the trailer the writer puts last: made-up chunks go after it.
+    fn without_trailer() -> Vec<u8> {
         let mut file = Writer::new(Vec::new(), &Header::default())
             .unwrap()
             .finish("x")
             .unwrap()
             .0;
-        // Drop the trailer the writer put last; forged chunks go in its place.
         let trailer_at = file.windows(4).rposition(|w| w == SYNC).unwrap();
         file.truncate(trailer_at);
+        file
+    }
+
+    /// A chunk whose checksum holds but whose event count is forged: refused before anything is
+    /// reserved for it (an event takes at least 4 bytes), reported, and the reader goes on.
+    #[test]
+    fn forged_event_counts_reserve_nothing() {
+        let mut file = without_trailer();
         for n in [u64::MAX >> 1, 1 << 40, 4096 / 4 + 1] {
             let mut p = Vec::new();
             for v in [n, 0, 0, 0] {
@@ -239,13 +244,7 @@ mod tests {
     /// than a chunk may hold) is reported and skipped; the chunks after it still read.
     #[test]
     fn damaged_compressed_chunks_are_reported_and_skipped() {
-        let mut file = Writer::new(Vec::new(), &Header::default())
-            .unwrap()
-            .finish("x")
-            .unwrap()
-            .0;
-        let trailer_at = file.windows(4).rposition(|w| w == SYNC).unwrap();
-        file.truncate(trailer_at);
+        let mut file = without_trailer();
         let evs = pingpong(500);
         let mut enc = codec::ChunkEncoder::new();
         for e in &evs {
