@@ -629,3 +629,43 @@ fn doctor_measures_the_cost_of_tracing() {
     }
     assert_eq!(s.terminate().0.code(), Some(0));
 }
+
+/// `record` shows no cost, so it leaves the kernel's run counting off: counting would add two
+/// clock reads to every run of every BPF program on the machine. Its programs run (the file
+/// holds the traffic) uncounted.
+#[test]
+fn record_leaves_the_bpf_statistics_off() {
+    let _g = kernel_lock();
+    assert_eq!(
+        read_sysctl("bpf_stats_enabled"),
+        "0",
+        "statistics already on"
+    );
+    let dir = scratch("record-stats");
+    let file = dir.join("r.wqt");
+    let mut rec = common::recording::start_recording(&file, &["-c", "wqnostats"]);
+    pipe_ping("wqnostats", 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(tool("bpftool"))
+        .args(["prog", "show", "--json"])
+        .output()
+        .unwrap();
+    let progs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let ours: Vec<&Value> = progs
+        .iter()
+        .filter(|p| p["name"] == "sys_enter" || p["name"] == "sys_exit")
+        .collect();
+    assert!(ours.len() >= 2, "record's programs: {progs:?}");
+    for p in ours {
+        assert_eq!(p["run_cnt"].as_u64().unwrap_or(0), 0, "counted: {p}");
+    }
+    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    assert!(rec.wait().unwrap().success());
+    let jsonl = common::recording::export_jsonl(&file, &[]);
+    let ops = common::json_lines(&jsonl)
+        .iter()
+        .filter(|e| e["kind"] == "ring_op")
+        .count();
+    assert_eq!(ops, 400, "200 writes and 200 reads recorded");
+    let _ = std::fs::remove_dir_all(dir);
+}
