@@ -59,6 +59,15 @@ fn pipe_ping(comm: &str, n: u32) {
     assert!(st.success());
 }
 
+/// Every BPF program loaded on the machine, as `bpftool prog show --json` lists them.
+fn bpf_programs() -> Vec<Value> {
+    let out = Command::new(tool("bpftool"))
+        .args(["prog", "show", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn read_sysctl(name: &str) -> String {
     std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
         .unwrap()
@@ -613,11 +622,7 @@ fn doctor_measures_the_cost_of_tracing() {
     let s = serve_with_caps(&without);
     pipe_ping("wqunit", 200);
     std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new(tool("bpftool"))
-        .args(["prog", "show", "--json"])
-        .output()
-        .unwrap();
-    let progs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let progs = bpf_programs();
     let ours: Vec<&Value> = progs
         .iter()
         // Loaded by uid 65534: this serve's (bpftool here does not list holders' pids).
@@ -646,11 +651,7 @@ fn record_leaves_the_bpf_statistics_off() {
     let mut rec = common::recording::start_recording(&file, &["-c", "wqnostats"]);
     pipe_ping("wqnostats", 200);
     std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new(tool("bpftool"))
-        .args(["prog", "show", "--json"])
-        .output()
-        .unwrap();
-    let progs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let progs = bpf_programs();
     let ours: Vec<&Value> = progs
         .iter()
         .filter(|p| p["name"] == "sys_enter" || p["name"] == "sys_exit")
