@@ -24,7 +24,7 @@ use crate::{
         plan::Plan,
     },
     stacks::{
-        kallsyms::Kallsyms,
+        kallsyms::{Kallsyms, Pending},
         maps::Maps,
         resolve::{self, MapsSnapshot, Resolver},
     },
@@ -152,14 +152,13 @@ impl LiveSource {
 /// What names the stacks the programs take (None with `--stacks none`). /proc/kallsyms was
 /// opened while privileged: it shows addresses to the credentials it was opened with.
 fn stack_resolver(
-    kallsyms: Option<Kallsyms>,
+    kallsyms: Option<Pending>,
     probes: &mut Probes,
     table: &crate::stacks::SharedStacks,
 ) -> Result<Option<(resolve::Parts, Sender<MapsSnapshot>)>> {
-    let Some(mut kallsyms) = kallsyms else {
+    let Some(kallsyms) = kallsyms.map(Pending::wait) else {
         return Ok(None);
     };
-    kallsyms.wait();
     if let Some(n) = kallsyms.note() {
         eprintln!("wqtrace: kernel stacks will show addresses only: {n}");
     }

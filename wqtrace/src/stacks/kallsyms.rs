@@ -16,16 +16,18 @@ use std::{
 
 use super::Frame;
 
+/// The symbols, once read: what names kernel frames.
 pub struct Kallsyms {
-    index: IndexState,
+    index: Option<Index>,
     /// Why kernel frames are shown as addresses, if they are.
     note: Option<String>,
 }
 
-enum IndexState {
-    /// Being read by a thread started at open: it runs while the programs load and attach.
-    Building(JoinHandle<Index>),
-    Built(Option<Index>),
+/// The file opened, its index being built by a thread that runs while the programs load and
+/// attach; [`Pending::wait`] gives the [`Kallsyms`].
+pub struct Pending {
+    building: Option<JoinHandle<Index>>,
+    note: Option<String>,
 }
 
 /// Text symbols in file order, and their order by address.
@@ -127,10 +129,11 @@ impl Index {
 }
 
 impl Kallsyms {
-    /// Opens /proc/kallsyms now (privileged); says why names will be missing, if they will.
-    pub fn open() -> Self {
-        let mut k = Self {
-            index: IndexState::Built(None),
+    /// Opens /proc/kallsyms now (privileged) and starts indexing it; says why names will be
+    /// missing, if they will.
+    pub fn open() -> Pending {
+        let mut k = Pending {
+            building: None,
             note: None,
         };
         match File::open("/proc/kallsyms") {
@@ -159,7 +162,7 @@ impl Kallsyms {
                             Index::build(BufReader::new(f))
                         });
                     match built {
-                        Ok(h) => k.index = IndexState::Building(h),
+                        Ok(h) => k.building = Some(h),
                         Err(e) => k.note = Some(format!("no thread to read /proc/kallsyms: {e}")),
                     }
                 }
@@ -169,8 +172,8 @@ impl Kallsyms {
     }
 
     /// Whether frames get names (an index of the symbols exists).
-    pub fn names(&mut self) -> bool {
-        self.index().is_some()
+    pub fn names(&self) -> bool {
+        self.index.is_some()
     }
 
     /// Why kernel frames will have no names (None: they will).
@@ -178,38 +181,32 @@ impl Kallsyms {
         self.note.as_deref()
     }
 
-    /// Waits until the symbols are indexed (at once if they are).
-    pub fn wait(&mut self) {
-        if let IndexState::Building(_) = self.index {
-            let IndexState::Building(h) =
-                std::mem::replace(&mut self.index, IndexState::Built(None))
-            else {
-                unreachable!()
-            };
-            match h.join() {
-                Ok(ix) => self.index = IndexState::Built(Some(ix)),
-                Err(_) => self.note = Some("reading /proc/kallsyms failed".into()),
-            }
-        }
-    }
-
-    fn index(&mut self) -> Option<&Index> {
-        self.wait();
-        match &self.index {
-            IndexState::Built(ix) => ix.as_ref(),
-            IndexState::Building(_) => None,
-        }
-    }
-
     /// `addr` as a frame: the text symbol it falls in, and its module.
-    pub fn frame(&mut self, addr: u64) -> Frame {
+    pub fn frame(&self, addr: u64) -> Frame {
         let mut fr = Frame::unnamed(addr, None);
-        if let Some((start, name, module)) = self.index().and_then(|ix| ix.symbol(addr)) {
+        if let Some((start, name, module)) = self.index.as_ref().and_then(|ix| ix.symbol(addr)) {
             fr.name = Some(name.to_string());
             fr.offset = addr - start;
             fr.module = module.map(str::to_string);
         }
         fr
+    }
+}
+
+impl Pending {
+    /// Waits until the symbols are indexed (at once if there is nothing to index).
+    pub fn wait(self) -> Kallsyms {
+        let mut k = Kallsyms {
+            index: None,
+            note: self.note,
+        };
+        if let Some(h) = self.building {
+            match h.join() {
+                Ok(ix) => k.index = Some(ix),
+                Err(_) => k.note = Some("reading /proc/kallsyms failed".into()),
+            }
+        }
+        k
     }
 }
 
