@@ -291,12 +291,17 @@ pub fn offsets(btf: &Btf) -> Offsets {
 /// reported as unknown.
 pub fn ksyms(btf: &Btf) -> wqtrace_common::Ksyms {
     let mut k = wqtrace_common::Ksyms::none();
-    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+    // Line by line: read whole, the file (megabytes) would sit next to the parsed BTF and set
+    // the process's peak RSS.
+    let Ok(f) = std::fs::File::open("/proc/kallsyms") else {
         return k;
     };
     let mut pcpu_hot = 0;
     let mut preempt = 0;
-    for line in text.lines() {
+    for line in std::io::BufRead::lines(std::io::BufReader::with_capacity(64 << 10, f)) {
+        let Ok(line) = line else {
+            break;
+        };
         let mut it = line.split_whitespace();
         let (Some(addr), Some(_), Some(name)) = (it.next(), it.next(), it.next()) else {
             continue;

@@ -5,6 +5,10 @@
 //! producing and the CPU consuming: `__bpf_ringbuf_reserve` was the largest single cost of a
 //! traced pipe workload (issue #13). This reader walks the same shared pages (layout from
 //! kernel/bpf/ringbuf.c) and publishes the position once per batch.
+//!
+//! The kernel offers the data pages mapped twice in a row, so that a record running past the
+//! end reads as one piece; it maps them populated, so the second copy is 16 MiB more resident
+//! set for the same pages. This reader maps them once and copies the rare wrapped record.
 
 use std::{
     os::fd::{AsFd, AsRawFd, RawFd},
@@ -59,10 +63,12 @@ pub struct BatchRing {
     /// pages (twice) a second time, and the kernel maps them populated: 32 MiB more RSS.
     map: MapData,
     consumer: Mapping,
-    /// The producer page, then the data pages mapped twice (a record that wraps reads as one).
+    /// The producer page, then the data pages (once).
     producer: Mapping,
     page: usize,
     mask: usize,
+    /// A record that runs past the end of the data pages, in one piece.
+    wrapped: Vec<u8>,
     /// Consumed so far; published to the kernel at the end of a batch.
     pos: usize,
 }
@@ -78,13 +84,14 @@ impl BatchRing {
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let fd = map.fd().as_fd().as_raw_fd();
         let consumer = Mapping::new(fd, page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
-        let producer = Mapping::new(fd, page + 2 * byte_size, libc::PROT_READ, page)?;
+        let producer = Mapping::new(fd, page + byte_size, libc::PROT_READ, page)?;
         let mut r = Self {
             map,
             consumer,
             producer,
             page,
             mask: byte_size - 1,
+            wrapped: Vec::new(),
             pos: 0,
         };
         r.pos = r.consumer_pos().load(Ordering::Acquire);
@@ -113,12 +120,16 @@ impl BatchRing {
         let mut n = 0;
         let mut published = self.pos;
         let mut prod = self.producer_pos();
+        let data: &[u8] = unsafe {
+            std::slice::from_raw_parts(self.producer.ptr.as_ptr().add(self.page), self.mask + 1)
+        };
         loop {
             while self.pos != prod && n < limit {
                 let off = self.pos & self.mask;
-                let data = unsafe { self.producer.ptr.as_ptr().add(self.page) };
-                // The kernel commits a record with an xchg on its header: Acquire pairs with it.
-                let hdr = unsafe { &*data.add(off).cast::<AtomicU32>() }.load(Ordering::Acquire);
+                // The kernel commits a record with an xchg on its header (8-byte aligned: never
+                // split by the end of the pages): Acquire pairs with it.
+                let hdr =
+                    unsafe { &*data.as_ptr().add(off).cast::<AtomicU32>() }.load(Ordering::Acquire);
                 if hdr & BUSY_BIT != 0 {
                     break;
                 }
@@ -128,7 +139,7 @@ impl BatchRing {
                     break;
                 }
                 if hdr & DISCARD_BIT == 0 {
-                    f(unsafe { std::slice::from_raw_parts(data.add(off + HDR_SZ), len) });
+                    f(record(data, off + HDR_SZ, len, &mut self.wrapped));
                     n += 1;
                 }
                 self.pos += (HDR_SZ + len).next_multiple_of(8);
@@ -153,5 +164,38 @@ impl BatchRing {
             }
             prod = again;
         }
+    }
+}
+
+/// The `len` bytes at offset `at` of the ring's data pages `data` (a power of two long, `len` at
+/// most that): one slice of the mapping, or, for a record that runs past the end and goes on at
+/// the start, both pieces copied into `wrapped`.
+fn record<'a>(data: &'a [u8], at: usize, len: usize, wrapped: &'a mut Vec<u8>) -> &'a [u8] {
+    let at = at & (data.len() - 1);
+    if at + len <= data.len() {
+        return &data[at..at + len];
+    }
+    let first = data.len() - at;
+    wrapped.clear();
+    wrapped.extend_from_slice(&data[at..]);
+    wrapped.extend_from_slice(&data[..len - first]);
+    wrapped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record;
+
+    #[test]
+    fn a_record_past_the_end_of_the_pages_is_read_in_one_piece() {
+        let data: Vec<u8> = (0..64).collect();
+        let mut wrapped = Vec::new();
+        // Wholly inside, ending exactly at the end, starting exactly at the end (the header
+        // filled the last bytes), and running past the end.
+        assert_eq!(record(&data, 8, 16, &mut wrapped), &data[8..24]);
+        assert_eq!(record(&data, 48, 16, &mut wrapped), &data[48..64]);
+        assert_eq!(record(&data, 64, 16, &mut wrapped), &data[0..16]);
+        let expect: Vec<u8> = (56..64).chain(0..12).collect();
+        assert_eq!(record(&data, 56, 20, &mut wrapped), &expect[..]);
     }
 }
