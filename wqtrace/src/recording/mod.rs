@@ -11,6 +11,8 @@
 //! cgroups = (type 4) JSON CgroupChunk: cgroup paths new since the last one, by id
 //! zevents = (type 5, format 4) as events, the codec-encoded events one zstd frame (level 1,
 //!           content size declared); written when smaller than type 1
+//! zstacks = (type 6, format 5) a stacks chunk's JSON as one zstd frame, when smaller
+//! zcgroups= (type 7, format 5) a cgroups chunk's JSON as one zstd frame, when smaller
 //! ```
 //!
 //! Chunks are self-contained (see [`codec`]), written whole with one `write` and flushed every
@@ -39,7 +41,7 @@ use crate::session::SessionMeta;
 /// First bytes of every recording (PNG-style: catches text-mode and 7-bit mangling).
 pub const MAGIC: [u8; 8] = *b"\x89WQT\r\n\x1a\n";
 /// Format version this build writes; it reads every version up to this one.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Marks the start of each chunk, so a reader can resynchronise after damage.
 pub const SYNC: [u8; 4] = *b"\xc7WQC";
 pub const CHUNK_EVENTS: u8 = 1;
@@ -54,6 +56,10 @@ pub const CHUNK_CGROUPS: u8 = 4;
 /// starts with) are one zstd frame. A writer falls back to [`CHUNK_EVENTS`] when that is not
 /// smaller.
 pub const CHUNK_EVENTS_ZSTD: u8 = 5;
+/// Format 5: [`CHUNK_STACKS`] and [`CHUNK_CGROUPS`] as one zstd frame (symbol names and paths
+/// repeat: a third of the size), written when smaller.
+pub const CHUNK_STACKS_ZSTD: u8 = 6;
+pub const CHUNK_CGROUPS_ZSTD: u8 = 7;
 /// zstd's level: 1 is the fastest of its regular levels, and already takes 40 % off.
 pub const ZSTD_LEVEL: i32 = 1;
 /// Larger chunks are treated as damage.
@@ -116,6 +122,16 @@ pub enum FormatError {
     BadHeader(String),
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+/// A compressed chunk body: one zstd frame declaring its size, at most [`MAX_CHUNK`] (a forged
+/// frame cannot claim more memory). None: damaged.
+pub(crate) fn unzstd(z: &[u8]) -> Option<Vec<u8>> {
+    let size = match zstd::zstd_safe::get_frame_content_size(z) {
+        Ok(Some(n)) if n <= u64::from(MAX_CHUNK) => n as usize,
+        _ => return None,
+    };
+    zstd::bulk::decompress(z, size).ok()
 }
 
 /// A chunk as it lies in the file: marker, type, length, checksum, payload.
@@ -277,5 +293,91 @@ mod tests {
             2,
             "{w}"
         );
+    }
+
+    /// Kernel stacks as a session names them: frames repeat across stacks.
+    fn named_stacks(n: u32) -> crate::stacks::SharedStacks {
+        use crate::stacks::{Frame, Stack, StackKey};
+        let t = crate::stacks::shared();
+        for id in 0..n {
+            let frames = ["pipe_write", "vfs_write", "ksys_write", "do_syscall_64"]
+                .iter()
+                .enumerate()
+                .map(|(i, f)| Frame {
+                    addr: 0xffff_ffff_8100_0000 + u64::from(id) * 64 + i as u64,
+                    name: Some(f.to_string()),
+                    offset: u64::from(id) + i as u64,
+                    module: None,
+                })
+                .collect();
+            let key = StackKey {
+                user: false,
+                tgid: 0,
+                id,
+            };
+            t.write().unwrap().insert(
+                key,
+                Stack {
+                    frames,
+                    error: None,
+                },
+            );
+        }
+        t
+    }
+
+    fn stack_names(t: &crate::stacks::SharedStacks) -> Vec<String> {
+        let t = t.read().unwrap();
+        t.since(0)
+            .iter()
+            .flat_map(|(k, s)| s.lines().into_iter().map(move |l| format!("{}:{l}", k.id)))
+            .collect()
+    }
+
+    /// A stacks chunk is stored compressed when that is smaller, and reads back whole; a damaged
+    /// one is one warning and costs only those names.
+    #[test]
+    fn stacks_chunks_are_compressed_and_damage_is_reported() {
+        let stacks = named_stacks(40);
+        let mut w = Writer::new(Vec::new(), &Header::default()).unwrap();
+        w.set_stacks(Some(stacks.clone()));
+        for e in pingpong(100) {
+            w.push(&e).unwrap();
+        }
+        let file = w.finish("x").unwrap().0;
+        let kinds = chunk_kinds(&file);
+        assert!(kinds.contains(&CHUNK_STACKS_ZSTD), "{kinds:?}");
+        assert!(!kinds.contains(&CHUNK_STACKS), "{kinds:?}");
+        let json = serde_json::to_vec(&crate::stacks::table::StackChunk {
+            stacks: (stacks.read().unwrap().since(0).iter())
+                .map(|(k, s)| (*k, (**s).clone()))
+                .collect(),
+        })
+        .unwrap();
+        assert!(file.len() < json.len(), "{} vs {}", file.len(), json.len());
+        let mut r = Reader::new(std::io::Cursor::new(&file)).unwrap();
+        assert_eq!(r.read_all().unwrap().len(), 100);
+        assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+        assert_eq!(stack_names(&r.stacks()), stack_names(&stacks));
+        assert_eq!(stack_names(&stacks).len(), 160);
+
+        // The same chunk with its frame damaged (checksum made to hold): a warning, the
+        // events still read.
+        let mut file = without_trailer();
+        let header_len = file.len();
+        let mut z = zstd::bulk::compress(&json, ZSTD_LEVEL).unwrap();
+        let mid = z.len() / 2;
+        z[mid] ^= 0x55;
+        z.truncate(z.len() - 3);
+        file.extend_from_slice(&frame(CHUNK_STACKS_ZSTD, &z));
+        file.extend_from_slice(&encode_to_vec(&Header::default(), &pingpong(10), 0)[header_len..]);
+        let mut r = Reader::new(std::io::Cursor::new(file)).unwrap();
+        assert_eq!(r.read_all().unwrap().len(), 10);
+        let w = r.warnings().join("\n");
+        assert!(
+            w.contains("stacks at byte") && w.contains("does not decompress"),
+            "{w}"
+        );
+        assert!(stack_names(&r.stacks()).is_empty());
     }
 }

@@ -9,9 +9,9 @@ use crate::cgroup::SharedCgroups;
 use crate::stacks::SharedStacks;
 
 use super::{
-    CHUNK_CGROUPS, CHUNK_EVENTS, CHUNK_EVENTS_ZSTD, CHUNK_STACKS, CHUNK_TRAILER, FORMAT_VERSION,
-    FRAME_LEN, FormatError, Header, MAGIC, MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc,
-    side,
+    CHUNK_CGROUPS, CHUNK_CGROUPS_ZSTD, CHUNK_EVENTS, CHUNK_EVENTS_ZSTD, CHUNK_STACKS,
+    CHUNK_STACKS_ZSTD, CHUNK_TRAILER, FORMAT_VERSION, FRAME_LEN, FormatError, Header, MAGIC,
+    MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc, side,
 };
 
 /// One decoded chunk.
@@ -371,14 +371,16 @@ impl<R: Read> Reader<R> {
                         continue;
                     }
                 },
-                CHUNK_STACKS => {
-                    if let Err(w) = side::merge(&self.stacks, &payload, at) {
+                CHUNK_STACKS | CHUNK_STACKS_ZSTD => {
+                    let z = kind == CHUNK_STACKS_ZSTD;
+                    if let Err(w) = side::merge(&self.stacks, &payload, z, at) {
                         self.warnings.push(w);
                     }
                     continue;
                 }
-                CHUNK_CGROUPS => {
-                    if let Err(w) = side::merge(&self.cgroups, &payload, at) {
+                CHUNK_CGROUPS | CHUNK_CGROUPS_ZSTD => {
+                    let z = kind == CHUNK_CGROUPS_ZSTD;
+                    if let Err(w) = side::merge(&self.cgroups, &payload, z, at) {
                         self.warnings.push(w);
                     }
                     continue;
@@ -403,15 +405,8 @@ impl<R: Read> Reader<R> {
         let hdr = payload.len() - c.remaining();
         let unpacked;
         let body = if zstd {
-            // The size the frame declares (the writer always puts it there), at most what a
-            // chunk may hold: a forged frame cannot claim more memory.
-            let z = &payload[hdr..];
-            let bad = codec::DecodeError("compressed events do not decompress");
-            let size = match zstd::zstd_safe::get_frame_content_size(z) {
-                Ok(Some(n)) if n <= u64::from(MAX_CHUNK) => n as usize,
-                _ => return Err(bad),
-            };
-            unpacked = zstd::bulk::decompress(z, size).map_err(|_| bad)?;
+            unpacked = super::unzstd(&payload[hdr..])
+                .ok_or(codec::DecodeError("compressed events do not decompress"))?;
             &unpacked[..]
         } else {
             &payload[hdr..]

@@ -13,8 +13,9 @@ use crate::{
 
 pub trait SideTable: Send + Sync {
     type Chunk: Serialize + DeserializeOwned;
-    /// Its chunk type in a recording.
+    /// Its chunk type in a recording, plain and zstd-compressed.
     const CHUNK: u8;
+    const CHUNK_ZSTD: u8;
     /// What a reader warns of when a chunk is unreadable: what it is, and what that costs.
     const WHAT: &'static str;
     const IF_LOST: &'static str;
@@ -28,6 +29,7 @@ pub trait SideTable: Send + Sync {
 impl SideTable for StackTable {
     type Chunk = StackChunk;
     const CHUNK: u8 = super::CHUNK_STACKS;
+    const CHUNK_ZSTD: u8 = super::CHUNK_STACKS_ZSTD;
     const WHAT: &'static str = "stacks";
     const IF_LOST: &'static str = "their events show them as unknown";
     fn count(&self) -> usize {
@@ -52,6 +54,7 @@ impl SideTable for StackTable {
 impl SideTable for CgroupTable {
     type Chunk = CgroupChunk;
     const CHUNK: u8 = super::CHUNK_CGROUPS;
+    const CHUNK_ZSTD: u8 = super::CHUNK_CGROUPS_ZSTD;
     const WHAT: &'static str = "cgroup names";
     const IF_LOST: &'static str = "their events show the ids";
     fn count(&self) -> usize {
@@ -106,17 +109,25 @@ impl<T: SideTable> Written<T> {
     }
 }
 
-/// Adds a chunk read from a file to `t`; Err: the warning for the reader to keep.
-pub fn merge<T: SideTable>(t: &RwLock<T>, payload: &[u8], at: u64) -> Result<(), String> {
-    match serde_json::from_slice::<T::Chunk>(payload) {
-        Ok(c) => {
-            t.write().unwrap_or_else(|p| p.into_inner()).merge(c);
-            Ok(())
-        }
-        Err(e) => Err(format!(
-            "{} at byte {at} ignored ({}): {e}",
-            T::WHAT,
-            T::IF_LOST
-        )),
-    }
+/// Adds a chunk read from a file to `t` (`zstd`: its JSON compressed); Err: the warning for
+/// the reader to keep.
+pub fn merge<T: SideTable>(
+    t: &RwLock<T>,
+    payload: &[u8],
+    zstd: bool,
+    at: u64,
+) -> Result<(), String> {
+    let warn = |e: &dyn std::fmt::Display| {
+        format!("{} at byte {at} ignored ({}): {e}", T::WHAT, T::IF_LOST)
+    };
+    let unpacked;
+    let json = if zstd {
+        unpacked = super::unzstd(payload).ok_or_else(|| warn(&"it does not decompress"))?;
+        &unpacked[..]
+    } else {
+        payload
+    };
+    let c = serde_json::from_slice::<T::Chunk>(json).map_err(|e| warn(&e))?;
+    t.write().unwrap_or_else(|p| p.into_inner()).merge(c);
+    Ok(())
 }

@@ -76,18 +76,24 @@ impl<W: Write> Writer<W> {
 
     /// What `w` has that the file lacks, as one chunk.
     fn write_new<T: SideTable>(&mut self, w: fn(&mut Self) -> &mut Written<T>) -> io::Result<()> {
-        match w(self).take_new() {
-            Some(c) => self.write_frame(T::CHUNK, &c),
-            None => Ok(()),
-        }
-    }
-
-    fn write_frame(&mut self, kind: u8, v: &impl serde::Serialize) -> io::Result<()> {
-        let f = frame(kind, &serde_json::to_vec(v).map_err(io::Error::other)?);
+        let Some(c) = w(self).take_new() else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(&c).map_err(io::Error::other)?;
+        let f = match self.compress(&json) {
+            Some(z) => frame(T::CHUNK_ZSTD, &z),
+            None => frame(T::CHUNK, &json),
+        };
         self.out.write_all(&f)?;
         self.bytes += f.len() as u64;
         self.chunks += 1;
         Ok(())
+    }
+
+    /// `b` as one zstd frame, if that is smaller.
+    fn compress(&mut self, b: &[u8]) -> Option<Vec<u8>> {
+        let z = self.zstd.as_mut()?.compress(b).ok()?;
+        (z.len() < b.len()).then_some(z)
     }
 
     /// Cuts chunks at `n` encoded bytes instead of [`FLUSH_BYTES`] (tests, tiny chunks).
@@ -140,9 +146,8 @@ impl<W: Write> Writer<W> {
         codec::put_varint(&mut payload, first_index);
         codec::put_varint(&mut payload, base_ts);
         codec::put_varint(&mut payload, self.lost);
-        let z = self.zstd.as_mut().and_then(|z| z.compress(&body).ok());
-        let kind = match z {
-            Some(z) if z.len() < body.len() => {
+        let kind = match self.compress(&body) {
+            Some(z) => {
                 payload.extend_from_slice(&z);
                 CHUNK_EVENTS_ZSTD
             }
