@@ -61,6 +61,12 @@ fn sysctl_on() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() == "1")
 }
 
+/// Runs and run time summed over `ps`.
+pub fn totals(ps: &[ProgramStat]) -> (u64, u64) {
+    ps.iter()
+        .fold((0, 0), |(r, t), p| (r + p.runs, t + p.run_ns))
+}
+
 /// One program's counters since it was loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgramStat {
@@ -110,10 +116,26 @@ pub struct Sample {
 impl Sample {
     /// Runs and run time summed over programs.
     pub fn bpf_totals(&self) -> Option<(u64, u64)> {
-        self.programs.as_ref().map(|ps| {
-            ps.iter()
-                .fold((0, 0), |(r, t), p| (r + p.runs, t + p.run_ns))
-        })
+        self.programs.as_deref().map(totals)
+    }
+
+    /// Each program's runs and run time since `earlier` (the same programs' counters at an
+    /// earlier instant; a program not in it counts from 0, a counter never goes back). None:
+    /// this sample has no counts.
+    pub fn programs_since(&self, earlier: &[ProgramStat]) -> Option<Vec<ProgramStat>> {
+        let now = self.programs.as_ref()?;
+        Some(
+            now.iter()
+                .map(|p| {
+                    let p0 = earlier.iter().find(|q| q.name == p.name);
+                    ProgramStat {
+                        name: p.name.clone(),
+                        runs: p.runs - p0.map_or(0, |q| q.runs.min(p.runs)),
+                        run_ns: p.run_ns - p0.map_or(0, |q| q.run_ns.min(p.run_ns)),
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// Cost per second between `earlier` and this sample.
@@ -123,10 +145,13 @@ impl Sample {
             .saturating_duration_since(earlier.at)
             .max(Duration::from_millis(1))
             .as_secs_f64();
-        let bpf = match (self.bpf_totals(), earlier.bpf_totals()) {
-            (Some((r1, t1)), Some((r0, t0))) => {
-                let runs = r1.saturating_sub(r0);
-                let ns = t1.saturating_sub(t0);
+        let deltas = earlier
+            .programs
+            .as_deref()
+            .and_then(|e| self.programs_since(e));
+        let bpf = match deltas {
+            Some(ps) => {
+                let (runs, ns) = totals(&ps);
                 Some(BpfRates {
                     runs_per_sec: runs as f64 / secs,
                     cpu_frac: ns as f64 / 1e9 / secs,
@@ -261,6 +286,28 @@ mod tests {
             r.short(),
             "BPF 0.0% CPU 150 ns/run · wqtrace 5.0% CPU 10 MiB"
         );
+    }
+
+    /// Per program, by name: one not counted before counts from 0, a counter that went back
+    /// (a reloaded program) adds nothing.
+    #[test]
+    fn program_deltas_are_by_name_and_never_negative() {
+        let t0 = Instant::now();
+        let earlier = sample(t0, Some(&[(50, 5_000)]), 0);
+        let mut now = sample(t0, Some(&[(80, 9_000), (7, 700)]), 0);
+        let d = now.programs_since(earlier.programs.as_deref().unwrap());
+        let d: Vec<_> = d
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.runs, p.run_ns))
+            .collect();
+        assert_eq!(d, [("p0".into(), 30, 4_000), ("p1".into(), 7, 700)]);
+        now.programs.as_mut().unwrap()[0].runs = 10;
+        let d = now
+            .programs_since(earlier.programs.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(d[0].runs, 0);
+        assert_eq!(sample(t0, None, 0).programs_since(&[]), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::{
-    cost::{BpfStats, ProgramStat, Sample},
+    cost::{BpfStats, ProgramStat},
     probe::opts::ProbeOpts,
     source::{EventSource, live::LiveSource},
     stop,
@@ -59,7 +59,7 @@ pub fn run(opts: &ProbeOpts, secs: f64) -> Result<Measurement> {
         secs: after.at.duration_since(before.at).as_secs_f64(),
         events,
         lost,
-        programs: program_deltas(&before, &after),
+        programs: (before.programs.as_deref()).and_then(|b| after.programs_since(b)),
         why_unknown,
         self_cpu_ns: after.process.cpu_ns.saturating_sub(before.process.cpu_ns),
         rss_bytes: after.process.rss_bytes,
@@ -67,28 +67,9 @@ pub fn run(opts: &ProbeOpts, secs: f64) -> Result<Measurement> {
     })
 }
 
-fn program_deltas(before: &Sample, after: &Sample) -> Option<Vec<ProgramStat>> {
-    let (b, a) = (before.programs.as_ref()?, after.programs.as_ref()?);
-    Some(
-        a.iter()
-            .map(|p| {
-                let p0 = b.iter().find(|q| q.name == p.name);
-                ProgramStat {
-                    name: p.name.clone(),
-                    runs: p.runs - p0.map_or(0, |q| q.runs.min(p.runs)),
-                    run_ns: p.run_ns - p0.map_or(0, |q| q.run_ns.min(p.run_ns)),
-                }
-            })
-            .collect(),
-    )
-}
-
 impl Measurement {
     fn bpf_totals(&self) -> Option<(u64, u64)> {
-        self.programs.as_ref().map(|ps| {
-            ps.iter()
-                .fold((0, 0), |(r, t), p| (r + p.runs, t + p.run_ns))
-        })
+        self.programs.as_deref().map(crate::cost::totals)
     }
 
     fn per(&self, v: f64, n: u64) -> Option<f64> {

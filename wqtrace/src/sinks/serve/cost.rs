@@ -6,7 +6,6 @@
 //! have no series (unknown, not 0) and `wqtrace_bpf_stats_enabled` is 0.
 
 use std::{
-    collections::HashMap,
     sync::atomic::AtomicU64,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -17,7 +16,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::cost::Sample;
+use crate::cost::{ProgramStat, Sample};
 
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
@@ -30,8 +29,8 @@ pub struct CostMetrics {
     stats_enabled: Gauge,
     runs: Family<ProgramLabels, Counter>,
     run_seconds: Family<ProgramLabels, Counter<f64, AtomicU64>>,
-    /// Per program: runs and run time already counted.
-    seen: HashMap<String, (u64, u64)>,
+    /// The programs' counters as last counted (none yet: from 0).
+    programs_seen: Vec<ProgramStat>,
     cpu: Counter<f64, AtomicU64>,
     cpu_seen_ns: u64,
     rss: Gauge,
@@ -52,7 +51,7 @@ impl CostMetrics {
             stats_enabled: Gauge::default(),
             runs: Family::default(),
             run_seconds: Family::default(),
-            seen: HashMap::new(),
+            programs_seen: Vec::new(),
             cpu: Counter::default(),
             cpu_seen_ns: 0,
             rss: Gauge::default(),
@@ -107,18 +106,17 @@ impl CostMetrics {
     /// Moves the counters up to `s` (cumulative values since the programs were loaded).
     pub fn update(&mut self, s: &Sample) {
         self.stats_enabled.set(i64::from(s.programs.is_some()));
-        for p in s.programs.iter().flatten() {
-            let (runs, ns) = self.seen.entry(p.name.clone()).or_default();
+        for p in s.programs_since(&self.programs_seen).iter().flatten() {
             let labels = ProgramLabels {
                 program: p.name.clone(),
             };
-            self.runs
-                .get_or_create(&labels)
-                .inc_by(p.runs.saturating_sub(*runs));
+            self.runs.get_or_create(&labels).inc_by(p.runs);
             self.run_seconds
                 .get_or_create(&labels)
-                .inc_by(p.run_ns.saturating_sub(*ns) as f64 / 1e9);
-            (*runs, *ns) = (p.runs.max(*runs), p.run_ns.max(*ns));
+                .inc_by(p.run_ns as f64 / 1e9);
+        }
+        if let Some(ps) = &s.programs {
+            self.programs_seen.clone_from(ps);
         }
         let cpu = s.process.cpu_ns;
         self.cpu
@@ -143,7 +141,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::cost::{ProcessUsage, ProgramStat};
+    use crate::cost::ProcessUsage;
 
     fn scrape(reg: &Registry) -> String {
         let mut s = String::new();
