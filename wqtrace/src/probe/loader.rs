@@ -25,8 +25,8 @@ use wqtrace_common::runtime::{
 };
 
 /// Ring buffer size: ~95k events (176 B each), enough to ride out the drain thread being off
-/// CPU for a while at the highest rates seen here. The kernel maps it twice (for wrap-around),
-/// so it counts double in RSS.
+/// CPU for a while at the highest rates seen here. It counts once in RSS (see
+/// `source::ringbuf`).
 pub const RING_BYTES: u32 = 16 << 20;
 
 pub struct Probes {

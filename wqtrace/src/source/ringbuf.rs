@@ -59,8 +59,8 @@ impl Drop for Mapping {
 }
 
 pub struct BatchRing {
-    /// Keeps the map (and its fd) alive. Not aya's `RingBuf`: that would map the 16 MiB data
-    /// pages (twice) a second time, and the kernel maps them populated: 32 MiB more RSS.
+    /// Keeps the map (and its fd) alive. Not aya's `RingBuf`: it maps the data pages twice, and
+    /// the kernel maps them populated.
     map: MapData,
     consumer: Mapping,
     /// The producer page, then the data pages (once).
