@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{
-    WQTRACE, kernel_lock,
+    WQTRACE, kernel_lock, pipe_ping,
     serve::{Server, get},
 };
 use serde_json::Value;
@@ -44,19 +44,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A process named `comm` that makes one pipe and writes and reads it `n` times: one
-/// pipe_created and exactly 2n ring_op events.
-fn pipe_ping(comm: &str, n: u32) {
-    let script = format!(
-        "import ctypes, os\nctypes.CDLL(None).prctl(15, b'{comm}', 0, 0, 0)\nr, w = os.pipe()\nfor _ in range({n}):\n    os.write(w, b'x')\n    os.read(r, 1)\n"
-    );
-    let st = Command::new("python3")
-        .args(["-c", &script])
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 /// Every BPF program loaded on the machine, as `bpftool prog show --json` lists them.

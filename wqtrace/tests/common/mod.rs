@@ -180,6 +180,30 @@ pub fn wait_tracing(stderr: &mut impl BufRead) -> Vec<String> {
     }
 }
 
+/// A process named `comm` (set before it makes anything a tracer would see) that makes one pipe
+/// and writes and reads one byte through it `n` times, pausing `pause_ms` after each round. It
+/// does nothing else: under a comm filter, its events are the pipe's creation and exactly 2n
+/// ring ops.
+pub fn pipe_ping_command(comm: &str, n: u32, pause_ms: u32) -> Command {
+    let pause = if pause_ms > 0 {
+        format!("    time.sleep({})\n", f64::from(pause_ms) / 1000.0)
+    } else {
+        String::new()
+    };
+    let script = format!(
+        "import ctypes, os, time\nctypes.CDLL(None).prctl(15, b'{comm}', 0, 0, 0)\nr, w = os.pipe()\nfor _ in range({n}):\n    os.write(w, b'x')\n    os.read(r, 1)\n{pause}"
+    );
+    let mut c = Command::new("python3");
+    c.args(["-c", &script]);
+    c
+}
+
+/// [`pipe_ping_command`] without pauses, run to its end.
+pub fn pipe_ping(comm: &str, n: u32) {
+    let st = pipe_ping_command(comm, n, 0).status().unwrap();
+    assert!(st.success(), "pipe ping {comm}: {st}");
+}
+
 /// Run `wqtrace workload ARGS`, asserting success, and return its JSON summary.
 pub fn workload(args: &[&str]) -> Value {
     let out = Command::new(WQTRACE)
