@@ -328,10 +328,11 @@ const METHOD: &str = r#"
   processes on the machine count too: wqtrace records every pipe); lost events; the tracer's CPU %
   of one core from `/proc/PID/stat` utime+stime over the workload; peak RSS (`VmHWM`) at the
   end of the workload (the 16 MiB BPF ring buffer included, mapped once; the kernel's double
-  mapping of it, which wqtrace no longer uses, counted it twice). Then one more run of each tracing configuration with
-  `kernel.bpf_stats_enabled = 1` (restored after): program runs/s, ns per run and their CPU
-  time, summed from the fdinfo of every BPF program the tracer holds (wqtrace and bpftrace
-  alike); not used for the slowdown, since counting adds two clock reads per program run.
+  mapping of it, which wqtrace no longer uses, counted it twice). Then one more run of each
+  tracing configuration with `kernel.bpf_stats_enabled = 1` (restored after): program runs/s,
+  ns per run and their CPU time, summed from the fdinfo of every BPF program the tracer holds
+  (wqtrace and bpftrace alike); not used for the slowdown, since counting adds two clock reads
+  per program run.
 - Debian 12's bpftrace (0.17): on the host only tracepoints work (no kprobes in the kernel,
   `kfunc:` refused), so the host comparison is tracepoint against tracepoint; in the VM bpftrace
   also uses `kfunc:`/`kretfunc:`.
