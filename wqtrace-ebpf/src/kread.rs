@@ -258,7 +258,55 @@ pub fn mutex_owner(pipe: u64) -> (u32, u64) {
     if owner == 0 {
         return (0, 0);
     }
-    (rd(owner, off!(task_pid)).unwrap_or(0), owner)
+    (task_tid(owner), owner)
+}
+
+/// The ring (as [`ring`]) and the mutex owner's task pointer (as [`mutex_owner`], 0 when
+/// unlocked), in one read where the kernel lays them out within 96 bytes of each other (the
+/// mutex, the two wait queues, then head/tail/max_usage/ring_size, since 5.5): every ring op
+/// reports both at sys_exit.
+#[inline(always)]
+pub fn ring_and_owner(pipe: u64) -> (Ring, u64) {
+    const WORDS: u32 = 24;
+    let (h, t, rs, mu) = (
+        off!(pipe_head),
+        off!(pipe_tail),
+        off!(pipe_ring_size),
+        off!(pipe_max_usage),
+    );
+    let (mo, oo) = (off!(pipe_mutex), off!(mutex_owner));
+    if off!(pipe_index_size) == 4
+        && pipe != 0
+        && h != NO_OFFSET
+        && t != NO_OFFSET
+        && rs != NO_OFFSET
+        && mu != NO_OFFSET
+        && mo != NO_OFFSET
+        && oo != NO_OFFSET
+    {
+        let own = mo + oo;
+        let lo = own.min(h).min(t).min(rs).min(mu);
+        let hi = own.max(h).max(t).max(rs).max(mu);
+        if hi + 4 - lo <= WORDS * 4 && (h | t | rs | mu) & 3 == 0 && own & 7 == 0 {
+            let b: [u32; WORDS as usize] = rd(pipe, lo).unwrap_or([0; WORDS as usize]);
+            let at = |o: u32| b[(((o - lo) >> 2) % WORDS) as usize];
+            let owner = (at(own) as u64 | (at(own + 4) as u64) << 32) & !0x07;
+            let r = Ring {
+                head: at(h),
+                tail: at(t),
+                ring_size: at(rs),
+                max_usage: at(mu),
+            };
+            return (r, owner);
+        }
+    }
+    (ring(pipe), mutex_owner(pipe).1)
+}
+
+/// A task's thread id (`task->pid`).
+#[inline(always)]
+pub fn task_tid(task: u64) -> u32 {
+    rd(task, off!(task_pid)).unwrap_or(0)
 }
 
 /// Copy a task's comm into `dst`.

@@ -107,7 +107,13 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
     }
     let w: LockWait = unsafe { *wp };
     unsafe { core::ptr::write_volatile(&mut (*wp).lock, 0) };
-    emit!(EventKind::LockContended, |e| {
+    // A mutex is only ever taken in task context: no preempt_count reads for it.
+    let x = if w.is_mutex != 0 {
+        wqtrace_common::ExecCtx::Task as u8
+    } else {
+        crate::emit::exec_ctx()
+    };
+    emit!(@ x, EventKind::LockContended, |e| {
         e.pipe = w.pipe;
         e.ino = w.ino;
         e.lock = w.lock;
@@ -122,15 +128,7 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
         crate::kread::fill_ring(e, w.pipe);
-        {
-            // A mutex is only ever taken in task context, whatever preempt_count reads said.
-            let x = if w.is_mutex != 0 {
-                wqtrace_common::ExecCtx::Task as u8
-            } else {
-                e.ctx
-            };
-            (e.kstack, e.ustack) = crate::stacks::pair(ctx.as_ptr(), true, x);
-        }
+        (e.kstack, e.ustack) = crate::stacks::pair(ctx.as_ptr(), true, x);
     });
     0
 }

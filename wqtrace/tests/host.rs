@@ -102,6 +102,21 @@ fn trace_counts_every_byte_written_to_a_pipe() {
         assert!(u(&e["occupancy"]) <= u(&e["ring_size"]), "{e}");
     }
     let tids = contend_tids(&w);
+    // A ring op names whoever holds the pipe mutex as it returns: another workload thread
+    // (its own syscall has let go), with that thread's name. Three threads fighting over one
+    // pipe leave some op returning while another holds it.
+    let mut owned = 0;
+    for e in kind(&events, "ring_op", pid) {
+        let o = u(&e["owner_tid"]);
+        if o == 0 || u(&e["ino"]) != ino {
+            continue;
+        }
+        owned += 1;
+        assert!(tids.contains(&o) && o != u(&e["tid"]), "ring op owner: {e}");
+        let comm = e["owner_comm"].as_str().unwrap();
+        assert!(comm.starts_with("wq-"), "ring op owner's name: {e}");
+    }
+    assert!(owned > 0, "no ring op saw the contended pipe's mutex held");
     let waits = kind(&events, "pipe_wait", pid);
     assert!(
         waits

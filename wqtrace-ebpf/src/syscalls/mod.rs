@@ -262,10 +262,10 @@ fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses
             e.flags |= flags::LOSS_SEEN;
             e.info = losses;
         }
-        fill_ring(e, s.pipe);
-        let (owner, task) = kread::mutex_owner(s.pipe);
-        if owner != 0 {
-            e.owner_tid = owner;
+        let (r, task) = kread::ring_and_owner(s.pipe);
+        (e.head, e.tail, e.ring_size, e.max_usage) = (r.head, r.tail, r.ring_size, r.max_usage);
+        if task != 0 {
+            e.owner_tid = kread::task_tid(task);
             kread::task_comm(task, &mut e.owner_comm);
         }
         // Ring ops are the hot path: stacks only with `--stacks all`.

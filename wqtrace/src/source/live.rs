@@ -64,6 +64,9 @@ const MAX_BATCH: usize = BATCH;
 const SPARE_BATCHES: usize = 8;
 /// How long a small batch waits for company before it is handed over (the latency a sink sees).
 const COALESCE: Duration = Duration::from_millis(5);
+/// How often the ring is drained when the programs do not wake the reader (the latency of a
+/// quiet stream).
+const DRAIN_EVERY_MS: i32 = 20;
 
 impl LiveSource {
     /// Checks privileges and kernel features, resolves offsets from BTF, loads the programs and
@@ -241,8 +244,10 @@ fn drain_loop(
                 events: libc::POLLIN,
                 revents: 0,
             };
-            // Short timeout: stop requests are noticed promptly.
-            unsafe { libc::poll(&mut pfd, 1, 50) };
+            // The programs do not wake this thread per event (wqtrace-ebpf emit.rs), only when
+            // the ring is a quarter full: the timeout is what drains a quiet stream, and
+            // notices a stop request.
+            unsafe { libc::poll(&mut pfd, 1, DRAIN_EVERY_MS) };
         }
         take(&mut ring, &mut pending, MAX_BATCH);
         if pending.is_empty() {
