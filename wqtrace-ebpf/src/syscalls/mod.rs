@@ -29,12 +29,13 @@ mod abi;
 use abi::*;
 
 /// A fresh in-flight record in `f`'s storage (built in place: a struct returned by value
-/// comes back as a BPF memset call, see `words`).
+/// comes back as a BPF memset call, see `words`). Its start time is set once the syscall is
+/// known to be one of ours: most reads and writes on a machine are not on pipes, and a clock
+/// read costs as much as the rest of their check.
 #[inline(always)]
 fn blank(f: &mut MaybeUninit<Inflight>, op: Op) -> &mut Inflight {
     words::zero(f.as_mut_ptr());
     let f = unsafe { f.assume_init_mut() };
-    f.start_ns = now();
     f.src.fd = -1;
     f.dst.fd = -1;
     f.op = op as u8;
@@ -165,6 +166,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         }
         _ => return 0,
     }
+    f.start_ns = now();
     match INFLIGHT.get_ptr_mut(tid) {
         Some(slot) => words::copy(slot, f),
         None => {
