@@ -3,8 +3,8 @@
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_probe_read_kernel,
     generated::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_smp_processor_id,
-        bpf_ktime_get_boot_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task_btf,
+        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
     },
 };
 use wqtrace_common::{Event, EventKind, ExecCtx, stat};
@@ -38,8 +38,27 @@ pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
     e.slot = u32::MAX;
     e.note = u32::MAX;
     e.ctx = ctx;
-    unsafe { bpf_get_current_comm(e.comm.as_mut_ptr().cast(), 16) };
+    current_comm(&mut e.comm);
     e.cgroup = unsafe { bpf_get_current_cgroup_id() };
+}
+
+/// The current task's comm: two loads through the BTF-typed task (as the helper would copy it,
+/// without a helper call on every event).
+#[inline(always)]
+fn current_comm(dst: &mut [u8; 16]) {
+    let o = crate::globals::off!(task_comm);
+    if o == wqtrace_common::NO_OFFSET {
+        unsafe { bpf_get_current_comm(dst.as_mut_ptr().cast(), 16) };
+        return;
+    }
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    let d = dst.as_mut_ptr().cast::<u64>();
+    unsafe {
+        let w0 = core::ptr::read_volatile((task + o as u64) as *const u64);
+        let w1 = core::ptr::read_volatile((task + o as u64 + 8) as *const u64);
+        core::ptr::write_unaligned(d, w0);
+        core::ptr::write_unaligned(d.add(1), w1);
+    }
 }
 
 /// Task, softirq or irq, from this CPU's preempt_count (include/linux/preempt.h masks).

@@ -50,13 +50,13 @@ fn asked(rare: bool) -> bool {
     }
 }
 
-/// Takes one from this CPU's budget; false when it is spent for this second.
+/// Takes one from this CPU's budget; false when it is spent for this second. `now`: the
+/// event's timestamp (a clock read of its own was one more per contended lock).
 #[inline(always)]
-fn spend() -> bool {
+fn spend(now: u64) -> bool {
     let Some(b) = STACK_BUDGET.get_ptr_mut(0) else {
         return false;
     };
-    let now = crate::emit::now();
     // Per CPU, and a program on this CPU is not preempted: no lock needed.
     unsafe {
         if now.wrapping_sub((*b).window_ns) >= 1_000_000_000 {
@@ -97,13 +97,13 @@ pub fn user(ctx: *mut c_void, exec_ctx: u8) -> u16 {
     take(ctx, FLAGS | BPF_F_USER_STACK)
 }
 
-/// The kernel and user stacks of the current task for an event (`rare`: see [`asked`]):
-/// NONE when not asked, SKIPPED past the budget.
+/// The kernel and user stacks of the current task for an event at `now` (`rare`: see
+/// [`asked`]): NONE when not asked, SKIPPED past the budget.
 #[inline(always)]
-pub fn pair(ctx: *mut c_void, rare: bool, exec_ctx: u8) -> (u16, u16) {
+pub fn pair(ctx: *mut c_void, rare: bool, exec_ctx: u8, now: u64) -> (u16, u16) {
     if !asked(rare) {
         (stack_ref::NONE, stack_ref::NONE)
-    } else if !spend() {
+    } else if !spend(now) {
         (stack_ref::SKIPPED, stack_ref::SKIPPED)
     } else {
         (take(ctx, FLAGS), user(ctx, exec_ctx))
@@ -117,7 +117,7 @@ pub fn pair(ctx: *mut c_void, rare: bool, exec_ctx: u8) -> (u16, u16) {
 pub fn at_sleep(ctx: *mut c_void) -> u16 {
     if !asked(wait_is_rare(0)) {
         stack_ref::NONE
-    } else if !spend() {
+    } else if !spend(crate::emit::now()) {
         stack_ref::SKIPPED
     } else {
         take(ctx, FLAGS)

@@ -353,7 +353,7 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
             e.flags |= flags::MUTEX_HELD;
         }
         // A post landing inside a userspace op's critical section is an interleave: rare.
-        (e.kstack, e.ustack) = crate::stacks::pair(ctx, owner != 0, e.ctx);
+        (e.kstack, e.ustack) = crate::stacks::pair(ctx, owner != 0, e.ctx, e.ts_ns);
     });
 }
 
@@ -409,9 +409,9 @@ fn post_return(ctx: *mut core::ffi::c_void) {
         }
     }
     let (kstack, ustack) = if missed {
-        crate::stacks::pair(ctx, true, crate::emit::exec_ctx())
+        crate::stacks::pair(ctx, true, crate::emit::exec_ctx(), crate::emit::now())
     } else {
-        crate::stacks::pair(ctx, false, 0)
+        crate::stacks::pair(ctx, false, 0, crate::emit::now())
     };
     for i in 0..MAX_WATCHES {
         if i as u32 >= c.n {

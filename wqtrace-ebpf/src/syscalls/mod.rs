@@ -271,7 +271,7 @@ fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses
             kread::task_comm(task, &mut e.owner_comm);
         }
         // Ring ops are the hot path: stacks only with `--stacks all`.
-        (e.kstack, e.ustack) = stacks::pair(ctx, false, e.ctx);
+        (e.kstack, e.ustack) = stacks::pair(ctx, false, e.ctx, e.ts_ns);
     });
 }
 
@@ -323,7 +323,12 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
             fill_ring(e, s.pipe);
             // The user side here; the kernel side where it slept, if sched_switch took it
             // (see stacks::at_sleep): at this exit it would only show the exit path.
-            let (_, ustack) = stacks::pair(ctx.as_ptr(), stacks::wait_is_rare(f.off_cpu_ns), e.ctx);
+            let (_, ustack) = stacks::pair(
+                ctx.as_ptr(),
+                stacks::wait_is_rare(f.off_cpu_ns),
+                e.ctx,
+                e.ts_ns,
+            );
             e.ustack = ustack;
             if ustack != 0 {
                 e.kstack = f.wait_kstack;
@@ -435,7 +440,7 @@ fn splice_exit(ctx: *mut c_void, f: &Inflight, ret: i64) {
                 };
                 (f.rej_kstack, u)
             } else {
-                stacks::pair(ctx, true, e.ctx)
+                stacks::pair(ctx, true, e.ctx, e.ts_ns)
             };
         });
         return;

@@ -7,6 +7,7 @@
 //! `docs/benchmarks.md` and `docs/benchmarks.json`.
 
 mod measure;
+mod pair;
 mod pingpong;
 mod process;
 mod report;
@@ -43,6 +44,13 @@ pub struct Args {
     /// Kernel series of the VM part.
     #[arg(long, default_value = "6.12")]
     pub kernel: String,
+    /// Instead of the benchmark: compare the BPF run time of this older wqtrace binary with
+    /// --wqtrace (default: the current build), both attached at once to the same load.
+    #[arg(long, value_name = "OLD_WQTRACE")]
+    pub pair: Option<PathBuf>,
+    /// The load for --pair (a command line).
+    #[arg(long, default_value = "stress-ng --pipe 1 --timeout 3600")]
+    pub pair_load: String,
     /// Internal: run this machine's part ("host" or "vm") and write its JSON to --out.
     #[arg(long, hide = true)]
     pub inner: Option<String>,
@@ -88,6 +96,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
     };
     let wq = std::fs::canonicalize(&wq).with_context(|| wq.display().to_string())?;
+    if let Some(old) = &a.pair {
+        pair::run(old, &wq, reps, &a.pair_load)?;
+        return Ok(0);
+    }
     let dir = util::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let started = now_utc();

@@ -345,6 +345,9 @@ cargo xtask bench                 # full: host + VM, 5 repetitions (~15-25 min o
                                   # writes target/bench/results.json, docs/benchmarks.{md,json}
 cargo xtask bench --host-only     # or --vm-only; --reps N, --secs S, --wqtrace PATH
 cargo xtask bench --quick         # 1 repetition, 1 s runs, host only (a smoke test, < 1 min)
+cargo xtask bench --pair OLD      # BPF ns/run of an older wqtrace binary against this build,
+                                  # both attached at once to `stress-ng --pipe 1` (--pair-load),
+                                  # --reps pairs; the per-pair ratio new/old is what to quote
 ```
 
 Run it as root on a quiet machine (`uptime`): the harness does not pin CPUs, and with two cores
