@@ -22,7 +22,7 @@ pub fn rd<T: Copy>(base: u64, off: u32) -> Option<T> {
 /// `*(T *)(base + off)` where `base` is a BTF-typed kernel pointer (the verifier turns the
 /// load into an exception-handled one: a fault reads as 0).
 #[inline(always)]
-fn btf_load<T: Copy>(base: u64, off: u32) -> T {
+pub fn btf_load<T: Copy>(base: u64, off: u32) -> T {
     unsafe { core::ptr::read_volatile((base + off as u64) as *const T) }
 }
 

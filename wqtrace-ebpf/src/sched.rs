@@ -4,7 +4,17 @@
 
 use aya_ebpf::{EbpfContext as _, macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use crate::{emit::now, globals::off, kread::rd, maps::INFLIGHT};
+use wqtrace_common::NO_OFFSET;
+
+use crate::{emit::now, globals::off, kread::btf_load, maps::INFLIGHT};
+
+/// `task->pid` of a BTF-typed task pointer (the tracepoint's arguments are): a plain load the
+/// verifier checks, not a probe-read call, twice on every context switch.
+#[inline(always)]
+fn tid_of(task: u64) -> Option<u32> {
+    let o = off!(task_pid);
+    (o != NO_OFFSET && task != 0).then(|| btf_load::<u32>(task, o))
+}
 
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
@@ -19,7 +29,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // much as the rest of this program on a paravirtualised clock).
     // Only voluntary sleeps are waits; a preempted task is still runnable.
     if preempt & 0xff == 0 && prev_state as u32 != 0 {
-        if let Some(tid) = rd::<u32>(prev, off!(task_pid)) {
+        if let Some(tid) = tid_of(prev) {
             if let Some(f) = INFLIGHT.get_ptr_mut(tid) {
                 // Only inside a traced syscall (`op` 0: the thread's slot between syscalls).
                 unsafe {
@@ -35,7 +45,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
             }
         }
     }
-    if let Some(tid) = rd::<u32>(next, off!(task_pid)) {
+    if let Some(tid) = tid_of(next) {
         if let Some(f) = INFLIGHT.get_ptr_mut(tid) {
             unsafe {
                 if (*f).off_since != 0 {

@@ -17,6 +17,7 @@ const MEASURE_SECS: &str = "4";
 const PROGRAMS: &[&str] = &[
     "sys_enter",
     "sys_exit",
+    "sched_switch",
     "contention_begin",
     "contention_end",
 ];
