@@ -207,36 +207,49 @@ fn rd_index(pipe: u64, off: u32) -> u32 {
     }
 }
 
+/// The offsets of head, tail, ring_size and max_usage when all four are u32s on this kernel,
+/// so that one read can take them. They have always been four consecutive u32s (head/tail a
+/// union since 6.15).
 #[inline(always)]
-pub fn ring(pipe: u64) -> Ring {
+fn ring_u32s() -> Option<(u32, u32, u32, u32)> {
     let (h, t, rs, mu) = (
         off!(pipe_head),
         off!(pipe_tail),
         off!(pipe_ring_size),
         off!(pipe_max_usage),
     );
-    // Every syscall reads its pipe's ring twice. head, tail, max_usage and ring_size have
-    // always been four consecutive u32s (head/tail a union since 6.15): one read, not four.
-    if off!(pipe_index_size) == 4
-        && pipe != 0
-        && h != NO_OFFSET
-        && t != NO_OFFSET
-        && rs != NO_OFFSET
-        && mu != NO_OFFSET
-    {
+    let present = h != NO_OFFSET && t != NO_OFFSET && rs != NO_OFFSET && mu != NO_OFFSET;
+    (off!(pipe_index_size) == 4 && present && (h | t | rs | mu) & 3 == 0).then_some((h, t, rs, mu))
+}
+
+/// The ring from a block of `N` u32s read at pipe offset `lo`.
+#[inline(always)]
+fn ring_in<const N: usize>(b: &[u32; N], lo: u32, (h, t, rs, mu): (u32, u32, u32, u32)) -> Ring {
+    let at = |o: u32| b[((o - lo) >> 2) as usize % N];
+    Ring {
+        head: at(h),
+        tail: at(t),
+        ring_size: at(rs),
+        max_usage: at(mu),
+    }
+}
+
+#[inline(always)]
+pub fn ring(pipe: u64) -> Ring {
+    // Every syscall reads its pipe's ring twice: one read, not four.
+    if let Some(o @ (h, t, rs, mu)) = ring_u32s().filter(|_| pipe != 0) {
         let lo = h.min(t).min(rs).min(mu);
-        let hi = h.max(t).max(rs).max(mu);
-        if hi - lo <= 12 && (h | t | rs | mu) & 3 == 0 {
+        if h.max(t).max(rs).max(mu) - lo <= 12 {
             let b: [u32; 4] = rd(pipe, lo).unwrap_or([0; 4]);
-            let at = |o: u32| b[(((o - lo) >> 2) & 3) as usize];
-            return Ring {
-                head: at(h),
-                tail: at(t),
-                ring_size: at(rs),
-                max_usage: at(mu),
-            };
+            return ring_in(&b, lo, o);
         }
     }
+    let (h, t, rs, mu) = (
+        off!(pipe_head),
+        off!(pipe_tail),
+        off!(pipe_ring_size),
+        off!(pipe_max_usage),
+    );
     Ring {
         head: rd_index(pipe, h),
         tail: rd_index(pipe, t),
@@ -267,37 +280,16 @@ pub fn mutex_owner(pipe: u64) -> (u32, u64) {
 /// reports both at sys_exit.
 #[inline(always)]
 pub fn ring_and_owner(pipe: u64) -> (Ring, u64) {
-    const WORDS: u32 = 24;
-    let (h, t, rs, mu) = (
-        off!(pipe_head),
-        off!(pipe_tail),
-        off!(pipe_ring_size),
-        off!(pipe_max_usage),
-    );
+    const WORDS: usize = 24;
     let (mo, oo) = (off!(pipe_mutex), off!(mutex_owner));
-    if off!(pipe_index_size) == 4
-        && pipe != 0
-        && h != NO_OFFSET
-        && t != NO_OFFSET
-        && rs != NO_OFFSET
-        && mu != NO_OFFSET
-        && mo != NO_OFFSET
-        && oo != NO_OFFSET
-    {
+    let owned = mo != NO_OFFSET && oo != NO_OFFSET && (mo + oo) & 7 == 0;
+    if let Some(o @ (h, t, rs, mu)) = ring_u32s().filter(|_| pipe != 0 && owned) {
         let own = mo + oo;
         let lo = own.min(h).min(t).min(rs).min(mu);
-        let hi = own.max(h).max(t).max(rs).max(mu);
-        if hi + 4 - lo <= WORDS * 4 && (h | t | rs | mu) & 3 == 0 && own & 7 == 0 {
-            let b: [u32; WORDS as usize] = rd(pipe, lo).unwrap_or([0; WORDS as usize]);
-            let at = |o: u32| b[(((o - lo) >> 2) % WORDS) as usize];
-            let owner = (at(own) as u64 | (at(own + 4) as u64) << 32) & !0x07;
-            let r = Ring {
-                head: at(h),
-                tail: at(t),
-                ring_size: at(rs),
-                max_usage: at(mu),
-            };
-            return (r, owner);
+        if own.max(h).max(t).max(rs).max(mu) + 4 - lo <= WORDS as u32 * 4 {
+            let b: [u32; WORDS] = rd(pipe, lo).unwrap_or([0; WORDS]);
+            let at = |o: u32| b[((o - lo) >> 2) as usize % WORDS] as u64;
+            return (ring_in(&b, lo, o), (at(own) | at(own + 4) << 32) & !0x07);
         }
     }
     (ring(pipe), mutex_owner(pipe).1)
