@@ -378,7 +378,12 @@ pub fn buf_note(pipe: u64, slot: u32, ring_size: u32) -> u32 {
 /// The ring state after an event: head, tail, size, max_usage.
 #[inline(always)]
 pub fn fill_ring(e: &mut Event, pipe: u64) {
-    let r = ring(pipe);
+    put_ring(e, ring(pipe));
+}
+
+/// A ring state read already, into the event.
+#[inline(always)]
+pub fn put_ring(e: &mut Event, r: Ring) {
     e.head = r.head;
     e.tail = r.tail;
     e.ring_size = r.ring_size;

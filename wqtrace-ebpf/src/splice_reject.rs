@@ -40,8 +40,7 @@ fn gpi_return(ctx: *mut core::ffi::c_void, file: u64, for_splice: u64, ret: u64)
                 (*f).rejected_pipe = p.pipe;
                 // Here, not at sys_exit, the kernel stack runs through the refusing path.
                 let task = wqtrace_common::ExecCtx::Task as u8;
-                ((*f).rej_kstack, (*f).rej_ustack) =
-                    crate::stacks::pair(ctx, true, task, crate::emit::now());
+                ((*f).rej_kstack, (*f).rej_ustack) = crate::stacks::pair_now(ctx, true, task);
             }
         }
         return;

@@ -110,6 +110,17 @@ pub fn pair(ctx: *mut c_void, rare: bool, exec_ctx: u8, now: u64) -> (u16, u16) 
     }
 }
 
+/// As [`pair`], for a hook with no event to take the time from: the clock is read only when
+/// stacks are asked for.
+#[inline(always)]
+pub fn pair_now(ctx: *mut c_void, rare: bool, exec_ctx: u8) -> (u16, u16) {
+    if !asked(rare) {
+        (stack_ref::NONE, stack_ref::NONE)
+    } else {
+        pair(ctx, rare, exec_ctx, crate::emit::now())
+    }
+}
+
 /// The kernel stack where a traced syscall goes to sleep, taken only when every wait takes
 /// stacks (`--stack-wait 0`, `--stacks all`): the wait's length is known only at its end, and
 /// a walk at every sleep of a busy pipe cost more than the rest of the tracing together.

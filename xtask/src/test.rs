@@ -279,7 +279,9 @@ fn vm_stage(timeout: u64, targets: &[String]) -> anyhow::Result<()> {
             // TCG gets wrong now and then (vm/README.md, "Known: live kernel patching can oops
             // the TCG guest"). Once more, said loudly; a second death fails the stage.
             eprintln!(
-                "xtask test: the {series} guest oopsed while kernel text was being patched                  (TCG, see vm/README.md); its log is kept as last-boot-oops.log; running its                  tests once more"
+                "xtask test: the {series} guest oopsed while kernel text was being patched \
+                 (TCG, see vm/README.md); its log is kept as last-boot-oops.log; running its \
+                 tests once more"
             );
             rc = run()?;
         }

@@ -409,9 +409,9 @@ fn post_return(ctx: *mut core::ffi::c_void) {
         }
     }
     let (kstack, ustack) = if missed {
-        crate::stacks::pair(ctx, true, crate::emit::exec_ctx(), crate::emit::now())
+        crate::stacks::pair_now(ctx, true, crate::emit::exec_ctx())
     } else {
-        crate::stacks::pair(ctx, false, 0, crate::emit::now())
+        crate::stacks::pair_now(ctx, false, 0)
     };
     for i in 0..MAX_WATCHES {
         if i as u32 >= c.n {

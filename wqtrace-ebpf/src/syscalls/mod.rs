@@ -265,7 +265,7 @@ fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses
             e.info = losses;
         }
         let (r, task) = kread::ring_and_owner(s.pipe);
-        (e.head, e.tail, e.ring_size, e.max_usage) = (r.head, r.tail, r.ring_size, r.max_usage);
+        kread::put_ring(e, r);
         if task != 0 {
             e.owner_tid = kread::task_tid(task);
             kread::task_comm(task, &mut e.owner_comm);
