@@ -132,6 +132,7 @@ fn demo(kernel: &str, release: bool) -> anyhow::Result<i32> {
         timeout: None,
         cmd: vec!["sh".into(), "-c".into(), script],
         env: vec![],
+        kernel_args: vec![],
     };
     vm::run(&opts)
 }

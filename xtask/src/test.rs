@@ -221,6 +221,7 @@ fn crash_stage(timeout: u64) -> anyhow::Result<()> {
                 out.to_string_lossy().into_owned(),
             ],
             env: vec![],
+            kernel_args: vec![],
         })?;
         // 125: no exit status, the machine went down under the script (what we want).
         if rc != 125 {
@@ -271,6 +272,7 @@ fn vm_stage(timeout: u64, targets: &[String]) -> anyhow::Result<()> {
                 timeout: Some(Duration::from_secs(timeout)),
                 cmd: cmd.clone(),
                 env: vec![("RUST_BACKTRACE".into(), "1".into())],
+                kernel_args: vec![],
             })
         };
         let mut rc = run()?;

@@ -247,7 +247,7 @@ pub fn markdown(v: &Value) -> String {
             "## {}\n\n\
              Machine: {} — kernel {}, {} CPUs ({}), {} memory; {}, {}. Load average \
              (1/5/15 min) at the start {}, at the end {} (other engineers compile on the same\n\
-             2-core machine: numbers move with that).\n\n{}",
+             2-core machine: numbers move with that). Idle: {}.\n\n{}",
             part_title(name),
             m["where"].as_str().unwrap_or(""),
             m["kernel"].as_str().unwrap_or(""),
@@ -258,6 +258,7 @@ pub fn markdown(v: &Value) -> String {
             m["tmux"].as_str().unwrap_or(""),
             m["loadavg_start"].as_str().unwrap_or(""),
             m["loadavg_end"].as_str().unwrap_or(""),
+            m["idle"].as_str().unwrap_or("not recorded"),
             part_table(p),
         );
         if let Some(t) = bpf_table(p) {
@@ -295,9 +296,14 @@ const METHOD: &str = r#"
   process start-up and JSON summaries included (the same in every configuration). Bursts of 250
   because a longer storm overflows the queue under TCG (the writer outruns the reader: loss
   records, and the workload then waits for notes that never come).
-  In the VM (TCG, 2 vCPUs) the ping-pong is dominated by cross-vCPU wake-ups, and tracing can
-  even *speed it up* (a busy tracer keeps a vCPU from idling): read the VM ping-pong numbers as
-  events/s, CPU and lost figures, not as overhead.
+- **Idle CPUs poll, they do not halt** (the "Idle:" line of each machine). Both machines are
+  virtual: a halted CPU wakes up late, by an amount that depends on the rest of the host, and
+  the ping-pong blocks on every message. With halting idle it measured wake-ups (several
+  times fewer round trips, host and guest alike), and a busy tracer could make it *faster* by
+  keeping a CPU awake. The host part holds `/dev/cpu_dma_latency = 0` (PM QoS: cpuidle keeps
+  to its POLL state), the guest boots with `idle=poll` (it has no cpuidle driver). The traced
+  programs never run like this in production; the point is to compare configurations, not to
+  predict a workload's absolute speed.
 - **Configurations**, all in the same boot:
   - `none`: no tracing.
   - `empty-bpf`: the floor of the attach mechanism — `wqtrace record --empty-programs`: the

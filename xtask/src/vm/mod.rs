@@ -30,6 +30,9 @@ pub struct Args {
     /// Kill the guest after this many seconds (exit 124). 0: no limit.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// One more argument for the guest kernel's command line (repeatable), e.g. `idle=poll`.
+    #[arg(long = "kernel-arg", value_name = "ARG")]
+    pub kernel_args: Vec<String>,
     /// Command to run inside the guest (cwd = the workspace). Default: an interactive shell.
     #[arg(last = true)]
     pub cmd: Vec<String>,
@@ -41,6 +44,8 @@ pub struct RunOpts {
     pub cmd: Vec<String>,
     /// Extra environment for the command inside the guest.
     pub env: Vec<(String, String)>,
+    /// More arguments for the guest kernel's command line.
+    pub kernel_args: Vec<String>,
 }
 
 pub fn run_cli(a: Args) -> anyhow::Result<i32> {
@@ -54,6 +59,7 @@ pub fn run_cli(a: Args) -> anyhow::Result<i32> {
         timeout: (a.timeout > 0).then(|| Duration::from_secs(a.timeout)),
         cmd,
         env: vec![],
+        kernel_args: a.kernel_args,
     })
 }
 
@@ -152,6 +158,7 @@ fn choose_accel(kernel: &Path, initrd: &Path) -> Accel {
         timeout: Some(Duration::from_secs(45)),
         cmd: vec!["true".into()],
         env: vec![],
+        kernel_args: vec![],
     };
     let ok = matches!(boot(kernel, initrd, Accel::Kvm, &probe, true), Ok(0));
     let _ = std::fs::write(&cache, if ok { "ok" } else { "fail" });
@@ -341,6 +348,13 @@ fn boot(
             "the workspace path {root_s:?} contains whitespace: the kernel command line cannot carry it"
         );
     }
+    if let Some(a) = opts
+        .kernel_args
+        .iter()
+        .find(|a| a.is_empty() || a.contains(char::is_whitespace))
+    {
+        bail!("kernel argument {a:?}: one word each, without whitespace");
+    }
     let interactive = !quiet && is_tty(0) && is_tty(1);
     let script = write_script(opts, interactive)?;
     let dir = util::vm_dir()?;
@@ -365,9 +379,13 @@ fn boot(
         .arg(format!("file:{}", dmesg_path.display()));
     c.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
     c.arg("-append").arg(format!(
-        "console=ttyS0 quiet loglevel=3 panic=-1 wq.work={root_s} wq.run={} wq.tty={}",
+        "console=ttyS0 quiet loglevel=3 panic=-1 wq.work={root_s} wq.run={} wq.tty={}{}",
         script.display(),
-        u8::from(interactive)
+        u8::from(interactive),
+        opts.kernel_args
+            .iter()
+            .map(|a| format!(" {a}"))
+            .collect::<String>()
     ));
     c.args([
         "-virtfs",
