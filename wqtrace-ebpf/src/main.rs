@@ -16,7 +16,12 @@
 //! - [`release`]: `free_pipe_info`.
 #![no_std]
 #![no_main]
+// atomic_xadd (counted.rs): BPF has atomic adds but no compare-and-swap, so core's atomics
+// offer no fetch_add there.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
+mod counted;
 mod emit;
 mod filters;
 mod globals;

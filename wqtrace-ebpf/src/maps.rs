@@ -2,13 +2,19 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf},
 };
 use wqtrace_common::{runtime, stat};
 
 /// Every event goes through this one ring buffer (size set by userspace before load).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// Ring ops on ordinary pipes counted instead of streamed (`Filter::count_ring_ops`), per
+/// cgroup id. Per CPU: no cache line bounces between the CPUs of a busy pipe. Entries are never
+/// removed (userspace reads running totals); a cgroup past the last entry has its ops streamed.
+#[map]
+pub static RING_OP_COUNTS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(1024, 0);
 
 /// Per-CPU counters, indexed by `wqtrace_common::stat`.
 #[map]

@@ -133,18 +133,26 @@ impl Namer {
 
     /// Adds the cgroups `events` carry that `t` lacks, as far as they can be named now.
     pub fn add_new(&mut self, events: &[wqtrace_common::Event], t: &SharedCgroups) {
+        // Runs of one task's events share it: one lookup per run.
         let mut last = 0;
+        self.add_ids(
+            events.iter().map(|e| e.cgroup).filter(|&id| {
+                let run = id == last;
+                last = id;
+                !run
+            }),
+            t,
+        );
+    }
+
+    /// Adds the cgroup ids that `t` lacks, as far as they can be named now.
+    pub fn add_ids(&mut self, ids: impl IntoIterator<Item = u64>, t: &SharedCgroups) {
         let mut new: Vec<u64> = Vec::new();
         {
             let t = t.read().unwrap_or_else(|p| p.into_inner());
-            for e in events {
-                // Runs of one task's events share it: one lookup per run.
-                if e.cgroup == last || e.cgroup == 0 {
-                    continue;
-                }
-                last = e.cgroup;
-                if !t.contains(e.cgroup) && !new.contains(&e.cgroup) {
-                    new.push(e.cgroup);
+            for id in ids {
+                if id != 0 && !t.contains(id) && !new.contains(&id) {
+                    new.push(id);
                 }
             }
         }

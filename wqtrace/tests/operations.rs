@@ -218,6 +218,15 @@ fn prometheus_scrapes_serve_and_counts_every_event() {
         total
     };
     assert_eq!(total, 400.0, "every write and read of both runs");
+    // Counted in the kernel per cgroup (serve without --all-pipes streams no ordinary ring
+    // op): the per-cgroup series add up to the same.
+    assert_eq!(
+        p.wait_value(
+            r#"sum(wqtrace_cgroup_events_total{job="wqtrace",kind="ring_op"})"#,
+            |v| v >= 400.0
+        ),
+        400.0
+    );
     let created = p.wait_value(
         r#"sum(wqtrace_events_processed_total{job="wqtrace",kind="pipe_created"})"#,
         |_| true,
@@ -257,8 +266,13 @@ fn prometheus_scrapes_serve_and_counts_every_event() {
         "{targets}"
     );
 
-    let (st, _) = s.terminate();
-    assert_eq!(st.code(), Some(0));
+    let (st, out) = s.terminate_with_output();
+    assert_eq!(st.code(), Some(0), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|l| l.contains(" and 400 ring ops counted in the kernel, 0 lost")),
+        "the ring ops were counted in the kernel, not streamed: {out:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

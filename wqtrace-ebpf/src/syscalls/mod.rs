@@ -249,6 +249,9 @@ fn loss_records(buf: u64, len: i64, count: &mut u32) {
 /// `dst`: the op wrote into this pipe. `losses`: loss records a read returned.
 #[inline(always)]
 fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
+    if s.notif == 0 && crate::counted::ring_op() {
+        return;
+    }
     emit!(in_task EventKind::RingOp, |e| {
         op_fields(e, f, s, ret);
         e.head_before = s.head;

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, ProgramArray},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, ProgramArray},
     programs::BtfTracePoint,
 };
 use wqtrace_common::{Offsets, stat};
@@ -203,6 +203,22 @@ impl Probes {
     /// Reads the counters once (a bpf() lookup): fails where this process may not.
     pub fn read_stats(&self) -> Result<()> {
         self.try_stat(stat::LOST).map(|_| ())
+    }
+
+    /// Ring ops counted in the kernel instead of streamed, per cgroup id: running totals,
+    /// summed over CPUs (`ProbeOpts::count_ring_ops`).
+    pub fn ring_op_counts(&self) -> Result<Vec<(u64, u64)>> {
+        let m = self
+            .ebpf
+            .map("RING_OP_COUNTS")
+            .context("no RING_OP_COUNTS map")?;
+        let h = PerCpuHashMap::<_, u64, u64>::try_from(m)?;
+        let mut out = Vec::new();
+        for kv in h.iter() {
+            let (cgroup, per_cpu) = kv.context("reading RING_OP_COUNTS")?;
+            out.push((cgroup, per_cpu.iter().sum()));
+        }
+        Ok(out)
     }
 
     fn try_stat(&self, idx: u32) -> Result<u64> {

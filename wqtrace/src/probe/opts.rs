@@ -49,6 +49,11 @@ pub struct ProbeOpts {
     /// two clock reads per run.
     #[arg(skip)]
     pub count_runs: bool,
+    /// Count ring ops on ordinary pipes per cgroup in the kernel instead of streaming them
+    /// (`LiveSource::counted_ring_ops`): for serve without --all-pipes, which only counts them.
+    /// Not an option: every other sink needs each op.
+    #[arg(skip)]
+    pub count_ring_ops: bool,
     #[command(flatten)]
     pub privileges: crate::privileges::DropOpts,
 }
@@ -69,6 +74,7 @@ impl ProbeOpts {
         f.empty = self.empty_programs as u32;
         f.stacks = self.stacks_mode().abi();
         f.stack_wait_ns = (self.stack_wait * 1e6) as u64;
+        f.count_ring_ops = self.count_ring_ops as u32;
         if let Some(path) = &self.cgroup {
             let cg = crate::cgroup::resolve(path)?;
             f.cgroup_id = cg.id;

@@ -47,6 +47,8 @@ pub struct LiveSource {
     meta: SessionMeta,
     stacks: crate::stacks::SharedStacks,
     cgroups: crate::cgroup::SharedCgroups,
+    /// Names the cgroups of ring ops counted in the kernel (no event brings their ids).
+    count_namer: crate::cgroup::Namer,
 }
 
 /// Batches queued ahead of the sink (a quarter million events), before the kernel's ring has
@@ -134,6 +136,7 @@ impl LiveSource {
             meta,
             stacks,
             cgroups,
+            count_namer: crate::cgroup::Namer::new(),
         })
     }
 
@@ -149,6 +152,16 @@ impl LiveSource {
     /// Events the programs submitted so far (for rate displays and loss accounting).
     pub fn submitted(&self) -> u64 {
         self.probes.submitted()
+    }
+
+    /// Ring ops on ordinary pipes the programs counted instead of streaming (with
+    /// `ProbeOpts::count_ring_ops`): running totals per cgroup id, each id named in
+    /// [`EventSource::cgroups`] as far as it can be.
+    pub fn counted_ring_ops(&mut self) -> Result<Vec<(u64, u64)>> {
+        let totals = self.probes.ring_op_counts()?;
+        self.count_namer
+            .add_ids(totals.iter().map(|&(id, _)| id), &self.cgroups);
+        Ok(totals)
     }
 }
 

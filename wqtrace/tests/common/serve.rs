@@ -81,6 +81,22 @@ impl Server {
 
     /// SIGTERM; returns the exit status and how long the exit took.
     pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        self.stop()
+    }
+
+    /// SIGTERM; the exit status and what serve printed on stderr after its readiness line.
+    #[allow(dead_code)] // not every test binary that shares this module uses it
+    pub fn terminate_with_output(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let (st, _) = self.stop();
+        // The reader thread ends at EOF: serve has exited, so that is near.
+        let mut lines = Vec::new();
+        while let Ok(l) = self.rest.recv_timeout(Duration::from_secs(10)) {
+            lines.push(l);
+        }
+        (st, lines)
+    }
+
+    fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
         let t = Instant::now();
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = t + Duration::from_secs(30);

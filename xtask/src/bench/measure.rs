@@ -27,16 +27,19 @@ pub enum Config {
     RecordNoStacks,
     /// `wqtrace tui` in a 120x40 tmux session.
     Tui,
+    /// `wqtrace serve` on a loopback port (no scrapes: what the probes and its loop cost).
+    Serve,
     /// The equivalent bpftrace script printing the same fields.
     Bpftrace,
 }
 
-pub const CONFIGS: [Config; 6] = [
+pub const CONFIGS: [Config; 7] = [
     Config::None,
     Config::Empty,
     Config::Record,
     Config::RecordNoStacks,
     Config::Tui,
+    Config::Serve,
     Config::Bpftrace,
 ];
 
@@ -48,6 +51,7 @@ impl Config {
             Config::Record => "wqtrace-record",
             Config::RecordNoStacks => "wqtrace-record-nostacks",
             Config::Tui => "wqtrace-tui",
+            Config::Serve => "wqtrace-serve",
             Config::Bpftrace => "bpftrace",
         }
     }
@@ -245,6 +249,16 @@ fn start(env: &Env, cfg: Config) -> anyhow::Result<Option<Tracer>> {
             let ready = |log: &str| log.contains("recording to");
             spawn_ready("wqtrace record", cmd, log, Some(rec), ready_timeout, ready).map(Some)
         }
+        Config::Serve => {
+            let out = std::fs::File::create(&log)?;
+            let mut cmd = Command::new(&env.wqtrace);
+            cmd.args(["serve", "--listen", "127.0.0.1:0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(out);
+            let ready = |log: &str| log.contains("serving http://");
+            spawn_ready("wqtrace serve", cmd, log, None, ready_timeout, ready).map(Some)
+        }
         Config::Tui => {
             let _ = tmux(&["kill-session", "-t", TMUX_SESSION]);
             let cmd = format!(
@@ -381,6 +395,24 @@ fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
 
 /// One run of `w` under `cfg`: the numbers, as JSON.
 // Long on purpose: one measurement is a script: start the tracer, run the load, collect every figure.
+/// Events (streamed, plus ring ops counted in the kernel) and lost ones, from serve's last
+/// line: "wqtrace: stopped; N events[ and M ring ops counted in the kernel], L lost".
+fn serve_summary(log: &str) -> Option<(u64, u64)> {
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("wqtrace: stopped; "))?;
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match nums[..] {
+        [n, l] => Some((n, l)),
+        [n, m, l] => Some((n + m, l)),
+        _ => None,
+    }
+}
+
 pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
     let tracer = start(env, cfg)?;
     let tui0 = if cfg == Config::Tui {
@@ -475,6 +507,11 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
                         }
                         let _ = std::fs::remove_file(rec);
                     }
+                } else if cfg == Config::Serve {
+                    let (n, l) = serve_summary(&log)
+                        .with_context(|| format!("no summary from wqtrace serve: {log}"))?;
+                    events = Some(n);
+                    lost = Some(l);
                 } else if cfg == Config::Bpftrace {
                     let mut n = 0u64;
                     let mut l = 0u64;
@@ -525,6 +562,18 @@ mod tests {
                    stress-ng: metrc: [9505] splice           120274      1.00      0.06      0.65    120265.60      167781.73\n";
         assert_eq!(super::stress_ng_ops(out, "splice"), Some((120274, 1.0)));
         assert_eq!(super::stress_ng_ops(out, "tee"), None);
+    }
+
+    #[test]
+    fn serve_summary_counts_streamed_and_counted_events() {
+        let log = "wqtrace: serving http://127.0.0.1:4242/metrics; Ctrl-C to stop\n\
+                   wqtrace: stopped; 12 events and 3400 ring ops counted in the kernel, 0 lost\n";
+        assert_eq!(super::serve_summary(log), Some((3412, 0)));
+        assert_eq!(
+            super::serve_summary("wqtrace: stopped; 7 events, 2 lost\n"),
+            Some((7, 2))
+        );
+        assert_eq!(super::serve_summary("wqtrace: serving http://x\n"), None);
     }
 
     #[test]

@@ -201,7 +201,8 @@ fn check_complete(v: &Value) -> anyhow::Result<()> {
             if r["config"] != "none" && m["cpu_pct"].is_null() {
                 missing.push(format!("{name}: cpu %"));
             }
-            if (r["config"] == "wqtrace-record" || r["config"] == "wqtrace-tui")
+            if ["wqtrace-record", "wqtrace-tui", "wqtrace-serve"]
+                .contains(&r["config"].as_str().unwrap_or(""))
                 && m["events"].is_null()
             {
                 missing.push(format!("{name}: events"));

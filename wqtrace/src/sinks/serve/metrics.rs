@@ -123,6 +123,8 @@ pub struct Metrics {
     pipes: HashMap<u64, Tracked>,
     labelled: usize,
     seq: u64,
+    /// Running totals of the ring ops counted in the kernel, per cgroup id, as last added.
+    counted: HashMap<u64, u64>,
 }
 
 fn wait_buckets() -> Histogram {
@@ -221,7 +223,7 @@ impl Metrics {
         let kinds = Family::<KindLabels, Counter>::default();
         reg.register(
             "events_processed",
-            "Events read from the probes, by kind",
+            "Events from the probes, by kind (without --all-pipes, ring ops on ordinary pipes are counted in the kernel, not streamed: the same counts)",
             kinds.clone(),
         );
         let events = EventKind::ALL
@@ -270,6 +272,7 @@ impl Metrics {
             pipes: HashMap::new(),
             labelled: 0,
             seq: 0,
+            counted: HashMap::new(),
         };
         (m, root)
     }
@@ -280,6 +283,28 @@ impl Metrics {
             self.events_lost.inc_by(lost - self.lost_seen);
             self.lost_seen = lost;
         }
+    }
+
+    /// Ring ops on ordinary pipes the probes counted instead of streaming: `totals` are
+    /// running totals per cgroup id (0: none). What they grew by since the last call goes to
+    /// the same counters a streamed ring op would have bumped; returns that growth.
+    pub fn add_counted_ring_ops(&mut self, totals: &[(u64, u64)]) -> u64 {
+        let mut added = 0;
+        for &(cgroup, total) in totals {
+            let before = self.counted.insert(cgroup, total).unwrap_or(0);
+            let n = total.saturating_sub(before);
+            if n == 0 {
+                continue;
+            }
+            added += n;
+            self.events[EventKind::RingOp as usize - 1].inc_by(n);
+            if cgroup != 0 {
+                self.cgroups
+                    .counter(&self.by_cgroup, cgroup, EventKind::RingOp)
+                    .inc_by(n);
+            }
+        }
+        added
     }
 
     /// Pipes currently tracked, and how many of them have a series of their own.

@@ -35,6 +35,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9435";
 /// How often (and after how long idle) pipes are checked against /proc when free_pipe_info()
 /// is not hooked.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often the ring ops counted in the kernel are read into the metrics (a map walk).
+const COUNT_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -86,6 +88,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     probe.stacks.get_or_insert(crate::stacks::Mode::None);
     // Its cost is among the metrics.
     probe.count_runs = true;
+    // Ordinary pipes' ring ops only bump two counters here unless their occupancy is asked
+    // for: the programs count them instead of streaming each one (the costliest part of an
+    // op's tracing, on both sides of the ring buffer).
+    probe.count_ring_ops = !args.all_pipes;
     let mut src = LiveSource::open(&probe)?;
     let release_on_close = !matches!(
         src.plan().method(Hook::PipeRelease),
@@ -143,6 +149,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut n = 0u64;
     let mut last_sweep = Instant::now();
     let mut last_cost = Instant::now();
+    let mut last_count = Instant::now();
+    let mut counted = 0u64;
     let res = loop {
         if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break Ok(());
@@ -155,6 +163,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             m.apply(e);
         }
         n += batch.len() as u64;
+        if probe.count_ring_ops && last_count.elapsed() >= COUNT_EVERY {
+            last_count = Instant::now();
+            match src.counted_ring_ops() {
+                Ok(t) => counted += m.add_counted_ring_ops(&t),
+                Err(e) => break Err(e),
+            }
+        }
         m.set_lost(src.lost());
         if release_on_close && last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
@@ -170,6 +185,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         shared.progress(src.submitted(), n);
     };
+    if probe.count_ring_ops && res.is_ok() {
+        // Ops counted since the last look belong to the last scrape too.
+        if let Ok(t) = src.counted_ring_ops() {
+            counted += m.add_counted_ring_ops(&t);
+        }
+    }
     let lost = src.lost();
     // Detach the probes first, then close the listener.
     shared.detaching();
@@ -177,7 +198,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let _ = tx.send(true);
     let _ = server.join();
     res?;
-    eprintln!("wqtrace: stopped; {n} events, {lost} lost");
+    if probe.count_ring_ops {
+        eprintln!(
+            "wqtrace: stopped; {n} events and {counted} ring ops counted in the kernel, {lost} lost"
+        );
+    } else {
+        eprintln!("wqtrace: stopped; {n} events, {lost} lost");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

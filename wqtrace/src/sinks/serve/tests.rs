@@ -490,3 +490,42 @@ fn cgroup_label_is_the_path_and_bounded() {
     assert_eq!(n("unknown"), Some(1.0), "an id without a path");
     assert_eq!(series_of(&t, "wqtrace_cgroup_events_total").len(), 4);
 }
+
+/// Ring ops counted in the kernel land in the counters a streamed op bumps, by what the
+/// running totals grew: the same figures as streaming them, whichever way they arrive.
+#[test]
+fn counted_ring_ops_add_what_the_totals_grew_by() {
+    let names = crate::cgroup::SharedCgroups::default();
+    names
+        .write()
+        .unwrap()
+        .insert(11, "/system.slice/a.service".into());
+    let (mut m, reg) = new_metrics(Options {
+        cgroups: Some(names),
+        ..Options::default()
+    });
+    let mut streamed = ev(EventKind::RingOp, 5, "w");
+    streamed.op = Op::Write as u8;
+    streamed.cgroup = 11;
+    m.apply(&streamed);
+    assert_eq!(m.add_counted_ring_ops(&[(11, 3), (0, 2)]), 5);
+    // Totals that did not move add nothing; growth adds its difference.
+    assert_eq!(m.add_counted_ring_ops(&[(11, 3), (0, 2)]), 0);
+    assert_eq!(m.add_counted_ring_ops(&[(11, 10), (0, 2), (12, 1)]), 8);
+    let t = text(&reg);
+    assert_eq!(
+        sample(&t, "wqtrace_events_processed_total{kind=\"ring_op\"}"),
+        Some(14.0),
+        "{t}"
+    );
+    let cg = |c: &str| {
+        sample(
+            &t,
+            &format!("wqtrace_cgroup_events_total{{cgroup=\"{c}\",kind=\"ring_op\"}}"),
+        )
+    };
+    assert_eq!(cg("/system.slice/a.service"), Some(11.0), "{t}");
+    assert_eq!(cg("unknown"), Some(1.0), "cgroup 12 has no path");
+    // Cgroup 0 (no cgroup v2) counts in the total only, like a streamed event.
+    assert_eq!(series_of(&t, "wqtrace_cgroup_events_total").len(), 2, "{t}");
+}
