@@ -208,6 +208,10 @@ impl Probes {
     /// Ring ops counted in the kernel instead of streamed, per cgroup id: running totals,
     /// summed over CPUs (`ProbeOpts::count_ring_ops`).
     pub fn ring_op_counts(&self) -> Result<Vec<(u64, u64)>> {
+        // Per-CPU values are sized by a sysfs read that aya caches per thread: done here even
+        // while the map is empty, so the first call on a thread is the only one that opens a
+        // file (later ones work with every descriptor in use).
+        aya::util::nr_cpus().map_err(|(path, e)| anyhow::anyhow!("{path}: {e}"))?;
         let m = self
             .ebpf
             .map("RING_OP_COUNTS")

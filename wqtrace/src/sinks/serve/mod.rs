@@ -117,6 +117,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(s) = src.cost() {
         cost.update(&s);
     }
+    // The first read opens a sysfs file (see `Probes::ring_op_counts`): here, not once the
+    // connections may have taken every descriptor.
+    let mut counted = if probe.count_ring_ops {
+        m.add_counted_ring_ops(&src.counted_ring_ops()?)
+    } else {
+        0
+    };
     let shared = Arc::new(http::Shared::new(registry));
     shared.beat();
     let max_conns = http::fit_connection_limit();
@@ -150,7 +157,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut last_sweep = Instant::now();
     let mut last_cost = Instant::now();
     let mut last_count = Instant::now();
-    let mut counted = 0u64;
+    let mut count_failing = false;
     let res = loop {
         if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break Ok(());
@@ -165,9 +172,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
         n += batch.len() as u64;
         if probe.count_ring_ops && last_count.elapsed() >= COUNT_EVERY {
             last_count = Instant::now();
+            // The totals are running: a read that fails loses nothing, the next one that works
+            // catches up.
             match src.counted_ring_ops() {
-                Ok(t) => counted += m.add_counted_ring_ops(&t),
-                Err(e) => break Err(e),
+                Ok(t) => {
+                    counted += m.add_counted_ring_ops(&t);
+                    if count_failing {
+                        log::warn!("serve: the ring-op counts are read again");
+                        count_failing = false;
+                    }
+                }
+                Err(e) if !count_failing => {
+                    log::warn!(
+                        "serve: {e:#}; the ring-op counts of ordinary pipes stand still until a read works"
+                    );
+                    count_failing = true;
+                }
+                Err(_) => {}
             }
         }
         m.set_lost(src.lost());
@@ -187,8 +208,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     if probe.count_ring_ops && res.is_ok() {
         // Ops counted since the last look belong to the last scrape too.
-        if let Ok(t) = src.counted_ring_ops() {
-            counted += m.add_counted_ring_ops(&t);
+        match src.counted_ring_ops() {
+            Ok(t) => counted += m.add_counted_ring_ops(&t),
+            Err(e) => log::warn!("serve: the last ring-op counts were not read: {e:#}"),
         }
     }
     let lost = src.lost();
