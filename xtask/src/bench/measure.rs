@@ -393,8 +393,6 @@ fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
     }
 }
 
-/// One run of `w` under `cfg`: the numbers, as JSON.
-// Long on purpose: one measurement is a script: start the tracer, run the load, collect every figure.
 /// Events (streamed, plus ring ops counted in the kernel) and lost ones, from serve's last
 /// line: "wqtrace: stopped; N events[ and M ring ops counted in the kernel], L lost".
 fn serve_summary(log: &str) -> Option<(u64, u64)> {
@@ -413,6 +411,8 @@ fn serve_summary(log: &str) -> Option<(u64, u64)> {
     }
 }
 
+/// One run of `w` under `cfg`: the numbers, as JSON.
+// Long on purpose: one measurement is a script: start the tracer, run the load, collect every figure.
 pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
     let tracer = start(env, cfg)?;
     let tui0 = if cfg == Config::Tui {
