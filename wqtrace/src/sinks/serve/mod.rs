@@ -3,9 +3,11 @@
 //! The main thread drains events into [`metrics::Metrics`]; a second thread runs hyper's
 //! HTTP/1.1 server on a tokio runtime ([`http`]), which encodes the shared registry on each
 //! scrape. SIGINT/SIGTERM stop the loop: `/healthz` turns 503, the probes are detached (the
-//! source is dropped), then the listener closes.
+//! source is dropped), then the listener closes. Ring ops on ordinary pipes arrive as
+//! in-kernel counts instead of events unless `--all-pipes` ([`counted`]).
 
 mod cost;
+mod counted;
 pub mod http;
 mod labels;
 pub mod metrics;
@@ -35,8 +37,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9435";
 /// How often (and after how long idle) pipes are checked against /proc when free_pipe_info()
 /// is not hooked.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
-/// How often the ring ops counted in the kernel are read into the metrics (a map walk).
-const COUNT_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -117,12 +117,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(s) = src.cost() {
         cost.update(&s);
     }
-    // The first read opens a sysfs file (see `Probes::ring_op_counts`): here, not once the
-    // connections may have taken every descriptor.
     let mut counted = if probe.count_ring_ops {
-        m.add_counted_ring_ops(&src.counted_ring_ops()?)
+        Some(counted::KernelCounts::start(&mut src, &mut m)?)
     } else {
-        0
+        None
     };
     let shared = Arc::new(http::Shared::new(registry));
     shared.beat();
@@ -156,8 +154,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut n = 0u64;
     let mut last_sweep = Instant::now();
     let mut last_cost = Instant::now();
-    let mut last_count = Instant::now();
-    let mut count_failing = false;
     let res = loop {
         if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
             break Ok(());
@@ -170,26 +166,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             m.apply(e);
         }
         n += batch.len() as u64;
-        if probe.count_ring_ops && last_count.elapsed() >= COUNT_EVERY {
-            last_count = Instant::now();
-            // The totals are running: a read that fails loses nothing, the next one that works
-            // catches up.
-            match src.counted_ring_ops() {
-                Ok(t) => {
-                    counted += m.add_counted_ring_ops(&t);
-                    if count_failing {
-                        log::warn!("serve: the ring-op counts are read again");
-                        count_failing = false;
-                    }
-                }
-                Err(e) if !count_failing => {
-                    log::warn!(
-                        "serve: {e:#}; the ring-op counts of ordinary pipes stand still until a read works"
-                    );
-                    count_failing = true;
-                }
-                Err(_) => {}
-            }
+        if let Some(c) = &mut counted {
+            c.poll(&mut src, &mut m);
         }
         m.set_lost(src.lost());
         if release_on_close && last_sweep.elapsed() >= SWEEP_EVERY {
@@ -206,12 +184,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         shared.progress(src.submitted(), n);
     };
-    if probe.count_ring_ops && res.is_ok() {
-        // Ops counted since the last look belong to the last scrape too.
-        match src.counted_ring_ops() {
-            Ok(t) => counted += m.add_counted_ring_ops(&t),
-            Err(e) => log::warn!("serve: the last ring-op counts were not read: {e:#}"),
-        }
+    if let Some(c) = counted.as_mut().filter(|_| res.is_ok()) {
+        c.finish(&mut src, &mut m);
     }
     let lost = src.lost();
     // Detach the probes first, then close the listener.
@@ -220,9 +194,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let _ = tx.send(true);
     let _ = server.join();
     res?;
-    if probe.count_ring_ops {
+    if let Some(c) = counted {
         eprintln!(
-            "wqtrace: stopped; {n} events and {counted} ring ops counted in the kernel, {lost} lost"
+            "wqtrace: stopped; {n} events and {} ring ops counted in the kernel, {lost} lost",
+            c.total
         );
     } else {
         eprintln!("wqtrace: stopped; {n} events, {lost} lost");
