@@ -4,7 +4,7 @@
 //! HTTP/1.1 server on a tokio runtime ([`http`]), which encodes the shared registry on each
 //! scrape. SIGINT/SIGTERM stop the loop: `/healthz` turns 503, the probes are detached (the
 //! source is dropped), then the listener closes. Ring ops on ordinary pipes arrive as
-//! in-kernel counts instead of events unless `--all-pipes` ([`counted`]).
+//! in-kernel counts instead of events unless `--all-pipes` (`counted.rs`).
 
 mod cost;
 mod counted;
