@@ -47,8 +47,9 @@ pub struct LiveSource {
     meta: SessionMeta,
     stacks: crate::stacks::SharedStacks,
     cgroups: crate::cgroup::SharedCgroups,
-    /// Names the cgroups of ring ops counted in the kernel (no event brings their ids).
-    count_namer: crate::cgroup::Namer,
+    /// Names the cgroups of ring ops counted in the kernel (no event brings their ids); made
+    /// at the first read, so sessions that stream every op never build it.
+    count_namer: Option<crate::cgroup::Namer>,
 }
 
 /// Batches queued ahead of the sink (a quarter million events), before the kernel's ring has
@@ -136,7 +137,7 @@ impl LiveSource {
             meta,
             stacks,
             cgroups,
-            count_namer: crate::cgroup::Namer::new(),
+            count_namer: None,
         })
     }
 
@@ -160,6 +161,7 @@ impl LiveSource {
     pub fn counted_ring_ops(&mut self) -> Result<Vec<(u64, u64)>> {
         let totals = self.probes.ring_op_counts()?;
         self.count_namer
+            .get_or_insert_with(crate::cgroup::Namer::new)
             .add_ids(totals.iter().map(|&(id, _)| id), &self.cgroups);
         Ok(totals)
     }
