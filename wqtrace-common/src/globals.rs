@@ -142,8 +142,8 @@ pub struct Filter {
     /// A wait takes stacks from this long (ns) in [`crate::stack_mode::RARE`].
     pub stack_wait_ns: u64,
     /// 1 = a ring op on an ordinary (not notification) pipe is counted in `RING_OP_COUNTS`
-    /// under its task's cgroup instead of streamed as an event: for a sink that only counts
-    /// them (serve without --all-pipes). An op that finds the map full is streamed.
+    /// under its task's cgroup at sys_enter instead of streamed as an event: for a sink that
+    /// only counts them (serve without --all-pipes). An op that finds the map full is streamed.
     pub count_ring_ops: u32,
     pub _pad: u32,
 }

@@ -42,7 +42,7 @@ fn blank(f: &mut MaybeUninit<Inflight>, op: Op) -> &mut Inflight {
     f
 }
 
-/// `fd` and the pipe behind it, with its ring as it is now (before the syscall).
+/// `fd` and the pipe behind it; its ring is read by `snapshot`.
 #[inline(always)]
 fn side(fd: u64, p: Option<PipeRef>) -> Side {
     let Some(p) = p else {
@@ -51,15 +51,50 @@ fn side(fd: u64, p: Option<PipeRef>) -> Side {
             ..Side::NONE
         };
     };
-    let r = kread::ring(p.pipe);
     Side {
         pipe: p.pipe,
         ino: p.ino,
         fd: fd as i32,
-        head: r.head,
-        tail: r.tail,
+        head: 0,
+        tail: 0,
         notif: p.notif as u32,
     }
+}
+
+/// The ring of `s`'s pipe as it is now, before the syscall.
+#[inline(always)]
+fn snapshot(s: &mut Side) {
+    if s.pipe != 0 {
+        let r = kread::ring(s.pipe);
+        s.head = r.head;
+        s.tail = r.tail;
+    }
+}
+
+/// Whether the session only counts this op (`counted`): a ring op on ordinary pipes only,
+/// counted here where its pipes are known. Then neither its rings before the op nor the clock
+/// are read (a clock read costs as much as a probe read on a paravirtualised clock), and its
+/// exit streams nothing. A read still blocked when the session stops has been counted.
+#[inline(always)]
+fn count_at_entry(f: &Inflight) -> bool {
+    let ring_op = matches!(
+        Op::from_u8(f.op),
+        Op::Read
+            | Op::Readv
+            | Op::Write
+            | Op::Writev
+            | Op::Vmsplice
+            | Op::Splice
+            | Op::Tee
+            | Op::Sendfile
+            | Op::CopyFileRange
+    );
+    if !ring_op || f.src.notif != 0 || f.dst.notif != 0 || !crate::counted::enabled() {
+        return false;
+    }
+    // One op per pipe it moved data in or out of, as the exit would have streamed them.
+    let n = (f.src.pipe != 0) as u64 + (f.dst.pipe != 0 && f.dst.pipe != f.src.pipe) as u64;
+    crate::counted::ring_ops(n)
 }
 
 // Long on purpose: every traced syscall passes here; one body is one BPF program, with no
@@ -166,7 +201,13 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         }
         _ => return 0,
     }
-    f.start_ns = now();
+    if count_at_entry(f) {
+        f.counted = 1;
+    } else {
+        snapshot(&mut f.src);
+        snapshot(&mut f.dst);
+        f.start_ns = now();
+    }
     match INFLIGHT.get_ptr_mut(tid) {
         Some(slot) => words::copy(slot, f),
         None => {
@@ -249,7 +290,7 @@ fn loss_records(buf: u64, len: i64, count: &mut u32) {
 /// `dst`: the op wrote into this pipe. `losses`: loss records a read returned.
 #[inline(always)]
 fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
-    if s.notif == 0 && crate::counted::ring_op() {
+    if f.counted != 0 {
         return;
     }
     emit!(in_task EventKind::RingOp, |e| {
