@@ -141,10 +141,11 @@ pub struct Filter {
     pub stacks: u32,
     /// A wait takes stacks from this long (ns) in [`crate::stack_mode::RARE`].
     pub stack_wait_ns: u64,
-    /// 1 = a ring op on an ordinary (not notification) pipe is counted in `RING_OP_COUNTS`
-    /// under its task's cgroup at sys_enter instead of streamed as an event: for a sink that
-    /// only counts them (serve without --all-pipes). An op that finds the map full is streamed.
-    pub count_ring_ops: u32,
+    /// 1 = events on ordinary (not notification) pipes that a sink only counts (serve without
+    /// --all-pipes) are counted in the kernel instead of streamed ([`crate::counts`]): ring ops
+    /// (at sys_enter), off-CPU waits in read/write, lock contention. One that finds
+    /// `EVENT_COUNTS` full is streamed.
+    pub count_ordinary: u32,
     pub _pad: u32,
 }
 
@@ -161,7 +162,7 @@ impl Filter {
             cgroup_level: 0,
             stacks: 0,
             stack_wait_ns: 0,
-            count_ring_ops: 0,
+            count_ordinary: 0,
             _pad: 0,
         }
     }

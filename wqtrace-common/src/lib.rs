@@ -11,6 +11,7 @@ pub const ABI_VERSION: u32 = 3;
 /// Sentinel for an offset the running kernel does not have (field missing from its BTF).
 pub const NO_OFFSET: u32 = u32::MAX;
 
+pub mod counts;
 mod event;
 mod globals;
 mod maps;
@@ -25,4 +26,6 @@ mod pod {
     unsafe impl aya::Pod for super::Offsets {}
     unsafe impl aya::Pod for super::Filter {}
     unsafe impl aya::Pod for super::Ksyms {}
+    unsafe impl aya::Pod for super::counts::CountKey {}
+    unsafe impl aya::Pod for super::counts::WaitRow {}
 }

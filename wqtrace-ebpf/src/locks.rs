@@ -8,7 +8,7 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST, helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use wqtrace_common::{EventKind, NO_OFFSET, flags};
+use wqtrace_common::{EventKind, NO_OFFSET, counts::hist, flags};
 
 use crate::{
     emit::{emit, now},
@@ -74,7 +74,8 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
     w.is_mutex = is_mutex;
     w.phases = phase;
     w.notif = p.notif as u32;
-    if is_mutex != 0 {
+    // The owner only goes into a streamed event: none for a wait that will be counted.
+    if is_mutex != 0 && (p.notif || !crate::counted::enabled()) {
         let (owner, task) = kread::mutex_owner(p.pipe);
         w.owner_tid = owner;
         kread::task_comm(task, &mut w.owner_comm);
@@ -107,6 +108,20 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
     }
     let w: LockWait = unsafe { *wp };
     unsafe { core::ptr::write_volatile(&mut (*wp).lock, 0) };
+    if w.notif == 0 {
+        let row = if w.is_mutex != 0 {
+            hist::LOCK_MUTEX
+        } else {
+            hist::LOCK_RD_WAIT
+        };
+        if crate::counted::wait(
+            EventKind::LockContended,
+            row,
+            now().wrapping_sub(w.start_ns),
+        ) {
+            return 0;
+        }
+    }
     // A mutex is only ever taken in task context: no preempt_count reads for it.
     let x = if w.is_mutex != 0 {
         wqtrace_common::ExecCtx::Task as u8

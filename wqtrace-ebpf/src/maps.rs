@@ -4,17 +4,25 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf},
 };
-use wqtrace_common::{runtime, stat};
+use wqtrace_common::{
+    counts::{CountKey, WaitRow, hist},
+    runtime, stat,
+};
 
 /// Every event goes through this one ring buffer (size set by userspace before load).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
-/// Ring ops on ordinary pipes counted instead of streamed (`Filter::count_ring_ops`), per
-/// cgroup id. Per CPU: no cache line bounces between the CPUs of a busy pipe. Entries are never
-/// removed (userspace reads running totals); a cgroup past the last entry has its ops streamed.
+/// Events on ordinary pipes counted instead of streamed (`Filter::count_ordinary`), per cgroup
+/// id and kind. Per CPU: no cache line bounces between the CPUs of a busy pipe. Entries are
+/// never removed (userspace reads running totals); a (cgroup, kind) past the last entry has its
+/// events streamed.
 #[map]
-pub static RING_OP_COUNTS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+pub static EVENT_COUNTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+/// The durations of the counted waits and contention, per `counts::hist` row.
+#[map]
+pub static WAIT_HISTOGRAMS: PerCpuArray<WaitRow> = PerCpuArray::with_max_entries(hist::ROWS, 0);
 
 /// Per-CPU counters, indexed by `wqtrace_common::stat`.
 #[map]

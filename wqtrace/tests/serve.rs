@@ -578,3 +578,66 @@ fn arbitrary_requests_never_take_serve_down() {
     let (st, _) = s.terminate();
     assert_eq!(st.code(), Some(0), "{st}");
 }
+
+/// Without --all-pipes, waits and lock contention on ordinary pipes are counted in the kernel,
+/// not streamed: serve's histograms then hold exactly what a tracer attached at the same time
+/// streams, and its stop line says they were counted.
+#[test]
+fn counted_waits_and_contention_match_a_tracer() {
+    let _g = kernel_lock();
+    // The workload's threads are named wq-writer-0, wq-reader-1, …
+    let s = Server::start(&["-c", "wq-"]);
+    let t = common::Tracer::start(&["-c", "wq-"]);
+    common::workload(&["contend", "--threads", "3", "--duration", "0.3"]);
+    let events = t.stop();
+    let count = |kind: &str, mutex: Option<bool>| {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .filter(|e| mutex.is_none_or(|m| common::has_flag(e, "lock_mutex") == m))
+            .count() as f64
+    };
+    let want = (
+        count("pipe_wait", None),
+        count("lock_contended", Some(true)),
+        count("lock_contended", Some(false)),
+    );
+    assert!(
+        want.0 > 0.0 && want.1 > 0.0,
+        "no waits or no contention: {want:?}"
+    );
+    // serve reads the kernel's counts every 100 ms.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fams = parse(&s.metrics(), false);
+        let lock = |l: &str| {
+            sum(
+                &fams,
+                "wqtrace_lock_contention_seconds_count",
+                &[("lock", l)],
+            )
+        };
+        let got = (
+            sum(&fams, "wqtrace_pipe_wait_seconds_count", &[]),
+            lock("mutex"),
+            lock("rd_wait"),
+        );
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve {got:?}, tracer {want:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (st, out) = s.terminate_with_output();
+    assert!(st.success(), "{st}: {out:?}");
+    let line = out
+        .iter()
+        .find(|l| l.starts_with("wqtrace: stopped;"))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(
+        line.contains(&format!("pipe_wait {}", want.0))
+            && line.contains(&format!("lock_contended {}", want.1 + want.2))
+            && line.ends_with(", 0 lost"),
+        "{line}"
+    );
+}

@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use core::{ffi::c_void, mem::MaybeUninit};
 
-use wqtrace_common::{CALIBRATE_FCNTL_CMD, Event, EventKind, Op, flags, stack_ref};
+use wqtrace_common::{CALIBRATE_FCNTL_CMD, Event, EventKind, Op, counts::hist, flags, stack_ref};
 
 use crate::{
     emit::{emit, now},
@@ -94,7 +94,7 @@ fn count_at_entry(f: &Inflight) -> bool {
     }
     // One op per pipe it moved data in or out of, as the exit would have streamed them.
     let n = (f.src.pipe != 0) as u64 + (f.dst.pipe != 0 && f.dst.pipe != f.src.pipe) as u64;
-    crate::counted::ring_ops(n)
+    crate::counted::events(EventKind::RingOp, n)
 }
 
 // Long on purpose: every traced syscall passes here; one body is one BPF program, with no
@@ -354,30 +354,11 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         } else {
             &f.dst
         };
-        emit!(in_task EventKind::PipeWait, |e| {
-            e.op = f.op;
-            e.pipe = s.pipe;
-            e.ino = s.ino;
-            e.ret = ret;
-            e.duration_ns = f.off_cpu_ns;
-            e.flags = flags::OFF_CPU;
-            if s.notif != 0 {
-                e.flags |= flags::NOTIFICATION_PIPE;
-            }
-            fill_ring(e, s.pipe);
-            // The user side here; the kernel side where it slept, if sched_switch took it
-            // (see stacks::at_sleep): at this exit it would only show the exit path.
-            let (_, ustack) = stacks::pair(
-                ctx.as_ptr(),
-                stacks::wait_is_rare(f.off_cpu_ns),
-                e.ctx,
-                e.ts_ns,
-            );
-            e.ustack = ustack;
-            if ustack != 0 {
-                e.kstack = f.wait_kstack;
-            }
-        });
+        let counted = s.notif == 0
+            && crate::counted::wait(EventKind::PipeWait, hist::PIPE_WAIT, f.off_cpu_ns);
+        if !counted {
+            pipe_wait(ctx.as_ptr(), &f, s, ret);
+        }
     }
 
     match op {
@@ -431,6 +412,35 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         _ => {}
     }
     0
+}
+
+/// A wait for a pipe streamed: `f.off_cpu_ns` of off-CPU time inside a read or write of `s`.
+#[inline(always)]
+fn pipe_wait(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64) {
+    emit!(in_task EventKind::PipeWait, |e| {
+        e.op = f.op;
+        e.pipe = s.pipe;
+        e.ino = s.ino;
+        e.ret = ret;
+        e.duration_ns = f.off_cpu_ns;
+        e.flags = flags::OFF_CPU;
+        if s.notif != 0 {
+            e.flags |= flags::NOTIFICATION_PIPE;
+        }
+        fill_ring(e, s.pipe);
+        // The user side here; the kernel side where it slept, if sched_switch took it
+        // (see stacks::at_sleep): at this exit it would only show the exit path.
+        let (_, ustack) = stacks::pair(
+            ctx,
+            stacks::wait_is_rare(f.off_cpu_ns),
+            e.ctx,
+            e.ts_ns,
+        );
+        e.ustack = ustack;
+        if ustack != 0 {
+            e.kstack = f.wait_kstack;
+        }
+    });
 }
 
 /// sys_exit of a read() of a notification pipe that returned records (tail-called).

@@ -8,7 +8,11 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap, ProgramArray},
     programs::BtfTracePoint,
 };
-use wqtrace_common::{Offsets, stat};
+use wqtrace_common::{
+    Offsets,
+    counts::{CountKey, WaitRow, hist},
+    stat,
+};
 
 use super::kfunc::attach_kfunc_hook;
 use super::plan::{self, Hook, HookPlan, Method, Plan};
@@ -205,24 +209,42 @@ impl Probes {
         self.try_stat(stat::LOST).map(|_| ())
     }
 
-    /// Ring ops counted in the kernel instead of streamed, per cgroup id: running totals,
-    /// summed over CPUs (`ProbeOpts::count_ring_ops`).
-    pub fn ring_op_counts(&self) -> Result<Vec<(u64, u64)>> {
+    /// Events on ordinary pipes counted in the kernel instead of streamed
+    /// (`ProbeOpts::count_ordinary`): running totals, summed over CPUs.
+    pub fn kernel_counts(&self) -> Result<KernelCounts> {
         // Per-CPU values are sized by a sysfs read that aya caches per thread: done here even
-        // while the map is empty, so the first call on a thread is the only one that opens a
+        // while the maps are empty, so the first call on a thread is the only one that opens a
         // file (later ones work with every descriptor in use).
-        aya::util::nr_cpus().map_err(|(path, e)| anyhow::anyhow!("{path}: {e}"))?;
+        aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?;
         let m = self
             .ebpf
-            .map("RING_OP_COUNTS")
-            .context("no RING_OP_COUNTS map")?;
-        let h = PerCpuHashMap::<_, u64, u64>::try_from(m)?;
-        let mut out = Vec::new();
+            .map("EVENT_COUNTS")
+            .context("no EVENT_COUNTS map")?;
+        let h = PerCpuHashMap::<_, CountKey, u64>::try_from(m)?;
+        let mut events = Vec::new();
         for kv in h.iter() {
-            let (cgroup, per_cpu) = kv.context("reading RING_OP_COUNTS")?;
-            out.push((cgroup, per_cpu.iter().sum()));
+            let (key, per_cpu) = kv.context("reading EVENT_COUNTS")?;
+            events.push((key.cgroup, key.kind, per_cpu.iter().sum()));
         }
-        Ok(out)
+        let m = self
+            .ebpf
+            .map("WAIT_HISTOGRAMS")
+            .context("no WAIT_HISTOGRAMS map")?;
+        let a = PerCpuArray::<_, WaitRow>::try_from(m)?;
+        let mut waits = [WaitRow::default(); hist::ROWS as usize];
+        for (row, w) in waits.iter_mut().enumerate() {
+            for cpu in a
+                .get(&(row as u32), 0)
+                .context("reading WAIT_HISTOGRAMS")?
+                .iter()
+            {
+                for (t, c) in w.counts.iter_mut().zip(cpu.counts) {
+                    *t += c;
+                }
+                w.sum_ns += cpu.sum_ns;
+            }
+        }
+        Ok(KernelCounts { events, waits })
     }
 
     fn try_stat(&self, idx: u32) -> Result<u64> {
@@ -471,4 +493,13 @@ mod tests {
         }
         assert!(programs.len() > 20, "{programs:?}");
     }
+}
+
+/// What the programs counted instead of streaming, since they were loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelCounts {
+    /// (cgroup id, `EventKind` as u32, events).
+    pub events: Vec<(u64, u32, u64)>,
+    /// Per `counts::hist` row: the counted waits' durations.
+    pub waits: [WaitRow; hist::ROWS as usize],
 }

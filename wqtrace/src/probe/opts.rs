@@ -49,11 +49,11 @@ pub struct ProbeOpts {
     /// two clock reads per run.
     #[arg(skip)]
     pub count_runs: bool,
-    /// Count ring ops on ordinary pipes per cgroup in the kernel instead of streaming them
-    /// (`LiveSource::counted_ring_ops`): for serve without --all-pipes, which only counts them.
-    /// Not an option: every other sink needs each op.
+    /// Count ring ops, waits and contention on ordinary pipes in the kernel instead of
+    /// streaming them (`LiveSource::kernel_counts`): for serve without --all-pipes, which only
+    /// counts them. Not an option: every other sink needs each event.
     #[arg(skip)]
-    pub count_ring_ops: bool,
+    pub count_ordinary: bool,
     #[command(flatten)]
     pub privileges: crate::privileges::DropOpts,
 }
@@ -74,7 +74,7 @@ impl ProbeOpts {
         f.empty = self.empty_programs as u32;
         f.stacks = self.stacks_mode().abi();
         f.stack_wait_ns = (self.stack_wait * 1e6) as u64;
-        f.count_ring_ops = self.count_ring_ops as u32;
+        f.count_ordinary = self.count_ordinary as u32;
         if let Some(path) = &self.cgroup {
             let cg = crate::cgroup::resolve(path)?;
             f.cgroup_id = cg.id;

@@ -47,7 +47,7 @@ pub struct LiveSource {
     meta: SessionMeta,
     stacks: crate::stacks::SharedStacks,
     cgroups: crate::cgroup::SharedCgroups,
-    /// Names the cgroups of ring ops counted in the kernel (no event brings their ids); made
+    /// Names the cgroups of events counted in the kernel (no event brings their ids); made
     /// at the first read, so sessions that stream every op never build it.
     count_namer: Option<crate::cgroup::Namer>,
 }
@@ -155,14 +155,14 @@ impl LiveSource {
         self.probes.submitted()
     }
 
-    /// Ring ops on ordinary pipes the programs counted instead of streaming (with
-    /// `ProbeOpts::count_ring_ops`): running totals per cgroup id, each id named in
+    /// Events on ordinary pipes the programs counted instead of streaming (with
+    /// `ProbeOpts::count_ordinary`): running totals, each cgroup id named in
     /// [`EventSource::cgroups`] as far as it can be.
-    pub fn counted_ring_ops(&mut self) -> Result<Vec<(u64, u64)>> {
-        let totals = self.probes.ring_op_counts()?;
+    pub fn kernel_counts(&mut self) -> Result<crate::probe::loader::KernelCounts> {
+        let totals = self.probes.kernel_counts()?;
         self.count_namer
             .get_or_insert_with(crate::cgroup::Namer::new)
-            .add_ids(totals.iter().map(|&(id, _)| id), &self.cgroups);
+            .add_ids(totals.events.iter().map(|&(id, _, _)| id), &self.cgroups);
         Ok(totals)
     }
 }

@@ -393,22 +393,26 @@ fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
     }
 }
 
-/// Events (streamed, plus ring ops counted in the kernel) and lost ones, from serve's last
-/// line: "wqtrace: stopped; N events[ and M ring ops counted in the kernel], L lost".
+/// Events (streamed, plus those counted in the kernel) and lost ones, from serve's last line:
+/// "wqtrace: stopped; N events[ streamed and M counted in the kernel (KIND K, …)], L lost".
 fn serve_summary(log: &str) -> Option<(u64, u64)> {
     let line = log
         .lines()
         .rev()
         .find_map(|l| l.strip_prefix("wqtrace: stopped; "))?;
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    match nums[..] {
-        [n, l] => Some((n, l)),
-        [n, m, l] => Some((n + m, l)),
-        _ => None,
-    }
+    let first = |s: &str| -> Option<u64> {
+        s.split(|c: char| !c.is_ascii_digit())
+            .find(|w| !w.is_empty())?
+            .parse()
+            .ok()
+    };
+    let (head, lost) = line.rsplit_once(", ")?;
+    let streamed = first(head)?;
+    let counted = match head.split_once(" and ") {
+        Some((_, rest)) => first(rest)?,
+        None => 0,
+    };
+    Some((streamed + counted, first(lost)?))
 }
 
 /// One run of `w` under `cfg`: the numbers, as JSON.
@@ -567,8 +571,8 @@ mod tests {
     #[test]
     fn serve_summary_counts_streamed_and_counted_events() {
         let log = "wqtrace: serving http://127.0.0.1:4242/metrics; Ctrl-C to stop\n\
-                   wqtrace: stopped; 12 events and 3400 ring ops counted in the kernel, 0 lost\n";
-        assert_eq!(super::serve_summary(log), Some((3412, 0)));
+                   wqtrace: stopped; 12 events streamed and 3408 counted in the kernel (ring_op 3400, pipe_wait 8), 1 lost\n";
+        assert_eq!(super::serve_summary(log), Some((3420, 1)));
         assert_eq!(
             super::serve_summary("wqtrace: stopped; 7 events, 2 lost\n"),
             Some((7, 2))

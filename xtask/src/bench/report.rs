@@ -324,8 +324,8 @@ const METHOD: &str = r#"
     `tmux send-keys q`; events and lost read from the TUI's header (total events at the
     workload's start and end).
   - `wqtrace-serve`: `wqtrace serve --listen 127.0.0.1:0`, nobody scraping, stopped with
-    SIGINT; events and lost from its last line (events streamed + ring ops of ordinary pipes
-    counted in the kernel, which serve does instead of streaming them).
+    SIGINT; events and lost from its last line (events streamed + those counted in the kernel:
+    ring ops, waits and contention on ordinary pipes, which serve counts instead of streaming).
   - `bpftrace`: [`bench/wqtrace-host.bt`](../bench/wqtrace-host.bt) (+
     [`bench/wqtrace-vm.bt`](../bench/wqtrace-vm.bt) in the VM): the same hooks with the same
     filters, printing pid, tid, comm, fd, ret, duration and off-CPU time of each

@@ -1,5 +1,6 @@
-//! Ring ops on ordinary pipes that the programs count in the kernel instead of streaming
-//! (`ProbeOpts::count_ring_ops`), read into the metrics every [`EVERY`].
+//! Events on ordinary pipes that the programs count in the kernel instead of streaming
+//! (`ProbeOpts::count_ordinary`: ring ops, waits, contention), read into the metrics every
+//! [`EVERY`].
 
 use std::time::{Duration, Instant};
 
@@ -8,24 +9,21 @@ use anyhow::Result;
 use super::metrics::Metrics;
 use crate::source::live::LiveSource;
 
-/// How often the counts are read (a walk of a small map).
+/// How often the counts are read (a walk of a small map, one array lookup).
 const EVERY: Duration = Duration::from_millis(100);
 
 pub struct KernelCounts {
     last_read: Instant,
-    /// Ring ops added to the metrics so far.
-    pub total: u64,
     failing: bool,
 }
 
 impl KernelCounts {
-    /// The first read, before serving: it opens a sysfs file (see `Probes::ring_op_counts`),
+    /// The first read, before serving: it opens a sysfs file (see `Probes::kernel_counts`),
     /// which must not wait until the connections may have taken every descriptor.
     pub fn start(src: &mut LiveSource, m: &mut Metrics) -> Result<Self> {
-        let total = m.add_counted_ring_ops(&src.counted_ring_ops()?);
+        m.add_counted(&src.kernel_counts()?);
         Ok(Self {
             last_read: Instant::now(),
-            total,
             failing: false,
         })
     }
@@ -37,17 +35,17 @@ impl KernelCounts {
             return;
         }
         self.last_read = Instant::now();
-        match src.counted_ring_ops() {
+        match src.kernel_counts() {
             Ok(t) => {
-                self.total += m.add_counted_ring_ops(&t);
+                m.add_counted(&t);
                 if self.failing {
-                    log::warn!("serve: the ring-op counts are read again");
+                    log::warn!("serve: the counts kept in the kernel are read again");
                     self.failing = false;
                 }
             }
             Err(e) if !self.failing => {
                 log::warn!(
-                    "serve: {e:#}; the ring-op counts of ordinary pipes stand still until a read works"
+                    "serve: {e:#}; the counts of ordinary pipes' events stand still until a read works"
                 );
                 self.failing = true;
             }
@@ -57,9 +55,9 @@ impl KernelCounts {
 
     /// At stop: ops counted since the last read belong to the last scrape too.
     pub fn finish(&mut self, src: &mut LiveSource, m: &mut Metrics) {
-        match src.counted_ring_ops() {
-            Ok(t) => self.total += m.add_counted_ring_ops(&t),
-            Err(e) => log::warn!("serve: the last ring-op counts were not read: {e:#}"),
+        match src.kernel_counts() {
+            Ok(t) => m.add_counted(&t),
+            Err(e) => log::warn!("serve: the last counts kept in the kernel were not read: {e:#}"),
         }
     }
 }

@@ -13,22 +13,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus_client::{
-    metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-        info::Info,
-    },
+    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
     registry::{Registry, Unit},
 };
-use wqtrace_common::{Event, EventKind, Op, PostOutcome};
+use wqtrace_common::{Event, EventKind, Op, PostOutcome, counts::WaitRow};
 
+use super::histogram::{WaitHistogram, growth};
 pub use super::labels::note_type_name;
 use super::labels::{
     CgroupLabels, Cgroups, Comms, KindLabels, LockLabels, NoteLabels, OutcomeLabels, PipeLabels,
     RejectLabels,
 };
+use crate::probe::loader::KernelCounts;
 
 /// Label value for everything past a cap.
 pub const OTHER: &str = "other";
@@ -108,8 +104,9 @@ pub struct Metrics {
     /// Every post attempt by outcome (`PostOutcome::ALL` order): exactly one each.
     outcomes: Vec<Counter>,
     rejected: Family<RejectLabels, Counter>,
-    pipe_wait: Histogram,
-    lock_wait: [Histogram; 2],
+    pipe_wait: WaitHistogram,
+    /// Mutex, rd_wait.
+    lock_wait: [WaitHistogram; 2],
     events: Vec<Counter>,
     events_unknown: Counter,
     by_cgroup: Family<CgroupLabels, Counter>,
@@ -123,13 +120,10 @@ pub struct Metrics {
     pipes: HashMap<u64, Tracked>,
     labelled: usize,
     seq: u64,
-    /// Running totals of the ring ops counted in the kernel, per cgroup id, as last added.
-    counted: HashMap<u64, u64>,
-}
-
-fn wait_buckets() -> Histogram {
-    // 1 µs … ~4.2 s, ×4 per bucket.
-    Histogram::new(exponential_buckets(1e-6, 4.0, 12))
+    /// Running totals of the events counted in the kernel, per (cgroup id, kind), and of its
+    /// wait histograms, as last added.
+    counted: HashMap<(u64, u32), u64>,
+    counted_waits: [WaitRow; 3],
 }
 
 impl Metrics {
@@ -181,16 +175,17 @@ impl Metrics {
             "splice/tee/vmsplice calls refused on a notification pipe, by syscall and caller comm",
             rejected.clone(),
         );
-        let pipe_wait = wait_buckets();
+        let pipe_wait = WaitHistogram::default();
         reg.register_with_unit(
             "pipe_wait",
             "Time tasks slept waiting for a pipe (splice paths' wait functions, or off-CPU time inside read/write)",
             Unit::Seconds,
             pipe_wait.clone(),
         );
-        let lock_fam = Family::<LockLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            wait_buckets as fn() -> Histogram,
-        );
+        let lock_fam =
+            Family::<LockLabels, WaitHistogram, fn() -> WaitHistogram>::new_with_constructor(
+                WaitHistogram::default as fn() -> WaitHistogram,
+            );
         reg.register_with_unit(
             "lock_contention",
             "Time tasks waited for a contended pipe lock (the pipe mutex, or the rd_wait spinlock notification posts take)",
@@ -223,7 +218,7 @@ impl Metrics {
         let kinds = Family::<KindLabels, Counter>::default();
         reg.register(
             "events_processed",
-            "Events from the probes, by kind (without --all-pipes, ring ops on ordinary pipes are counted in the kernel, not streamed: the same counts)",
+            "Events from the probes, by kind (without --all-pipes, ring ops, waits and contention on ordinary pipes are counted in the kernel, not streamed: the same counts)",
             kinds.clone(),
         );
         let events = EventKind::ALL
@@ -273,6 +268,7 @@ impl Metrics {
             labelled: 0,
             seq: 0,
             counted: HashMap::new(),
+            counted_waits: Default::default(),
         };
         (m, root)
     }
@@ -285,26 +281,51 @@ impl Metrics {
         }
     }
 
-    /// Ring ops on ordinary pipes the probes counted instead of streaming: `totals` are
-    /// running totals per cgroup id (0: none). What they grew by since the last call goes to
-    /// the same counters a streamed ring op would have bumped; returns that growth.
-    pub fn add_counted_ring_ops(&mut self, totals: &[(u64, u64)]) -> u64 {
-        let mut added = 0;
-        for &(cgroup, total) in totals {
-            let before = self.counted.insert(cgroup, total).unwrap_or(0);
+    /// Events on ordinary pipes the probes counted instead of streaming (running totals).
+    /// What they grew by since the last call goes to the same counters and histograms
+    /// streamed events feed; returns how many events that was.
+    pub fn add_counted(&mut self, totals: &KernelCounts) {
+        for &(cgroup, kind, total) in &totals.events {
+            let before = self.counted.insert((cgroup, kind), total).unwrap_or(0);
             let n = total.saturating_sub(before);
-            if n == 0 {
+            let kind = u8::try_from(kind).ok().and_then(EventKind::from_u8);
+            let Some(kind) = kind.filter(|_| n > 0) else {
                 continue;
-            }
-            added += n;
-            self.events[EventKind::RingOp as usize - 1].inc_by(n);
+            };
+            self.events[kind as usize - 1].inc_by(n);
             if cgroup != 0 {
                 self.cgroups
-                    .counter(&self.by_cgroup, cgroup, EventKind::RingOp)
+                    .counter(&self.by_cgroup, cgroup, kind)
                     .inc_by(n);
             }
         }
-        added
+        let hists = [&self.pipe_wait, &self.lock_wait[0], &self.lock_wait[1]];
+        for ((h, seen), now) in hists
+            .into_iter()
+            .zip(&mut self.counted_waits)
+            .zip(&totals.waits)
+        {
+            h.add(&growth(now, seen));
+            *seen = *now;
+        }
+    }
+
+    /// Events counted in the kernel and added so far, by kind (in `EventKind::ALL` order,
+    /// kinds with none left out).
+    pub fn counted_by_kind(&self) -> Vec<(EventKind, u64)> {
+        EventKind::ALL
+            .iter()
+            .map(|&k| {
+                let n = self
+                    .counted
+                    .iter()
+                    .filter(|((_, kind), _)| *kind == k as u32)
+                    .map(|(_, n)| n)
+                    .sum();
+                (k, n)
+            })
+            .filter(|&(_, n)| n > 0)
+            .collect()
     }
 
     /// Pipes currently tracked, and how many of them have a series of their own.
@@ -324,11 +345,11 @@ impl Metrics {
         }
         match kind {
             EventKind::PipeWait => {
-                self.pipe_wait.observe(e.duration_ns as f64 / 1e9);
+                self.pipe_wait.observe_ns(e.duration_ns);
             }
             EventKind::LockContended => {
                 let i = usize::from(!e.on_mutex());
-                self.lock_wait[i].observe(e.duration_ns as f64 / 1e9);
+                self.lock_wait[i].observe_ns(e.duration_ns);
             }
             EventKind::SpliceRejected => {
                 let comm = self.comms.label(&e.comm);

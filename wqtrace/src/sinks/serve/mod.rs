@@ -8,6 +8,7 @@
 
 mod cost;
 mod counted;
+mod histogram;
 pub mod http;
 mod labels;
 pub mod metrics;
@@ -91,7 +92,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Ordinary pipes' ring ops only bump two counters here unless their occupancy is asked
     // for: the programs count them instead of streaming each one (the costliest part of an
     // op's tracing, on both sides of the ring buffer).
-    probe.count_ring_ops = !args.all_pipes;
+    probe.count_ordinary = !args.all_pipes;
     let mut src = LiveSource::open(&probe)?;
     let release_on_close = !matches!(
         src.plan().method(Hook::PipeRelease),
@@ -117,7 +118,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(s) = src.cost() {
         cost.update(&s);
     }
-    let mut counted = if probe.count_ring_ops {
+    let mut counted = if probe.count_ordinary {
         Some(counted::KernelCounts::start(&mut src, &mut m)?)
     } else {
         None
@@ -194,10 +195,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let _ = tx.send(true);
     let _ = server.join();
     res?;
-    if let Some(c) = counted {
+    if counted.is_some() {
+        let by_kind = m.counted_by_kind();
+        let total: u64 = by_kind.iter().map(|(_, c)| c).sum();
+        let list: Vec<String> = by_kind
+            .iter()
+            .map(|(k, c)| format!("{} {c}", k.name()))
+            .collect();
         eprintln!(
-            "wqtrace: stopped; {n} events and {} ring ops counted in the kernel, {lost} lost",
-            c.total
+            "wqtrace: stopped; {n} events streamed and {total} counted in the kernel ({}), {lost} lost",
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            }
         );
     } else {
         eprintln!("wqtrace: stopped; {n} events, {lost} lost");

@@ -491,10 +491,12 @@ fn cgroup_label_is_the_path_and_bounded() {
     assert_eq!(series_of(&t, "wqtrace_cgroup_events_total").len(), 4);
 }
 
-/// Ring ops counted in the kernel land in the counters a streamed op bumps, by what the
-/// running totals grew: the same figures as streaming them, whichever way they arrive.
+/// Events counted in the kernel land in the counters and histograms a streamed event feeds, by
+/// what the running totals grew: the same figures as streaming them, whichever way they arrive.
 #[test]
-fn counted_ring_ops_add_what_the_totals_grew_by() {
+fn counted_events_add_what_the_totals_grew_by() {
+    use crate::probe::loader::KernelCounts;
+    use wqtrace_common::counts::{WaitRow, bucket, hist};
     let names = crate::cgroup::SharedCgroups::default();
     names
         .write()
@@ -508,24 +510,88 @@ fn counted_ring_ops_add_what_the_totals_grew_by() {
     streamed.op = Op::Write as u8;
     streamed.cgroup = 11;
     m.apply(&streamed);
-    assert_eq!(m.add_counted_ring_ops(&[(11, 3), (0, 2)]), 5);
+    let mut waited = ev(EventKind::PipeWait, 5, "w");
+    waited.duration_ns = 3_000;
+    m.apply(&waited);
+    let ring = EventKind::RingOp as u32;
+    let wait = EventKind::PipeWait as u32;
+    let lock = EventKind::LockContended as u32;
+    let mut k = KernelCounts {
+        events: vec![(11, ring, 3), (0, ring, 2)],
+        ..KernelCounts::default()
+    };
+    m.add_counted(&k);
     // Totals that did not move add nothing; growth adds its difference.
-    assert_eq!(m.add_counted_ring_ops(&[(11, 3), (0, 2)]), 0);
-    assert_eq!(m.add_counted_ring_ops(&[(11, 10), (0, 2), (12, 1)]), 8);
+    m.add_counted(&k);
+    k.events = vec![
+        (11, ring, 10),
+        (0, ring, 2),
+        (12, ring, 1),
+        (11, wait, 2),
+        (11, lock, 1),
+    ];
+    let row = |waits: &[u64]| {
+        let mut r = WaitRow::default();
+        for &ns in waits {
+            r.counts[bucket(ns)] += 1;
+            r.sum_ns += ns;
+        }
+        r
+    };
+    k.waits[hist::PIPE_WAIT as usize] = row(&[2_000, 5_000_000]);
+    k.waits[hist::LOCK_MUTEX as usize] = row(&[500]);
+    m.add_counted(&k);
+    m.add_counted(&k);
+    assert_eq!(
+        m.counted_by_kind(),
+        [
+            (EventKind::RingOp, 13),
+            (EventKind::PipeWait, 2),
+            (EventKind::LockContended, 1)
+        ]
+    );
     let t = text(&reg);
     assert_eq!(
         sample(&t, "wqtrace_events_processed_total{kind=\"ring_op\"}"),
         Some(14.0),
         "{t}"
     );
-    let cg = |c: &str| {
+    let cg = |c: &str, kind: &str| {
         sample(
             &t,
-            &format!("wqtrace_cgroup_events_total{{cgroup=\"{c}\",kind=\"ring_op\"}}"),
+            &format!("wqtrace_cgroup_events_total{{cgroup=\"{c}\",kind=\"{kind}\"}}"),
         )
     };
-    assert_eq!(cg("/system.slice/a.service"), Some(11.0), "{t}");
-    assert_eq!(cg("unknown"), Some(1.0), "cgroup 12 has no path");
+    assert_eq!(cg("/system.slice/a.service", "ring_op"), Some(11.0), "{t}");
+    assert_eq!(cg("unknown", "ring_op"), Some(1.0), "cgroup 12 has no path");
+    assert_eq!(cg("/system.slice/a.service", "pipe_wait"), Some(2.0), "{t}");
+    assert_eq!(cg("/system.slice/a.service", "lock_contended"), Some(1.0));
     // Cgroup 0 (no cgroup v2) counts in the total only, like a streamed event.
-    assert_eq!(series_of(&t, "wqtrace_cgroup_events_total").len(), 2, "{t}");
+    assert_eq!(series_of(&t, "wqtrace_cgroup_events_total").len(), 4, "{t}");
+    // The streamed wait (3 µs) and the two counted ones (2 µs, 5 ms), in one histogram.
+    let h = |s: &str| sample(&t, s);
+    assert_eq!(h("wqtrace_pipe_wait_seconds_count"), Some(3.0), "{t}");
+    assert_eq!(
+        h("wqtrace_pipe_wait_seconds_bucket{le=\"0.000001\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        h("wqtrace_pipe_wait_seconds_bucket{le=\"0.000004\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        h("wqtrace_pipe_wait_seconds_bucket{le=\"0.004096\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        h("wqtrace_pipe_wait_seconds_bucket{le=\"0.016384\"}"),
+        Some(3.0)
+    );
+    assert_eq!(h("wqtrace_pipe_wait_seconds_sum"), Some(0.005005));
+    let mutex = "wqtrace_lock_contention_seconds_bucket{le=\"0.000001\",lock=\"mutex\"}";
+    assert_eq!(h(mutex), Some(1.0), "{t}");
+    assert_eq!(
+        h("wqtrace_lock_contention_seconds_count{lock=\"rd_wait\"}"),
+        Some(0.0)
+    );
 }

@@ -1,0 +1,68 @@
+//! Events on ordinary pipes that a counting-only session (serve without --all-pipes) has the
+//! programs count in the kernel instead of streaming: the keys of `EVENT_COUNTS` and the rows
+//! of `WAIT_HISTOGRAMS`. Userspace adds what they grew by into the counters and histograms the
+//! streamed events feed, so both paths give the same figures.
+
+/// A key of `EVENT_COUNTS`: events of one kind (`EventKind` as u32) by the tasks of one cgroup
+/// (v2 id; 0: none).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CountKey {
+    pub cgroup: u64,
+    pub kind: u32,
+    pub _pad: u32,
+}
+
+/// Rows of `WAIT_HISTOGRAMS`: the counted pipe waits, mutex and rd_wait contention.
+pub mod hist {
+    pub const PIPE_WAIT: u32 = 0;
+    pub const LOCK_MUTEX: u32 = 1;
+    pub const LOCK_RD_WAIT: u32 = 2;
+    pub const ROWS: u32 = 3;
+}
+
+/// Finite buckets: bucket `i` holds waits of at most [`bound_ns`]`(i)`; the last bucket
+/// ([`BUCKETS`] - 1) holds the rest (+Inf). 1 µs, ×4 per bucket, up to ~4.2 s: serve's
+/// histograms use these bounds for every observation, counted or streamed.
+pub const FINITE_BUCKETS: usize = 12;
+pub const BUCKETS: usize = FINITE_BUCKETS + 1;
+
+/// The upper bound (inclusive, as Prometheus' `le`) of finite bucket `i`, in ns.
+pub const fn bound_ns(i: usize) -> u64 {
+    1000 << (2 * i)
+}
+
+/// The bucket of a wait of `ns`.
+#[inline(always)]
+pub fn bucket(ns: u64) -> usize {
+    let mut i = 0;
+    while i < FINITE_BUCKETS && ns > bound_ns(i) {
+        i += 1;
+    }
+    i
+}
+
+/// One histogram: waits per bucket, and their sum.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitRow {
+    pub counts: [u64; BUCKETS],
+    pub sum_ns: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_inclusive_upper_bounds() {
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(1000), 0);
+        assert_eq!(bucket(1001), 1);
+        assert_eq!(bucket(4000), 1);
+        assert_eq!(bucket(bound_ns(11)), 11);
+        assert_eq!(bound_ns(11), 4_194_304_000);
+        assert_eq!(bucket(bound_ns(11) + 1), 12);
+        assert_eq!(bucket(u64::MAX), 12);
+    }
+}
