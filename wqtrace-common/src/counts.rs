@@ -50,6 +50,26 @@ pub struct WaitRow {
     pub sum_ns: u64,
 }
 
+impl WaitRow {
+    /// Adds `more`'s waits (another CPU's, or what running totals grew by) to these.
+    pub fn add(&mut self, more: &WaitRow) {
+        for (c, m) in self.counts.iter_mut().zip(more.counts) {
+            *c += m;
+        }
+        self.sum_ns = self.sum_ns.wrapping_add(more.sum_ns);
+    }
+
+    /// What running totals grew by since `earlier`, per bucket and sum (never negative).
+    pub fn since(&self, earlier: &WaitRow) -> WaitRow {
+        let mut d = WaitRow::default();
+        for i in 0..BUCKETS {
+            d.counts[i] = self.counts[i].saturating_sub(earlier.counts[i]);
+        }
+        d.sum_ns = self.sum_ns.saturating_sub(earlier.sum_ns);
+        d
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,7 +98,7 @@ pub struct Inflight {
     pub dst: Side,
     /// The syscall (`Op`); 0 when the thread is in none that wqtrace follows.
     pub op: u8,
-    /// 1: the op was counted at entry (`counted::ring_ops`); its exit streams no ring op,
+    /// 1: the op was counted at entry (`syscalls::count_at_entry`); its exit streams no ring op,
     /// and its ring was not snapshotted nor its start time read.
     pub counted: u8,
     /// Stacks taken where get_pipe_info refused (reported at sys_exit with the rejection).

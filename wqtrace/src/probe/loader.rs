@@ -211,7 +211,7 @@ impl Probes {
 
     /// Events on ordinary pipes counted in the kernel instead of streamed
     /// (`ProbeOpts::count_ordinary`): running totals, summed over CPUs.
-    pub fn kernel_counts(&self) -> Result<KernelCounts> {
+    pub fn kernel_counts(&self) -> Result<CountedTotals> {
         // Per-CPU values are sized by a sysfs read that aya caches per thread: done here even
         // while the maps are empty, so the first call on a thread is the only one that opens a
         // file (later ones work with every descriptor in use).
@@ -238,13 +238,10 @@ impl Probes {
                 .context("reading WAIT_HISTOGRAMS")?
                 .iter()
             {
-                for (t, c) in w.counts.iter_mut().zip(cpu.counts) {
-                    *t += c;
-                }
-                w.sum_ns += cpu.sum_ns;
+                w.add(cpu);
             }
         }
-        Ok(KernelCounts { events, waits })
+        Ok(CountedTotals { events, waits })
     }
 
     fn try_stat(&self, idx: u32) -> Result<u64> {
@@ -497,7 +494,7 @@ mod tests {
 
 /// What the programs counted instead of streaming, since they were loaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KernelCounts {
+pub struct CountedTotals {
     /// (cgroup id, `EventKind` as u32, events).
     pub events: Vec<(u64, u32, u64)>,
     /// Per `counts::hist` row: the counted waits' durations.

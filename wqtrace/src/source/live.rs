@@ -158,7 +158,7 @@ impl LiveSource {
     /// Events on ordinary pipes the programs counted instead of streaming (with
     /// `ProbeOpts::count_ordinary`): running totals, each cgroup id named in
     /// [`EventSource::cgroups`] as far as it can be.
-    pub fn kernel_counts(&mut self) -> Result<crate::probe::loader::KernelCounts> {
+    pub fn kernel_counts(&mut self) -> Result<crate::probe::loader::CountedTotals> {
         let totals = self.probes.kernel_counts()?;
         self.count_namer
             .get_or_insert_with(crate::cgroup::Namer::new)

@@ -26,11 +26,7 @@ impl WaitHistogram {
 
     /// Waits counted elsewhere: `more`'s buckets and sum added to these.
     pub fn add(&self, more: &WaitRow) {
-        let mut r = self.lock();
-        for (c, m) in r.counts.iter_mut().zip(more.counts) {
-            *c += m;
-        }
-        r.sum_ns = r.sum_ns.wrapping_add(more.sum_ns);
+        self.lock().add(more);
     }
 
     pub fn snapshot(&self) -> WaitRow {
@@ -41,16 +37,6 @@ impl WaitHistogram {
         // Only plain additions happen under the lock: a panic there leaves consistent values.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// `later - earlier` per bucket and sum: what running totals grew by (never negative).
-pub fn growth(later: &WaitRow, earlier: &WaitRow) -> WaitRow {
-    let mut d = WaitRow::default();
-    for i in 0..BUCKETS {
-        d.counts[i] = later.counts[i].saturating_sub(earlier.counts[i]);
-    }
-    d.sum_ns = later.sum_ns.saturating_sub(earlier.sum_ns);
-    d
 }
 
 impl TypedMetric for WaitHistogram {
@@ -123,7 +109,7 @@ mod tests {
             kernel.sum_ns += ns;
         }
         let bulk = WaitHistogram::default();
-        bulk.add(&growth(&kernel, &WaitRow::default()));
+        bulk.add(&kernel.since(&WaitRow::default()));
         let want = text("w", theirs);
         assert_eq!(text("w", one_by_one), want);
         assert_eq!(text("w", bulk), want);
@@ -139,10 +125,10 @@ mod tests {
         b.counts[2] = 7;
         b.counts[0] = 1;
         b.sum_ns = 150;
-        let d = growth(&b, &a);
+        let d = b.since(&a);
         assert_eq!((d.counts[0], d.counts[2], d.sum_ns), (1, 2, 50));
         assert_eq!(
-            growth(&a, &b),
+            a.since(&b),
             WaitRow {
                 counts: [0; BUCKETS],
                 sum_ns: 0

@@ -16,15 +16,18 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
     registry::{Registry, Unit},
 };
-use wqtrace_common::{Event, EventKind, Op, PostOutcome, counts::WaitRow};
+use wqtrace_common::{
+    Event, EventKind, Op, PostOutcome,
+    counts::{WaitRow, hist},
+};
 
-use super::histogram::{WaitHistogram, growth};
+use super::histogram::WaitHistogram;
 pub use super::labels::note_type_name;
 use super::labels::{
     CgroupLabels, Cgroups, Comms, KindLabels, LockLabels, NoteLabels, OutcomeLabels, PipeLabels,
     RejectLabels,
 };
-use crate::probe::loader::KernelCounts;
+use crate::probe::loader::CountedTotals;
 
 /// Label value for everything past a cap.
 pub const OTHER: &str = "other";
@@ -123,7 +126,7 @@ pub struct Metrics {
     /// Running totals of the events counted in the kernel, per (cgroup id, kind), and of its
     /// wait histograms, as last added.
     counted: HashMap<(u64, u32), u64>,
-    counted_waits: [WaitRow; 3],
+    counted_waits: [WaitRow; hist::ROWS as usize],
 }
 
 impl Metrics {
@@ -283,8 +286,8 @@ impl Metrics {
 
     /// Events on ordinary pipes the probes counted instead of streaming (running totals).
     /// What they grew by since the last call goes to the same counters and histograms
-    /// streamed events feed; returns how many events that was.
-    pub fn add_counted(&mut self, totals: &KernelCounts) {
+    /// streamed events feed.
+    pub fn add_counted(&mut self, totals: &CountedTotals) {
         for &(cgroup, kind, total) in &totals.events {
             let before = self.counted.insert((cgroup, kind), total).unwrap_or(0);
             let n = total.saturating_sub(before);
@@ -299,13 +302,14 @@ impl Metrics {
                     .inc_by(n);
             }
         }
+        // In `counts::hist` row order.
         let hists = [&self.pipe_wait, &self.lock_wait[0], &self.lock_wait[1]];
         for ((h, seen), now) in hists
             .into_iter()
             .zip(&mut self.counted_waits)
             .zip(&totals.waits)
         {
-            h.add(&growth(now, seen));
+            h.add(&now.since(seen));
             *seen = *now;
         }
     }

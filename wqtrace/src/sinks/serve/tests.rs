@@ -495,7 +495,7 @@ fn cgroup_label_is_the_path_and_bounded() {
 /// what the running totals grew: the same figures as streaming them, whichever way they arrive.
 #[test]
 fn counted_events_add_what_the_totals_grew_by() {
-    use crate::probe::loader::KernelCounts;
+    use crate::probe::loader::CountedTotals;
     use wqtrace_common::counts::{WaitRow, bucket, hist};
     let names = crate::cgroup::SharedCgroups::default();
     names
@@ -516,9 +516,9 @@ fn counted_events_add_what_the_totals_grew_by() {
     let ring = EventKind::RingOp as u32;
     let wait = EventKind::PipeWait as u32;
     let lock = EventKind::LockContended as u32;
-    let mut k = KernelCounts {
+    let mut k = CountedTotals {
         events: vec![(11, ring, 3), (0, ring, 2)],
-        ..KernelCounts::default()
+        ..CountedTotals::default()
     };
     m.add_counted(&k);
     // Totals that did not move add nothing; growth adds its difference.
