@@ -72,12 +72,32 @@ fn doctor_reports_this_kernel() {
 #[test]
 fn trace_counts_every_byte_written_to_a_pipe() {
     let _g = kernel_lock();
+    // Seeing the mutex held as an op returns needs two workload threads running at once. On a
+    // shared 2-CPU machine the other CPU is sometimes taken for the whole run (CI once saw no
+    // owner at all, and no contention either), so that one observation gets three tries; every
+    // try must pass every exact check.
+    let mut owned = 0;
+    for _ in 0..3 {
+        owned = traced_contend_run();
+        if owned > 0 {
+            break;
+        }
+    }
+    assert!(
+        owned > 0,
+        "no ring op saw the contended pipe's mutex held in 3 runs"
+    );
+}
+
+/// One traced `workload contend` run checked in full; returns how many ring ops on the contended
+/// pipe named the mutex's owner.
+fn traced_contend_run() -> usize {
     let t = Tracer::start(&[]);
     let links = t.link_ids();
     // sys_enter, sys_exit, sched_switch, contention_begin, contention_end.
     assert!(links.len() >= 5, "attached links: {links:?}");
     assert_eq!(t.method("ring_ops"), "tp_btf");
-    // Three threads (writer, reader, splicer) for half a second: ~10^5 events, which a tracer
+    // Three threads (writer, reader, splicer) for 0.3 s: ~3*10^5 events, which a tracer
     // sharing 2 cores with the workload keeps up with (stop() asserts nothing was lost).
     let w = workload(&["contend", "--threads", "3", "--duration", "0.3"]);
     let events = t.stop();
@@ -103,8 +123,7 @@ fn trace_counts_every_byte_written_to_a_pipe() {
     }
     let tids = contend_tids(&w);
     // A ring op names whoever holds the pipe mutex as it returns: another workload thread
-    // (its own syscall has let go), with that thread's name. Three threads fighting over one
-    // pipe leave some op returning while another holds it.
+    // (its own syscall has let go), with that thread's name.
     let mut owned = 0;
     for e in kind(&events, "ring_op", pid) {
         let o = u(&e["owner_tid"]);
@@ -116,7 +135,6 @@ fn trace_counts_every_byte_written_to_a_pipe() {
         let comm = e["owner_comm"].as_str().unwrap();
         assert!(comm.starts_with("wq-"), "ring op owner's name: {e}");
     }
-    assert!(owned > 0, "no ring op saw the contended pipe's mutex held");
     let waits = kind(&events, "pipe_wait", pid);
     assert!(
         waits
@@ -137,6 +155,7 @@ fn trace_counts_every_byte_written_to_a_pipe() {
             "link {id} still attached after SIGINT"
         );
     }
+    owned
 }
 
 /// A freed pipe's `pipe_inode_info` and inode are handed to the next pipe() together: the
