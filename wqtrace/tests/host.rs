@@ -363,6 +363,29 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
         status.lines().any(|l| l.starts_with("Uid:\t65534\t")),
         "the command runs as the session's user: {status}"
     );
+    // The TUI's drain thread and model run ahead of the workload (SCHED_FIFO); the command it
+    // started keeps an ordinary policy and nice 0.
+    let stat = std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap();
+    assert_eq!(common::sched_of(&stat).1, 0, "the command's policy: {stat}");
+    assert_eq!(common::sched_of(&stat).2, 0, "the command's nice: {stat}");
+    let tui_pid: u32 = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let threads = common::threads_sched(tui_pid);
+    for name in ["wqtrace", "wqtrace-drain"] {
+        assert!(
+            threads
+                .iter()
+                .any(|(c, policy, _)| c == name && *policy == 1),
+            "{name} not SCHED_FIFO: {threads:?}"
+        );
+    }
     // Its own cost, counted by the kernel even after root is gone (the pipe traffic of tmux
     // and the shell keeps the programs running).
     let t0 = Instant::now();
@@ -524,9 +547,21 @@ fn record_runs_its_command_as_the_session_user() {
         "--",
         "sh",
         "-c",
-        "id -u; echo x | cat >/dev/null",
+        "id -u; cat /proc/$$/stat; for t in /proc/$PPID/task/*; do cat $t/stat; done; \
+         echo x | cat >/dev/null",
     ]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "65534");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("65534"));
+    // The drain thread runs ahead of the workload (SCHED_FIFO), which keeps an ordinary policy
+    // and nice 0.
+    let (comm, policy, nice) = common::sched_of(lines.next().unwrap());
+    assert_eq!((comm.as_str(), policy, nice), ("sh", 0, 0), "{text}");
+    let recorder: Vec<_> = lines.map(common::sched_of).collect();
+    assert!(
+        recorder.contains(&("wqtrace-drain".to_string(), 1, 0)),
+        "{recorder:?}"
+    );
     assert_eq!(std::fs::metadata(&rec).unwrap().uid(), 65534);
     let r: serde_json::Value = serde_json::from_slice(
         &common::run_ok(&["report", rec.to_str().unwrap(), "--json"]).stdout,

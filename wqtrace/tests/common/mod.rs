@@ -339,3 +339,27 @@ pub fn assert_dropped_to(pid: u32, uid: u32) {
     }
     assert!(n >= 2, "the drain thread too: {n} threads");
 }
+
+/// From a `/proc/…/stat` line: the task's comm, scheduling policy (0 SCHED_OTHER, 1 SCHED_FIFO)
+/// and nice value.
+pub fn sched_of(stat: &str) -> (String, u32, i32) {
+    let (head, rest) = stat.rsplit_once(") ").expect("a stat line");
+    let comm = head.split_once(" (").expect("a stat line").1.to_string();
+    // Field N of stat(5) is rest[N - 3].
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (comm, f[41 - 3].parse().unwrap(), f[19 - 3].parse().unwrap())
+}
+
+/// `sched_of` for each thread of process `pid`.
+pub fn threads_sched(pid: u32) -> Vec<(String, u32, i32)> {
+    let mut v = vec![];
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("stat")) {
+            v.push(sched_of(&s));
+        }
+    }
+    v
+}
