@@ -227,9 +227,11 @@ fn prometheus_scrapes_serve_and_counts_every_event() {
         ),
         400.0
     );
+    // Pipe creations are streamed, not counted in the kernel: they reach serve by another path
+    // than the ring-op counts above, and may be a scrape behind them.
     let created = p.wait_value(
         r#"sum(wqtrace_events_processed_total{job="wqtrace",kind="pipe_created"})"#,
-        |_| true,
+        |v| v >= 2.0,
     );
     assert_eq!(created, 2.0);
     // The same figure serve itself shows.
