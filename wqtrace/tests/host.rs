@@ -363,8 +363,8 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
         status.lines().any(|l| l.starts_with("Uid:\t65534\t")),
         "the command runs as the session's user: {status}"
     );
-    // The TUI's drain thread and model run ahead of the workload (SCHED_FIFO); the command it
-    // started keeps an ordinary policy and nice 0.
+    // The TUI's drain and naming threads and its model run ahead of the workload (SCHED_FIFO);
+    // the command it started keeps an ordinary policy and nice 0.
     let stat = std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap();
     assert_eq!(common::sched_of(&stat).1, 0, "the command's policy: {stat}");
     assert_eq!(common::sched_of(&stat).2, 0, "the command's nice: {stat}");
@@ -378,7 +378,7 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
         .parse()
         .unwrap();
     let threads = common::threads_sched(tui_pid);
-    for name in ["wqtrace", "wqtrace-drain"] {
+    for name in ["wqtrace", "wqtrace-drain", "wqtrace-names"] {
         assert!(
             threads
                 .iter()
@@ -553,15 +553,17 @@ fn record_runs_its_command_as_the_session_user() {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("65534"));
-    // The drain thread runs ahead of the workload (SCHED_FIFO), which keeps an ordinary policy
-    // and nice 0.
+    // The drain and naming threads run ahead of the workload (SCHED_FIFO), which keeps an
+    // ordinary policy and nice 0.
     let (comm, policy, nice) = common::sched_of(lines.next().unwrap());
     assert_eq!((comm.as_str(), policy, nice), ("sh", 0, 0), "{text}");
     let recorder: Vec<_> = lines.map(common::sched_of).collect();
-    assert!(
-        recorder.contains(&("wqtrace-drain".to_string(), 1, 0)),
-        "{recorder:?}"
-    );
+    for name in ["wqtrace-drain", "wqtrace-names"] {
+        assert!(
+            recorder.contains(&(name.to_string(), 1, 0)),
+            "{name} not SCHED_FIFO: {recorder:?}"
+        );
+    }
     assert_eq!(std::fs::metadata(&rec).unwrap().uid(), 65534);
     let r: serde_json::Value = serde_json::from_slice(
         &common::run_ok(&["report", rec.to_str().unwrap(), "--json"]).stdout,

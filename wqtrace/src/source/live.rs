@@ -101,9 +101,17 @@ impl LiveSource {
         let (to_names, from_drain) = sync_channel(BEFORE_NAMING);
         {
             let cgroups = cgroups.clone();
+            let (ready, started) = sync_channel(1);
             std::thread::Builder::new()
                 .name("wqtrace-names".into())
-                .spawn(move || name_loop(resolver, cgroups, from_drain, tx))?;
+                .spawn(move || {
+                    // Behind it the drain thread stops draining: it runs ahead too.
+                    run_ahead_of_the_workload();
+                    let _ = ready.send(());
+                    name_loop(resolver, cgroups, from_drain, tx)
+                })?;
+            // Before privileges are dropped.
+            let _ = started.recv();
         }
         let tx = to_names;
         let (recycle, reuse) = sync_channel(SPARE_BATCHES);
@@ -306,15 +314,16 @@ fn drain_loop(
     }
 }
 
-/// The drain thread (and with `ProbeOpts::sink_ahead` the sink's) is cheap, tens of ns per
-/// event and then asleep, but must run when the kernel ring fills, even while the sink and the
-/// traced workload keep every core busy. A CFS weight is not enough: with autogroups
-/// (`kernel.sched_autogroup_enabled`, on by default) a session started from another terminal,
-/// tmux or sudo's pty competes as one group however nice its threads are. Its drain thread at
-/// nice -10 waited 40-50 ms for a CPU while `stress-ng --tee` filled the ring, and the TUI lost
-/// 3-10 % of 15 M events. So: the lowest real-time priority, which runs ahead of every CFS
-/// task, reset on fork so that nothing this thread starts inherits it; else (no CAP_SYS_NICE,
-/// a cgroup with no real-time budget) nice -10, best effort.
+/// The drain and naming threads (and with `ProbeOpts::sink_ahead` the sink's) are cheap, tens
+/// of ns per event and then asleep, but must run when the kernel ring fills, even while the
+/// sink and the traced workload keep every core busy. A CFS weight is not enough: with
+/// autogroups (`kernel.sched_autogroup_enabled`, on by default) a session started from another
+/// terminal, tmux or sudo's pty competes as one group however nice its threads are. Its drain
+/// thread at nice -10 waited 40-50 ms for a CPU while `stress-ng --tee` filled the ring, and
+/// the TUI lost 3-10 % of 15 M events. So: the lowest real-time priority, which runs ahead of
+/// every CFS task, reset on fork so that nothing these threads start inherits it; else (no
+/// CAP_SYS_NICE, a cgroup with no real-time budget) nice -10, best effort. Symbolizing a large
+/// binary's first stack (a few hundred ms, once per binary) then holds one CPU.
 pub(crate) fn run_ahead_of_the_workload() {
     let lowest = libc::sched_param { sched_priority: 1 };
     // pid 0: the calling thread.
