@@ -363,8 +363,8 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
         status.lines().any(|l| l.starts_with("Uid:\t65534\t")),
         "the command runs as the session's user: {status}"
     );
-    // The TUI's drain and naming threads run ahead of the workload (SCHED_FIFO); the command
-    // it started keeps an ordinary policy and nice 0.
+    // The TUI's drain and naming threads and its model run ahead of the workload (SCHED_FIFO);
+    // the command it started keeps an ordinary policy and nice 0.
     let stat = std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap();
     assert_eq!(common::sched_of(&stat).1, 0, "the command's policy: {stat}");
     assert_eq!(common::sched_of(&stat).2, 0, "the command's nice: {stat}");
@@ -378,7 +378,7 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
         .parse()
         .unwrap();
     let threads = common::threads_sched(tui_pid);
-    for name in ["wqtrace-drain", "wqtrace-names"] {
+    for name in ["wqtrace", "wqtrace-drain", "wqtrace-names"] {
         assert!(
             threads
                 .iter()

@@ -54,6 +54,12 @@ pub struct ProbeOpts {
     /// counts them. Not an option: every other sink needs each event.
     #[arg(skip)]
     pub count_ordinary: bool,
+    /// The thread that opens the source (the sink's) runs ahead of the workload too, like the
+    /// drain thread (`source::live::run_ahead_of_the_workload`): for the TUI, whose model costs
+    /// tens of ns per event but, left behind in its autogroup, queued up to 45 MiB of events.
+    /// Not an option: a sink that formats text (trace) or serves HTTP (serve) must not.
+    #[arg(skip)]
+    pub sink_ahead: bool,
     #[command(flatten)]
     pub privileges: crate::privileges::DropOpts,
 }

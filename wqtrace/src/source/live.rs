@@ -126,6 +126,10 @@ impl LiveSource {
             let _ = started.recv();
             h
         };
+        if opts.sink_ahead {
+            // While CAP_SYS_NICE is still held.
+            run_ahead_of_the_workload();
+        }
         let meta = SessionMeta {
             kernel_release: kernel::release(),
             hostname: kernel::hostname(),
@@ -310,20 +314,17 @@ fn drain_loop(
     }
 }
 
-/// The drain and naming threads are cheap, tens of ns per event and then asleep, but must run
-/// when the kernel ring fills, even while the sink and the traced workload keep every core
-/// busy. A CFS weight is not enough: with
+/// The drain and naming threads (and with `ProbeOpts::sink_ahead` the sink's) are cheap, tens
+/// of ns per event and then asleep, but must run when the kernel ring fills, even while the
+/// sink and the traced workload keep every core busy. A CFS weight is not enough: with
 /// autogroups (`kernel.sched_autogroup_enabled`, on by default) a session started from another
 /// terminal, tmux or sudo's pty competes as one group however nice its threads are. Its drain
 /// thread at nice -10 waited 40-50 ms for a CPU while `stress-ng --tee` filled the ring, and
 /// the TUI lost 3-10 % of 15 M events. So: the lowest real-time priority, which runs ahead of
 /// every CFS task, reset on fork so that nothing these threads start inherits it; else (no
 /// CAP_SYS_NICE, a cgroup with no real-time budget) nice -10, best effort. Symbolizing a large
-/// binary's first stack (a few hundred ms, once per binary) then holds one CPU. The sink's thread
-/// stays an ordinary task: the TUI's at SCHED_FIFO kept its backlog small (49 against 65-80 MiB
-/// peak RSS under `stress-ng --tee`) but, preempting the workload for every batch, cost it 6 %
-/// (splice) to 18 % (tee) of its throughput, measured side by side.
-fn run_ahead_of_the_workload() {
+/// binary's first stack (a few hundred ms, once per binary) then holds one CPU.
+pub(crate) fn run_ahead_of_the_workload() {
     let lowest = libc::sched_param { sched_priority: 1 };
     // pid 0: the calling thread.
     let fifo = unsafe {

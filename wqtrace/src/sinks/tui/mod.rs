@@ -55,6 +55,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // The header shows what tracing costs.
     let probe = ProbeOpts {
         count_runs: true,
+        sink_ahead: true,
         ..args.probe.clone()
     };
     let src = LiveSource::open(&probe)?;
