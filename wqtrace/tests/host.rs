@@ -74,24 +74,27 @@ fn trace_counts_every_byte_written_to_a_pipe() {
     let _g = kernel_lock();
     // Seeing the mutex held as an op returns needs two workload threads running at once. On a
     // shared 2-CPU machine the other CPU is sometimes taken for the whole run (CI once saw no
-    // owner at all, and no contention either), so that one observation gets three tries; every
-    // try must pass every exact check.
-    let mut owned = 0;
+    // owner at all, and no contention either), and a debug build formatting JSON on that
+    // machine sometimes falls behind by more than its ring and queue hold (it says how many it
+    // lost, and then comparing counts means nothing). So three tries; every lossless try must
+    // pass every exact check.
+    let mut runs = vec![];
     for _ in 0..3 {
-        owned = traced_contend_run();
-        if owned > 0 {
-            break;
+        let run = traced_contend_run();
+        eprintln!("traced contend run (owners seen, or lost): {run:?}");
+        runs.push(run);
+        if run.is_ok_and(|owned| owned > 0) {
+            return;
         }
     }
-    assert!(
-        owned > 0,
-        "no ring op saw the contended pipe's mutex held in 3 runs"
+    panic!(
+        "no lossless run saw the contended pipe's mutex held in 3 (owners seen, or lost): {runs:?}"
     );
 }
 
 /// One traced `workload contend` run checked in full; returns how many ring ops on the contended
-/// pipe named the mutex's owner.
-fn traced_contend_run() -> usize {
+/// pipe named the mutex's owner, or how many events the tracer lost (nothing to compare then).
+fn traced_contend_run() -> Result<usize, u64> {
     let t = Tracer::start(&[]);
     let links = t.link_ids();
     // sys_enter, sys_exit, sched_switch, contention_begin, contention_end.
@@ -100,7 +103,16 @@ fn traced_contend_run() -> usize {
     // Three threads (writer, reader, splicer) for 0.3 s: ~3*10^5 events, which a tracer
     // sharing 2 cores with the workload keeps up with (stop() asserts nothing was lost).
     let w = workload(&["contend", "--threads", "3", "--duration", "0.3"]);
-    let events = t.stop();
+    let (events, lost) = t.stop_counting_lost();
+    for &id in &links {
+        assert!(
+            !common::link_alive(id),
+            "link {id} still attached after SIGINT"
+        );
+    }
+    if lost > 0 {
+        return Err(lost);
+    }
     let pid = u(&w["pid"]);
     let ino = u(&w["pipe_ino"]);
     let writes: i64 = kind(&events, "ring_op", pid)
@@ -149,13 +161,7 @@ fn traced_contend_run() -> usize {
             "owner {o} not a workload thread"
         );
     }
-    for id in links {
-        assert!(
-            !common::link_alive(id),
-            "link {id} still attached after SIGINT"
-        );
-    }
-    owned
+    Ok(owned)
 }
 
 /// A freed pipe's `pipe_inode_info` and inode are handed to the next pipe() together: the
