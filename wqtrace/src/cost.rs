@@ -110,6 +110,8 @@ pub struct Sample {
     pub at: Instant,
     /// None: the kernel is not counting program runs (see [`BpfStats`]).
     pub programs: Option<Vec<ProgramStat>>,
+    /// Not counted because the session did not ask (`--cost`), rather than could not.
+    pub bpf_off: bool,
     pub process: ProcessUsage,
 }
 
@@ -163,6 +165,7 @@ impl Sample {
         Rates {
             secs,
             bpf,
+            bpf_off: self.bpf_off,
             self_cpu_frac: self.process.cpu_ns.saturating_sub(earlier.process.cpu_ns) as f64
                 / 1e9
                 / secs,
@@ -185,6 +188,8 @@ pub struct Rates {
     pub secs: f64,
     /// None: program runs are not counted on this kernel/session.
     pub bpf: Option<BpfRates>,
+    /// They are not because the session did not ask (`--cost`).
+    pub bpf_off: bool,
     /// wqtrace's CPU time per second, in CPUs.
     pub self_cpu_frac: f64,
     pub rss_bytes: u64,
@@ -198,6 +203,7 @@ impl Rates {
                 Some(ns) => format!("BPF {:.1}% CPU {ns:.0} ns/run", b.cpu_frac * 100.0),
                 None => format!("BPF {:.1}% CPU", b.cpu_frac * 100.0),
             },
+            None if self.bpf_off => "BPF cost off (--cost)".to_string(),
             None => "BPF cost unknown".to_string(),
         };
         format!(
@@ -259,6 +265,7 @@ mod tests {
                     })
                     .collect()
             }),
+            bpf_off: false,
             process: ProcessUsage {
                 cpu_ns,
                 rss_bytes: 10 << 20,
@@ -318,6 +325,18 @@ mod tests {
         let r = b.rates_since(&a);
         assert_eq!(r.bpf, None);
         assert!(r.short().starts_with("BPF cost unknown"), "{}", r.short());
+        // Not counted because not asked: said so, with the way to ask.
+        let off = |at| Sample {
+            bpf_off: true,
+            ..sample(at, None, 0)
+        };
+        let r = off(t0 + Duration::from_secs(1)).rates_since(&off(t0));
+        assert_eq!(r.bpf, None);
+        assert!(
+            r.short().starts_with("BPF cost off (--cost) · wqtrace"),
+            "{}",
+            r.short()
+        );
     }
 
     #[test]

@@ -341,7 +341,7 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let (pid_file, exit_file) = (dir.join("pid"), dir.join("exit"));
     let cmd = format!(
-        "{WQTRACE} tui --user nobody -- sh -c 'echo $$ >{pid}; echo NOISE-ON-STDOUT; exec sleep 300'",
+        "{WQTRACE} tui --cost --user nobody -- sh -c 'echo $$ >{pid}; echo NOISE-ON-STDOUT; exec sleep 300'",
         pid = pid_file.display(),
     );
     t.start_tui(100, 30, &cmd, &exit_file);

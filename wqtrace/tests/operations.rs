@@ -192,7 +192,7 @@ impl Drop for Prometheus {
 fn prometheus_scrapes_serve_and_counts_every_event() {
     let _g = kernel_lock();
     let dir = scratch("prom");
-    let s = Server::start(&["-c", "wqops"]);
+    let s = Server::start(&["-c", "wqops", "--cost"]);
     let p = Prometheus::start(&dir, &s.addr, "200ms");
     p.wait_up();
 
@@ -391,8 +391,31 @@ fn unit_caps() -> Vec<String> {
         .collect()
 }
 
-/// serve as the unit runs it: an unprivileged user holding only the unit's capabilities.
-fn serve_with_caps(caps: &[String]) -> Server {
+/// The options the unit gives serve besides where to listen.
+fn unit_serve_flags() -> Vec<String> {
+    let unit = unit_file();
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart in the unit");
+    let mut args = line
+        .split_whitespace()
+        .skip_while(|&a| a != "serve")
+        .skip(1);
+    let mut flags = vec![];
+    while let Some(a) = args.next() {
+        if a == "--listen" {
+            args.next();
+        } else {
+            flags.push(a.to_string());
+        }
+    }
+    flags
+}
+
+/// serve as the unit runs it: an unprivileged user holding only the unit's capabilities, with
+/// `flags`.
+fn serve_with_caps(caps: &[String], flags: &[String]) -> Server {
     let caps = caps.join(",");
     let mut cmd = Command::new("setpriv");
     cmd.args([
@@ -408,6 +431,7 @@ fn serve_with_caps(caps: &[String]) -> Server {
         "-c",
         "wqunit",
     ]);
+    cmd.args(flags);
     Server::spawn(cmd)
 }
 
@@ -431,7 +455,13 @@ fn the_units_capabilities_suffice_and_are_given_up() {
         ["+bpf", "+perfmon", "+sys_admin", "+syslog"],
         "the unit's capabilities changed: update docs and this test"
     );
-    let s = serve_with_caps(&caps);
+    let flags = unit_serve_flags();
+    assert_eq!(
+        flags,
+        ["--cost"],
+        "the unit's options changed: update docs and this test"
+    );
+    let s = serve_with_caps(&caps, &flags);
     for st in status_of(s.pid()) {
         for k in ["CapEff:", "CapPrm:", "CapAmb:", "CapInh:"] {
             let v = st.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim();
@@ -450,11 +480,37 @@ fn the_units_capabilities_suffice_and_are_given_up() {
     assert_eq!(s.terminate().0.code(), Some(0));
 
     let without: Vec<String> = caps.into_iter().filter(|c| c != "+sys_admin").collect();
-    let s = serve_with_caps(&without);
+    let s = serve_with_caps(&without, &flags);
     pipe_ping("wqunit", 5);
     let m = scrape_once_counted(&s, 10);
     assert!(m.lines().any(|l| l == "wqtrace_bpf_stats_enabled 0"), "{m}");
     assert!(!m.contains("wqtrace_bpf_run_seconds_total{"), "{m}");
+    assert_eq!(s.terminate().0.code(), Some(0));
+}
+
+/// serve without `--cost` leaves the kernel's run counting off (it would add two clock reads
+/// to every run of every BPF program on the machine): its programs run uncounted, and its
+/// cost metrics say unknown, not 0.
+#[test]
+fn serve_counts_program_runs_only_with_cost() {
+    let _g = kernel_lock();
+    assert_eq!(
+        read_sysctl("bpf_stats_enabled"),
+        "0",
+        "statistics already on"
+    );
+    let s = serve_with_caps(&unit_caps(), &[]);
+    pipe_ping("wqunit", 20);
+    let m = scrape_once_counted(&s, 40);
+    assert!(m.lines().any(|l| l == "wqtrace_bpf_stats_enabled 0"), "{m}");
+    assert!(!m.contains("wqtrace_bpf_run_seconds_total{"), "{m}");
+    assert!(m.contains("process_cpu_seconds_total"), "{m}");
+    let progs = bpf_programs();
+    let ours: Vec<&Value> = progs.iter().filter(|p| p["uid"] == 65534).collect();
+    assert!(ours.len() >= 5, "serve's programs: {progs:?}");
+    for p in ours {
+        assert_eq!(p["run_cnt"].as_u64().unwrap_or(0), 0, "counted: {p}");
+    }
     assert_eq!(s.terminate().0.code(), Some(0));
 }
 
@@ -622,7 +678,7 @@ fn doctor_measures_the_cost_of_tracing() {
         .into_iter()
         .filter(|c| c != "+sys_admin")
         .collect();
-    let s = serve_with_caps(&without);
+    let s = serve_with_caps(&without, &["--cost".to_string()]);
     pipe_ping("wqunit", 200);
     std::thread::sleep(Duration::from_millis(300));
     let progs = bpf_programs();

@@ -622,6 +622,7 @@ fn tracing_cost_in_the_header() {
             cpu_frac: 0.021,
             ns_per_run: Some(310.0),
         }),
+        bpf_off: false,
         self_cpu_frac: 0.03,
         rss_bytes: 41 << 20,
     };

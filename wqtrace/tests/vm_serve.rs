@@ -65,7 +65,7 @@ fn settled(s: &Server) -> String {
 fn metrics_agree_with_workload_mixed() {
     in_vm();
     loopback_up();
-    let s = Server::start(&[]);
+    let s = Server::start(&["--cost"]);
     assert_eq!(s.get("/healthz", None).0, 200);
     let w = Command::new(WQTRACE)
         .args(["workload", "mixed", "--duration", "4"])

@@ -110,8 +110,10 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
     std::fs::write(dir.join("screen.txt"), &s).unwrap();
     println!("---- screen (100x30) ----\n{s}\n-------------------------");
 
-    // Header: kernel with notification pipes (no demo hint), the lost counter.
+    // Header: kernel with notification pipes (no demo hint), the lost counter, the cost
+    // without the programs' share (not asked for).
     assert!(!s.contains("cargo xtask demo"), "{s}");
+    assert!(s.contains("cost BPF cost off (--cost) · wqtrace "), "{s}");
     // The tracer keeps up with this workload even in the emulated guest: a stall anywhere
     // between the ring and the screen (once: indexing kallsyms at the first kernel stack)
     // shows here before it hides the pipes' details.

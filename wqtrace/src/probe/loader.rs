@@ -173,6 +173,7 @@ impl Probes {
         Sample {
             at: std::time::Instant::now(),
             programs: self.program_stats(),
+            bpf_off: matches!(self.bpf_stats, BpfStats::NotAsked),
             process: ProcessUsage::now(),
         }
     }

@@ -43,8 +43,8 @@ pub struct ProbeOpts {
     /// Benchmark floor: load and attach every program as planned, each returning at once.
     #[arg(long, hide = true)]
     pub empty_programs: bool,
-    /// Have the kernel count the programs' runs and run time (BPF_ENABLE_STATS), for the
-    /// commands that show what tracing costs (tui, serve, doctor --measure). Not an option:
+    /// Have the kernel count the programs' runs and run time (BPF_ENABLE_STATS): for
+    /// doctor --measure, and tui and serve with `--cost` ([`CostOpt`]). Not an option here:
     /// record and trace show no cost, and counting costs every BPF program on the machine
     /// two clock reads per run.
     #[arg(skip)]
@@ -145,4 +145,16 @@ mod tests {
         };
         assert!(long.kernel_filter().is_err());
     }
+}
+
+/// `--cost` of the live views (tui, serve): whether they show what the programs cost.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CostOpt {
+    /// Show the programs' cost: have the kernel count their runs and run time
+    /// (BPF_ENABLE_STATS, as bpftop does) while this session runs. Off by default: counting
+    /// makes every run of every BPF program on the machine read the clock twice, which on a
+    /// pipe-heavy workload and a paravirtualised clock costs more than tracing itself.
+    /// wqtrace's own CPU and memory are shown either way.
+    #[arg(long)]
+    pub cost: bool,
 }

@@ -270,7 +270,8 @@ pub fn markdown(v: &Value) -> String {
                 s,
                 "BPF program run time, charged to the traced tasks (one more run per configuration\n\
                  with `kernel.bpf_stats_enabled = 1`, restored after; counting itself adds two clock\n\
-                 reads per program run, so these runs are not used for the slowdown above):\n\n{t}"
+                 reads per program run, so these runs are not used for the slowdown above; they are\n\
+                 what `tui --cost` and `serve --cost` cost):\n\n{t}"
             );
         }
     }

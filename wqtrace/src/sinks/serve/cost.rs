@@ -61,7 +61,7 @@ impl CostMetrics {
         let wq = root.sub_registry_with_prefix("wqtrace");
         wq.register(
             "bpf_stats_enabled",
-            "1 while the kernel counts wqtrace's BPF program runs (BPF_ENABLE_STATS), 0 when that cost is unknown",
+            "1 while the kernel counts wqtrace's BPF program runs (BPF_ENABLE_STATS, serve --cost), 0 when that cost is unknown",
             m.stats_enabled.clone(),
         );
         wq.register(
@@ -162,6 +162,7 @@ mod tests {
                     })
                     .collect()
             }),
+            bpf_off: false,
             process: ProcessUsage {
                 cpu_ns,
                 rss_bytes: 5 << 20,

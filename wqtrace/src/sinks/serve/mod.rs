@@ -43,6 +43,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 pub struct Args {
     #[command(flatten)]
     pub probe: ProbeOpts,
+    #[command(flatten)]
+    pub cost: crate::probe::opts::CostOpt,
     /// Address to serve /metrics and /healthz on (port 0: any free port, printed at start).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -87,8 +89,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // work for nothing on every contention and long wait).
     let mut probe = args.probe.clone();
     probe.stacks.get_or_insert(crate::stacks::Mode::None);
-    // Its cost is among the metrics.
-    probe.count_runs = true;
+    // The programs' cost is among the metrics if asked (the process's always is).
+    probe.count_runs = args.cost.cost;
     // Ordinary pipes' ring ops only bump two counters here unless their occupancy is asked
     // for: the programs count them instead of streaming each one (the costliest part of an
     // op's tracing, on both sides of the ring buffer).

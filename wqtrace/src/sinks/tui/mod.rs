@@ -35,6 +35,8 @@ use crate::{child, stop};
 pub struct Args {
     #[command(flatten)]
     pub probe: ProbeOpts,
+    #[command(flatten)]
+    pub cost: crate::probe::opts::CostOpt,
     /// Redraw every MS milliseconds (events are applied continuously in between).
     #[arg(
         short = 'i',
@@ -52,9 +54,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     stop::install();
     // Load and attach before touching the terminal: errors (privileges, BTF) print normally.
-    // The header shows what tracing costs.
+    // The header shows what tracing costs: the programs' part only if asked.
     let probe = ProbeOpts {
-        count_runs: true,
+        count_runs: args.cost.cost,
         sink_ahead: true,
         ..args.probe.clone()
     };
