@@ -371,24 +371,12 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
     );
     // The TUI's drain and naming threads and its model run ahead of the workload (SCHED_FIFO);
     // the command it started keeps an ordinary policy and nice 0.
-    let stat = std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap();
-    assert_eq!(common::sched_of(&stat).1, 0, "the command's policy: {stat}");
-    assert_eq!(common::sched_of(&stat).2, 0, "the command's nice: {stat}");
-    let tui_pid: u32 = stat
-        .rsplit_once(") ")
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let threads = common::threads_sched(tui_pid);
+    let command = common::sched_of(&std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap());
+    assert_eq!((command.policy, command.nice), (0, 0), "{command:?}");
+    let threads = common::threads_sched(command.ppid);
     for name in ["wqtrace", "wqtrace-drain", "wqtrace-names"] {
         assert!(
-            threads
-                .iter()
-                .any(|(c, policy, _)| c == name && *policy == 1),
+            threads.iter().any(|s| s.comm == name && s.policy == 1),
             "{name} not SCHED_FIFO: {threads:?}"
         );
     }
@@ -561,12 +549,18 @@ fn record_runs_its_command_as_the_session_user() {
     assert_eq!(lines.next(), Some("65534"));
     // The drain and naming threads run ahead of the workload (SCHED_FIFO), which keeps an
     // ordinary policy and nice 0.
-    let (comm, policy, nice) = common::sched_of(lines.next().unwrap());
-    assert_eq!((comm.as_str(), policy, nice), ("sh", 0, 0), "{text}");
+    let sh = common::sched_of(lines.next().unwrap());
+    assert_eq!(
+        (sh.comm.as_str(), sh.policy, sh.nice),
+        ("sh", 0, 0),
+        "{text}"
+    );
     let recorder: Vec<_> = lines.map(common::sched_of).collect();
     for name in ["wqtrace-drain", "wqtrace-names"] {
         assert!(
-            recorder.contains(&(name.to_string(), 1, 0)),
+            recorder
+                .iter()
+                .any(|s| s.comm == name && s.policy == 1 && s.nice == 0),
             "{name} not SCHED_FIFO: {recorder:?}"
         );
     }

@@ -101,30 +101,19 @@ impl LiveSource {
         let (to_names, from_drain) = sync_channel(BEFORE_NAMING);
         {
             let cgroups = cgroups.clone();
-            let (ready, started) = sync_channel(1);
-            std::thread::Builder::new()
-                .name("wqtrace-names".into())
-                .spawn(move || {
-                    // Behind it the drain thread stops draining: it runs ahead too.
-                    run_ahead_of_the_workload();
-                    let _ = ready.send(());
-                    name_loop(resolver, cgroups, from_drain, tx)
-                })?;
-            // Before privileges are dropped.
-            let _ = started.recv();
+            // Behind it the drain thread stops draining: it runs ahead too.
+            spawn_ahead("wqtrace-names", move || {
+                name_loop(resolver, cgroups, from_drain, tx)
+            })?;
         }
         let tx = to_names;
         let (recycle, reuse) = sync_channel(SPARE_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
             let stop = stop.clone();
-            let (ready, started) = sync_channel(1);
-            let h = std::thread::Builder::new()
-                .name("wqtrace-drain".into())
-                .spawn(move || drain_loop(ring, snapshots, tx, reuse, &stop, ready))?;
-            // Its priority is raised while we may still do so (before privileges are dropped).
-            let _ = started.recv();
-            h
+            spawn_ahead("wqtrace-drain", move || {
+                drain_loop(ring, snapshots, tx, reuse, &stop)
+            })?
         };
         if opts.sink_ahead {
             // While CAP_SYS_NICE is still held.
@@ -237,10 +226,7 @@ fn drain_loop(
     tx: SyncSender<Vec<Event>>,
     reuse: Receiver<Vec<Event>>,
     stop: &AtomicBool,
-    ready: SyncSender<()>,
 ) {
-    run_ahead_of_the_workload();
-    let _ = ready.send(());
     let mut maps = snapshots.map(|to| MapsReader {
         to,
         read_at: HashMap::new(),
@@ -324,7 +310,7 @@ fn drain_loop(
 /// every CFS task, reset on fork so that nothing these threads start inherits it; else (no
 /// CAP_SYS_NICE, a cgroup with no real-time budget) nice -10, best effort. Symbolizing a large
 /// binary's first stack (a few hundred ms, once per binary) then holds one CPU.
-pub(crate) fn run_ahead_of_the_workload() {
+fn run_ahead_of_the_workload() {
     let lowest = libc::sched_param { sched_priority: 1 };
     // pid 0: the calling thread.
     let fifo = unsafe {
@@ -336,6 +322,24 @@ pub(crate) fn run_ahead_of_the_workload() {
             libc::setpriority(libc::PRIO_PROCESS, tid, -10);
         }
     }
+}
+
+/// Starts thread `name` running `body` ahead of the workload, once its priority is set: while
+/// the caller may still raise it (before privileges are dropped).
+fn spawn_ahead<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    let (ready, started) = sync_channel(1);
+    let h = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            run_ahead_of_the_workload();
+            let _ = ready.send(());
+            body()
+        })?;
+    let _ = started.recv();
+    Ok(h)
 }
 
 /// The drain thread's part in naming user stacks: it reads the memory map of each process

@@ -340,18 +340,31 @@ pub fn assert_dropped_to(pid: u32, uid: u32) {
     assert!(n >= 2, "the drain thread too: {n} threads");
 }
 
-/// From a `/proc/…/stat` line: the task's comm, scheduling policy (0 SCHED_OTHER, 1 SCHED_FIFO)
-/// and nice value.
-pub fn sched_of(stat: &str) -> (String, u32, i32) {
+/// How a task is scheduled, from its `/proc/…/stat` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sched {
+    pub comm: String,
+    pub ppid: u32,
+    /// 0 SCHED_OTHER, 1 SCHED_FIFO.
+    pub policy: u32,
+    pub nice: i32,
+}
+
+pub fn sched_of(stat: &str) -> Sched {
     let (head, rest) = stat.rsplit_once(") ").expect("a stat line");
     let comm = head.split_once(" (").expect("a stat line").1.to_string();
     // Field N of stat(5) is rest[N - 3].
     let f: Vec<&str> = rest.split_whitespace().collect();
-    (comm, f[41 - 3].parse().unwrap(), f[19 - 3].parse().unwrap())
+    Sched {
+        comm,
+        ppid: f[4 - 3].parse().unwrap(),
+        policy: f[41 - 3].parse().unwrap(),
+        nice: f[19 - 3].parse().unwrap(),
+    }
 }
 
 /// `sched_of` for each thread of process `pid`.
-pub fn threads_sched(pid: u32) -> Vec<(String, u32, i32)> {
+pub fn threads_sched(pid: u32) -> Vec<Sched> {
     let mut v = vec![];
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
