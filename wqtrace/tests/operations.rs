@@ -379,27 +379,30 @@ fn systemd_unit_parses() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The unit's AmbientCapabilities, as setpriv spells them (`+bpf,+perfmon,…`).
-fn unit_caps() -> Vec<String> {
+/// The words of the unit's `KEY=` line.
+fn unit_setting(key: &str) -> Vec<String> {
     let unit = unit_file();
     let line = unit
         .lines()
-        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
-        .expect("AmbientCapabilities in the unit");
-    line.split_whitespace()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{key} in the unit"));
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// The unit's AmbientCapabilities, as setpriv spells them (`+bpf,+perfmon,…`).
+fn unit_caps() -> Vec<String> {
+    unit_setting("AmbientCapabilities")
+        .iter()
         .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
         .collect()
 }
 
 /// The options the unit gives serve besides where to listen.
 fn unit_serve_flags() -> Vec<String> {
-    let unit = unit_file();
-    let line = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .expect("ExecStart in the unit");
-    let mut args = line
-        .split_whitespace()
+    let words = unit_setting("ExecStart");
+    let mut args = words
+        .iter()
+        .map(String::as_str)
         .skip_while(|&a| a != "serve")
         .skip(1);
     let mut flags = vec![];
