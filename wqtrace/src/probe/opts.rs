@@ -153,7 +153,7 @@ pub struct CostOpt {
     /// Show the programs' cost: have the kernel count their runs and run time
     /// (BPF_ENABLE_STATS, as bpftop does) while this session runs. Off by default: counting
     /// makes every run of every BPF program on the machine read the clock twice, which on a
-    /// pipe-heavy workload and a paravirtualised clock costs more than tracing itself.
+    /// pipe-heavy workload and a paravirtualised clock can cost as much as tracing itself.
     /// wqtrace's own CPU and memory are shown either way.
     #[arg(long)]
     pub cost: bool,
