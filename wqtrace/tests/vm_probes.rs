@@ -285,8 +285,11 @@ fn check_reject_stacks(events: &[Value], w: &Value, named: bool, into_gpi: bool)
                 "user stack does not name the workload: {us:?}"
             );
         } else {
+            // Frames it could not name come with `ustack_note`; a stack the kernel did not take
+            // at all is one line saying why (CI once saw that for a vmsplice under TCG).
             let named = us.iter().any(|f| f.contains("wqtrace::workload::"));
-            assert!(named || e.get("ustack_note").is_some(), "{e}");
+            let not_taken = us.len() == 1 && us[0].starts_with("unknown (") && us[0].len() > 10;
+            assert!(named || e.get("ustack_note").is_some() || not_taken, "{e}");
         }
     }
 }
