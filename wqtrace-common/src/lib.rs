@@ -11,6 +11,11 @@ pub const ABI_VERSION: u32 = 3;
 /// Sentinel for an offset the running kernel does not have (field missing from its BTF).
 pub const NO_OFFSET: u32 = u32::MAX;
 
+/// Slots in the programs' table of syscalls in progress, one per thread id modulo this. Of the
+/// live threads whose ids share a slot, the first to make a pipe syscall holds it; the others'
+/// syscalls go to an overflow hash (wqtrace-ebpf `inflight`).
+pub const INFLIGHT_SLOTS: u32 = 16384;
+
 pub mod counts;
 mod event;
 mod globals;

@@ -25,6 +25,7 @@ mod counted;
 mod emit;
 mod filters;
 mod globals;
+mod inflight;
 mod kread;
 mod locks;
 mod maps;

@@ -106,13 +106,37 @@ pub struct Inflight {
     pub rej_ustack: u16,
     /// The kernel stack where the syscall first went to sleep (reported with its wait).
     pub wait_kstack: u16,
+    /// The thread whose record this is: the owner of an [`INFLIGHT_BY_TID`] slot (0: free).
+    /// 64 bits: BPF has a compare-and-swap of 64-bit words only (without alu32).
+    pub tid: u64,
 }
 
-/// The pipe syscall in progress of each thread that made one. An entry stays with its thread
-/// (`op` = 0 between syscalls) and is rewritten in place, so a traced syscall costs two
-/// lookups, not an insert and a delete (those were 7 % of a traced pipe workload's CPU, issue
-/// #13); `thread_exit` frees it. A plain hash, not an LRU: eviction could drop a blocked
-/// reader's entry unseen, while a full map fails the insert, which is counted as a lost event.
+/// The pipe syscall in progress of each thread that made one, in the slot its thread id
+/// picks (`crate::inflight`): an array lookup is an address computation the verifier inlines,
+/// where a hash lookup hashes and compares keys, and a traced op looked up its thread 3-4
+/// times (sys_enter, sys_exit, sched_switch). A slot stays with the thread that claimed it
+/// (`op` = 0 between syscalls) until `thread_exit`.
+///
+/// Slots are whole cache lines (mmapable: the array's values then start on a page): the threads
+/// at the two ends of a pipe often have neighbouring ids, and records sharing a line made both
+/// CPUs' writes bounce it.
+#[map]
+pub static INFLIGHT_BY_TID: Array<InflightSlot> =
+    Array::with_max_entries(INFLIGHT_SLOTS, aya_ebpf::bindings::BPF_F_MMAPABLE);
+pub use wqtrace_common::INFLIGHT_SLOTS;
+
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct InflightSlot {
+    pub f: Inflight,
+}
+
+/// The records of threads whose slot in [`INFLIGHT_BY_TID`] another live thread holds (thread
+/// ids equal modulo its size). An entry stays with its thread (`op` = 0 between syscalls) and is
+/// rewritten in place, so a traced syscall costs two lookups, not an insert and a delete (those
+/// were 7 % of a traced pipe workload's CPU, issue #13); `thread_exit` frees it. A plain hash,
+/// not an LRU: eviction could drop a blocked reader's entry unseen, while a full map fails the
+/// insert, which is counted as a lost event.
 #[map]
 pub static INFLIGHT: HashMap<u32, Inflight> = HashMap::with_max_entries(32768, 0);
 

@@ -6,7 +6,7 @@ use aya_ebpf::{EbpfContext as _, macros::btf_tracepoint, programs::BtfTracePoint
 
 use wqtrace_common::NO_OFFSET;
 
-use crate::{emit::now, globals::off, kread::btf_load, maps::INFLIGHT};
+use crate::{emit::now, globals::off, inflight, kread::btf_load};
 
 /// `task->pid` of a BTF-typed task pointer (the tracepoint's arguments are): a plain load the
 /// verifier checks, not a probe-read call, twice on every context switch.
@@ -30,7 +30,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // Only voluntary sleeps are waits; a preempted task is still runnable.
     if preempt & 0xff == 0 && prev_state as u32 != 0 {
         if let Some(tid) = tid_of(prev) {
-            if let Some(f) = INFLIGHT.get_ptr_mut(tid) {
+            if let Some(f) = inflight::of(tid) {
                 // Only inside a traced syscall (`op` 0: the thread's slot between syscalls).
                 unsafe {
                     if (*f).op != 0 {
@@ -46,7 +46,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         }
     }
     if let Some(tid) = tid_of(next) {
-        if let Some(f) = INFLIGHT.get_ptr_mut(tid) {
+        if let Some(f) = inflight::of(tid) {
             unsafe {
                 if (*f).off_since != 0 {
                     (*f).off_cpu_ns += now() - (*f).off_since;

@@ -14,7 +14,7 @@ use crate::{
     filters::task_wanted,
     kread,
     kread::fill_ring,
-    maps::{FN_ENTRY, FnEntry, INFLIGHT},
+    maps::{FN_ENTRY, FnEntry},
 };
 
 const HOOK_GPI: u64 = 1;
@@ -31,10 +31,7 @@ fn gpi_return(ctx: *mut core::ffi::c_void, file: u64, for_splice: u64, ret: u64)
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    if let Some(f) = INFLIGHT
-        .get_ptr_mut(pid_tgid as u32)
-        .filter(|f| unsafe { (**f).op } != 0)
-    {
+    if let Some(f) = crate::inflight::of(pid_tgid as u32).filter(|f| unsafe { (**f).op } != 0) {
         unsafe {
             if (*f).rejected_pipe == 0 {
                 (*f).rejected_pipe = p.pipe;

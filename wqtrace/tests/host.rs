@@ -164,6 +164,138 @@ fn traced_contend_run() -> Result<usize, u64> {
     Ok(owned)
 }
 
+/// Two live threads whose ids share a slot of the programs' in-flight table
+/// (`INFLIGHT_SLOTS`): while one is blocked in a read, the other's writes go to the overflow
+/// table, and each thread's ops are reported as its own, none lost or mixed up.
+#[test]
+fn threads_sharing_an_inflight_slot_are_both_traced() {
+    use std::os::fd::AsRawFd;
+    let _g = kernel_lock();
+    let gettid = || unsafe { libc::syscall(libc::SYS_gettid) } as u64;
+    let pipe = || {
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let [r, w] =
+            fds.map(|fd| unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+        let ino = std::fs::metadata(format!("/proc/self/fd/{}", r.as_raw_fd()))
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap();
+        (r, w, ino)
+    };
+    let (a_r, a_w, a_ino) = pipe();
+    let (b_r, b_w, b_ino) = pipe();
+    let t = Tracer::start(&["-p", &std::process::id().to_string()]);
+
+    // A blocks reading its pipe: its syscall is in flight, in the slot its id picks.
+    let (a_tid_tx, a_tid) = std::sync::mpsc::channel();
+    let a = std::thread::spawn(move || {
+        a_tid_tx.send(gettid()).unwrap();
+        let mut b = [0u8; 1];
+        let n = unsafe { libc::read(a_r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, 1);
+    });
+    let a_tid = a_tid.recv().unwrap();
+    let read_nr = libc::SYS_read.to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/self/task/{a_tid}/syscall"))
+        .map_or(true, |s| s.split(' ').next() != Some(read_nr.as_str()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "thread {a_tid} never blocked in read()"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // B: a thread whose id is A's modulo the slots (ids are handed out in turn, so within one
+    // lap of them). The others end at once.
+    let slots = u64::from(wqtrace_common::INFLIGHT_SLOTS);
+    let (a_wfd, b_wfd) = (a_w.as_raw_fd(), b_w.as_raw_fd());
+    let go = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel::<u64>();
+    let mut b = None;
+    for _ in 0..4 * slots {
+        let (tx, go) = (tid_tx.clone(), go.clone());
+        let h = std::thread::spawn(move || {
+            let tid = gettid();
+            tx.send(tid).unwrap();
+            if tid % slots != a_tid % slots || tid == a_tid {
+                return;
+            }
+            go.wait();
+            let chunk = [7u8; 100];
+            for _ in 0..50 {
+                assert_eq!(
+                    unsafe { libc::write(b_wfd, chunk.as_ptr().cast(), 100) },
+                    100
+                );
+            }
+            // Then lets A go.
+            assert_eq!(unsafe { libc::write(a_wfd, chunk.as_ptr().cast(), 1) }, 1);
+        });
+        let tid = tid_rx.recv().unwrap();
+        if tid % slots == a_tid % slots && tid != a_tid {
+            b = Some((tid, h));
+            break;
+        }
+        h.join().unwrap();
+    }
+    let Some((b_tid, b)) = b else {
+        panic!(
+            "no thread id equal to {a_tid} modulo {slots} in {} threads",
+            4 * slots
+        );
+    };
+    go.wait();
+    b.join().unwrap();
+    a.join().unwrap();
+    drop((a_w, b_r, b_w));
+    let events = t.stop();
+
+    let me = u64::from(std::process::id());
+    let ops = kind(&events, "ring_op", me);
+    let of = |tid: u64, ino: u64, op: &str| -> Vec<i64> {
+        ops.iter()
+            .filter(|e| u(&e["tid"]) == tid && u(&e["ino"]) == ino && e["op"] == op)
+            .map(|e| e["ret"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        of(b_tid, b_ino, "write"),
+        vec![100; 50],
+        "B ({b_tid})'s writes"
+    );
+    assert_eq!(
+        of(b_tid, a_ino, "write"),
+        vec![1],
+        "B ({b_tid})'s write to A's pipe"
+    );
+    assert_eq!(
+        of(a_tid, a_ino, "read"),
+        vec![1],
+        "A ({a_tid})'s blocked read"
+    );
+    // A's wait was timed from sched_switch, through A's record, while B's went to the other
+    // table.
+    assert!(
+        kind(&events, "pipe_wait", me)
+            .iter()
+            .any(|e| u(&e["tid"]) == a_tid && u(&e["ino"]) == a_ino && has_flag(e, "off_cpu")),
+        "no off-CPU wait for A ({a_tid})'s read"
+    );
+    // (The test's other threads read the tracer's output through pipes of their own.)
+    for e in ops
+        .iter()
+        .filter(|e| [a_ino, b_ino].contains(&u(&e["ino"])))
+    {
+        let tid = u(&e["tid"]);
+        assert!(
+            tid == a_tid || tid == b_tid,
+            "a ring op of neither thread: {e}"
+        );
+    }
+}
+
 /// A freed pipe's `pipe_inode_info` and inode are handed to the next pipe() together: the
 /// ops on the new pipe carry the new pipe's inode number, never the old one's (the programs
 /// cache a known pipe's inode number by address).

@@ -4,7 +4,6 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
@@ -17,10 +16,11 @@ use crate::{
     emit::{emit, now},
     filters::{pipe_wanted, task_wanted},
     globals::filter,
+    inflight,
     kread::{self, PipeRef, fd_pipe, fill_notes, fill_ring},
     maps::{
-        HOOK_GET_PIPE_INFO, INFLIGHT, Inflight, LOCK_WAITS, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS,
-        RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS,
+        HOOK_GET_PIPE_INFO, Inflight, LOCK_WAITS, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS, RUNTIME,
+        ReadScan, Side, TAIL_READ_SCAN, TAILS,
     },
     stacks, words,
 };
@@ -208,14 +208,10 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         snapshot(&mut f.dst);
         f.start_ns = now();
     }
-    match INFLIGHT.get_ptr_mut(tid) {
-        Some(slot) => words::copy(slot, f),
-        None => {
-            if INFLIGHT.insert(tid, f, BPF_NOEXIST as u64).is_err() {
-                // Full: this syscall will not be reported. Counted, never silent.
-                crate::emit::lost();
-            }
-        }
+    f.tid = tid as u64;
+    if !inflight::put(f) {
+        // Full: this syscall will not be reported. Counted, never silent.
+        crate::emit::lost();
     }
     0
 }
@@ -225,7 +221,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
 pub fn thread_exit(_ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
     let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = INFLIGHT.remove(tid);
+    inflight::forget(tid);
     let _ = LOCK_WAITS.remove(tid);
     0
 }
@@ -334,7 +330,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     }
     let ret: i64 = ctx.arg(1);
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(fp) = INFLIGHT.get_ptr_mut(tid) else {
+    let Some(fp) = inflight::of(tid) else {
         return 0;
     };
     if unsafe { core::ptr::read_volatile(&(*fp).op) } == Op::None as u8 {
