@@ -6,10 +6,10 @@
 //! one step two threads can race for: a compare-and-swap on the owner decides.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use core::intrinsics::{AtomicOrdering, atomic_cxchg};
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
 use crate::{
-    maps::{INFLIGHT, INFLIGHT_BY_TID, INFLIGHT_SLOTS, Inflight},
+    maps::{INFLIGHT, INFLIGHT_BY_TID, INFLIGHT_SLOTS, INFLIGHT_SPILLED, Inflight},
     words,
 };
 
@@ -18,6 +18,21 @@ fn slot(tid: u32) -> Option<*mut Inflight> {
     INFLIGHT_BY_TID
         .get_ptr_mut(tid & (INFLIGHT_SLOTS - 1))
         .map(|s| unsafe { &raw mut (*s).f })
+}
+
+/// Adds `n` (wrapping: -1 is u64::MAX) to the count of records in the hash.
+#[inline(always)]
+fn spilled_add(n: u64) {
+    if let Some(c) = INFLIGHT_SPILLED.get_ptr_mut(0) {
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, n) };
+    }
+}
+
+#[inline(always)]
+fn spilled() -> bool {
+    INFLIGHT_SPILLED
+        .get(0)
+        .is_some_and(|c| unsafe { core::ptr::read_volatile(c) } != 0)
 }
 
 #[inline(always)]
@@ -36,6 +51,11 @@ pub fn of(tid: u32) -> Option<*mut Inflight> {
         if owner(s) == tid as u64 {
             return Some(s);
         }
+    }
+    // A thread's own insert precedes its later lookups (on any CPU: the switch between them
+    // orders memory), so a count of 0 seen here cannot miss its record.
+    if !spilled() {
+        return None;
     }
     INFLIGHT.get_ptr_mut(tid)
 }
@@ -71,7 +91,13 @@ pub fn put(f: &Inflight) -> bool {
             words::copy(h, f);
             true
         }
-        None => INFLIGHT.insert(tid, f, BPF_NOEXIST as u64).is_ok(),
+        None => {
+            let ok = INFLIGHT.insert(tid, f, BPF_NOEXIST as u64).is_ok();
+            if ok {
+                spilled_add(1);
+            }
+            ok
+        }
     }
 }
 
@@ -87,5 +113,7 @@ pub fn forget(tid: u32) {
             words::zero(s);
         }
     }
-    let _ = INFLIGHT.remove(tid);
+    if INFLIGHT.remove(tid).is_ok() {
+        spilled_add(u64::MAX);
+    }
 }

@@ -140,6 +140,12 @@ pub struct InflightSlot {
 #[map]
 pub static INFLIGHT: HashMap<u32, Inflight> = HashMap::with_max_entries(32768, 0);
 
+/// How many records [`INFLIGHT`] holds: while none, a thread that owns no slot has no record,
+/// and the hash is not searched (every read or write on the machine, traced or not, reaches
+/// sys_exit, and every context switch sched_switch).
+#[map]
+pub static INFLIGHT_SPILLED: Array<u64> = Array::with_max_entries(1, 0);
+
 /// A task waiting for a known pipe's lock (contention_begin → contention_end).
 #[repr(C)]
 #[derive(Clone, Copy)]
