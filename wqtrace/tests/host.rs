@@ -170,13 +170,10 @@ fn traced_contend_run() -> Result<usize, u64> {
 #[test]
 fn threads_sharing_an_inflight_slot_are_both_traced() {
     use std::os::fd::AsRawFd;
+    use wqtrace::workload::sys::gettid;
     let _g = kernel_lock();
-    let gettid = || unsafe { libc::syscall(libc::SYS_gettid) } as u64;
     let pipe = || {
-        let mut fds = [0; 2];
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        let [r, w] =
-            fds.map(|fd| unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+        let (r, w) = wqtrace::kernel::pipe2(0).unwrap();
         let ino = std::fs::metadata(format!("/proc/self/fd/{}", r.as_raw_fd()))
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
             .unwrap();
@@ -187,7 +184,7 @@ fn threads_sharing_an_inflight_slot_are_both_traced() {
     let t = Tracer::start(&["-p", &std::process::id().to_string()]);
 
     // A blocks reading its pipe: its syscall is in flight, in the slot its id picks.
-    let (a_tid_tx, a_tid) = std::sync::mpsc::channel();
+    let (a_tid_tx, a_tid) = std::sync::mpsc::channel::<u32>();
     let a = std::thread::spawn(move || {
         a_tid_tx.send(gettid()).unwrap();
         let mut b = [0u8; 1];
@@ -209,10 +206,10 @@ fn threads_sharing_an_inflight_slot_are_both_traced() {
 
     // B: a thread whose id is A's modulo the slots (ids are handed out in turn, so within one
     // lap of them). The others end at once.
-    let slots = u64::from(wqtrace_common::INFLIGHT_SLOTS);
+    let slots = wqtrace_common::INFLIGHT_SLOTS;
     let (a_wfd, b_wfd) = (a_w.as_raw_fd(), b_w.as_raw_fd());
     let go = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel::<u64>();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel::<u32>();
     let mut b = None;
     for _ in 0..4 * slots {
         let (tx, go) = (tid_tx.clone(), go.clone());
@@ -251,6 +248,7 @@ fn threads_sharing_an_inflight_slot_are_both_traced() {
     a.join().unwrap();
     drop((a_w, b_r, b_w));
     let events = t.stop();
+    let (a_tid, b_tid) = (u64::from(a_tid), u64::from(b_tid));
 
     let me = u64::from(std::process::id());
     let ops = kind(&events, "ring_op", me);
