@@ -638,7 +638,17 @@ fn trace_drops_root_after_attaching() {
     assert_dropped_to(t.pid(), 65534);
     let links = t.link_ids();
     assert!(links.len() >= 5, "attached links: {links:?}");
-    let w = workload(&["contend", "--threads", "2", "--duration", "0.2"]);
+    // A bounded volume (~10^4 ring ops): a duration let a fast machine write ~4*10^5 events
+    // in 0.2 s, more than the ring and the queue hold while a debug build formats JSON.
+    let w = workload(&[
+        "contend",
+        "--threads",
+        "2",
+        "--duration",
+        "10",
+        "--writes",
+        "5000",
+    ]);
     let events = t.stop();
     let (pid, ino) = (u(&w["pid"]), u(&w["pipe_ino"]));
     let written: i64 = kind(&events, "ring_op", pid)

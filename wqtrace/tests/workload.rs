@@ -72,6 +72,28 @@ fn contend_moves_every_byte_written_and_names_each_thread() {
     }
 }
 
+/// `--writes N` bounds each writer however fast the machine is, and ends the run early.
+#[test]
+fn contend_writes_bounds_each_writer() {
+    let out = workload(&[
+        "contend",
+        "--threads",
+        "3",
+        "--duration",
+        "60",
+        "--writes",
+        "500",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["duration_s"].as_f64().unwrap() < 30.0, "{v}");
+    let threads = v["threads"].as_array().unwrap();
+    let writers: Vec<&Value> = threads.iter().filter(|t| t["role"] == "writer").collect();
+    assert_eq!(writers.len(), 1, "{v}");
+    assert_eq!(writers[0]["ops"], 500, "{v}");
+}
+
 #[test]
 fn reject_ordinary_half_succeeds() {
     let out = workload(&["reject", "--ordinary-only"]);

@@ -28,12 +28,17 @@ pub struct Args {
     /// Seconds the writers keep writing.
     #[arg(long, default_value_t = 2.0, value_parser = crate::argvalue::secs)]
     pub duration: f64,
+    /// Each writer stops after this many writes, even before DURATION: a volume of events
+    /// that does not grow with the machine's speed.
+    #[arg(long)]
+    pub writes: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Opts {
     pub threads: u32,
     pub duration: Duration,
+    pub writes: Option<u64>,
 }
 
 impl Args {
@@ -41,6 +46,7 @@ impl Args {
         Opts {
             threads: self.threads,
             duration: Duration::from_secs_f64(self.duration.max(0.0)),
+            writes: self.writes,
         }
     }
 }
@@ -88,7 +94,7 @@ pub fn role_of(i: u32, threads: u32) -> Role {
     }
 }
 
-fn writer(fd: i32, stop: &AtomicBool, seed: u32) -> (ThreadSummary, Vec<String>) {
+fn writer(fd: i32, stop: &AtomicBool, seed: u32, writes: u64) -> (ThreadSummary, Vec<String>) {
     let mut t = ThreadSummary {
         tid: sys::gettid(),
         role: Role::Writer,
@@ -98,7 +104,7 @@ fn writer(fd: i32, stop: &AtomicBool, seed: u32) -> (ThreadSummary, Vec<String>)
     let buf = vec![0xa5u8; 4096];
     let mut x = seed | 1;
     let mut errors = vec![];
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && t.ops < writes {
         // xorshift32 for sizes 64..=4096
         x ^= x << 13;
         x ^= x >> 17;
@@ -206,7 +212,8 @@ pub fn run(opts: &Opts) -> anyhow::Result<Summary> {
         match role {
             Role::Writer => {
                 let stop = stop.clone();
-                writers.push(b.spawn(move || writer(wraw, &stop, 0x9e37_79b9 ^ (i + 1)))?);
+                let (seed, writes) = (0x9e37_79b9 ^ (i + 1), opts.writes.unwrap_or(u64::MAX));
+                writers.push(b.spawn(move || writer(wraw, &stop, seed, writes))?);
             }
             Role::Reader => others.push(b.spawn(move || reader(rraw))?),
             Role::Splicer => {
@@ -217,7 +224,15 @@ pub fn run(opts: &Opts) -> anyhow::Result<Summary> {
             }
         }
     }
-    std::thread::sleep(opts.duration);
+    // Until the duration is up or every writer has done its writes.
+    let deadline = t0 + opts.duration;
+    while Instant::now() < deadline && !writers.iter().all(|w| w.is_finished()) {
+        std::thread::sleep(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(10)),
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     let mut threads = vec![];
     let mut errors = vec![];

@@ -104,6 +104,7 @@ pub fn run(a: &Args) -> anyhow::Result<Summary> {
     let copts = contend::Opts {
         threads: a.threads.max(2),
         duration,
+        writes: None,
     };
     let bg = std::thread::Builder::new()
         .name("wq-contend".into())
