@@ -100,9 +100,18 @@ fn traced_contend_run() -> Result<usize, u64> {
     // sys_enter, sys_exit, sched_switch, contention_begin, contention_end.
     assert!(links.len() >= 5, "attached links: {links:?}");
     assert_eq!(t.method("ring_ops"), "tp_btf");
-    // Three threads (writer, reader, splicer) for 0.3 s: ~3*10^5 events, which a tracer
-    // sharing 2 cores with the workload keeps up with (stop() asserts nothing was lost).
-    let w = workload(&["contend", "--threads", "3", "--duration", "0.3"]);
+    // Three threads (writer, reader, splicer), 60000 writes: ~1.5*10^5 ring ops however fast
+    // the machine (0.3 s of them was ~4*10^5 untraced here, past what the ring and the queue
+    // hold while a debug build formats JSON).
+    let w = workload(&[
+        "contend",
+        "--threads",
+        "3",
+        "--duration",
+        "10",
+        "--writes",
+        "60000",
+    ]);
     let (events, lost) = t.stop_counting_lost();
     for &id in &links {
         assert!(

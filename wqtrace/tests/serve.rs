@@ -586,16 +586,24 @@ fn arbitrary_requests_never_take_serve_down() {
 fn counted_waits_and_contention_match_a_tracer() {
     let _g = kernel_lock();
     // Mutex contention needs two workload threads running at once, which a shared 2-CPU
-    // machine does not always grant for 0.3 s, and the reference tracer (a debug build writing
-    // JSON) sometimes loses events there, which makes comparing counts meaningless: three tries
-    // to see some contention through a lossless tracer.
+    // machine does not always grant for 60000 writes, and the reference tracer (a debug build
+    // writing JSON) may lose events, which makes comparing counts meaningless: three tries to
+    // see some contention through a lossless tracer.
     let mut tries = 0;
     let (s, want) = loop {
         tries += 1;
         // The workload's threads are named wq-writer-0, wq-reader-1, …
         let s = Server::start(&["-c", "wq-"]);
         let t = common::Tracer::start(&["-c", "wq-"]);
-        common::workload(&["contend", "--threads", "3", "--duration", "0.3"]);
+        common::workload(&[
+            "contend",
+            "--threads",
+            "3",
+            "--duration",
+            "10",
+            "--writes",
+            "60000",
+        ]);
         let (events, lost) = t.stop_counting_lost();
         let count = |kind: &str, mutex: Option<bool>| {
             events
