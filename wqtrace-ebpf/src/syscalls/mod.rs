@@ -333,15 +333,24 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     let Some(fp) = inflight::of(tid) else {
         return 0;
     };
-    if unsafe { core::ptr::read_volatile(&(*fp).op) } == Op::None as u8 {
+    let op = unsafe { core::ptr::read_volatile(&(*fp).op) };
+    if op == Op::None as u8 {
         return 0;
     }
-    let f: Inflight = unsafe { *fp };
-    unsafe { core::ptr::write_volatile(&mut (*fp).op, Op::None as u8) };
-    if f.op != nr_op as u8 || f.arg0 != sys_arg(regs, 0) {
-        // Left by a syscall whose exit went unseen: this exit is not its own.
-        return 0;
+    // The record is read where it lies, not copied out (~140 bytes, at every traced exit): only
+    // this thread writes it while it is in a syscall (sched_switch does only when it sleeps,
+    // get_pipe_info only within the syscall), and it is released after its last use.
+    if op == nr_op as u8 && unsafe { (*fp).arg0 } == sys_arg(regs, 0) {
+        exit_of(&ctx, unsafe { &*fp }, ret);
     }
+    // Else it was left by a syscall whose exit went unseen: this exit is not its own.
+    release(fp);
+    0
+}
+
+/// What a traced syscall did, from its in-flight record `f`, at its exit.
+#[inline(always)]
+fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
     let op = Op::from_u8(f.op);
 
     if f.off_cpu_ns > 0 && matches!(op, Op::Read | Op::Readv | Op::Write | Op::Writev) {
@@ -353,7 +362,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         let counted = s.notif == 0
             && crate::counted::wait(EventKind::PipeWait, hist::PIPE_WAIT, f.off_cpu_ns);
         if !counted {
-            pipe_wait(ctx.as_ptr(), &f, s, ret);
+            pipe_wait(ctx.as_ptr(), f, s, ret);
         }
     }
 
@@ -363,23 +372,25 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
                 if let Some(s) = READ_SCAN.get_ptr_mut(0) {
                     unsafe {
                         *s = ReadScan {
-                            f,
+                            f: *f,
                             ret,
                             losses: 0,
                             _pad: 0,
                         }
                     };
-                    unsafe { TAILS.tail_call(&ctx, TAIL_READ_SCAN) };
+                    // A tail call that succeeds does not come back here: the scan releases
+                    // the record.
+                    unsafe { TAILS.tail_call(ctx, TAIL_READ_SCAN) };
                 }
                 // Only reached when the tail call failed: the read, its loss records uncounted.
             }
-            ring_op(ctx.as_ptr(), &f, &f.src, ret, false, 0)
+            ring_op(ctx.as_ptr(), f, &f.src, ret, false, 0)
         }
-        Op::Write | Op::Writev => ring_op(ctx.as_ptr(), &f, &f.dst, ret, true, 0),
+        Op::Write | Op::Writev => ring_op(ctx.as_ptr(), f, &f.dst, ret, true, 0),
         Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile | Op::CopyFileRange => {
-            splice_exit(ctx.as_ptr(), &f, ret)
+            splice_exit(ctx.as_ptr(), f, ret)
         }
-        Op::Pipe2 => pipe2_exit(&f, ret),
+        Op::Pipe2 => pipe2_exit(f, ret),
         Op::Ioctl => {
             if ret == 0 {
                 emit!(in_task EventKind::WatchQueueSized, |e| {
@@ -407,7 +418,12 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         }),
         _ => {}
     }
-    0
+}
+
+/// Frees this thread's in-flight record `fp` for its next syscall.
+#[inline(always)]
+fn release(fp: *mut Inflight) {
+    unsafe { core::ptr::write_volatile(&raw mut (*fp).op, Op::None as u8) };
 }
 
 /// A wait for a pipe streamed: `f.off_cpu_ns` of off-CPU time inside a read or write of `s`.
@@ -446,6 +462,10 @@ pub fn sys_exit_read_scan(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let s = unsafe { &mut *s };
+    // sys_exit, which tail-called this, does not get to release the record.
+    if let Some(fp) = inflight::of(bpf_get_current_pid_tgid() as u32) {
+        release(fp);
+    }
     loss_records(s.f.arg, s.ret, &mut s.losses);
     let losses = unsafe { core::ptr::read_volatile(&s.losses) };
     ring_op(ctx.as_ptr(), &s.f, &s.f.src, s.ret, false, losses);
