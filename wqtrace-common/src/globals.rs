@@ -146,8 +146,13 @@ pub struct Filter {
     /// (at sys_enter), off-CPU waits in read/write, lock contention. One that finds
     /// `EVENT_COUNTS` full is streamed.
     pub count_ordinary: u32,
-    pub _pad: u32,
+    /// Events go to ring `cpu & ring_mask` (ring_mask + 1 rings, at most [`MAX_RINGS`]): one
+    /// ring per CPU where there are enough, so CPUs do not contend for one ring's lock.
+    pub ring_mask: u32,
 }
+
+/// Ring buffers in the object (`EVENTS0`…); the programs write to the first `ring_mask + 1`.
+pub const MAX_RINGS: usize = 8;
 
 impl Filter {
     pub const fn none() -> Self {
@@ -163,7 +168,7 @@ impl Filter {
             stacks: 0,
             stack_wait_ns: 0,
             count_ordinary: 0,
-            _pad: 0,
+            ring_mask: 0,
         }
     }
 }

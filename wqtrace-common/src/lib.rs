@@ -22,7 +22,7 @@ mod globals;
 mod maps;
 
 pub use event::{Event, EventKind, ExecCtx, Op, PostOutcome, flags, stack_mode, stack_ref};
-pub use globals::{Filter, Ksyms, Offsets};
+pub use globals::{Filter, Ksyms, MAX_RINGS, Offsets};
 pub use maps::{CALIBRATE_FCNTL_CMD, runtime, stat};
 
 #[cfg(feature = "user")]

@@ -23,7 +23,9 @@ fn bump(idx: u32) {
     }
 }
 
-/// Fill the header from the current task and zero the rest.
+/// Fill the header from the current task and zero the rest. Called on a reserved event: the
+/// stamp is taken after the reservation, which the userspace merge of the rings relies on
+/// (`source::merge`).
 #[inline(always)]
 pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
     crate::words::zero(e as *mut Event);
@@ -88,17 +90,67 @@ pub fn exec_ctx() -> u8 {
     }
 }
 
-/// How often (in events, per CPU) a program looks at how full the ring is.
+/// How often (in events, per CPU) a program looks at how full its ring is.
 const FILL_CHECK_EVERY: u64 = 256;
+
+/// The ring this CPU writes to: its own where there are enough (`Filter::ring_mask`).
+#[inline(always)]
+pub fn ring_index() -> u32 {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    cpu & crate::globals::filter!(ring_mask)
+}
+
+/// `with_ring!(i, |r| expr)`: `expr` with `r` bound to ring `i` (`maps::EVENTS0`…). One arm per
+/// ring: a helper call needs its map as a constant, so it cannot be picked from a table.
+macro_rules! with_ring {
+    ($i:expr, |$r:ident| $body:expr) => {{
+        use crate::maps::{EVENTS0, EVENTS1, EVENTS2, EVENTS3, EVENTS4, EVENTS5, EVENTS6, EVENTS7};
+        match $i {
+            0 => {
+                let $r = &EVENTS0;
+                $body
+            }
+            1 => {
+                let $r = &EVENTS1;
+                $body
+            }
+            2 => {
+                let $r = &EVENTS2;
+                $body
+            }
+            3 => {
+                let $r = &EVENTS3;
+                $body
+            }
+            4 => {
+                let $r = &EVENTS4;
+                $body
+            }
+            5 => {
+                let $r = &EVENTS5;
+                $body
+            }
+            6 => {
+                let $r = &EVENTS6;
+                $body
+            }
+            _ => {
+                let $r = &EVENTS7;
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_ring;
 
 /// Counts an event as submitted and picks its commit flags. The reader is not woken per
 /// event: by default a commit that finds the reader caught up wakes it, and finding that out
 /// reads the reader's position, a cache line the reader's CPU writes after every drain (a miss
 /// on every event). The reader drains on a timer instead (`source::live`, every 20 ms); every
-/// FILL_CHECK_EVERY events a CPU checks the ring and wakes the reader once a quarter of it is
-/// in use, so a burst cannot fill it between two timer drains.
+/// FILL_CHECK_EVERY events a CPU checks its ring (`ring`) and wakes the reader once a quarter
+/// of it is in use, so a burst cannot fill it between two timer drains.
 #[inline(always)]
-pub fn counted_commit_flags() -> u64 {
+pub fn counted_commit_flags(ring: u32) -> u64 {
     use aya_ebpf::bindings::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
     };
@@ -110,8 +162,9 @@ pub fn counted_commit_flags() -> u64 {
         *c
     };
     if n % FILL_CHECK_EVERY == 0 {
-        let ring = &crate::maps::EVENTS;
-        if ring.query(BPF_RB_AVAIL_DATA as u64) > ring.query(BPF_RB_RING_SIZE as u64) / 4 {
+        let full = with_ring!(ring, |r| r.query(BPF_RB_AVAIL_DATA as u64)
+            > r.query(BPF_RB_RING_SIZE as u64) / 4);
+        if full {
             return BPF_RB_FORCE_WAKEUP as u64;
         }
     }
@@ -131,12 +184,13 @@ pub fn lost() {
 /// tracepoints): the context is known without reading preempt_count.
 macro_rules! emit {
     (@ $ctx:expr, $kind:expr, |$e:ident| $body:block) => {{
-        match crate::maps::EVENTS.reserve::<wqtrace_common::Event>(0) {
+        let ring = crate::emit::ring_index();
+        match crate::emit::with_ring!(ring, |r| r.reserve::<wqtrace_common::Event>(0)) {
             Some(mut entry) => {
                 let $e = unsafe { &mut *entry.as_mut_ptr() };
                 crate::emit::init($e, $kind, $ctx);
                 $body
-                entry.submit(crate::emit::counted_commit_flags());
+                entry.submit(crate::emit::counted_commit_flags(ring));
             }
             None => crate::emit::lost(),
         }

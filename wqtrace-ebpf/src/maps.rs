@@ -9,9 +9,27 @@ use wqtrace_common::{
     runtime, stat,
 };
 
-/// Every event goes through this one ring buffer (size set by userspace before load).
+// The event ring buffers, one per CPU up to MAX_RINGS (`emit::with_ring`; sizes set by
+// userspace before load). One ring shared by every CPU made each reservation take its lock and
+// cache lines from the CPU that reserved last: on two CPUs that was most of the cost of an
+// event. Userspace merges them by timestamp (`source::merge`).
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+pub static EVENTS0: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+pub static EVENTS1: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+pub static EVENTS2: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+pub static EVENTS3: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+pub static EVENTS4: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+pub static EVENTS5: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+pub static EVENTS6: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+pub static EVENTS7: RingBuf = RingBuf::with_byte_size(4096, 0);
+const _: () = assert!(wqtrace_common::MAX_RINGS == 8);
 
 /// Events on ordinary pipes counted instead of streamed (`Filter::count_ordinary`), per cgroup
 /// id and kind. Per CPU: no cache line bounces between the CPUs of a busy pipe. Entries are

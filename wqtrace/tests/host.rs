@@ -671,6 +671,44 @@ fn trace_drops_root_after_attaching() {
     }
 }
 
+/// Each CPU writes its events to its own ring; the stream merges them back by timestamp. A
+/// writer and a reader thread on a pipe keep both CPUs emitting at once: every event comes after the ones
+/// stamped before it, whichever CPU took it. (With one ring shared by the CPUs, ring order
+/// differed from time order whenever two CPUs reserved within a few ns of each other.)
+#[test]
+fn events_of_every_cpu_arrive_in_time_order() {
+    let _g = kernel_lock();
+    let t = Tracer::start(&["--stacks", "none"]);
+    let w = workload(&[
+        "contend",
+        "--threads",
+        "2",
+        "--duration",
+        "10",
+        "--writes",
+        "20000",
+    ]);
+    let events = t.stop();
+    let mine = kind(&events, "ring_op", u(&w["pid"]));
+    assert!(mine.len() >= 20_000, "{} ring ops", mine.len());
+    let cpus: std::collections::BTreeSet<u64> = mine.iter().map(|e| u(&e["cpu"])).collect();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        assert!(cpus.len() >= 2, "the workload ran on CPUs {cpus:?} only");
+    }
+    let ts: Vec<u64> = events.iter().map(|e| u(&e["ts_ns"])).collect();
+    let back: Vec<(usize, u64, u64)> = (ts.windows(2).enumerate())
+        .filter(|(_, w)| w[1] < w[0])
+        .map(|(i, w)| (i + 1, w[0], w[1]))
+        .collect();
+    assert!(
+        back.is_empty(),
+        "{} of {} events arrived after a later one (index, before, this): {:?}",
+        back.len(),
+        ts.len(),
+        &back[..back.len().min(5)]
+    );
+}
+
 /// `record --user nobody -- CMD`: the command runs as nobody too, the recording is nobody's.
 #[test]
 fn record_runs_its_command_as_the_session_user() {

@@ -9,7 +9,7 @@ use aya::{
     programs::BtfTracePoint,
 };
 use wqtrace_common::{
-    Offsets,
+    MAX_RINGS, Offsets,
     counts::{CountKey, WaitRow, hist},
     stat,
 };
@@ -28,10 +28,27 @@ use wqtrace_common::runtime::{
     PIPE_FOPS as RT_PIPE_FOPS,
 };
 
-/// Ring buffer size: ~95k events (176 B each), enough to ride out the drain thread being off
-/// CPU for a while at the highest rates seen here. It counts once in RSS (see
-/// `source::ringbuf`).
+/// Ring buffer space, split evenly between the rings in use: ~95k events (176 B each), enough
+/// to ride out the drain thread being off CPU for a while at the highest rates seen here. It
+/// counts once in RSS (see `source::ringbuf`).
 pub const RING_BYTES: u32 = 16 << 20;
+
+/// How many event rings the programs write to (`Filter::ring_mask`): one per possible CPU, a
+/// power of two, at most MAX_RINGS (past that, CPUs share rings).
+pub fn rings_in_use() -> Result<usize> {
+    let cpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?;
+    Ok(cpus.next_power_of_two().min(MAX_RINGS))
+}
+
+/// The event rings' names in the object.
+const RING_NAMES: [&str; MAX_RINGS] = [
+    "EVENTS0", "EVENTS1", "EVENTS2", "EVENTS3", "EVENTS4", "EVENTS5", "EVENTS6", "EVENTS7",
+];
+
+/// The bytes of each ring in use; the others get one page (a ring buffer cannot be smaller).
+pub fn ring_bytes(rings: usize) -> u32 {
+    RING_BYTES / rings as u32
+}
 
 pub struct Probes {
     pub ebpf: Ebpf,
@@ -78,14 +95,22 @@ impl Probes {
         } else {
             BpfStats::if_on()
         };
-        let filter = opts.kernel_filter()?;
+        let mut filter = opts.kernel_filter()?;
+        let rings = rings_in_use()?;
+        filter.ring_mask = rings as u32 - 1;
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
         let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .btf(Some(&btf))
             .override_global("OFFSETS", &offsets, true)
             .override_global("FILTER", &filter, true)
-            .override_global("KSYMS", &ksyms, true)
-            .map_max_entries("EVENTS", RING_BYTES)
+            .override_global("KSYMS", &ksyms, true);
+        for (i, name) in RING_NAMES.into_iter().enumerate() {
+            let size = if i < rings { ring_bytes(rings) } else { page };
+            loader.map_max_entries(name, size);
+        }
+        let mut ebpf = loader
             .load(bytes)
             .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
         let mut plan = Plan::default();
@@ -178,13 +203,21 @@ impl Probes {
         }
     }
 
-    /// The ring buffer, taken out of the object (call once).
-    pub fn take_ring(&mut self) -> Result<MapData> {
-        match self.ebpf.take_map("EVENTS") {
-            Some(aya::maps::Map::RingBuf(m)) => Ok(m),
-            Some(_) => bail!("EVENTS is not a ring buffer"),
-            None => bail!("EVENTS map missing"),
+    /// The event rings the programs write to, taken out of the object (call once). The unused
+    /// ones' descriptors are closed (the programs keep them alive): a session's descriptors
+    /// do not grow with MAX_RINGS.
+    pub fn take_rings(&mut self) -> Result<Vec<MapData>> {
+        let used = rings_in_use()?;
+        let mut rings = Vec::with_capacity(used);
+        for (i, name) in RING_NAMES.into_iter().enumerate() {
+            match self.ebpf.take_map(name) {
+                Some(aya::maps::Map::RingBuf(m)) if i < used => rings.push(m),
+                Some(_) if i >= used => {}
+                Some(_) => bail!("{name} is not a ring buffer"),
+                None => bail!("{name} map missing"),
+            }
         }
+        Ok(rings)
     }
 
     /// The stack map, taken out of the object (call once).

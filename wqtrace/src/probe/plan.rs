@@ -172,7 +172,7 @@ pub fn tracepoints(hook: Hook) -> &'static [(&'static str, &'static str)] {
 pub const READ_SCAN_PROGRAM: &str = "sys_exit_read_scan";
 
 /// The maps userspace opens by name.
-pub const MAPS: [&str; 5] = ["EVENTS", "STATS", "RUNTIME", "TAILS", "KNOWN_PIPES"];
+pub const MAPS: [&str; 5] = ["EVENTS0", "STATS", "RUNTIME", "TAILS", "KNOWN_PIPES"];
 
 /// Kernel functions that can implement each kernel-function hook, best first, with the
 /// programs (entry, optional return) for each attach method. `post_notification` is the

@@ -12,9 +12,13 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use wqtrace_common::{ABI_VERSION, Event};
+use wqtrace_common::{ABI_VERSION, Event, MAX_RINGS};
 
-use super::{EventSource, SessionMeta, ringbuf::BatchRing};
+use super::{
+    EventSource, SessionMeta,
+    merge::{Drained, Merge},
+    ringbuf::{BatchRing, Peeked},
+};
 use crate::{
     kernel,
     privileges::{self, DropPlan},
@@ -30,9 +34,9 @@ use crate::{
     },
 };
 
-/// Loaded and attached programs plus their ring buffer. Dropping it detaches every probe.
+/// Loaded and attached programs plus their ring buffers. Dropping it detaches every probe.
 ///
-/// A dedicated thread drains the BPF ring buffer into batches (a few ms' worth at a time), so a
+/// A dedicated thread drains the BPF ring buffers (one per CPU, merged by timestamp) into batches (a few ms' worth at a time), so a
 /// slow sink (JSON on a terminal, a TUI frame) borrows from this queue instead of letting the
 /// kernel's ring overflow. The queue is bounded; past it the kernel counts the loss.
 pub struct LiveSource {
@@ -86,7 +90,11 @@ impl LiveSource {
             privileges::drop_capabilities().context("giving up capabilities after attaching")?;
             check_counters(&probes, "giving up capabilities")?;
         }
-        let ring = BatchRing::new(probes.take_ring()?, loader::RING_BYTES as usize)?;
+        let maps = probes.take_rings()?;
+        let ring_bytes = loader::ring_bytes(maps.len()) as usize;
+        let rings = (maps.into_iter())
+            .map(|m| BatchRing::new(m, ring_bytes))
+            .collect::<Result<Vec<_>>>()?;
         let stacks = crate::stacks::shared();
         let cgroups = crate::cgroup::SharedCgroups::default();
         let (resolver, snapshots) = match stack_resolver(kallsyms, &mut probes, &stacks)? {
@@ -112,7 +120,7 @@ impl LiveSource {
         let drainer = {
             let stop = stop.clone();
             spawn_ahead("wqtrace-drain", move || {
-                drain_loop(ring, snapshots, tx, reuse, &stop)
+                drain_loop(rings, snapshots, tx, reuse, &stop)
             })?
         };
         if opts.sink_ahead {
@@ -218,10 +226,10 @@ fn check_counters(probes: &Probes, after: &str) -> Result<()> {
     })
 }
 
-/// Poll the ring buffer and hand its events over in batches until told to stop. When the sink
-/// is slow the events wait here (QUEUED_BATCHES full batches), not in the kernel's ring.
+/// Poll the ring buffers and hand their events over in batches until told to stop. When the sink
+/// is slow the events wait here (QUEUED_BATCHES full batches), not in the kernel's rings.
 fn drain_loop(
-    mut ring: BatchRing,
+    mut rings: Vec<BatchRing>,
     snapshots: Option<Sender<MapsSnapshot>>,
     tx: SyncSender<Vec<Event>>,
     reuse: Receiver<Vec<Event>>,
@@ -231,46 +239,61 @@ fn drain_loop(
         to,
         read_at: HashMap::new(),
     });
-    let fd = ring.fd();
+    let mut pfds: Vec<libc::pollfd> = (rings.iter())
+        .map(|r| libc::pollfd {
+            fd: r.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut merge = Merge::new(rings.len());
     let mut pending: Vec<Event> = Vec::with_capacity(MAX_BATCH);
     loop {
         if stop.load(Ordering::Relaxed) {
             // Hand over everything the kernel produced before the stop, then hang up.
-            take(&mut ring, &mut pending, usize::MAX);
+            let _ = take(&mut rings, &mut merge, &mut pending, usize::MAX, true);
             if let Some(m) = &mut maps {
                 m.read_new(&pending);
             }
             if !pending.is_empty() {
                 let _ = tx.send(pending);
             }
+            if merge.late() > 0 {
+                eprintln!(
+                    "wqtrace: {} events were handed on after events of another CPU stamped later \
+                     (a CPU stalled in the middle of writing one): their order is not certain",
+                    merge.late()
+                );
+            }
             return;
         }
         if pending.is_empty() {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
             // The programs do not wake this thread per event (wqtrace-ebpf emit.rs), only when
-            // the ring is a quarter full: the timeout is what drains a quiet stream, and
+            // a ring is a quarter full: the timeout is what drains a quiet stream, and
             // notices a stop request.
-            unsafe { libc::poll(&mut pfd, 1, DRAIN_EVERY_MS) };
+            unsafe {
+                libc::poll(
+                    pfds.as_mut_ptr(),
+                    pfds.len() as libc::nfds_t,
+                    DRAIN_EVERY_MS,
+                )
+            };
         }
-        take(&mut ring, &mut pending, MAX_BATCH);
+        let trickle = take(&mut rings, &mut merge, &mut pending, MAX_BATCH, false);
         if pending.is_empty() {
             continue;
         }
         if let Some(m) = &mut maps {
             m.read_new(&pending);
         }
-        if pending.len() < BATCH {
+        if pending.len() < BATCH && trickle {
             // A trickle: let it pool for a moment. The kernel only signals a reader that has
             // caught up, so draining every event as it lands costs a wake-up of this thread and
             // of the sink per event (the bulk of wqtrace's CPU at 100k+ events/s). 16 MiB of
             // ring absorbs this window at any rate the programs reach.
             std::thread::sleep(COALESCE);
             let from = pending.len();
-            take(&mut ring, &mut pending, MAX_BATCH);
+            let _ = take(&mut rings, &mut merge, &mut pending, MAX_BATCH, false);
             if let Some(m) = &mut maps {
                 m.read_new(&pending[from..]);
             }
@@ -401,15 +424,80 @@ fn name_loop(
     }
 }
 
-/// Move events from the ring buffer into `pending` until it is empty or `pending` holds `limit`.
-fn take(ring: &mut BatchRing, pending: &mut Vec<Event>, limit: usize) {
-    ring.drain(limit.saturating_sub(pending.len()), |item| {
+/// Looks at what the rings hold (up to MAX_BATCH events waiting from each; everything with
+/// `all`, at the end), then moves into `pending`, oldest first, the events no ring can still
+/// precede (every one with `all`), until `pending` holds `limit`. Returns whether the rings
+/// were seen to their ends or to a record being written (a trickle: no ring holds more now).
+fn take(
+    rings: &mut [BatchRing],
+    merge: &mut Merge<usize>,
+    pending: &mut Vec<Event>,
+    limit: usize,
+    all: bool,
+) -> bool {
+    // Read before any ring is looked at: a ring seen to its end then holds nothing stamped
+    // earlier (see `merge`).
+    let now = boottime_ns();
+    let mut more = false;
+    for (i, ring) in rings.iter_mut().enumerate() {
+        let room = if all {
+            usize::MAX
+        } else {
+            MAX_BATCH.saturating_sub(merge.staged_from(i))
+        };
+        let peeked = if room == 0 {
+            Peeked::Limit
+        } else {
+            ring.peek(room, |at, item| {
+                // The timestamp is the event's first field.
+                let ts = item
+                    .first_chunk::<8>()
+                    .map_or(0, |b| u64::from_ne_bytes(*b));
+                merge.stage(i, ts, at);
+            })
+        };
+        more |= peeked == Peeked::Limit;
+        merge.drained(
+            i,
+            if peeked == Peeked::End {
+                Drained::CaughtUp { now }
+            } else {
+                Drained::Early
+            },
+        );
+    }
+    let room = limit.saturating_sub(pending.len());
+    let mut through: [Option<usize>; MAX_RINGS] = [None; MAX_RINGS];
+    let mut out = |ring: usize, at: usize| {
+        let item = rings[ring].read(at);
         if item.len() >= size_of::<Event>() {
             // 8-byte alignment is all the ring buffer promises; read_unaligned keeps that an
             // implementation detail.
             pending.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
         }
-    });
+        through[ring] = Some(at);
+    };
+    if all {
+        merge.release_all(&mut out);
+    } else {
+        merge.release(room, &mut out);
+    }
+    for (ring, at) in rings.iter_mut().zip(through) {
+        if let Some(at) = at {
+            ring.consume_through(at);
+        }
+    }
+    !more
+}
+
+/// CLOCK_BOOTTIME, the programs' clock (`bpf_ktime_get_boot_ns`), in ns.
+fn boottime_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 impl Drop for LiveSource {

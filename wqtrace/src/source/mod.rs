@@ -10,6 +10,7 @@ pub use crate::session::SessionMeta;
 pub mod file;
 pub mod filter;
 pub mod live;
+mod merge;
 pub mod replay;
 mod ringbuf;
 pub mod synthetic;

@@ -4,7 +4,9 @@
 //! and commit read that position too, so every event moved its cache line between the CPU
 //! producing and the CPU consuming: `__bpf_ringbuf_reserve` was the largest single cost of a
 //! traced pipe workload (issue #13). This reader walks the same shared pages (layout from
-//! kernel/bpf/ringbuf.c) and publishes the position once per batch.
+//! kernel/bpf/ringbuf.c) and publishes the position once per batch. It looks at records before
+//! taking them (`peek`), so that the rings of several CPUs can be merged by timestamp
+//! (`source::merge`) with each event copied once, from its ring into the batch.
 //!
 //! The kernel offers the data pages mapped twice in a row, so that a record running past the
 //! end reads as one piece; it maps them populated, so the second copy is 16 MiB more resident
@@ -13,7 +15,7 @@
 use std::{
     os::fd::{AsFd, AsRawFd, RawFd},
     ptr::NonNull,
-    sync::atomic::{AtomicU32, AtomicUsize, Ordering, fence},
+    sync::atomic::{AtomicU32, AtomicUsize, Ordering},
 };
 
 use anyhow::{Context, Result, bail};
@@ -22,8 +24,6 @@ use aya::maps::MapData;
 const HDR_SZ: usize = 8;
 const BUSY_BIT: u32 = 1 << 31;
 const DISCARD_BIT: u32 = 1 << 30;
-/// Space given back to the producers at least this often within one batch.
-const PUBLISH_EVERY: usize = 1 << 20;
 
 struct Mapping {
     ptr: NonNull<u8>,
@@ -58,6 +58,17 @@ impl Drop for Mapping {
     }
 }
 
+/// Where [`BatchRing::peek`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peeked {
+    /// At the ring's end.
+    End,
+    /// At a record still being written.
+    Busy,
+    /// At the limit, with more committed.
+    Limit,
+}
+
 pub struct BatchRing {
     /// Keeps the map (and its fd) alive. Not aya's `RingBuf`: it maps the data pages twice, and
     /// the kernel maps them populated.
@@ -71,6 +82,8 @@ pub struct BatchRing {
     wrapped: Vec<u8>,
     /// Consumed so far; published to the kernel at the end of a batch.
     pos: usize,
+    /// Shown by `peek` so far (at or past `pos`).
+    seen: usize,
 }
 
 // The mappings are only touched through `&mut self`.
@@ -93,8 +106,10 @@ impl BatchRing {
             mask: byte_size - 1,
             wrapped: Vec::new(),
             pos: 0,
+            seen: 0,
         };
         r.pos = r.consumer_pos().load(Ordering::Acquire);
+        r.seen = r.pos;
         Ok(r)
     }
 
@@ -114,56 +129,86 @@ impl BatchRing {
         self.consumer_pos().store(self.pos, Ordering::Release);
     }
 
-    /// Hands committed records to `f` until the ring is empty (or a record is still being
-    /// written) or `f` has had `limit`; then gives their space back. Returns how many.
-    pub fn drain(&mut self, limit: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let mut n = 0;
-        let mut published = self.pos;
-        let mut prod = self.producer_pos();
-        let data: &[u8] = unsafe {
+    /// The data pages. Not a borrow of `self`, so that a record is read while `wrapped` is
+    /// written: used within one call only, while the mapping lives.
+    fn pages<'a>(&self) -> &'a [u8] {
+        unsafe {
             std::slice::from_raw_parts(self.producer.ptr.as_ptr().add(self.page), self.mask + 1)
-        };
+        }
+    }
+
+    /// The header of the record at position `at`: busy and discard bits, length.
+    fn header(&self, at: usize) -> u32 {
+        // The kernel commits a record with an xchg on its header (8-byte aligned: never split
+        // by the end of the pages): Acquire pairs with it.
+        unsafe {
+            &*self
+                .pages()
+                .as_ptr()
+                .add(at & self.mask)
+                .cast::<AtomicU32>()
+        }
+        .load(Ordering::Acquire)
+    }
+
+    /// Shows `f` the committed records past those it was shown already (their position and
+    /// bytes), until the ring's end, a record still being written, or `limit` of them. They
+    /// stay in the ring, read in place by [`BatchRing::read`], until [`BatchRing::consume_to`]
+    /// gives their space back. Returns where it stopped.
+    pub fn peek(&mut self, limit: usize, mut f: impl FnMut(usize, &[u8])) -> Peeked {
+        let mut n = 0;
+        let mut prod = self.producer_pos();
+        let data = self.pages();
         loop {
-            while self.pos != prod && n < limit {
-                let off = self.pos & self.mask;
-                // The kernel commits a record with an xchg on its header (8-byte aligned: never
-                // split by the end of the pages): Acquire pairs with it.
-                let hdr =
-                    unsafe { &*data.as_ptr().add(off).cast::<AtomicU32>() }.load(Ordering::Acquire);
+            while self.seen != prod && n < limit {
+                let at = self.seen;
+                let hdr = self.header(at);
                 if hdr & BUSY_BIT != 0 {
-                    break;
+                    return Peeked::Busy;
                 }
                 let len = (hdr & !(BUSY_BIT | DISCARD_BIT)) as usize;
                 if len > self.mask + 1 {
                     // Not a record the kernel could have written: stop rather than read past.
-                    break;
+                    return Peeked::Busy;
                 }
-                if hdr & DISCARD_BIT == 0 {
-                    f(record(data, off + HDR_SZ, len, &mut self.wrapped));
-                    n += 1;
+                self.seen += (HDR_SZ + len).next_multiple_of(8);
+                if hdr & DISCARD_BIT != 0 {
+                    if self.pos == at {
+                        // Nothing shown waits before it: give it back now.
+                        self.pos = self.seen;
+                    }
+                    continue;
                 }
-                self.pos += (HDR_SZ + len).next_multiple_of(8);
-                if self.pos - published >= PUBLISH_EVERY {
-                    self.publish();
-                    published = self.pos;
-                }
-            }
-            if self.pos != published {
-                self.publish();
-                published = self.pos;
+                f(at, record(data, at + HDR_SZ, len, &mut self.wrapped));
+                n += 1;
             }
             if n >= limit {
-                return n;
+                return if self.seen == prod && self.producer_pos() == prod {
+                    Peeked::End
+                } else {
+                    Peeked::Limit
+                };
             }
-            // A producer that committed while the old position was visible did not wake us:
-            // look once more after publishing (as libbpf and aya do).
-            fence(Ordering::SeqCst);
             let again = self.producer_pos();
-            if again == prod || self.pos != prod {
-                return n;
+            if again == prod {
+                return Peeked::End;
             }
             prod = again;
         }
+    }
+
+    /// The bytes of the record shown at position `at`, still in the ring.
+    pub fn read(&mut self, at: usize) -> &[u8] {
+        let len = ((self.header(at) & !(BUSY_BIT | DISCARD_BIT)) as usize).min(self.mask + 1);
+        record(self.pages(), at + HDR_SZ, len, &mut self.wrapped)
+    }
+
+    /// Gives the space of every record up to and including the one at `at` back to the
+    /// programs.
+    pub fn consume_through(&mut self, at: usize) {
+        let len = (self.header(at) & !(BUSY_BIT | DISCARD_BIT)) as usize;
+        self.pos = at + (HDR_SZ + len).next_multiple_of(8);
+        self.publish();
     }
 }
 
