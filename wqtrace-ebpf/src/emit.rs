@@ -103,39 +103,18 @@ pub fn ring_index() -> u32 {
 /// `with_ring!(i, |r| expr)`: `expr` with `r` bound to ring `i` (`maps::EVENTS0`…). One arm per
 /// ring: a helper call needs its map as a constant, so it cannot be picked from a table.
 macro_rules! with_ring {
-    ($i:expr, |$r:ident| $body:expr) => {{
-        use crate::maps::{EVENTS0, EVENTS1, EVENTS2, EVENTS3, EVENTS4, EVENTS5, EVENTS6, EVENTS7};
+    ($i:expr, |$r:ident| $body:expr) => {
+        crate::emit::with_ring!(@ $i, $r, $body,
+            0 EVENTS0, 1 EVENTS1, 2 EVENTS2, 3 EVENTS3, 4 EVENTS4, 5 EVENTS5, 6 EVENTS6; EVENTS7)
+    };
+    (@ $i:expr, $r:ident, $body:expr, $($n:literal $ring:ident),*; $last:ident) => {{
         match $i {
-            0 => {
-                let $r = &EVENTS0;
+            $($n => {
+                let $r = &crate::maps::$ring;
                 $body
-            }
-            1 => {
-                let $r = &EVENTS1;
-                $body
-            }
-            2 => {
-                let $r = &EVENTS2;
-                $body
-            }
-            3 => {
-                let $r = &EVENTS3;
-                $body
-            }
-            4 => {
-                let $r = &EVENTS4;
-                $body
-            }
-            5 => {
-                let $r = &EVENTS5;
-                $body
-            }
-            6 => {
-                let $r = &EVENTS6;
-                $body
-            }
+            })*
             _ => {
-                let $r = &EVENTS7;
+                let $r = &crate::maps::$last;
                 $body
             }
         }

@@ -12,8 +12,8 @@ use std::{
 use common::recording::{event_keys, export_jsonl, start_recording, timestamps};
 use common::tmux::Tmux;
 use common::{
-    Tracer, WQTRACE, assert_dropped_to, contend_tids, doctor_json, has_flag, kernel_lock, kind,
-    pipe_ping, pipe_ping_command, plan_method, u, workload,
+    Tracer, WQTRACE, assert_dropped_to, contend, contend_tids, doctor_json, has_flag, kernel_lock,
+    kind, pipe_ping, pipe_ping_command, plan_method, u, workload,
 };
 
 /// `doctor` tells the truth about this kernel, decided by trying.
@@ -103,15 +103,7 @@ fn traced_contend_run() -> Result<usize, u64> {
     // Three threads (writer, reader, splicer), 60000 writes: ~1.5*10^5 ring ops however fast
     // the machine (0.3 s of them was ~4*10^5 untraced here, past what the ring and the queue
     // hold while a debug build formats JSON).
-    let w = workload(&[
-        "contend",
-        "--threads",
-        "3",
-        "--duration",
-        "10",
-        "--writes",
-        "60000",
-    ]);
+    let w = contend(3, 60000);
     let (events, lost) = t.stop_counting_lost();
     for &id in &links {
         assert!(
@@ -649,15 +641,7 @@ fn trace_drops_root_after_attaching() {
     assert!(links.len() >= 5, "attached links: {links:?}");
     // A bounded volume (~10^4 ring ops): a duration let a fast machine write ~4*10^5 events
     // in 0.2 s, more than the ring and the queue hold while a debug build formats JSON.
-    let w = workload(&[
-        "contend",
-        "--threads",
-        "2",
-        "--duration",
-        "10",
-        "--writes",
-        "5000",
-    ]);
+    let w = contend(2, 5000);
     let events = t.stop();
     let (pid, ino) = (u(&w["pid"]), u(&w["pipe_ino"]));
     let written: i64 = kind(&events, "ring_op", pid)
@@ -672,22 +656,14 @@ fn trace_drops_root_after_attaching() {
 }
 
 /// Each CPU writes its events to its own ring; the stream merges them back by timestamp. A
-/// writer and a reader thread on a pipe keep both CPUs emitting at once: every event comes after the ones
-/// stamped before it, whichever CPU took it. (With one ring shared by the CPUs, ring order
-/// differed from time order whenever two CPUs reserved within a few ns of each other.)
+/// writer and a reader thread on a pipe keep both CPUs emitting at once: every event comes
+/// after the ones stamped before it, whichever CPU took it. (With one ring shared by the CPUs,
+/// ring order differed from time order when two CPUs reserved within a few ns of each other.)
 #[test]
 fn events_of_every_cpu_arrive_in_time_order() {
     let _g = kernel_lock();
     let t = Tracer::start(&["--stacks", "none"]);
-    let w = workload(&[
-        "contend",
-        "--threads",
-        "2",
-        "--duration",
-        "10",
-        "--writes",
-        "20000",
-    ]);
+    let w = contend(2, 20000);
     let events = t.stop();
     let mine = kind(&events, "ring_op", u(&w["pid"]));
     assert!(mine.len() >= 20_000, "{} ring ops", mine.len());

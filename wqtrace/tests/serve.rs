@@ -595,15 +595,7 @@ fn counted_waits_and_contention_match_a_tracer() {
         // The workload's threads are named wq-writer-0, wq-reader-1, …
         let s = Server::start(&["-c", "wq-"]);
         let t = common::Tracer::start(&["-c", "wq-"]);
-        common::workload(&[
-            "contend",
-            "--threads",
-            "3",
-            "--duration",
-            "10",
-            "--writes",
-            "60000",
-        ]);
+        common::contend(3, 60000);
         let (events, lost) = t.stop_counting_lost();
         let count = |kind: &str, mutex: Option<bool>| {
             events

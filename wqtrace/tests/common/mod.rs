@@ -205,6 +205,21 @@ pub fn pipe_ping(comm: &str, n: u32) {
 }
 
 /// Run `wqtrace workload ARGS`, asserting success, and return its JSON summary.
+/// `wqtrace workload contend` with `threads` threads, each writer stopping after `writes`
+/// writes (a bounded volume, however fast the machine; 10 s at most).
+pub fn contend(threads: u32, writes: u32) -> Value {
+    let (t, w) = (threads.to_string(), writes.to_string());
+    workload(&[
+        "contend",
+        "--threads",
+        &t,
+        "--duration",
+        "10",
+        "--writes",
+        &w,
+    ])
+}
+
 pub fn workload(args: &[&str]) -> Value {
     let out = Command::new(WQTRACE)
         .arg("workload")
