@@ -54,6 +54,8 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub plan: Plan,
     pub offsets: Offsets,
+    /// Event rings the programs write to ([`rings_in_use`] at load).
+    pub rings: usize,
     /// Whether the kernel counts our programs' runs (held for the session).
     pub bpf_stats: BpfStats,
 }
@@ -167,6 +169,7 @@ impl Probes {
             ebpf,
             plan,
             offsets,
+            rings,
             bpf_stats,
         })
     }
@@ -207,7 +210,7 @@ impl Probes {
     /// ones' descriptors are closed (the programs keep them alive): a session's descriptors
     /// do not grow with MAX_RINGS.
     pub fn take_rings(&mut self) -> Result<Vec<MapData>> {
-        let used = rings_in_use()?;
+        let used = self.rings;
         let mut rings = Vec::with_capacity(used);
         for (i, name) in RING_NAMES.into_iter().enumerate() {
             match self.ebpf.take_map(name) {

@@ -36,8 +36,8 @@ use crate::{
 
 /// Loaded and attached programs plus their ring buffers. Dropping it detaches every probe.
 ///
-/// A dedicated thread drains the BPF ring buffers (one per CPU, merged by timestamp) into batches (a few ms' worth at a time), so a
-/// slow sink (JSON on a terminal, a TUI frame) borrows from this queue instead of letting the
+/// A dedicated thread drains the BPF ring buffers (one per CPU, merged by timestamp) into
+/// batches (a few ms' worth at a time), so a slow sink (JSON on a terminal, a TUI frame) borrows from this queue instead of letting the
 /// kernel's ring overflow. The queue is bounded; past it the kernel counts the loss.
 pub struct LiveSource {
     rx: Receiver<Vec<Event>>,
@@ -90,8 +90,8 @@ impl LiveSource {
             privileges::drop_capabilities().context("giving up capabilities after attaching")?;
             check_counters(&probes, "giving up capabilities")?;
         }
+        let ring_bytes = loader::ring_bytes(probes.rings) as usize;
         let maps = probes.take_rings()?;
-        let ring_bytes = loader::ring_bytes(maps.len()) as usize;
         let rings = (maps.into_iter())
             .map(|m| BatchRing::new(m, ring_bytes))
             .collect::<Result<Vec<_>>>()?;
@@ -261,7 +261,8 @@ fn drain_loop(
             if merge.late() > 0 {
                 eprintln!(
                     "wqtrace: {} events were handed on after events of another CPU stamped later \
-                     (a CPU stalled in the middle of writing one): their order is not certain",
+                     (a CPU stalled while writing one, or an interrupt's event nested in \
+                     another's): their order is not certain",
                     merge.late()
                 );
             }

@@ -17,7 +17,6 @@ const MAX_STAGED: usize = 1 << 16;
 /// Events of the rings by timestamp; `T` says where one is (its place in its ring).
 pub struct Merge<T> {
     rings: Vec<Staged<T>>,
-    staged_total: usize,
     /// Events handed on after an event of another ring stamped later (see [`Merge::late`]).
     late: u64,
 }
@@ -56,7 +55,6 @@ impl<T: Copy> Merge<T> {
                     handed_to: 0,
                 })
                 .collect(),
-            staged_total: 0,
             late: 0,
         }
     }
@@ -65,7 +63,6 @@ impl<T: Copy> Merge<T> {
     #[inline]
     pub fn stage(&mut self, ring: usize, ts: u64, at: T) {
         self.rings[ring].events.push_back((ts, at));
-        self.staged_total += 1;
     }
 
     /// Ring `ring` was drained (after its events were staged) and ended `how`.
@@ -84,7 +81,7 @@ impl<T: Copy> Merge<T> {
         let upto = self.rings.iter().map(|r| r.complete_to).min().unwrap_or(0);
         let n = self.hand_on(limit, upto, &mut out);
         // A stalled ring must not hold the others' events without bound.
-        let over = self.staged_total.saturating_sub(MAX_STAGED);
+        let over = self.staged().saturating_sub(MAX_STAGED);
         self.hand_on(over.min(limit - n), u64::MAX, &mut out);
     }
 
@@ -100,9 +97,9 @@ impl<T: Copy> Merge<T> {
         self.late
     }
 
-    #[cfg(test)]
+    /// Events seen and not handed on yet, over all rings.
     pub fn staged(&self) -> usize {
-        self.staged_total
+        self.rings.iter().map(|r| r.events.len()).sum()
     }
 
     /// Events of ring `ring` taken and not handed on yet.
@@ -155,7 +152,6 @@ impl<T: Copy> Merge<T> {
                 out(ring, at);
                 r.events.pop_front();
                 n += 1;
-                self.staged_total -= 1;
             }
         }
         n

@@ -153,7 +153,7 @@ impl BatchRing {
 
     /// Shows `f` the committed records past those it was shown already (their position and
     /// bytes), until the ring's end, a record still being written, or `limit` of them. They
-    /// stay in the ring, read in place by [`BatchRing::read`], until [`BatchRing::consume_to`]
+    /// stay in the ring, read in place by [`BatchRing::read`], until [`BatchRing::consume_through`]
     /// gives their space back. Returns where it stopped.
     pub fn peek(&mut self, limit: usize, mut f: impl FnMut(usize, &[u8])) -> Peeked {
         let mut n = 0;

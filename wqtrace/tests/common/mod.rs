@@ -204,7 +204,6 @@ pub fn pipe_ping(comm: &str, n: u32) {
     assert!(st.success(), "pipe ping {comm}: {st}");
 }
 
-/// Run `wqtrace workload ARGS`, asserting success, and return its JSON summary.
 /// `wqtrace workload contend` with `threads` threads, each writer stopping after `writes`
 /// writes (a bounded volume, however fast the machine; 10 s at most).
 pub fn contend(threads: u32, writes: u32) -> Value {
@@ -220,6 +219,7 @@ pub fn contend(threads: u32, writes: u32) -> Value {
     ])
 }
 
+/// Run `wqtrace workload ARGS`, asserting success, and return its JSON summary.
 pub fn workload(args: &[&str]) -> Value {
     let out = Command::new(WQTRACE)
         .arg("workload")
