@@ -656,20 +656,31 @@ fn trace_drops_root_after_attaching() {
 }
 
 /// Each CPU writes its events to its own ring; the stream merges them back by timestamp. A
-/// writer and a reader thread on a pipe keep both CPUs emitting at once: every event comes
+/// writer and a reader thread on a pipe, pinned to different CPUs (left to the scheduler they
+/// once shared one), keep both CPUs emitting at once: every event comes
 /// after the ones stamped before it, whichever CPU took it. (With one ring shared by the CPUs,
 /// ring order differed from time order when two CPUs reserved within a few ns of each other.)
 #[test]
 fn events_of_every_cpu_arrive_in_time_order() {
     let _g = kernel_lock();
     let t = Tracer::start(&["--stacks", "none"]);
-    let w = contend(2, 20000);
+    let w = common::contend_with(2, 20000, &["--spread"]);
     let events = t.stop();
     let mine = kind(&events, "ring_op", u(&w["pid"]));
     assert!(mine.len() >= 20_000, "{} ring ops", mine.len());
+    let pinned: std::collections::BTreeSet<u64> = w["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| u(&t["cpu"]))
+        .collect();
     let cpus: std::collections::BTreeSet<u64> = mine.iter().map(|e| u(&e["cpu"])).collect();
+    assert_eq!(
+        cpus, pinned,
+        "CPUs the events name vs the workload's threads' CPUs"
+    );
     if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
-        assert!(cpus.len() >= 2, "the workload ran on CPUs {cpus:?} only");
+        assert_eq!(pinned.len(), 2, "threads pinned to {pinned:?}");
     }
     let ts: Vec<u64> = events.iter().map(|e| u(&e["ts_ns"])).collect();
     let back: Vec<(usize, u64, u64)> = (ts.windows(2).enumerate())

@@ -94,6 +94,31 @@ fn contend_writes_bounds_each_writer() {
     assert_eq!(writers[0]["ops"], 500, "{v}");
 }
 
+/// `--spread` pins thread i to the i-th allowed CPU and says so; without it no thread is pinned.
+#[test]
+fn contend_spread_pins_threads_to_different_cpus() {
+    let cpus_of = |extra: &[&str]| {
+        let mut args = vec!["contend", "--threads", "3", "--writes", "200"];
+        args.extend_from_slice(extra);
+        let out = workload(&args);
+        assert!(out.status.success(), "{out:?}");
+        let v = json(&out);
+        assert_eq!(v["ok"], true, "{v}");
+        let threads = v["threads"].as_array().unwrap().clone();
+        threads
+            .iter()
+            .map(|t| t["cpu"].as_u64())
+            .collect::<Vec<_>>()
+    };
+    assert!(cpus_of(&[]).iter().all(Option::is_none));
+    let pinned: std::collections::BTreeSet<u64> = cpus_of(&["--spread"])
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(pinned.len(), n.min(3), "pinned to {pinned:?} on {n} CPUs");
+}
+
 #[test]
 fn reject_ordinary_half_succeeds() {
     let out = workload(&["reject", "--ordinary-only"]);

@@ -32,6 +32,10 @@ pub struct Args {
     /// that does not grow with the machine's speed.
     #[arg(long)]
     pub writes: Option<u64>,
+    /// Pin thread i to the i-th CPU this process may run on (modulo their number), so that
+    /// several CPUs emit at once whatever the scheduler would have done.
+    #[arg(long)]
+    pub spread: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +43,7 @@ pub struct Opts {
     pub threads: u32,
     pub duration: Duration,
     pub writes: Option<u64>,
+    pub spread: bool,
 }
 
 impl Args {
@@ -47,6 +52,7 @@ impl Args {
             threads: self.threads,
             duration: Duration::from_secs_f64(self.duration.max(0.0)),
             writes: self.writes,
+            spread: self.spread,
         }
     }
 }
@@ -63,6 +69,8 @@ pub enum Role {
 pub struct ThreadSummary {
     pub tid: u32,
     pub role: Role,
+    /// The CPU the thread was pinned to (`--spread`).
+    pub cpu: Option<u32>,
     /// Successful syscalls (write/read/splice) on the pipe.
     pub ops: u64,
     pub bytes: u64,
@@ -98,6 +106,7 @@ fn writer(fd: i32, stop: &AtomicBool, seed: u32, writes: u64) -> (ThreadSummary,
     let mut t = ThreadSummary {
         tid: sys::gettid(),
         role: Role::Writer,
+        cpu: None,
         ops: 0,
         bytes: 0,
     };
@@ -129,6 +138,7 @@ fn reader(fd: i32) -> (ThreadSummary, Vec<String>) {
     let mut t = ThreadSummary {
         tid: sys::gettid(),
         role: Role::Reader,
+        cpu: None,
         ops: 0,
         bytes: 0,
     };
@@ -159,6 +169,7 @@ fn splicer(
     let mut t = ThreadSummary {
         tid: sys::gettid(),
         role: Role::Splicer,
+        cpu: None,
         ops: 0,
         bytes: 0,
     };
@@ -193,6 +204,22 @@ fn splicer(
     (t, errors)
 }
 
+/// Runs `work` on the `nth` allowed CPU if given. A thread that cannot be pinned still does its
+/// work (a reader that quit would leave its writer blocked) and reports why it is not pinned.
+fn pinned(
+    nth: Option<usize>,
+    work: impl FnOnce() -> (ThreadSummary, Vec<String>),
+) -> (ThreadSummary, Vec<String>) {
+    let cpu = nth.map(sys::pin_to_nth_allowed_cpu);
+    let (mut t, mut errors) = work();
+    match cpu {
+        Some(Ok(c)) => t.cpu = Some(c),
+        Some(Err(e)) => errors.push(format!("pin to a CPU: {e}")),
+        None => {}
+    }
+    (t, errors)
+}
+
 pub fn run(opts: &Opts) -> anyhow::Result<Summary> {
     if opts.threads < 2 {
         bail!("contend needs at least 2 threads (a writer and a reader)");
@@ -209,18 +236,20 @@ pub fn run(opts: &Opts) -> anyhow::Result<Summary> {
         let role = role_of(i, opts.threads);
         let name = format!("wq-{role:?}-{i}").to_lowercase();
         let b = std::thread::Builder::new().name(name);
+        let spread = opts.spread.then_some(i as usize);
         match role {
             Role::Writer => {
                 let stop = stop.clone();
                 let (seed, writes) = (0x9e37_79b9 ^ (i + 1), opts.writes.unwrap_or(u64::MAX));
-                writers.push(b.spawn(move || writer(wraw, &stop, seed, writes))?);
+                writers
+                    .push(b.spawn(move || pinned(spread, || writer(wraw, &stop, seed, writes)))?);
             }
-            Role::Reader => others.push(b.spawn(move || reader(rraw))?),
+            Role::Reader => others.push(b.spawn(move || pinned(spread, || reader(rraw)))?),
             Role::Splicer => {
                 let mid = sys::pipe2(libc::O_CLOEXEC).context("pipe2")?;
                 splice_pipe_ino.get_or_insert(sys::fstat_ino(&mid.0)?);
                 let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
-                others.push(b.spawn(move || splicer(rraw, mid, null))?);
+                others.push(b.spawn(move || pinned(spread, || splicer(rraw, mid, null)))?);
             }
         }
     }

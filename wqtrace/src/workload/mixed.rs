@@ -105,6 +105,7 @@ pub fn run(a: &Args) -> anyhow::Result<Summary> {
         threads: a.threads.max(2),
         duration,
         writes: None,
+        spread: false,
     };
     let bg = std::thread::Builder::new()
         .name("wq-contend".into())

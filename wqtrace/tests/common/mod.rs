@@ -207,8 +207,13 @@ pub fn pipe_ping(comm: &str, n: u32) {
 /// `wqtrace workload contend` with `threads` threads, each writer stopping after `writes`
 /// writes (a bounded volume, however fast the machine; 10 s at most).
 pub fn contend(threads: u32, writes: u32) -> Value {
+    contend_with(threads, writes, &[])
+}
+
+/// `contend` with more workload arguments (e.g. `--spread`).
+pub fn contend_with(threads: u32, writes: u32, more: &[&str]) -> Value {
     let (t, w) = (threads.to_string(), writes.to_string());
-    workload(&[
+    let mut args = vec![
         "contend",
         "--threads",
         &t,
@@ -216,7 +221,9 @@ pub fn contend(threads: u32, writes: u32) -> Value {
         "10",
         "--writes",
         &w,
-    ])
+    ];
+    args.extend_from_slice(more);
+    workload(&args)
 }
 
 /// Run `wqtrace workload ARGS`, asserting success, and return its JSON summary.
