@@ -319,7 +319,9 @@ pub struct Event {
     pub pipe: u64,
     /// Inode number of the pipe: the identity users see (/proc/PID/fd → pipe:[INO]).
     pub ino: u64,
-    /// Waits, lock contention, post duration (entry → return, i.e. the rd_wait hold).
+    /// Waits, lock contention, post duration (entry → return, i.e. the rd_wait hold). Not
+    /// taken for ring ops (0): it cost a clock read per op, and their blocked time is a
+    /// `PipeWait` of its own.
     pub duration_ns: u64,
     /// Syscall return value: bytes moved or -errno.
     pub ret: i64,

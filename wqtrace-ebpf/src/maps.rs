@@ -98,7 +98,6 @@ impl Side {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Inflight {
-    pub start_ns: u64,
     /// When the task went to sleep inside the syscall (0 = running).
     pub off_since: u64,
     pub off_cpu_ns: u64,
@@ -117,7 +116,7 @@ pub struct Inflight {
     /// The syscall (`Op`); 0 when the thread is in none that wqtrace follows.
     pub op: u8,
     /// 1: the op was counted at entry (`syscalls::count_at_entry`); its exit streams no ring op,
-    /// and its ring was not snapshotted nor its start time read.
+    /// and its ring was not snapshotted.
     pub counted: u8,
     /// Stacks taken where get_pipe_info refused (reported at sys_exit with the rejection).
     pub rej_kstack: u16,

@@ -88,7 +88,10 @@ impl serde::Serialize for EventJson<'_> {
         m.serialize_entry("outcome", &e.post_outcome().map(|o| o.name()))?;
         m.serialize_entry("loss_records", &e.loss_records())?;
         m.serialize_entry("ret", &e.ret)?;
-        m.serialize_entry("duration_ns", &e.duration_ns)?;
+        // Ring ops are not timed (a clock read per op): null, not a duration of 0. Recordings
+        // from before that change carry one.
+        let timed = e.duration_ns != 0 || e.kind() != Some(EventKind::RingOp);
+        m.serialize_entry("duration_ns", &timed.then_some(e.duration_ns))?;
         m.serialize_entry("head_before", &e.head_before)?;
         m.serialize_entry("tail_before", &e.tail_before)?;
         m.serialize_entry("head", &e.head)?;
@@ -315,6 +318,18 @@ mod tests {
                 .iter()
                 .any(|f| f == "ring_full")
         );
+    }
+
+    /// A ring op carries no duration (null, not 0 ns) unless an older recording gave it one;
+    /// a wait's duration is always shown.
+    #[test]
+    fn ring_ops_are_not_timed() {
+        let mut e = ev(EventKind::RingOp);
+        assert_eq!(to_json(&e, 0)["duration_ns"], Value::Null);
+        e.duration_ns = 1500;
+        assert_eq!(to_json(&e, 0)["duration_ns"], 1500);
+        let w = ev(EventKind::PipeWait);
+        assert_eq!(to_json(&w, 0)["duration_ns"], 0);
     }
 
     /// The written line and the `Value` agree on every field, for every kind.
