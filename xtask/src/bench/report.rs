@@ -251,7 +251,7 @@ pub fn markdown(v: &Value) -> String {
             "## {}\n\n\
              Machine: {} — kernel {}, {} CPUs ({}), {} memory; {}, {}. Load average \
              (1/5/15 min) at the start {}, at the end {} (other engineers compile on the same\n\
-             2-core machine: numbers move with that). Idle: {}.\n\n{}",
+             2-core machine: numbers move with that). Idle: {}.{}\n\n{}",
             part_title(name),
             m["where"].as_str().unwrap_or(""),
             m["kernel"].as_str().unwrap_or(""),
@@ -263,6 +263,12 @@ pub fn markdown(v: &Value) -> String {
             m["loadavg_start"].as_str().unwrap_or(""),
             m["loadavg_end"].as_str().unwrap_or(""),
             m["idle"].as_str().unwrap_or("not recorded"),
+            if name == "vm" && v["vm_boots"].as_u64().is_some_and(|n| n > 1) {
+                " The first guest oopsed while kernel text was patched (vm/README.md): these \
+                 results are all from a second boot."
+            } else {
+                ""
+            },
             part_table(p),
         );
         if let Some(t) = bpf_table(p) {
@@ -329,7 +335,7 @@ const METHOD: &str = r#"
     ring ops, waits and contention on ordinary pipes, which serve counts instead of streaming).
   - `bpftrace`: [`bench/wqtrace-host.bt`](../bench/wqtrace-host.bt) (+
     [`bench/wqtrace-vm.bt`](../bench/wqtrace-vm.bt) in the VM): the same hooks with the same
-    filters, printing pid, tid, comm, fd, ret, duration and off-CPU time of each
+    filters, printing pid, tid, comm, fd, ret and off-CPU time of each
     read/write/close/splice/tee/vmsplice on a pipe (a pipe fd found through `curtask->files`,
     either side for splice), contention on a lock inside that syscall's pipe, and in the VM the
     same kernel functions wqtrace hooks there: each `__post_watch_notification` (entry and
