@@ -104,9 +104,7 @@ fn contend_spread_pins_threads_to_different_cpus() {
         assert!(out.status.success(), "{out:?}");
         let v = json(&out);
         assert_eq!(v["ok"], true, "{v}");
-        let threads = v["threads"].as_array().unwrap().clone();
-        threads
-            .iter()
+        (v["threads"].as_array().unwrap().iter())
             .map(|t| t["cpu"].as_u64())
             .collect::<Vec<_>>()
     };

@@ -242,27 +242,14 @@ fn vm_stage(timeout: u64, targets: &[String]) -> anyhow::Result<()> {
     for series in SERIES {
         let t = Instant::now();
         eprintln!("xtask test: VM tests on the {series} kernel");
-        let run = || {
-            vm::run(&vm::RunOpts {
-                series: series.to_string(),
-                timeout: Some(Duration::from_secs(timeout)),
-                cmd: cmd.clone(),
-                env: vec![("RUST_BACKTRACE".into(), "1".into())],
-                kernel_args: vec![],
-            })
+        let opts = vm::RunOpts {
+            series: series.to_string(),
+            timeout: Some(Duration::from_secs(timeout)),
+            cmd: cmd.clone(),
+            env: vec![("RUST_BACKTRACE".into(), "1".into())],
+            kernel_args: vec![],
         };
-        let mut rc = run()?;
-        if rc == vm::NO_EXIT_STATUS && vm::guest_died_patching_text()? {
-            // Not a test failure: the guest kernel trapped in its own live patching, which QEMU
-            // TCG gets wrong now and then (vm/README.md, "Known: live kernel patching can oops
-            // the TCG guest"). Once more, said loudly; a second death fails the stage.
-            eprintln!(
-                "xtask test: the {series} guest oopsed while kernel text was being patched \
-                 (TCG, see vm/README.md); its log is kept as last-boot-oops.log; running its \
-                 tests once more"
-            );
-            rc = run()?;
-        }
+        let (rc, _) = vm::run_once_more_after_patching_oops(&opts, "xtask test")?;
         eprintln!(
             "xtask test: VM tests on {series}: exit {rc} after {:.0?}",
             t.elapsed()

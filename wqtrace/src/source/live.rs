@@ -37,8 +37,8 @@ use crate::{
 /// Loaded and attached programs plus their ring buffers. Dropping it detaches every probe.
 ///
 /// A dedicated thread drains the BPF ring buffers (one per CPU, merged by timestamp) into
-/// batches (a few ms' worth at a time), so a slow sink (JSON on a terminal, a TUI frame) borrows from this queue instead of letting the
-/// kernel's ring overflow. The queue is bounded; past it the kernel counts the loss.
+/// batches (a few ms' worth at a time), so a slow sink (JSON on a terminal, a TUI frame)
+/// borrows from this queue instead of letting the kernel's ring overflow. The queue is bounded; past it the kernel counts the loss.
 pub struct LiveSource {
     rx: Receiver<Vec<Event>>,
     /// Emptied batches go back to the drain thread: a batch is ~700 KiB, so a fresh one each

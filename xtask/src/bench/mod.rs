@@ -120,7 +120,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     }
     // --quick alone is host only (for `cargo xtask test`); --quick --vm-only runs the VM part.
     let vm_part = a.vm_only || (!a.host_only && !a.quick);
-    let mut vm_boots = 1;
+    let mut vm_boots = None;
     if vm_part {
         eprintln!("bench: VM part ({} kernel)", a.kernel);
         let out = dir.join("vm.json");
@@ -152,20 +152,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             // wake-up slow and erratic, which the ping-pong would measure instead of tracing).
             kernel_args: vec!["idle=poll".into()],
         };
-        let mut rc = vm::run(&opts)?;
-        if rc == vm::NO_EXIT_STATUS && vm::guest_died_patching_text()? {
-            // The guest kernel trapped in its own live patching while a tracer attached or
-            // detached (vm/README.md, "Known: live kernel patching can oops the TCG guest";
-            // once under bpftrace's fentry attach). The whole VM part again from a fresh boot,
-            // once, rather than losing the host part: the results say it took two boots.
-            eprintln!(
-                "bench: the guest oopsed while kernel text was being patched (TCG, see \
-                 vm/README.md); its log is kept as target/vm/last-boot-oops.log; running the \
-                 VM part again"
-            );
-            vm_boots += 1;
-            rc = vm::run(&opts)?;
-        }
+        // A guest that died in the kernel's own text patching (once as bpftrace attached)
+        // takes the whole VM part again rather than the host part with it; the results say so.
+        let (rc, boots) = vm::run_once_more_after_patching_oops(&opts, "bench")?;
+        vm_boots = Some(boots);
         if rc != 0 {
             bail!("the VM part failed (exit {rc}); see target/vm/last-boot.log");
         }
@@ -185,7 +175,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         "command": std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         "commit": commit,
         "parts": parts,
-        "vm_boots": vm_part.then_some(vm_boots),
+        "vm_boots": vm_boots,
     });
     check_complete(&results)?;
     let text = serde_json::to_string_pretty(&results)? + "\n";
