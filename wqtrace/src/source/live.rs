@@ -4,7 +4,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, sync_channel},
     },
     thread::JoinHandle,
@@ -16,6 +16,7 @@ use wqtrace_common::{ABI_VERSION, Event, MAX_RINGS};
 
 use super::{
     EventSource, SessionMeta,
+    batch::{Batch, Handoff, Notes},
     merge::{Drained, Merge},
     ringbuf::{BatchRing, Peeked},
 };
@@ -104,17 +105,26 @@ impl LiveSource {
         // Batches pass a thread that names their stacks and cgroups first: the drain thread
         // never waits for a symbolizer or a walk of the cgroup tree, so the kernel's ring does
         // not either. The queue is split around it: the same total, so the same bound on
-        // memory (each batch is ~700 KiB).
+        // memory (each batch is ~700 KiB). A batch with nothing new to name goes around it
+        // (`batch::Handoff`).
         let (tx, rx) = sync_channel(QUEUED_BATCHES - BEFORE_NAMING);
         let (to_names, from_drain) = sync_channel(BEFORE_NAMING);
+        let handoff = Handoff {
+            naming: to_names,
+            sink: tx.clone(),
+            in_naming: Arc::default(),
+            stacks: resolver.is_some().then(|| stacks.clone()),
+            cgroups: cgroups.clone(),
+        };
         {
             let cgroups = cgroups.clone();
+            let in_naming = handoff.in_naming.clone();
             // Behind it the drain thread stops draining: it runs ahead too.
             spawn_ahead("wqtrace-names", move || {
-                name_loop(resolver, cgroups, from_drain, tx)
+                name_loop(resolver, cgroups, from_drain, tx, &in_naming)
             })?;
         }
-        let tx = to_names;
+        let tx = handoff;
         let (recycle, reuse) = sync_channel(SPARE_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
@@ -231,7 +241,7 @@ fn check_counters(probes: &Probes, after: &str) -> Result<()> {
 fn drain_loop(
     mut rings: Vec<BatchRing>,
     snapshots: Option<Sender<MapsSnapshot>>,
-    tx: SyncSender<Vec<Event>>,
+    tx: Handoff,
     reuse: Receiver<Vec<Event>>,
     stop: &AtomicBool,
 ) {
@@ -247,16 +257,22 @@ fn drain_loop(
         })
         .collect();
     let mut merge = Merge::new(rings.len());
-    let mut pending: Vec<Event> = Vec::with_capacity(MAX_BATCH);
+    let mut pending = Batch {
+        events: Vec::with_capacity(MAX_BATCH),
+        notes: Notes::new(),
+    };
+    // A process's memory map went to the naming thread for the events pending.
+    let mut maps_sent = false;
     loop {
         if stop.load(Ordering::Relaxed) {
             // Hand over everything the kernel produced before the stop, then hang up.
             let _ = take(&mut rings, &mut merge, &mut pending, usize::MAX, true);
             if let Some(m) = &mut maps {
-                m.read_new(&pending);
+                m.read_new(&mut pending, 0);
             }
-            if !pending.is_empty() {
-                let _ = tx.send(pending);
+            if !pending.events.is_empty() {
+                tx.in_naming.fetch_add(1, Ordering::AcqRel);
+                let _ = tx.naming.send(pending);
             }
             if merge.late() > 0 {
                 eprintln!(
@@ -268,7 +284,7 @@ fn drain_loop(
             }
             return;
         }
-        if pending.is_empty() {
+        if pending.events.is_empty() {
             // The programs do not wake this thread per event (wqtrace-ebpf emit.rs), only when
             // a ring is a quarter full: the timeout is what drains a quiet stream, and
             // notices a stop request.
@@ -281,22 +297,22 @@ fn drain_loop(
             };
         }
         let trickle = take(&mut rings, &mut merge, &mut pending, MAX_BATCH, false);
-        if pending.is_empty() {
+        if pending.events.is_empty() {
             continue;
         }
         if let Some(m) = &mut maps {
-            m.read_new(&pending);
+            maps_sent |= m.read_new(&mut pending, 0);
         }
-        if pending.len() < BATCH && trickle {
+        if pending.events.len() < BATCH && trickle {
             // A trickle: let it pool for a moment. The kernel only signals a reader that has
             // caught up, so draining every event as it lands costs a wake-up of this thread and
             // of the sink per event (the bulk of wqtrace's CPU at 100k+ events/s). 16 MiB of
             // ring absorbs this window at any rate the programs reach.
             std::thread::sleep(COALESCE);
-            let from = pending.len();
+            let from = pending.events.len();
             let _ = take(&mut rings, &mut merge, &mut pending, MAX_BATCH, false);
             if let Some(m) = &mut maps {
-                m.read_new(&pending[from..]);
+                maps_sent |= m.read_new(&mut pending, from);
             }
         }
         // A batch with room (a returned one if any): growing one from empty copied every
@@ -308,10 +324,17 @@ fn drain_loop(
                 v
             },
         );
-        let batch = std::mem::replace(&mut pending, fresh);
-        match tx.try_send(batch) {
-            Ok(()) => {}
+        let batch = std::mem::replace(
+            &mut pending,
+            Batch {
+                events: fresh,
+                notes: Notes::new(),
+            },
+        );
+        match tx.try_send(batch, maps_sent) {
+            Ok(()) => maps_sent = false,
             Err(TrySendError::Full(back)) => {
+                // The fresh batch (empty) goes: `back` holds the events and their notes.
                 pending = back;
                 // The sink is behind: hold the events here, and pause before taking more rather
                 // than spinning on a full queue (that spin, ahead of the sink, took the CPU the
@@ -379,8 +402,15 @@ struct MapsReader {
 impl MapsReader {
     const FRESH: Duration = Duration::from_millis(100);
 
-    fn read_new(&mut self, batch: &[Event]) {
-        for e in batch {
+    /// Reads the maps of the processes of the user stacks in `batch`'s events from `from` on,
+    /// if any was noted.
+    /// Returns whether it sent any.
+    fn read_new(&mut self, batch: &mut Batch, from: usize) -> bool {
+        if !batch.notes.take_user_stacks() {
+            return false;
+        }
+        let mut sent = false;
+        for e in &batch.events[from..] {
             if wqtrace_common::stack_ref::id(e.ustack).is_none()
                 || self
                     .read_at
@@ -391,12 +421,13 @@ impl MapsReader {
             }
             self.read_at.insert(e.tgid, Instant::now());
             if let Ok(m) = Maps::read(e.tgid) {
-                let _ = self.to.send((e.tgid, Arc::new(m)));
+                sent |= self.to.send((e.tgid, Arc::new(m))).is_ok();
             }
         }
         if self.read_at.len() > 4096 {
             self.read_at.retain(|_, t| t.elapsed() < Self::FRESH);
         }
+        sent
     }
 }
 
@@ -405,8 +436,9 @@ impl MapsReader {
 fn name_loop(
     stacks: Option<resolve::Parts>,
     cgroups: crate::cgroup::SharedCgroups,
-    rx: Receiver<Vec<Event>>,
+    rx: Receiver<Batch>,
     tx: SyncSender<Vec<Event>>,
+    in_naming: &AtomicUsize,
 ) {
     let mut r = stacks.and_then(|parts| {
         Resolver::new(parts)
@@ -414,14 +446,23 @@ fn name_loop(
             .ok()
     });
     let mut namer = crate::cgroup::Namer::new();
-    while let Ok(batch) = rx.recv() {
+    while let Ok(Batch { events, notes }) = rx.recv() {
         if let Some(r) = &mut r {
-            r.resolve(&batch);
+            match notes.stacks() {
+                Some([]) => {}
+                Some(keys) => r.resolve_keys(keys.iter().copied()),
+                None => r.resolve(&events),
+            }
         }
-        namer.add_new(&batch, &cgroups);
-        if tx.send(batch).is_err() {
+        match notes.cgroups() {
+            Some(ids) => namer.add_ids(ids.iter().copied(), &cgroups),
+            None => namer.add_new(&events, &cgroups),
+        }
+        if tx.send(events).is_err() {
             return;
         }
+        // After the send: a batch that then goes around this thread lands behind this one.
+        in_naming.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -432,7 +473,7 @@ fn name_loop(
 fn take(
     rings: &mut [BatchRing],
     merge: &mut Merge<usize>,
-    pending: &mut Vec<Event>,
+    pending: &mut Batch,
     limit: usize,
     all: bool,
 ) -> bool {
@@ -467,14 +508,16 @@ fn take(
             },
         );
     }
-    let room = limit.saturating_sub(pending.len());
+    let room = limit.saturating_sub(pending.events.len());
     let mut through: [Option<usize>; MAX_RINGS] = [None; MAX_RINGS];
     let mut out = |ring: usize, at: usize| {
         let item = rings[ring].read(at);
         if item.len() >= size_of::<Event>() {
             // 8-byte alignment is all the ring buffer promises; read_unaligned keeps that an
             // implementation detail.
-            pending.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+            let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
+            pending.notes.note(&e);
+            pending.events.push(e);
         }
         through[ring] = Some(at);
     };

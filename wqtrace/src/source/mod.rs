@@ -7,6 +7,7 @@ use wqtrace_common::Event;
 
 pub use crate::session::SessionMeta;
 
+mod batch;
 pub mod file;
 pub mod filter;
 pub mod live;

@@ -75,6 +75,15 @@ impl Resolver {
 
     /// Adds the stacks `events` refer to that the table lacks.
     pub fn resolve(&mut self, events: &[Event]) {
+        self.resolve_keys(
+            (events.iter().filter(|e| e.has_stacks()))
+                .flat_map(|e| [StackKey::of(e, false), StackKey::of(e, true)])
+                .flatten(),
+        );
+    }
+
+    /// Adds the stacks `keys` name that the table lacks.
+    pub fn resolve_keys(&mut self, keys: impl IntoIterator<Item = StackKey>) {
         // Sent before the batch: every snapshot this batch needs is here.
         while let Ok((tgid, m)) = self.snapshots.try_recv() {
             if self.maps.len() >= MAX_PROCS && !self.maps.contains_key(&tgid) {
@@ -86,14 +95,9 @@ impl Resolver {
         {
             let t = self.table.read().unwrap_or_else(|p| p.into_inner());
             let mut seen = HashSet::new();
-            for e in events.iter().filter(|e| e.has_stacks()) {
-                for user in [false, true] {
-                    if let Some(k) = StackKey::of(e, user)
-                        && !t.contains(&k)
-                        && seen.insert(k)
-                    {
-                        new.push(k);
-                    }
+            for k in keys {
+                if !t.contains(&k) && seen.insert(k) {
+                    new.push(k);
                 }
             }
         }
