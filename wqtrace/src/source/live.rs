@@ -515,9 +515,12 @@ fn take(
         if item.len() >= size_of::<Event>() {
             // 8-byte alignment is all the ring buffer promises; read_unaligned keeps that an
             // implementation detail.
-            let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
-            pending.notes.note(&e);
-            pending.events.push(e);
+            // Noted where it lands: read into a local first, it was copied twice.
+            (pending.events)
+                .push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+            if let Some(e) = pending.events.last() {
+                pending.notes.note(e);
+            }
         }
         through[ring] = Some(at);
     };
