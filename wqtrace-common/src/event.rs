@@ -278,21 +278,25 @@ impl PostOutcome {
 pub mod stack_ref {
     /// No stack was taken (not asked for, not a kind that carries one, or no user side).
     pub const NONE: u16 = 0;
-    /// A stack was asked for but the kernel could not take or store it (stack map full, a hash
-    /// collision, a task without user memory): shown as unknown.
+    /// A stack was asked for but the kernel could not take or store it (no frames to walk, the
+    /// stack map out of room): shown as unknown.
     pub const FAILED: u16 = u16::MAX;
     /// Not taken: this CPU had taken its [`PER_CPU_PER_SEC`] stacks this second already.
     pub const SKIPPED: u16 = u16::MAX - 1;
+    /// Taken but not stored: the stack map's bucket for its hash holds another stack
+    /// (bpf_get_stackid's EEXIST; it refuses rather than overwrite an id events still name).
+    /// Shown as unknown, with that reason.
+    pub const COLLIDED: u16 = u16::MAX - 2;
     /// Stack pairs each CPU takes per second at most (their cost stays bounded).
     pub const PER_CPU_PER_SEC: u32 = 1000;
-    /// Stack map entries: ids are `0..MAX_ENTRIES`, stored as id + 1 (below SKIPPED).
+    /// Stack map entries: ids are `0..MAX_ENTRIES`, stored as id + 1 (below COLLIDED).
     pub const MAX_ENTRIES: u32 = 16384;
     /// Frames per stack (the kernel's PERF_MAX_STACK_DEPTH).
     pub const MAX_DEPTH: usize = 127;
 
     /// The stack map id a reference names, if any.
     pub const fn id(r: u16) -> Option<u32> {
-        if r == NONE || r == FAILED || r == SKIPPED {
+        if r == NONE || r >= COLLIDED {
             None
         } else {
             Some(r as u32 - 1)

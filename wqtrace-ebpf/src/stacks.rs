@@ -79,8 +79,11 @@ pub fn wait_is_rare(ns: u64) -> bool {
 
 #[inline(always)]
 fn take(ctx: *mut c_void, flags: u64) -> u16 {
+    const EEXIST: i64 = 17;
     let id = unsafe { bpf_get_stackid(ctx, (&raw const STACKS).cast_mut().cast(), flags) };
-    if id < 0 || id >= stack_ref::MAX_ENTRIES as i64 {
+    if id == -EEXIST {
+        stack_ref::COLLIDED
+    } else if id < 0 || id >= stack_ref::MAX_ENTRIES as i64 {
         stack_ref::FAILED
     } else {
         id as u16 + 1

@@ -160,7 +160,10 @@ impl StackTable {
         match r {
             stack_ref::NONE => None,
             stack_ref::FAILED => Some(Arc::new(Stack::unknown(
-                "the kernel did not take it (stack map full, or no user stack to walk)",
+                "the kernel did not take it (no frames to walk, or the stack map out of room)",
+            ))),
+            stack_ref::COLLIDED => Some(Arc::new(Stack::unknown(
+                "the kernel's stack map holds another stack under the same hash, and keeps it",
             ))),
             stack_ref::SKIPPED => Some(Arc::new(Stack::unknown(format!(
                 "not taken: this CPU had taken its {} stacks this second",
@@ -218,5 +221,26 @@ mod tests {
         assert!(t.of(&e, true).unwrap().lines()[0].starts_with("unknown ("));
         assert_eq!(t.since(0).len(), 1);
         assert!(t.since(1).is_empty());
+    }
+
+    #[test]
+    fn each_reason_a_stack_is_unknown_is_its_own() {
+        let t = StackTable::default();
+        let why = |r| t.get(r, true, 7).unwrap().error.clone().unwrap();
+        let reasons = [
+            why(stack_ref::FAILED),
+            why(stack_ref::SKIPPED),
+            why(stack_ref::COLLIDED),
+            why(5),
+        ];
+        assert!(reasons[2].contains("same hash"), "{reasons:?}");
+        for (i, a) in reasons.iter().enumerate() {
+            assert!(reasons[i + 1..].iter().all(|b| a != b), "{reasons:?}");
+        }
+        assert_eq!(stack_ref::id(stack_ref::COLLIDED), None);
+        assert_eq!(
+            stack_ref::id(stack_ref::MAX_ENTRIES as u16),
+            Some(stack_ref::MAX_ENTRIES - 1)
+        );
     }
 }
