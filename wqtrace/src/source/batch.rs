@@ -60,25 +60,50 @@ impl Notes {
         }
     }
 
-    #[inline]
+    /// As [`Notes::note_raw`], from an `Event` (the tests' way in).
+    #[cfg(test)]
     pub fn note(&mut self, e: &Event) {
-        if e.has_stacks() {
-            self.note_stacks(e);
+        self.note_fields(e.kstack, e.ustack, e.tgid, e.cgroup);
+    }
+
+    /// Notes the event whose bytes (as the programs wrote them, at least an `Event`) are `raw`:
+    /// the drain thread reads them where it copied the event from, in cache, rather than from
+    /// the copy, whose stores may not have landed yet.
+    #[inline]
+    pub fn note_raw(&mut self, raw: &[u8]) {
+        fn at<const N: usize>(raw: &[u8], off: usize) -> [u8; N] {
+            raw.get(off..off + N)
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or([0; N])
         }
-        if e.cgroup != self.last_cgroup {
-            self.last_cgroup = e.cgroup;
-            note_once(&mut self.cgroups, e.cgroup, MAX_CGROUPS);
+        use std::mem::offset_of;
+        self.note_fields(
+            u16::from_ne_bytes(at(raw, offset_of!(Event, kstack))),
+            u16::from_ne_bytes(at(raw, offset_of!(Event, ustack))),
+            u32::from_ne_bytes(at(raw, offset_of!(Event, tgid))),
+            u64::from_ne_bytes(at(raw, offset_of!(Event, cgroup))),
+        );
+    }
+
+    #[inline]
+    fn note_fields(&mut self, kstack: u16, ustack: u16, tgid: u32, cgroup: u64) {
+        if kstack != stack_ref::NONE || ustack != stack_ref::NONE {
+            self.note_stacks(kstack, ustack, tgid);
+        }
+        if cgroup != self.last_cgroup {
+            self.last_cgroup = cgroup;
+            note_once(&mut self.cgroups, cgroup, MAX_CGROUPS);
         }
     }
 
     #[cold]
-    fn note_stacks(&mut self, e: &Event) {
-        for user in [false, true] {
-            if let Some(k) = StackKey::of(e, user) {
+    fn note_stacks(&mut self, kstack: u16, ustack: u16, tgid: u32) {
+        for (r, user) in [(kstack, false), (ustack, true)] {
+            if let Some(k) = StackKey::from_ref(r, user, tgid) {
                 note_once(&mut self.stacks, k, MAX_STACKS);
             }
         }
-        self.user_stacks |= stack_ref::id(e.ustack).is_some();
+        self.user_stacks |= stack_ref::id(ustack).is_some();
     }
 
     /// The stacks the batch's events name, or None when there were too many to list (look at
@@ -216,6 +241,32 @@ mod tests {
         });
         assert_eq!(n.stacks().map(<[StackKey]>::len), Some(3));
         assert!(n.take_user_stacks());
+    }
+
+    #[test]
+    fn an_event_noted_from_its_bytes_is_noted_as_the_event() {
+        let evs = [
+            Event {
+                tgid: 40,
+                ..ev(3, 5, 6)
+            },
+            ev(9, stack_ref::NONE, stack_ref::NONE),
+            Event {
+                tgid: 41,
+                ..ev(3, stack_ref::SKIPPED, 7)
+            },
+        ];
+        let (mut a, mut b) = (Notes::new(), Notes::new());
+        for e in &evs {
+            a.note(e);
+            let raw = unsafe {
+                std::slice::from_raw_parts((e as *const Event).cast::<u8>(), size_of::<Event>())
+            };
+            b.note_raw(raw);
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.stacks().map(<[StackKey]>::len), Some(3));
+        assert_eq!(a.cgroups(), Some(&[3, 9][..]));
     }
 
     #[test]
