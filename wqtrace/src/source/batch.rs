@@ -60,29 +60,9 @@ impl Notes {
         }
     }
 
-    /// As [`Notes::note_raw`], from an `Event` (the tests' way in).
-    #[cfg(test)]
+    #[inline]
     pub fn note(&mut self, e: &Event) {
         self.note_fields(e.kstack, e.ustack, e.tgid, e.cgroup);
-    }
-
-    /// Notes the event whose bytes (as the programs wrote them, at least an `Event`) are `raw`:
-    /// the drain thread reads them where it copied the event from, in cache, rather than from
-    /// the copy, whose stores may not have landed yet.
-    #[inline]
-    pub fn note_raw(&mut self, raw: &[u8]) {
-        fn at<const N: usize>(raw: &[u8], off: usize) -> [u8; N] {
-            raw.get(off..off + N)
-                .and_then(|b| b.try_into().ok())
-                .unwrap_or([0; N])
-        }
-        use std::mem::offset_of;
-        self.note_fields(
-            u16::from_ne_bytes(at(raw, offset_of!(Event, kstack))),
-            u16::from_ne_bytes(at(raw, offset_of!(Event, ustack))),
-            u32::from_ne_bytes(at(raw, offset_of!(Event, tgid))),
-            u64::from_ne_bytes(at(raw, offset_of!(Event, cgroup))),
-        );
     }
 
     #[inline]
@@ -130,11 +110,17 @@ impl Notes {
 /// sink. The naming thread's wake-ups were most of its CPU once it scanned no event (one per
 /// batch, ~1000 a second under `stress-ng --tee`). The sink still sees batches in order: one
 /// goes around the naming thread only once that thread has handed on every batch it was given.
+/// Both ways share one bound, `max_queued` batches not yet taken by the sink: a batch going
+/// around must find the whole queue a burst had before, not the sink's part of it.
 pub struct Handoff {
     pub naming: SyncSender<Batch>,
     pub sink: SyncSender<Vec<Event>>,
     /// Batches given to the naming thread and not yet handed on by it.
     pub in_naming: Arc<AtomicUsize>,
+    /// Batches handed over (either way) and not yet taken by the sink: the sink takes one off
+    /// as it receives a batch.
+    pub queued: Arc<AtomicUsize>,
+    pub max_queued: usize,
     /// The stack table, when stacks are named (None: `--stacks none`).
     pub stacks: Option<SharedStacks>,
     pub cgroups: SharedCgroups,
@@ -144,6 +130,25 @@ impl Handoff {
     /// `maps_sent`: a process's memory map went to the naming thread for this batch (it takes
     /// it when it names the batch, so the batch must pass there).
     pub fn try_send(&self, b: Batch, maps_sent: bool) -> Result<(), TrySendError<Batch>> {
+        // Only this thread adds: a count under the bound stays under it until the send.
+        if self.queued.load(Ordering::Acquire) >= self.max_queued {
+            return Err(TrySendError::Full(b));
+        }
+        let sent = self.send_either_way(b, maps_sent);
+        if sent.is_ok() {
+            self.queued.fetch_add(1, Ordering::AcqRel);
+        }
+        sent
+    }
+
+    /// The last batch of the session: through the naming thread, waiting for room.
+    pub fn send_last(&self, b: Batch) {
+        self.in_naming.fetch_add(1, Ordering::AcqRel);
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let _ = self.naming.send(b);
+    }
+
+    fn send_either_way(&self, b: Batch, maps_sent: bool) -> Result<(), TrySendError<Batch>> {
         if !maps_sent && self.in_naming.load(Ordering::Acquire) == 0 && self.named(&b.notes) {
             let Batch { events, notes } = b;
             return self.sink.try_send(events).map_err(|e| match e {
@@ -244,32 +249,6 @@ mod tests {
     }
 
     #[test]
-    fn an_event_noted_from_its_bytes_is_noted_as_the_event() {
-        let evs = [
-            Event {
-                tgid: 40,
-                ..ev(3, 5, 6)
-            },
-            ev(9, stack_ref::NONE, stack_ref::NONE),
-            Event {
-                tgid: 41,
-                ..ev(3, stack_ref::SKIPPED, 7)
-            },
-        ];
-        let (mut a, mut b) = (Notes::new(), Notes::new());
-        for e in &evs {
-            a.note(e);
-            let raw = unsafe {
-                std::slice::from_raw_parts((e as *const Event).cast::<u8>(), size_of::<Event>())
-            };
-            b.note_raw(raw);
-        }
-        assert_eq!(a, b);
-        assert_eq!(a.stacks().map(<[StackKey]>::len), Some(3));
-        assert_eq!(a.cgroups(), Some(&[3, 9][..]));
-    }
-
-    #[test]
     fn too_many_stacks_leaves_the_scan_to_the_naming_thread() {
         let mut n = Notes::new();
         for id in 1..=MAX_STACKS as u16 {
@@ -316,6 +295,8 @@ mod tests {
             naming,
             sink,
             in_naming: Arc::default(),
+            queued: Arc::default(),
+            max_queued: 2 * n,
             stacks: Some(stacks),
             cgroups,
         };
@@ -425,5 +406,29 @@ mod tests {
             1,
             "the refused one is not counted"
         );
+        assert_eq!(h.queued.load(Ordering::Acquire), 2);
+    }
+
+    #[test]
+    fn one_bound_over_both_ways() {
+        // Room for 4 each way, 5 in all: the fifth goes around, the sixth waits.
+        let (mut h, _naming, sink) = handoff(4);
+        h.max_queued = 5;
+        let known = || batch_of(&[ev(7, stack_ref::NONE, stack_ref::NONE)]);
+        let new = || batch_of(&[ev(9, stack_ref::NONE, stack_ref::NONE)]);
+        for _ in 0..4 {
+            h.try_send(new(), false).unwrap();
+        }
+        h.in_naming.store(0, Ordering::Release);
+        h.try_send(known(), false).unwrap();
+        assert!(matches!(
+            h.try_send(known(), false),
+            Err(TrySendError::Full(_))
+        ));
+        // The sink takes one: room again.
+        sink.recv().unwrap();
+        h.queued.fetch_sub(1, Ordering::AcqRel);
+        h.try_send(known(), false).unwrap();
+        assert_eq!(h.queued.load(Ordering::Acquire), 5);
     }
 }
