@@ -2,7 +2,7 @@
 //! the naming thread needs to know of it.
 //!
 //! The drain thread copies every event out of the kernel's ring; noting its stacks and cgroup
-//! then costs a few compares on cache lines it just wrote. The naming thread, on another CPU,
+//! then costs a few compares on cache lines it has just read. The naming thread, on another CPU,
 //! scanned every event of every batch for them instead: a cache miss per event, ~6 % of a CPU
 //! under `stress-ng --tee` (4 M events/s), to find a few stacks and the same cgroups.
 
@@ -62,28 +62,21 @@ impl Notes {
 
     #[inline]
     pub fn note(&mut self, e: &Event) {
-        self.note_fields(e.kstack, e.ustack, e.tgid, e.cgroup);
-    }
-
-    #[inline]
-    fn note_fields(&mut self, kstack: u16, ustack: u16, tgid: u32, cgroup: u64) {
-        if kstack != stack_ref::NONE || ustack != stack_ref::NONE {
-            self.note_stacks(kstack, ustack, tgid);
+        if e.has_stacks() {
+            self.note_stacks(e);
         }
-        if cgroup != self.last_cgroup {
-            self.last_cgroup = cgroup;
-            note_once(&mut self.cgroups, cgroup, MAX_CGROUPS);
+        if e.cgroup != self.last_cgroup {
+            self.last_cgroup = e.cgroup;
+            note_once(&mut self.cgroups, e.cgroup, MAX_CGROUPS);
         }
     }
 
     #[cold]
-    fn note_stacks(&mut self, kstack: u16, ustack: u16, tgid: u32) {
-        for (r, user) in [(kstack, false), (ustack, true)] {
-            if let Some(k) = StackKey::from_ref(r, user, tgid) {
-                note_once(&mut self.stacks, k, MAX_STACKS);
-            }
+    fn note_stacks(&mut self, e: &Event) {
+        for k in StackKey::of_both(e) {
+            note_once(&mut self.stacks, k, MAX_STACKS);
         }
-        self.user_stacks |= stack_ref::id(ustack).is_some();
+        self.user_stacks |= stack_ref::id(e.ustack).is_some();
     }
 
     /// The stacks the batch's events name, or None when there were too many to list (look at

@@ -408,8 +408,7 @@ impl MapsReader {
     const FRESH: Duration = Duration::from_millis(100);
 
     /// Reads the maps of the processes of the user stacks in `batch`'s events from `from` on,
-    /// if any was noted.
-    /// Returns whether it sent any.
+    /// if any was noted; returns whether it sent any.
     fn read_new(&mut self, batch: &mut Batch, from: usize) -> bool {
         if !batch.notes.take_user_stacks() {
             return false;

@@ -75,11 +75,7 @@ impl Resolver {
 
     /// Adds the stacks `events` refer to that the table lacks.
     pub fn resolve(&mut self, events: &[Event]) {
-        self.resolve_keys(
-            (events.iter().filter(|e| e.has_stacks()))
-                .flat_map(|e| [StackKey::of(e, false), StackKey::of(e, true)])
-                .flatten(),
-        );
+        self.resolve_keys((events.iter().filter(|e| e.has_stacks())).flat_map(StackKey::of_both));
     }
 
     /// Adds the stacks `keys` name that the table lacks.

@@ -26,6 +26,13 @@ impl StackKey {
         Self::from_ref(if user { e.ustack } else { e.kstack }, user, e.tgid)
     }
 
+    /// The keys of `e`'s kernel and user stacks that name stored ones.
+    pub fn of_both(e: &Event) -> impl Iterator<Item = Self> {
+        [Self::of(e, false), Self::of(e, true)]
+            .into_iter()
+            .flatten()
+    }
+
     /// The key a reference names (`tgid`: the process of a user stack).
     pub fn from_ref(r: u16, user: bool, tgid: u32) -> Option<Self> {
         Some(Self {
