@@ -20,6 +20,7 @@ pub mod counts;
 mod event;
 mod globals;
 mod maps;
+pub mod totals;
 
 pub use event::{Event, EventKind, ExecCtx, Op, PostOutcome, flags, stack_mode, stack_ref};
 pub use globals::{Filter, Ksyms, MAX_RINGS, Offsets};
@@ -33,4 +34,6 @@ mod pod {
     unsafe impl aya::Pod for super::Ksyms {}
     unsafe impl aya::Pod for super::counts::CountKey {}
     unsafe impl aya::Pod for super::counts::WaitRow {}
+    unsafe impl aya::Pod for super::totals::PipeKey {}
+    unsafe impl aya::Pod for super::totals::PipeTotals {}
 }

@@ -35,6 +35,7 @@ mod sched;
 mod splice_reject;
 mod stacks;
 mod syscalls;
+mod totals;
 mod waits;
 mod words;
 

@@ -7,6 +7,7 @@ use aya_ebpf::{
 use wqtrace_common::{
     counts::{CountKey, WaitRow, hist},
     runtime, stat,
+    totals::{PipeKey, PipeTotals},
 };
 
 // The event ring buffers, one per CPU up to MAX_RINGS (`emit::with_ring`; sizes set by
@@ -37,6 +38,13 @@ const _: () = assert!(wqtrace_common::MAX_RINGS == 8);
 /// events streamed.
 #[map]
 pub static EVENT_COUNTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+/// Ring ops on ordinary pipes added up per pipe instead of streamed (`Filter::pipe_totals`).
+/// Per CPU, like [`EVENT_COUNTS`]. Userspace removes a pipe's entry once it has read it after
+/// the pipe was freed; a pipe past the last entry has its ops streamed.
+#[map]
+pub static PIPE_TOTALS: PerCpuHashMap<PipeKey, PipeTotals> =
+    PerCpuHashMap::with_max_entries(8192, 0);
 
 /// The durations of the counted waits and contention, per `counts::hist` row.
 #[map]
@@ -115,8 +123,7 @@ pub struct Inflight {
     pub dst: Side,
     /// The syscall (`Op`); 0 when the thread is in none that wqtrace follows.
     pub op: u8,
-    /// 1: the op was counted at entry (`syscalls::count_at_entry`); its exit streams no ring op,
-    /// and its ring was not snapshotted.
+    /// [`COUNTED_AT_ENTRY`], [`TOTALS_AT_EXIT`] or 0 (streamed).
     pub counted: u8,
     /// Stacks taken where get_pipe_info refused (reported at sys_exit with the rejection).
     pub rej_kstack: u16,
@@ -127,6 +134,13 @@ pub struct Inflight {
     /// 64 bits: BPF has a compare-and-swap of 64-bit words only (without alu32).
     pub tid: u64,
 }
+
+/// `Inflight::counted`: the op was counted at entry (`syscalls::count_at_entry`); its exit
+/// streams no ring op, and its ring was not snapshotted.
+pub const COUNTED_AT_ENTRY: u8 = 1;
+/// `Inflight::counted`: its exit adds the op to its pipes' totals (`crate::totals`), or, when
+/// they have no room, streams it; its ring before was not snapshotted.
+pub const TOTALS_AT_EXIT: u8 = 2;
 
 /// The pipe syscall in progress of each thread that made one, in the slot its thread id
 /// picks (`crate::inflight`): an array lookup is an address computation the verifier inlines,

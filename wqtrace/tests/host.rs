@@ -533,6 +533,73 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `wqtrace tui` has the kernel total the ring ops of ordinary pipes per pipe instead of
+/// streaming them: a process that writes and reads its own pipe N times (the only one traced,
+/// by --comm) has exactly 2N ops totalled, its pipe shows in the table with its creator and
+/// "+?" for the tasks the totals do not name.
+#[test]
+fn tui_totals_every_op_on_an_ordinary_pipe() {
+    const N: u32 = 5000;
+    let t = Tmux {
+        socket: "wqtrace-host-tui-totals",
+        session: "tui",
+    };
+    let dir = std::env::temp_dir().join(format!("wqtrace-host-totals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ino_file, exit_file, err_file) = (dir.join("ino"), dir.join("exit"), dir.join("err"));
+    let script = format!(
+        "import os, time\n\
+         open('/proc/self/comm', 'w').write('wqtot')\n\
+         r, w = os.pipe()\n\
+         for _ in range({N}):\n    os.write(w, b'x' * 100)\n    assert len(os.read(r, 100)) == 100\n\
+         open('{ino}.tmp', 'w').write(str(os.fstat(w).st_ino))\n\
+         os.rename('{ino}.tmp', '{ino}')\n\
+         time.sleep(300)\n",
+        ino = ino_file.display()
+    );
+    std::fs::write(dir.join("w.py"), script).unwrap();
+    let cmd = format!(
+        "{WQTRACE} tui --comm wqtot -- python3 {} 2>{}",
+        dir.join("w.py").display(),
+        err_file.display()
+    );
+    t.start_tui(120, 30, &cmd, &exit_file);
+    let t0 = Instant::now();
+    let ino = loop {
+        if let Ok(s) = std::fs::read_to_string(&ino_file) {
+            break s.trim().to_string();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the workload never finished"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let screen = t.wait_screen("the pipe's row", Duration::from_secs(10), |s| {
+        s.lines()
+            .any(|l| l.contains(&format!(" {ino} ")) && l.contains("wqtot/"))
+    });
+    let row = screen
+        .lines()
+        .find(|l| l.contains(&format!(" {ino} ")))
+        .unwrap();
+    assert!(
+        row.contains(" +?"),
+        "tasks of totalled ops are not named: {row}"
+    );
+    assert_eq!(t.quit(&exit_file), "0");
+    t.kill_server();
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert!(
+        err.contains(&format!(
+            "0 lost ({} of them ring ops on ordinary pipes totalled in the kernel)",
+            2 * N
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A process named with terminal escapes (or bytes that are not UTF-8) by PR_SET_NAME uses a
 /// pipe while `wqtrace trace -p PID` runs: returns what the tracer printed, byte for byte.
 fn trace_a_process_named(name: &[u8], json: bool) -> Vec<u8> {

@@ -19,8 +19,8 @@ use crate::{
     inflight,
     kread::{self, PipeRef, fd_pipe, fill_notes, fill_ring},
     maps::{
-        HOOK_GET_PIPE_INFO, Inflight, LOCK_WAITS, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS, RUNTIME,
-        ReadScan, Side, TAIL_READ_SCAN, TAILS,
+        COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, Inflight, LOCK_WAITS, READ_SCAN, RT_HOOKS,
+        RT_PIPE_FOPS, RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT,
     },
     stacks, words,
 };
@@ -96,6 +96,16 @@ fn count_at_entry(f: &Inflight) -> bool {
     // One op per pipe it moved data in or out of, as the exit would have streamed them.
     let n = (f.src.pipe != 0) as u64 + (f.dst.pipe != 0 && f.dst.pipe != f.src.pipe) as u64;
     crate::counted::events(EventKind::RingOp, n)
+}
+
+/// Whether the session totals this op per pipe at its exit instead of streaming it: a ring
+/// op on ordinary pipes only.
+#[inline(always)]
+fn totals_at_exit(f: &Inflight) -> bool {
+    crate::totals::enabled()
+        && f.src.notif == 0
+        && f.dst.notif == 0
+        && wqtrace_common::totals::index(Op::from_u8(f.op)).is_some()
 }
 
 // Long on purpose: every traced syscall passes here; one body is one BPF program, with no
@@ -203,7 +213,11 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         _ => return 0,
     }
     if count_at_entry(f) {
-        f.counted = 1;
+        f.counted = COUNTED_AT_ENTRY;
+    } else if totals_at_exit(f) {
+        // Its exit adds it to its pipes' totals, with the ring it leaves: the ring before is
+        // not needed.
+        f.counted = TOTALS_AT_EXIT;
     } else {
         snapshot(&mut f.src);
         snapshot(&mut f.dst);
@@ -286,7 +300,9 @@ fn loss_records(buf: u64, len: i64, count: &mut u32) {
 /// `dst`: the op wrote into this pipe. `losses`: loss records a read returned.
 #[inline(always)]
 fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
-    if f.counted != 0 {
+    if f.counted == COUNTED_AT_ENTRY
+        || (f.counted == TOTALS_AT_EXIT && crate::totals::add(f.op, s, ret))
+    {
         return;
     }
     emit!(in_task EventKind::RingOp, |e| {
@@ -305,6 +321,12 @@ fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses
         }
         let (r, task) = kread::ring_and_owner(s.pipe);
         kread::put_ring(e, r);
+        if f.counted == TOTALS_AT_EXIT {
+            // Meant for the totals, which had no room: the ring before was not read, so the
+            // event shows no movement (the model marks what it missed as unknown slots).
+            e.head_before = r.head;
+            e.tail_before = r.tail;
+        }
         if task != 0 {
             e.owner_tid = kread::task_tid(task);
             kread::task_comm(task, &mut e.owner_comm);

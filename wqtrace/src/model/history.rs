@@ -118,18 +118,24 @@ impl RateWindow {
     }
 
     pub fn record(&mut self, ts_ns: u64) {
+        self.record_n(ts_ns, 1)
+    }
+
+    /// `n` events at `ts_ns` (ops totalled in the kernel, read at once).
+    #[inline]
+    pub fn record_n(&mut self, ts_ns: u64, n: u64) {
         // Within (or before) the newest bucket: no division (this runs for every event).
         if let Some((t, c)) = self.buckets.back_mut()
             && ts_ns < t.saturating_add(self.bucket_ns)
         {
-            *c += 1;
+            *c += n;
             return;
         }
         let b = ts_ns - ts_ns % self.bucket_ns;
         match self.buckets.back_mut() {
-            Some((t, c)) if *t >= b => *c += 1,
+            Some((t, c)) if *t >= b => *c += n,
             _ => {
-                self.buckets.push_back((b, 1));
+                self.buckets.push_back((b, n));
                 while self.buckets.len() > self.n {
                     self.buckets.pop_front();
                 }

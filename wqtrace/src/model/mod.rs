@@ -26,6 +26,7 @@ mod order;
 pub mod pipes;
 pub mod ring;
 mod tasks;
+mod totals;
 
 use std::collections::VecDeque;
 
@@ -66,6 +67,11 @@ pub struct Model {
     rate: RateWindow,
     first_ts: Option<u64>,
     last_ts: u64,
+    /// Each pipe's kernel totals as last applied (`totals`), kept apart from the pipe so a
+    /// pipe evicted and seen again is not counted twice.
+    totals_seen: HashMap<(u64, u64), wqtrace_common::totals::PipeTotals>,
+    /// Pipes freed since the last [`Model::final_totals`] (None before the first).
+    freed: Option<Vec<(u64, u64)>>,
 }
 
 impl Default for Model {
@@ -91,6 +97,8 @@ impl Model {
             pending: VecDeque::new(),
             first_ts: None,
             last_ts: 0,
+            totals_seen: HashMap::default(),
+            freed: None,
         }
     }
 
@@ -121,6 +129,12 @@ impl Model {
         };
         let p = self.pipes.get_mut(&key).expect("pipe_key inserts");
         let after = apply_to_pipe(p, e, kind, key);
+        if let Some(f) = self.freed.as_mut()
+            && kind == EventKind::PipeReleased
+            && e.op() != Op::Close
+        {
+            f.push((key, p.ino));
+        }
         if let Some(post) = after.pending {
             if self.pending.len() == PENDING_CAP {
                 self.pending.pop_front();
@@ -299,21 +313,26 @@ impl Model {
             let old = self.pipes.remove(&key).expect("present");
             self.retire(old);
         }
+        self.insert_pipe(key, e.ino, e.ts_ns);
+        Some(key)
+    }
+
+    /// A new pipe under `key`, first seen at `ts`; room is made for it.
+    fn insert_pipe(&mut self, key: u64, ino: u64, ts: u64) -> &mut PipeState {
         if self.pipes.len() >= self.cfg.max_pipes {
             self.evict_one();
         }
         let p = PipeState::new(
             key,
-            e.ino,
-            e.ts_ns,
+            ino,
+            ts,
             OccHistory::new(self.cfg.history_bucket_ns, self.cfg.history_len),
             RateWindow::new(self.cfg.rate_bucket_ns, self.cfg.rate_buckets),
         );
-        if e.ino != 0 {
-            self.by_ino.insert(e.ino, key);
+        if ino != 0 {
+            self.by_ino.insert(ino, key);
         }
-        self.pipes.insert(key, p);
-        Some(key)
+        self.pipes.entry(key).insert_entry(p).into_mut()
     }
 
     fn evict_one(&mut self) {

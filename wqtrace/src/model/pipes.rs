@@ -154,6 +154,9 @@ pub struct PipeState {
     pub watches: Vec<WatchSeen>,
     /// Interleave alerts raised for this pipe.
     pub interleaves: u64,
+    /// Its ring ops the kernel totalled instead of streaming (in `ops` and `events` too):
+    /// their tasks are not among `owners`.
+    pub totalled_ops: u64,
     pub history: OccHistory,
     pub rate: RateWindow,
 }
@@ -185,6 +188,7 @@ impl PipeState {
             locks: PipeLocks::default(),
             watches: Vec::new(),
             interleaves: 0,
+            totalled_ops: 0,
             history,
             rate,
         }

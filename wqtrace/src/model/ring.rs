@@ -186,6 +186,15 @@ impl Ring {
         }
     }
 
+    /// Moves a known ring on to `head`/`tail` over many ops seen only as totals: the slots
+    /// head passed hold `kind`, those tail passed (even ones head passed too) are free.
+    pub fn advance(&mut self, head: u32, tail: u32, kind: SlotKind) {
+        let (hb, tb) = (self.head, self.tail);
+        self.fill(hb, head, kind);
+        self.free(tb, tail);
+        self.sync(head, tail);
+    }
+
     /// Applies a ring movement: `[head_before, head)` filled with `kind`, `[tail_before, tail)`
     /// freed, then the picture synced to `head`/`tail`.
     pub fn apply_move(&mut self, hb: u32, head: u32, tb: u32, tail: u32, kind: SlotKind) {

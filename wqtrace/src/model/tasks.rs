@@ -24,6 +24,9 @@ pub struct Counters {
     /// Every post attempt by outcome (indexed like `PostOutcome::ALL`), including the
     /// unattributed ones that name no pipe.
     pub post_outcomes: [u64; 7],
+    /// Ring ops the kernel totalled per pipe instead of streaming (in `events` and
+    /// `per_kind` too): no task is known for them.
+    pub totalled_ops: u64,
 }
 
 impl Counters {

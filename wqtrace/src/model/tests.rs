@@ -523,3 +523,131 @@ fn released_pipes_sort_after_live_ones() {
         assert_eq!(inos, vec![501, 500], "{order:?}");
     }
 }
+
+fn totals(ts: u64, head: u32, tail: u32, writes: u64, reads: u64) -> PipeTotals {
+    let mut t = PipeTotals::ZERO;
+    t.ts_ns = ts;
+    t.head_tail = head as u64 | (tail as u64) << 32;
+    t.ring_size = 16;
+    t.max_usage = 16;
+    t.max_occupancy = head - tail;
+    t.ops[2].calls = writes;
+    t.ops[2].bytes = writes * 100;
+    t.ops[0].calls = reads;
+    t.ops[0].bytes = reads * 100;
+    t
+}
+
+use wqtrace_common::totals::{PipeKey, PipeTotals};
+
+/// Ring ops the kernel totalled: each read adds what the totals grew by to the op counts, the
+/// ring moves to the newest ring, and no task is credited with them.
+#[test]
+fn kernel_totals_add_what_they_grew_by() {
+    let mut m = Model::default();
+    let mut e = ev(EventKind::PipeCreated, Op::Pipe2, 10);
+    e.ring_size = 16;
+    m.apply(&e);
+    let key = PipeKey {
+        pipe: e.pipe,
+        ino: e.ino,
+    };
+    m.apply_totals(key, &totals(100, 3, 0, 3, 0));
+    m.apply_totals(key, &totals(200, 10, 4, 10, 4));
+    // Read again unchanged: nothing more.
+    m.apply_totals(key, &totals(200, 10, 4, 10, 4));
+    let p = m.pipe_by_ino(77).unwrap();
+    assert_eq!(p.op_stats(Op::Write).calls, 10);
+    assert_eq!(p.op_stats(Op::Write).bytes, 1000);
+    assert_eq!(p.op_stats(Op::Read).calls, 4);
+    assert_eq!((p.ring.head(), p.ring.tail(), p.occupancy()), (10, 4, 6));
+    assert_eq!(slots(p), "....dddddd......");
+    assert_eq!(p.max_occupancy, 6);
+    assert_eq!((p.events, p.totalled_ops, p.last_ts_ns), (15, 14, 200));
+    assert_eq!(p.owners.len(), 1, "only pipe2's task is known");
+    assert_eq!(m.counters().totalled_ops, 14);
+    assert_eq!(m.counters().kind(EventKind::RingOp), 14);
+    assert_eq!(m.counters().events, 15);
+    assert!(m.tasks_sorted().iter().all(|t| t.events == 1));
+}
+
+/// A pipe first met through its totals, then seen again after the model evicted it: its ops
+/// are counted once.
+#[test]
+fn totals_of_an_evicted_pipe_are_not_counted_twice() {
+    let mut m = Model::new(ModelConfig {
+        max_pipes: 1,
+        ..ModelConfig::default()
+    });
+    let a = PipeKey {
+        pipe: 0xa000,
+        ino: 1,
+    };
+    let b = PipeKey {
+        pipe: 0xb000,
+        ino: 2,
+    };
+    m.apply_totals(a, &totals(100, 2, 0, 2, 0));
+    m.apply_totals(b, &totals(110, 1, 0, 1, 0));
+    assert!(m.pipe(a.pipe).is_none(), "evicted");
+    m.apply_totals(a, &totals(120, 5, 0, 5, 0));
+    let p = m.pipe(a.pipe).unwrap();
+    assert_eq!(
+        p.op_stats(Op::Write).calls,
+        3,
+        "what it grew by while evicted"
+    );
+    let evicted = m.retired_pipes().find(|p| p.addr == a.pipe).unwrap();
+    assert_eq!(evicted.op_stats(Op::Write).calls, 2);
+    assert_eq!(m.counters().totalled_ops, 6);
+}
+
+/// Totals read after the pipe was freed are final: the model hands them back to be forgotten,
+/// once; those of live pipes, or read before the free, are not final.
+#[test]
+fn totals_are_final_once_read_after_the_pipe_was_freed() {
+    let mut m = Model::default();
+    let key = PipeKey {
+        pipe: 0xffff_0000_0000_1000,
+        ino: 77,
+    };
+    let other = PipeKey {
+        pipe: 0x5000,
+        ino: 9,
+    };
+    assert!(m.final_totals([]).is_empty());
+    m.apply_totals(key, &totals(100, 2, 0, 2, 0));
+    m.apply_totals(other, &totals(100, 2, 0, 2, 0));
+    assert!(m.final_totals([&key, &other]).is_empty());
+    // A close of one fd is not the pipe freed.
+    m.apply(&ev(EventKind::PipeReleased, Op::Close, 150));
+    assert!(m.final_totals([&key, &other]).is_empty());
+    m.apply(&ev(EventKind::PipeReleased, Op::None, 160));
+    // The last ops, read after the free: applied, then final.
+    m.apply_totals(key, &totals(155, 3, 3, 3, 1));
+    assert_eq!(m.final_totals([&key, &other]), vec![key]);
+    assert!(m.final_totals([&key, &other]).is_empty());
+    let p = m.pipe_by_ino(77).unwrap();
+    assert_eq!(p.op_stats(Op::Write).calls, 3);
+    assert_eq!(p.op_stats(Op::Read).calls, 1);
+    // A freed pipe's ring is not moved by an op that ended as it was freed.
+    assert_eq!(p.occupancy(), 2);
+}
+
+/// A new pipe at a freed pipe's address, met through its totals: a pipe of its own.
+#[test]
+fn totals_of_a_new_pipe_at_a_reused_address() {
+    let mut m = Model::default();
+    let mut e = ev(EventKind::PipeCreated, Op::Pipe2, 10);
+    e.ring_size = 16;
+    m.apply(&e);
+    m.apply(&ev(EventKind::PipeReleased, Op::None, 20));
+    let key = PipeKey {
+        pipe: e.pipe,
+        ino: 78,
+    };
+    m.apply_totals(key, &totals(30, 1, 0, 1, 0));
+    assert_eq!(m.pipe(e.pipe).unwrap().ino, 78);
+    assert_eq!(m.pipe_by_ino(78).unwrap().op_stats(Op::Write).calls, 1);
+    assert!(m.retired_pipes().any(|p| p.ino == 77));
+}

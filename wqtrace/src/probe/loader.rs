@@ -12,6 +12,7 @@ use wqtrace_common::{
     MAX_RINGS, Offsets,
     counts::{CountKey, WaitRow, hist},
     stat,
+    totals::{PipeKey, PipeTotals},
 };
 
 use super::kfunc::attach_kfunc_hook;
@@ -279,6 +280,45 @@ impl Probes {
             }
         }
         Ok(CountedTotals { events, waits })
+    }
+
+    /// Ring ops on ordinary pipes totalled per pipe in the kernel instead of streamed
+    /// (`ProbeOpts::pipe_totals`): running totals, each pipe's CPUs merged.
+    pub fn pipe_totals(&self) -> Result<Vec<(PipeKey, PipeTotals)>> {
+        aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?;
+        let m = self.ebpf.map("PIPE_TOTALS").context("no PIPE_TOTALS map")?;
+        let h = PerCpuHashMap::<_, PipeKey, PipeTotals>::try_from(m)?;
+        let mut v = Vec::new();
+        for kv in h.iter() {
+            let (key, per_cpu) = match kv {
+                Ok(kv) => kv,
+                // Removed between listing its key and reading it: read for the last time already.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e).context("reading PIPE_TOTALS"),
+            };
+            let mut t = PipeTotals::ZERO;
+            for cpu in per_cpu.iter() {
+                t.merge(cpu);
+            }
+            v.push((key, t));
+        }
+        Ok(v)
+    }
+
+    /// Drops the totals of pipes that are gone and whose totals were read after they went.
+    pub fn forget_pipe_totals(&mut self, keys: &[PipeKey]) -> Result<()> {
+        let m = self
+            .ebpf
+            .map_mut("PIPE_TOTALS")
+            .context("no PIPE_TOTALS map")?;
+        let mut h = PerCpuHashMap::<_, PipeKey, PipeTotals>::try_from(m)?;
+        for k in keys {
+            match h.remove(k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(e).context("removing from PIPE_TOTALS"),
+            }
+        }
+        Ok(())
     }
 
     fn try_stat(&self, idx: u32) -> Result<u64> {

@@ -54,6 +54,11 @@ pub struct ProbeOpts {
     /// counts them. Not an option: every other sink needs each event.
     #[arg(skip)]
     pub count_ordinary: bool,
+    /// Total ring ops on ordinary pipes per pipe in the kernel instead of streaming them
+    /// (`LiveSource::pipe_totals`): for the TUI without --all-pipes, which shows them only as
+    /// totals. Not an option: set by the sink.
+    #[arg(skip)]
+    pub pipe_totals: bool,
     /// The thread that opens the source (the sink's) runs ahead of the workload too, like the
     /// drain thread (`source::live::run_ahead_of_the_workload`): for the TUI, whose model costs
     /// tens of ns per event but, left behind in its autogroup, queued up to 45 MiB of events.
@@ -81,6 +86,7 @@ impl ProbeOpts {
         f.stacks = self.stacks_mode().abi();
         f.stack_wait_ns = (self.stack_wait * 1e6) as u64;
         f.count_ordinary = self.count_ordinary as u32;
+        f.pipe_totals = self.pipe_totals as u32;
         if let Some(path) = &self.cgroup {
             let cg = crate::cgroup::resolve(path)?;
             f.cgroup_id = cg.id;

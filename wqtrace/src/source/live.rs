@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use wqtrace_common::totals::{PipeKey, PipeTotals};
 use wqtrace_common::{ABI_VERSION, Event, MAX_RINGS};
 
 use super::{
@@ -640,5 +641,13 @@ impl EventSource for LiveSource {
 
     fn cgroups(&self) -> Option<crate::cgroup::SharedCgroups> {
         Some(self.cgroups.clone())
+    }
+
+    fn pipe_totals(&mut self) -> Result<Vec<(PipeKey, PipeTotals)>> {
+        self.probes.pipe_totals()
+    }
+
+    fn forget_pipe_totals(&mut self, keys: &[PipeKey]) -> Result<()> {
+        self.probes.forget_pipe_totals(keys)
     }
 }

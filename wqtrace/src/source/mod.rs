@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use wqtrace_common::Event;
+use wqtrace_common::totals::{PipeKey, PipeTotals};
 
 pub use crate::session::SessionMeta;
 
@@ -48,5 +49,16 @@ pub trait EventSource {
     /// them.
     fn cgroups(&self) -> Option<crate::cgroup::SharedCgroups> {
         None
+    }
+
+    /// Ring ops on ordinary pipes the programs totalled per pipe instead of streaming
+    /// (`ProbeOpts::pipe_totals`; live sources only): running totals.
+    fn pipe_totals(&mut self) -> anyhow::Result<Vec<(PipeKey, PipeTotals)>> {
+        Ok(Vec::new())
+    }
+
+    /// Drops the totals of pipes that are gone, read for the last time.
+    fn forget_pipe_totals(&mut self, _keys: &[PipeKey]) -> anyhow::Result<()> {
+        Ok(())
     }
 }

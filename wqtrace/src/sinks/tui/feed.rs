@@ -42,7 +42,12 @@ pub struct LiveFeed<S: EventSource> {
     /// Override of the clock (tests); None = CLOCK_BOOTTIME.
     pub clock: Option<u64>,
     cost: Meter,
+    /// When the kernel's per-pipe totals were last read (None: the source keeps none).
+    totals_read: Option<Instant>,
 }
+
+/// How often the kernel's per-pipe totals are read: a frame's worth of freshness at most.
+const TOTALS_EVERY: Duration = Duration::from_millis(100);
 
 impl<S: EventSource> LiveFeed<S> {
     pub fn new(src: S, cfg: ModelConfig) -> Self {
@@ -54,7 +59,29 @@ impl<S: EventSource> LiveFeed<S> {
             next: 0,
             clock: None,
             cost: Meter::new(Duration::from_secs(1)),
+            totals_read: None,
         }
+    }
+
+    /// Reads the ring ops the kernel totals per pipe (`ProbeOpts::pipe_totals`) into the
+    /// model as it goes; the first read is now, before any event.
+    pub fn with_pipe_totals(mut self) -> Result<Self> {
+        self.read_totals()?;
+        Ok(self)
+    }
+
+    /// Applies the kernel's per-pipe totals, and has it forget those of pipes that are gone.
+    pub fn read_totals(&mut self) -> Result<()> {
+        let read = self.src.pipe_totals()?;
+        for (k, t) in &read {
+            self.model.apply_totals(*k, t);
+        }
+        let done = self.model.final_totals(read.iter().map(|(k, _)| k));
+        if !done.is_empty() {
+            self.src.forget_pipe_totals(&done)?;
+        }
+        self.totals_read = Some(Instant::now());
+        Ok(())
     }
 
     fn now(&self) -> u64 {
@@ -90,6 +117,14 @@ impl<S: EventSource> Feed for LiveFeed<S> {
             if Instant::now() >= deadline {
                 break;
             }
+        }
+        // After the events drained so far: a pipe they say was freed has all its ops in this
+        // read.
+        if self
+            .totals_read
+            .is_some_and(|t| t.elapsed() >= TOTALS_EVERY)
+        {
+            self.read_totals()?;
         }
         Ok(())
     }

@@ -45,6 +45,11 @@ pub struct Args {
         default_value_t = 250
     )]
     pub interval: u64,
+    /// Stream every ring op of ordinary pipes too, as `record` does, instead of having the
+    /// kernel total them per pipe: their tasks then show among each pipe's users, at the cost
+    /// of an event per op (notification pipes are always streamed).
+    #[arg(long)]
+    pub all_pipes: bool,
     /// Run this command once the probes are attached (its output is discarded: the terminal is
     /// the TUI's). The TUI stays after it exits; quitting stops it if it still runs.
     #[arg(last = true, value_name = "CMD")]
@@ -58,19 +63,35 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let probe = ProbeOpts {
         count_runs: args.cost.cost,
         sink_ahead: true,
+        // With --stacks all, each op's stacks are what was asked for: they come only in events.
+        pipe_totals: !args.all_pipes && args.probe.stacks_mode() != crate::stacks::Mode::All,
         ..args.probe.clone()
     };
     let src = LiveSource::open(&probe)?;
     let mut traced = child::start(&args.command, true)?;
     let mut feed = LiveFeed::new(src, ModelConfig::default());
+    if probe.pipe_totals {
+        feed = feed.with_pipe_totals()?;
+    }
     let interval = Duration::from_millis(args.interval.max(20));
     let res = run_loop(&mut feed, App::new(false), interval);
     if let Some(c) = traced.as_mut() {
         child::stop(c, Duration::from_secs(2));
     }
     res?;
+    if probe.pipe_totals {
+        feed.read_totals()?;
+    }
     let c = feed.model.counters();
-    eprintln!("wqtrace: {} events, {} lost", c.events, c.lost);
+    let totalled = if c.totalled_ops > 0 {
+        format!(
+            " ({} of them ring ops on ordinary pipes totalled in the kernel)",
+            c.totalled_ops
+        )
+    } else {
+        String::new()
+    };
+    eprintln!("wqtrace: {} events, {} lost{totalled}", c.events, c.lost);
     // `feed` drops here: the probes detach.
     Ok(ExitCode::SUCCESS)
 }

@@ -49,15 +49,17 @@ pub fn cgroup(p: &PipeState, t: Option<&crate::cgroup::CgroupTable>, w: usize) -
     }
 }
 
-/// "comm/pid" of the pipe's first owner, "+N" for the others.
+/// "comm/pid" of the pipe's first owner, "+N" for the others, "+?" when ops the kernel
+/// totalled (`PipeState::totalled_ops`) may have come from tasks not shown.
 pub fn owners(p: &PipeState, w: usize) -> String {
+    let unknown = if p.totalled_ops > 0 { " +?" } else { "" };
     let Some(first) = p.owners.first() else {
-        return "-".into();
+        return if unknown.is_empty() { "-" } else { "?" }.into();
     };
     let more = if p.owners.len() > 1 {
-        format!(" +{}", p.owners.len() - 1)
+        format!(" +{}{unknown}", p.owners.len() - 1)
     } else {
-        String::new()
+        unknown.to_string()
     };
     let base = format!("{}/{}", first.comm, first.tgid);
     format!(

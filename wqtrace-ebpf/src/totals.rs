@@ -1,0 +1,79 @@
+//! Ring ops on ordinary pipes added up per pipe in the kernel instead of streamed, for a live
+//! view that shows only their totals (`Filter::pipe_totals`, see `wqtrace_common::totals`).
+
+use aya_ebpf::bindings::BPF_NOEXIST;
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use wqtrace_common::{
+    Op,
+    totals::{self, PipeKey, PipeTotals},
+};
+
+use crate::{emit, globals::filter, kread, maps::PIPE_TOTALS, maps::Side};
+
+/// What a new entry starts from: .rodata, as a 400-byte value would not fit beside the exit
+/// program's own stack.
+static ZERO: PipeTotals = PipeTotals::ZERO;
+
+/// Whether the session totals ring ops on ordinary pipes instead of streaming them.
+#[inline(always)]
+pub fn enabled() -> bool {
+    filter!(pipe_totals) != 0
+}
+
+/// Adds one `op` on `s`'s pipe that returned `ret`, with the ring it left, to the pipe's
+/// totals; false when it was not added and must be streamed (no room for a new pipe).
+#[inline(always)]
+pub fn add(op: u8, s: &Side, ret: i64) -> bool {
+    let Some(i) = totals::index(Op::from_u8(op)) else {
+        return false;
+    };
+    let key = PipeKey {
+        pipe: s.pipe,
+        ino: s.ino,
+    };
+    let t = match PIPE_TOTALS.get_ptr_mut(&key) {
+        Some(t) => t,
+        None => {
+            // EEXIST: another CPU's op made it meanwhile (this CPU's share is then zero).
+            let _ = PIPE_TOTALS.insert(&key, &ZERO, BPF_NOEXIST as u64);
+            match PIPE_TOTALS.get_ptr_mut(&key) {
+                Some(t) => t,
+                None => return false,
+            }
+        }
+    };
+    let r = kread::ring(s.pipe);
+    // After the ring read: the newest stamp over the CPUs is then the newest ring.
+    let ts = emit::now();
+    let t = unsafe { &mut *t };
+    if let Some(o) = t.ops.get_mut(i) {
+        xadd(&mut o.calls, 1);
+        if ret < 0 {
+            xadd(&mut o.errors, 1);
+            o.last_error = ret;
+            o.last_error_ts = ts;
+        } else {
+            xadd(&mut o.bytes, ret as u64);
+        }
+    }
+    let occ = r.head.wrapping_sub(r.tail);
+    if occ <= r.ring_size && occ > t.max_occupancy {
+        t.max_occupancy = occ;
+    }
+    unsafe {
+        core::ptr::write_volatile(&mut t.head_tail, r.head as u64 | (r.tail as u64) << 32);
+        core::ptr::write_volatile(
+            (&raw mut t.ring_size).cast::<u64>(),
+            r.ring_size as u64 | (r.max_usage as u64) << 32,
+        );
+        core::ptr::write_volatile(&mut t.ts_ns, ts);
+    }
+    true
+}
+
+/// An atomic add, as in `counted`: a syscall-exit program may be preempted by another task's
+/// on the same CPU on some kernels.
+#[inline(always)]
+fn xadd(c: &mut u64, n: u64) {
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, n) };
+}

@@ -1,0 +1,100 @@
+//! Ring ops the kernel totalled per pipe instead of streaming (`wqtrace_common::totals`): what
+//! they grew by since the last read goes into the same per-op counts a streamed op feeds, and
+//! the ring moves to where the newest of them left it.
+
+use wqtrace_common::EventKind;
+use wqtrace_common::totals::{PipeKey, PipeTotals, RING_OPS};
+
+use super::{Model, SlotKind};
+
+impl Model {
+    /// Applies one pipe's running totals, read from the kernel.
+    pub fn apply_totals(&mut self, key: PipeKey, t: &PipeTotals) {
+        let prev = self
+            .totals_seen
+            .insert((key.pipe, key.ino), *t)
+            .unwrap_or(PipeTotals::ZERO);
+        let grown = t.since(&prev);
+        let n: u64 = grown.iter().map(|o| o.calls).sum();
+        if n == 0 && t.ts_ns == prev.ts_ns {
+            return;
+        }
+        let ts = t.ts_ns;
+        self.counters.events += n;
+        self.counters.per_kind[EventKind::RingOp as usize] += n;
+        self.counters.totalled_ops += n;
+        self.first_ts.get_or_insert(ts);
+        self.last_ts = self.last_ts.max(ts);
+        self.rate.record_n(ts, n);
+
+        match self.pipes.get(&key.pipe) {
+            Some(p) if p.ino == key.ino => {}
+            Some(p) if p.ino == 0 => {
+                self.by_ino.insert(key.ino, key.pipe);
+            }
+            other => {
+                // A pipe whose pipe2() was not seen, or a new pipe at a freed one's address.
+                if other.is_some() {
+                    let old = self.pipes.remove(&key.pipe).expect("present");
+                    self.retire(old);
+                }
+                self.insert_pipe(key.pipe, key.ino, ts);
+            }
+        }
+        let p = self.pipes.get_mut(&key.pipe).expect("inserted");
+        p.ino = key.ino;
+        p.events += n;
+        p.totalled_ops += n;
+        p.last_ts_ns = p.last_ts_ns.max(ts);
+        p.first_ts_ns = p.first_ts_ns.min(ts);
+        p.rate.record_n(ts, n);
+        for (i, d) in grown.iter().enumerate() {
+            let s = &mut p.ops[RING_OPS[i] as usize];
+            s.calls += d.calls;
+            s.bytes += d.bytes;
+            s.errors += d.errors;
+            let now = &t.ops[i];
+            if now.last_error_ts > prev.ops[i].last_error_ts {
+                s.last_error = now.last_error;
+            }
+        }
+        p.max_occupancy = p.max_occupancy.max(t.max_occupancy);
+        // The ring as the newest op left it, unless a streamed event told a newer one, or the
+        // pipe is gone (an op that ended as it was freed read freed memory).
+        if t.ring_size == 0 || p.is_released() || ts < p.last_ts_ns {
+            return;
+        }
+        p.max_usage = t.max_usage;
+        p.ring.resize(t.ring_size);
+        if p.ring.is_known() {
+            // Every slot an ordinary pipe holds was written by an op.
+            p.ring.advance(t.head(), t.tail(), SlotKind::Data);
+        } else {
+            p.ring.sync(t.head(), t.tail());
+        }
+        let occ = p.ring.occupancy();
+        p.max_occupancy = p.max_occupancy.max(occ);
+        p.history.record(ts, occ, p.ring.size());
+    }
+
+    /// Of the totals just read and applied (`read`), those that are final: their pipe was freed
+    /// before the read (a freed pipe has no more ops). The source may forget them; the model
+    /// does. Freed pipes are remembered from the first call on, until the next call.
+    pub fn final_totals<'a>(
+        &mut self,
+        read: impl IntoIterator<Item = &'a PipeKey>,
+    ) -> Vec<PipeKey> {
+        let freed = std::mem::take(&mut self.freed);
+        let mut done = Vec::new();
+        if let Some(freed) = &freed {
+            for k in read {
+                if freed.contains(&(k.pipe, k.ino)) {
+                    self.totals_seen.remove(&(k.pipe, k.ino));
+                    done.push(*k);
+                }
+            }
+        }
+        self.freed = Some(Vec::new());
+        done
+    }
+}
