@@ -56,18 +56,22 @@ pub struct OpTotals {
     pub bytes: u64,
     /// Calls that returned -errno.
     pub errors: u64,
-    /// The last of them, and when (boot ns; 0: none).
+    /// The last of them, and the clock tick it came in (jiffies; 0: none).
     pub last_error: i64,
-    pub last_error_ts: u64,
+    pub last_error_tick: u64,
 }
 
 /// A value of `PIPE_TOTALS` (per CPU): counts that only grow, and the ring as the last op
 /// counted on that CPU left it.
+///
+/// Which CPU's ring is the newest is told by the clock tick (jiffies: a load, where a clock
+/// read cost as much as the rest of the update on a paravirtualised clock), and within one
+/// tick by head and tail, which only grow while the ring keeps its size.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PipeTotals {
-    /// CLOCK_BOOTTIME ns of that last op (0: none on this CPU).
-    pub ts_ns: u64,
+    /// The clock tick (jiffies) of that last op (0: none on this CPU).
+    pub tick: u64,
     /// Its ring: `head | tail << 32`, one store, so a reader never pairs one op's head with
     /// another's tail.
     pub head_tail: u64,
@@ -81,7 +85,7 @@ pub struct PipeTotals {
 
 impl PipeTotals {
     pub const ZERO: PipeTotals = PipeTotals {
-        ts_ns: 0,
+        tick: 0,
         head_tail: 0,
         ring_size: 0,
         max_usage: 0,
@@ -92,7 +96,7 @@ impl PipeTotals {
             bytes: 0,
             errors: 0,
             last_error: 0,
-            last_error_ts: 0,
+            last_error_tick: 0,
         }; RING_OPS.len()],
     };
 
@@ -110,20 +114,28 @@ impl PipeTotals {
     }
 
     /// Adds another CPU's share: counts add up, the ring is the newer one's, the last error
-    /// the newest.
+    /// the one of the later tick.
     pub fn merge(&mut self, other: &PipeTotals) {
         for (a, b) in self.ops.iter_mut().zip(&other.ops) {
             a.calls += b.calls;
             a.bytes += b.bytes;
             a.errors += b.errors;
-            if b.last_error_ts > a.last_error_ts {
+            if b.last_error_tick > a.last_error_tick {
                 a.last_error = b.last_error;
-                a.last_error_ts = b.last_error_ts;
+                a.last_error_tick = b.last_error_tick;
             }
         }
         self.max_occupancy = self.max_occupancy.max(other.max_occupancy);
-        if other.ts_ns > self.ts_ns {
-            self.ts_ns = other.ts_ns;
+        let same_tick = other.tick == self.tick && other.ring_size == self.ring_size;
+        if same_tick {
+            // Both rings were read within one tick: each index at its furthest.
+            let later = |a: u32, b: u32| if b.wrapping_sub(a) as i32 > 0 { b } else { a };
+            let head = later(self.head(), other.head());
+            let tail = later(self.tail(), other.tail());
+            self.head_tail = head as u64 | (tail as u64) << 32;
+            self.max_usage = self.max_usage.max(other.max_usage);
+        } else if other.tick > self.tick {
+            self.tick = other.tick;
             self.head_tail = other.head_tail;
             self.ring_size = other.ring_size;
             self.max_usage = other.max_usage;
@@ -155,18 +167,18 @@ mod tests {
         assert_eq!(index(Op::Post), None);
     }
 
-    fn share(ts: u64, head: u32, tail: u32, writes: u64, err: (i64, u64)) -> PipeTotals {
+    fn share(tick: u64, head: u32, tail: u32, writes: u64, err: (i64, u64)) -> PipeTotals {
         let mut t = PipeTotals::ZERO;
-        t.ts_ns = ts;
+        t.tick = tick;
         t.head_tail = head as u64 | (tail as u64) << 32;
         t.ring_size = 16;
-        t.max_occupancy = head - tail;
+        t.max_occupancy = head.wrapping_sub(tail);
         t.ops[2].calls = writes;
         t.ops[2].bytes = writes * 10;
         if err.1 != 0 {
             t.ops[2].errors = 1;
             t.ops[2].last_error = err.0;
-            t.ops[2].last_error_ts = err.1;
+            t.ops[2].last_error_tick = err.1;
         }
         t
     }
@@ -182,10 +194,30 @@ mod tests {
             assert_eq!(t.ops[2].calls, 7);
             assert_eq!(t.ops[2].bytes, 70);
             assert_eq!(t.ops[2].errors, 2);
-            assert_eq!((t.ops[2].last_error, t.ops[2].last_error_ts), (-32, 180));
-            assert_eq!((t.ts_ns, t.head(), t.tail()), (200, 9, 5));
+            assert_eq!((t.ops[2].last_error, t.ops[2].last_error_tick), (-32, 180));
+            assert_eq!((t.tick, t.head(), t.tail()), (200, 9, 5));
             assert_eq!(t.max_occupancy, 6);
         }
+    }
+
+    /// Two CPUs' rings read within one tick: the furthest head and tail, even across the
+    /// u32 wrap; a ring of another size is not mixed in.
+    #[test]
+    fn within_one_tick_each_index_at_its_furthest() {
+        let a = share(7, 4, u32::MAX - 1, 1, (0, 0));
+        let b = share(7, 2, 1, 1, (0, 0));
+        for (x, y) in [(a, b), (b, a)] {
+            let mut t = PipeTotals::ZERO;
+            t.merge(&x);
+            t.merge(&y);
+            assert_eq!((t.head(), t.tail()), (4, 1));
+        }
+        let mut c = share(7, 50, 40, 1, (0, 0));
+        c.ring_size = 32;
+        let mut t = PipeTotals::ZERO;
+        t.merge(&a);
+        t.merge(&c);
+        assert_eq!((t.head(), t.tail(), t.ring_size), (4, u32::MAX - 1, 16));
     }
 
     #[test]

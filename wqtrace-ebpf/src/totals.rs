@@ -1,14 +1,14 @@
 //! Ring ops on ordinary pipes added up per pipe in the kernel instead of streamed, for a live
 //! view that shows only their totals (`Filter::pipe_totals`, see `wqtrace_common::totals`).
 
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_jiffies64};
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use wqtrace_common::{
     Op,
     totals::{self, PipeKey, PipeTotals},
 };
 
-use crate::{emit, globals::filter, kread, maps::PIPE_TOTALS, maps::Side};
+use crate::{globals::filter, kread, maps::PIPE_TOTALS, maps::Side};
 
 /// What a new entry starts from: .rodata, as a 400-byte value would not fit beside the exit
 /// program's own stack.
@@ -43,15 +43,16 @@ pub fn add(op: u8, s: &Side, ret: i64) -> bool {
         }
     };
     let r = kread::ring(s.pipe);
-    // After the ring read: the newest stamp over the CPUs is then the newest ring.
-    let ts = emit::now();
+    // After the ring read: the latest tick over the CPUs is then the newest ring's. A tick,
+    // not a clock read: the verifier inlines it as a load of `jiffies`.
+    let tick = unsafe { bpf_jiffies64() };
     let t = unsafe { &mut *t };
     if let Some(o) = t.ops.get_mut(i) {
         xadd(&mut o.calls, 1);
         if ret < 0 {
             xadd(&mut o.errors, 1);
             o.last_error = ret;
-            o.last_error_ts = ts;
+            o.last_error_tick = tick;
         } else {
             xadd(&mut o.bytes, ret as u64);
         }
@@ -66,7 +67,7 @@ pub fn add(op: u8, s: &Side, ret: i64) -> bool {
             (&raw mut t.ring_size).cast::<u64>(),
             r.ring_size as u64 | (r.max_usage as u64) << 32,
         );
-        core::ptr::write_volatile(&mut t.ts_ns, ts);
+        core::ptr::write_volatile(&mut t.tick, tick);
     }
     true
 }

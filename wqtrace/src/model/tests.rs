@@ -524,9 +524,9 @@ fn released_pipes_sort_after_live_ones() {
     }
 }
 
-fn totals(ts: u64, head: u32, tail: u32, writes: u64, reads: u64) -> PipeTotals {
+fn totals(tick: u64, head: u32, tail: u32, writes: u64, reads: u64) -> PipeTotals {
     let mut t = PipeTotals::ZERO;
-    t.ts_ns = ts;
+    t.tick = tick;
     t.head_tail = head as u64 | (tail as u64) << 32;
     t.ring_size = 16;
     t.max_usage = 16;
@@ -552,10 +552,10 @@ fn kernel_totals_add_what_they_grew_by() {
         pipe: e.pipe,
         ino: e.ino,
     };
-    m.apply_totals(key, &totals(100, 3, 0, 3, 0));
-    m.apply_totals(key, &totals(200, 10, 4, 10, 4));
+    m.apply_totals(key, &totals(100, 3, 0, 3, 0), 100);
+    m.apply_totals(key, &totals(200, 10, 4, 10, 4), 200);
     // Read again unchanged: nothing more.
-    m.apply_totals(key, &totals(200, 10, 4, 10, 4));
+    m.apply_totals(key, &totals(200, 10, 4, 10, 4), 200);
     let p = m.pipe_by_ino(77).unwrap();
     assert_eq!(p.op_stats(Op::Write).calls, 10);
     assert_eq!(p.op_stats(Op::Write).bytes, 1000);
@@ -587,10 +587,10 @@ fn totals_of_an_evicted_pipe_are_not_counted_twice() {
         pipe: 0xb000,
         ino: 2,
     };
-    m.apply_totals(a, &totals(100, 2, 0, 2, 0));
-    m.apply_totals(b, &totals(110, 1, 0, 1, 0));
+    m.apply_totals(a, &totals(100, 2, 0, 2, 0), 100);
+    m.apply_totals(b, &totals(110, 1, 0, 1, 0), 110);
     assert!(m.pipe(a.pipe).is_none(), "evicted");
-    m.apply_totals(a, &totals(120, 5, 0, 5, 0));
+    m.apply_totals(a, &totals(120, 5, 0, 5, 0), 120);
     let p = m.pipe(a.pipe).unwrap();
     assert_eq!(
         p.op_stats(Op::Write).calls,
@@ -616,15 +616,15 @@ fn totals_are_final_once_read_after_the_pipe_was_freed() {
         ino: 9,
     };
     assert!(m.final_totals([]).is_empty());
-    m.apply_totals(key, &totals(100, 2, 0, 2, 0));
-    m.apply_totals(other, &totals(100, 2, 0, 2, 0));
+    m.apply_totals(key, &totals(100, 2, 0, 2, 0), 100);
+    m.apply_totals(other, &totals(100, 2, 0, 2, 0), 100);
     assert!(m.final_totals([&key, &other]).is_empty());
     // A close of one fd is not the pipe freed.
     m.apply(&ev(EventKind::PipeReleased, Op::Close, 150));
     assert!(m.final_totals([&key, &other]).is_empty());
     m.apply(&ev(EventKind::PipeReleased, Op::None, 160));
     // The last ops, read after the free: applied, then final.
-    m.apply_totals(key, &totals(155, 3, 3, 3, 1));
+    m.apply_totals(key, &totals(155, 3, 3, 3, 1), 155);
     assert_eq!(m.final_totals([&key, &other]), vec![key]);
     assert!(m.final_totals([&key, &other]).is_empty());
     let p = m.pipe_by_ino(77).unwrap();
@@ -646,7 +646,7 @@ fn totals_of_a_new_pipe_at_a_reused_address() {
         pipe: e.pipe,
         ino: 78,
     };
-    m.apply_totals(key, &totals(30, 1, 0, 1, 0));
+    m.apply_totals(key, &totals(30, 1, 0, 1, 0), 30);
     assert_eq!(m.pipe(e.pipe).unwrap().ino, 78);
     assert_eq!(m.pipe_by_ino(78).unwrap().op_stats(Op::Write).calls, 1);
     assert!(m.retired_pipes().any(|p| p.ino == 77));

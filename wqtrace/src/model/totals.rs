@@ -8,18 +8,19 @@ use wqtrace_common::totals::{PipeKey, PipeTotals, RING_OPS};
 use super::{Model, SlotKind};
 
 impl Model {
-    /// Applies one pipe's running totals, read from the kernel.
-    pub fn apply_totals(&mut self, key: PipeKey, t: &PipeTotals) {
+    /// Applies one pipe's running totals, read from the kernel at `now_ns` (the event clock:
+    /// the ops it grew by are dated to that read).
+    pub fn apply_totals(&mut self, key: PipeKey, t: &PipeTotals, now_ns: u64) {
         let prev = self
             .totals_seen
             .insert((key.pipe, key.ino), *t)
             .unwrap_or(PipeTotals::ZERO);
         let grown = t.since(&prev);
         let n: u64 = grown.iter().map(|o| o.calls).sum();
-        if n == 0 && t.ts_ns == prev.ts_ns {
+        if n == 0 && t.tick == prev.tick && t.head_tail == prev.head_tail {
             return;
         }
-        let ts = t.ts_ns;
+        let ts = now_ns;
         self.counters.events += n;
         self.counters.per_kind[EventKind::RingOp as usize] += n;
         self.counters.totalled_ops += n;
@@ -54,14 +55,14 @@ impl Model {
             s.bytes += d.bytes;
             s.errors += d.errors;
             let now = &t.ops[i];
-            if now.last_error_ts > prev.ops[i].last_error_ts {
+            if now.last_error_tick != prev.ops[i].last_error_tick {
                 s.last_error = now.last_error;
             }
         }
         p.max_occupancy = p.max_occupancy.max(t.max_occupancy);
-        // The ring as the newest op left it, unless a streamed event told a newer one, or the
-        // pipe is gone (an op that ended as it was freed read freed memory).
-        if t.ring_size == 0 || p.is_released() || ts < p.last_ts_ns {
+        // The ring as the newest op left it, unless the pipe is gone (an op that ended as it
+        // was freed read freed memory).
+        if t.ring_size == 0 || p.is_released() {
             return;
         }
         p.max_usage = t.max_usage;

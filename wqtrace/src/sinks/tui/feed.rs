@@ -73,8 +73,9 @@ impl<S: EventSource> LiveFeed<S> {
     /// Applies the kernel's per-pipe totals, and has it forget those of pipes that are gone.
     pub fn read_totals(&mut self) -> Result<()> {
         let read = self.src.pipe_totals()?;
+        let now = self.now();
         for (k, t) in &read {
-            self.model.apply_totals(*k, t);
+            self.model.apply_totals(*k, t, now);
         }
         let done = self.model.final_totals(read.iter().map(|(k, _)| k));
         if !done.is_empty() {
