@@ -3,8 +3,12 @@
 //! view reads them every frame and adds what they grew by to the pipes' op counts, so a busy
 //! pipe costs a map update per op instead of an event through the ring buffer and two cores.
 //!
-//! What an event would have told and a total cannot: which task made each op (its users stay
-//! those seen in streamed events) and the ring before each op.
+//! Contention on those pipes' locks is totalled too: count, time, and the worst wait with its
+//! waiter and holder.
+//!
+//! What an event would have told and a total cannot: which task made each op or waited for a
+//! lock (the pipe's users stay those seen in streamed events), the ring before each op, and
+//! when, closer than the read, the worst wait ended.
 
 use crate::Op;
 
@@ -61,6 +65,46 @@ pub struct OpTotals {
     pub last_error_tick: u64,
 }
 
+/// Contention on one of a pipe's locks (`locks[0]` the mutex, `locks[1]` rd_wait).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockTotals {
+    pub count: u64,
+    pub total_ns: u64,
+    /// The longest wait, who waited and who held the lock then (tid 0: not known).
+    pub worst_ns: u64,
+    pub worst_waiter_tid: u32,
+    pub worst_holder_tid: u32,
+    pub worst_waiter: [u8; 16],
+    pub worst_holder: [u8; 16],
+}
+
+impl LockTotals {
+    pub const ZERO: LockTotals = LockTotals {
+        count: 0,
+        total_ns: 0,
+        worst_ns: 0,
+        worst_waiter_tid: 0,
+        worst_holder_tid: 0,
+        worst_waiter: [0; 16],
+        worst_holder: [0; 16],
+    };
+
+    /// Adds another CPU's share: counts and time add up, the worst is the longer one.
+    pub fn merge(&mut self, other: &LockTotals) {
+        let worst = if other.worst_ns > self.worst_ns {
+            *other
+        } else {
+            *self
+        };
+        *self = LockTotals {
+            count: self.count + other.count,
+            total_ns: self.total_ns.wrapping_add(other.total_ns),
+            ..worst
+        };
+    }
+}
+
 /// A value of `PIPE_TOTALS` (per CPU): counts that only grow, and the ring as the last op
 /// counted on that CPU left it.
 ///
@@ -81,6 +125,7 @@ pub struct PipeTotals {
     pub max_occupancy: u32,
     pub _pad: u32,
     pub ops: [OpTotals; RING_OPS.len()],
+    pub locks: [LockTotals; 2],
 }
 
 impl PipeTotals {
@@ -98,6 +143,7 @@ impl PipeTotals {
             last_error: 0,
             last_error_tick: 0,
         }; RING_OPS.len()],
+        locks: [LockTotals::ZERO; 2],
     };
 
     pub fn head(&self) -> u32 {
@@ -124,6 +170,9 @@ impl PipeTotals {
                 a.last_error = b.last_error;
                 a.last_error_tick = b.last_error_tick;
             }
+        }
+        for (a, b) in self.locks.iter_mut().zip(&other.locks) {
+            a.merge(b);
         }
         self.max_occupancy = self.max_occupancy.max(other.max_occupancy);
         let same_tick = other.tick == self.tick && other.ring_size == self.ring_size;
@@ -218,6 +267,38 @@ mod tests {
         t.merge(&a);
         t.merge(&c);
         assert_eq!((t.head(), t.tail(), t.ring_size), (4, u32::MAX - 1, 16));
+    }
+
+    #[test]
+    fn contention_adds_up_and_keeps_the_worst_wait_with_its_tasks() {
+        let mut a = PipeTotals::ZERO;
+        a.locks[0] = LockTotals {
+            count: 3,
+            total_ns: 300,
+            worst_ns: 200,
+            worst_waiter_tid: 7,
+            worst_holder_tid: 8,
+            ..LockTotals::ZERO
+        };
+        let mut b = PipeTotals::ZERO;
+        b.locks[0] = LockTotals {
+            count: 2,
+            total_ns: 500,
+            worst_ns: 450,
+            worst_waiter_tid: 9,
+            worst_holder_tid: 0,
+            ..LockTotals::ZERO
+        };
+        b.locks[1].count = 1;
+        for (x, y) in [(a, b), (b, a)] {
+            let mut t = PipeTotals::ZERO;
+            t.merge(&x);
+            t.merge(&y);
+            let m = t.locks[0];
+            assert_eq!((m.count, m.total_ns, m.worst_ns), (5, 800, 450));
+            assert_eq!((m.worst_waiter_tid, m.worst_holder_tid), (9, 0));
+            assert_eq!(t.locks[1].count, 1);
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
 /// The current task's comm: two loads through the BTF-typed task (as the helper would copy it,
 /// without a helper call on every event).
 #[inline(always)]
-fn current_comm(dst: &mut [u8; 16]) {
+pub fn current_comm(dst: &mut [u8; 16]) {
     let o = crate::globals::off!(task_comm);
     if o == wqtrace_common::NO_OFFSET {
         unsafe { bpf_get_current_comm(dst.as_mut_ptr().cast(), 16) };

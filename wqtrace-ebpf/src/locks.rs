@@ -108,17 +108,18 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
     }
     let w: LockWait = unsafe { *wp };
     unsafe { core::ptr::write_volatile(&mut (*wp).lock, 0) };
-    if w.notif == 0 {
+    // Counted (serve) or totalled (tui): the clock is read for them only, a streamed event
+    // has its own stamp.
+    if w.notif == 0 && (crate::counted::enabled() || crate::totals::enabled()) {
+        let ns = now().wrapping_sub(w.start_ns);
         let row = if w.is_mutex != 0 {
             hist::LOCK_MUTEX
         } else {
             hist::LOCK_RD_WAIT
         };
-        if crate::counted::wait(
-            EventKind::LockContended,
-            row,
-            now().wrapping_sub(w.start_ns),
-        ) {
+        if crate::counted::wait(EventKind::LockContended, row, ns)
+            || (crate::totals::enabled() && crate::totals::lock(&w, ns))
+        {
             return 0;
         }
     }

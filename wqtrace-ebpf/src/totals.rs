@@ -1,14 +1,23 @@
-//! Ring ops on ordinary pipes added up per pipe in the kernel instead of streamed, for a live
-//! view that shows only their totals (`Filter::pipe_totals`, see `wqtrace_common::totals`).
+//! Ring ops and lock contention on ordinary pipes added up per pipe in the kernel instead of
+//! streamed, for a live view that shows only their totals (`Filter::pipe_totals`, see
+//! `wqtrace_common::totals`).
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_jiffies64};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_jiffies64},
+};
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use wqtrace_common::{
     Op,
     totals::{self, PipeKey, PipeTotals},
 };
 
-use crate::{globals::filter, kread, maps::PIPE_TOTALS, maps::Side};
+use crate::{
+    emit,
+    globals::filter,
+    kread,
+    maps::{LockWait, PIPE_TOTALS, Side},
+};
 
 /// What a new entry starts from: .rodata, as a 400-byte value would not fit beside the exit
 /// program's own stack.
@@ -20,6 +29,21 @@ pub fn enabled() -> bool {
     filter!(pipe_totals) != 0
 }
 
+/// `pipe`'s totals on this CPU, made on first use; None when the map has no room.
+#[inline(always)]
+fn entry(pipe: u64, ino: u64) -> Option<&'static mut PipeTotals> {
+    let key = PipeKey { pipe, ino };
+    let t = match PIPE_TOTALS.get_ptr_mut(&key) {
+        Some(t) => t,
+        None => {
+            // EEXIST: another CPU's op made it meanwhile (this CPU's share is then zero).
+            let _ = PIPE_TOTALS.insert(&key, &ZERO, BPF_NOEXIST as u64);
+            PIPE_TOTALS.get_ptr_mut(&key)?
+        }
+    };
+    Some(unsafe { &mut *t })
+}
+
 /// Adds one `op` on `s`'s pipe that returned `ret`, with the ring it left, to the pipe's
 /// totals; false when it was not added and must be streamed (no room for a new pipe).
 #[inline(always)]
@@ -27,26 +51,13 @@ pub fn add(op: u8, s: &Side, ret: i64) -> bool {
     let Some(i) = totals::index(Op::from_u8(op)) else {
         return false;
     };
-    let key = PipeKey {
-        pipe: s.pipe,
-        ino: s.ino,
-    };
-    let t = match PIPE_TOTALS.get_ptr_mut(&key) {
-        Some(t) => t,
-        None => {
-            // EEXIST: another CPU's op made it meanwhile (this CPU's share is then zero).
-            let _ = PIPE_TOTALS.insert(&key, &ZERO, BPF_NOEXIST as u64);
-            match PIPE_TOTALS.get_ptr_mut(&key) {
-                Some(t) => t,
-                None => return false,
-            }
-        }
+    let Some(t) = entry(s.pipe, s.ino) else {
+        return false;
     };
     let r = kread::ring(s.pipe);
     // After the ring read: the latest tick over the CPUs is then the newest ring's. A tick,
     // not a clock read: the verifier inlines it as a load of `jiffies`.
     let tick = unsafe { bpf_jiffies64() };
-    let t = unsafe { &mut *t };
     if let Some(o) = t.ops.get_mut(i) {
         xadd(&mut o.calls, 1);
         if ret < 0 {
@@ -68,6 +79,30 @@ pub fn add(op: u8, s: &Side, ret: i64) -> bool {
             r.ring_size as u64 | (r.max_usage as u64) << 32,
         );
         core::ptr::write_volatile(&mut t.tick, tick);
+    }
+    true
+}
+
+/// Adds a wait of `ns` for lock `w` (an ordinary pipe's) to the pipe's totals; false when it
+/// must be streamed (no room for a new pipe).
+#[inline(always)]
+pub fn lock(w: &LockWait, ns: u64) -> bool {
+    let Some(t) = entry(w.pipe, w.ino) else {
+        return false;
+    };
+    let Some(l) = t.locks.get_mut(if w.is_mutex != 0 { 0 } else { 1 }) else {
+        return false;
+    };
+    xadd(&mut l.count, 1);
+    xadd(&mut l.total_ns, ns);
+    // Not atomic: a longer wait ending on this CPU in between (an interrupt's, on rd_wait)
+    // could be overwritten by this one.
+    if ns > l.worst_ns {
+        l.worst_ns = ns;
+        l.worst_waiter_tid = bpf_get_current_pid_tgid() as u32;
+        emit::current_comm(&mut l.worst_waiter);
+        l.worst_holder_tid = w.owner_tid;
+        l.worst_holder = w.owner_comm;
     }
     true
 }

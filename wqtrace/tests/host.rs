@@ -585,10 +585,58 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
     let err = std::fs::read_to_string(&err_file).unwrap();
     assert!(
         err.contains(&format!(
-            "0 lost ({} of them ring ops on ordinary pipes totalled in the kernel)",
+            "0 lost ({} ring ops and 0 lock waits of them on ordinary pipes, totalled in the kernel)",
             2 * N
         )),
         "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Threads contending for one ordinary pipe under `wqtrace tui`: the ring ops and the lock
+/// waits the kernel totalled are exactly those a tracer attached at the same time streams.
+#[test]
+fn tui_totals_match_a_tracer_under_contention() {
+    let _g = kernel_lock();
+    let t = Tmux {
+        socket: "wqtrace-host-tui-contend",
+        session: "tui",
+    };
+    let dir = std::env::temp_dir().join(format!("wqtrace-host-contend-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (exit_file, err_file) = (dir.join("exit"), dir.join("err"));
+    // As in serve's test: contention needs two threads running at once, and a lossless
+    // reference tracer; three tries.
+    let mut tries = 0;
+    let want = loop {
+        tries += 1;
+        let _ = std::fs::remove_file(&exit_file);
+        // The workload's threads are named wq-writer-0, wq-reader-1, …
+        let cmd = format!("{WQTRACE} tui -c wq- 2>{}", err_file.display());
+        t.start_tui(120, 30, &cmd, &exit_file);
+        let tracer = common::Tracer::start(&["-c", "wq-"]);
+        contend(3, 60000);
+        let (events, lost) = tracer.stop_counting_lost();
+        let count = |kind: &str| events.iter().filter(|e| e["kind"] == kind).count();
+        let want = (count("ring_op"), count("lock_contended"));
+        eprintln!("ring ops and contention: {want:?}, {lost} lost");
+        assert_eq!(t.quit(&exit_file), "0");
+        t.kill_server();
+        if lost == 0 && want.1 > 0 {
+            break want;
+        }
+        assert!(
+            tries < 3,
+            "no lossless run with contention in 3; the last: {want:?}, {lost} lost"
+        );
+    };
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert!(
+        err.contains(&format!(
+            "0 lost ({} ring ops and {} lock waits of them on ordinary pipes, totalled in the kernel)",
+            want.0, want.1
+        )),
+        "tracer: {want:?}; tui: {err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,6 +27,8 @@ pub struct Counters {
     /// Ring ops the kernel totalled per pipe instead of streaming (in `events` and
     /// `per_kind` too): no task is known for them.
     pub totalled_ops: u64,
+    /// Lock waits (contention) on ordinary pipes the kernel totalled likewise.
+    pub totalled_lock_waits: u64,
 }
 
 impl Counters {

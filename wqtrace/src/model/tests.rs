@@ -651,3 +651,39 @@ fn totals_of_a_new_pipe_at_a_reused_address() {
     assert_eq!(m.pipe_by_ino(78).unwrap().op_stats(Op::Write).calls, 1);
     assert!(m.retired_pipes().any(|p| p.ino == 77));
 }
+
+/// Contention the kernel totalled: counts and time add what they grew by, per pipe and over
+/// all pipes; the worst wait, with its waiter and holder, only when a longer one came.
+#[test]
+fn totalled_contention_adds_up_and_keeps_the_worst() {
+    use wqtrace_common::totals::LockTotals;
+    let mut m = Model::default();
+    let key = PipeKey { pipe: 0x7000, ino: 5 };
+    let mut t = totals(1, 0, 0, 0, 0);
+    t.locks[0] = LockTotals {
+        count: 2,
+        total_ns: 300,
+        worst_ns: 200,
+        worst_waiter_tid: 7,
+        worst_holder_tid: 8,
+        worst_waiter: fixtures::comm("waiter"),
+        worst_holder: fixtures::comm("holder"),
+    };
+    m.apply_totals(key, &t, 100);
+    t.locks[0].count = 5;
+    t.locks[0].total_ns = 350;
+    t.locks[1].count = 1;
+    t.locks[1].total_ns = 40;
+    t.locks[1].worst_ns = 40;
+    m.apply_totals(key, &t, 200);
+    let c = m.pipe(key.pipe).unwrap().locks.contention(LockKind::Mutex);
+    assert_eq!((c.count, c.total_ns, c.worst_ns), (5, 350, 200));
+    assert_eq!((c.worst_waiter_tid, c.worst_holder_tid), (7, 8));
+    assert_eq!(c.worst_waiter, Comm(fixtures::comm("waiter")));
+    assert_eq!(c.worst_ts_ns, 100, "dated to the read that brought it");
+    assert_eq!(m.contention(LockKind::Mutex).count, 5);
+    assert_eq!(m.contention(LockKind::RdWait).count, 1);
+    assert_eq!(m.counters().kind(EventKind::LockContended), 6);
+    assert_eq!(m.counters().totalled_lock_waits, 6);
+    assert_eq!(m.pipe(key.pipe).unwrap().events, 6);
+}

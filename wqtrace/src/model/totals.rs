@@ -1,11 +1,28 @@
 //! Ring ops the kernel totalled per pipe instead of streaming (`wqtrace_common::totals`): what
 //! they grew by since the last read goes into the same per-op counts a streamed op feeds, and
-//! the ring moves to where the newest of them left it.
+//! the ring moves to where the newest of them left it. Lock contention likewise.
 
 use wqtrace_common::EventKind;
-use wqtrace_common::totals::{PipeKey, PipeTotals, RING_OPS};
+use wqtrace_common::totals::{LockTotals, PipeKey, PipeTotals, RING_OPS};
 
-use super::{Model, SlotKind};
+use super::{Comm, Contention, Model, SlotKind};
+
+/// What `now`'s contention grew by since `prev` into `c`; the worst wait, when it is a new
+/// one, is dated `ts` (the read: when it ended is not known closer).
+fn add_contention(c: &mut Contention, now: &LockTotals, prev: &LockTotals, ts: u64) {
+    c.count += now.count.saturating_sub(prev.count);
+    c.total_ns = c
+        .total_ns
+        .saturating_add(now.total_ns.saturating_sub(prev.total_ns));
+    if now.worst_ns > prev.worst_ns && now.worst_ns >= c.worst_ns {
+        c.worst_ns = now.worst_ns;
+        c.worst_waiter_tid = now.worst_waiter_tid;
+        c.worst_waiter = Comm(now.worst_waiter);
+        c.worst_holder_tid = now.worst_holder_tid;
+        c.worst_holder = Comm(now.worst_holder);
+        c.worst_ts_ns = ts;
+    }
+}
 
 impl Model {
     /// Applies one pipe's running totals, read from the kernel at `now_ns` (the event clock:
@@ -17,16 +34,24 @@ impl Model {
             .unwrap_or(PipeTotals::ZERO);
         let grown = t.since(&prev);
         let n: u64 = grown.iter().map(|o| o.calls).sum();
-        if n == 0 && t.tick == prev.tick && t.head_tail == prev.head_tail {
+        let waits: u64 = (0..2)
+            .map(|k| t.locks[k].count.saturating_sub(prev.locks[k].count))
+            .sum();
+        if n == 0 && waits == 0 && t.tick == prev.tick && t.head_tail == prev.head_tail {
             return;
         }
         let ts = now_ns;
-        self.counters.events += n;
+        self.counters.events += n + waits;
         self.counters.per_kind[EventKind::RingOp as usize] += n;
+        self.counters.per_kind[EventKind::LockContended as usize] += waits;
         self.counters.totalled_ops += n;
+        self.counters.totalled_lock_waits += waits;
         self.first_ts.get_or_insert(ts);
         self.last_ts = self.last_ts.max(ts);
-        self.rate.record_n(ts, n);
+        self.rate.record_n(ts, n + waits);
+        for k in 0..2 {
+            add_contention(&mut self.contention[k], &t.locks[k], &prev.locks[k], ts);
+        }
 
         match self.pipes.get(&key.pipe) {
             Some(p) if p.ino == key.ino => {}
@@ -44,11 +69,14 @@ impl Model {
         }
         let p = self.pipes.get_mut(&key.pipe).expect("inserted");
         p.ino = key.ino;
-        p.events += n;
+        p.events += n + waits;
         p.totalled_ops += n;
         p.last_ts_ns = p.last_ts_ns.max(ts);
         p.first_ts_ns = p.first_ts_ns.min(ts);
-        p.rate.record_n(ts, n);
+        p.rate.record_n(ts, n + waits);
+        for k in 0..2 {
+            add_contention(&mut p.locks.contention[k], &t.locks[k], &prev.locks[k], ts);
+        }
         for (i, d) in grown.iter().enumerate() {
             let s = &mut p.ops[RING_OPS[i] as usize];
             s.calls += d.calls;

@@ -83,10 +83,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         feed.read_totals()?;
     }
     let c = feed.model.counters();
-    let totalled = if c.totalled_ops > 0 {
+    let totalled = if c.totalled_ops + c.totalled_lock_waits > 0 {
         format!(
-            " ({} of them ring ops on ordinary pipes totalled in the kernel)",
-            c.totalled_ops
+            " ({} ring ops and {} lock waits of them on ordinary pipes, totalled in the kernel)",
+            c.totalled_ops, c.totalled_lock_waits
         )
     } else {
         String::new()
