@@ -149,9 +149,10 @@ pub struct Filter {
     /// Events go to ring `cpu & ring_mask` (ring_mask + 1 rings, at most [`MAX_RINGS`]): one
     /// ring per CPU where there are enough, so CPUs do not contend for one ring's lock.
     pub ring_mask: u32,
-    /// 1 = ring ops and lock contention on ordinary pipes that a live view only totals (tui
-    /// without --all-pipes) are added up per pipe in the kernel instead of streamed
-    /// ([`crate::totals`]). One that finds `PIPE_TOTALS` full is streamed.
+    /// 1 = ring ops, lock contention and waits shorter than `stack_wait_ns` on ordinary pipes,
+    /// which a live view only totals (tui without --all-pipes), are added up per pipe in the
+    /// kernel instead of streamed ([`crate::totals`]). One that finds `PIPE_TOTALS` full is
+    /// streamed.
     pub pipe_totals: u32,
 }
 

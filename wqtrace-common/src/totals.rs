@@ -3,8 +3,8 @@
 //! view reads them every frame and adds what they grew by to the pipes' op counts, so a busy
 //! pipe costs a map update per op instead of an event through the ring buffer and two cores.
 //!
-//! Contention on those pipes' locks is totalled too: count, time, and the worst wait with its
-//! waiter and holder.
+//! Contention on those pipes' locks is totalled too (count, time, and the worst wait with its
+//! waiter and holder), and so are the short off-CPU waits in their reads and writes.
 //!
 //! What an event would have told and a total cannot: which task made each op or waited for a
 //! lock (the pipe's users stay those seen in streamed events), the ring before each op, and
@@ -105,6 +105,31 @@ impl LockTotals {
     }
 }
 
+/// Off-CPU waits inside read()/write() of a pipe shorter than the stack threshold
+/// (`Filter::stack_wait_ns`); longer ones stream, with their stacks and their task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitTotals {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+impl WaitTotals {
+    pub const ZERO: WaitTotals = WaitTotals {
+        count: 0,
+        total_ns: 0,
+        max_ns: 0,
+    };
+
+    /// Adds another CPU's share: counts and time add up, the longest is kept.
+    pub fn merge(&mut self, other: &WaitTotals) {
+        self.count += other.count;
+        self.total_ns = self.total_ns.wrapping_add(other.total_ns);
+        self.max_ns = self.max_ns.max(other.max_ns);
+    }
+}
+
 /// A value of `PIPE_TOTALS` (per CPU): counts that only grow, and the ring as the last op
 /// counted on that CPU left it.
 ///
@@ -126,6 +151,7 @@ pub struct PipeTotals {
     pub _pad: u32,
     pub ops: [OpTotals; RING_OPS.len()],
     pub locks: [LockTotals; 2],
+    pub waits: WaitTotals,
 }
 
 impl PipeTotals {
@@ -144,6 +170,7 @@ impl PipeTotals {
             last_error_tick: 0,
         }; RING_OPS.len()],
         locks: [LockTotals::ZERO; 2],
+        waits: WaitTotals::ZERO,
     };
 
     pub fn head(&self) -> u32 {
@@ -174,6 +201,7 @@ impl PipeTotals {
         for (a, b) in self.locks.iter_mut().zip(&other.locks) {
             a.merge(b);
         }
+        self.waits.merge(&other.waits);
         self.max_occupancy = self.max_occupancy.max(other.max_occupancy);
         let same_tick = other.tick == self.tick && other.ring_size == self.ring_size;
         if same_tick {
@@ -299,6 +327,28 @@ mod tests {
             assert_eq!((m.worst_waiter_tid, m.worst_holder_tid), (9, 0));
             assert_eq!(t.locks[1].count, 1);
         }
+    }
+
+    #[test]
+    fn waits_add_up_and_keep_the_longest() {
+        let mut t = PipeTotals::ZERO;
+        for (count, total_ns, max_ns) in [(2, 30, 20), (1, 15, 15)] {
+            let mut x = PipeTotals::ZERO;
+            x.waits = WaitTotals {
+                count,
+                total_ns,
+                max_ns,
+            };
+            t.merge(&x);
+        }
+        assert_eq!(
+            t.waits,
+            WaitTotals {
+                count: 3,
+                total_ns: 45,
+                max_ns: 20
+            }
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Ring ops and lock contention on ordinary pipes added up per pipe in the kernel instead of
+//! Ring ops, lock contention and short waits on ordinary pipes added up per pipe in the kernel instead of
 //! streamed, for a live view that shows only their totals (`Filter::pipe_totals`, see
 //! `wqtrace_common::totals`).
 
@@ -103,6 +103,22 @@ pub fn lock(w: &LockWait, ns: u64) -> bool {
         emit::current_comm(&mut l.worst_waiter);
         l.worst_holder_tid = w.owner_tid;
         l.worst_holder = w.owner_comm;
+    }
+    true
+}
+
+/// Adds an off-CPU wait of `ns` in a read or write of `s`'s pipe to its totals; false when it
+/// must be streamed (no room for a new pipe).
+#[inline(always)]
+pub fn wait(s: &Side, ns: u64) -> bool {
+    let Some(t) = entry(s.pipe, s.ino) else {
+        return false;
+    };
+    let w = &mut t.waits;
+    xadd(&mut w.count, 1);
+    xadd(&mut w.total_ns, ns);
+    if ns > w.max_ns {
+        w.max_ns = ns;
     }
     true
 }

@@ -585,7 +585,8 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
     let err = std::fs::read_to_string(&err_file).unwrap();
     assert!(
         err.contains(&format!(
-            "0 lost ({} ring ops and 0 lock waits of them on ordinary pipes, totalled in the kernel)",
+            "0 lost ({} ring ops, 0 lock waits and 0 pipe waits of them on ordinary pipes, \
+             totalled in the kernel)",
             2 * N
         )),
         "{err}"
@@ -593,8 +594,9 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Threads contending for one ordinary pipe under `wqtrace tui`: the ring ops and the lock
-/// waits the kernel totalled are exactly those a tracer attached at the same time streams.
+/// Threads contending for one ordinary pipe under `wqtrace tui`: the ring ops, lock waits and
+/// pipe waits (short of --stack-wait) the kernel totalled are exactly those a tracer attached
+/// at the same time streams.
 #[test]
 fn tui_totals_match_a_tracer_under_contention() {
     let _g = kernel_lock();
@@ -611,18 +613,28 @@ fn tui_totals_match_a_tracer_under_contention() {
     let want = loop {
         tries += 1;
         let _ = std::fs::remove_file(&exit_file);
-        // The workload's threads are named wq-writer-0, wq-reader-1, …
-        let cmd = format!("{WQTRACE} tui -c wq- 2>{}", err_file.display());
+        // The workload's threads are named wq-writer-0, wq-reader-1, … Waits from the stack
+        // threshold (--stack-wait) on stream, with stacks: each session measures a wait on its
+        // own, so one close to the threshold could fall on either side of it in each. None does
+        // at 60 s.
+        let cmd = format!(
+            "{WQTRACE} tui -c wq- --stack-wait 60000 2>{}",
+            err_file.display()
+        );
         t.start_tui(120, 30, &cmd, &exit_file);
-        let tracer = common::Tracer::start(&["-c", "wq-"]);
+        let tracer = common::Tracer::start(&["-c", "wq-", "--stack-wait", "60000"]);
         contend(3, 60000);
         let (events, lost) = tracer.stop_counting_lost();
         let count = |kind: &str| events.iter().filter(|e| e["kind"] == kind).count();
-        let want = (count("ring_op"), count("lock_contended"));
-        eprintln!("ring ops and contention: {want:?}, {lost} lost");
+        let want = (
+            count("ring_op"),
+            count("lock_contended"),
+            count("pipe_wait"),
+        );
+        eprintln!("ring ops, contention, waits: {want:?}, {lost} lost");
         assert_eq!(t.quit(&exit_file), "0");
         t.kill_server();
-        if lost == 0 && want.1 > 0 {
+        if lost == 0 && want.1 > 0 && want.2 > 0 {
             break want;
         }
         assert!(
@@ -633,8 +645,9 @@ fn tui_totals_match_a_tracer_under_contention() {
     let err = std::fs::read_to_string(&err_file).unwrap();
     assert!(
         err.contains(&format!(
-            "0 lost ({} ring ops and {} lock waits of them on ordinary pipes, totalled in the kernel)",
-            want.0, want.1
+            "0 lost ({} ring ops, {} lock waits and {} pipe waits of them on ordinary pipes, \
+             totalled in the kernel)",
+            want.0, want.1, want.2
         )),
         "tracer: {want:?}; tui: {err}"
     );

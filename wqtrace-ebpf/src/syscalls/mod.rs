@@ -380,8 +380,12 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
         } else {
             &f.dst
         };
+        // A wait long enough for stacks streams with them; a shorter one a live view totals.
         let counted = s.notif == 0
-            && crate::counted::wait(EventKind::PipeWait, hist::PIPE_WAIT, f.off_cpu_ns);
+            && (crate::counted::wait(EventKind::PipeWait, hist::PIPE_WAIT, f.off_cpu_ns)
+                || (crate::totals::enabled()
+                    && !stacks::wait_is_rare(f.off_cpu_ns)
+                    && crate::totals::wait(s, f.off_cpu_ns)));
         if !counted {
             pipe_wait(ctx.as_ptr(), f, s, ret);
         }

@@ -81,6 +81,14 @@ pub struct WaitStats {
 }
 
 impl WaitStats {
+    /// Adds other waits (totalled in the kernel) to these.
+    pub fn merge(&mut self, more: &WaitStats) {
+        self.count += more.count;
+        self.total_ns = self.total_ns.saturating_add(more.total_ns);
+        self.max_ns = self.max_ns.max(more.max_ns);
+        self.off_cpu += more.off_cpu;
+    }
+
     pub fn add(&mut self, ns: u64, off_cpu: bool) {
         self.count += 1;
         self.total_ns = self.total_ns.saturating_add(ns);

@@ -29,6 +29,9 @@ pub struct Counters {
     pub totalled_ops: u64,
     /// Lock waits (contention) on ordinary pipes the kernel totalled likewise.
     pub totalled_lock_waits: u64,
+    /// Off-CPU waits in reads and writes of ordinary pipes shorter than the stack threshold,
+    /// totalled likewise.
+    pub totalled_waits: u64,
 }
 
 impl Counters {

@@ -658,7 +658,10 @@ fn totals_of_a_new_pipe_at_a_reused_address() {
 fn totalled_contention_adds_up_and_keeps_the_worst() {
     use wqtrace_common::totals::LockTotals;
     let mut m = Model::default();
-    let key = PipeKey { pipe: 0x7000, ino: 5 };
+    let key = PipeKey {
+        pipe: 0x7000,
+        ino: 5,
+    };
     let mut t = totals(1, 0, 0, 0, 0);
     t.locks[0] = LockTotals {
         count: 2,
@@ -686,4 +689,15 @@ fn totalled_contention_adds_up_and_keeps_the_worst() {
     assert_eq!(m.counters().kind(EventKind::LockContended), 6);
     assert_eq!(m.counters().totalled_lock_waits, 6);
     assert_eq!(m.pipe(key.pipe).unwrap().events, 6);
+    // Short waits: added to the pipe's and the machine's, with no task.
+    t.waits.count = 4;
+    t.waits.total_ns = 400;
+    t.waits.max_ns = 150;
+    m.apply_totals(key, &t, 300);
+    let w = m.pipe(key.pipe).unwrap().waits;
+    assert_eq!((w.count, w.total_ns, w.max_ns, w.off_cpu), (4, 400, 150, 4));
+    assert_eq!(m.waits().count, 4);
+    assert_eq!(m.counters().totalled_waits, 4);
+    assert_eq!(m.counters().kind(EventKind::PipeWait), 4);
+    assert!(m.tasks_sorted().is_empty());
 }

@@ -1,11 +1,12 @@
 //! Ring ops the kernel totalled per pipe instead of streaming (`wqtrace_common::totals`): what
 //! they grew by since the last read goes into the same per-op counts a streamed op feeds, and
-//! the ring moves to where the newest of them left it. Lock contention likewise.
+//! the ring moves to where the newest of them left it. Lock contention and short waits
+//! likewise: they have no task.
 
 use wqtrace_common::EventKind;
 use wqtrace_common::totals::{LockTotals, PipeKey, PipeTotals, RING_OPS};
 
-use super::{Comm, Contention, Model, SlotKind};
+use super::{Comm, Contention, Model, SlotKind, WaitStats};
 
 /// What `now`'s contention grew by since `prev` into `c`; the worst wait, when it is a new
 /// one, is dated `ts` (the read: when it ended is not known closer).
@@ -34,24 +35,34 @@ impl Model {
             .unwrap_or(PipeTotals::ZERO);
         let grown = t.since(&prev);
         let n: u64 = grown.iter().map(|o| o.calls).sum();
-        let waits: u64 = (0..2)
+        let lock_waits: u64 = (0..2)
             .map(|k| t.locks[k].count.saturating_sub(prev.locks[k].count))
             .sum();
-        if n == 0 && waits == 0 && t.tick == prev.tick && t.head_tail == prev.head_tail {
+        let waits = WaitStats {
+            count: t.waits.count.saturating_sub(prev.waits.count),
+            total_ns: t.waits.total_ns.saturating_sub(prev.waits.total_ns),
+            max_ns: t.waits.max_ns,
+            off_cpu: t.waits.count.saturating_sub(prev.waits.count),
+        };
+        let events = n + lock_waits + waits.count;
+        if events == 0 && t.tick == prev.tick && t.head_tail == prev.head_tail {
             return;
         }
         let ts = now_ns;
-        self.counters.events += n + waits;
+        self.counters.events += events;
         self.counters.per_kind[EventKind::RingOp as usize] += n;
-        self.counters.per_kind[EventKind::LockContended as usize] += waits;
+        self.counters.per_kind[EventKind::LockContended as usize] += lock_waits;
+        self.counters.per_kind[EventKind::PipeWait as usize] += waits.count;
         self.counters.totalled_ops += n;
-        self.counters.totalled_lock_waits += waits;
+        self.counters.totalled_lock_waits += lock_waits;
+        self.counters.totalled_waits += waits.count;
         self.first_ts.get_or_insert(ts);
         self.last_ts = self.last_ts.max(ts);
-        self.rate.record_n(ts, n + waits);
+        self.rate.record_n(ts, events);
         for k in 0..2 {
             add_contention(&mut self.contention[k], &t.locks[k], &prev.locks[k], ts);
         }
+        self.waits.merge(&waits);
 
         match self.pipes.get(&key.pipe) {
             Some(p) if p.ino == key.ino => {}
@@ -69,11 +80,12 @@ impl Model {
         }
         let p = self.pipes.get_mut(&key.pipe).expect("inserted");
         p.ino = key.ino;
-        p.events += n + waits;
+        p.events += events;
         p.totalled_ops += n;
         p.last_ts_ns = p.last_ts_ns.max(ts);
         p.first_ts_ns = p.first_ts_ns.min(ts);
-        p.rate.record_n(ts, n + waits);
+        p.rate.record_n(ts, events);
+        p.waits.merge(&waits);
         for k in 0..2 {
             add_contention(&mut p.locks.contention[k], &t.locks[k], &prev.locks[k], ts);
         }

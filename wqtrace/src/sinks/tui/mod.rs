@@ -45,9 +45,9 @@ pub struct Args {
         default_value_t = 250
     )]
     pub interval: u64,
-    /// Stream every ring op of ordinary pipes too, as `record` does, instead of having the
-    /// kernel total them per pipe: their tasks then show among each pipe's users, at the cost
-    /// of an event per op (notification pipes are always streamed).
+    /// Stream every ring op, lock wait and pipe wait of ordinary pipes too, as `record` does,
+    /// instead of having the kernel total them per pipe: their tasks then show among each
+    /// pipe's users, at the cost of an event each (notification pipes always stream).
     #[arg(long)]
     pub all_pipes: bool,
     /// Run this command once the probes are attached (its output is discarded: the terminal is
@@ -83,10 +83,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         feed.read_totals()?;
     }
     let c = feed.model.counters();
-    let totalled = if c.totalled_ops + c.totalled_lock_waits > 0 {
+    let totalled = if c.totalled_ops + c.totalled_lock_waits + c.totalled_waits > 0 {
         format!(
-            " ({} ring ops and {} lock waits of them on ordinary pipes, totalled in the kernel)",
-            c.totalled_ops, c.totalled_lock_waits
+            " ({} ring ops, {} lock waits and {} pipe waits of them on ordinary pipes, \
+             totalled in the kernel)",
+            c.totalled_ops, c.totalled_lock_waits, c.totalled_waits
         )
     } else {
         String::new()
