@@ -231,6 +231,10 @@ impl PipeTotals {
     }
 }
 
+// The programs build a new entry from a static (a BPF stack is 512 bytes); userspace sizes the
+// map by it.
+const _: () = assert!(core::mem::size_of::<PipeTotals>() == 544);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,12 +39,13 @@ const _: () = assert!(wqtrace_common::MAX_RINGS == 8);
 #[map]
 pub static EVENT_COUNTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
 
-/// Ring ops on ordinary pipes added up per pipe instead of streamed (`Filter::pipe_totals`).
-/// Per CPU, like [`EVENT_COUNTS`]. Userspace removes a pipe's entry once it has read it after
-/// the pipe was freed; a pipe past the last entry has its ops streamed.
+/// Ring ops, contention and short waits on ordinary pipes added up per pipe instead of
+/// streamed (`Filter::pipe_totals`). Per CPU, like [`EVENT_COUNTS`]; sized by userspace to the
+/// CPUs (`loader::pipe_totals_entries`). Userspace removes a pipe's entry once it has read it
+/// after the pipe was freed; a pipe past the last entry has its ops streamed.
 #[map]
 pub static PIPE_TOTALS: PerCpuHashMap<PipeKey, PipeTotals> =
-    PerCpuHashMap::with_max_entries(8192, 0);
+    PerCpuHashMap::with_max_entries(4096, 0);
 
 /// The durations of the counted waits and contention, per `counts::hist` row.
 #[map]

@@ -1,6 +1,6 @@
-//! Ring ops, lock contention and short waits on ordinary pipes added up per pipe in the kernel instead of
-//! streamed, for a live view that shows only their totals (`Filter::pipe_totals`, see
-//! `wqtrace_common::totals`).
+//! Ring ops, lock contention and short waits on ordinary pipes added up per pipe in the kernel
+//! instead of streamed, for a live view that shows only their totals (`Filter::pipe_totals`,
+//! see `wqtrace_common::totals`).
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
@@ -19,8 +19,7 @@ use crate::{
     maps::{LockWait, PIPE_TOTALS, Side},
 };
 
-/// What a new entry starts from: .rodata, as a 400-byte value would not fit beside the exit
-/// program's own stack.
+/// What a new entry starts from: .rodata, as a 544-byte value would not fit in a BPF stack.
 static ZERO: PipeTotals = PipeTotals::ZERO;
 
 /// Whether the session totals ring ops on ordinary pipes instead of streaming them.

@@ -41,6 +41,21 @@ pub fn rings_in_use() -> Result<usize> {
     Ok(cpus.next_power_of_two().min(MAX_RINGS))
 }
 
+/// Kernel memory `PIPE_TOTALS` may take at most: a per-CPU hash is preallocated, each entry
+/// holding a value per possible CPU.
+const PIPE_TOTALS_BYTES: usize = 16 << 20;
+
+/// Entries of `PIPE_TOTALS`: as many pipes as fit in [`PIPE_TOTALS_BYTES`] on this machine's
+/// CPUs, from 256 to 4096 (past them, a pipe's ops stream); 1 when the session totals none.
+pub fn pipe_totals_entries(totals: bool) -> Result<u32> {
+    if !totals {
+        return Ok(1);
+    }
+    let cpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?;
+    let per_pipe = std::mem::size_of::<PipeTotals>() * cpus.max(1);
+    Ok((PIPE_TOTALS_BYTES / per_pipe).clamp(256, 4096) as u32)
+}
+
 /// The event rings' names in the object.
 const RING_NAMES: [&str; MAX_RINGS] = [
     "EVENTS0", "EVENTS1", "EVENTS2", "EVENTS3", "EVENTS4", "EVENTS5", "EVENTS6", "EVENTS7",
@@ -113,6 +128,7 @@ impl Probes {
             let size = if i < rings { ring_bytes(rings) } else { page };
             loader.map_max_entries(name, size);
         }
+        loader.map_max_entries("PIPE_TOTALS", pipe_totals_entries(opts.pipe_totals)?);
         let mut ebpf = loader
             .load(bytes)
             .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
