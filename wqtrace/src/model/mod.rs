@@ -71,7 +71,7 @@ pub struct Model {
     /// pipe evicted and seen again is not counted twice.
     totals_seen: HashMap<(u64, u64), wqtrace_common::totals::PipeTotals>,
     /// Pipes freed since the last [`Model::final_totals`] (None before the first).
-    freed: Option<Vec<(u64, u64)>>,
+    freed: Option<foldhash::HashSet<(u64, u64)>>,
 }
 
 impl Default for Model {
@@ -133,7 +133,7 @@ impl Model {
             && kind == EventKind::PipeReleased
             && e.op() != Op::Close
         {
-            f.push((key, p.ino));
+            f.insert((key, p.ino));
         }
         if let Some(post) = after.pending {
             if self.pending.len() == PENDING_CAP {

@@ -135,7 +135,7 @@ impl Model {
                 }
             }
         }
-        self.freed = Some(Vec::new());
+        self.freed = Some(Default::default());
         done
     }
 }
