@@ -301,26 +301,23 @@ mod tests {
         assert_eq!((t.head(), t.tail(), t.ring_size), (4, u32::MAX - 1, 16));
     }
 
+    fn waited(count: u64, total_ns: u64, worst_ns: u64, waiter: u32, holder: u32) -> PipeTotals {
+        let mut t = PipeTotals::ZERO;
+        t.locks[0] = LockTotals {
+            count,
+            total_ns,
+            worst_ns,
+            worst_waiter_tid: waiter,
+            worst_holder_tid: holder,
+            ..LockTotals::ZERO
+        };
+        t
+    }
+
     #[test]
     fn contention_adds_up_and_keeps_the_worst_wait_with_its_tasks() {
-        let mut a = PipeTotals::ZERO;
-        a.locks[0] = LockTotals {
-            count: 3,
-            total_ns: 300,
-            worst_ns: 200,
-            worst_waiter_tid: 7,
-            worst_holder_tid: 8,
-            ..LockTotals::ZERO
-        };
-        let mut b = PipeTotals::ZERO;
-        b.locks[0] = LockTotals {
-            count: 2,
-            total_ns: 500,
-            worst_ns: 450,
-            worst_waiter_tid: 9,
-            worst_holder_tid: 0,
-            ..LockTotals::ZERO
-        };
+        let a = waited(3, 300, 200, 7, 8);
+        let mut b = waited(2, 500, 450, 9, 0);
         b.locks[1].count = 1;
         for (x, y) in [(a, b), (b, a)] {
             let mut t = PipeTotals::ZERO;

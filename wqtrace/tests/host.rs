@@ -594,6 +594,87 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A pipe that finds no room in the kernel's totals (here room for one) has its ops streamed:
+/// nothing is lost, the first pipe's ops are totalled, the second's are events, with their
+/// process named and no "+?".
+#[test]
+fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
+    const N: u32 = 500;
+    let _g = kernel_lock();
+    let t = Tmux {
+        socket: "wqtrace-host-tui-full",
+        session: "tui",
+    };
+    let dir = std::env::temp_dir().join(format!("wqtrace-host-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (inos_file, exit_file, err_file) = (dir.join("inos"), dir.join("exit"), dir.join("err"));
+    let script = format!(
+        "import os, time\n\
+         open('/proc/self/comm', 'w').write('wqfull')\n\
+         inos = []\n\
+         for _ in range(2):\n    r, w = os.pipe()\n    inos.append(str(os.fstat(w).st_ino))\n    \
+         for _ in range({N}):\n        os.write(w, b'x' * 10)\n        os.read(r, 10)\n    \
+         time.sleep(0.5)\n\
+         open('{f}.tmp', 'w').write(' '.join(inos))\n\
+         os.rename('{f}.tmp', '{f}')\n\
+         time.sleep(300)\n",
+        f = inos_file.display()
+    );
+    std::fs::write(dir.join("w.py"), script).unwrap();
+    let cmd = format!(
+        "{WQTRACE} tui --comm wqfull --pipe-totals-max 1 -- python3 {} 2>{}",
+        dir.join("w.py").display(),
+        err_file.display()
+    );
+    t.start_tui(120, 30, &cmd, &exit_file);
+    let t0 = Instant::now();
+    let inos = loop {
+        if let Ok(s) = std::fs::read_to_string(&inos_file) {
+            break s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the workload never finished"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let row = |s: &str, ino: &str| {
+        s.lines()
+            .find(|l| l.contains(&format!(" {ino} ")))
+            .map(str::to_string)
+    };
+    let screen = t.wait_screen("both pipes", Duration::from_secs(10), |s| {
+        row(s, &inos[0]).is_some_and(|r| r.contains(" +?")) && row(s, &inos[1]).is_some()
+    });
+    let second = row(&screen, &inos[1]).unwrap();
+    assert!(
+        second.contains("wqfull/") && !second.contains("+?"),
+        "streamed: its process is known: {second}"
+    );
+    assert_eq!(t.quit(&exit_file), "0");
+    t.kill_server();
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert!(
+        err.contains(&format!(
+            "0 lost ({} ring ops, 0 lock waits and 0 pipe waits of them on ordinary pipes, \
+             totalled in the kernel)",
+            2 * N
+        )),
+        "{err}"
+    );
+    let events: u64 = err
+        .split("wqtrace: ")
+        .nth(1)
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        events >= 4 * N as u64,
+        "the second pipe's ops streamed: {err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Threads contending for one ordinary pipe under `wqtrace tui`: the ring ops, lock waits and
 /// pipe waits (short of --stack-wait) the kernel totalled are exactly those a tracer attached
 /// at the same time streams.

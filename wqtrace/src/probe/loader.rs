@@ -128,7 +128,11 @@ impl Probes {
             let size = if i < rings { ring_bytes(rings) } else { page };
             loader.map_max_entries(name, size);
         }
-        loader.map_max_entries("PIPE_TOTALS", pipe_totals_entries(opts.pipe_totals)?);
+        let totals = match opts.pipe_totals_max {
+            Some(n) if opts.pipe_totals => n.max(1),
+            _ => pipe_totals_entries(opts.pipe_totals)?,
+        };
+        loader.map_max_entries("PIPE_TOTALS", totals);
         let mut ebpf = loader
             .load(bytes)
             .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
