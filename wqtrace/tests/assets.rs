@@ -99,8 +99,12 @@ fn every_help_ends_with_examples_that_parse() {
     }
 }
 
+/// A fresh directory per call: the tests of this file run at once in one process, and one
+/// removing another's directory made troff fail to open a page the other had just checked.
 fn assets() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wqtrace-assets-{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wqtrace-assets-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     out(&["assets", "--out", dir.to_str().unwrap()]);
     dir
