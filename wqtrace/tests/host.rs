@@ -533,6 +533,43 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `wqtrace tui TUI_ARGS -- python3 SCRIPT` in `t`, stderr to `dir/err`: the script names
+/// itself `comm`, runs `body`, writes its `out` to a file and sleeps. Returns `out` once
+/// written, and the files the TUI's exit status and stderr go to.
+fn tui_over_python(
+    t: &Tmux,
+    dir: &std::path::Path,
+    comm: &str,
+    tui_args: &str,
+    body: &str,
+) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (out_file, exit_file, err_file) = (dir.join("out"), dir.join("exit"), dir.join("err"));
+    let f = out_file.display();
+    let script = format!(
+        "import os, time\nopen('/proc/self/comm', 'w').write('{comm}')\n{body}\n\
+         open('{f}.tmp', 'w').write(out)\nos.rename('{f}.tmp', '{f}')\ntime.sleep(300)\n"
+    );
+    std::fs::write(dir.join("w.py"), script).unwrap();
+    let cmd = format!(
+        "{WQTRACE} tui {tui_args} -- python3 {} 2>{}",
+        dir.join("w.py").display(),
+        err_file.display()
+    );
+    t.start_tui(120, 30, &cmd, &exit_file);
+    let t0 = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&out_file) {
+            return (s, exit_file, err_file);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the workload never finished"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `wqtrace tui` has the kernel total the ring ops of ordinary pipes per pipe instead of
 /// streaming them: a process that writes and reads its own pipe N times (the only one traced,
 /// by --comm) has exactly 2N ops totalled, its pipe shows in the table with its creator and
@@ -545,36 +582,12 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
         session: "tui",
     };
     let dir = std::env::temp_dir().join(format!("wqtrace-host-totals-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (ino_file, exit_file, err_file) = (dir.join("ino"), dir.join("exit"), dir.join("err"));
-    let script = format!(
-        "import os, time\n\
-         open('/proc/self/comm', 'w').write('wqtot')\n\
-         r, w = os.pipe()\n\
+    let body = format!(
+        "r, w = os.pipe()\n\
          for _ in range({N}):\n    os.write(w, b'x' * 100)\n    assert len(os.read(r, 100)) == 100\n\
-         open('{ino}.tmp', 'w').write(str(os.fstat(w).st_ino))\n\
-         os.rename('{ino}.tmp', '{ino}')\n\
-         time.sleep(300)\n",
-        ino = ino_file.display()
+         out = str(os.fstat(w).st_ino)"
     );
-    std::fs::write(dir.join("w.py"), script).unwrap();
-    let cmd = format!(
-        "{WQTRACE} tui --comm wqtot -- python3 {} 2>{}",
-        dir.join("w.py").display(),
-        err_file.display()
-    );
-    t.start_tui(120, 30, &cmd, &exit_file);
-    let t0 = Instant::now();
-    let ino = loop {
-        if let Ok(s) = std::fs::read_to_string(&ino_file) {
-            break s.trim().to_string();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the workload never finished"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (ino, exit_file, err_file) = tui_over_python(&t, &dir, "wqtot", "--comm wqtot", &body);
     // Its creator, from the streamed pipe2(); "+?" once the totals were read.
     t.wait_screen("the pipe's row", Duration::from_secs(10), |s| {
         s.lines()
@@ -606,47 +619,25 @@ fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
         session: "tui",
     };
     let dir = std::env::temp_dir().join(format!("wqtrace-host-full-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (inos_file, exit_file, err_file) = (dir.join("inos"), dir.join("exit"), dir.join("err"));
-    let script = format!(
-        "import os, time\n\
-         open('/proc/self/comm', 'w').write('wqfull')\n\
-         inos = []\n\
+    let body = format!(
+        "inos = []\n\
          for _ in range(2):\n    r, w = os.pipe()\n    inos.append(str(os.fstat(w).st_ino))\n    \
          for _ in range({N}):\n        os.write(w, b'x' * 10)\n        os.read(r, 10)\n    \
          time.sleep(0.5)\n\
-         open('{f}.tmp', 'w').write(' '.join(inos))\n\
-         os.rename('{f}.tmp', '{f}')\n\
-         time.sleep(300)\n",
-        f = inos_file.display()
+         out = ' '.join(inos)"
     );
-    std::fs::write(dir.join("w.py"), script).unwrap();
-    let cmd = format!(
-        "{WQTRACE} tui --comm wqfull --pipe-totals-max 1 -- python3 {} 2>{}",
-        dir.join("w.py").display(),
-        err_file.display()
-    );
-    t.start_tui(120, 30, &cmd, &exit_file);
-    let t0 = Instant::now();
-    let inos = loop {
-        if let Ok(s) = std::fs::read_to_string(&inos_file) {
-            break s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the workload never finished"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let args = "--comm wqfull --pipe-totals-max 1";
+    let (out, exit_file, err_file) = tui_over_python(&t, &dir, "wqfull", args, &body);
+    let inos: Vec<&str> = out.split_whitespace().collect();
     let row = |s: &str, ino: &str| {
         s.lines()
             .find(|l| l.contains(&format!(" {ino} ")))
             .map(str::to_string)
     };
     let screen = t.wait_screen("both pipes", Duration::from_secs(10), |s| {
-        row(s, &inos[0]).is_some_and(|r| r.contains(" +?")) && row(s, &inos[1]).is_some()
+        row(s, inos[0]).is_some_and(|r| r.contains(" +?")) && row(s, inos[1]).is_some()
     });
-    let second = row(&screen, &inos[1]).unwrap();
+    let second = row(&screen, inos[1]).unwrap();
     assert!(
         second.contains("wqfull/") && !second.contains("+?"),
         "streamed: its process is known: {second}"

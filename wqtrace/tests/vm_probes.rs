@@ -279,9 +279,13 @@ fn check_reject_stacks(events: &[Value], w: &Value, named: bool, into_gpi: bool)
             );
         }
         let us = frames(e, "ustack");
+        // bpf_get_stackid refuses a stack whose hash bucket another stack holds (EEXIST; the
+        // map does not reuse ids that events already carry): then the one line says exactly
+        // that (seen on the 6.12 guest in CI on 01deff6).
+        let collided = us.len() == 1 && us[0].contains("holds another stack under the same hash");
         if named {
             assert!(
-                us.iter().any(|f| f.contains("wqtrace::workload::reject::")),
+                us.iter().any(|f| f.contains("wqtrace::workload::reject::")) || collided,
                 "user stack does not name the workload: {us:?}"
             );
         } else {
