@@ -74,6 +74,6 @@ fn add(key: &CountKey, n: u64) -> bool {
 /// contention_end in an interrupt can land inside a program updating the same per-CPU value.
 /// core's AtomicU64 has no fetch_add on BPF (no compare-and-swap).
 #[inline(always)]
-fn xadd(c: *mut u64, n: u64) {
+pub(crate) fn xadd(c: *mut u64, n: u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, n) };
 }

@@ -6,13 +6,13 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, generated::bpf_jiffies64},
 };
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use wqtrace_common::{
     Op,
     totals::{self, PipeKey, PipeTotals},
 };
 
 use crate::{
+    counted::xadd,
     emit,
     globals::filter,
     kread,
@@ -120,11 +120,4 @@ pub fn wait(s: &Side, ns: u64) -> bool {
         w.max_ns = ns;
     }
     true
-}
-
-/// An atomic add, as in `counted`: a syscall-exit program may be preempted by another task's
-/// on the same CPU on some kernels.
-#[inline(always)]
-fn xadd(c: &mut u64, n: u64) {
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, n) };
 }

@@ -38,11 +38,13 @@ impl Model {
         let lock_waits: u64 = (0..2)
             .map(|k| t.locks[k].count.saturating_sub(prev.locks[k].count))
             .sum();
+        // Every totalled wait is off-CPU time.
+        let off_cpu = t.waits.count.saturating_sub(prev.waits.count);
         let waits = WaitStats {
-            count: t.waits.count.saturating_sub(prev.waits.count),
+            count: off_cpu,
             total_ns: t.waits.total_ns.saturating_sub(prev.waits.total_ns),
             max_ns: t.waits.max_ns,
-            off_cpu: t.waits.count.saturating_sub(prev.waits.count),
+            off_cpu,
         };
         let events = n + lock_waits + waits.count;
         if events == 0 && t.tick == prev.tick && t.head_tail == prev.head_tail {

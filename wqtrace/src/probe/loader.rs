@@ -309,13 +309,9 @@ impl Probes {
         let m = self.ebpf.map("PIPE_TOTALS").context("no PIPE_TOTALS map")?;
         let h = PerCpuHashMap::<_, PipeKey, PipeTotals>::try_from(m)?;
         let mut v = Vec::new();
+        // aya's iterator skips a key removed between listing and reading it.
         for kv in h.iter() {
-            let (key, per_cpu) = match kv {
-                Ok(kv) => kv,
-                // Removed between listing its key and reading it: read for the last time already.
-                Err(aya::maps::MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e).context("reading PIPE_TOTALS"),
-            };
+            let (key, per_cpu) = kv.context("reading PIPE_TOTALS")?;
             let mut t = PipeTotals::ZERO;
             for cpu in per_cpu.iter() {
                 t.merge(cpu);
