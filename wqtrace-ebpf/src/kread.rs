@@ -7,7 +7,9 @@ use wqtrace_common::{Event, NO_OFFSET};
 
 use crate::{
     globals::off,
-    maps::{KNOWN_PIPES, KnownPipe, RT_PIPE_FOPS, RUNTIME},
+    maps::{
+        CachedPipe, KNOWN_PIPES, KnownPipe, PIPE_CACHE, PIPE_CACHE_SLOTS, RT_PIPE_FOPS, RUNTIME,
+    },
 };
 
 /// `*(T *)(base + off)`, or None when the field is missing on this kernel or the read faults.
@@ -115,6 +117,11 @@ fn file_pipe_cached(file: u64, cached: bool) -> Option<(PipeRef, bool)> {
     if f_op != fops || pipe == 0 {
         return None;
     }
+    if let Some(c) = cached.then(|| cached_pipe(pipe)).flatten() {
+        if c.inode == inode {
+            return Some((c, true));
+        }
+    }
     if let Some(k) = cached.then(|| unsafe { KNOWN_PIPES.get(pipe) }).flatten() {
         if k.inode == inode {
             return Some((
@@ -174,11 +181,83 @@ pub fn remember(p: &PipeRef) {
     if !same {
         let _ = KNOWN_PIPES.insert(p.pipe, v, 0);
     }
+    cache_put(p);
+}
+
+/// The pipe is gone: neither KNOWN_PIPES nor PIPE_CACHE names its address any more.
+#[inline(always)]
+pub fn forget(pipe: u64) {
+    let _ = KNOWN_PIPES.remove(pipe);
+    if let Some(c) = PIPE_CACHE.get_ptr_mut(cache_slot(pipe)) {
+        if unsafe { core::ptr::read_volatile(&raw const (*c).pipe) } == pipe {
+            unsafe { core::ptr::write_volatile(&raw mut (*c).tag, 0) };
+        }
+    }
+}
+
+#[inline(always)]
+fn cache_slot(pipe: u64) -> u32 {
+    // Fibonacci hashing: pipe_inode_info addresses are slab objects of one size apart.
+    let bits = PIPE_CACHE_SLOTS.trailing_zeros();
+    ((pipe >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as u32
+}
+
+#[inline(always)]
+fn cache_tag(pipe: u64, inode: u64, ino: u64, notif: bool) -> u64 {
+    let h =
+        (pipe ^ inode.rotate_left(21) ^ ino.rotate_left(42)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    (h & !3) | 2 | notif as u64
+}
+
+#[inline(always)]
+fn cache_put(p: &PipeRef) {
+    let Some(c) = PIPE_CACHE.get_ptr_mut(cache_slot(p.pipe)) else {
+        return;
+    };
+    // x86 keeps stores in order, and so does the JIT with volatile ones: a reader sees the
+    // tag cleared, or the old entry whole, or words that do not hash to the tag it reads.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*c).tag, 0);
+        core::ptr::write_volatile(&raw mut (*c).pipe, p.pipe);
+        core::ptr::write_volatile(&raw mut (*c).inode, p.inode);
+        core::ptr::write_volatile(&raw mut (*c).ino, p.ino);
+        core::ptr::write_volatile(
+            &raw mut (*c).tag,
+            cache_tag(p.pipe, p.inode, p.ino, p.notif),
+        );
+    }
+}
+
+/// `pipe` as PIPE_CACHE holds it, if it does.
+#[inline(always)]
+fn cached_pipe(pipe: u64) -> Option<PipeRef> {
+    let c: *const CachedPipe = PIPE_CACHE.get_ptr(cache_slot(pipe))?;
+    let (p, inode, ino, tag) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*c).pipe),
+            core::ptr::read_volatile(&raw const (*c).inode),
+            core::ptr::read_volatile(&raw const (*c).ino),
+            core::ptr::read_volatile(&raw const (*c).tag),
+        )
+    };
+    let notif = tag & 1 != 0;
+    if p != pipe || tag == 0 || tag != cache_tag(p, inode, ino, notif) {
+        return None;
+    }
+    Some(PipeRef {
+        pipe,
+        ino,
+        notif,
+        inode,
+    })
 }
 
 /// A known pipe by its kernel address.
 #[inline(always)]
 pub fn known_pipe(pipe: u64) -> Option<PipeRef> {
+    if let Some(c) = cached_pipe(pipe) {
+        return Some(c);
+    }
     let k = unsafe { KNOWN_PIPES.get(pipe) }?;
     Some(PipeRef {
         pipe,

@@ -80,6 +80,29 @@ pub struct KnownPipe {
     pub notif: u64,
 }
 
+/// A direct-mapped copy of [`KNOWN_PIPES`], looked up first (`kread::cached_pipe`): an array
+/// lookup is inlined, a hash lookup is a call that hashes the key. Under the TUI on stress-ng
+/// --pipe, the hash lookup was 40-45 of sys_enter's 225 ns per run (issue #13). Written only
+/// where KNOWN_PIPES is (`kread::remember`, the free hooks), never filled from a KNOWN_PIPES
+/// hit: such a fill racing pipe2's rewrite of a reused address could leave the old pipe's
+/// values behind for good.
+#[map]
+pub static PIPE_CACHE: Array<CachedPipe> = Array::with_max_entries(PIPE_CACHE_SLOTS, 0);
+/// A power of two: the slot is the top bits of a multiplicative hash of the address.
+pub const PIPE_CACHE_SLOTS: u32 = 4096;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CachedPipe {
+    pub pipe: u64,
+    pub inode: u64,
+    pub ino: u64,
+    /// A hash of the three words above, with bit 1 set and the notification flag in bit 0;
+    /// 0 = empty. Cleared first and written last: a reader racing a writer sees a tag that
+    /// does not match the words it read, which reads as a miss.
+    pub tag: u64,
+}
+
 /// One pipe end of a syscall in progress: the fd, the pipe behind it and its ring at entry.
 #[repr(C)]
 #[derive(Clone, Copy)]

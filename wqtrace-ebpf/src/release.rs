@@ -11,7 +11,6 @@ use crate::{
     emit::emit,
     filters::{task_wanted, traced_pipe},
     kread::fill_ring,
-    maps::KNOWN_PIPES,
 };
 
 #[inline(always)]
@@ -20,7 +19,7 @@ fn released(pipe: u64) {
         return;
     };
     // The address may be reused whoever freed it; the event obeys -p/-c like every other.
-    let _ = KNOWN_PIPES.remove(pipe);
+    crate::kread::forget(pipe);
     if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
         return;
     }
