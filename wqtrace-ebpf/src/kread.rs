@@ -64,6 +64,16 @@ pub fn fd_file(fd: i64) -> Option<u64> {
     if file == 0 { None } else { Some(file) }
 }
 
+/// `v` as a plain number to the verifier. An fentry argument is a BTF-typed pointer, on which
+/// it refuses PIPE_CACHE's hash (shifts and multiplications; a partial read of the pointer
+/// spilled to the stack too), and the 6.12 guest refused those programs for it. A copy read back
+/// through a probe read is a scalar: one helper call, in hooks off the syscall path.
+#[inline(always)]
+pub fn scalar(v: u64) -> u64 {
+    let s = v;
+    unsafe { bpf_probe_read_kernel(&raw const s) }.unwrap_or(0)
+}
+
 /// A pipe as the hooks see it.
 #[derive(Clone, Copy)]
 pub struct PipeRef {

@@ -34,7 +34,8 @@ fn released(pipe: u64) {
 #[fentry(function = "free_pipe_info")]
 pub fn release_fentry(ctx: FEntryContext) -> i32 {
     crate::globals::empty_floor!();
-    released(ctx.arg(0));
+    // A typed pointer: see kread::scalar.
+    released(crate::kread::scalar(ctx.arg(0)));
     0
 }
 

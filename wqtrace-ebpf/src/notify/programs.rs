@@ -104,7 +104,8 @@ pub fn removal_kretprobe(ctx: RetProbeContext) -> u32 {
 #[fentry(function = "__wake_up_locked_sync_key")]
 pub fn landed_fentry(ctx: FEntryContext) -> i32 {
     crate::globals::empty_floor!();
-    landed(ctx.as_ptr(), ctx.arg(0));
+    // A typed pointer: see kread::scalar.
+    landed(ctx.as_ptr(), crate::kread::scalar(ctx.arg(0)));
     0
 }
 

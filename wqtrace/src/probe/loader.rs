@@ -488,7 +488,7 @@ fn load_read_scan(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
 /// aya errors nest their cause and may carry a whole verifier log; the plan wants the reason.
 /// With `WQTRACE_VERIFIER_LOG=DIR`, a program the verifier refused leaves its whole log in
 /// DIR/PROG.log (the one-line error keeps only its last words).
-fn keep_verifier_log(prog: &str, e: &aya::programs::ProgramError) {
+pub(crate) fn keep_verifier_log(prog: &str, e: &aya::programs::ProgramError) {
     if let Some(dir) = std::env::var_os("WQTRACE_VERIFIER_LOG") {
         let _ = std::fs::write(
             std::path::Path::new(&dir).join(format!("{prog}.log")),
