@@ -10,7 +10,7 @@ use std::{
 };
 
 use common::recording::{event_keys, export_jsonl, start_recording, timestamps};
-use common::tmux::Tmux;
+use common::tmux::{Tmux, totalled};
 use common::{
     Tracer, WQTRACE, assert_dropped_to, contend, contend_tids, doctor_json, has_flag, kernel_lock,
     kind, pipe_ping, pipe_ping_command, plan_method, u, workload,
@@ -533,43 +533,6 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `wqtrace tui TUI_ARGS -- python3 SCRIPT` in `t`, stderr to `dir/err`: the script names
-/// itself `comm`, runs `body`, writes its `out` to a file and sleeps. Returns `out` once
-/// written, and the files the TUI's exit status and stderr go to.
-fn tui_over_python(
-    t: &Tmux,
-    dir: &std::path::Path,
-    comm: &str,
-    tui_args: &str,
-    body: &str,
-) -> (String, std::path::PathBuf, std::path::PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let (out_file, exit_file, err_file) = (dir.join("out"), dir.join("exit"), dir.join("err"));
-    let f = out_file.display();
-    let script = format!(
-        "import os, time\nopen('/proc/self/comm', 'w').write('{comm}')\n{body}\n\
-         open('{f}.tmp', 'w').write(out)\nos.rename('{f}.tmp', '{f}')\ntime.sleep(300)\n"
-    );
-    std::fs::write(dir.join("w.py"), script).unwrap();
-    let cmd = format!(
-        "{WQTRACE} tui {tui_args} -- python3 {} 2>{}",
-        dir.join("w.py").display(),
-        err_file.display()
-    );
-    t.start_tui(120, 30, &cmd, &exit_file);
-    let t0 = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&out_file) {
-            return (s, exit_file, err_file);
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the workload never finished"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// `wqtrace tui` has the kernel total the ring ops of ordinary pipes per pipe instead of
 /// streaming them: a process that writes and reads its own pipe N times (the only one traced,
 /// by --comm) has exactly 2N ops totalled, its pipe shows in the table with its creator and
@@ -581,30 +544,7 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
         socket: "wqtrace-host-tui-totals",
         session: "tui",
     };
-    let dir = std::env::temp_dir().join(format!("wqtrace-host-totals-{}", std::process::id()));
-    let body = format!(
-        "r, w = os.pipe()\n\
-         for _ in range({N}):\n    os.write(w, b'x' * 100)\n    assert len(os.read(r, 100)) == 100\n\
-         out = str(os.fstat(w).st_ino)"
-    );
-    let (ino, exit_file, err_file) = tui_over_python(&t, &dir, "wqtot", "--comm wqtot", &body);
-    // Its creator, from the streamed pipe2(); "+?" once the totals were read.
-    t.wait_screen("the pipe's row", Duration::from_secs(10), |s| {
-        s.lines()
-            .any(|l| l.contains(&format!(" {ino} ")) && l.contains("wqtot/") && l.contains(" +?"))
-    });
-    assert_eq!(t.quit(&exit_file), "0");
-    t.kill_server();
-    let err = std::fs::read_to_string(&err_file).unwrap();
-    assert!(
-        err.contains(&format!(
-            "0 lost ({} ring ops, 0 lock waits and 0 pipe waits of them on ordinary pipes, \
-             totalled in the kernel)",
-            2 * N
-        )),
-        "{err}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    t.totals_every_op_on_an_ordinary_pipe("host", N);
 }
 
 /// A pipe that finds no room in the kernel's totals (here room for one) has its ops streamed:
@@ -627,7 +567,7 @@ fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
          out = ' '.join(inos)"
     );
     let args = "--comm wqfull --pipe-totals-max 1";
-    let (out, exit_file, err_file) = tui_over_python(&t, &dir, "wqfull", args, &body);
+    let (out, exit_file, err_file) = t.tui_over_python(&dir, "wqfull", args, &body);
     let inos: Vec<&str> = out.split_whitespace().collect();
     let row = |s: &str, ino: &str| {
         s.lines()
@@ -645,14 +585,7 @@ fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
     assert_eq!(t.quit(&exit_file), "0");
     t.kill_server();
     let err = std::fs::read_to_string(&err_file).unwrap();
-    assert!(
-        err.contains(&format!(
-            "0 lost ({} ring ops, 0 lock waits and 0 pipe waits of them on ordinary pipes, \
-             totalled in the kernel)",
-            2 * N
-        )),
-        "{err}"
-    );
+    assert!(err.contains(&totalled(2 * N, 0, 0)), "{err}");
     let events: u64 = err
         .split("wqtrace: ")
         .nth(1)
@@ -716,11 +649,7 @@ fn tui_totals_match_a_tracer_under_contention() {
     };
     let err = std::fs::read_to_string(&err_file).unwrap();
     assert!(
-        err.contains(&format!(
-            "0 lost ({} ring ops, {} lock waits and {} pipe waits of them on ordinary pipes, \
-             totalled in the kernel)",
-            want.0, want.1, want.2
-        )),
+        err.contains(&totalled(want.0, want.1, want.2)),
         "tracer: {want:?}; tui: {err}"
     );
     let _ = std::fs::remove_dir_all(&dir);

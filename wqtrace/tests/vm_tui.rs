@@ -6,7 +6,7 @@
 //! executable in the guest with `WQTRACE_IN_VM=1 … --test-threads=1` (`cargo xtask test`).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
@@ -202,51 +202,5 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
 fn tui_totals_every_op_on_an_ordinary_pipe() {
     in_vm();
     const N: u32 = 2000;
-    let bin = env!("CARGO_BIN_EXE_wqtrace");
-    let dir = std::env::temp_dir().join(format!("wqtrace-vm-totals-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (out_file, exit_file, err_file) = (dir.join("out"), dir.join("exit"), dir.join("err"));
-    let f = out_file.display();
-    let script = format!(
-        "import os, time\nopen('/proc/self/comm', 'w').write('wqtot')\n\
-         r, w = os.pipe()\n\
-         for _ in range({N}):\n    os.write(w, b'x' * 100)\n    assert len(os.read(r, 100)) == 100\n\
-         open('{f}.tmp', 'w').write(str(os.fstat(w).st_ino))\nos.rename('{f}.tmp', '{f}')\n\
-         time.sleep(600)\n"
-    );
-    std::fs::write(dir.join("w.py"), script).unwrap();
-    let tui = format!(
-        "{bin} tui --comm wqtot -- python3 {} 2>{}",
-        dir.join("w.py").display(),
-        err_file.display()
-    );
-    T.start_tui(120, 30, &tui, &exit_file);
-    let t0 = Instant::now();
-    let ino = loop {
-        if let Ok(s) = std::fs::read_to_string(&out_file) {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "the workload never finished"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    T.wait_screen("the pipe's row", Duration::from_secs(30), |s| {
-        s.lines()
-            .any(|l| l.contains(&format!(" {ino} ")) && l.contains("wqtot/") && l.contains(" +?"))
-    });
-    let code = T.quit(&exit_file);
-    T.kill_server();
-    let err = std::fs::read_to_string(&err_file).unwrap_or_default();
-    assert_eq!(code, "0", "exit status; stderr: {err}");
-    assert!(
-        err.contains(&format!(
-            "0 lost ({} ring ops, 0 lock waits and 0 pipe waits of them on ordinary pipes, \
-             totalled in the kernel)",
-            2 * N
-        )),
-        "{err}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    T.totals_every_op_on_an_ordinary_pipe("vm", N);
 }

@@ -108,4 +108,80 @@ impl Tmux {
             .args(["-L", self.socket, "kill-server"])
             .output();
     }
+
+    /// `wqtrace tui TUI_ARGS -- python3 SCRIPT` in this session, stderr to `dir/err`: the
+    /// script names itself `comm`, runs `body`, writes its `out` to a file and sleeps. Returns
+    /// `out` once written, and the files the TUI's exit status and stderr go to.
+    pub fn tui_over_python(
+        &self,
+        dir: &std::path::Path,
+        comm: &str,
+        tui_args: &str,
+        body: &str,
+    ) -> (String, std::path::PathBuf, std::path::PathBuf) {
+        std::fs::create_dir_all(dir).unwrap();
+        let (out_file, exit_file, err_file) = (dir.join("out"), dir.join("exit"), dir.join("err"));
+        let f = out_file.display();
+        let script = format!(
+            "import os, time\nopen('/proc/self/comm', 'w').write('{comm}')\n{body}\n\
+             open('{f}.tmp', 'w').write(out)\nos.rename('{f}.tmp', '{f}')\ntime.sleep(600)\n"
+        );
+        std::fs::write(dir.join("w.py"), script).unwrap();
+        let cmd = format!(
+            "{} tui {tui_args} -- python3 {} 2>{}",
+            super::WQTRACE,
+            dir.join("w.py").display(),
+            err_file.display()
+        );
+        self.start_tui(120, 30, &cmd, &exit_file);
+        // A bound, not a wait: the emulated guests run python slowly.
+        let t0 = Instant::now();
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&out_file) {
+                return (s, exit_file, err_file);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "the workload never finished"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `wqtrace tui --comm wqtot` over a process that writes and reads its own ordinary pipe
+    /// `n` times: the kernel totals exactly 2n ring ops, none lost; the pipe's row names its
+    /// creator (from the streamed pipe2) and "+?" for the tasks the totals do not name.
+    pub fn totals_every_op_on_an_ordinary_pipe(&self, tag: &str, n: u32) {
+        let dir = std::env::temp_dir().join(format!("wqtrace-{tag}-totals-{}", std::process::id()));
+        let body = format!(
+            "r, w = os.pipe()\n\
+             for _ in range({n}):\n    os.write(w, b'x' * 100)\n    assert len(os.read(r, 100)) == 100\n\
+             out = str(os.fstat(w).st_ino)"
+        );
+        let (ino, exit_file, err_file) = self.tui_over_python(&dir, "wqtot", "--comm wqtot", &body);
+        self.wait_screen("the pipe's row", Duration::from_secs(30), |s| {
+            s.lines().any(|l| {
+                l.contains(&format!(" {ino} ")) && l.contains("wqtot/") && l.contains(" +?")
+            })
+        });
+        let code = self.quit(&exit_file);
+        self.kill_server();
+        let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+        assert_eq!(code, "0", "exit status; stderr: {err}");
+        assert!(err.contains(&totalled(2 * n, 0, 0)), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The TUI's exit line's account of what the kernel totalled (`tui` without --all-pipes):
+/// nothing lost, and these many ring ops, lock waits and pipe waits on ordinary pipes.
+pub fn totalled(
+    ring_ops: impl std::fmt::Display,
+    lock_waits: impl std::fmt::Display,
+    pipe_waits: impl std::fmt::Display,
+) -> String {
+    format!(
+        "0 lost ({ring_ops} ring ops, {lock_waits} lock waits and {pipe_waits} pipe waits of \
+         them on ordinary pipes, totalled in the kernel)"
+    )
 }
