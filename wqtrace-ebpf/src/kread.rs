@@ -127,22 +127,9 @@ fn file_pipe_cached(file: u64, cached: bool) -> Option<(PipeRef, bool)> {
     if f_op != fops || pipe == 0 {
         return None;
     }
-    if let Some(c) = cached.then(|| cached_pipe(pipe)).flatten() {
-        if c.inode == inode {
-            return Some((c, true));
-        }
-    }
-    if let Some(k) = cached.then(|| unsafe { KNOWN_PIPES.get(pipe) }).flatten() {
+    if let Some(k) = cached.then(|| known_pipe(pipe)).flatten() {
         if k.inode == inode {
-            return Some((
-                PipeRef {
-                    pipe,
-                    ino: k.ino,
-                    notif: k.notif != 0,
-                    inode,
-                },
-                true,
-            ));
+            return Some((k, true));
         }
     }
     let ino: u64 = rd(inode, off!(inode_i_ino)).unwrap_or(0);

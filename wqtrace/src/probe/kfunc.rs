@@ -5,7 +5,7 @@
 use anyhow::{Result, anyhow, bail};
 use aya::{Btf, Ebpf, programs::Program};
 
-use super::loader::{keep_verifier_log, short};
+use super::loader::{refused, short};
 use super::plan::{self, AttachPref, Hook, HookPlan, Method};
 use crate::kernel;
 use wqtrace_common::Offsets;
@@ -105,24 +105,17 @@ fn attach_one(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str) -> Result<()> 
         .ok_or_else(|| anyhow!("program {prog} missing"))?;
     match p {
         Program::FEntry(p) => {
-            p.load(func, btf).map_err(|e| {
-                keep_verifier_log(prog, &e);
-                anyhow!("{prog}: {}", short(&e))
-            })?;
+            p.load(func, btf)
+                .map_err(|e| anyhow!("{prog}: {}", refused(prog, &e)))?;
             p.attach().map_err(|e| anyhow!("{}", short(&e)))?;
         }
         Program::FExit(p) => {
-            p.load(func, btf).map_err(|e| {
-                keep_verifier_log(prog, &e);
-                anyhow!("{prog}: {}", short(&e))
-            })?;
+            p.load(func, btf)
+                .map_err(|e| anyhow!("{prog}: {}", refused(prog, &e)))?;
             p.attach().map_err(|e| anyhow!("{}", short(&e)))?;
         }
         Program::KProbe(p) => {
-            p.load().map_err(|e| {
-                keep_verifier_log(prog, &e);
-                anyhow!("{}", short(&e))
-            })?;
+            p.load().map_err(|e| anyhow!("{}", refused(prog, &e)))?;
             p.attach(func, 0).map_err(|e| anyhow!("{}", short(&e)))?;
         }
         _ => bail!("program {prog} has an unexpected type"),

@@ -458,10 +458,8 @@ fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
         .program_mut(prog)
         .ok_or_else(|| anyhow!("program {prog} missing"))?
         .try_into()?;
-    p.load(tp, btf).map_err(|e| {
-        keep_verifier_log(prog, &e);
-        anyhow!("tp_btf/{tp}: {}", short(&e))
-    })?;
+    p.load(tp, btf)
+        .map_err(|e| anyhow!("tp_btf/{tp}: {}", refused(prog, &e)))?;
     p.attach()
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
     Ok(())
@@ -485,16 +483,17 @@ fn load_read_scan(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
     Ok(())
 }
 
-/// aya errors nest their cause and may carry a whole verifier log; the plan wants the reason.
-/// With `WQTRACE_VERIFIER_LOG=DIR`, a program the verifier refused leaves its whole log in
-/// DIR/PROG.log (the one-line error keeps only its last words).
-pub(crate) fn keep_verifier_log(prog: &str, e: &aya::programs::ProgramError) {
+/// Why the kernel refused to load `prog`, in one line ([`short`]). aya errors nest their cause
+/// and may carry a whole verifier log; the plan wants the reason. With
+/// `WQTRACE_VERIFIER_LOG=DIR`, the whole log is kept in DIR/PROG.log.
+pub(crate) fn refused(prog: &str, e: &aya::programs::ProgramError) -> String {
     if let Some(dir) = std::env::var_os("WQTRACE_VERIFIER_LOG") {
         let _ = std::fs::write(
             std::path::Path::new(&dir).join(format!("{prog}.log")),
             format!("{e:?}"),
         );
     }
+    short(e)
 }
 
 pub(crate) fn short(e: &dyn std::error::Error) -> String {
