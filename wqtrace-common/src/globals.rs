@@ -58,9 +58,18 @@ pub struct Offsets {
     pub wtf_subtype_filter: u32,
     pub wtf_info_filter: u32,
     pub wtf_info_mask: u32,
-    pub _reserved: u32,
-    pub _pad: u32,
+    /// Not offsets: the BTF ids of the structs `atomic64_t` and `atomic_t` name (one s64 /
+    /// s32 at offset 0), which `bpf_rdonly_cast` casts kernel addresses to so the programs
+    /// load kernel words directly instead of calling `bpf_probe_read_kernel`. 0: probe reads
+    /// only (a kernel before 6.2, or `WQTRACE_PROBE_READS=1`).
+    pub direct_s64_btf_id: u32,
+    pub direct_s32_btf_id: u32,
 }
+
+/// The helper number the programs call where they mean the kfunc `bpf_rdonly_cast`: aya
+/// cannot relocate kfunc calls, so userspace rewrites every `call DIRECT_CAST_MARKER` in the
+/// object before loading it (`probe::direct`). No helper has this number.
+pub const DIRECT_CAST_MARKER: i32 = 0x0bad_ca57;
 
 impl Offsets {
     pub const fn missing() -> Self {
@@ -111,8 +120,8 @@ impl Offsets {
             wtf_subtype_filter: NO_OFFSET,
             wtf_info_filter: NO_OFFSET,
             wtf_info_mask: NO_OFFSET,
-            _reserved: NO_OFFSET,
-            _pad: 0,
+            direct_s64_btf_id: 0,
+            direct_s32_btf_id: 0,
         }
     }
 }

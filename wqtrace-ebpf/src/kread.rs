@@ -12,13 +12,32 @@ use crate::{
     },
 };
 
-/// `*(T *)(base + off)`, or None when the field is missing on this kernel or the read faults.
+/// `*(T *)(base + off)`, or None when the field is missing on this kernel. A fault reads as
+/// None through a probe read, as zeros through direct loads (`crate::direct`).
 #[inline(always)]
 pub fn rd<T: Copy>(base: u64, off: u32) -> Option<T> {
     if off == NO_OFFSET || base == 0 {
         return None;
     }
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+    let at = base + off as u64;
+    if crate::direct::on() {
+        if let Some(v) = crate::direct::load::<T>(at) {
+            return Some(v);
+        }
+    }
+    // Zeroed, and read back on both outcomes: a value left undefined on the failed read's
+    // path (as `.ok()` leaves it) compiles to no instruction, and where the two paths above
+    // join, the 6.1 verifier then finds a register the helper call clobbered ("!read_ok").
+    let mut v = core::mem::MaybeUninit::<T>::zeroed();
+    let r = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            v.as_mut_ptr().cast(),
+            core::mem::size_of::<T>() as u32,
+            at as *const core::ffi::c_void,
+        )
+    };
+    let v = unsafe { core::ptr::read_volatile(v.as_ptr()) };
+    (r == 0).then_some(v)
 }
 
 /// `*(T *)(base + off)` where `base` is a BTF-typed kernel pointer (the verifier turns the
@@ -93,11 +112,12 @@ pub fn pipe_fops() -> u64 {
 }
 
 /// `file->f_op`, `->private_data` and `->f_inode`. Since 6.12 they sit within 32 bytes of
-/// each other (one read, not three: every traced syscall resolves its fds).
+/// each other (one probe read, not three: every traced syscall resolves its fds).
 #[inline(always)]
 fn file_fields(file: u64) -> Option<(u64, u64, u64)> {
     let (fo, po, io) = (off!(file_f_op), off!(file_private_data), off!(file_f_inode));
-    if fo != NO_OFFSET && po != NO_OFFSET && io != NO_OFFSET {
+    // Direct loads read the three words alone.
+    if !crate::direct::on() && fo != NO_OFFSET && po != NO_OFFSET && io != NO_OFFSET {
         let lo = fo.min(po).min(io);
         let hi = fo.max(po).max(io);
         if hi - lo <= 24 && (fo | po | io) & 7 == 0 {
@@ -337,17 +357,23 @@ pub fn ring(pipe: u64) -> Ring {
 /// The task holding the pipe mutex: (tid, task pointer), (0, 0) when unlocked.
 #[inline(always)]
 pub fn mutex_owner(pipe: u64) -> (u32, u64) {
-    let o = off!(pipe_mutex);
-    let mo = off!(mutex_owner);
-    if o == NO_OFFSET || mo == NO_OFFSET {
-        return (0, 0);
-    }
-    // mutex.owner is a task pointer with MUTEX_FLAGS (0x07) in its low bits.
-    let owner: u64 = rd(pipe, o + mo).unwrap_or(0) & !0x07;
+    let owner = owner_task(pipe);
     if owner == 0 {
         return (0, 0);
     }
     (task_tid(owner), owner)
+}
+
+/// The task pointer in the pipe mutex's owner word, 0 when unlocked.
+#[inline(always)]
+fn owner_task(pipe: u64) -> u64 {
+    let o = off!(pipe_mutex);
+    let mo = off!(mutex_owner);
+    if o == NO_OFFSET || mo == NO_OFFSET {
+        return 0;
+    }
+    // mutex.owner is a task pointer with MUTEX_FLAGS (0x07) in its low bits.
+    rd::<u64>(pipe, o + mo).unwrap_or(0) & !0x07
 }
 
 /// The ring (as [`ring`]) and the mutex owner's task pointer (as [`mutex_owner`], 0 when
@@ -358,7 +384,8 @@ pub fn mutex_owner(pipe: u64) -> (u32, u64) {
 pub fn ring_and_owner(pipe: u64) -> (Ring, u64) {
     const WORDS: usize = 24;
     let (mo, oo) = (off!(pipe_mutex), off!(mutex_owner));
-    let owned = mo != NO_OFFSET && oo != NO_OFFSET && (mo + oo) & 7 == 0;
+    // Direct loads read the five words alone.
+    let owned = !crate::direct::on() && mo != NO_OFFSET && oo != NO_OFFSET && (mo + oo) & 7 == 0;
     if let Some(o @ (h, t, rs, mu)) = ring_u32s().filter(|_| pipe != 0 && owned) {
         let own = mo + oo;
         let lo = own.min(h).min(t).min(rs).min(mu);
@@ -368,7 +395,7 @@ pub fn ring_and_owner(pipe: u64) -> (Ring, u64) {
             return (ring_in(&b, lo, o), (at(own) | at(own + 4) << 32) & !0x07);
         }
     }
-    (ring(pipe), mutex_owner(pipe).1)
+    (ring(pipe), owner_task(pipe))
 }
 
 /// A task's thread id (`task->pid`).
@@ -385,6 +412,12 @@ pub fn task_comm(task: u64, dst: &mut [u8; 16]) {
     }
     let o = off!(task_comm);
     if o == NO_OFFSET {
+        return;
+    }
+    if crate::direct::on() {
+        if let Some(c) = rd::<[u8; 16]>(task, o) {
+            *dst = c;
+        }
         return;
     }
     // Straight into dst: a helper returning the array by value would leave a stack pointer

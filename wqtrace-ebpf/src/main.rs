@@ -22,6 +22,7 @@
 #![allow(internal_features)]
 
 mod counted;
+mod direct;
 mod emit;
 mod filters;
 mod globals;

@@ -28,6 +28,16 @@ fn doctor_reports_this_kernel() {
     assert_eq!(plan_method(&d, "plan", "ring_ops"), "tp_btf");
     assert_eq!(plan_method(&d, "plan", "off_cpu_waits"), "tp_btf");
     assert_eq!(plan_method(&d, "plan", "lock_contention"), "tp_btf");
+    // Kernel memory by direct loads since 6.2 (bpf_rdonly_cast), probe reads when asked.
+    assert_eq!(d["kernel_reads"], common::kernel_reads_expected());
+    let out = Command::new(WQTRACE)
+        .args(["doctor", "--json"])
+        .env("WQTRACE_PROBE_READS", "1")
+        .output()
+        .unwrap();
+    let probe: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(probe["kernel_reads"], "probe_read");
+    assert_eq!(probe["can_run"], true);
     let notif_ok = d["notification_pipes"].as_bool().unwrap();
     let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
     if !notif_ok {

@@ -548,6 +548,8 @@ fn doctor_reports_fentry_kprobe_and_notification_pipes() {
     in_vm();
     let d = common::doctor_json();
     assert_eq!(d["notification_pipes"], true);
+    // 6.12: direct loads, in the fentry and kprobe programs too; 6.1: probe reads.
+    assert_eq!(d["kernel_reads"], common::kernel_reads_expected());
     let method = |plan: &str, hook: &str| common::plan_method(&d, plan, hook);
     for hook in [
         "notification_post",

@@ -175,6 +175,7 @@ fn print_json(f: &Findings, measured: Option<&measure::Measurement>) -> Result<(
         "notification_pipes_error": notif.as_ref().err(),
         "watch_queue_in_btf": watch_queue_btf,
         "plan": plan.as_ref().map(|p| &p.hooks),
+        "kernel_reads": plan.as_ref().map(|p| if p.direct_loads { "direct" } else { "probe_read" }),
         "kprobe_fallback": kprobe_plan.as_ref().map(|p| &p.hooks),
         "can_run": plan.is_some(),
         "error": why_not,
@@ -212,6 +213,16 @@ fn print_text(f: &Findings) {
     match &notif {
         Ok(()) => println!("notification pipes yes (pipe2(O_NOTIFICATION_PIPE) works)"),
         Err(e) => println!("notification pipes NO: {e}"),
+    }
+    if let Some(p) = &plan {
+        println!(
+            "kernel reads       {}",
+            if p.direct_loads {
+                "direct loads (bpf_rdonly_cast)"
+            } else {
+                "probe reads (bpf_probe_read_kernel: no bpf_rdonly_cast before 6.2, or WQTRACE_PROBE_READS=1)"
+            }
+        );
     }
     println!();
     match &plan {

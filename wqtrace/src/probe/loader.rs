@@ -15,6 +15,7 @@ use wqtrace_common::{
     totals::{PipeKey, PipeTotals},
 };
 
+use super::direct::Direct;
 use super::kfunc::attach_kfunc_hook;
 use super::plan::{self, Hook, HookPlan, Method, Plan};
 use crate::{
@@ -100,12 +101,30 @@ impl Probes {
     /// Load everything and attach per the plan. Errors are one line, naming what is missing.
     pub fn open(opts: &ProbeOpts) -> Result<Self> {
         crate::privileges::require()?;
+        let facts = kernel_facts(opts, true)?;
+        if facts.direct.is_none() {
+            return Self::load_and_attach(opts, facts);
+        }
+        Self::load_and_attach(opts, facts).or_else(|e| {
+            // A verifier that refuses the direct loads somewhere (a kernel they were not tried
+            // on) gets the programs that probe-read everything, as before 6.2. A failure for
+            // any other reason fails again: its first error is the one reported.
+            let p = kernel_facts(opts, false).and_then(|f| Self::load_and_attach(opts, f));
+            if p.is_ok() {
+                eprintln!("wqtrace: direct kernel loads refused ({e:#}): reading by probe reads");
+            }
+            p.map_err(|_| e)
+        })
+    }
+
+    fn load_and_attach(opts: &ProbeOpts, facts: KernelFacts) -> Result<Self> {
         let KernelFacts {
             btf,
             offsets,
             ksyms,
             security_may_skip,
-        } = kernel_facts(opts)?;
+            direct,
+        } = facts;
         ensure_tracefs();
         // Before anything is attached, so every run is counted.
         let bpf_stats = if opts.count_runs {
@@ -117,7 +136,11 @@ impl Probes {
         let rings = rings_in_use()?;
         filter.ring_mask = rings as u32 - 1;
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
-        let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
+        let (object, _) = super::direct::patch(
+            aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace")),
+            direct.as_ref(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
         let mut loader = EbpfLoader::new();
         loader
             .btf(Some(&btf))
@@ -134,9 +157,12 @@ impl Probes {
         };
         loader.map_max_entries("PIPE_TOTALS", totals);
         let mut ebpf = loader
-            .load(bytes)
+            .load(object.bytes())
             .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            direct_loads: direct.is_some(),
+            ..Plan::default()
+        };
 
         // The tracepoint path: always on, the base every other hook builds on.
         load_read_scan(&mut ebpf, &btf)
@@ -363,9 +389,9 @@ fn unavailable(hook: Hook, why: String) -> HookPlan {
 
 /// What the loader needs from the kernel's BTF: field offsets, kernel symbols, whether a
 /// security hook may refuse posts unseen; then aya's own parse of it.
-fn kernel_facts(opts: &ProbeOpts) -> Result<KernelFacts> {
+fn kernel_facts(opts: &ProbeOpts, allow_direct: bool) -> Result<KernelFacts> {
     let (btf_rs, btf_path) = kernel::open_btf(opts.btf.as_deref())?;
-    let offsets = kernel::offsets(&btf_rs);
+    let mut offsets = kernel::offsets(&btf_rs);
     let missing = kernel::missing_core(&offsets);
     if !missing.is_empty() {
         bail!(
@@ -375,6 +401,12 @@ fn kernel_facts(opts: &ProbeOpts) -> Result<KernelFacts> {
         );
     }
     let ksyms = kernel::ksyms(&btf_rs);
+    let direct = allow_direct
+        .then(|| direct_loads(&btf_path, &btf_rs))
+        .flatten();
+    if let Some(d) = &direct {
+        d.apply(&mut offsets);
+    }
     // With CONFIG_SECURITY a module may refuse a post silently (no hook sees it).
     let security_may_skip = kernel::Layout::new(&btf_rs).has_func("security_post_notification");
     // Two parsed copies of the kernel's BTF at once would set the process's peak RSS: the
@@ -388,12 +420,27 @@ fn kernel_facts(opts: &ProbeOpts) -> Result<KernelFacts> {
         offsets,
         ksyms,
         security_may_skip,
+        direct,
     })
+}
+
+/// Direct loads need the running kernel's own BTF ids (a kfunc call names one), and can be
+/// turned off (`WQTRACE_PROBE_READS=1`: every kernel read a probe read, for comparison).
+fn direct_loads(btf_path: &std::path::Path, btf: &btf_rs::Btf) -> Option<Direct> {
+    if std::env::var_os("WQTRACE_PROBE_READS").is_some_and(|v| v == "1") {
+        return None;
+    }
+    if btf_path != std::path::Path::new(kernel::VMLINUX_BTF) {
+        return None;
+    }
+    Direct::resolve(btf)
 }
 
 struct KernelFacts {
     btf: Btf,
     offsets: Offsets,
+    /// Whether the programs load kernel words directly (see `probe::direct`).
+    direct: Option<Direct>,
     ksyms: wqtrace_common::Ksyms,
     /// With CONFIG_SECURITY a module may refuse a post silently (no hook sees it).
     security_may_skip: bool,

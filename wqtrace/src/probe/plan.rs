@@ -123,6 +123,9 @@ pub struct HookPlan {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub hooks: Vec<HookPlan>,
+    /// Whether the programs read kernel memory by direct loads (`probe::direct`), not probe
+    /// reads.
+    pub direct_loads: bool,
 }
 
 impl Plan {

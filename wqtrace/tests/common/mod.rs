@@ -315,6 +315,22 @@ pub fn doctor_json() -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// What `doctor --json` must say of kernel reads on the running kernel: direct loads from 6.2
+/// on (the kfunc bpf_rdonly_cast), probe reads before.
+pub fn kernel_reads_expected() -> &'static str {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = r
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    if (major, minor) >= (6, 2) {
+        "direct"
+    } else {
+        "probe_read"
+    }
+}
+
 /// The method `doctor --json` names for `hook` in its `plan` (or `kprobe_fallback`) list.
 pub fn plan_method(d: &Value, plan: &str, hook: &str) -> String {
     d[plan]
