@@ -16,18 +16,29 @@ use crate::{
 /// None through a probe read, as zeros through direct loads (`crate::direct`).
 #[inline(always)]
 pub fn rd<T: Copy>(base: u64, off: u32) -> Option<T> {
+    let (ok, v) = rd_or_zeros::<T>(base, off);
+    ok.then_some(v)
+}
+
+/// [`rd`] as (read, value), the value zeros when not read. Every path defines the value: LLVM
+/// may compute with the payload of a `None` where the result cannot depend on it (`notif =
+/// is_some & (wq != 0)`, branch-free), and a path that never set it leaves that register
+/// uninitialised, which the verifier refuses ("R1 !read_ok"). Which path did that moved with
+/// unrelated edits elsewhere in the program.
+#[inline(always)]
+fn rd_or_zeros<T: Copy>(base: u64, off: u32) -> (bool, T) {
+    let zeros = || unsafe { core::mem::MaybeUninit::<T>::zeroed().assume_init() };
     if off == NO_OFFSET || base == 0 {
-        return None;
+        return (false, zeros());
     }
     let at = base + off as u64;
     if crate::direct::on() {
         if let Some(v) = crate::direct::load::<T>(at) {
-            return Some(v);
+            return (true, v);
         }
     }
-    // Zeroed, and read back on both outcomes: a value left undefined on the failed read's
-    // path (as `.ok()` leaves it) compiles to no instruction, and where the two paths above
-    // join, the 6.1 verifier then finds a register the helper call clobbered ("!read_ok").
+    // Read back from memory on both outcomes, for the same reason: a value left undefined
+    // on the failed read's path compiles to no instruction.
     let mut v = core::mem::MaybeUninit::<T>::zeroed();
     let r = unsafe {
         aya_ebpf::helpers::generated::bpf_probe_read_kernel(
@@ -37,7 +48,7 @@ pub fn rd<T: Copy>(base: u64, off: u32) -> Option<T> {
         )
     };
     let v = unsafe { core::ptr::read_volatile(v.as_ptr()) };
-    (r == 0).then_some(v)
+    (r == 0, v)
 }
 
 /// `*(T *)(base + off)` where `base` is a BTF-typed kernel pointer (the verifier turns the

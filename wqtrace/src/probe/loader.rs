@@ -159,6 +159,7 @@ impl Probes {
         let mut ebpf = loader
             .load(object.bytes())
             .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
+        DIRECT_ATTEMPT.store(direct.is_some(), std::sync::atomic::Ordering::Relaxed);
         let mut plan = Plan {
             direct_loads: direct.is_some(),
             ..Plan::default()
@@ -530,13 +531,20 @@ fn load_read_scan(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
     Ok(())
 }
 
+/// Whether the programs being loaded read the kernel by direct loads: a refusal's log is then
+/// kept apart from the probe-read retry's, which would otherwise overwrite the first cause.
+static DIRECT_ATTEMPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Why the kernel refused to load `prog`, in one line ([`short`]). aya errors nest their cause
 /// and may carry a whole verifier log; the plan wants the reason. With
-/// `WQTRACE_VERIFIER_LOG=DIR`, the whole log is kept in DIR/PROG.log.
+/// `WQTRACE_VERIFIER_LOG=DIR`, the whole log is kept in DIR/PROG.log (DIR/PROG.direct.log for
+/// the programs with direct loads).
 pub(crate) fn refused(prog: &str, e: &aya::programs::ProgramError) -> String {
     if let Some(dir) = std::env::var_os("WQTRACE_VERIFIER_LOG") {
+        let direct = DIRECT_ATTEMPT.load(std::sync::atomic::Ordering::Relaxed);
         let _ = std::fs::write(
-            std::path::Path::new(&dir).join(format!("{prog}.log")),
+            std::path::Path::new(&dir)
+                .join(format!("{prog}{}.log", if direct { ".direct" } else { "" })),
             format!("{e:?}"),
         );
     }
