@@ -163,6 +163,8 @@ pub struct Filter {
     /// kernel instead of streamed ([`crate::totals`]). One that finds `PIPE_TOTALS` full is
     /// streamed.
     pub pipe_totals: u32,
+    /// The totals array has `totals_slot_mask + 1` slots ([`crate::totals::SlotOwner`]).
+    pub totals_slot_mask: u32,
 }
 
 /// Ring buffers in the object (`EVENTS0`…); the programs write to the first `ring_mask + 1`.
@@ -184,6 +186,7 @@ impl Filter {
             count_ordinary: 0,
             ring_mask: 0,
             pipe_totals: 0,
+            totals_slot_mask: 0,
         }
     }
 }

@@ -36,4 +36,6 @@ mod pod {
     unsafe impl aya::Pod for super::counts::WaitRow {}
     unsafe impl aya::Pod for super::totals::PipeKey {}
     unsafe impl aya::Pod for super::totals::PipeTotals {}
+    unsafe impl aya::Pod for super::totals::SlotOwner {}
+    unsafe impl aya::Pod for super::totals::SlotTotals {}
 }

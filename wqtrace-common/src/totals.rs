@@ -1,5 +1,5 @@
 //! Ring ops on ordinary pipes that a live view (tui without --all-pipes) has the programs add
-//! up per pipe in the kernel instead of streaming: the keys and values of `PIPE_TOTALS`. The
+//! up per pipe in the kernel instead of streaming: the totals array and `PIPE_TOTALS`. The
 //! view reads them every frame and adds what they grew by to the pipes' op counts, so a busy
 //! pipe costs a map update per op instead of an event through the ring buffer and two cores.
 //!
@@ -234,6 +234,53 @@ impl PipeTotals {
 // The programs build a new entry from a static (a BPF stack is 512 bytes); userspace sizes the
 // map by it.
 const _: () = assert!(core::mem::size_of::<PipeTotals>() == 544);
+
+/// Who holds a slot of the totals array (`TOTALS_OWNERS`, indexed like the values in
+/// `TOTALS_BY_SLOT`). A pipe's totals go to the slot its address hashes to, claimed by the
+/// first op that finds it free; a pipe whose slot another holds uses the `PIPE_TOTALS` hash. An
+/// array lookup is one the verifier inlines: the hash lookup was ~40 ns per pipe at every
+/// totalled exit (issue #13).
+///
+/// `tag` is [`SLOT_FREE`], [`SLOT_BUSY`] while a claim writes the key, or a tag that names
+/// this claim alone (`claims` + 2: a new owner never takes an old one's per-CPU totals). Userspace
+/// maps the array (BPF_F_MMAPABLE), reads owners from memory, and frees a slot by setting its
+/// tag from the owner's to free once the pipe is gone and its final totals were read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotOwner {
+    pub tag: u64,
+    /// Claims of this slot so far (only a claimer writes it, between BUSY and its tag).
+    pub claims: u64,
+    pub pipe: u64,
+    pub ino: u64,
+}
+
+pub const SLOT_FREE: u64 = 0;
+pub const SLOT_BUSY: u64 = 1;
+
+/// The tag of a slot's claim number `claims`.
+pub const fn slot_tag(claims: u64) -> u64 {
+    claims + 2
+}
+
+/// One CPU's totals in a slot: those of the pipe `key`, for the claim `tag`. A CPU's first op
+/// under a new claim starts them from zero (only that CPU writes them); a reader adds up the
+/// CPUs whose tag is the owner's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotTotals {
+    /// [`SLOT_BUSY`] while this CPU resets them.
+    pub tag: u64,
+    pub key: PipeKey,
+    pub t: PipeTotals,
+}
+
+/// The slot of the pipe at `pipe` in a totals array of `mask + 1` slots (a power of two).
+/// Fibonacci hashing: `pipe_inode_info` addresses are slab objects one size apart.
+#[inline(always)]
+pub const fn slot_of(pipe: u64, mask: u32) -> u32 {
+    (((pipe >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as u32) & mask
+}
 
 #[cfg(test)]
 mod tests {

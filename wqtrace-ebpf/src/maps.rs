@@ -1,13 +1,14 @@
 //! Maps shared by the programs.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf},
 };
 use wqtrace_common::{
     counts::{CountKey, WaitRow, hist},
     runtime, stat,
-    totals::{PipeKey, PipeTotals},
+    totals::{PipeKey, PipeTotals, SlotOwner, SlotTotals},
 };
 
 // The event ring buffers, one per CPU up to MAX_RINGS (`emit::with_ring`; sizes set by
@@ -41,11 +42,21 @@ pub static EVENT_COUNTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_
 
 /// Ring ops, contention and short waits on ordinary pipes added up per pipe instead of
 /// streamed (`Filter::pipe_totals`). Per CPU, like [`EVENT_COUNTS`]; sized by userspace to the
-/// CPUs (`loader::pipe_totals_entries`). Userspace removes a pipe's entry once it has read it
-/// after the pipe was freed; a pipe past the last entry has its ops streamed.
+/// CPUs (`probe::totals::Room`), for pipes whose totals-array slot another holds. Userspace
+/// removes a pipe's entry once it has read it after the pipe was freed; a pipe past the last
+/// entry has its ops streamed.
 #[map]
 pub static PIPE_TOTALS: PerCpuHashMap<PipeKey, PipeTotals> =
     PerCpuHashMap::with_max_entries(4096, 0);
+
+/// The totals array in front of [`PIPE_TOTALS`] (`wqtrace_common::totals::SlotOwner`): who
+/// holds each slot, and each CPU's totals in it. Sized by userspace
+/// (`probe::totals::Room`), `FILTER.totals_slot_mask + 1` slots; the owners are mapped
+/// into userspace, which reads them there and frees a gone pipe's slot.
+#[map]
+pub static TOTALS_OWNERS: Array<SlotOwner> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map]
+pub static TOTALS_BY_SLOT: PerCpuArray<SlotTotals> = PerCpuArray::with_max_entries(1, 0);
 
 /// The durations of the counted waits and contention, per `counts::hist` row.
 #[map]

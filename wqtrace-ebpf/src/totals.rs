@@ -6,9 +6,13 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, generated::bpf_jiffies64},
 };
+use core::{
+    intrinsics::{AtomicOrdering, atomic_cxchg},
+    ptr::{read_volatile, write_volatile},
+};
 use wqtrace_common::{
     Op,
-    totals::{self, PipeKey, PipeTotals},
+    totals::{self, PipeKey, PipeTotals, SLOT_BUSY, SLOT_FREE, slot_tag},
 };
 
 use crate::{
@@ -16,7 +20,8 @@ use crate::{
     emit,
     globals::filter,
     kread,
-    maps::{LockWait, PIPE_TOTALS, Side},
+    maps::{LockWait, PIPE_TOTALS, Side, TOTALS_BY_SLOT, TOTALS_OWNERS},
+    words,
 };
 
 /// What a new entry starts from: .rodata, as a 544-byte value would not fit in a BPF stack.
@@ -28,9 +33,13 @@ pub fn enabled() -> bool {
     filter!(pipe_totals) != 0
 }
 
-/// `pipe`'s totals on this CPU, made on first use; None when the map has no room.
+/// `pipe`'s totals on this CPU: in its slot of the totals array, else in the hash, made on
+/// first use; None when neither has room.
 #[inline(always)]
 fn entry(pipe: u64, ino: u64) -> Option<&'static mut PipeTotals> {
+    if let Some(t) = in_slot(pipe, ino) {
+        return Some(t);
+    }
     let key = PipeKey { pipe, ino };
     let t = match PIPE_TOTALS.get_ptr_mut(&key) {
         Some(t) => t,
@@ -41,6 +50,66 @@ fn entry(pipe: u64, ino: u64) -> Option<&'static mut PipeTotals> {
         }
     };
     Some(unsafe { &mut *t })
+}
+
+/// `pipe`'s totals on this CPU in its slot of the totals array (see `SlotOwner`), the slot
+/// claimed if free; None when another pipe holds it, or a claim or reset is under way (an
+/// interrupt's hook on the same CPU, or another CPU's claim).
+#[inline(always)]
+fn in_slot(pipe: u64, ino: u64) -> Option<&'static mut PipeTotals> {
+    let slot = totals::slot_of(pipe, filter!(totals_slot_mask));
+    let o = TOTALS_OWNERS.get_ptr_mut(slot)?;
+    let tag_at = unsafe { &raw mut (*o).tag };
+    let mut tag = unsafe { read_volatile(tag_at) };
+    if tag == SLOT_FREE {
+        if !unsafe {
+            atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
+                tag_at, SLOT_FREE, SLOT_BUSY,
+            )
+        }
+        .1
+        {
+            return None;
+        }
+        unsafe {
+            let g = read_volatile(&raw const (*o).claims) + 1;
+            write_volatile(&raw mut (*o).claims, g);
+            write_volatile(&raw mut (*o).pipe, pipe);
+            write_volatile(&raw mut (*o).ino, ino);
+            tag = slot_tag(g);
+            // Last: a reader that sees the tag sees the key.
+            write_volatile(tag_at, tag);
+        }
+    } else {
+        // The key, then the tag again: unchanged, the key read was this claim's.
+        let mine = unsafe {
+            tag != SLOT_BUSY
+                && read_volatile(&raw const (*o).pipe) == pipe
+                && read_volatile(&raw const (*o).ino) == ino
+                && read_volatile(tag_at) == tag
+        };
+        if !mine {
+            return None;
+        }
+    }
+    let e = TOTALS_BY_SLOT.get_ptr_mut(slot)?;
+    let mine = unsafe { read_volatile(&raw const (*e).tag) };
+    if mine != tag {
+        // This CPU's first op under this claim: what the slot holds is an earlier owner's,
+        // read and released. BUSY while it is reset: a hook interrupting this on the same CPU
+        // goes to the hash instead of counting into totals about to be zeroed.
+        if mine == SLOT_BUSY {
+            return None;
+        }
+        unsafe {
+            write_volatile(&raw mut (*e).tag, SLOT_BUSY);
+            words::copy(&raw mut (*e).t, &ZERO);
+            write_volatile(&raw mut (*e).key.pipe, pipe);
+            write_volatile(&raw mut (*e).key.ino, ino);
+            write_volatile(&raw mut (*e).tag, tag);
+        }
+    }
+    Some(unsafe { &mut (*e).t })
 }
 
 /// Adds one `op` on `s`'s pipe that returned `ret`, with the ring it left, to the pipe's

@@ -557,9 +557,10 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
     t.totals_every_op_on_an_ordinary_pipe("host", N);
 }
 
-/// A pipe that finds no room in the kernel's totals (here room for one) has its ops streamed:
-/// nothing is lost, the first pipe's ops are totalled, the second's are events, with their
-/// process named and no "+?".
+/// Pipes past the kernel's totals room (here two: one array slot, one hash entry): the first
+/// is totalled in the array, the second, whose slot the first holds, in the hash, and the
+/// third, finding no room, has its ops streamed. Nothing is lost, every op is counted once,
+/// the streamed pipe's process is named and it has no "+?".
 #[test]
 fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
     const N: u32 = 500;
@@ -571,12 +572,12 @@ fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
     let dir = std::env::temp_dir().join(format!("wqtrace-host-full-{}", std::process::id()));
     let body = format!(
         "inos = []\n\
-         for _ in range(2):\n    r, w = os.pipe()\n    inos.append(str(os.fstat(w).st_ino))\n    \
+         for _ in range(3):\n    r, w = os.pipe()\n    inos.append(str(os.fstat(w).st_ino))\n    \
          for _ in range({N}):\n        os.write(w, b'x' * 10)\n        os.read(r, 10)\n    \
          time.sleep(0.5)\n\
          out = ' '.join(inos)"
     );
-    let args = "--comm wqfull --pipe-totals-max 1";
+    let args = "--comm wqfull --pipe-totals-max 2";
     let (out, exit_file, err_file) = t.tui_over_python(&dir, "wqfull", args, &body);
     let inos: Vec<&str> = out.split_whitespace().collect();
     let row = |s: &str, ino: &str| {
@@ -584,18 +585,20 @@ fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
             .find(|l| l.contains(&format!(" {ino} ")))
             .map(str::to_string)
     };
-    let screen = t.wait_screen("both pipes", Duration::from_secs(10), |s| {
-        row(s, inos[0]).is_some_and(|r| r.contains(" +?")) && row(s, inos[1]).is_some()
+    let screen = t.wait_screen("three pipes", Duration::from_secs(10), |s| {
+        row(s, inos[0]).is_some_and(|r| r.contains(" +?"))
+            && row(s, inos[1]).is_some_and(|r| r.contains(" +?"))
+            && row(s, inos[2]).is_some()
     });
-    let second = row(&screen, inos[1]).unwrap();
+    let third = row(&screen, inos[2]).unwrap();
     assert!(
-        second.contains("wqfull/") && !second.contains("+?"),
-        "streamed: its process is known: {second}"
+        third.contains("wqfull/") && !third.contains("+?"),
+        "streamed: its process is known: {third}"
     );
     assert_eq!(t.quit(&exit_file), "0");
     t.kill_server();
     let err = std::fs::read_to_string(&err_file).unwrap();
-    assert!(err.contains(&totalled(2 * N, 0, 0)), "{err}");
+    assert!(err.contains(&totalled(4 * N, 0, 0)), "{err}");
     let events: u64 = err
         .split("wqtrace: ")
         .nth(1)
@@ -603,8 +606,8 @@ fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{err}"));
     assert!(
-        events >= 4 * N as u64,
-        "the second pipe's ops streamed: {err}"
+        events >= 6 * N as u64,
+        "the third pipe's ops streamed: {err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

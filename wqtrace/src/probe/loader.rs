@@ -18,6 +18,7 @@ use wqtrace_common::{
 use super::direct::Direct;
 use super::kfunc::attach_kfunc_hook;
 use super::plan::{self, Hook, HookPlan, Method, Plan};
+use super::totals::{Owners, Room};
 use crate::{
     cost::{BpfStats, ProcessUsage, ProgramStat, Sample},
     kernel,
@@ -42,21 +43,6 @@ pub fn rings_in_use() -> Result<usize> {
     Ok(cpus.next_power_of_two().min(MAX_RINGS))
 }
 
-/// Kernel memory `PIPE_TOTALS` may take at most: a per-CPU hash is preallocated, each entry
-/// holding a value per possible CPU.
-const PIPE_TOTALS_BYTES: usize = 16 << 20;
-
-/// Entries of `PIPE_TOTALS`: as many pipes as fit in [`PIPE_TOTALS_BYTES`] on this machine's
-/// CPUs, from 256 to 4096 (past them, a pipe's ops stream); 1 when the session totals none.
-pub fn pipe_totals_entries(totals: bool) -> Result<u32> {
-    if !totals {
-        return Ok(1);
-    }
-    let cpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?;
-    let per_pipe = std::mem::size_of::<PipeTotals>() * cpus.max(1);
-    Ok((PIPE_TOTALS_BYTES / per_pipe).clamp(256, 4096) as u32)
-}
-
 /// The event rings' names in the object.
 const RING_NAMES: [&str; MAX_RINGS] = [
     "EVENTS0", "EVENTS1", "EVENTS2", "EVENTS3", "EVENTS4", "EVENTS5", "EVENTS6", "EVENTS7",
@@ -75,6 +61,8 @@ pub struct Probes {
     pub rings: usize,
     /// Whether the kernel counts our programs' runs (held for the session).
     pub bpf_stats: BpfStats,
+    /// The totals array's owners, mapped, and its slot mask (sessions that total pipes).
+    totals: Option<(Owners, u32)>,
 }
 
 /// Mount tracefs if it is not (kprobe attachment falls back to it on older kernels).
@@ -133,6 +121,14 @@ impl Probes {
             BpfStats::if_on()
         };
         let mut filter = opts.kernel_filter()?;
+        let room = match opts.pipe_totals_max {
+            _ if !opts.pipe_totals => Room::NONE,
+            Some(n) => Room::for_pipes(n),
+            None => {
+                Room::for_cpus(aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?)
+            }
+        };
+        filter.totals_slot_mask = room.slots - 1;
         let rings = rings_in_use()?;
         filter.ring_mask = rings as u32 - 1;
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
@@ -151,11 +147,9 @@ impl Probes {
             let size = if i < rings { ring_bytes(rings) } else { page };
             loader.map_max_entries(name, size);
         }
-        let totals = match opts.pipe_totals_max {
-            Some(n) if opts.pipe_totals => n.max(1),
-            _ => pipe_totals_entries(opts.pipe_totals)?,
-        };
-        loader.map_max_entries("PIPE_TOTALS", totals);
+        loader.map_max_entries("PIPE_TOTALS", room.hash);
+        loader.map_max_entries("TOTALS_OWNERS", room.slots);
+        loader.map_max_entries("TOTALS_BY_SLOT", room.slots);
         let mut ebpf = loader
             .load(object.bytes())
             .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
@@ -213,12 +207,18 @@ impl Probes {
         // aya's parsed BTF left tens of MiB of freed heap behind; give it back so a long-running
         // session stays small.
         unsafe { libc::malloc_trim(0) };
+        let totals = if opts.pipe_totals {
+            Some((Owners::map(&ebpf, room.slots)?, filter.totals_slot_mask))
+        } else {
+            None
+        };
         Ok(Self {
             ebpf,
             plan,
             offsets,
             rings,
             bpf_stats,
+            totals,
         })
     }
 
@@ -332,36 +332,18 @@ impl Probes {
     /// Ring ops on ordinary pipes totalled per pipe in the kernel instead of streamed
     /// (`ProbeOpts::pipe_totals`): running totals, each pipe's CPUs merged.
     pub fn pipe_totals(&self) -> Result<Vec<(PipeKey, PipeTotals)>> {
-        aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?;
-        let m = self.ebpf.map("PIPE_TOTALS").context("no PIPE_TOTALS map")?;
-        let h = PerCpuHashMap::<_, PipeKey, PipeTotals>::try_from(m)?;
-        let mut v = Vec::new();
-        // aya's iterator skips a key removed between listing and reading it.
-        for kv in h.iter() {
-            let (key, per_cpu) = kv.context("reading PIPE_TOTALS")?;
-            let mut t = PipeTotals::ZERO;
-            for cpu in per_cpu.iter() {
-                t.merge(cpu);
-            }
-            v.push((key, t));
+        match &self.totals {
+            Some((owners, _)) => super::totals::read(&self.ebpf, owners),
+            None => Ok(Vec::new()),
         }
-        Ok(v)
     }
 
     /// Drops the totals of pipes that are gone and whose totals were read after they went.
     pub fn forget_pipe_totals(&mut self, keys: &[PipeKey]) -> Result<()> {
-        let m = self
-            .ebpf
-            .map_mut("PIPE_TOTALS")
-            .context("no PIPE_TOTALS map")?;
-        let mut h = PerCpuHashMap::<_, PipeKey, PipeTotals>::try_from(m)?;
-        for k in keys {
-            match h.remove(k) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(e).context("removing from PIPE_TOTALS"),
-            }
+        match &self.totals {
+            Some((owners, mask)) => super::totals::forget(&mut self.ebpf, owners, *mask, keys),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn try_stat(&self, idx: u32) -> Result<u64> {

@@ -6,3 +6,4 @@ mod kfunc;
 pub mod loader;
 pub mod opts;
 pub mod plan;
+pub mod totals;

@@ -43,8 +43,9 @@ pub struct ProbeOpts {
     /// Benchmark floor: load and attach every program as planned, each returning at once.
     #[arg(long, hide = true)]
     pub empty_programs: bool,
-    /// Tests: room for this many pipes' totals (`pipe_totals`) instead of what the machine's
-    /// CPUs allow, to see a pipe past the last one streamed.
+    /// Tests: room for this many pipes' totals (`pipe_totals`; at least 2, see
+    /// `probe::totals::Room`) instead of what the machine's CPUs allow, to see a pipe past the
+    /// last one streamed.
     #[arg(long, hide = true, value_name = "PIPES")]
     pub pipe_totals_max: Option<u32>,
     /// Have the kernel count the programs' runs and run time (BPF_ENABLE_STATS): for
