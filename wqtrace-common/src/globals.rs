@@ -165,6 +165,9 @@ pub struct Filter {
     pub pipe_totals: u32,
     /// The totals array has `totals_slot_mask + 1` slots ([`crate::totals::SlotOwner`]).
     pub totals_slot_mask: u32,
+    /// The counts array has `count_slot_mask + 1` slots ([`crate::counts::COUNT_KINDS`]).
+    pub count_slot_mask: u32,
+    pub _pad: u32,
 }
 
 /// Ring buffers in the object (`EVENTS0`…); the programs write to the first `ring_mask + 1`.
@@ -187,6 +190,8 @@ impl Filter {
             ring_mask: 0,
             pipe_totals: 0,
             totals_slot_mask: 0,
+            count_slot_mask: 0,
+            _pad: 0,
         }
     }
 }

@@ -2,7 +2,10 @@
 //! counts them (`Filter::count_ordinary`, see `wqtrace_common::counts`).
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_get_current_cgroup_id};
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::{
+    intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd},
+    ptr::read_volatile,
+};
 use wqtrace_common::{
     EventKind,
     counts::{self, CountKey},
@@ -10,7 +13,7 @@ use wqtrace_common::{
 
 use crate::{
     globals::filter,
-    maps::{EVENT_COUNTS, WAIT_HISTOGRAMS},
+    maps::{COUNT_OWNERS, COUNTS_BY_SLOT, EVENT_COUNTS, WAIT_HISTOGRAMS},
 };
 
 /// Whether the session counts events on ordinary pipes instead of streaming them.
@@ -27,8 +30,12 @@ pub fn events(kind: EventKind, n: u64) -> bool {
     if !enabled() {
         return false;
     }
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    if in_slot(cgroup, kind as usize, n) {
+        return true;
+    }
     let key = CountKey {
-        cgroup: unsafe { bpf_get_current_cgroup_id() },
+        cgroup,
         kind: kind as u32,
         _pad: 0,
     };
@@ -38,6 +45,38 @@ pub fn events(kind: EventKind, n: u64) -> bool {
     // First event of this key: a new entry, zero on the other CPUs. Another task may have
     // made it meanwhile (EEXIST): then it is there to add to.
     EVENT_COUNTS.insert(&key, &n, BPF_NOEXIST as u64).is_ok() || add(&key, n)
+}
+
+/// Counts `n` events of `kind` in `cgroup`'s slot of the counts array, claiming it if free;
+/// false when another cgroup holds it.
+#[inline(always)]
+fn in_slot(cgroup: u64, kind: usize, n: u64) -> bool {
+    let slot = counts::slot_of(cgroup, filter!(count_slot_mask));
+    let Some(o) = COUNT_OWNERS.get_ptr_mut(slot) else {
+        return false;
+    };
+    let me = cgroup.wrapping_add(1);
+    let mut owner = unsafe { read_volatile(o) };
+    if owner == 0 {
+        // Claimed for good: the loser of a race reads the winner's id.
+        unsafe {
+            atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(o, 0, me)
+        };
+        owner = unsafe { read_volatile(o) };
+    }
+    if owner != me {
+        return false;
+    }
+    let Some(c) = COUNTS_BY_SLOT.get_ptr_mut(slot) else {
+        return false;
+    };
+    match unsafe { (*c).get_mut(kind) } {
+        Some(c) => {
+            xadd(c, n);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Counts a wait (or contention) of `ns` of `kind` into histogram `row`; false: stream it.

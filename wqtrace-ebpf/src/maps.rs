@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf},
 };
 use wqtrace_common::{
-    counts::{CountKey, WaitRow, hist},
+    counts::{COUNT_KINDS, CountKey, WaitRow, hist},
     runtime, stat,
     totals::{PipeKey, PipeTotals, SlotOwner, SlotTotals},
 };
@@ -39,6 +39,14 @@ const _: () = assert!(wqtrace_common::MAX_RINGS == 8);
 /// events streamed.
 #[map]
 pub static EVENT_COUNTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+/// The counts array in front of [`EVENT_COUNTS`] (see `wqtrace_common::counts::COUNT_KINDS`):
+/// each slot's owner (cgroup id + 1; 0: free), mapped into userspace, and each CPU's counters
+/// per kind. `FILTER.count_slot_mask + 1` slots, sized by userspace.
+#[map]
+pub static COUNT_OWNERS: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map]
+pub static COUNTS_BY_SLOT: PerCpuArray<[u64; COUNT_KINDS]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Ring ops, contention and short waits on ordinary pipes added up per pipe instead of
 /// streamed (`Filter::pipe_totals`). Per CPU, like [`EVENT_COUNTS`]; sized by userspace to the

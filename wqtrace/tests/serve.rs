@@ -483,14 +483,15 @@ fn paths_methods_head_and_oversized_heads() {
 }
 
 /// An error serve meets while running reaches its stderr: with too few descriptors, accepting
-/// fails (EMFILE) and says so, once, not on every retry.
+/// fails (EMFILE) and says so, once, not on every retry. 56: serve starts with 52 (a
+/// descriptor per map and program among them), and 30 connections are more than the rest.
 #[test]
 fn accept_errors_reach_the_user() {
     use std::io::BufRead;
     let _g = kernel_lock();
     let mut child = Command::new("prlimit")
         .args([
-            "--nofile=48:48",
+            "--nofile=56:56",
             WQTRACE,
             "serve",
             "--listen",
@@ -654,4 +655,65 @@ fn counted_waits_and_contention_match_a_tracer() {
             && line.ends_with(", 0 lost"),
         "{line}"
     );
+}
+
+/// Events counted in the kernel per cgroup land exactly, whichever map holds the cgroup: with
+/// one slot in the counts array (`--count-slots 1`), the first cgroup to count takes it and the
+/// second is counted in the hash; each cgroup's series holds exactly its own ring ops.
+#[test]
+fn cgroup_counts_are_exact_in_the_array_and_the_hash() {
+    let _g = kernel_lock();
+    let root = wqtrace::cgroup::v2_root().expect("cgroup v2 mounted");
+    let name = format!("wqtrace-counts-{}", std::process::id());
+    let base = root.join(&name);
+    for d in ["a", "b"] {
+        std::fs::create_dir_all(base.join(d)).unwrap();
+    }
+    let s = Server::start(&["-c", "wqslots", "--count-slots", "1"]);
+    // a: 60 write/read pairs, then b: 85.
+    for (d, n) in [("a", 60), ("b", 85)] {
+        let script = format!(
+            "import ctypes, os\nctypes.CDLL(None).prctl(15, b'wqslots', 0, 0, 0)\nr, w = os.pipe()\nfor _ in range({n}):\n    os.write(w, b'x')\n    os.read(r, 1)\n"
+        );
+        let procs = base.join(d).join("cgroup.procs");
+        let st = Command::new("sh")
+            .args([
+                "-c",
+                &format!("echo $$ > {} && exec python3 -c \"$0\"", procs.display()),
+                &script,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let want = [
+        format!("wqtrace_cgroup_events_total{{cgroup=\"/{name}/a\",kind=\"ring_op\"}} 120"),
+        format!("wqtrace_cgroup_events_total{{cgroup=\"/{name}/b\",kind=\"ring_op\"}} 170"),
+        "wqtrace_events_processed_total{kind=\"ring_op\"} 290".to_string(),
+    ];
+    let t0 = Instant::now();
+    loop {
+        let m = s.metrics();
+        if want.iter().all(|w| m.lines().any(|l| l == w)) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "want {want:?}, scraped:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every one counted in the kernel, none streamed: the cgroup without the slot was counted
+    // in the hash.
+    let (st, lines) = s.terminate_with_output();
+    assert_eq!(st.code(), Some(0));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("counted in the kernel (ring_op 290)")),
+        "{lines:?}"
+    );
+    for d in ["a", "b", ""] {
+        let _ = std::fs::remove_dir(base.join(d));
+    }
 }

@@ -5,16 +5,17 @@
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, ProgramArray},
+    maps::{Array, MapData, PerCpuArray, ProgramArray},
     programs::BtfTracePoint,
 };
 use wqtrace_common::{
     MAX_RINGS, Offsets,
-    counts::{CountKey, WaitRow, hist},
+    counts::{WaitRow, hist},
     stat,
     totals::{PipeKey, PipeTotals},
 };
 
+use super::counts::Owners as CountOwners;
 use super::direct::Direct;
 use super::kfunc::attach_kfunc_hook;
 use super::plan::{self, Hook, HookPlan, Method, Plan};
@@ -63,6 +64,8 @@ pub struct Probes {
     pub bpf_stats: BpfStats,
     /// The totals array's owners, mapped, and its slot mask (sessions that total pipes).
     totals: Option<(Owners, u32)>,
+    /// The counts array's owners, mapped (sessions that count events).
+    counts: Option<CountOwners>,
 }
 
 /// Mount tracefs if it is not (kprobe attachment falls back to it on older kernels).
@@ -129,6 +132,14 @@ impl Probes {
             }
         };
         filter.totals_slot_mask = room.slots - 1;
+        let count_slots = match opts.count_slots {
+            _ if !opts.count_ordinary => 1,
+            Some(n) => n.max(1).next_power_of_two(),
+            None => super::counts::slots_for_cpus(
+                aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?,
+            ),
+        };
+        filter.count_slot_mask = count_slots - 1;
         let rings = rings_in_use()?;
         filter.ring_mask = rings as u32 - 1;
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
@@ -150,6 +161,8 @@ impl Probes {
         loader.map_max_entries("PIPE_TOTALS", room.hash);
         loader.map_max_entries("TOTALS_OWNERS", room.slots);
         loader.map_max_entries("TOTALS_BY_SLOT", room.slots);
+        loader.map_max_entries("COUNT_OWNERS", count_slots);
+        loader.map_max_entries("COUNTS_BY_SLOT", count_slots);
         let mut ebpf = loader
             .load(object.bytes())
             .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
@@ -212,6 +225,11 @@ impl Probes {
         } else {
             None
         };
+        let counts = if opts.count_ordinary {
+            Some(CountOwners::map(&ebpf, count_slots)?)
+        } else {
+            None
+        };
         Ok(Self {
             ebpf,
             plan,
@@ -219,6 +237,7 @@ impl Probes {
             rings,
             bpf_stats,
             totals,
+            counts,
         })
     }
 
@@ -301,16 +320,10 @@ impl Probes {
         // while the maps are empty, so the first call on a thread is the only one that opens a
         // file (later ones work with every descriptor in use).
         aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?;
-        let m = self
-            .ebpf
-            .map("EVENT_COUNTS")
-            .context("no EVENT_COUNTS map")?;
-        let h = PerCpuHashMap::<_, CountKey, u64>::try_from(m)?;
-        let mut events = Vec::new();
-        for kv in h.iter() {
-            let (key, per_cpu) = kv.context("reading EVENT_COUNTS")?;
-            events.push((key.cgroup, key.kind, per_cpu.iter().sum()));
-        }
+        let events = match &self.counts {
+            Some(owners) => super::counts::read(&self.ebpf, owners)?,
+            None => Vec::new(),
+        };
         let m = self
             .ebpf
             .map("WAIT_HISTOGRAMS")

@@ -48,6 +48,11 @@ pub struct ProbeOpts {
     /// last one streamed.
     #[arg(long, hide = true, value_name = "PIPES")]
     pub pipe_totals_max: Option<u32>,
+    /// Tests: this many slots in the counts array (`count_ordinary`; rounded up to a power of
+    /// two) instead of what the machine's CPUs allow, to see a cgroup whose slot another holds
+    /// counted in the hash.
+    #[arg(long, hide = true, value_name = "SLOTS")]
+    pub count_slots: Option<u32>,
     /// Have the kernel count the programs' runs and run time (BPF_ENABLE_STATS): for
     /// doctor --measure, and tui and serve with `--cost` ([`CostOpt`]). Not an option here:
     /// record and trace show no cost, and counting costs every BPF program on the machine

@@ -4,15 +4,16 @@
 
 use std::{
     collections::HashMap,
-    os::fd::{AsFd, AsRawFd},
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use aya::{
     Ebpf,
-    maps::{Map, MapError, PerCpuArray, PerCpuHashMap},
+    maps::{MapError, PerCpuArray, PerCpuHashMap},
 };
+
+use super::mapped::Words;
 use wqtrace_common::totals::{
     PipeKey, PipeTotals, SLOT_BUSY, SLOT_FREE, SlotOwner, SlotTotals, slot_of,
 };
@@ -20,6 +21,9 @@ use wqtrace_common::totals::{
 /// Kernel memory the totals may take at most: the per-CPU hash is preallocated and the array
 /// is an array, each entry holding a value per possible CPU.
 const TOTALS_BYTES: usize = 16 << 20;
+
+/// `SlotOwner`'s words: tag, claims, pipe, ino.
+const OWNER_WORDS: usize = std::mem::size_of::<SlotOwner>() / 8;
 
 /// Room for pipes' totals: `slots` in the array (a power of two) and `hash` entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,45 +58,21 @@ impl Room {
 /// `TOTALS_OWNERS`, mapped: the owners are read from memory, not a syscall per slot, and a
 /// slot is freed by an atomic store the programs' compare-and-swap sees.
 pub struct Owners {
-    base: *mut SlotOwner,
+    words: Words,
     slots: u32,
-    len: usize,
 }
-
-// The mapping is owned by this value alone; its words are only touched through atomics.
-unsafe impl Send for Owners {}
 
 impl Owners {
     pub fn map(ebpf: &Ebpf, slots: u32) -> Result<Owners> {
-        let Some(Map::Array(data)) = ebpf.map("TOTALS_OWNERS") else {
-            return Err(anyhow!("no TOTALS_OWNERS array"));
-        };
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let len = (slots as usize * std::mem::size_of::<SlotOwner>()).div_ceil(page) * page;
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("mapping TOTALS_OWNERS");
-        }
         Ok(Owners {
-            base: p.cast(),
+            words: Words::map(ebpf, "TOTALS_OWNERS", slots as usize * OWNER_WORDS)?,
             slots,
-            len,
         })
     }
 
     fn word(&self, slot: u32, i: usize) -> &AtomicU64 {
-        assert!(slot < self.slots && i < 4);
-        // SlotOwner is four u64 words; the mapping lives as long as self.
-        unsafe { AtomicU64::from_ptr(self.base.add(slot as usize).cast::<u64>().add(i)) }
+        assert!(i < OWNER_WORDS);
+        self.words.word(slot as usize * OWNER_WORDS + i)
     }
 
     /// Slot `slot`'s owner: its tag and pipe, when a pipe holds it and no claim is under way.
@@ -122,12 +102,6 @@ impl Owners {
                 Ordering::Relaxed,
             );
         }
-    }
-}
-
-impl Drop for Owners {
-    fn drop(&mut self) {
-        unsafe { libc::munmap(self.base.cast(), self.len) };
     }
 }
 
