@@ -58,6 +58,12 @@ pub struct Offsets {
     pub wtf_subtype_filter: u32,
     pub wtf_info_filter: u32,
     pub wtf_info_mask: u32,
+    /// `task_struct.cgroups` → `css_set.dfl_cgrp` → `cgroup.kn` → `kernfs_node.id` (u64): the
+    /// task's cgroup v2 id, as `bpf_get_current_cgroup_id` finds it, by four loads.
+    pub task_cgroups: u32,
+    pub cset_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kn_id: u32,
     /// Not offsets: the BTF ids of the structs `atomic64_t` and `atomic_t` name (one s64 /
     /// s32 at offset 0), which `bpf_rdonly_cast` casts kernel addresses to so the programs
     /// load kernel words directly instead of calling `bpf_probe_read_kernel`. 0: probe reads
@@ -120,6 +126,10 @@ impl Offsets {
             wtf_subtype_filter: NO_OFFSET,
             wtf_info_filter: NO_OFFSET,
             wtf_info_mask: NO_OFFSET,
+            task_cgroups: NO_OFFSET,
+            cset_dfl_cgrp: NO_OFFSET,
+            cgroup_kn: NO_OFFSET,
+            kn_id: NO_OFFSET,
             direct_s64_btf_id: 0,
             direct_s32_btf_id: 0,
         }

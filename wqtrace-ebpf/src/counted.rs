@@ -1,7 +1,7 @@
 //! Events on ordinary pipes counted in the kernel instead of streamed, for a sink that only
 //! counts them (`Filter::count_ordinary`, see `wqtrace_common::counts`).
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_get_current_cgroup_id};
+use aya_ebpf::bindings::BPF_NOEXIST;
 use core::{
     intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd},
     ptr::read_volatile,
@@ -30,7 +30,7 @@ pub fn events(kind: EventKind, n: u64) -> bool {
     if !enabled() {
         return false;
     }
-    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    let cgroup = crate::emit::current_cgroup_id();
     if in_slot(cgroup, kind as usize, n) {
         return true;
     }

@@ -283,6 +283,15 @@ pub fn offsets(btf: &Btf) -> Offsets {
     o.wtf_subtype_filter = off(l.field("watch_type_filter", "subtype_filter"));
     o.wtf_info_filter = off(l.field("watch_type_filter", "info_filter"));
     o.wtf_info_mask = off(l.field("watch_type_filter", "info_mask"));
+    o.task_cgroups = off(l.field("task_struct", "cgroups"));
+    o.cset_dfl_cgrp = off(l.field("css_set", "dfl_cgrp"));
+    o.cgroup_kn = off(l.field("cgroup", "kn"));
+    // A u64 since 5.5 (a union of ino and generation before): else the helper is used.
+    o.kn_id = l
+        .field("kernfs_node", "id")
+        .filter(|f| f.size == 8)
+        .map(|f| f.offset)
+        .unwrap_or(NO_OFFSET);
     o
 }
 
@@ -395,6 +404,15 @@ mod tests {
         );
         // mutex is the first member of pipe_inode_info.
         assert_eq!(o.pipe_mutex, 0);
+        // The cgroup id chain (cgroup v2, kernfs ids of 64 bits: every kernel since 5.5).
+        for (name, v) in [
+            ("task_struct.cgroups", o.task_cgroups),
+            ("css_set.dfl_cgrp", o.cset_dfl_cgrp),
+            ("cgroup.kn", o.cgroup_kn),
+            ("kernfs_node.id", o.kn_id),
+        ] {
+            assert_ne!(v, NO_OFFSET, "{name}");
+        }
         assert_ne!(o.pipe_head, o.pipe_tail);
         assert!(o.pipe_rd_wait > 0 && o.pipe_rd_wait < o.pipe_head);
         assert!(o.buf_size >= 32, "pipe_buffer is at least 32 bytes");
