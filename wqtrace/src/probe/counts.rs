@@ -12,7 +12,7 @@ use aya::{
 };
 use wqtrace_common::counts::{COUNT_KINDS, CountKey};
 
-use super::mapped::Words;
+use super::mapped::Slots;
 
 /// Kernel memory the counts array may take at most (it holds a value per possible CPU).
 const COUNTS_BYTES: usize = 4 << 20;
@@ -25,31 +25,21 @@ pub fn slots_for_cpus(cpus: usize) -> u32 {
 }
 
 /// `COUNT_OWNERS`, mapped: the owners are read from memory, not a syscall per slot.
-pub struct Owners {
-    words: Words,
-    slots: u32,
-}
-
-impl Owners {
-    pub fn map(ebpf: &Ebpf, slots: u32) -> Result<Owners> {
-        Ok(Owners {
-            words: Words::map(ebpf, "COUNT_OWNERS", slots as usize)?,
-            slots,
-        })
-    }
+pub fn map_owners(ebpf: &Ebpf, slots: u32) -> Result<Slots> {
+    Slots::map(ebpf, "COUNT_OWNERS", slots, 1)
 }
 
 /// Every (cgroup, kind)'s running count, summed over CPUs and over the array and the hash.
-pub fn read(ebpf: &Ebpf, owners: &Owners) -> Result<Vec<(u64, u32, u64)>> {
+pub fn read(ebpf: &Ebpf, owners: &Slots) -> Result<Vec<(u64, u32, u64)>> {
     let mut counts: HashMap<(u64, u32), u64> = HashMap::new();
     let arr = PerCpuArray::<_, [u64; COUNT_KINDS]>::try_from(
         ebpf.map("COUNTS_BY_SLOT")
             .context("no COUNTS_BY_SLOT map")?,
     )?;
-    for slot in 0..owners.slots {
+    for slot in 0..owners.slots() {
         // The cgroup id + 1; 0: free. A slot is claimed for good, so its counts are the
         // owner's on every CPU.
-        let owner = owners.words.word(slot as usize).load(Ordering::Acquire);
+        let owner = owners.word(slot, 0).load(Ordering::Acquire);
         if owner == 0 {
             continue;
         }

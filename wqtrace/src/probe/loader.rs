@@ -15,7 +15,6 @@ use wqtrace_common::{
     totals::{PipeKey, PipeTotals},
 };
 
-use super::counts::Owners as CountOwners;
 use super::direct::Direct;
 use super::kfunc::attach_kfunc_hook;
 use super::plan::{self, Hook, HookPlan, Method, Plan};
@@ -65,7 +64,7 @@ pub struct Probes {
     /// The totals array's owners, mapped, and its slot mask (sessions that total pipes).
     totals: Option<(Owners, u32)>,
     /// The counts array's owners, mapped (sessions that count events).
-    counts: Option<CountOwners>,
+    counts: Option<super::mapped::Slots>,
 }
 
 /// Mount tracefs if it is not (kprobe attachment falls back to it on older kernels).
@@ -226,7 +225,7 @@ impl Probes {
             None
         };
         let counts = if opts.count_ordinary {
-            Some(CountOwners::map(&ebpf, count_slots)?)
+            Some(super::counts::map_owners(&ebpf, count_slots)?)
         } else {
             None
         };

@@ -10,23 +10,24 @@ use std::{
 use anyhow::{Context, Result, anyhow};
 use aya::{Ebpf, maps::Map};
 
-/// The values of array map `name`, `words` u64 words in all, mapped shared.
-pub struct Words {
+/// The values of array map `name`, `slots` of `per_slot` u64 words each, mapped shared.
+pub struct Slots {
     base: *mut u64,
-    words: usize,
+    slots: u32,
+    per_slot: usize,
     len: usize,
 }
 
 // The mapping is owned by this value alone; its words are only touched through atomics.
-unsafe impl Send for Words {}
+unsafe impl Send for Slots {}
 
-impl Words {
-    pub fn map(ebpf: &Ebpf, name: &str, words: usize) -> Result<Words> {
+impl Slots {
+    pub fn map(ebpf: &Ebpf, name: &str, slots: u32, per_slot: usize) -> Result<Slots> {
         let Some(Map::Array(data)) = ebpf.map(name) else {
             return Err(anyhow!("no {name} array"));
         };
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let len = (words * 8).div_ceil(page) * page;
+        let len = (slots as usize * per_slot * 8).div_ceil(page) * page;
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -40,22 +41,27 @@ impl Words {
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error()).with_context(|| format!("mapping {name}"));
         }
-        Ok(Words {
+        Ok(Slots {
             base: p.cast(),
-            words,
+            slots,
+            per_slot,
             len,
         })
     }
 
-    /// Word `i` (values are laid out back to back, each a whole number of words).
-    pub fn word(&self, i: usize) -> &AtomicU64 {
-        assert!(i < self.words);
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// Word `i` of slot `slot`.
+    pub fn word(&self, slot: u32, i: usize) -> &AtomicU64 {
+        assert!(slot < self.slots && i < self.per_slot);
         // In the mapping, which lives as long as self.
-        unsafe { AtomicU64::from_ptr(self.base.add(i)) }
+        unsafe { AtomicU64::from_ptr(self.base.add(slot as usize * self.per_slot + i)) }
     }
 }
 
-impl Drop for Words {
+impl Drop for Slots {
     fn drop(&mut self) {
         unsafe { libc::munmap(self.base.cast(), self.len) };
     }

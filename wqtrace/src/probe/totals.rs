@@ -13,7 +13,7 @@ use aya::{
     maps::{MapError, PerCpuArray, PerCpuHashMap},
 };
 
-use super::mapped::Words;
+use super::mapped::Slots;
 use wqtrace_common::totals::{
     PipeKey, PipeTotals, SLOT_BUSY, SLOT_FREE, SlotOwner, SlotTotals, slot_of,
 };
@@ -57,22 +57,20 @@ impl Room {
 
 /// `TOTALS_OWNERS`, mapped: the owners are read from memory, not a syscall per slot, and a
 /// slot is freed by an atomic store the programs' compare-and-swap sees.
-pub struct Owners {
-    words: Words,
-    slots: u32,
-}
+pub struct Owners(Slots);
 
 impl Owners {
     pub fn map(ebpf: &Ebpf, slots: u32) -> Result<Owners> {
-        Ok(Owners {
-            words: Words::map(ebpf, "TOTALS_OWNERS", slots as usize * OWNER_WORDS)?,
+        Ok(Owners(Slots::map(
+            ebpf,
+            "TOTALS_OWNERS",
             slots,
-        })
+            OWNER_WORDS,
+        )?))
     }
 
     fn word(&self, slot: u32, i: usize) -> &AtomicU64 {
-        assert!(i < OWNER_WORDS);
-        self.words.word(slot as usize * OWNER_WORDS + i)
+        self.0.word(slot, i)
     }
 
     /// Slot `slot`'s owner: its tag and pipe, when a pipe holds it and no claim is under way.
@@ -113,7 +111,7 @@ pub fn read(ebpf: &Ebpf, owners: &Owners) -> Result<Vec<(PipeKey, PipeTotals)>> 
         ebpf.map("TOTALS_BY_SLOT")
             .context("no TOTALS_BY_SLOT map")?,
     )?;
-    for slot in 0..owners.slots {
+    for slot in 0..owners.0.slots() {
         let Some((tag, key)) = owners.owner(slot) else {
             continue;
         };
