@@ -177,8 +177,13 @@ pub struct Filter {
     pub totals_slot_mask: u32,
     /// The counts array has `count_slot_mask + 1` slots ([`crate::counts::COUNT_KINDS`]).
     pub count_slot_mask: u32,
-    pub _pad: u32,
+    /// Threads' records go to slot `tid & inflight_slot_mask` of the in-flight table (at most
+    /// [`crate::INFLIGHT_SLOTS`]), or, with [`INFLIGHT_NO_SLOTS`], all to its overflow hashes.
+    pub inflight_slot_mask: u32,
 }
+
+/// `Filter::inflight_slot_mask`: no thread holds a slot (tests of the overflow hashes).
+pub const INFLIGHT_NO_SLOTS: u32 = u32::MAX;
 
 /// Ring buffers in the object (`EVENTS0`…); the programs write to the first `ring_mask + 1`.
 pub const MAX_RINGS: usize = 8;
@@ -201,7 +206,7 @@ impl Filter {
             pipe_totals: 0,
             totals_slot_mask: 0,
             count_slot_mask: 0,
-            _pad: 0,
+            inflight_slot_mask: crate::INFLIGHT_SLOTS - 1,
         }
     }
 }

@@ -1,20 +1,21 @@
 //! Contention on a known pipe's mutex or rd_wait spinlock (lock:contention_begin/end, 5.19+).
 //!
-//! One wait is paired by thread and lock address: a mutex reports contention_begin twice (its
-//! optimistic spin, then its sleep) and one contention_end; a lock taken meanwhile (the mutex's
-//! own wait_lock) ends with its own address and must not close the wait.
+//! A thread's wait is kept with its syscall in progress (`crate::inflight`) and paired by
+//! thread and lock address: a mutex reports contention_begin twice (its optimistic spin, then
+//! its sleep) and one contention_end; a lock taken meanwhile (the mutex's own wait_lock) ends
+//! with its own address and must not close the wait.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint,
-    programs::BtfTracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
 };
 use wqtrace_common::{EventKind, NO_OFFSET, counts::hist, flags};
 
 use crate::{
     emit::{emit, now},
     globals::off,
+    inflight,
     kread::{self, known_pipe},
-    maps::{LOCK_WAITS, LockWait},
+    maps::LockWait,
     words,
 };
 
@@ -33,9 +34,10 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
         flags::LOCK_SLEEP
     } as u32;
     let pid_tgid = bpf_get_current_pid_tgid();
-    let slot = LOCK_WAITS.get_ptr_mut(pid_tgid as u32);
-    if let Some(w) = slot {
-        let w = unsafe { &mut *w };
+    let tid = pid_tgid as u32;
+    let slot = inflight::lock_wait(tid);
+    if !slot.is_null() {
+        let w = unsafe { &mut *slot };
         if w.lock == lock {
             // The next phase of the same wait: it started at the first begin.
             w.phases |= phase;
@@ -80,16 +82,8 @@ pub fn contention_begin(ctx: BtfTracePointContext) -> i32 {
         w.owner_tid = owner;
         kread::task_comm(task, &mut w.owner_comm);
     }
-    match slot {
-        Some(s) => words::copy(s, w),
-        None => {
-            if LOCK_WAITS
-                .insert(pid_tgid as u32, w, BPF_NOEXIST as u64)
-                .is_err()
-            {
-                crate::emit::lost();
-            }
-        }
+    if !inflight::put_lock_wait(tid, slot, w) {
+        crate::emit::lost();
     }
     0
 }
@@ -100,9 +94,10 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
     let lock: u64 = ctx.arg(0);
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(wp) = LOCK_WAITS.get_ptr_mut(tid) else {
+    let wp = inflight::lock_wait(tid);
+    if wp.is_null() {
         return 0;
-    };
+    }
     if unsafe { core::ptr::read_volatile(&(*wp).lock) } != lock || lock == 0 {
         return 0;
     }

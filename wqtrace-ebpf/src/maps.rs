@@ -203,6 +203,9 @@ pub use wqtrace_common::INFLIGHT_SLOTS;
 #[derive(Clone, Copy)]
 pub struct InflightSlot {
     pub f: Inflight,
+    /// The thread's wait for a pipe lock (`crate::locks`), kept here for the same reason: two
+    /// hash lookups per contention were ~40 % of contention_begin/end's run time.
+    pub w: LockWait,
 }
 
 /// The records of threads whose slot in [`INFLIGHT_BY_TID`] another live thread holds (thread
@@ -214,11 +217,14 @@ pub struct InflightSlot {
 #[map]
 pub static INFLIGHT: HashMap<u32, Inflight> = HashMap::with_max_entries(32768, 0);
 
-/// How many records [`INFLIGHT`] holds: while none, a thread that owns no slot has no record,
+/// How many records [`INFLIGHT`] ([`SPILLED_INFLIGHT`]) and [`LOCK_WAITS`]
+/// ([`SPILLED_LOCK_WAITS`]) hold: while none, a thread that owns no slot has no record there,
 /// and the hash is not searched (every read or write on the machine, traced or not, reaches
-/// sys_exit, and every context switch sched_switch).
+/// sys_exit, every context switch sched_switch, and every contended lock contention_begin).
 #[map]
-pub static INFLIGHT_SPILLED: Array<u64> = Array::with_max_entries(1, 0);
+pub static INFLIGHT_SPILLED: Array<u64> = Array::with_max_entries(2, 0);
+pub const SPILLED_INFLIGHT: u32 = 0;
+pub const SPILLED_LOCK_WAITS: u32 = 1;
 
 /// A task waiting for a known pipe's lock (contention_begin → contention_end).
 #[repr(C)]
@@ -237,7 +243,8 @@ pub struct LockWait {
     pub owner_comm: [u8; 16],
 }
 
-/// Per thread that waited for a pipe lock, kept and rewritten in place like [`INFLIGHT`]
+/// Per thread that waited for a pipe lock while another live thread held the
+/// [`INFLIGHT_BY_TID`] slot its id picks, kept and rewritten in place like [`INFLIGHT`]
 /// (`lock` = 0: not waiting). A full map is counted as a lost event.
 #[map]
 pub static LOCK_WAITS: HashMap<u32, LockWait> = HashMap::with_max_entries(32768, 0);

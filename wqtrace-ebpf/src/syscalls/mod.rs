@@ -19,8 +19,8 @@ use crate::{
     inflight,
     kread::{self, PipeRef, fd_pipe, fill_notes, fill_ring},
     maps::{
-        COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, Inflight, LOCK_WAITS, READ_SCAN, RT_HOOKS,
-        RT_PIPE_FOPS, RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT,
+        COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, Inflight, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS, RUNTIME,
+        ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT,
     },
     stacks, words,
 };
@@ -236,7 +236,6 @@ pub fn thread_exit(_ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
     let tid = bpf_get_current_pid_tgid() as u32;
     inflight::forget(tid);
-    let _ = LOCK_WAITS.remove(tid);
     0
 }
 

@@ -139,6 +139,11 @@ impl Probes {
             ),
         };
         filter.count_slot_mask = count_slots - 1;
+        filter.inflight_slot_mask = match opts.inflight_slots {
+            Some(0) => wqtrace_common::INFLIGHT_NO_SLOTS,
+            Some(n) => n.next_power_of_two().min(wqtrace_common::INFLIGHT_SLOTS) - 1,
+            None => wqtrace_common::INFLIGHT_SLOTS - 1,
+        };
         let rings = rings_in_use()?;
         filter.ring_mask = rings as u32 - 1;
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;

@@ -53,6 +53,11 @@ pub struct ProbeOpts {
     /// counted in the hash.
     #[arg(long, hide = true, value_name = "SLOTS")]
     pub count_slots: Option<u32>,
+    /// Tests: this many slots in the table of syscalls in progress and lock waits (rounded up
+    /// to a power of two, at most `INFLIGHT_SLOTS`; 0: none), to see threads whose slot
+    /// another holds traced through the overflow hashes.
+    #[arg(long, hide = true, value_name = "SLOTS")]
+    pub inflight_slots: Option<u32>,
     /// Have the kernel count the programs' runs and run time (BPF_ENABLE_STATS): for
     /// doctor --measure, and tui and serve with `--cost` ([`CostOpt`]). Not an option here:
     /// record and trace show no cost, and counting costs every BPF program on the machine
