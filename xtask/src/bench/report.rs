@@ -413,7 +413,7 @@ const METHOD: &str = r#"
 
 ```sh
 cargo xtask setup                 # qemu, bpftrace, tmux, … (once)
-cargo xtask bench                 # full: host + VM, 5 repetitions (~15-25 min on 2 cores);
+cargo xtask bench                 # full: host + VM, 5 repetitions (~30 min on 2 cores);
                                   # writes target/bench/results.json, docs/benchmarks.{md,json}
 cargo xtask bench --host-only     # or --vm-only; --reps N, --secs S, --wqtrace PATH
 cargo xtask bench --quick         # 1 repetition, 1 s runs, host only (a smoke test, < 1 min)
