@@ -116,19 +116,21 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
     let regs: u64 = ctx.arg(0);
     let nr: u64 = ctx.arg(1);
+    // Most syscalls on the machine are none of ours: decided before any helper call.
+    let op = op_of(nr);
+    if op == Op::None {
+        if nr == NR_FCNTL && (bpf_get_current_pid_tgid() >> 32) as u32 == filter!(self_tgid) {
+            calibrate(regs);
+        }
+        return 0;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     let tgid = (pid_tgid >> 32) as u32;
-
-    if nr == NR_FCNTL && tgid == filter!(self_tgid) {
-        calibrate(regs);
-        return 0;
-    }
-    let op = op_of(nr);
     // pipe2 is followed whoever calls it: the pipe must be known for the events of the tasks
     // that are wanted (a -c filter on the posters still needs the reader's pipe); its own
     // event obeys the filter at exit.
-    if op == Op::None || (op != Op::Pipe2 && !task_wanted(tgid)) {
+    if op != Op::Pipe2 && !task_wanted(tgid) {
         return 0;
     }
     let mut slot = MaybeUninit::uninit();
