@@ -58,9 +58,29 @@ pub fn btf_load<T: Copy>(base: u64, off: u32) -> T {
     unsafe { core::ptr::read_volatile((base + off as u64) as *const T) }
 }
 
+/// The current task (BTF-typed) with its thread and process ids, read from it: one helper
+/// call at a syscall's entry where `bpf_get_current_pid_tgid` and then
+/// `bpf_get_current_task_btf` for each fd took two or three.
+#[inline(always)]
+pub fn current() -> (u64, u32, u32) {
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    let (po, to) = (off!(task_pid), off!(task_tgid));
+    if po == NO_OFFSET || to == NO_OFFSET || task == 0 {
+        let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+        return (task, pid_tgid as u32, (pid_tgid >> 32) as u32);
+    }
+    (task, btf_load::<u32>(task, po), btf_load::<u32>(task, to))
+}
+
 /// The `struct file *` behind `fd` in the current task's fd table.
 #[inline(always)]
 pub fn fd_file(fd: i64) -> Option<u64> {
+    fd_file_of(unsafe { bpf_get_current_task_btf() } as u64, fd)
+}
+
+/// The `struct file *` behind `fd` in the fd table of `task`, the current task (BTF-typed).
+#[inline(always)]
+pub fn fd_file_of(task: u64, fd: i64) -> Option<u64> {
     if fd < 0 {
         return None;
     }
@@ -76,7 +96,6 @@ pub fn fd_file(fd: i64) -> Option<u64> {
     // task->files->fdt->{max_fds, fd} through the BTF-typed current task: plain loads the
     // verifier checks against the kernel's types (a fault reads as 0), not helper calls. The
     // offsets are .rodata constants it knows.
-    let task = unsafe { bpf_get_current_task_btf() } as u64;
     let files = btf_load::<u64>(task, fo);
     if files == 0 {
         return None;
@@ -184,8 +203,8 @@ pub fn file_pipe(file: u64) -> Option<PipeRef> {
 
 /// The pipe behind `fd`, if it passes the pipe filters; remembered in KNOWN_PIPES.
 #[inline(always)]
-pub fn fd_pipe(fd: i64) -> Option<PipeRef> {
-    let (p, known) = file_pipe_cached(fd_file(fd)?, true)?;
+pub fn fd_pipe(task: u64, fd: i64) -> Option<PipeRef> {
+    let (p, known) = file_pipe_cached(fd_file_of(task, fd)?, true)?;
     if !crate::filters::pipe_wanted(p.ino, p.notif) {
         return None;
     }

@@ -124,9 +124,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         }
         return 0;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    let tgid = (pid_tgid >> 32) as u32;
+    let (task, tid, tgid) = kread::current();
     // pipe2 is followed whoever calls it: the pipe must be known for the events of the tasks
     // that are wanted (a -c filter on the posters still needs the reader's pipe); its own
     // event obeys the filter at exit.
@@ -139,7 +137,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     f.arg0 = a0;
     match nr {
         NR_READ | NR_READV => {
-            let Some(p) = fd_pipe(a0 as i64) else {
+            let Some(p) = fd_pipe(task, a0 as i64) else {
                 return 0;
             };
             f.src = side(a0, Some(p));
@@ -149,7 +147,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             }
         }
         NR_WRITE | NR_WRITEV | NR_VMSPLICE => {
-            let Some(p) = fd_pipe(a0 as i64) else {
+            let Some(p) = fd_pipe(task, a0 as i64) else {
                 return 0;
             };
             f.dst = side(a0, Some(p));
@@ -162,8 +160,8 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
                 NR_SENDFILE => (sys_arg(regs, 1), a0),
                 _ => (a0, sys_arg(regs, 2)),
             };
-            let pi = fd_pipe(fin as i64);
-            let po = fd_pipe(fout as i64);
+            let pi = fd_pipe(task, fin as i64);
+            let po = fd_pipe(task, fout as i64);
             if pi.is_none() && po.is_none() {
                 return 0;
             }
@@ -179,7 +177,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             if cmd != IOC_WATCH_QUEUE_SET_SIZE {
                 return 0;
             }
-            let Some(p) = fd_pipe(a0 as i64) else {
+            let Some(p) = fd_pipe(task, a0 as i64) else {
                 return 0;
             };
             f.src = side(a0, Some(p));
@@ -190,14 +188,14 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
                 return 0;
             }
             let fd = sys_arg(regs, 2);
-            let Some(p) = fd_pipe(fd as i64) else {
+            let Some(p) = fd_pipe(task, fd as i64) else {
                 return 0;
             };
             f.src = side(fd, Some(p));
             f.arg = sys_arg(regs, 3);
         }
         NR_CLOSE => {
-            let Some(p) = fd_pipe(a0 as i64) else {
+            let Some(p) = fd_pipe(task, a0 as i64) else {
                 return 0;
             };
             emit!(in_task EventKind::PipeReleased, |e| {
