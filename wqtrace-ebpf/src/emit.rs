@@ -1,7 +1,7 @@
 //! Writing events into the ring buffer. A failed reservation is counted, never silent.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+    bpf_probe_read_kernel,
     generated::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task_btf,
         bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
@@ -29,19 +29,20 @@ fn bump(idx: u32) {
 #[inline(always)]
 pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
     crate::words::zero(e as *mut Event);
-    let pid_tgid = bpf_get_current_pid_tgid();
+    // One helper call for the task, its ids, comm and cgroup, where each took its own.
+    let (task, tid, tgid) = crate::kread::current();
     e.ts_ns = now();
     e.kind = kind as u8;
     e.cpu = unsafe { bpf_get_smp_processor_id() };
-    e.tid = pid_tgid as u32;
-    e.tgid = (pid_tgid >> 32) as u32;
+    e.tid = tid;
+    e.tgid = tgid;
     e.fd_in = -1;
     e.fd_out = -1;
     e.slot = u32::MAX;
     e.note = u32::MAX;
     e.ctx = ctx;
-    current_comm(&mut e.comm);
-    e.cgroup = current_cgroup_id();
+    comm_of(task, &mut e.comm);
+    e.cgroup = cgroup_id_of(task);
 }
 
 /// The current task's cgroup v2 id: `task->cgroups->dfl_cgrp->kn->id`, four loads through the
@@ -50,6 +51,13 @@ pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
 /// helper reads it.
 #[inline(always)]
 pub fn current_cgroup_id() -> u64 {
+    cgroup_id_of(unsafe { bpf_get_current_task_btf() } as u64)
+}
+
+/// [`current_cgroup_id`] of `task`, the current task (BTF-typed; the fallback helper reads
+/// the current task's).
+#[inline(always)]
+fn cgroup_id_of(task: u64) -> u64 {
     use crate::{globals::off, kread::btf_load};
     let (t, c, k, i) = (
         off!(task_cgroups),
@@ -61,7 +69,6 @@ pub fn current_cgroup_id() -> u64 {
     if t == n || c == n || k == n || i == n {
         return unsafe { bpf_get_current_cgroup_id() };
     }
-    let task = unsafe { bpf_get_current_task_btf() } as u64;
     let cset = btf_load::<u64>(task, t);
     if cset == 0 {
         return 0;
@@ -81,12 +88,18 @@ pub fn current_cgroup_id() -> u64 {
 /// without a helper call on every event).
 #[inline(always)]
 pub fn current_comm(dst: &mut [u8; 16]) {
+    comm_of(unsafe { bpf_get_current_task_btf() } as u64, dst)
+}
+
+/// [`current_comm`] of `task`, the current task (BTF-typed; the fallback helper copies the
+/// current task's).
+#[inline(always)]
+fn comm_of(task: u64, dst: &mut [u8; 16]) {
     let o = crate::globals::off!(task_comm);
     if o == wqtrace_common::NO_OFFSET {
         unsafe { bpf_get_current_comm(dst.as_mut_ptr().cast(), 16) };
         return;
     }
-    let task = unsafe { bpf_get_current_task_btf() } as u64;
     let d = dst.as_mut_ptr().cast::<u64>();
     unsafe {
         let w0 = core::ptr::read_volatile((task + o as u64) as *const u64);
