@@ -127,16 +127,6 @@ fn run_ops(p: &Value, w: &str, c: &str) -> Vec<f64> {
         .collect()
 }
 
-fn median_of(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
-
 /// Runs per configuration below which no interval is given.
 const MIN_RUNS: usize = 3;
 
@@ -158,8 +148,8 @@ fn floor_ratio_interval(floor: &[f64], traced: &[f64]) -> Option<(f64, f64)> {
         (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
     };
     let mut resample = |xs: &[f64]| {
-        let mut r: Vec<f64> = (0..xs.len()).map(|_| xs[next(xs.len())]).collect();
-        median_of(&mut r)
+        let r: Vec<f64> = (0..xs.len()).map(|_| xs[next(xs.len())]).collect();
+        super::median(r).unwrap_or(f64::NAN)
     };
     let mut ratios: Vec<f64> = (0..2000)
         .map(|_| resample(floor) / resample(traced))
