@@ -190,6 +190,10 @@ pub mod flags {
     /// `info` holds how many.
     pub const LOSS_SEEN: u16 = 1 << 7;
     /// PipeWait: measured as off-CPU time inside a syscall (sched_switch), not a wait function.
+    /// RingOp, as the programs write it: the op carries its syscall's off-CPU wait
+    /// (`duration_ns`, and the wait's stacks), one event where two cost twice; the sources
+    /// split it into that PipeWait and the op ([`crate::Event::split_wait`]) before anything
+    /// else sees it, and a recording stores it whole (format 6).
     pub const OFF_CPU: u16 = 1 << 8;
     /// The attach method that produced this event was a kprobe/fentry (else a tracepoint).
     pub const FROM_KFUNC: u16 = 1 << 9;
@@ -472,6 +476,47 @@ impl Event {
     /// pipe_wait_* call.
     pub const fn off_cpu(&self) -> bool {
         self.flags & flags::OFF_CPU != 0
+    }
+
+    /// A RingOp that carries its syscall's off-CPU wait (see [`flags::OFF_CPU`]): it stands
+    /// for two events.
+    pub const fn carries_wait(&self) -> bool {
+        self.kind == EventKind::RingOp as u8 && self.flags & flags::OFF_CPU != 0
+    }
+
+    /// The PipeWait and the RingOp a [`Event::carries_wait`] event stands for, as the
+    /// programs streamed them before they were one: the wait has the op's header, pipe, result
+    /// and ring after it, its own duration and stacks, and none of the op's fields; the op has
+    /// no duration and no stacks (ring ops take stacks only with `--stacks all`, and then the
+    /// programs send the wait on its own).
+    pub fn split_wait(&self) -> (Event, Event) {
+        let mut op = *self;
+        op.flags &= !flags::OFF_CPU;
+        op.duration_ns = 0;
+        op.kstack = stack_ref::NONE;
+        op.ustack = stack_ref::NONE;
+        let mut wait = Event::zeroed();
+        wait.ts_ns = self.ts_ns;
+        wait.kind = EventKind::PipeWait as u8;
+        wait.op = self.op;
+        wait.cpu = self.cpu;
+        wait.tid = self.tid;
+        wait.tgid = self.tgid;
+        wait.comm = self.comm;
+        wait.cgroup = self.cgroup;
+        wait.ctx = self.ctx;
+        wait.pipe = self.pipe;
+        wait.ino = self.ino;
+        wait.ret = self.ret;
+        wait.duration_ns = self.duration_ns;
+        wait.flags = flags::OFF_CPU | (self.flags & flags::NOTIFICATION_PIPE);
+        wait.head = self.head;
+        wait.tail = self.tail;
+        wait.ring_size = self.ring_size;
+        wait.max_usage = self.max_usage;
+        wait.kstack = self.kstack;
+        wait.ustack = self.ustack;
+        (wait, op)
     }
 
     /// RingOp: a read that returned a loss record.

@@ -16,13 +16,6 @@ pub fn now() -> u64 {
     unsafe { bpf_ktime_get_boot_ns() }
 }
 
-#[inline(always)]
-fn bump(idx: u32) {
-    if let Some(c) = STATS.get_ptr_mut(idx) {
-        unsafe { *c += 1 };
-    }
-}
-
 /// Fill the header from the current task and zero the rest. Called on a reserved event: the
 /// stamp is taken after the reservation, which the userspace merge of the rings relies on
 /// (`source::merge`).
@@ -198,7 +191,14 @@ pub fn counted_commit_flags(ring: u32) -> u64 {
 
 #[inline(always)]
 pub fn lost() {
-    bump(stat::LOST);
+    lost_n(1);
+}
+
+#[inline(always)]
+pub fn lost_n(n: u64) {
+    if let Some(c) = STATS.get_ptr_mut(stat::LOST) {
+        unsafe { *c += n };
+    }
 }
 
 /// `emit!(kind, |e| { ... })`: reserve an event, fill the header, run the body on it, submit.
@@ -208,7 +208,10 @@ pub fn lost() {
 /// `emit!(in_task kind, …)` from hooks that only ever run in process context (the syscall
 /// tracepoints): the context is known without reading preempt_count.
 macro_rules! emit {
-    (@ $ctx:expr, $kind:expr, |$e:ident| $body:block) => {{
+    (@ $ctx:expr, $kind:expr, |$e:ident| $body:block) => {
+        crate::emit::emit!(@ $ctx, $kind, 1, |$e| $body)
+    };
+    (@ $ctx:expr, $kind:expr, $lost:expr, |$e:ident| $body:block) => {{
         let ring = crate::emit::ring_index();
         match crate::emit::with_ring!(ring, |r| r.reserve::<wqtrace_common::Event>(0)) {
             Some(mut entry) => {
@@ -217,11 +220,15 @@ macro_rules! emit {
                 $body
                 entry.submit(crate::emit::counted_commit_flags(ring));
             }
-            None => crate::emit::lost(),
+            None => crate::emit::lost_n($lost),
         }
     }};
     (in_task $kind:expr, |$e:ident| $body:block) => {
-        crate::emit::emit!(@ wqtrace_common::ExecCtx::Task as u8, $kind, |$e| $body)
+        crate::emit::emit!(@ wqtrace_common::ExecCtx::Task as u8, $kind, 1, |$e| $body)
+    };
+    // An event that stands for `$lost` events (a ring op carrying its wait): that many lost.
+    (in_task $kind:expr, lost = $lost:expr, |$e:ident| $body:block) => {
+        crate::emit::emit!(@ wqtrace_common::ExecCtx::Task as u8, $kind, $lost, |$e| $body)
     };
     ($kind:expr, |$e:ident| $body:block) => {
         crate::emit::emit!(@ crate::emit::exec_ctx(), $kind, |$e| $body)

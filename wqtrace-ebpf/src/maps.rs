@@ -270,7 +270,8 @@ pub struct ReadScan {
     pub f: Inflight,
     pub ret: i64,
     pub losses: u32,
-    pub _pad: u32,
+    /// The read's off-CPU wait is to be streamed (see `syscalls::ring_op`).
+    pub wait: u32,
 }
 
 #[map]

@@ -113,6 +113,40 @@ pub fn pair(ctx: *mut c_void, rare: bool, exec_ctx: u8, now: u64) -> (u16, u16) 
     }
 }
 
+/// Whether every event takes stacks (`--stacks all`): ring ops then take their own.
+#[inline(always)]
+pub fn all() -> bool {
+    filter!(stacks) == stack_mode::ALL
+}
+
+/// The stacks of a wait of `off_cpu_ns` ending now (an event at `now`): the user side from
+/// here, the kernel side where it slept if sched_switch took it (see [`at_sleep`]; a kernel
+/// walk here would only show the exit path, so none is taken).
+#[inline(always)]
+pub fn of_wait(
+    ctx: *mut c_void,
+    off_cpu_ns: u64,
+    wait_kstack: u16,
+    exec_ctx: u8,
+    now: u64,
+) -> (u16, u16) {
+    let u = if !asked(wait_is_rare(off_cpu_ns)) {
+        stack_ref::NONE
+    } else if !spend(now) {
+        stack_ref::SKIPPED
+    } else {
+        user(ctx, exec_ctx)
+    };
+    (
+        if u != stack_ref::NONE {
+            wait_kstack
+        } else {
+            stack_ref::NONE
+        },
+        u,
+    )
+}
+
 /// As [`pair`], for a hook with no event to take the time from: the clock is read only when
 /// stacks are asked for.
 #[inline(always)]

@@ -296,15 +296,25 @@ fn loss_records(buf: u64, len: i64, count: &mut u32) {
 }
 
 /// What the syscall did to one of its pipes (`s`): the ring before and after, bytes or errno.
-/// `dst`: the op wrote into this pipe. `losses`: loss records a read returned.
+/// `dst`: the op wrote into this pipe. `losses`: loss records a read returned. `wait`: its
+/// off-CPU wait (`f.off_cpu_ns`) is to be streamed; a streamed op carries it (one event
+/// reserved, stamped and read by userspace where two were, see `flags::OFF_CPU`).
 #[inline(always)]
-fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
+fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32, wait: bool) {
     if f.counted == COUNTED_AT_ENTRY
         || (f.counted == TOTALS_AT_EXIT && crate::totals::add(f.op, s, ret))
     {
+        if wait {
+            pipe_wait(ctx, f, s, ret);
+        }
         return;
     }
-    emit!(in_task EventKind::RingOp, |e| {
+    // With `--stacks all` the op takes stacks of its own: the wait keeps its event.
+    let carry = wait && !stacks::all();
+    if wait && !carry {
+        pipe_wait(ctx, f, s, ret);
+    }
+    emit!(in_task EventKind::RingOp, lost = 1 + carry as u64, |e| {
         op_fields(e, f, s, ret);
         e.head_before = s.head;
         e.tail_before = s.tail;
@@ -330,8 +340,15 @@ fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses
             e.owner_tid = kread::task_tid(task);
             kread::task_comm(task, &mut e.owner_comm);
         }
-        // Ring ops are the hot path: stacks only with `--stacks all`.
-        (e.kstack, e.ustack) = stacks::pair(ctx, false, e.ctx, e.ts_ns);
+        if carry {
+            e.flags |= flags::OFF_CPU;
+            e.duration_ns = f.off_cpu_ns;
+            (e.kstack, e.ustack) =
+                stacks::of_wait(ctx, f.off_cpu_ns, f.wait_kstack, e.ctx, e.ts_ns);
+        } else {
+            // Ring ops are the hot path: stacks only with `--stacks all`.
+            (e.kstack, e.ustack) = stacks::pair(ctx, false, e.ctx, e.ts_ns);
+        }
     });
 }
 
@@ -373,6 +390,8 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
     let op = Op::from_u8(f.op);
 
+    // Whether the op's off-CPU wait is streamed (by its ring op, see `ring_op`).
+    let mut wait = false;
     if f.off_cpu_ns > 0 && matches!(op, Op::Read | Op::Readv | Op::Write | Op::Writev) {
         let s = if matches!(op, Op::Read | Op::Readv) {
             &f.src
@@ -380,14 +399,11 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
             &f.dst
         };
         // A wait long enough for stacks streams with them; a shorter one a live view totals.
-        let counted = s.notif == 0
+        wait = !(s.notif == 0
             && (crate::counted::wait(EventKind::PipeWait, hist::PIPE_WAIT, f.off_cpu_ns)
                 || (crate::totals::enabled()
                     && !stacks::wait_is_rare(f.off_cpu_ns)
-                    && crate::totals::wait(s, f.off_cpu_ns)));
-        if !counted {
-            pipe_wait(ctx.as_ptr(), f, s, ret);
-        }
+                    && crate::totals::wait(s, f.off_cpu_ns))));
     }
 
     match op {
@@ -399,7 +415,7 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
                             f: *f,
                             ret,
                             losses: 0,
-                            _pad: 0,
+                            wait: wait as u32,
                         }
                     };
                     // A tail call that succeeds does not come back here: the scan releases
@@ -408,9 +424,9 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
                 }
                 // Only reached when the tail call failed: the read, its loss records uncounted.
             }
-            ring_op(ctx.as_ptr(), f, &f.src, ret, false, 0)
+            ring_op(ctx.as_ptr(), f, &f.src, ret, false, 0, wait)
         }
-        Op::Write | Op::Writev => ring_op(ctx.as_ptr(), f, &f.dst, ret, true, 0),
+        Op::Write | Op::Writev => ring_op(ctx.as_ptr(), f, &f.dst, ret, true, 0, wait),
         Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile | Op::CopyFileRange => {
             splice_exit(ctx.as_ptr(), f, ret)
         }
@@ -450,7 +466,8 @@ fn release(fp: *mut Inflight) {
     unsafe { core::ptr::write_volatile(&raw mut (*fp).op, Op::None as u8) };
 }
 
-/// A wait for a pipe streamed: `f.off_cpu_ns` of off-CPU time inside a read or write of `s`.
+/// A wait for a pipe streamed on its own: `f.off_cpu_ns` of off-CPU time inside a read or
+/// write of `s`, whose ring op is not streamed or takes stacks of its own.
 #[inline(always)]
 fn pipe_wait(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64) {
     emit!(in_task EventKind::PipeWait, |e| {
@@ -464,18 +481,7 @@ fn pipe_wait(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64) {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
         fill_ring(e, s.pipe);
-        // The user side here; the kernel side where it slept, if sched_switch took it
-        // (see stacks::at_sleep): at this exit it would only show the exit path.
-        let (_, ustack) = stacks::pair(
-            ctx,
-            stacks::wait_is_rare(f.off_cpu_ns),
-            e.ctx,
-            e.ts_ns,
-        );
-        e.ustack = ustack;
-        if ustack != 0 {
-            e.kstack = f.wait_kstack;
-        }
+        (e.kstack, e.ustack) = stacks::of_wait(ctx, f.off_cpu_ns, f.wait_kstack, e.ctx, e.ts_ns);
     });
 }
 
@@ -492,7 +498,15 @@ pub fn sys_exit_read_scan(ctx: BtfTracePointContext) -> i32 {
     }
     loss_records(s.f.arg, s.ret, &mut s.losses);
     let losses = unsafe { core::ptr::read_volatile(&s.losses) };
-    ring_op(ctx.as_ptr(), &s.f, &s.f.src, s.ret, false, losses);
+    ring_op(
+        ctx.as_ptr(),
+        &s.f,
+        &s.f.src,
+        s.ret,
+        false,
+        losses,
+        s.wait != 0,
+    );
     0
 }
 
@@ -540,10 +554,10 @@ fn splice_exit(ctx: *mut c_void, f: &Inflight, ret: i64) {
         return;
     }
     if f.src.pipe != 0 {
-        ring_op(ctx, f, &f.src, ret, false, 0);
+        ring_op(ctx, f, &f.src, ret, false, 0, false);
     }
     if f.dst.pipe != 0 && f.dst.pipe != f.src.pipe {
-        ring_op(ctx, f, &f.dst, ret, true, 0);
+        ring_op(ctx, f, &f.dst, ret, true, 0, false);
     }
 }
 

@@ -80,6 +80,11 @@ pub struct ProbeOpts {
     /// Not an option: a sink that formats text (trace) or serves HTTP (serve) must not.
     #[arg(skip)]
     pub sink_ahead: bool,
+    /// Hand on a ring op that carries its wait (`flags::OFF_CPU`) whole instead of split into
+    /// the wait and the op: for `record`, which stores it whole (format 6) and so encodes one
+    /// event where it encoded two. Not an option: set by the sink.
+    #[arg(skip)]
+    pub waits_whole: bool,
     #[command(flatten)]
     pub privileges: crate::privileges::DropOpts,
 }

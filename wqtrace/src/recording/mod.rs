@@ -15,6 +15,10 @@
 //! zcgroups= (type 7, format 5) a cgroups chunk's JSON as one zstd frame, when smaller
 //! ```
 //!
+//! Format 6: an events chunk's `count` is of the events read back, and a ring op that carries
+//! its syscall's off-CPU wait (`flags::OFF_CPU`, as the programs stream it) is stored whole and
+//! read back as the two events it stands for, the wait and the op (`Event::split_wait`).
+//!
 //! Chunks are self-contained (see [`codec`]), written whole with one `write` and flushed every
 //! [`FLUSH_INTERVAL`] or [`FLUSH_BYTES`], so a crash or a full disk loses at most the chunk in
 //! flight. A reader that meets damage (bad CRC, garbage, truncation) warns, then scans for the
@@ -41,7 +45,7 @@ use crate::session::SessionMeta;
 /// First bytes of every recording (PNG-style: catches text-mode and 7-bit mangling).
 pub const MAGIC: [u8; 8] = *b"\x89WQT\r\n\x1a\n";
 /// Format version this build writes; it reads every version up to this one.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// Marks the start of each chunk, so a reader can resynchronise after damage.
 pub const SYNC: [u8; 4] = *b"\xc7WQC";
 pub const CHUNK_EVENTS: u8 = 1;

@@ -103,8 +103,7 @@ impl<W: Write> Writer<W> {
 
     /// Adds one event; writes a chunk when [`FLUSH_BYTES`] are pending.
     pub fn push(&mut self, e: &Event) -> io::Result<()> {
-        self.enc.push(e);
-        self.events += 1;
+        self.events += self.enc.push(e);
         self.first_ts.get_or_insert(e.ts_ns);
         self.last_ts = e.ts_ns;
         self.oldest_pending.get_or_insert_with(Instant::now);

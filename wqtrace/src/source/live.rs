@@ -135,8 +135,9 @@ impl LiveSource {
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
             let stop = stop.clone();
+            let split = !opts.waits_whole;
             spawn_ahead("wqtrace-drain", move || {
-                drain_loop(rings, snapshots, tx, reuse, &stop)
+                drain_loop(rings, snapshots, tx, reuse, &stop, split)
             })?
         };
         if opts.sink_ahead {
@@ -251,6 +252,7 @@ fn drain_loop(
     tx: Handoff,
     reuse: Receiver<Vec<Event>>,
     stop: &AtomicBool,
+    split: bool,
 ) {
     let mut maps = snapshots.map(|to| MapsReader {
         to,
@@ -273,7 +275,14 @@ fn drain_loop(
     loop {
         if stop.load(Ordering::Relaxed) {
             // Hand over everything the kernel produced before the stop, then hang up.
-            let _ = take(&mut rings, &mut merge, &mut pending, usize::MAX, true);
+            let _ = take(
+                &mut rings,
+                &mut merge,
+                &mut pending,
+                usize::MAX,
+                true,
+                split,
+            );
             if let Some(m) = &mut maps {
                 m.read_new(&mut pending, 0);
             }
@@ -302,7 +311,14 @@ fn drain_loop(
                 )
             };
         }
-        let trickle = take(&mut rings, &mut merge, &mut pending, MAX_BATCH, false);
+        let trickle = take(
+            &mut rings,
+            &mut merge,
+            &mut pending,
+            MAX_BATCH,
+            false,
+            split,
+        );
         if pending.events.is_empty() {
             continue;
         }
@@ -316,7 +332,14 @@ fn drain_loop(
             // ring absorbs this window at any rate the programs reach.
             std::thread::sleep(COALESCE);
             let from = pending.events.len();
-            let _ = take(&mut rings, &mut merge, &mut pending, MAX_BATCH, false);
+            let _ = take(
+                &mut rings,
+                &mut merge,
+                &mut pending,
+                MAX_BATCH,
+                false,
+                split,
+            );
             if let Some(m) = &mut maps {
                 maps_sent |= m.read_new(&mut pending, from);
             }
@@ -475,12 +498,14 @@ fn name_loop(
 /// `all`, at the end), then moves into `pending`, oldest first, the events no ring can still
 /// precede (every one with `all`), until `pending` holds `limit`. Returns whether the rings
 /// were seen to their ends or to a record being written (a trickle: no ring holds more now).
+/// `split`: a ring op carrying its wait goes on as the two events it stands for.
 fn take(
     rings: &mut [BatchRing],
     merge: &mut Merge<usize>,
     pending: &mut Batch,
     limit: usize,
     all: bool,
+    split: bool,
 ) -> bool {
     // Read before any ring is looked at: a ring seen to its end then holds nothing stamped
     // earlier (see `merge`).
@@ -540,6 +565,11 @@ fn take(
                 pending.notes.note(unsafe { &*src });
             } else {
                 pending.notes.note(&pending.events[n]);
+            }
+            if split && pending.events[n].carries_wait() {
+                let (wait, op) = pending.events[n].split_wait();
+                pending.events[n] = wait;
+                pending.events.push(op);
             }
         }
         through[ring] = Some(at);

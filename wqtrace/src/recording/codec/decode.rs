@@ -139,7 +139,9 @@ pub fn decode_events(
     let mut tasks: Vec<(u32, u32, [u8; 16])> = Vec::new();
     let mut strings: Vec<[u8; 16]> = Vec::new();
 
-    for _ in 0..count {
+    // `count` is of events read back: a ring op carrying its wait (format 6) is two.
+    let mut left = count;
+    while left > 0 {
         let mut e = Event::zeroed();
         let mut same_pipe = false;
         e.kind = c.u8()?;
@@ -251,7 +253,19 @@ pub fn decode_events(
             t.cgroup
         };
         st.after(&e, pipe, task);
-        out.push(e);
+        if e.carries_wait() {
+            if left < 2 {
+                return Err(DecodeError(
+                    "a ring op with its wait past the chunk's count",
+                ));
+            }
+            let (wait, op) = e.split_wait();
+            out.extend([wait, op]);
+            left -= 2;
+        } else {
+            out.push(e);
+            left -= 1;
+        }
     }
     if !c.is_empty() {
         return Err(DecodeError("trailing bytes after the last event"));

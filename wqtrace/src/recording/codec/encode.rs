@@ -47,7 +47,8 @@ impl ChunkEncoder {
         }
     }
 
-    /// Events encoded since the last [`ChunkEncoder::take`].
+    /// Events encoded since the last [`ChunkEncoder::take`] (a ring op carrying its wait counts
+    /// as the two it is read back as).
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -80,14 +81,16 @@ impl ChunkEncoder {
         }
     }
 
-    /// Appends one event. Long on purpose: this runs once per recorded event (2M/s on a busy host), and one
+    /// Appends one event; returns how many events it stands for (2 for a ring op carrying its
+    /// wait, which the decoder splits: `Event::split_wait`). Long on purpose: this runs once per recorded event (2M/s on a busy host), and one
     /// body keeps every field's default in registers; the field order mirrors the decoder's.
-    pub fn push(&mut self, e: &Event) {
+    pub fn push(&mut self, e: &Event) -> u64 {
         if self.count == 0 {
             self.base_ts = e.ts_ns;
             self.state.prev_ts = e.ts_ns;
         }
-        self.count += 1;
+        let stands_for = 1 + u64::from(e.carries_wait());
+        self.count += stands_for;
         // Version 2: a head byte (kind, and whether the pipe is the task's last), the time, the
         // task, then the pipe unless it is the task's last.
         let known_task = self.task_index.get(&(e.tid, e.tgid, e.comm)).copied();
@@ -283,6 +286,7 @@ impl ChunkEncoder {
             put_varint(out, e.cgroup);
         }
         self.state.after(e, pipe, task);
+        stands_for
     }
 
     /// Returns (event count, base ts, encoded body) and resets the tables for the next chunk.

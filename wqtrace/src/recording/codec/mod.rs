@@ -382,4 +382,82 @@ mod tests {
         decode_events(&body, n, base, crate::recording::FORMAT_VERSION, &mut out).unwrap();
         assert_eq!(out, evs);
     }
+
+    /// A read that slept, as the programs stream it: the op carrying its wait.
+    fn read_that_slept() -> Event {
+        let mut e = Event::zeroed();
+        e.kind = EventKind::RingOp as u8;
+        e.op = wqtrace_common::Op::Read as u8;
+        e.flags = wqtrace_common::flags::OFF_CPU | wqtrace_common::flags::NOTIFICATION_PIPE;
+        e.ts_ns = 5_000;
+        e.duration_ns = 1_500_000;
+        e.pipe = 0xffff_8880_1234_5000;
+        e.ino = 4242;
+        e.tid = 7;
+        e.tgid = 7;
+        e.comm[..6].copy_from_slice(b"reader");
+        e.cgroup = 99;
+        e.ret = 16;
+        e.fd_in = 3;
+        (e.head_before, e.tail_before, e.head, e.tail) = (5, 4, 5, 5);
+        (e.ring_size, e.max_usage) = (16, 16);
+        e.owner_tid = 8;
+        e.kstack = 3;
+        e.ustack = 4;
+        e
+    }
+
+    #[test]
+    fn a_ring_op_carrying_its_wait_reads_back_as_the_wait_and_the_op() {
+        let e = read_that_slept();
+        let mut plain = e;
+        plain.flags = 0;
+        plain.duration_ns = 0;
+        plain.kstack = 0;
+        plain.ustack = 0;
+        let mut enc = ChunkEncoder::new();
+        assert_eq!(enc.push(&e), 2);
+        assert_eq!(enc.push(&plain), 1);
+        let (n, base, body) = enc.take();
+        assert_eq!(n, 3, "the chunk counts the events read back");
+        let mut out = Vec::new();
+        decode_events(&body, n, base, crate::recording::FORMAT_VERSION, &mut out).unwrap();
+        assert_eq!(out.len(), 3);
+        let (wait, op) = (&out[0], &out[1]);
+        // The wait: its own kind, duration and stacks, the op's task, pipe, result and ring.
+        assert_eq!(wait.kind(), Some(EventKind::PipeWait));
+        assert_eq!(wait.op(), wqtrace_common::Op::Read);
+        assert_eq!(
+            (wait.ts_ns, wait.duration_ns, wait.ret),
+            (5_000, 1_500_000, 16)
+        );
+        assert_eq!(
+            wait.flags,
+            wqtrace_common::flags::OFF_CPU | wqtrace_common::flags::NOTIFICATION_PIPE
+        );
+        assert_eq!((wait.tid, wait.comm, wait.cgroup), (7, e.comm, 99));
+        assert_eq!((wait.pipe, wait.ino), (e.pipe, 4242));
+        assert_eq!((wait.head, wait.tail, wait.ring_size), (5, 5, 16));
+        assert_eq!((wait.kstack, wait.ustack), (3, 4));
+        // None of the op's own fields.
+        assert_eq!((wait.fd_in, wait.owner_tid, wait.head_before), (-1, 0, 0));
+        // The op: as it was, without the wait.
+        assert_eq!(op.kind(), Some(EventKind::RingOp));
+        assert_eq!(op.flags, wqtrace_common::flags::NOTIFICATION_PIPE);
+        assert_eq!((op.duration_ns, op.kstack, op.ustack), (0, 0, 0));
+        assert_eq!(
+            (op.head_before, op.tail_before, op.fd_in, op.owner_tid),
+            (5, 4, 3, 8)
+        );
+        assert_eq!(out[2], plain);
+    }
+
+    #[test]
+    fn a_count_that_splits_a_ring_op_from_its_wait_is_damage() {
+        let mut enc = ChunkEncoder::new();
+        enc.push(&read_that_slept());
+        let (_, base, body) = enc.take();
+        let mut out = Vec::new();
+        assert!(decode_events(&body, 1, base, crate::recording::FORMAT_VERSION, &mut out).is_err());
+    }
 }

@@ -80,7 +80,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let file = crate::output::create(path, args.force, owner.as_ref())?;
     let mut src: Box<dyn EventSource> = match args.synthetic {
         Some(n) => Box::new(Synthetic::new(n, args.synthetic_rate)),
-        None => Box::new(LiveSource::open(&args.probe)?),
+        None => Box::new(LiveSource::open(&ProbeOpts {
+            waits_whole: true,
+            ..args.probe.clone()
+        })?),
     };
     let header = Header {
         meta: complete_meta(src.meta().clone()),
