@@ -247,7 +247,7 @@ fn check_counters(probes: &Probes, after: &str) -> Result<()> {
 /// Poll the ring buffers and hand their events over in batches until told to stop. When the sink
 /// is slow the events wait here (QUEUED_BATCHES full batches), not in the kernel's rings.
 fn drain_loop(
-    mut rings: Vec<BatchRing>,
+    rings: Vec<BatchRing>,
     snapshots: Option<Sender<MapsSnapshot>>,
     tx: Handoff,
     reuse: Receiver<Vec<Event>>,
@@ -265,7 +265,11 @@ fn drain_loop(
             revents: 0,
         })
         .collect();
-    let mut merge = Merge::new(rings.len());
+    let mut d = Drain {
+        merge: Merge::new(rings.len()),
+        rings,
+        split,
+    };
     let mut pending = Batch {
         events: Vec::with_capacity(MAX_BATCH),
         notes: Notes::new(),
@@ -275,26 +279,19 @@ fn drain_loop(
     loop {
         if stop.load(Ordering::Relaxed) {
             // Hand over everything the kernel produced before the stop, then hang up.
-            let _ = take(
-                &mut rings,
-                &mut merge,
-                &mut pending,
-                usize::MAX,
-                true,
-                split,
-            );
+            let _ = take(&mut d, &mut pending, usize::MAX, true);
             if let Some(m) = &mut maps {
                 m.read_new(&mut pending, 0);
             }
             if !pending.events.is_empty() {
                 tx.send_last(pending);
             }
-            if merge.late() > 0 {
+            if d.merge.late() > 0 {
                 eprintln!(
                     "wqtrace: {} events were handed on after events of another CPU stamped later \
                      (a CPU stalled while writing one, or an interrupt's event nested in \
                      another's): their order is not certain",
-                    merge.late()
+                    d.merge.late()
                 );
             }
             return;
@@ -311,14 +308,7 @@ fn drain_loop(
                 )
             };
         }
-        let trickle = take(
-            &mut rings,
-            &mut merge,
-            &mut pending,
-            MAX_BATCH,
-            false,
-            split,
-        );
+        let trickle = take(&mut d, &mut pending, MAX_BATCH, false);
         if pending.events.is_empty() {
             continue;
         }
@@ -332,14 +322,7 @@ fn drain_loop(
             // ring absorbs this window at any rate the programs reach.
             std::thread::sleep(COALESCE);
             let from = pending.events.len();
-            let _ = take(
-                &mut rings,
-                &mut merge,
-                &mut pending,
-                MAX_BATCH,
-                false,
-                split,
-            );
+            let _ = take(&mut d, &mut pending, MAX_BATCH, false);
             if let Some(m) = &mut maps {
                 maps_sent |= m.read_new(&mut pending, from);
             }
@@ -494,19 +477,25 @@ fn name_loop(
     }
 }
 
+/// The kernel's rings and their merge, as the drain thread reads them.
+struct Drain {
+    rings: Vec<BatchRing>,
+    merge: Merge<usize>,
+    /// A ring op carrying its wait goes on as the two events it stands for.
+    split: bool,
+}
+
 /// Looks at what the rings hold (up to MAX_BATCH events waiting from each; everything with
 /// `all`, at the end), then moves into `pending`, oldest first, the events no ring can still
 /// precede (every one with `all`), until `pending` holds `limit`. Returns whether the rings
 /// were seen to their ends or to a record being written (a trickle: no ring holds more now).
-/// `split`: a ring op carrying its wait goes on as the two events it stands for.
-fn take(
-    rings: &mut [BatchRing],
-    merge: &mut Merge<usize>,
-    pending: &mut Batch,
-    limit: usize,
-    all: bool,
-    split: bool,
-) -> bool {
+fn take(d: &mut Drain, pending: &mut Batch, limit: usize, all: bool) -> bool {
+    let Drain {
+        rings,
+        merge,
+        split,
+    } = d;
+    let split = *split;
     // Read before any ring is looked at: a ring seen to its end then holds nothing stamped
     // earlier (see `merge`).
     let now = boottime_ns();
