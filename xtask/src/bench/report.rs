@@ -367,8 +367,9 @@ const METHOD: &str = r#"
     events and lost from its summary line, bytes/event = file size / events. Stacks on the rare
     events, as by default.
   - `wqtrace-record-nostacks`: the same with `--stacks none`; against `wqtrace-record`, what
-    taking stacks costs (a stack walk at the first sleep inside a traced read/write, and on
-    each contention, rejection and lost post).
+    taking stacks costs (a user stack walk at the end of each wait of at least 1 ms inside a
+    traced read/write, `--stack-wait`; a kernel and a user walk on each contention, rejection
+    and lost post).
   - `wqtrace-tui`: `tmux new-session -d -x 120 -y 40 'exec wqtrace tui'`, quit with
     `tmux send-keys q`; events and lost read from the TUI's header (total events at the
     workload's start and end).
