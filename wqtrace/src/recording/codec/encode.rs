@@ -82,8 +82,9 @@ impl ChunkEncoder {
     }
 
     /// Appends one event; returns how many events it stands for (2 for a ring op carrying its
-    /// wait, which the decoder splits: `Event::split_wait`). Long on purpose: this runs once per recorded event (2M/s on a busy host), and one
-    /// body keeps every field's default in registers; the field order mirrors the decoder's.
+    /// wait, which the decoder splits: `Event::split_wait`). Long on purpose: this runs once
+    /// per recorded event (2M/s on a busy host), and one body keeps every field's default in
+    /// registers; the field order mirrors the decoder's.
     pub fn push(&mut self, e: &Event) -> u64 {
         if self.count == 0 {
             self.base_ts = e.ts_ns;
