@@ -10,6 +10,13 @@ fn put_d32(out: &mut Vec<u8>, d: u32) {
     put_zigzag(out, i64::from(d as i32));
 }
 
+/// A task as the chunk's table knows it.
+type TaskKey = (u32, u32, [u8; 16]);
+
+/// Tasks of recent events looked up without hashing: a chunk's events mostly come from a few
+/// tasks taking turns (a reader and a writer), and comparing keys costs less than hashing one.
+const RECENT_TASKS: usize = 4;
+
 // Field mask bits (format version 2 numbering), those a ring op usually sets first: a typical
 // event needs a 1-byte mask. Fields follow in bit order (`slot`'s default needs `flags`,
 // `head_before` and `ring_size` decoded first).
@@ -21,11 +28,18 @@ pub struct ChunkEncoder {
     count: u64,
     body: Vec<u8>,
     pipe_index: HashMap<(u64, u64), usize>,
-    task_index: HashMap<(u32, u32, [u8; 16]), usize>,
+    task_index: HashMap<TaskKey, usize>,
+    /// (key, index in `task_index`) of tasks met lately; `usize::MAX`: empty.
+    recent_tasks: [(TaskKey, usize); RECENT_TASKS],
+    recent_next: usize,
+    /// Each pipe's key by its index: an event on its task's last pipe is known without hashing.
+    pipe_keys: Vec<(u64, u64)>,
     /// A lock owner is usually a task of the chunk already: (tid, comm) → its task index.
     owner_index: HashMap<(u32, [u8; 16]), usize>,
     string_index: HashMap<[u8; 16], usize>,
 }
+
+const NO_RECENT_TASK: (TaskKey, usize) = ((0, 0, [0; 16]), usize::MAX);
 
 impl Default for ChunkEncoder {
     fn default() -> Self {
@@ -42,6 +56,9 @@ impl ChunkEncoder {
             body: Vec::with_capacity(64 * 1024),
             pipe_index: HashMap::default(),
             task_index: HashMap::default(),
+            recent_tasks: [NO_RECENT_TASK; RECENT_TASKS],
+            recent_next: 0,
+            pipe_keys: Vec::new(),
             owner_index: HashMap::default(),
             string_index: HashMap::default(),
         }
@@ -67,18 +84,38 @@ impl ChunkEncoder {
         self.base_ts
     }
 
-    fn string_ref(&mut self, s: &[u8; 16]) {
-        let n = self.string_index.len();
-        match self.string_index.get(s) {
-            Some(&i) => put_varint(&mut self.body, i as u64),
+    fn string_ref(index: &mut HashMap<[u8; 16], usize>, out: &mut Vec<u8>, s: &[u8; 16]) {
+        let n = index.len();
+        match index.get(s) {
+            Some(&i) => put_varint(out, i as u64),
             None => {
-                self.string_index.insert(*s, n);
-                put_varint(&mut self.body, n as u64);
+                index.insert(*s, n);
+                put_varint(out, n as u64);
                 let len = comm_len(s);
-                self.body.push(len as u8);
-                self.body.extend_from_slice(&s[..len]);
+                out.push(len as u8);
+                out.extend_from_slice(&s[..len]);
             }
         }
+    }
+
+    /// The task's index in the chunk's table, if it has one.
+    #[inline]
+    fn known_task(&mut self, key: &TaskKey) -> Option<usize> {
+        if let Some(&(_, i)) = self
+            .recent_tasks
+            .iter()
+            .find(|(k, i)| k == key && *i != usize::MAX)
+        {
+            return Some(i);
+        }
+        let i = self.task_index.get(key).copied()?;
+        self.remember_task(key, i);
+        Some(i)
+    }
+
+    fn remember_task(&mut self, key: &TaskKey, i: usize) {
+        self.recent_tasks[self.recent_next] = (*key, i);
+        self.recent_next = (self.recent_next + 1) % RECENT_TASKS;
     }
 
     /// Appends one event; returns how many events it stands for (2 for a ring op carrying its
@@ -94,13 +131,18 @@ impl ChunkEncoder {
         self.count += stands_for;
         // Version 2: a head byte (kind, and whether the pipe is the task's last), the time, the
         // task, then the pipe unless it is the task's last.
-        let known_task = self.task_index.get(&(e.tid, e.tgid, e.comm)).copied();
-        let known_pipe = self.pipe_index.get(&(e.pipe, e.ino)).copied();
-        let same_pipe = matches!(
-            (known_task, known_pipe),
-            (Some(t), Some(p)) if self.state.tasks[t].pipe == p
-        );
-        let out = &mut self.body;
+        let task_key = (e.tid, e.tgid, e.comm);
+        let known_task = self.known_task(&task_key);
+        let pipe_key = (e.pipe, e.ino);
+        // The task's last pipe, compared where a lookup would hash.
+        let last_pipe = known_task
+            .map(|t| self.state.tasks[t].pipe)
+            .filter(|&p| self.pipe_keys.get(p) == Some(&pipe_key));
+        let same_pipe = last_pipe.is_some();
+        let known_pipe = last_pipe.or_else(|| self.pipe_index.get(&pipe_key).copied());
+        // The chunk's bytes, moved out while the event is encoded: a byte pushed onto the
+        // encoder's own `body` reloaded its length through `self` (the store may alias it).
+        let mut out = std::mem::take(&mut self.body);
         let kind_code = if e.kind < KIND_ESCAPE {
             e.kind
         } else {
@@ -110,46 +152,47 @@ impl ChunkEncoder {
         if kind_code == KIND_ESCAPE {
             out.push(e.kind);
         }
-        put_zigzag(out, e.ts_ns.wrapping_sub(self.state.prev_ts) as i64);
+        put_zigzag(&mut out, e.ts_ns.wrapping_sub(self.state.prev_ts) as i64);
 
         let task = match known_task {
             Some(i) => {
-                put_varint(&mut self.body, i as u64);
+                put_varint(&mut out, i as u64);
                 i
             }
             None => {
                 let n = self.task_index.len();
-                self.task_index.insert((e.tid, e.tgid, e.comm), n);
+                self.task_index.insert(task_key, n);
+                self.remember_task(&task_key, n);
                 self.owner_index.entry((e.tid, e.comm)).or_insert(n);
                 self.state.tasks.push(TaskCtx::default());
-                put_varint(&mut self.body, n as u64);
-                put_varint(&mut self.body, u64::from(e.tid));
-                put_varint(&mut self.body, u64::from(e.tgid));
-                self.string_ref(&e.comm);
+                put_varint(&mut out, n as u64);
+                put_varint(&mut out, u64::from(e.tid));
+                put_varint(&mut out, u64::from(e.tgid));
+                Self::string_ref(&mut self.string_index, &mut out, &e.comm);
                 n
             }
         };
-        let out = &mut self.body;
         let pipe = match known_pipe {
             Some(i) => {
                 if !same_pipe {
-                    put_varint(out, i as u64);
+                    put_varint(&mut out, i as u64);
                 }
                 i
             }
             None => {
                 let n = self.pipe_index.len();
-                self.pipe_index.insert((e.pipe, e.ino), n);
+                self.pipe_index.insert(pipe_key, n);
+                self.pipe_keys.push(pipe_key);
                 self.state.pipes.push(PipeCtx::default());
-                put_varint(out, n as u64);
-                put_varint(out, e.pipe);
-                put_varint(out, e.ino);
+                put_varint(&mut out, n as u64);
+                put_varint(&mut out, e.pipe);
+                put_varint(&mut out, e.ino);
                 n
             }
         };
 
-        let p = self.state.pipes[pipe];
-        let t = self.state.tasks[task];
+        let p = &self.state.pipes[pipe];
+        let t = &self.state.tasks[task];
         let k = e.kind as usize;
         let mut mask = 0u32;
         let mut set = |bit: u32, differs: bool| {
@@ -159,7 +202,7 @@ impl ChunkEncoder {
         };
         set(F_OP, e.op != t.op[k % 16]);
         set(F_FLAGS, e.flags != t.flags[k % 16]);
-        set(F_RET, e.ret != State::default_ret(e, &t, false));
+        set(F_RET, e.ret != State::default_ret(e, t, false));
         set(F_HEAD, e.head != p.head);
         // Before an op the ring is usually where the pipe's previous event left it.
         set(F_HEAD_BEFORE, e.head_before != p.head);
@@ -192,7 +235,7 @@ impl ChunkEncoder {
         set(F_STACKS, e.has_stacks());
         set(F_CGROUP, e.cgroup != t.cgroup);
 
-        let out = &mut self.body;
+        let out = &mut out;
         put_varint(out, u64::from(mask));
         // In bit order, as the decoder reads them.
         if mask & F_HEAD != 0 {
@@ -211,11 +254,10 @@ impl ChunkEncoder {
                 None => {
                     put_varint(out, 0);
                     put_varint(out, u64::from(e.owner_tid));
-                    self.string_ref(&e.owner_comm);
+                    Self::string_ref(&mut self.string_index, out, &e.owner_comm);
                 }
             }
         }
-        let out = &mut self.body;
         if mask & F_HEAD_BEFORE != 0 {
             put_d32(out, e.head_before.wrapping_sub(p.head));
         }
@@ -286,6 +328,7 @@ impl ChunkEncoder {
         if mask & F_CGROUP != 0 {
             put_varint(out, e.cgroup);
         }
+        self.body = std::mem::take(out);
         self.state.after(e, pipe, task);
         stands_for
     }
@@ -298,6 +341,8 @@ impl ChunkEncoder {
         self.state = State::new(0);
         self.pipe_index.clear();
         self.task_index.clear();
+        self.recent_tasks = [NO_RECENT_TASK; RECENT_TASKS];
+        self.pipe_keys.clear();
         self.owner_index.clear();
         self.string_index.clear();
         r
