@@ -4,7 +4,7 @@
 
 use aya_ebpf::{EbpfContext as _, macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use wqtrace_common::NO_OFFSET;
+use wqtrace_common::{NO_OFFSET, Op};
 
 use crate::{emit::now, globals::off, inflight, kread::btf_load};
 
@@ -31,9 +31,10 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if preempt & 0xff == 0 && prev_state as u32 != 0 {
         if let Some(tid) = tid_of(prev) {
             if let Some(f) = inflight::of(tid) {
-                // Only inside a traced syscall (`op` 0: the thread's slot between syscalls).
+                // Only inside a traced syscall whose wait is reported (`op` 0: the thread's
+                // slot between syscalls; a splice's wait is not measured here).
                 unsafe {
-                    if (*f).op != 0 {
+                    if crate::syscalls::waits_measured(Op::from_u8((*f).op)) {
                         (*f).off_since = now();
                         // Where it sleeps (current is still `prev` here); whether the wait
                         // is long enough is known only at its end.

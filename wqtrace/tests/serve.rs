@@ -657,6 +657,45 @@ fn counted_waits_and_contention_match_a_tracer() {
     );
 }
 
+/// Splices between ordinary pipes are counted in the kernel at their entry, one ring op per
+/// pipe they move data out of or into, and exactly: none is left streamed or uncounted (they
+/// take no in-flight record, having no wait of their own to time).
+#[test]
+fn splices_between_pipes_are_counted_exactly() {
+    let _g = kernel_lock();
+    let s = Server::start(&["-c", "wqsplicer"]);
+    // 70 rounds: write into a, splice a -> b, read b. 70 + 2 * 70 + 70 ring ops.
+    let script = "import ctypes, os\nctypes.CDLL(None).prctl(15, b'wqsplicer', 0, 0, 0)\n\
+        a = os.pipe()\nb = os.pipe()\nfor _ in range(70):\n    os.write(a[1], b'x')\n    \
+        assert os.splice(a[0], b[1], 1) == 1\n    os.read(b[0], 1)\n";
+    let st = Command::new("python3")
+        .args(["-c", script])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let want = "wqtrace_events_processed_total{kind=\"ring_op\"} 280";
+    let t0 = Instant::now();
+    loop {
+        let m = s.metrics();
+        if m.lines().any(|l| l == want) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "want {want}, scraped:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (st, lines) = s.terminate_with_output();
+    assert_eq!(st.code(), Some(0));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("counted in the kernel (ring_op 280)")),
+        "{lines:?}"
+    );
+}
+
 /// Events counted in the kernel per cgroup land exactly, whichever map holds the cgroup: with
 /// one slot in the counts array (`--count-slots 1`), the first cgroup to count takes it and the
 /// second is counted in the hash; each cgroup's series holds exactly its own ring ops.

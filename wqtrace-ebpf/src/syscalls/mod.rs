@@ -98,6 +98,14 @@ fn count_at_entry(f: &Inflight) -> bool {
     crate::counted::events(EventKind::RingOp, n)
 }
 
+/// Whether the op's off-CPU time is measured (sched_switch) and reported with it: a plain
+/// read or write sleeps in pipe_read/pipe_write, which no other hook sees. (splice and tee
+/// sleep in pipe_wait_readable/_writable, which `waits` hooks where it can.)
+#[inline(always)]
+pub fn waits_measured(op: Op) -> bool {
+    matches!(op, Op::Read | Op::Readv | Op::Write | Op::Writev)
+}
+
 /// Whether the session totals this op per pipe at its exit instead of streaming it: a ring
 /// op on ordinary pipes only.
 #[inline(always)]
@@ -213,6 +221,11 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         _ => return 0,
     }
     if count_at_entry(f) {
+        if !waits_measured(op) {
+            // Counted, with no wait of its own to time: its exit and a sleep inside it have
+            // nothing to do, so it gets no in-flight record (zeroed and copied, ~140 bytes).
+            return 0;
+        }
         f.counted = COUNTED_AT_ENTRY;
     } else if totals_at_exit(f) {
         // Its exit adds it to its pipes' totals, with the ring it leaves: the ring before is
@@ -392,7 +405,7 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
 
     // Whether the op's off-CPU wait is streamed (by its ring op, see `ring_op`).
     let mut wait = false;
-    if f.off_cpu_ns > 0 && matches!(op, Op::Read | Op::Readv | Op::Write | Op::Writev) {
+    if f.off_cpu_ns > 0 && waits_measured(op) {
         let s = if matches!(op, Op::Read | Op::Readv) {
             &f.src
         } else {
