@@ -673,27 +673,35 @@ fn splices_between_pipes_are_counted_exactly() {
         .status()
         .unwrap();
     assert!(st.success());
-    let want = "wqtrace_events_processed_total{kind=\"ring_op\"} 280";
+    scrape_until(
+        &s,
+        &["wqtrace_events_processed_total{kind=\"ring_op\"} 280".to_string()],
+    );
+    all_ring_ops_counted(s, 280);
+}
+
+/// Scrapes until every line of `want` is in the metrics (20 s at most).
+fn scrape_until(s: &Server, want: &[String]) {
     let t0 = Instant::now();
     loop {
         let m = s.metrics();
-        if m.lines().any(|l| l == want) {
-            break;
+        if want.iter().all(|w| m.lines().any(|l| l == w)) {
+            return;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(20),
-            "want {want}, scraped:\n{m}"
+            "want {want:?}, scraped:\n{m}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Stops `s`, which must say it counted `n` ring ops in the kernel.
+fn all_ring_ops_counted(s: Server, n: u64) {
     let (st, lines) = s.terminate_with_output();
     assert_eq!(st.code(), Some(0));
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("counted in the kernel (ring_op 280)")),
-        "{lines:?}"
-    );
+    let said = format!("counted in the kernel (ring_op {n})");
+    assert!(lines.iter().any(|l| l.contains(&said)), "{lines:?}");
 }
 
 /// Events counted in the kernel per cgroup land exactly, whichever map holds the cgroup: with
@@ -730,28 +738,10 @@ fn cgroup_counts_are_exact_in_the_array_and_the_hash() {
         format!("wqtrace_cgroup_events_total{{cgroup=\"/{name}/b\",kind=\"ring_op\"}} 170"),
         "wqtrace_events_processed_total{kind=\"ring_op\"} 290".to_string(),
     ];
-    let t0 = Instant::now();
-    loop {
-        let m = s.metrics();
-        if want.iter().all(|w| m.lines().any(|l| l == w)) {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "want {want:?}, scraped:\n{m}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    scrape_until(&s, &want);
     // Every one counted in the kernel, none streamed: the cgroup without the slot was counted
     // in the hash.
-    let (st, lines) = s.terminate_with_output();
-    assert_eq!(st.code(), Some(0));
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("counted in the kernel (ring_op 290)")),
-        "{lines:?}"
-    );
+    all_ring_ops_counted(s, 290);
     for d in ["a", "b", ""] {
         let _ = std::fs::remove_dir(base.join(d));
     }
