@@ -223,7 +223,8 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     if count_at_entry(f) {
         if !waits_measured(op) {
             // Counted, with no wait of its own to time: its exit and a sleep inside it have
-            // nothing to do, so it gets no in-flight record (zeroed and copied, ~140 bytes).
+            // nothing to do, so its record (built on the stack above) is not copied into its
+            // thread's in-flight slot (~140 bytes).
             return 0;
         }
         f.counted = COUNTED_AT_ENTRY;
