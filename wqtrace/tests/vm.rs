@@ -62,6 +62,48 @@ fn workload_notify_reads_key_notifications() {
 }
 
 #[test]
+fn workload_storm_reads_every_post_of_its_bursts() {
+    // 4 notes round up to a page of 32: bursts of 30 fit.
+    let v = workload(&[
+        "storm",
+        "--duration",
+        "0.3",
+        "--count",
+        "30",
+        "--nr-notes",
+        "4",
+    ]);
+    assert_eq!(v["scenario"], "storm");
+    assert_eq!(v["ok"], true, "{v}");
+    let bursts = v["bursts"].as_u64().unwrap();
+    assert!(bursts >= 1, "{v}");
+    assert_eq!(v["nr_notes_effective"], 32, "{v}");
+    let posts = v["posts"].as_u64().unwrap();
+    assert_eq!(posts, bursts * 30, "{v}");
+    assert_eq!(v["notifications_read"], posts, "{v}");
+    assert_eq!(v["loss_records"], 0, "{v}");
+    assert_eq!(v["other_records"], 0, "{v}");
+    let secs = v["elapsed_secs"].as_f64().unwrap();
+    assert!(secs >= 0.3, "{v}");
+    let rate = v["notifications_per_sec"].as_f64().unwrap();
+    assert!((rate - posts as f64 / secs).abs() < 1.0, "{v}");
+}
+
+#[test]
+fn workload_storm_refuses_bursts_the_queue_cannot_hold() {
+    let o = wqtrace()
+        .args(["workload", "storm", "--count", "100", "--nr-notes", "32"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--count 100 is more than the queue's 32 notes"),
+        "{err}"
+    );
+}
+
+#[test]
 fn workload_overflow_reports_one_loss_record() {
     let v = workload(&["overflow", "--nr-notes", "4", "--count", "50"]);
     assert_eq!(v["ok"], true, "{v}");

@@ -5,10 +5,12 @@
 //! `reject` (splice/tee/vmsplice/write on a notification pipe vs an ordinary pipe), `overflow`
 //! (more notifications than the queue holds → a loss record), `contend` (threads fighting over
 //! one ordinary pipe), `mixed` (all of them for a while), `race` (poster threads on several CPUs
-//! posting into one notification queue while a reader drains it).
+//! posting into one notification queue while a reader drains it), `storm` (bursts of key
+//! notifications, each read by a blocked reader before the next: the notification path's
+//! throughput, for benchmarks).
 //!
-//! On a kernel without CONFIG_WATCH_QUEUE, `notify`, `overflow`, `race` and `reject` exit non-zero
-//! with one line on stderr (`wqtrace: notification pipes unavailable: …`);
+//! On a kernel without CONFIG_WATCH_QUEUE, `notify`, `overflow`, `race`, `storm` and `reject`
+//! exit non-zero with one line on stderr (`wqtrace: notification pipes unavailable: …`);
 //! `reject --ordinary-only` and `contend` work anywhere; `mixed` runs the ordinary-pipe parts,
 //! reports `"notifications": "unavailable"`, notes it on stderr and exits 0 if those parts went
 //! right.
@@ -20,6 +22,7 @@ pub mod notify;
 pub mod overflow;
 pub mod race;
 pub mod reject;
+pub mod storm;
 pub mod sys;
 
 use std::path::PathBuf;
@@ -50,6 +53,9 @@ pub enum Scenario {
     /// Poster threads on several CPUs posting key notifications into one queue while a reader
     /// drains it: post attempts vs records read per watch id, and loss records.
     Race(race::Args),
+    /// Bursts of key notifications into one queue, each read by a blocked reader before the
+    /// next, for a while: notifications per second.
+    Storm(storm::Args),
 }
 
 /// Options every scenario has.
@@ -121,6 +127,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Scenario::Race(a) => {
             a.common.delay();
             (a.common.clone(), serde_json::to_value(race::run(&a)?)?)
+        }
+        Scenario::Storm(a) => {
+            a.common.delay();
+            (a.common.clone(), serde_json::to_value(storm::run(&a)?)?)
         }
     };
     emit(&common, &value)?;

@@ -363,32 +363,32 @@ fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
                 .with_context(|| format!("no metrics line for {stressor} from stress-ng"))
         }
         Workload::Notify(count) => {
-            // Bursts of `count` (≤ the 256-note queue, so none is dropped and the reader never
-            // waits for a lost one) in back-to-back processes, for `secs` seconds.
-            let t0 = Instant::now();
-            let mut read = 0u64;
-            loop {
-                let o = Command::new(&env.wqtrace)
-                    .args(["workload", "notify", "--timeout-ms", "60000", "--count"])
-                    .arg(count.to_string())
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .context("spawning wqtrace workload notify")?;
-                let v: Value =
-                    serde_json::from_slice(&o.stdout).context("workload notify output")?;
-                if v["ok"] != true {
-                    bail!(
-                        "workload notify: not ok: errors {}, loss records {}",
-                        v["errors"],
-                        v["loss_records"]
-                    );
-                }
-                read += v["notifications_read"].as_u64().unwrap_or(0);
-                if t0.elapsed().as_secs_f64() >= env.secs {
-                    break;
-                }
+            // One process posting bursts of `count` (≤ the 256-note queue, so none is dropped)
+            // for `secs` seconds, timed by itself: process start-up is not the storm.
+            let o = Command::new(&env.wqtrace)
+                .args(["workload", "storm", "--count"])
+                .arg(count.to_string())
+                .arg("--duration")
+                .arg(env.secs.to_string())
+                .stderr(Stdio::inherit())
+                .output()
+                .context("spawning wqtrace workload storm")?;
+            let v: Value = serde_json::from_slice(&o.stdout).context("workload storm output")?;
+            if v["ok"] != true {
+                bail!(
+                    "workload storm: not ok: posts {}, read {}, loss records {}, errors {}",
+                    v["posts"],
+                    v["notifications_read"],
+                    v["loss_records"],
+                    v["errors"]
+                );
             }
-            Ok((read, t0.elapsed().as_secs_f64()))
+            let read = v["notifications_read"].as_u64().unwrap_or(0);
+            let secs = v["elapsed_secs"].as_f64().unwrap_or(0.0);
+            if read == 0 || secs <= 0.0 {
+                bail!("workload storm: nothing read: {v}");
+            }
+            Ok((read, secs))
         }
     }
 }

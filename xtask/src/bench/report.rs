@@ -107,8 +107,9 @@ fn bpf_table(p: &Value) -> Option<String> {
     any.then_some(s)
 }
 
-/// Why a workload gets no verdict at all: the empty programs made it faster (the VM's
-/// cross-vCPU wake-ups: a busy vCPU does not idle), so there is no floor to compare with.
+/// Why a workload gets no verdict at all: the empty programs made it faster, so there is no
+/// floor to compare with (seen when idle vCPUs halted, and when the notify storm timed its
+/// process start-up).
 fn no_floor(p: &Value, w: &str) -> Option<String> {
     let empty = get(p, w, "empty-bpf")?["slowdown"].as_f64()?;
     (empty < 0.9).then(|| format!("the empty programs made it {:.2}× faster", 1.0 / empty))
@@ -343,12 +344,15 @@ const METHOD: &str = r#"
   that size written by one, read and written back by the other; ops/s are round trips/s (each
   round trip is 2 writes + 2 reads, so 4 ring operations and ~4 ring-op events). The ping-pong is
   built into xtask (`xtask bench --pingpong SIZE --secs S`). `notify-storm` (VM only):
-  back-to-back `wqtrace workload notify --count 250` processes for the run's duration — 250
-  KEYCTL_UPDATEs (+ link/setperm/unlink/revoke) on a watched key into a notification pipe of 256
-  notes, drained by a reader thread blocked in read(); ops/s are notifications read ÷ wall time,
-  process start-up and JSON summaries included (the same in every configuration). Bursts of 250
-  because a longer storm overflows the queue under TCG (the writer outruns the reader: loss
-  records, and the workload then waits for notes that never come).
+  `wqtrace workload storm --count 250 --duration S`: one process posts bursts of 250
+  KEYCTL_UPDATEs on a watched key into a notification pipe of 256 notes, a reader thread blocked
+  in read() drains it, and each burst waits until the reader has read the last; ops/s are
+  notifications read ÷ the storm's own time (process start-up excluded). Bursts, because a storm
+  that does not wait overflows the queue under TCG (the writer outruns the reader). Until
+  2026-12-04 this workload started one process per burst of 250 and timed the lot: exec'ing the
+  12 MB binary from the guest's 9p workspace (cache=none) took longer than the burst, and
+  faster still while a tracer process of the same binary kept its pages cached, so the
+  "tracing" configurations came out 3× faster than `none`.
 - **Idle CPUs poll, they do not halt** (the "Idle:" line of each machine). Both machines are
   virtual: a halted CPU wakes up late, by an amount that depends on the rest of the host, and
   the ping-pong blocks on every message. With halting idle it measured wake-ups (several
