@@ -53,6 +53,18 @@ pub(super) fn sys_nr(regs: u64) -> u64 {
     unsafe { core::ptr::read_volatile((regs + 120) as *const u64) }
 }
 
+/// Whether a keyctl or ioctl is the one kind traced (KEYCTL_WATCH_KEY,
+/// IOC_WATCH_QUEUE_SET_SIZE), from its registers at entry or exit; every other syscall of
+/// `op_of` is.
+#[inline(always)]
+pub(super) fn traced_kind(nr: u64, regs: u64) -> bool {
+    match nr {
+        NR_KEYCTL => sys_arg(regs, 0) == KEYCTL_WATCH_KEY,
+        NR_IOCTL => sys_arg(regs, 1) == IOC_WATCH_QUEUE_SET_SIZE,
+        _ => true,
+    }
+}
+
 pub(super) fn op_of(nr: u64) -> Op {
     match nr {
         NR_READ => Op::Read,

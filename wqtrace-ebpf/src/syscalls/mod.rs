@@ -132,6 +132,10 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         }
         return 0;
     }
+    // A key storm is a keyctl per notification: KEYCTL_UPDATEs end here.
+    if !traced_kind(nr, regs) {
+        return 0;
+    }
     let (task, tid, tgid) = kread::current();
     // pipe2 is followed whoever calls it: the pipe must be known for the events of the tasks
     // that are wanted (a -c filter on the posters still needs the reader's pipe); its own
@@ -375,8 +379,9 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     crate::globals::empty_floor!();
     let regs: u64 = ctx.arg(0);
     // Most syscalls on the machine are none of ours: no map lookup for them.
-    let nr_op = op_of(sys_nr(regs));
-    if nr_op == Op::None {
+    let nr = sys_nr(regs);
+    let nr_op = op_of(nr);
+    if nr_op == Op::None || !traced_kind(nr, regs) {
         return 0;
     }
     let ret: i64 = ctx.arg(1);
