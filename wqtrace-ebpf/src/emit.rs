@@ -111,11 +111,21 @@ pub fn exec_ctx() -> u8 {
         return ExecCtx::Unknown as u8;
     }
     let cpu = unsafe { bpf_get_smp_processor_id() } as u64 & 0xfff;
-    let Ok(base) = (unsafe { bpf_probe_read_kernel((pco + cpu * 8) as *const u64) }) else {
-        return ExecCtx::Unknown as u8;
-    };
-    let Ok(count) = (unsafe { bpf_probe_read_kernel((base + pc) as *const u32) }) else {
-        return ExecCtx::Unknown as u8;
+    let count = if crate::direct::on() {
+        // Loads, where each probe read was a helper call (a post asks three times).
+        let base = crate::direct::load::<u64>(pco + cpu * 8).unwrap_or(0);
+        if base == 0 {
+            return ExecCtx::Unknown as u8;
+        }
+        crate::direct::load::<u32>(base + pc).unwrap_or(0)
+    } else {
+        let Ok(base) = (unsafe { bpf_probe_read_kernel((pco + cpu * 8) as *const u64) }) else {
+            return ExecCtx::Unknown as u8;
+        };
+        let Ok(count) = (unsafe { bpf_probe_read_kernel((base + pc) as *const u32) }) else {
+            return ExecCtx::Unknown as u8;
+        };
+        count
     };
     const SOFTIRQ_OFFSET: u32 = 1 << 8;
     const HARDIRQ_MASK: u32 = 0x000f_0000;

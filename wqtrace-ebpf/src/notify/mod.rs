@@ -13,17 +13,15 @@
 //! walked watch that did not land gets its outcome. Ring full or notes full is decided from
 //! the entry and exit snapshots only where they prove it (head and tail only grow).
 
+mod posts;
 mod programs;
 mod queue_filter;
 
-use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid,
-        generated::{bpf_get_smp_processor_id, bpf_probe_read_kernel},
-    },
-    macros::map,
-    maps::{LruHashMap, PerCpuArray},
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid,
+    generated::{bpf_get_smp_processor_id, bpf_probe_read_kernel},
 };
+use posts::Place;
 use queue_filter::{apply_filters, snap_filters};
 use wqtrace_common::{EventKind, NO_OFFSET, Op, flags};
 
@@ -86,25 +84,24 @@ pub struct PostCtx {
     pub entries: [PostEntry; MAX_WATCHES],
 }
 
-/// Built here (too large for the 512-byte stack), then stored per poster in POSTS.
-#[map]
-static POST_SCRATCH: PerCpuArray<PostCtx> = PerCpuArray::with_max_entries(1, 0);
-
-#[map]
-static POSTS: LruHashMap<u64, PostCtx> = LruHashMap::with_max_entries(1024, 0);
-
 /// Key for the poster's context: the thread (or the CPU when no task context exists) and the
 /// execution context, so a softirq post interrupting a task's own post keeps its own entry.
 /// The landing hook runs in the same context as the post it sees, so it finds the same key.
 #[inline(always)]
 fn post_key() -> u64 {
+    post_key_in(exec_ctx())
+}
+
+/// [`post_key`] in execution context `ctx` (`emit::exec_ctx`), known already.
+#[inline(always)]
+fn post_key_in(ctx: u8) -> u64 {
     let tid = bpf_get_current_pid_tgid() as u32;
     let who = if tid != 0 {
         tid as u64
     } else {
         (1 << 32) | unsafe { bpf_get_smp_processor_id() } as u64
     };
-    who | ((exec_ctx() as u64) << 48)
+    who | ((ctx as u64) << 48)
 }
 
 #[inline(always)]
@@ -123,29 +120,27 @@ enum Watches {
     All,
 }
 
-/// Start a post context in the per-CPU scratch: notification header and start time. None when
+/// Start `key`'s post context (see [`posts`]): notification header and start time. None when
 /// the posting task is filtered out (-p/-c apply to posts as to every event).
 #[inline(always)]
-fn begin_post(type_sub: u32, info: u32) -> Option<&'static mut PostCtx> {
+fn begin_post(key: u64, type_sub: u32, info: u32) -> Option<(Place, &'static mut PostCtx)> {
     if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
         return None;
     }
-    let c = unsafe { &mut *POST_SCRATCH.get_ptr_mut(0)? };
+    let (place, c) = posts::start(key)?;
     c.start_ns = now();
     c.type_sub = type_sub;
     c.info = info;
     c.n = 0;
     c.overflow = 0;
     c.note_ptr = 0;
-    Some(c)
+    Some((place, c))
 }
 
-/// Keep the context for the landing hook and the return probe.
+/// Keep the context for the landing hook and the return probe, if it walked a traced pipe.
 #[inline(always)]
-fn finish_post(c: &PostCtx) {
-    if c.n > 0 || c.overflow != 0 {
-        let _ = POSTS.insert(post_key(), c, 0);
-    }
+fn finish_post(key: u64, place: Place, c: &PostCtx) {
+    posts::finish(key, place, c, c.n > 0 || c.overflow != 0);
 }
 
 /// Raw read into map memory; on a fault the destination keeps what it had.
@@ -205,12 +200,13 @@ fn snap_watches(c: &mut PostCtx, wlist: u64, which: Watches) {
 #[inline(always)]
 fn post_entry(wlist: u64, n: u64, id: u64) {
     let hdr: u64 = rd(n, 0).unwrap_or(0);
-    let Some(c) = begin_post(hdr as u32, (hdr >> 32) as u32) else {
+    let key = post_key();
+    let Some((place, c)) = begin_post(key, hdr as u32, (hdr >> 32) as u32) else {
         return;
     };
     c.note_ptr = n;
     snap_watches(c, wlist, Watches::WithId(id));
-    finish_post(c);
+    finish_post(key, place, c);
 }
 
 /// `remove_watch_from_object(wlist, wq, id, all)`: posts WATCH_META_REMOVAL_NOTIFICATION through
@@ -220,7 +216,8 @@ fn post_entry(wlist: u64, n: u64, id: u64) {
 fn removal_entry(wlist: u64, wq: u64, id: u64, all: u64) {
     // type WATCH_TYPE_META (0), subtype WATCH_META_REMOVAL_NOTIFICATION (0); the record is a
     // bare watch_notification (8 bytes) or, with an id, watch_notification_removal (16).
-    let Some(c) = begin_post(0, if id != 0 { 16 } else { 8 }) else {
+    let key = post_key();
+    let Some((place, c)) = begin_post(key, 0, if id != 0 { 16 } else { 8 }) else {
         return;
     };
     let which = if all & 0xff != 0 {
@@ -229,7 +226,7 @@ fn removal_entry(wlist: u64, wq: u64, id: u64, all: u64) {
         Watches::OfQueue(wq, id)
     };
     snap_watches(c, wlist, which);
-    finish_post(c);
+    finish_post(key, place, c);
 }
 
 /// Snapshot one queue's pipe before a post. False when the pipe is gone or filtered out.
@@ -264,13 +261,14 @@ fn snap_queue(e: &mut PostEntry, wq: u64, info_id: u32) -> bool {
 #[inline(always)]
 fn post1_entry(wq: u64, n: u64) {
     let hdr: u64 = rd(n, 0).unwrap_or(0);
-    let Some(c) = begin_post(hdr as u32, (hdr >> 32) as u32) else {
+    let key = post_key();
+    let Some((place, c)) = begin_post(key, hdr as u32, (hdr >> 32) as u32) else {
         return;
     };
     if snap_queue(&mut c.entries[0], wq, c.info & 0xff00) {
         c.n = 1;
     }
-    finish_post(c);
+    finish_post(key, place, c);
 }
 
 /// Inside post_one_notification's critical section, right after the post landed.
@@ -293,8 +291,8 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
     let mut type_sub = NTYPE_UNKNOWN;
     let mut info = 0;
     let mut start = 0;
-    if let Some(c) = POSTS.get_ptr_mut(post_key()) {
-        let c = unsafe { &mut *c };
+    let ectx = exec_ctx();
+    if let Some(c) = posts::find(post_key_in(ectx)) {
         type_sub = c.type_sub;
         info = c.info;
         start = c.start_ns;
@@ -324,7 +322,7 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
     // they consumed, which is the kernel's own state at this instant.
     let (nr, used) = kread::notes_state(wq);
     let (owner, task) = kread::mutex_owner(pipe);
-    emit!(EventKind::NotifyPosted, |e| {
+    emit!(@ ectx, EventKind::NotifyPosted, |e| {
         e.op = Op::Post as u8;
         e.pipe = pipe;
         e.ino = p.ino;
@@ -389,30 +387,28 @@ fn not_landed(en: &PostEntry, head: u32, tail: u32, hooks: u64) -> u16 {
 
 #[inline(always)]
 fn post_return(ctx: *mut core::ffi::c_void) {
-    let key = post_key();
-    let Some(c) = POSTS.get_ptr_mut(key) else {
+    // Every walked post landed, and the landing hook reported each: nothing to decide. The
+    // usual case, kept short (the filter walk below is 64 steps).
+    let missed = |c: &PostCtx| {
+        let mut missed = c.overflow != 0;
+        for i in 0..MAX_WATCHES {
+            if i as u32 >= c.n {
+                break;
+            }
+            if c.entries[i].pipe != 0 && c.entries[i].landed == 0 {
+                missed = true;
+            }
+        }
+        missed
+    };
+    let Some(c) = posts::for_return(post_key(), missed) else {
         return;
     };
-    let c = unsafe { &mut *c };
     snap_filters(c);
     apply_filters(c);
     let hooks = hooks();
-    // One poster, one call path: the stacks of every watch that did not land (taken once,
-    // and only when one did not).
-    let mut missed = c.overflow != 0;
-    for i in 0..MAX_WATCHES {
-        if i as u32 >= c.n {
-            break;
-        }
-        if c.entries[i].pipe != 0 && c.entries[i].landed == 0 {
-            missed = true;
-        }
-    }
-    let (kstack, ustack) = if missed {
-        crate::stacks::pair_now(ctx, true, crate::emit::exec_ctx())
-    } else {
-        crate::stacks::pair_now(ctx, false, 0)
-    };
+    // One poster, one call path: the stacks of every watch that did not land, taken once.
+    let (kstack, ustack) = crate::stacks::pair_now(ctx, true, crate::emit::exec_ctx());
     for i in 0..MAX_WATCHES {
         if i as u32 >= c.n {
             break;
@@ -465,5 +461,4 @@ fn post_return(ctx: *mut core::ffi::c_void) {
             e.ustack = ustack;
         });
     }
-    let _ = POSTS.remove(key);
 }
