@@ -71,7 +71,7 @@ fn spilled_add(n: u64) {
 }
 
 /// Somewhere to build `key`'s context: its slot, held already or claimed now, else the
-/// per-CPU scratch (then [`keep`] copies it into the hash).
+/// per-CPU scratch (then [`finish`] copies it into the hash).
 #[inline(always)]
 pub fn start(key: u64) -> Option<(Place, &'static mut PostCtx)> {
     let me = key.wrapping_add(1);
