@@ -9,7 +9,7 @@
 //!
 //! Pure: no kernel access, so the unit tests feed it hand-built events.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use prometheus_client::{
@@ -96,6 +96,10 @@ struct Tracked {
     last_tgid: u32,
 }
 
+/// A notification counter's series: posted or lost, the type's name, and the owner label by
+/// address: [`Comms`] hands out one `Arc` per label value and keeps it for the process's life.
+type NoteKey = (bool, &'static str, usize);
+
 /// Every metric and the state behind the bounded ones. Feed it events with [`Metrics::apply`];
 /// the [`Registry`] returned by [`Metrics::new`] encodes the current values at any time (the
 /// metric handles are shared, thread-safe atomics).
@@ -104,6 +108,9 @@ pub struct Metrics {
     comms: Comms,
     posted: Family<NoteLabels, Counter>,
     lost: Family<NoteLabels, Counter>,
+    /// Their series by (type, owner label) at hand: the family's lookup hashes and compares
+    /// the label strings, per post.
+    notes_at: HashMap<NoteKey, Counter>,
     /// Every post attempt by outcome (`PostOutcome::ALL` order): exactly one each.
     outcomes: Vec<Counter>,
     rejected: Family<RejectLabels, Counter>,
@@ -238,8 +245,8 @@ impl Metrics {
         let cgroups = Cgroups {
             cap: opts.limits.cgroups,
             names: opts.cgroups.clone(),
-            labels: HashMap::new(),
-            counters: HashMap::new(),
+            labels: HashMap::default(),
+            counters: HashMap::default(),
         };
         let events_lost = Counter::default();
         reg.register(
@@ -253,6 +260,7 @@ impl Metrics {
             comms,
             posted,
             lost,
+            notes_at: HashMap::default(),
             outcomes,
             rejected,
             pipe_wait,
@@ -267,10 +275,10 @@ impl Metrics {
             other_series,
             other_sum: 0,
             tracked_gauge,
-            pipes: HashMap::new(),
+            pipes: HashMap::default(),
             labelled: 0,
             seq: 0,
-            counted: HashMap::new(),
+            counted: HashMap::default(),
             counted_waits: Default::default(),
         };
         (m, root)
@@ -384,16 +392,29 @@ impl Metrics {
                 .get(&key)
                 .and_then(|p| p.owner.clone())
                 .unwrap_or_else(|| self.comms.unknown.clone());
-            let labels = NoteLabels {
-                r#type: note_type_name(e.ntype),
-                comm: owner,
-            };
             let o = PostOutcome::from_flags(e.flags);
             self.outcomes[o as usize].inc();
-            if o.is_lost() {
-                self.lost.get_or_create(&labels).inc();
-            } else if o == PostOutcome::Landed {
-                self.posted.get_or_create(&labels).inc();
+            if o.is_lost() || o == PostOutcome::Landed {
+                let r#type = note_type_name(e.ntype);
+                let key = (
+                    o.is_lost(),
+                    r#type,
+                    Arc::as_ptr(&owner).cast::<u8>() as usize,
+                );
+                let fam = if o.is_lost() {
+                    &self.lost
+                } else {
+                    &self.posted
+                };
+                self.notes_at
+                    .entry(key)
+                    .or_insert_with(|| {
+                        fam.get_or_create_owned(&NoteLabels {
+                            r#type,
+                            comm: owner,
+                        })
+                    })
+                    .inc();
             }
         }
         if key == 0 || !eligible {
