@@ -66,7 +66,7 @@ pub fn resolve(arg: &Path) -> Result<Cgroup> {
 #[derive(Debug, Default)]
 pub struct CgroupTable {
     entries: Vec<(u64, String)>,
-    index: std::collections::HashMap<u64, usize>,
+    index: foldhash::HashMap<u64, usize>,
 }
 
 /// The table a source fills and its sinks read.
@@ -78,6 +78,15 @@ impl CgroupTable {
             self.index.insert(id, self.entries.len());
             self.entries.push((id, path));
         }
+    }
+
+    /// Entries so far: it only grows, so an unchanged length means nothing was named since.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     pub fn contains(&self, id: u64) -> bool {

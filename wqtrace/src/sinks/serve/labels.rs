@@ -51,6 +51,10 @@ pub(super) struct Cgroups {
     pub(super) names: Option<crate::cgroup::SharedCgroups>,
     pub(super) labels: HashMap<u64, Arc<str>>,
     pub(super) counters: HashMap<(u64, u8), prometheus_client::metrics::counter::Counter>,
+    /// Counters of ids without a name yet (labelled `unknown`), valid while the table holds
+    /// `unnamed_at` entries: a new entry may name one of them.
+    pub(super) unnamed: HashMap<(u64, u8), prometheus_client::metrics::counter::Counter>,
+    pub(super) unnamed_at: usize,
 }
 
 impl Cgroups {
@@ -94,7 +98,19 @@ impl Cgroups {
         id: u64,
         kind: wqtrace_common::EventKind,
     ) -> prometheus_client::metrics::counter::Counter {
-        if let Some(c) = self.counters.get(&(id, kind as u8)) {
+        let key = (id, kind as u8);
+        if let Some(c) = self.counters.get(&key) {
+            return c.clone();
+        }
+        let named = self
+            .names
+            .as_ref()
+            .map_or(0, |t| t.read().unwrap_or_else(|p| p.into_inner()).len());
+        if named != self.unnamed_at {
+            self.unnamed.clear();
+            self.unnamed_at = named;
+        }
+        if let Some(c) = self.unnamed.get(&key) {
             return c.clone();
         }
         let cgroup = self.label(id);
@@ -103,9 +119,12 @@ impl Cgroups {
             cgroup,
             kind: kind.name(),
         });
-        if known {
-            self.counters.insert((id, kind as u8), c.clone());
-        }
+        let cache = if known {
+            &mut self.counters
+        } else {
+            &mut self.unnamed
+        };
+        cache.insert(key, c.clone());
         c
     }
 }

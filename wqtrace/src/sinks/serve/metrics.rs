@@ -247,6 +247,8 @@ impl Metrics {
             names: opts.cgroups.clone(),
             labels: HashMap::default(),
             counters: HashMap::default(),
+            unnamed: HashMap::default(),
+            unnamed_at: 0,
         };
         let events_lost = Counter::default();
         reg.register(

@@ -491,6 +491,32 @@ fn cgroup_label_is_the_path_and_bounded() {
     assert_eq!(series_of(&t, "wqtrace_cgroup_events_total").len(), 4);
 }
 
+/// An id the source names only later counts under `unknown` until then, and under its path
+/// from the next event on.
+#[test]
+fn cgroup_named_later_leaves_unknown() {
+    let names = crate::cgroup::SharedCgroups::default();
+    let (mut m, reg) = new_metrics(Options {
+        cgroups: Some(names.clone()),
+        ..Options::default()
+    });
+    let mut e = read(5, "r", 1, 0);
+    e.cgroup = 42;
+    m.apply(&e);
+    m.apply(&e);
+    names.write().unwrap().insert(42, "/late.slice".into());
+    m.apply(&e);
+    let t = text(&reg);
+    let n = |cg: &str| {
+        sample(
+            &t,
+            &format!("wqtrace_cgroup_events_total{{cgroup=\"{cg}\",kind=\"ring_op\"}}"),
+        )
+    };
+    assert_eq!(n("unknown"), Some(2.0), "{t}");
+    assert_eq!(n("/late.slice"), Some(1.0), "{t}");
+}
+
 /// Events counted in the kernel land in the counters and histograms a streamed event feeds, by
 /// what the running totals grew: the same figures as streaming them, whichever way they arrive.
 #[test]
