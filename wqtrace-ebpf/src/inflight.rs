@@ -7,7 +7,7 @@
 //! slot is the one step two threads can race for: a compare-and-swap on the owner decides.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use wqtrace_common::INFLIGHT_NO_SLOTS;
 
@@ -68,17 +68,7 @@ fn claim(tid: u32) -> Option<*mut InflightSlot> {
         return None;
     }
     let s = slot(tid)?;
-    let o = owner(s);
-    let mine = o == tid as u64
-        || (o == 0
-            && unsafe {
-                atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
-                    &raw mut (*s).f.tid,
-                    0,
-                    tid as u64,
-                )
-            }
-            .1);
+    let mine = crate::words::claim(unsafe { &raw mut (*s).f.tid }, tid as u64);
     mine.then_some(s)
 }
 

@@ -1,4 +1,7 @@
-//! Zeroing and copying the programs' structs as 8-byte word stores. Left to itself, the
+//! Zeroing and copying the programs' structs as 8-byte word stores, and the owner word of a
+//! slot that contexts claim.
+//!
+//! Zeroing and copying: Left to itself, the
 //! compiler turns a struct literal or assignment into a call of a byte-wise BPF `memset` or
 //! `memcpy` subprogram: 4.5 % of a traced pipe workload's CPU (issue #13). Volatile stores
 //! are not merged back into such a call.
@@ -25,4 +28,21 @@ pub fn copy<T: Copy>(dst: *mut T, src: &T) {
         unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
         i += 1;
     }
+}
+
+/// Whether the owner word at `w` is `me`: held already, or free (0) and taken now by a
+/// compare-and-swap. A slot is written only by its holder, so it needs no lock.
+#[inline(always)]
+pub fn claim(w: *mut u64, me: u64) -> bool {
+    let o = unsafe { core::ptr::read_volatile(w) };
+    o == me
+        || (o == 0
+            && unsafe {
+                core::intrinsics::atomic_cxchg::<
+                    u64,
+                    { core::intrinsics::AtomicOrdering::Relaxed },
+                    { core::intrinsics::AtomicOrdering::Relaxed },
+                >(w, 0, me)
+            }
+            .1)
 }

@@ -12,7 +12,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
-use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use super::PostCtx;
 
@@ -59,9 +59,20 @@ fn slot_of(key: u64) -> Option<*mut PostSlot> {
     POST_SLOTS.get_ptr_mut(i)
 }
 
+/// `key`'s slot, if it holds it.
 #[inline(always)]
-fn owner(s: *mut PostSlot) -> u64 {
-    unsafe { core::ptr::read_volatile(&raw const (*s).owner) }
+fn held(key: u64) -> Option<*mut PostSlot> {
+    let s = slot_of(key)?;
+    let owner = unsafe { core::ptr::read_volatile(&raw const (*s).owner) };
+    (owner == key.wrapping_add(1)).then_some(s)
+}
+
+/// Whether the hash holds any context: while not, a lookup that missed the slot is not made.
+#[inline(always)]
+fn spilled() -> bool {
+    POSTS_SPILLED
+        .get(0)
+        .is_some_and(|c| unsafe { core::ptr::read_volatile(c) } != 0)
 }
 
 fn spilled_add(n: u64) {
@@ -74,22 +85,10 @@ fn spilled_add(n: u64) {
 /// per-CPU scratch (then [`finish`] copies it into the hash).
 #[inline(always)]
 pub fn start(key: u64) -> Option<(Place, &'static mut PostCtx)> {
-    let me = key.wrapping_add(1);
-    if let Some(s) = slot_of(key) {
-        let o = owner(s);
-        let mine = o == me
-            || (o == 0
-                && unsafe {
-                    atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
-                        &raw mut (*s).owner,
-                        0,
-                        me,
-                    )
-                }
-                .1);
-        if mine {
-            return Some((Place::Slot(s), unsafe { &mut (*s).c }));
-        }
+    if let Some(s) = slot_of(key)
+        && crate::words::claim(unsafe { &raw mut (*s).owner }, key.wrapping_add(1))
+    {
+        return Some((Place::Slot(s), unsafe { &mut (*s).c }));
     }
     let c = POST_SCRATCH.get_ptr_mut(0)?;
     Some((Place::Scratch, unsafe { &mut *c }))
@@ -116,15 +115,10 @@ pub fn finish(key: u64, place: Place, c: &PostCtx, keep: bool) {
 /// `key`'s context, if its poster kept one.
 #[inline(always)]
 pub fn find(key: u64) -> Option<&'static mut PostCtx> {
-    if let Some(s) = slot_of(key)
-        && owner(s) == key.wrapping_add(1)
-    {
+    if let Some(s) = held(key) {
         return Some(unsafe { &mut (*s).c });
     }
-    let spilled = POSTS_SPILLED
-        .get(0)
-        .is_some_and(|c| unsafe { core::ptr::read_volatile(c) } != 0);
-    if !spilled {
+    if !spilled() {
         return None;
     }
     POSTS.get_ptr_mut(key).map(|c| unsafe { &mut *c })
@@ -139,9 +133,7 @@ pub fn find(key: u64) -> Option<&'static mut PostCtx> {
 #[inline(always)]
 pub fn for_return(key: u64, rare: impl Fn(&PostCtx) -> bool) -> Option<&'static mut PostCtx> {
     let mut copied = false;
-    if let Some(s) = slot_of(key)
-        && owner(s) == key.wrapping_add(1)
-    {
+    if let Some(s) = held(key) {
         let c = unsafe { &(*s).c };
         if rare(c)
             && let Some(r) = RETURN_SCRATCH.get_ptr_mut(0)
@@ -151,10 +143,7 @@ pub fn for_return(key: u64, rare: impl Fn(&PostCtx) -> bool) -> Option<&'static 
         }
         unsafe { core::ptr::write_volatile(&raw mut (*s).owner, 0) };
     } else {
-        let spilled = POSTS_SPILLED
-            .get(0)
-            .is_some_and(|c| unsafe { core::ptr::read_volatile(c) } != 0);
-        if !spilled {
+        if !spilled() {
             return None;
         }
         let h = POSTS.get_ptr_mut(key)?;
