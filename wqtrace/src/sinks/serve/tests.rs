@@ -86,6 +86,14 @@ fn sample(t: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Ring ops counted under cgroup label `cg`.
+fn cgroup_ring_ops(t: &str, cg: &str) -> Option<f64> {
+    sample(
+        t,
+        &format!("wqtrace_cgroup_events_total{{cgroup=\"{cg}\",kind=\"ring_op\"}}"),
+    )
+}
+
 fn series_of(t: &str, name: &str) -> Vec<String> {
     t.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
@@ -478,12 +486,7 @@ fn cgroup_label_is_the_path_and_bounded() {
         m.apply(&e);
     }
     let t = text(&reg);
-    let n = |cg: &str| {
-        sample(
-            &t,
-            &format!("wqtrace_cgroup_events_total{{cgroup=\"{cg}\",kind=\"ring_op\"}}"),
-        )
-    };
+    let n = |cg: &str| cgroup_ring_ops(&t, cg);
     assert_eq!(n("/system.slice/a.service"), Some(2.0), "{t}");
     assert_eq!(n("/system.slice/b.service"), Some(1.0));
     assert_eq!(n("other"), Some(1.0), "the third cgroup is past the cap");
@@ -507,12 +510,7 @@ fn cgroup_named_later_leaves_unknown() {
     names.write().unwrap().insert(42, "/late.slice".into());
     m.apply(&e);
     let t = text(&reg);
-    let n = |cg: &str| {
-        sample(
-            &t,
-            &format!("wqtrace_cgroup_events_total{{cgroup=\"{cg}\",kind=\"ring_op\"}}"),
-        )
-    };
+    let n = |cg: &str| cgroup_ring_ops(&t, cg);
     assert_eq!(n("unknown"), Some(2.0), "{t}");
     assert_eq!(n("/late.slice"), Some(1.0), "{t}");
 }
