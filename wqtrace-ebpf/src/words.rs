@@ -1,10 +1,9 @@
 //! Zeroing and copying the programs' structs as 8-byte word stores, and the owner word of a
 //! slot that contexts claim.
 //!
-//! Zeroing and copying: Left to itself, the
-//! compiler turns a struct literal or assignment into a call of a byte-wise BPF `memset` or
-//! `memcpy` subprogram: 4.5 % of a traced pipe workload's CPU (issue #13). Volatile stores
-//! are not merged back into such a call.
+//! Left to itself, the compiler turns a struct literal or assignment into a call of a
+//! byte-wise BPF `memset` or `memcpy` subprogram: 4.5 % of a traced pipe workload's CPU (issue
+//! #13). Volatile stores are not merged back into such a call.
 
 /// `*dst = 0`, every byte.
 #[inline(always)]
