@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
@@ -91,6 +91,8 @@ pub struct Env {
     pub secs: f64,
     pub in_vm: bool,
     pub scratch: PathBuf,
+    /// Where the recording of a failed run is kept (the guest's scratch is a tmpfs).
+    pub keep: PathBuf,
 }
 
 fn tmux(args: &[&str]) -> anyhow::Result<String> {
@@ -305,6 +307,51 @@ fn start(env: &Env, cfg: Config) -> anyhow::Result<Option<Tracer>> {
     }
 }
 
+/// Stops a spawned tracer the way a user does (SIGINT), so a recording is finished.
+fn interrupt(cfg: Config, pid: i32, c: &mut Child) {
+    kill(pid, libc::SIGINT);
+    if !wait_timeout(c, Duration::from_secs(60)) {
+        // Seen once with bpftrace's kfunc probes under TCG: detaching hangs. The workload's
+        // numbers are in; take the tracer down and go on.
+        eprint!("({} did not stop on SIGINT in 60 s: killed) ", cfg.name());
+        kill(pid, libc::SIGKILL);
+        let _ = c.wait();
+    }
+}
+
+/// A workload that failed under `record`: the recording is finished and kept for `wqtrace
+/// report`, since it alone can say what the kernel did (a storm that lost notes, seen once in
+/// ~50 and gone with the guest's tmpfs). Other tracers are just taken down.
+fn keep_failed(
+    env: &Env,
+    cfg: Config,
+    w: Workload,
+    tracer: Option<Tracer>,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    let Some(mut t) = tracer else { return e };
+    let (Some(rec), Some(c)) = (t.rec.take(), t.child.as_mut()) else {
+        stop_kill(t);
+        return e;
+    };
+    interrupt(cfg, t.pid, c);
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let kept = env
+        .keep
+        .join(format!("failed-{}-{}-{stamp}.wqt", w.name(), cfg.name()));
+    let copied = std::fs::create_dir_all(&env.keep).and_then(|()| std::fs::copy(&rec, &kept));
+    let _ = std::fs::remove_file(&rec);
+    match copied {
+        Ok(_) => e.context(format!("recording kept: wqtrace report {}", kept.display())),
+        Err(ce) => e.context(format!(
+            "the recording could not be kept at {}: {ce}",
+            kept.display()
+        )),
+    }
+}
+
 fn stop_kill(t: Tracer) {
     if let Some(mut c) = t.child {
         kill(t.pid, libc::SIGKILL);
@@ -446,12 +493,7 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
     };
     let (ops, secs) = match res {
         Ok(r) => r,
-        Err(e) => {
-            if let Some(t) = tracer {
-                stop_kill(t);
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(keep_failed(env, cfg, w, tracer, e)),
     };
     let cpu_pct = match (cpu0, cpu1) {
         (Some(a), Some(b)) => Some((b - a) as f64 / clk_tck() / wall * 100.0),
@@ -479,14 +521,7 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
             }
             _ => {
                 let mut c = t.child.expect("spawned tracer");
-                kill(t.pid, libc::SIGINT);
-                if !wait_timeout(&mut c, Duration::from_secs(60)) {
-                    // Seen once with bpftrace's kfunc probes under TCG: detaching hangs. The
-                    // workload's numbers are in; take the tracer down and go on.
-                    eprint!("({} did not stop on SIGINT in 60 s: killed) ", cfg.name());
-                    kill(t.pid, libc::SIGKILL);
-                    let _ = c.wait();
-                }
+                interrupt(cfg, t.pid, &mut c);
                 let log = std::fs::read_to_string(&t.log).unwrap_or_default();
                 if matches!(cfg, Config::Record | Config::RecordNoStacks | Config::Empty) {
                     // "wqtrace: recorded N events (L lost) to …"

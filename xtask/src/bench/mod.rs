@@ -282,6 +282,7 @@ fn run_part(
         secs,
         in_vm,
         scratch,
+        keep: util::target_dir().join("bench"),
     };
     let mut m = machine(in_vm);
     let shallow = idle::Shallow::hold();
