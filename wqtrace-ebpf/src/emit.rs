@@ -1,11 +1,8 @@
 //! Writing events into the ring buffer. A failed reservation is counted, never silent.
 
-use aya_ebpf::helpers::{
-    bpf_probe_read_kernel,
-    generated::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task_btf,
-        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
-    },
+use aya_ebpf::helpers::generated::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task_btf,
+    bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
 };
 use wqtrace_common::{Event, EventKind, ExecCtx, stat};
 
@@ -111,21 +108,13 @@ pub fn exec_ctx() -> u8 {
         return ExecCtx::Unknown as u8;
     }
     let cpu = unsafe { bpf_get_smp_processor_id() } as u64 & 0xfff;
-    let count = if crate::direct::on() {
-        // Loads, where each probe read was a helper call (a post asks three times).
-        let base = crate::direct::load::<u64>(pco + cpu * 8).unwrap_or(0);
-        if base == 0 {
-            return ExecCtx::Unknown as u8;
-        }
-        crate::direct::load::<u32>(base + pc).unwrap_or(0)
-    } else {
-        let Ok(base) = (unsafe { bpf_probe_read_kernel((pco + cpu * 8) as *const u64) }) else {
-            return ExecCtx::Unknown as u8;
-        };
-        let Ok(count) = (unsafe { bpf_probe_read_kernel((base + pc) as *const u32) }) else {
-            return ExecCtx::Unknown as u8;
-        };
-        count
+    let base: u64 = crate::kread::rd(pco + cpu * 8, 0).unwrap_or(0);
+    if base == 0 {
+        return ExecCtx::Unknown as u8;
+    }
+    // The variable's address may not fit an offset (where per-CPU symbols are not zero-based).
+    let Some(count) = crate::kread::rd::<u32>(base.wrapping_add(pc), 0) else {
+        return ExecCtx::Unknown as u8;
     };
     const SOFTIRQ_OFFSET: u32 = 1 << 8;
     const HARDIRQ_MASK: u32 = 0x000f_0000;

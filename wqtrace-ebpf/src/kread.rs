@@ -472,21 +472,8 @@ pub fn notes_state(wq: u64) -> (u32, u32) {
         if w * 64 >= nr {
             break;
         }
-        let at = bitmap + w as u64 * 8;
-        let mut v: u64 = 0;
-        if crate::direct::on() {
-            // A load, where the probe read was a helper call per word (4 per landed post on
-            // a 256-note queue).
-            v = crate::direct::load::<u64>(at).unwrap_or(0);
-        } else {
-            unsafe {
-                aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-                    (&mut v as *mut u64).cast(),
-                    8,
-                    at as *const core::ffi::c_void,
-                )
-            };
-        }
+        // A failed read is a zero word, not a branch: see above.
+        let mut v = rd_or_zeros::<u64>(bitmap, w * 8).1;
         let left = nr - w * 64;
         if left < 64 {
             v &= (1u64 << (left & 63)) - 1;

@@ -408,6 +408,8 @@ fn post_return(ctx: *mut core::ffi::c_void) {
     apply_filters(c);
     let hooks = hooks();
     // One poster, one call path: the stacks of every watch that did not land, taken once.
+    // The context is read again, not kept from the key: a value live across the filter walk
+    // splits its verifier states four ways, and 6.1 refused the program (E2BIG).
     let (kstack, ustack) = crate::stacks::pair_now(ctx, true, crate::emit::exec_ctx());
     for i in 0..MAX_WATCHES {
         if i as u32 >= c.n {

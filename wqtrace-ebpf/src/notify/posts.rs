@@ -124,6 +124,19 @@ pub fn find(key: u64) -> Option<&'static mut PostCtx> {
     POSTS.get_ptr_mut(key).map(|c| unsafe { &mut *c })
 }
 
+/// Copies a post's context into RETURN_SCRATCH when `rare` says the return has something to
+/// report; whether it did.
+#[inline(always)]
+fn keep_if(c: &PostCtx, rare: &impl Fn(&PostCtx) -> bool) -> bool {
+    if rare(c)
+        && let Some(r) = RETURN_SCRATCH.get_ptr_mut(0)
+    {
+        crate::words::copy(r, c);
+        return true;
+    }
+    false
+}
+
 /// What the return works on: `key`'s context, given up (its slot freed, or its hash entry
 /// removed) and, when one of its walked posts did not land (`rare`), copied into the return's
 /// scratch. None when there is nothing to report. A context in a slot and one in the hash are
@@ -132,28 +145,16 @@ pub fn find(key: u64) -> Option<&'static mut PostCtx> {
 /// return goes on from the scratch.
 #[inline(always)]
 pub fn for_return(key: u64, rare: impl Fn(&PostCtx) -> bool) -> Option<&'static mut PostCtx> {
-    let mut copied = false;
+    let copied;
     if let Some(s) = held(key) {
-        let c = unsafe { &(*s).c };
-        if rare(c)
-            && let Some(r) = RETURN_SCRATCH.get_ptr_mut(0)
-        {
-            crate::words::copy(r, c);
-            copied = true;
-        }
+        copied = keep_if(unsafe { &(*s).c }, &rare);
         unsafe { core::ptr::write_volatile(&raw mut (*s).owner, 0) };
     } else {
         if !spilled() {
             return None;
         }
         let h = POSTS.get_ptr_mut(key)?;
-        let c = unsafe { &*h };
-        if rare(c)
-            && let Some(r) = RETURN_SCRATCH.get_ptr_mut(0)
-        {
-            crate::words::copy(r, c);
-            copied = true;
-        }
+        copied = keep_if(unsafe { &*h }, &rare);
         if POSTS.remove(key).is_ok() {
             spilled_add(u64::MAX);
         }
