@@ -352,7 +352,10 @@ const METHOD: &str = r#"
   2026-12-04 this workload started one process per burst of 250 and timed the lot: exec'ing the
   12 MB binary from the guest's 9p workspace (cache=none) took longer than the burst, and
   faster still while a tracer process of the same binary kept its pages cached, so the
-  "tracing" configurations came out 3× faster than `none`.
+  "tracing" configurations came out 3× faster than `none`. A storm that comes out not ok
+  (posts lost) stops the bench; under `record` its recording is kept as
+  `target/bench/failed-notify-storm-CONFIG-TIME.wqt`, and the error names it, for `wqtrace
+  report` to say which limit the kernel hit.
 - **Idle CPUs poll, they do not halt** (the "Idle:" line of each machine). Both machines are
   virtual: a halted CPU wakes up late, by an amount that depends on the rest of the host, and
   the ping-pong blocks on every message. With halting idle it measured wake-ups (several
