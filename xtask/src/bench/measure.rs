@@ -376,6 +376,18 @@ fn stress_ng_ops(out: &str, stressor: &str) -> Option<(u64, f64)> {
     })
 }
 
+/// A storm that ran but lost posts in the kernel (see `mod.rs`: run again, and said so).
+#[derive(Debug)]
+pub struct StormNotOk(String);
+
+impl std::fmt::Display for StormNotOk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StormNotOk {}
+
 /// Runs the workload; returns (operations, seconds).
 fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
     match w {
@@ -422,13 +434,11 @@ fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
                 .context("spawning wqtrace workload storm")?;
             let v: Value = serde_json::from_slice(&o.stdout).context("workload storm output")?;
             if v["ok"] != true {
-                bail!(
+                return Err(StormNotOk(format!(
                     "workload storm: not ok: posts {}, read {}, loss records {}, errors {}",
-                    v["posts"],
-                    v["notifications_read"],
-                    v["loss_records"],
-                    v["errors"]
-                );
+                    v["posts"], v["notifications_read"], v["loss_records"], v["errors"]
+                ))
+                .into());
             }
             let read = v["notifications_read"].as_u64().unwrap_or(0);
             let secs = v["elapsed_secs"].as_f64().unwrap_or(0.0);
