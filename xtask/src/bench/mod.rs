@@ -268,7 +268,7 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 const STORM_TRIES: usize = 3;
 
 /// One measurement; a storm that lost posts (`measure::StormNotOk`, the kernel's `lost:` path:
-/// seen about once in 50 traced storms, never explained yet) is run again, and the failure is
+/// seen twice in some 250 traced storms, never explained yet) is run again, and the failure is
 /// kept for the page rather than taking the whole part down with it.
 fn measure_again_if_storm_lost(
     env: &measure::Env,
