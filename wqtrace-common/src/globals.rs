@@ -29,6 +29,13 @@ pub struct Offsets {
     pub pipe_mutex: u32,
     /// Offset of `rd_wait.lock` (the spinlock the notification poster takes).
     pub pipe_rd_wait: u32,
+    /// `rd_wait.head` and `wr_wait.head`, the lists a task sleeping for the pipe is on, and
+    /// `wait_queue_entry.{private, entry}`: whether a task asleep in splice/tee/vmsplice
+    /// waits for this pipe (`sched_switch`, where pipe_wait_readable/_writable cannot be hooked).
+    pub pipe_rd_wait_head: u32,
+    pub pipe_wr_wait_head: u32,
+    pub wqe_private: u32,
+    pub wqe_entry: u32,
     pub pipe_watch_queue: u32,
     pub pipe_note_loss: u32,
     pub mutex_owner: u32,
@@ -99,6 +106,10 @@ impl Offsets {
             pipe_bufs: NO_OFFSET,
             pipe_mutex: NO_OFFSET,
             pipe_rd_wait: NO_OFFSET,
+            pipe_rd_wait_head: NO_OFFSET,
+            pipe_wr_wait_head: NO_OFFSET,
+            wqe_private: NO_OFFSET,
+            wqe_entry: NO_OFFSET,
             pipe_watch_queue: NO_OFFSET,
             pipe_note_loss: NO_OFFSET,
             mutex_owner: NO_OFFSET,

@@ -25,6 +25,9 @@ pub mod runtime {
     /// This kernel has `security_post_notification()`, which may refuse a post without a
     /// trace wqtrace can see.
     pub const HOOK_SECURITY_MAY_SKIP: u64 = 4;
+    /// pipe_wait_readable/_writable are hooked, so they (not sched_switch) time the waits of
+    /// splice, tee and vmsplice.
+    pub const HOOK_PIPE_WAIT: u64 = 8;
 }
 
 /// fcntl(fd, F_GETPIPE_SZ) issued by wqtrace itself on this magic pipe teaches the programs

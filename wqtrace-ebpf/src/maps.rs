@@ -79,8 +79,8 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 #[map]
 pub static RUNTIME: Array<u64> = Array::with_max_entries(runtime::COUNT, 0);
 pub use wqtrace_common::runtime::{
-    HOOK_GET_PIPE_INFO, HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP, HOOKS as RT_HOOKS,
-    PIPE_FOPS as RT_PIPE_FOPS,
+    HOOK_GET_PIPE_INFO, HOOK_PIPE_WAIT, HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP,
+    HOOKS as RT_HOOKS, PIPE_FOPS as RT_PIPE_FOPS,
 };
 
 /// Pipes seen so far, by `pipe_inode_info` address. Lets the lock and notification hooks
@@ -151,11 +151,22 @@ impl Side {
 pub struct Inflight {
     /// When the task went to sleep inside the syscall (0 = running).
     pub off_since: u64,
+    /// Time asleep inside the syscall; for splice, tee and vmsplice, asleep on the wait queues
+    /// of `src`'s pipe only (see `wait_on`).
     pub off_cpu_ns: u64,
-    /// pipe2: user pointer to int[2]; ioctl: cmd; keyctl: watch id.
+    /// pipe2: user pointer to int[2]; ioctl: cmd; keyctl: watch id; read of a notification
+    /// pipe: the user buffer; splice, tee and vmsplice: time asleep on `dst`'s pipe's queues
+    /// (none of them has another use for it).
     pub arg: u64,
     /// pipe2: its flags.
-    pub flags: u64,
+    pub flags: u32,
+    /// splice, tee and vmsplice: the wait queues the task slept on ([`WAIT_SRC_RD`]…), and
+    /// the side of the current sleep (`WAIT_SRC_*` / `WAIT_DST_*` bits, 0: not on a pipe's).
+    pub wait_on: u8,
+    pub wait_now: u8,
+    /// The side (`WAIT_SRC_*` / `WAIT_DST_*` bits) whose sleep took `wait_kstack`.
+    pub wait_first: u8,
+    pub _pad: u8,
     /// Set by the get_pipe_info hook when it refused a notification pipe during this syscall.
     pub rejected_pipe: u64,
     /// The syscall's first argument: with `op`, tells this syscall's exit from a later one's
@@ -177,6 +188,14 @@ pub struct Inflight {
     /// 64 bits: BPF has a compare-and-swap of 64-bit words only (without alu32).
     pub tid: u64,
 }
+
+/// `Inflight::wait_on` bits: asleep on `src`'s pipe's `rd_wait` / `wr_wait`, on `dst`'s.
+pub const WAIT_SRC_RD: u8 = 1;
+pub const WAIT_SRC_WR: u8 = 2;
+pub const WAIT_DST_RD: u8 = 4;
+pub const WAIT_DST_WR: u8 = 8;
+pub const WAIT_SRC: u8 = WAIT_SRC_RD | WAIT_SRC_WR;
+pub const WAIT_DST: u8 = WAIT_DST_RD | WAIT_DST_WR;
 
 /// `Inflight::counted`: the op was counted at entry (`syscalls::count_at_entry`); its exit
 /// streams no ring op, and its ring was not snapshotted.

@@ -1,12 +1,27 @@
 //! Off-CPU time inside pipe syscalls. Since 5.5 a blocked read()/write() sleeps in
 //! pipe_read/pipe_write via wait_event on rd_wait/wr_wait and never calls pipe_wait_*; the only
 //! way to see that wait without kprobes is to watch the task leave and re-enter the CPU.
+//! splice, tee and vmsplice sleep in pipe_wait_readable/_writable, hooked where kernel-function
+//! hooks work; elsewhere their sleeps are timed here too, but only those on one of their pipes'
+//! wait queues: they may as well sleep for the file or socket at their other end.
 
-use aya_ebpf::{EbpfContext as _, macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    EbpfContext as _, helpers::generated::bpf_get_current_task, macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
 
 use wqtrace_common::{NO_OFFSET, Op};
 
-use crate::{emit::now, globals::off, inflight, kread::btf_load};
+use crate::{
+    emit::now,
+    globals::off,
+    inflight,
+    kread::{btf_load, rd},
+    maps::{
+        HOOK_PIPE_WAIT, Inflight, RT_HOOKS, RUNTIME, WAIT_DST, WAIT_DST_RD, WAIT_DST_WR,
+        WAIT_SRC_RD, WAIT_SRC_WR,
+    },
+};
 
 /// `task->pid` of a BTF-typed task pointer (the tracepoint's arguments are): a plain load the
 /// verifier checks, not a probe-read call, twice on every context switch.
@@ -14,6 +29,64 @@ use crate::{emit::now, globals::off, inflight, kread::btf_load};
 fn tid_of(task: u64) -> Option<u32> {
     let o = off!(task_pid);
     (o != NO_OFFSET && task != 0).then(|| btf_load::<u32>(task, o))
+}
+
+/// The syscalls that sleep in pipe_wait_readable/_writable (sendfile into a pipe splices).
+#[inline(always)]
+fn splices(op: Op) -> bool {
+    matches!(op, Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile)
+}
+
+/// Whether pipe_wait_readable/_writable are hooked: they then time the splice family's waits.
+#[inline(always)]
+fn pipe_waits_hooked() -> bool {
+    RUNTIME
+        .get(RT_HOOKS)
+        .is_some_and(|h| *h & HOOK_PIPE_WAIT != 0)
+}
+
+/// Waiters looked at per wait queue: a pipe's has its reader or writer, a few pollers at most.
+const MAX_WAITERS: u32 = 8;
+
+/// Whether `task` (the current task) is on the wait queue whose list head is at `pipe + head`:
+/// its entries are read outside the queue's lock, but the task's own stays put while it sleeps.
+#[inline(always)]
+fn queued(pipe: u64, head: u32, task: u64) -> bool {
+    let (po, eo) = (off!(wqe_private), off!(wqe_entry));
+    if pipe == 0 || head == NO_OFFSET || po == NO_OFFSET || eo == NO_OFFSET {
+        return false;
+    }
+    let list = pipe + head as u64;
+    let mut node: u64 = rd(list, 0).unwrap_or(0);
+    for _ in 0..MAX_WAITERS {
+        if node == 0 || node == list {
+            return false;
+        }
+        // `private` is the sleeping task for wait_event's entries (a poller's is not a task).
+        if rd::<u64>(node - eo as u64, po) == Some(task) {
+            return true;
+        }
+        node = rd(node, 0).unwrap_or(0);
+    }
+    false
+}
+
+/// Which of `f`'s pipes' wait queues the current task sleeps on (a `WAIT_*` bit), 0 if none.
+#[inline(always)]
+fn pipe_queue(f: &Inflight) -> u8 {
+    let task = unsafe { bpf_get_current_task() };
+    let (rd_head, wr_head) = (off!(pipe_rd_wait_head), off!(pipe_wr_wait_head));
+    if queued(f.src.pipe, rd_head, task) {
+        WAIT_SRC_RD
+    } else if queued(f.dst.pipe, wr_head, task) {
+        WAIT_DST_WR
+    } else if queued(f.src.pipe, wr_head, task) {
+        WAIT_SRC_WR
+    } else if queued(f.dst.pipe, rd_head, task) {
+        WAIT_DST_RD
+    } else {
+        0
+    }
 }
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -32,14 +105,28 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         if let Some(tid) = tid_of(prev) {
             if let Some(f) = inflight::of(tid) {
                 // Only inside a traced syscall whose wait is reported (`op` 0: the thread's
-                // slot between syscalls; a splice's wait is not measured here).
+                // slot between syscalls).
                 unsafe {
-                    if crate::syscalls::waits_measured(Op::from_u8((*f).op)) {
+                    let op = Op::from_u8((*f).op);
+                    let on = if crate::syscalls::waits_measured(op) {
+                        Some(0)
+                    } else if splices(op) && !pipe_waits_hooked() {
+                        Some(pipe_queue(&*f)).filter(|&q| q != 0)
+                    } else {
+                        None
+                    };
+                    if let Some(q) = on {
                         (*f).off_since = now();
+                        (*f).wait_now = q;
+                        (*f).wait_on |= q;
                         // Where it sleeps (current is still `prev` here); whether the wait
                         // is long enough is known only at its end.
                         if (*f).wait_kstack == 0 {
                             (*f).wait_kstack = crate::stacks::at_sleep(ctx.as_ptr());
+                        }
+                        if (*f).wait_first == 0 {
+                            // The pipe whose wait that stack belongs to.
+                            (*f).wait_first = q;
                         }
                     }
                 }
@@ -50,7 +137,12 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         if let Some(f) = inflight::of(tid) {
             unsafe {
                 if (*f).off_since != 0 {
-                    (*f).off_cpu_ns += now() - (*f).off_since;
+                    let d = now() - (*f).off_since;
+                    if (*f).wait_now & WAIT_DST != 0 {
+                        (*f).arg += d;
+                    } else {
+                        (*f).off_cpu_ns += d;
+                    }
                     (*f).off_since = 0;
                 }
             }

@@ -256,6 +256,14 @@ pub fn offsets(btf: &Btf) -> Offsets {
     o.pipe_rd_wait = l
         .path("pipe_inode_info", &["rd_wait", "lock"])
         .unwrap_or(NO_OFFSET);
+    o.pipe_rd_wait_head = l
+        .path("pipe_inode_info", &["rd_wait", "head"])
+        .unwrap_or(NO_OFFSET);
+    o.pipe_wr_wait_head = l
+        .path("pipe_inode_info", &["wr_wait", "head"])
+        .unwrap_or(NO_OFFSET);
+    o.wqe_private = off(l.field("wait_queue_entry", "private"));
+    o.wqe_entry = off(l.field("wait_queue_entry", "entry"));
     o.pipe_watch_queue = off(l.field("pipe_inode_info", "watch_queue"));
     o.pipe_note_loss = off(l.field("pipe_inode_info", "note_loss"));
     o.mutex_owner = off(l.field("mutex", "owner"));
@@ -382,6 +390,19 @@ pub fn missing_core(o: &Offsets) -> Vec<&'static str> {
     m
 }
 
+/// Whether a task asleep on a pipe's wait queues can be recognised (sched_switch times the
+/// waits of splice, tee and vmsplice by them where pipe_wait_readable/_writable cannot be hooked).
+pub fn has_wait_queue_fields(o: &Offsets) -> bool {
+    [
+        o.pipe_rd_wait_head,
+        o.pipe_wr_wait_head,
+        o.wqe_private,
+        o.wqe_entry,
+    ]
+    .iter()
+    .all(|&v| v != NO_OFFSET)
+}
+
 /// Whether this kernel's pipes can carry a watch_queue (CONFIG_WATCH_QUEUE).
 pub fn has_watch_queue_fields(o: &Offsets) -> bool {
     o.pipe_watch_queue != NO_OFFSET && o.wq_pipe != NO_OFFSET
@@ -415,6 +436,12 @@ mod tests {
         }
         assert_ne!(o.pipe_head, o.pipe_tail);
         assert!(o.pipe_rd_wait > 0 && o.pipe_rd_wait < o.pipe_head);
+        // The wait queues' lists (a spinlock first, then the list head), and an entry's task
+        // and list node: every kernel since wait_queue_entry was named (4.13).
+        assert!(o.pipe_rd_wait_head > o.pipe_rd_wait && o.pipe_rd_wait_head < o.pipe_head);
+        assert!(o.pipe_wr_wait_head > o.pipe_rd_wait_head && o.pipe_wr_wait_head < o.pipe_head);
+        assert_ne!(o.wqe_private, NO_OFFSET);
+        assert!(o.wqe_entry > o.wqe_private && o.wqe_entry != NO_OFFSET);
         assert!(o.buf_size >= 32, "pipe_buffer is at least 32 bytes");
         assert_eq!(o.pipe_index_size, 4);
         let named = offsets_named(&o);

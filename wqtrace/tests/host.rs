@@ -410,6 +410,15 @@ fn ordinary_splices_are_not_rejections() {
     );
 }
 
+/// Where pipe_wait_readable/_writable cannot be hooked (this host), a tee or splice asleep on
+/// one of its pipes' wait queues reports that wait (sched_switch sees the task on the queue),
+/// and one asleep on a socket at its other end reports none.
+#[test]
+fn splice_waits_are_timed_on_the_pipe_they_wait_for() {
+    let _g = kernel_lock();
+    common::splice_waits::check(&[], "off_cpu");
+}
+
 /// `-p` filters in the kernel: nothing from other processes comes out.
 #[test]
 fn pid_filter_keeps_only_that_process() {

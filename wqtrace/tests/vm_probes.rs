@@ -406,6 +406,15 @@ fn tracepoint_fallback_still_finds_rejections() {
     );
 }
 
+/// splice and tee waits on the pipe they wait for: timed by pipe_wait_readable/_writable's
+/// hooks, and by sched_switch (the pipe's wait queues) where those are not hooked.
+#[test]
+fn splice_waits_by_hook_and_by_sched_switch() {
+    in_vm();
+    common::splice_waits::check(&[], "kfunc");
+    common::splice_waits::check(&["--attach", "tracepoint"], "off_cpu");
+}
+
 /// Readers and writers of a contended pipe wait, the pipe mutex is contended, and the owners
 /// named are the workload's own threads.
 #[test]

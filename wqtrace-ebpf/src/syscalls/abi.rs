@@ -24,7 +24,7 @@ pub(super) const KEYCTL_WATCH_KEY: u64 = 32;
 /// _IO('W', 0x60), include/uapi/linux/watch_queue.h
 pub(super) const IOC_WATCH_QUEUE_SET_SIZE: u64 = 0x5760;
 /// O_NOTIFICATION_PIPE == O_EXCL on x86_64.
-pub(super) const O_NOTIFICATION_PIPE: u64 = 0o200;
+pub(super) const O_NOTIFICATION_PIPE: u32 = 0o200;
 pub(super) const EINVAL: i64 = 22;
 pub(super) const EBADF: i64 = 9;
 pub(super) const EXDEV: i64 = 18;

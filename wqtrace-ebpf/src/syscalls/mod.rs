@@ -20,7 +20,8 @@ use crate::{
     kread::{self, PipeRef, fd_pipe, fill_notes, fill_ring},
     maps::{
         COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, Inflight, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS, RUNTIME,
-        ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT,
+        ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT, WAIT_DST, WAIT_DST_RD, WAIT_SRC,
+        WAIT_SRC_RD,
     },
     stacks, words,
 };
@@ -182,7 +183,11 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         }
         NR_PIPE | NR_PIPE2 => {
             f.arg = a0;
-            f.flags = if nr == NR_PIPE2 { sys_arg(regs, 1) } else { 0 };
+            f.flags = if nr == NR_PIPE2 {
+                sys_arg(regs, 1) as u32
+            } else {
+                0
+            };
         }
         NR_IOCTL => {
             let cmd = sys_arg(regs, 1);
@@ -417,12 +422,7 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
         } else {
             &f.dst
         };
-        // A wait long enough for stacks streams with them; a shorter one a live view totals.
-        wait = !(s.notif == 0
-            && (crate::counted::wait(EventKind::PipeWait, hist::PIPE_WAIT, f.off_cpu_ns)
-                || (crate::totals::enabled()
-                    && !stacks::wait_is_rare(f.off_cpu_ns)
-                    && crate::totals::wait(s, f.off_cpu_ns))));
+        wait = wait_streamed(s, f.off_cpu_ns);
     }
 
     match op {
@@ -447,6 +447,7 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
         }
         Op::Write | Op::Writev => ring_op(ctx.as_ptr(), f, &f.dst, ret, true, 0, wait),
         Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile | Op::CopyFileRange => {
+            splice_waits(ctx.as_ptr(), f, ret);
             splice_exit(ctx.as_ptr(), f, ret)
         }
         Op::Pipe2 => pipe2_exit(f, ret),
@@ -485,23 +486,72 @@ fn release(fp: *mut Inflight) {
     unsafe { core::ptr::write_volatile(&raw mut (*fp).op, Op::None as u8) };
 }
 
+/// Whether an off-CPU wait of `ns` for `s`'s pipe is streamed: a wait long enough for stacks
+/// streams with them; a shorter one a live view counts or totals.
+#[inline(always)]
+fn wait_streamed(s: &Side, ns: u64) -> bool {
+    !(s.notif == 0
+        && (crate::counted::wait(EventKind::PipeWait, hist::PIPE_WAIT, ns)
+            || (crate::totals::enabled()
+                && !stacks::wait_is_rare(ns)
+                && crate::totals::wait(s, ns))))
+}
+
 /// A wait for a pipe streamed on its own: `f.off_cpu_ns` of off-CPU time inside a read or
 /// write of `s`, whose ring op is not streamed or takes stacks of its own.
 #[inline(always)]
 fn pipe_wait(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64) {
+    side_wait(ctx, s, ret, f.op, f.off_cpu_ns, f.wait_kstack);
+}
+
+/// `ns` of off-CPU time for `s`'s pipe in the current syscall, as `op` (the syscall, or
+/// pipe_wait_readable/_writable), with `kstack` where it slept.
+#[inline(always)]
+fn side_wait(ctx: *mut c_void, s: &Side, ret: i64, op: u8, ns: u64, kstack: u16) {
     emit!(in_task EventKind::PipeWait, |e| {
-        e.op = f.op;
+        e.op = op;
         e.pipe = s.pipe;
         e.ino = s.ino;
         e.ret = ret;
-        e.duration_ns = f.off_cpu_ns;
+        e.duration_ns = ns;
         e.flags = flags::OFF_CPU;
         if s.notif != 0 {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
         fill_ring(e, s.pipe);
-        (e.kstack, e.ustack) = stacks::of_wait(ctx, f.off_cpu_ns, f.wait_kstack, e.ctx, e.ts_ns);
+        (e.kstack, e.ustack) = stacks::of_wait(ctx, ns, kstack, e.ctx, e.ts_ns);
     });
+}
+
+/// The time a splice, tee, vmsplice or sendfile slept on its pipes' wait queues, where
+/// sched_switch timed it (`sched`): a wait per pipe, named pipe_wait_readable or _writable as
+/// the hooked functions' would be (the one a pipe's wait queue tells).
+#[inline(always)]
+fn splice_waits(ctx: *mut c_void, f: &Inflight, ret: i64) {
+    if f.wait_on == 0 {
+        return;
+    }
+    let sides = [
+        (&f.src, f.off_cpu_ns, WAIT_SRC_RD, WAIT_SRC),
+        (&f.dst, f.arg, WAIT_DST_RD, WAIT_DST),
+    ];
+    for (s, ns, rd, side) in sides {
+        if f.wait_on & side == 0 || ns == 0 || !wait_streamed(s, ns) {
+            continue;
+        }
+        let op = if f.wait_on & rd != 0 {
+            Op::WaitReadable
+        } else {
+            Op::WaitWritable
+        };
+        // The kernel stack was taken at the call's first sleep: this pipe's, or another's.
+        let kstack = if f.wait_first & side != 0 {
+            f.wait_kstack
+        } else {
+            wqtrace_common::stack_ref::NONE
+        };
+        side_wait(ctx, s, ret, op as u8, ns, kstack);
+    }
 }
 
 /// sys_exit of a read() of a notification pipe that returned records (tail-called).

@@ -27,8 +27,8 @@ use crate::{
 
 /// RUNTIME map slots (see wqtrace-ebpf/src/maps.rs).
 use wqtrace_common::runtime::{
-    HOOK_GET_PIPE_INFO, HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP, HOOKS as RT_HOOKS,
-    PIPE_FOPS as RT_PIPE_FOPS,
+    HOOK_GET_PIPE_INFO, HOOK_PIPE_WAIT, HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP,
+    HOOKS as RT_HOOKS, PIPE_FOPS as RT_PIPE_FOPS,
 };
 
 /// Ring buffer space, split evenly between the rings in use: ~95k events (176 B each), enough
@@ -220,7 +220,12 @@ impl Probes {
                 &offsets,
             ));
         }
-        tell_programs_the_hooks(&mut ebpf, &mut plan, security_may_skip)?;
+        tell_programs_the_hooks(
+            &mut ebpf,
+            &mut plan,
+            security_may_skip,
+            kernel::has_wait_queue_fields(&offsets),
+        )?;
         // aya's parsed BTF left tens of MiB of freed heap behind; give it back so a long-running
         // session stays small.
         unsafe { libc::malloc_trim(0) };
@@ -452,6 +457,7 @@ fn tell_programs_the_hooks(
     ebpf: &mut Ebpf,
     plan: &mut Plan,
     security_may_skip: bool,
+    splice_waits_readable: bool,
 ) -> Result<()> {
     let mut hooks = 0;
     if matches!(
@@ -459,6 +465,23 @@ fn tell_programs_the_hooks(
         Method::Fentry | Method::Kprobe
     ) {
         hooks |= HOOK_GET_PIPE_INFO;
+    }
+    let sched_switch = plan.method(Hook::OffCpuWaits) == Method::TpBtf;
+    if let Some(h) = plan.hooks.iter_mut().find(|h| h.hook == Hook::PipeWait) {
+        match h.method {
+            Method::Fentry | Method::Kprobe => hooks |= HOOK_PIPE_WAIT,
+            Method::Tracepoint if sched_switch && splice_waits_readable => {
+                h.target = "sched_switch".into();
+            }
+            Method::Tracepoint => {
+                h.note = join_note(
+                    &h.note,
+                    "splice/tee/vmsplice waits are not timed (no sched_switch, or no wait \
+                     queue layout in BTF)",
+                );
+            }
+            _ => {}
+        }
     }
     if let Some(h) = plan
         .hooks

@@ -101,7 +101,9 @@ impl Hook {
             Self::GetPipeInfo => {
                 "sys_exit errno (EINVAL/EBADF) of splice/tee/vmsplice on a notification pipe"
             }
-            Self::PipeWait => "off-CPU time inside read()/write() from sched_switch",
+            Self::PipeWait => {
+                "sched_switch: time asleep on a splice/tee/vmsplice's pipe wait queues (sleeps only)"
+            }
             Self::PipeRelease => "close() of a pipe fd",
             _ => "none",
         }

@@ -5,6 +5,7 @@
 
 pub mod recording;
 pub mod serve;
+pub mod splice_waits;
 pub mod tmux;
 
 use std::{
