@@ -17,10 +17,7 @@ use crate::{
     globals::off,
     inflight,
     kread::{btf_load, rd},
-    maps::{
-        HOOK_PIPE_WAIT, Inflight, RT_HOOKS, RUNTIME, WAIT_DST, WAIT_DST_RD, WAIT_DST_WR,
-        WAIT_SRC_RD, WAIT_SRC_WR,
-    },
+    maps::{Inflight, WAIT_DST, WAIT_DST_RD, WAIT_DST_WR, WAIT_SRC_RD, WAIT_SRC_WR},
 };
 
 /// `task->pid` of a BTF-typed task pointer (the tracepoint's arguments are): a plain load the
@@ -29,20 +26,6 @@ use crate::{
 fn tid_of(task: u64) -> Option<u32> {
     let o = off!(task_pid);
     (o != NO_OFFSET && task != 0).then(|| btf_load::<u32>(task, o))
-}
-
-/// The syscalls that sleep in pipe_wait_readable/_writable (sendfile into a pipe splices).
-#[inline(always)]
-fn splices(op: Op) -> bool {
-    matches!(op, Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile)
-}
-
-/// Whether pipe_wait_readable/_writable are hooked: they then time the splice family's waits.
-#[inline(always)]
-fn pipe_waits_hooked() -> bool {
-    RUNTIME
-        .get(RT_HOOKS)
-        .is_some_and(|h| *h & HOOK_PIPE_WAIT != 0)
 }
 
 /// Waiters looked at per wait queue: a pipe's has its reader or writer, a few pollers at most.
@@ -110,7 +93,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
                     let op = Op::from_u8((*f).op);
                     let on = if crate::syscalls::waits_measured(op) {
                         Some(0)
-                    } else if splices(op) && !pipe_waits_hooked() {
+                    } else if crate::syscalls::waits_queued(op) {
                         Some(pipe_queue(&*f)).filter(|&q| q != 0)
                     } else {
                         None

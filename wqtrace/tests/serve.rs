@@ -658,8 +658,8 @@ fn counted_waits_and_contention_match_a_tracer() {
 }
 
 /// Splices between ordinary pipes are counted in the kernel at their entry, one ring op per
-/// pipe they move data out of or into, and exactly: none is left streamed or uncounted (they
-/// take no in-flight record, having no wait of their own to time).
+/// pipe they move data out of or into, and exactly: none is left streamed or uncounted (where
+/// their waits are timed by sched_switch, their in-flight record is kept for that alone).
 #[test]
 fn splices_between_pipes_are_counted_exactly() {
     let _g = kernel_lock();

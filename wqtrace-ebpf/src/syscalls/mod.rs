@@ -19,9 +19,9 @@ use crate::{
     inflight,
     kread::{self, PipeRef, fd_pipe, fill_notes, fill_ring},
     maps::{
-        COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, Inflight, READ_SCAN, RT_HOOKS, RT_PIPE_FOPS, RUNTIME,
-        ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT, WAIT_DST, WAIT_DST_RD, WAIT_SRC,
-        WAIT_SRC_RD,
+        COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, HOOK_PIPE_WAIT, Inflight, READ_SCAN, RT_HOOKS,
+        RT_PIPE_FOPS, RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT, WAIT_DST,
+        WAIT_DST_RD, WAIT_SRC, WAIT_SRC_RD,
     },
     stacks, words,
 };
@@ -105,6 +105,17 @@ fn count_at_entry(f: &Inflight) -> bool {
 #[inline(always)]
 pub fn waits_measured(op: Op) -> bool {
     matches!(op, Op::Read | Op::Readv | Op::Write | Op::Writev)
+}
+
+/// Whether sched_switch times the op's waits on its pipes' wait queues (`sched`): splice, tee,
+/// vmsplice and sendfile sleep in pipe_wait_readable/_writable, which time them where they
+/// are hooked.
+#[inline(always)]
+pub fn waits_queued(op: Op) -> bool {
+    matches!(op, Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile)
+        && RUNTIME
+            .get(RT_HOOKS)
+            .is_none_or(|h| *h & HOOK_PIPE_WAIT == 0)
 }
 
 /// Whether the session totals this op per pipe at its exit instead of streaming it: a ring
@@ -230,7 +241,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         _ => return 0,
     }
     if count_at_entry(f) {
-        if !waits_measured(op) {
+        if !waits_measured(op) && !waits_queued(op) {
             // Counted, with no wait of its own to time: its exit and a sleep inside it have
             // nothing to do, so its record (built on the stack above) is not copied into its
             // thread's in-flight slot (~140 bytes).
