@@ -164,9 +164,9 @@ pub struct Inflight {
     /// the side of the current sleep (`WAIT_SRC_*` / `WAIT_DST_*` bits, 0: not on a pipe's).
     pub wait_on: u8,
     pub wait_now: u8,
-    /// The side (`WAIT_SRC_*` / `WAIT_DST_*` bits) whose sleep took `wait_kstack`.
-    pub wait_first: u8,
-    pub _pad: u8,
+    /// The kernel stack where the task first slept on `dst`'s pipe's queues (splice, tee,
+    /// vmsplice; `wait_kstack` is `src`'s there).
+    pub wait_kstack_dst: u16,
     /// Set by the get_pipe_info hook when it refused a notification pipe during this syscall.
     pub rejected_pipe: u64,
     /// The syscall's first argument: with `op`, tells this syscall's exit from a later one's
@@ -182,7 +182,8 @@ pub struct Inflight {
     /// Stacks taken where get_pipe_info refused (reported at sys_exit with the rejection).
     pub rej_kstack: u16,
     pub rej_ustack: u16,
-    /// The kernel stack where the syscall first went to sleep (reported with its wait).
+    /// The kernel stack where the syscall first went to sleep (reported with its wait; for
+    /// splice, tee and vmsplice, on `src`'s pipe's queues).
     pub wait_kstack: u16,
     /// The thread whose record this is: the owner of an [`INFLIGHT_BY_TID`] slot (0: free).
     /// 64 bits: BPF has a compare-and-swap of 64-bit words only (without alu32).

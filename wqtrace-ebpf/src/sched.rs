@@ -104,12 +104,13 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
                         (*f).wait_on |= q;
                         // Where it sleeps (current is still `prev` here); whether the wait
                         // is long enough is known only at its end.
-                        if (*f).wait_kstack == 0 {
-                            (*f).wait_kstack = crate::stacks::at_sleep(ctx.as_ptr());
-                        }
-                        if (*f).wait_first == 0 {
-                            // The pipe whose wait that stack belongs to.
-                            (*f).wait_first = q;
+                        let k = if q & WAIT_DST != 0 {
+                            &raw mut (*f).wait_kstack_dst
+                        } else {
+                            &raw mut (*f).wait_kstack
+                        };
+                        if *k == 0 {
+                            *k = crate::stacks::at_sleep(ctx.as_ptr());
                         }
                     }
                 }

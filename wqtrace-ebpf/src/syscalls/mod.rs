@@ -543,10 +543,10 @@ fn splice_waits(ctx: *mut c_void, f: &Inflight, ret: i64) {
         return;
     }
     let sides = [
-        (&f.src, f.off_cpu_ns, WAIT_SRC_RD, WAIT_SRC),
-        (&f.dst, f.arg, WAIT_DST_RD, WAIT_DST),
+        (&f.src, f.off_cpu_ns, f.wait_kstack, WAIT_SRC_RD, WAIT_SRC),
+        (&f.dst, f.arg, f.wait_kstack_dst, WAIT_DST_RD, WAIT_DST),
     ];
-    for (s, ns, rd, side) in sides {
+    for (s, ns, kstack, rd, side) in sides {
         if f.wait_on & side == 0 || ns == 0 || !wait_streamed(s, ns) {
             continue;
         }
@@ -554,12 +554,6 @@ fn splice_waits(ctx: *mut c_void, f: &Inflight, ret: i64) {
             Op::WaitReadable
         } else {
             Op::WaitWritable
-        };
-        // The kernel stack was taken at the call's first sleep: this pipe's, or another's.
-        let kstack = if f.wait_first & side != 0 {
-            f.wait_kstack
-        } else {
-            wqtrace_common::stack_ref::NONE
         };
         side_wait(ctx, s, ret, op as u8, ns, kstack);
     }

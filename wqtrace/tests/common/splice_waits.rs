@@ -4,14 +4,24 @@ use std::time::{Duration, Instant};
 
 use super::{Tracer, has_flag, kind, u};
 
-/// Runs `call` in a thread of its own, whose syscall `nr` must sleep until `wake` ends it, timed
-/// from both sides: (thread id, how long the test saw it asleep in `nr` before waking it, the
-/// call's whole length, its result).
+fn frames(e: &serde_json::Value, k: &str) -> Vec<String> {
+    e[k].as_array()
+        .map(|a| a.iter().map(|f| f.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// A sleep of a blocked call: its wchan, and what ends it.
+type Phase<'a> = (&'a str, Box<dyn FnOnce() + 'a>);
+
+/// Runs `call` in a thread of its own, whose syscall `nr` must sleep in each of `phases` in
+/// turn (in the kernel function its wchan names, "" for any) until that phase's wake-up ends
+/// the sleep, timed from both sides: (thread id, how long the test saw it asleep in each phase
+/// before waking it, the call's whole length, its result).
 fn blocked_call(
     nr: libc::c_long,
     call: impl FnOnce() -> isize + Send + 'static,
-    wake: impl FnOnce(),
-) -> (u32, Duration, Duration, isize) {
+    phases: Vec<Phase<'_>>,
+) -> (u32, Vec<Duration>, Duration, isize) {
     use wqtrace::workload::sys::gettid;
     let (tx, rx) = std::sync::mpsc::channel::<u32>();
     let h = std::thread::spawn(move || {
@@ -22,25 +32,33 @@ fn blocked_call(
     });
     let tid = rx.recv().unwrap();
     let nr = nr.to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    // Asleep in that syscall: /proc's syscall line, and the task's state.
-    let asleep = || {
-        let sc = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap();
-        let st = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-        sc.split(' ').next() == Some(nr.as_str())
-            && st.rsplit(')').next().unwrap().trim_start().starts_with('S')
-    };
-    while !asleep() {
-        assert!(
-            Instant::now() < deadline,
-            "thread {tid} never slept in syscall {nr}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
+    let proc = |f: &str| std::fs::read_to_string(format!("/proc/self/task/{tid}/{f}")).unwrap();
+    let mut asleep_for = Vec::new();
+    for (wchan, wake) in phases {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Asleep in that syscall, there: /proc's syscall line, the task's state and wchan.
+        let asleep = || {
+            proc("syscall").split(' ').next() == Some(nr.as_str())
+                && proc("stat")
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('S')
+                && (wchan.is_empty() || proc("wchan") == wchan)
+        };
+        while !asleep() {
+            assert!(
+                Instant::now() < deadline,
+                "thread {tid} never slept in syscall {nr} at {wchan:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let seen = Instant::now();
+        std::thread::sleep(Duration::from_millis(200));
+        asleep_for.push(seen.elapsed());
+        wake();
     }
-    let seen = Instant::now();
-    std::thread::sleep(Duration::from_millis(200));
-    let asleep_for = seen.elapsed();
-    wake();
     let (whole, r) = h.join().unwrap();
     (tid, asleep_for, whole, r)
 }
@@ -49,8 +67,8 @@ fn blocked_call(
 /// until its output pipe has room each report one wait on that pipe (`pipe_wait_readable`,
 /// `pipe_wait_writable`, with `flag`: `kfunc` where those functions are hooked, `off_cpu` where
 /// sched_switch found the task on the pipe's wait queue), at least as long as the test saw the
-/// thread asleep and at most the call's length; a splice asleep on a socket at its other end
-/// reports no wait.
+/// thread asleep and at most the call's length, and a tee asleep on both of its pipes one on
+/// each; a splice asleep on a socket at its other end reports no wait.
 pub fn check(tracer_args: &[&str], flag: &str) {
     use std::os::fd::{AsRawFd, IntoRawFd};
     let pipe = || {
@@ -65,7 +83,8 @@ pub fn check(tracer_args: &[&str], flag: &str) {
     let (c_r, c_w, c_ino) = pipe();
     let (d_r, d_w, d_ino) = pipe();
     let pid = std::process::id().to_string();
-    let mut args = vec!["-p", pid.as_str()];
+    // Kernel stacks where a wait slept are taken only for every wait (`--stack-wait 0`).
+    let mut args = vec!["-p", pid.as_str(), "--stack-wait", "0"];
     args.extend_from_slice(tracer_args);
     let t = Tracer::start(&args);
 
@@ -80,23 +99,44 @@ pub fn check(tracer_args: &[&str], flag: &str) {
     let tee = blocked_call(
         libc::SYS_tee,
         move || unsafe { libc::tee(a_r, b_w, 4096, 0) },
-        || write(a_w, 100),
+        vec![("pipe_wait_readable", Box::new(|| write(a_w, 100)))],
     );
     assert_eq!(tee.3, 100);
 
-    // splice a file (this program's: /dev/zero cannot splice before 6.4) into full C: asleep
-    // until C has room (pipe_wait_writable on C).
-    unsafe {
-        let fl = libc::fcntl(c_w, libc::F_GETFL);
-        libc::fcntl(c_w, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    let fill = |w: i32| unsafe {
+        let fl = libc::fcntl(w, libc::F_GETFL);
+        libc::fcntl(w, libc::F_SETFL, fl | libc::O_NONBLOCK);
         let chunk = [2u8; 4096];
         let mut filled = 0;
-        while libc::write(c_w, chunk.as_ptr().cast(), 4096) > 0 {
+        while libc::write(w, chunk.as_ptr().cast(), 4096) > 0 {
             filled += 4096;
         }
-        libc::fcntl(c_w, libc::F_SETFL, fl);
+        libc::fcntl(w, libc::F_SETFL, fl);
         assert!(filled >= 4096);
-    }
+    };
+    let drain = |r: i32| {
+        let mut buf = vec![0u8; 65536];
+        assert!(unsafe { libc::read(r, buf.as_mut_ptr().cast(), buf.len()) } > 0);
+    };
+
+    // tee from empty E into full F: asleep until E has data, then until F has room: a wait on
+    // each pipe, each with the kernel stack of its own sleep.
+    let (e_r, e_w, e_ino) = pipe();
+    let (f_r, f_w, f_ino) = pipe();
+    fill(f_w);
+    let tee2 = blocked_call(
+        libc::SYS_tee,
+        move || unsafe { libc::tee(e_r, f_w, 4096, 0) },
+        vec![
+            ("pipe_wait_readable", Box::new(|| write(e_w, 100))),
+            ("pipe_wait_writable", Box::new(|| drain(f_r))),
+        ],
+    );
+    assert_eq!(tee2.3, 100);
+
+    // splice a file (this program's: /dev/zero cannot splice before 6.4) into full C: asleep
+    // until C has room (pipe_wait_writable on C).
+    fill(c_w);
     let file = std::fs::File::open("/proc/self/exe").unwrap().into_raw_fd();
     let spl = blocked_call(
         libc::SYS_splice,
@@ -110,10 +150,7 @@ pub fn check(tracer_args: &[&str], flag: &str) {
                 0,
             )
         },
-        || {
-            let mut buf = vec![0u8; 65536];
-            assert!(unsafe { libc::read(c_r, buf.as_mut_ptr().cast(), buf.len()) } > 0);
-        },
+        vec![("pipe_wait_writable", Box::new(|| drain(c_r)))],
     );
     assert_eq!(spl.3, 4096);
 
@@ -137,11 +174,13 @@ pub fn check(tracer_args: &[&str], flag: &str) {
                 0,
             )
         },
-        || write(peer, 10),
+        vec![("", Box::new(|| write(peer, 10)))],
     );
     assert_eq!(sockspl.3, 10);
     let events = t.stop();
-    for fd in [a_r, a_w, b_r, b_w, c_r, c_w, d_r, d_w, sv[0], sv[1], file] {
+    for fd in [
+        a_r, a_w, b_r, b_w, c_r, c_w, d_r, d_w, e_r, e_w, f_r, f_w, sv[0], sv[1], file,
+    ] {
         unsafe { libc::close(fd) };
     }
 
@@ -154,21 +193,42 @@ pub fn check(tracer_args: &[&str], flag: &str) {
             .copied()
             .collect()
     };
-    for ((tid, asleep, whole, _), ino, op) in [
-        (tee, a_ino, "pipe_wait_readable"),
-        (spl, c_ino, "pipe_wait_writable"),
+    for ((tid, asleep, whole, _), want) in [
+        (&tee, vec![(a_ino, "pipe_wait_readable")]),
+        (&spl, vec![(c_ino, "pipe_wait_writable")]),
+        (
+            &tee2,
+            vec![(e_ino, "pipe_wait_readable"), (f_ino, "pipe_wait_writable")],
+        ),
     ] {
-        let w = of(tid);
-        assert_eq!(w.len(), 1, "one wait for thread {tid}: {w:?}");
-        let e = w[0];
-        assert_eq!(u(&e["ino"]), ino, "{e}");
-        assert_eq!(e["op"], op, "{e}");
-        assert!(has_flag(e, flag), "{e}");
-        // At least as long as the test saw it asleep, at most the call's whole length.
-        let d = u(&e["duration_ns"]);
+        let w = of(*tid);
+        assert_eq!(w.len(), want.len(), "waits of thread {tid}: {w:?}");
+        let mut total = 0;
+        for (i, (ino, op)) in want.into_iter().enumerate() {
+            let e = w
+                .iter()
+                .find(|e| u(&e["ino"]) == ino)
+                .unwrap_or_else(|| panic!("no wait on pipe {ino} for thread {tid}: {w:?}"));
+            assert_eq!(e["op"], op, "{e}");
+            assert!(has_flag(e, flag), "{e}");
+            // At least as long as the test saw it asleep there.
+            let d = u(&e["duration_ns"]);
+            assert!(
+                d >= asleep[i].as_nanos() as u64,
+                "{d} ns asleep, seen asleep {:?}: {e}",
+                asleep[i]
+            );
+            total += d;
+            // Where sched_switch timed it, the kernel stack is its own sleep's.
+            if flag == "off_cpu" {
+                let k = frames(e, "kstack");
+                assert!(k.iter().any(|f| f.contains(op)), "{op}: {k:?}");
+            }
+        }
+        // At most the call's whole length.
         assert!(
-            d >= asleep.as_nanos() as u64 && d <= whole.as_nanos() as u64,
-            "{d} ns asleep, seen asleep {asleep:?}, call {whole:?}: {e}"
+            total <= whole.as_nanos() as u64,
+            "{total} ns of waits in a call of {whole:?}: {w:?}"
         );
     }
     let (sock_tid, ..) = sockspl;
