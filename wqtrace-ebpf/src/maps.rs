@@ -83,6 +83,13 @@ pub use wqtrace_common::runtime::{
     HOOKS as RT_HOOKS, PIPE_FOPS as RT_PIPE_FOPS,
 };
 
+/// The `HOOK_*` bits of the functions the loader attached (`RUNTIME[RT_HOOKS]`); a slot not
+/// yet written reads as none hooked.
+#[inline(always)]
+pub fn hooks() -> u64 {
+    RUNTIME.get(RT_HOOKS).copied().unwrap_or(0)
+}
+
 /// Pipes seen so far, by `pipe_inode_info` address. Lets the lock and notification hooks
 /// (which only see kernel pointers) name the pipe and apply filters, and spares the syscall
 /// hooks two reads per fd for a pipe they already know.

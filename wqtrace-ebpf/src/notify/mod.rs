@@ -30,7 +30,7 @@ use crate::{
     filters::{pipe_wanted, task_wanted},
     globals::off,
     kread::{self, known_pipe, rd},
-    maps::{HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP, RT_HOOKS, RUNTIME},
+    maps::{HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP, hooks},
 };
 
 const MAX_WATCHES: usize = 4;
@@ -102,11 +102,6 @@ fn post_key_in(ctx: u8) -> u64 {
         (1 << 32) | unsafe { bpf_get_smp_processor_id() } as u64
     };
     who | ((ctx as u64) << 48)
-}
-
-#[inline(always)]
-fn hooks() -> u64 {
-    RUNTIME.get(RT_HOOKS).copied().unwrap_or(0)
 }
 
 /// Which watches of a watch list a post (or removal) goes to.

@@ -19,9 +19,9 @@ use crate::{
     inflight,
     kread::{self, PipeRef, fd_pipe, fill_notes, fill_ring},
     maps::{
-        COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, HOOK_PIPE_WAIT, Inflight, READ_SCAN, RT_HOOKS,
-        RT_PIPE_FOPS, RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT, WAIT_DST,
-        WAIT_DST_RD, WAIT_SRC, WAIT_SRC_RD,
+        COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, HOOK_PIPE_WAIT, Inflight, READ_SCAN, RT_PIPE_FOPS,
+        RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT, WAIT_DST, WAIT_DST_RD,
+        WAIT_SRC, WAIT_SRC_RD, hooks,
     },
     stacks, words,
 };
@@ -113,9 +113,7 @@ pub fn waits_measured(op: Op) -> bool {
 #[inline(always)]
 pub fn waits_queued(op: Op) -> bool {
     matches!(op, Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile)
-        && RUNTIME
-            .get(RT_HOOKS)
-            .is_none_or(|h| *h & HOOK_PIPE_WAIT == 0)
+        && hooks() & HOOK_PIPE_WAIT == 0
 }
 
 /// Whether the session totals this op per pipe at its exit instead of streaming it: a ring
@@ -586,10 +584,7 @@ pub fn sys_exit_read_scan(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn splice_exit(ctx: *mut c_void, f: &Inflight, ret: i64) {
-    let kfunc = RUNTIME
-        .get(RT_HOOKS)
-        .map(|h| *h & HOOK_GET_PIPE_INFO != 0)
-        .unwrap_or(false);
+    let kfunc = hooks() & HOOK_GET_PIPE_INFO != 0;
     // With get_pipe_info hooked, its NULL return decides; otherwise infer from the errno the
     // rejection paths return (EINVAL from splice/tee, EBADF from vmsplice, EXDEV when a
     // splice into the notification pipe falls back to its write()).
