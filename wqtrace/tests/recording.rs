@@ -379,6 +379,31 @@ fn report_text_and_json() {
     assert_eq!(v["pipes"][1]["notification"], false);
 }
 
+#[test]
+fn report_names_the_notes_a_queue_leaked() {
+    let p = write_file("leak.wqt", &fixtures::leaked_note_session(), 0, None);
+    let out = Command::new(BIN).arg("report").arg(&p).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "notes leaked  1 of 256: in use with no ring slot holding them, never handed out again (+0.000060s to +0.000060s); 255 notes left for the ring"
+        ),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["report", "--json"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pipes"][0]["notes_leaked"]["count"], 1);
+    // A queue that lost none says nothing about it.
+    let p = write_file("noleak.wqt", &fixtures::notification_session(), 0, None);
+    let out = Command::new(BIN).arg("report").arg(&p).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("notes leaked"), "{text}");
+}
+
 const PERFETTO_CHECK: &str = r#"
 import sys, collections
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb

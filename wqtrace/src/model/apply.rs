@@ -167,6 +167,10 @@ fn notify_posted(p: &mut PipeState, e: &Event, key: u64, ring_valid: bool) -> Op
             if let Some(slot) = e.slot() {
                 p.ring.post(slot, e.ntype, e.subtype);
             }
+            if e.nr_notes != 0 {
+                p.notes_leaked
+                    .landed(ts, e.notes_in_use, e.head.wrapping_sub(e.tail));
+            }
         }
     } else if ring_valid {
         p.ring.sync(e.head, e.tail);

@@ -38,7 +38,9 @@ use wqtrace_common::{Event, EventKind, Op, PostOutcome};
 pub use alerts::{AlertLog, Interleave, Rejection, StackRefs};
 pub use history::{OccHistory, OccSample, RateWindow};
 pub use locks::{Contention, LockKind, MutexOwnerSeen, PipeLocks, WaitStats};
-pub use pipes::{OpStats, Owner, PipeFds, PipeState, PostStats, RejectionCount, WatchSeen};
+pub use pipes::{
+    NoteLeaks, OpStats, Owner, PipeFds, PipeState, PostStats, RejectionCount, WatchSeen,
+};
 pub use ring::{Ring, Slot, SlotKind};
 
 use alerts::{PENDING_CAP, PENDING_TTL_NS, PendingPost};

@@ -67,6 +67,44 @@ impl PostStats {
     }
 }
 
+/// Notes a notification pipe's queue holds in use with no ring slot holding them: lost to the
+/// queue until the pipe is freed.
+///
+/// The landing hook runs with the ring lock held, where no other post takes a note and no
+/// reader moves the tail. A post publishes its slot before it takes its note, and a reader
+/// frees a slot's note before it gives the slot back (kernel/watch_queue.c, fs/pipe.c), so
+/// every note in use sits in a slot and notes in use never exceed the occupancy; only the
+/// buffer in a slot frees a note. A note in use beyond the occupancy has no buffer left to
+/// free it: the kernel will not hand it out again. (One way in: a reader consumes and frees
+/// a slot between the poster's publishing it and taking its note, which the post's clear then
+/// undoes.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NoteLeaks {
+    /// Notes lost so far: the excess of notes in use over the occupancy that two landings in a
+    /// row both showed (a lower bound; one odd bitmap read cannot raise it).
+    pub count: u32,
+    /// When the first one was seen.
+    pub first_ts_ns: Option<u64>,
+    /// When the count last rose.
+    pub last_ts_ns: Option<u64>,
+    #[serde(skip)]
+    last_excess: u32,
+}
+
+impl NoteLeaks {
+    /// A post landed: `in_use` notes in use and `occupancy` slots filled, read under the lock.
+    pub fn landed(&mut self, ts: u64, in_use: u32, occupancy: u32) {
+        let excess = in_use.saturating_sub(occupancy);
+        let seen = excess.min(self.last_excess);
+        self.last_excess = excess;
+        if seen > self.count {
+            self.count = seen;
+            self.first_ts_ns.get_or_insert(ts);
+            self.last_ts_ns = Some(ts);
+        }
+    }
+}
+
 /// Counts for one operation (syscall) on a pipe.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OpStats {
@@ -143,6 +181,7 @@ pub struct PipeState {
     pub nr_notes: u32,
     pub notes_in_use: u32,
     pub max_notes_in_use: u32,
+    pub notes_leaked: NoteLeaks,
     pub posts: PostStats,
     /// Per operation, indexed by `Op as usize` (see [`PipeState::op_stats`]).
     pub ops: [OpStats; OPS],
@@ -181,6 +220,7 @@ impl PipeState {
             nr_notes: 0,
             notes_in_use: 0,
             max_notes_in_use: 0,
+            notes_leaked: NoteLeaks::default(),
             posts: PostStats::default(),
             ops: [OpStats::default(); OPS],
             rejections: Vec::new(),

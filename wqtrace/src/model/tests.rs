@@ -188,6 +188,57 @@ fn write_read_counts_and_wrap_around_u32_max() {
     assert_eq!((s.calls, s.errors, s.last_error), (2, 1, -11));
 }
 
+/// A landed post as the landing hook reports it: the ring after it (`tail` → `head`, of 256)
+/// and the notes in use, both read with the ring lock held.
+fn landed(m: &mut Model, ts: u64, head: u32, tail: u32, notes_in_use: u32) {
+    let mut e = ev(EventKind::NotifyPosted, Op::Post, ts);
+    e.flags = flags::NOTIFICATION_PIPE;
+    ring(&mut e, head - 1, head, tail, tail, 256);
+    e.slot = (head - 1) % 256;
+    e.note = 0;
+    e.nr_notes = 256;
+    e.notes_in_use = notes_in_use;
+    m.apply(&e);
+}
+
+#[test]
+fn notes_in_use_past_the_occupancy_are_leaked_for_good() {
+    let mut m = Model::default();
+    let leaked = |m: &Model| m.pipe_by_ino(77).unwrap().notes_leaked;
+    // One note per filled slot; a reader that has freed a slot's note and not yet given the
+    // slot back leaves fewer notes than slots (the reader frees before it moves the tail).
+    landed(&mut m, 1, 1, 0, 1);
+    landed(&mut m, 2, 3, 0, 2);
+    landed(&mut m, 3, 4, 2, 2);
+    assert_eq!(leaked(&m).count, 0);
+    // One odd read of the bitmap (a failed word reads as all in use) is not a leak.
+    landed(&mut m, 4, 5, 4, 65);
+    landed(&mut m, 5, 6, 5, 1);
+    assert_eq!(leaked(&m).count, 0);
+    // As the storm's recording showed it (6.12 guest): the post that takes note 0 sees one
+    // note for its one slot; the reader had already consumed and freed that slot before the
+    // post took the note, so from the next landing on one note too many is in use, for good.
+    landed(&mut m, 10, 7, 6, 1);
+    landed(&mut m, 11, 8, 7, 2);
+    assert_eq!(leaked(&m).count, 0, "one landing is not proof");
+    landed(&mut m, 12, 10, 8, 3);
+    let l = leaked(&m);
+    assert_eq!(
+        (l.count, l.first_ts_ns, l.last_ts_ns),
+        (1, Some(12), Some(12))
+    );
+    // A reader's freed-but-not-returned slot hides it for a landing; it is not forgotten.
+    landed(&mut m, 13, 11, 8, 3);
+    assert_eq!(leaked(&m).count, 1);
+    landed(&mut m, 20, 13, 10, 5);
+    landed(&mut m, 21, 14, 10, 6);
+    let l = leaked(&m);
+    assert_eq!(
+        (l.count, l.first_ts_ns, l.last_ts_ns),
+        (2, Some(12), Some(21))
+    );
+}
+
 #[test]
 fn loss_flags_last_slot_and_counts() {
     let mut m = Model::default();

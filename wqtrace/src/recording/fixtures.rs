@@ -128,6 +128,40 @@ fn ring(e: &mut Event, hb: u32, h: u32, tb: u32, t: u32, size: u32) {
     e.max_usage = size;
 }
 
+/// Posts into a 256-slot, 256-note queue while a reader drains it, as the 6.12 guest's storm
+/// recorded them when the queue lost a note: the second post's slot was consumed and its note
+/// freed before the post took the note, so from the third landing on one note more is in use
+/// than the ring holds.
+pub fn leaked_note_session() -> Vec<Event> {
+    let mut b = Builder::default();
+    // (head, tail, notes in use) at each landing.
+    for (i, (head, tail, in_use)) in [(1, 0, 1), (2, 1, 1), (3, 2, 2), (4, 3, 2), (5, 3, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut e = b.ev(
+            20_000,
+            EventKind::NotifyPosted,
+            Op::Post,
+            POSTER,
+            NPIPE,
+            NPIPE_INO,
+        );
+        e.flags |= flags::NOTIFICATION_PIPE;
+        ring(&mut e, head - 1, head, tail, tail, 256);
+        e.slot = head - 1;
+        e.note = i as u32;
+        e.nr_notes = 256;
+        e.notes_in_use = in_use;
+        e.ntype = KEY_NOTIFY;
+        e.subtype = KEY_UPDATED;
+        e.info = 16 | (1 << 8);
+        e.lock = NPIPE + RD_WAIT_OFF;
+        b.push(e);
+    }
+    b.events
+}
+
 /// The life of one notification pipe (ring of 4 slots, 32 notes) and one ordinary pipe.
 ///
 /// Contents, in order: notification pipe created, sized, watched; 4 posts fill the ring; a 5th

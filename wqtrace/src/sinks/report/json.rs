@@ -49,6 +49,7 @@ pub fn to_json(a: &Analysis) -> Value {
                 "max_occupancy": p.max_occupancy,
                 "nr_notes": p.nr_notes,
                 "max_notes_in_use": p.max_notes_in_use,
+                "notes_leaked": p.notes_leaked,
                 "notifications": p.posts,
                 "ops": ops,
                 "rejections": {"total": p.rejected(), "by": p.rejections},

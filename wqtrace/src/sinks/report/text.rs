@@ -133,10 +133,29 @@ fn or_dash(s: &str) -> std::borrow::Cow<'_, str> {
 /// One pipe's section of the text report.
 fn pipe_text(o: &mut String, a: &Analysis, p: &PipeState) {
     pipe_head_text(o, p);
+    notes_leaked_text(o, a, p);
     cgroups_text(o, a, p);
     ops_text(o, p);
     waits_and_locks_text(o, p);
     interleaves_text(o, a, p);
+}
+
+/// Notes the queue lost for good (`model::NoteLeaks`), when it lost any.
+fn notes_leaked_text(o: &mut String, a: &Analysis, p: &PipeState) {
+    use std::fmt::Write as _;
+    let l = &p.notes_leaked;
+    let (Some(first), Some(last)) = (l.first_ts_ns, l.last_ts_ns) else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "  notes leaked  {} of {}: in use with no ring slot holding them, never handed out again ({} to {}); {} notes left for the ring",
+        l.count,
+        p.nr_notes,
+        rel(a, first),
+        rel(a, last),
+        p.nr_notes.saturating_sub(l.count)
+    );
 }
 
 /// The cgroups of the tasks whose events touched the pipe, most events first.

@@ -207,6 +207,12 @@ pub fn info_line(p: &PipeState) -> Line<'static> {
             "  notes {}/{} (max {})",
             p.notes_in_use, p.nr_notes, p.max_notes_in_use
         )));
+        if p.notes_leaked.count > 0 {
+            spans.push(Span::styled(
+                format!("  {} notes leaked", p.notes_leaked.count),
+                BAD,
+            ));
+        }
     }
     let losses = p.ring.slots().iter().filter(|s| s.loss).count();
     if losses > 0 {
