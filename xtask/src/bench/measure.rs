@@ -320,8 +320,9 @@ fn interrupt(cfg: Config, pid: i32, c: &mut Child) {
 }
 
 /// A workload that failed under `record`: the recording is finished and kept for `wqtrace
-/// report`, since it alone can say what the kernel did (a storm that lost notes, seen twice in
-/// some 250 and gone with the guest's tmpfs). Other tracers are just taken down.
+/// report`, since it alone can say what the kernel did (a storm that lost posts: `report` names
+/// the notes the queue leaked; gone with the guest's tmpfs otherwise). Other tracers are just
+/// taken down.
 fn keep_failed(
     env: &Env,
     cfg: Config,

@@ -267,9 +267,9 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 /// Storm runs that lost posts, tried again per measurement before the bench gives up.
 const STORM_TRIES: usize = 3;
 
-/// One measurement; a storm that lost posts (`measure::StormNotOk`, the kernel's `lost:` path:
-/// seen twice in some 250 traced storms, never explained yet) is run again, and the failure is
-/// kept for the page rather than taking the whole part down with it.
+/// One measurement; a storm that lost posts (`measure::StormNotOk`: the queue leaked notes,
+/// a kernel race `wqtrace report` shows as `notes leaked`, docs/architecture.md) is run again,
+/// and the failure is kept for the page rather than taking the whole part down with it.
 fn measure_again_if_storm_lost(
     env: &measure::Env,
     cfg: measure::Config,

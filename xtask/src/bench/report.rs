@@ -315,9 +315,10 @@ pub fn markdown(v: &Value) -> String {
         if let Some(f) = m["storm_failures"].as_array().filter(|f| !f.is_empty()) {
             let _ = writeln!(
                 s,
-                "{} notify-storm run(s) came out not ok (the kernel took its `lost:` path: posts \
-                 lost in a queue never more than 250 of 256 notes full; not explained yet) and were \
-                 run again; the tables hold the runs that came out ok:\n",
+                "{} notify-storm run(s) came out not ok (posts lost as `notes full` in a queue \
+                 never more than 250 of 256 full: the kernel leaked notes, a race between the \
+                 poster and the reader, see docs/architecture.md) and were run again; the tables \
+                 hold the runs that came out ok:\n",
                 f.len()
             );
             for x in f {
