@@ -27,6 +27,7 @@ use super::labels::{
     CgroupLabels, Cgroups, Comms, KindLabels, LockLabels, NoteLabels, OutcomeLabels, PipeLabels,
     RejectLabels,
 };
+use crate::model::NoteLeaks;
 use crate::probe::loader::CountedTotals;
 
 /// Label value for everything past a cap.
@@ -91,6 +92,8 @@ struct Tracked {
     series: Option<(PipeLabels, Gauge)>,
     closes: u8,
     last_seen: u64,
+    /// Notes its queue leaked (`model::NoteLeaks`), in `Metrics::notes_leaked`.
+    notes_leaked: NoteLeaks,
     /// Time and process of the last event on it (for [`Metrics::sweep`]).
     last_ts_ns: u64,
     last_tgid: u32,
@@ -127,6 +130,8 @@ pub struct Metrics {
     other_series: Gauge,
     other_sum: i64,
     tracked_gauge: Gauge,
+    /// Notes leaked by the queues of the tracked pipes, summed.
+    notes_leaked: Gauge,
     pipes: HashMap<u64, Tracked>,
     labelled: usize,
     seq: u64,
@@ -225,6 +230,12 @@ impl Metrics {
             "Pipes whose ring occupancy serve currently tracks (bounded)",
             tracked_gauge.clone(),
         );
+        let notes_leaked = Gauge::default();
+        reg.register(
+            "notification_notes_leaked",
+            "Notes the notification queues of the tracked pipes leaked: in use with no ring slot holding them at two landed posts in a row, never handed out again while the pipe lives",
+            notes_leaked.clone(),
+        );
         let kinds = Family::<KindLabels, Counter>::default();
         reg.register(
             "events_processed",
@@ -277,6 +288,7 @@ impl Metrics {
             other_series,
             other_sum: 0,
             tracked_gauge,
+            notes_leaked,
             pipes: HashMap::default(),
             labelled: 0,
             seq: 0,
@@ -463,6 +475,7 @@ impl Metrics {
                     last_seen: self.seq,
                     last_ts_ns: e.ts_ns,
                     last_tgid: e.tgid,
+                    notes_leaked: NoteLeaks::default(),
                 },
             );
             self.tracked_gauge.set(self.pipes.len() as i64);
@@ -500,6 +513,17 @@ impl Metrics {
                 p.owner = Some(o);
                 relabel = p.series.is_some();
             }
+        }
+        if kind == EventKind::NotifyPosted
+            && e.nr_notes != 0
+            && e.has_ring()
+            && PostOutcome::from_flags(e.flags) == PostOutcome::Landed
+        {
+            let before = p.notes_leaked.count;
+            p.notes_leaked
+                .landed(e.ts_ns, e.notes_in_use, e.head.wrapping_sub(e.tail));
+            self.notes_leaked
+                .inc_by(i64::from(p.notes_leaked.count - before));
         }
         if e.has_ring() {
             let occ = e.head.wrapping_sub(e.tail).min(e.ring_size);
@@ -550,6 +574,7 @@ impl Metrics {
         let Some(p) = self.pipes.remove(&key) else {
             return;
         };
+        self.notes_leaked.dec_by(i64::from(p.notes_leaked.count));
         match p.series {
             Some((labels, _)) => {
                 self.occupancy.remove(&labels);

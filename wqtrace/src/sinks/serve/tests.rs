@@ -619,3 +619,45 @@ fn counted_events_add_what_the_totals_grew_by() {
         Some(0.0)
     );
 }
+
+/// A landed post into a 256-slot, 256-note queue: the ring after it and the notes in use.
+fn landed(ino: u64, ts: u64, head: u32, tail: u32, notes_in_use: u32) -> Event {
+    let mut e = notif(EventKind::NotifyPosted, ino, "poster");
+    e.op = Op::Post as u8;
+    e.ts_ns = ts;
+    e.ring_size = 256;
+    (e.head_before, e.head, e.tail_before, e.tail) = (head - 1, head, tail, tail);
+    e.nr_notes = 256;
+    e.notes_in_use = notes_in_use;
+    e
+}
+
+#[test]
+fn leaked_notes_are_summed_while_their_pipes_live() {
+    let (mut m, reg) = new_metrics(Options::default());
+    let leaked = |reg: &Registry| sample(&text(reg), "wqtrace_notification_notes_leaked");
+    m.apply(&created(10, "watcher"));
+    m.apply(&created(11, "watcher"));
+    assert_eq!(leaked(&reg), Some(0.0));
+    // Pipe 10: one note in use beyond the ring at two landings in a row, then two.
+    for (ts, head, tail, used) in [
+        (1, 1, 0, 1),
+        (2, 2, 1, 2),
+        (3, 3, 1, 3),
+        (4, 4, 2, 4),
+        (5, 5, 2, 5),
+    ] {
+        m.apply(&landed(10, ts, head, tail, used));
+    }
+    assert_eq!(leaked(&reg), Some(2.0));
+    // Pipe 11: one odd bitmap read is not a leak; a lasting one is.
+    m.apply(&landed(11, 5, 1, 0, 65));
+    m.apply(&landed(11, 6, 2, 1, 1));
+    assert_eq!(leaked(&reg), Some(2.0));
+    m.apply(&landed(11, 7, 3, 2, 2));
+    m.apply(&landed(11, 8, 4, 3, 2));
+    assert_eq!(leaked(&reg), Some(3.0));
+    // A freed pipe takes its notes with it.
+    m.apply(&released(10));
+    assert_eq!(leaked(&reg), Some(1.0));
+}
