@@ -91,7 +91,9 @@ impl Probes {
     /// Load everything and attach per the plan. Errors are one line, naming what is missing.
     pub fn open(opts: &ProbeOpts) -> Result<Self> {
         crate::privileges::require()?;
+        let t = std::time::Instant::now();
         let facts = kernel_facts(opts, true)?;
+        log::debug!("kernel facts (BTF, offsets) in {:.2?}", t.elapsed());
         if facts.direct.is_none() {
             return Self::load_and_attach(opts, facts);
         }
@@ -167,9 +169,11 @@ impl Probes {
         loader.map_max_entries("TOTALS_BY_SLOT", room.slots);
         loader.map_max_entries("COUNT_OWNERS", count_slots);
         loader.map_max_entries("COUNTS_BY_SLOT", count_slots);
+        let t = std::time::Instant::now();
         let mut ebpf = loader
             .load(object.bytes())
             .map_err(|e| anyhow!("loading BPF maps failed: {e}"))?;
+        log::debug!("object and maps loaded in {:.2?}", t.elapsed());
         DIRECT_ATTEMPT.store(direct.is_some(), std::sync::atomic::Ordering::Relaxed);
         let mut plan = Plan {
             direct_loads: direct.is_some(),
@@ -177,6 +181,7 @@ impl Probes {
         };
 
         // The tracepoint path: always on, the base every other hook builds on.
+        let t = std::time::Instant::now();
         load_read_scan(&mut ebpf, &btf)
             .map_err(|e| anyhow!("cannot load tp_btf sys_exit_read_scan: {e}"))?;
         let ring_ops = plan::tracepoints(Hook::RingOps);
@@ -201,9 +206,15 @@ impl Probes {
             });
         }
 
+        log::debug!(
+            "tracepoint programs loaded and attached in {:.2?}",
+            t.elapsed()
+        );
         if !opts.empty_programs {
             // (Empty programs cannot answer; the floor needs no pipe recognition.)
+            let t = std::time::Instant::now();
             calibrate(&mut ebpf)?;
+            log::debug!("calibrated in {:.2?}", t.elapsed());
         }
 
         for hook in [
@@ -212,6 +223,7 @@ impl Probes {
             Hook::PipeWait,
             Hook::PipeRelease,
         ] {
+            let t = std::time::Instant::now();
             plan.hooks.push(attach_kfunc_hook(
                 &mut ebpf,
                 &btf,
@@ -219,6 +231,7 @@ impl Probes {
                 opts.attach,
                 &offsets,
             ));
+            log::debug!("{hook:?} hook loaded and attached in {:.2?}", t.elapsed());
         }
         tell_programs_the_hooks(
             &mut ebpf,
