@@ -239,8 +239,10 @@ impl Probes {
             security_may_skip,
             kernel::has_wait_queue_fields(&offsets),
         )?;
-        // aya's parsed BTF left tens of MiB of freed heap behind; give it back so a long-running
-        // session stays small.
+        // The kernel's parsed BTF, and what aya built from it while loading, are tens of MiB of
+        // heap: free it now, not at the end of this function, and give the freed heap back
+        // so a long-running session stays small.
+        drop(btf);
         unsafe { libc::malloc_trim(0) };
         let totals = if opts.pipe_totals {
             Some((Owners::map(&ebpf, room.slots)?, filter.totals_slot_mask))
