@@ -103,8 +103,8 @@ fn manual_test_targets() -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Builds the VM test targets and returns their executables.
-fn build_vm_tests(names: &[String]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+/// Builds the VM test targets and returns each one's name and executable.
+fn build_vm_tests(names: &[String]) -> anyhow::Result<Vec<(String, std::path::PathBuf)>> {
     let mut c = util::cargo();
     c.args([
         "test",
@@ -129,12 +129,11 @@ fn build_vm_tests(names: &[String]) -> anyhow::Result<Vec<std::path::PathBuf>> {
         };
         if v["reason"] == "compiler-artifact"
             && v["profile"]["test"] == true
-            && v["target"]["name"]
-                .as_str()
-                .is_some_and(|n| names.iter().any(|m| m == n))
+            && let Some(name) = v["target"]["name"].as_str()
+            && names.iter().any(|m| m == name)
             && let Some(e) = v["executable"].as_str()
         {
-            exes.push(std::path::PathBuf::from(e));
+            exes.push((name.to_string(), std::path::PathBuf::from(e)));
         }
     }
     if exes.len() != names.len() {
@@ -236,8 +235,7 @@ fn vm_stage(timeout: u64, targets: &[String]) -> anyhow::Result<()> {
     for series in SERIES {
         let t = Instant::now();
         eprintln!("xtask test: VM tests on the {series} kernel");
-        for exe in &exes {
-            let name = test_name(exe);
+        for (name, exe) in &exes {
             let te = Instant::now();
             eprintln!("xtask test: {name} on {series}");
             let opts = vm::RunOpts {
@@ -268,16 +266,4 @@ fn vm_stage(timeout: u64, targets: &[String]) -> anyhow::Result<()> {
         bail!("VM tests failed: {}", failed.join(", "));
     }
     Ok(())
-}
-
-/// `vm_race` from `target/debug/deps/vm_race-0123abcd`.
-fn test_name(exe: &std::path::Path) -> String {
-    let stem = exe
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match stem.rsplit_once('-') {
-        Some((name, _hash)) => name.to_string(),
-        None => stem,
-    }
 }
