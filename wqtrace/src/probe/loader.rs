@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, ProgramArray},
-    programs::BtfTracePoint,
+    programs::{BtfTracePoint, ProgramInfo},
 };
 use wqtrace_common::{
     MAX_RINGS, Offsets,
@@ -543,11 +543,24 @@ fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
         .program_mut(prog)
         .ok_or_else(|| anyhow!("program {prog} missing"))?
         .try_into()?;
+    let t = std::time::Instant::now();
     p.load(tp, btf)
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", refused(prog, &e)))?;
+    let info = p.info().ok();
     p.attach()
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
+    log_loaded(prog, info.as_ref(), t.elapsed());
     Ok(())
+}
+
+/// For `RUST_LOG=wqtrace=debug`: one program's load and attach time, and how many
+/// instructions the verifier walked for it (what most of an attach's time grows with).
+pub(super) fn log_loaded(prog: &str, info: Option<&ProgramInfo>, took: std::time::Duration) {
+    let walked = info.and_then(ProgramInfo::verified_instruction_count);
+    log::debug!(
+        "{prog}: loaded and attached in {took:.2?} ({} instructions verified)",
+        walked.map_or_else(|| "?".to_owned(), |n| n.to_string())
+    );
 }
 
 /// sys_exit tail-calls this program for reads of notification pipes (it walks the records
