@@ -1281,14 +1281,17 @@ fn record_contend(
 
 /// The event's stacks were not taken: its CPU had spent its stack budget for that second.
 fn skipped(e: &serde_json::Value) -> bool {
-    frames(e, "kstack")
-        .first()
-        .is_some_and(|f| f.starts_with("unknown (not taken: this CPU had taken its"))
+    not_taken(e, "kstack")
 }
 
 /// The event's user stack was not taken: its CPU had spent this second's budget.
 fn user_skipped(e: &serde_json::Value) -> bool {
-    frames(e, "ustack")
+    not_taken(e, "ustack")
+}
+
+/// Stack `k` ("kstack", "ustack") of the event was past its CPU's budget for this second.
+fn not_taken(e: &serde_json::Value, k: &str) -> bool {
+    frames(e, k)
         .first()
         .is_some_and(|f| f.starts_with("unknown (not taken: this CPU had taken its"))
 }

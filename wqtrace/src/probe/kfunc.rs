@@ -104,30 +104,24 @@ fn attach_one(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str) -> Result<()> 
         .program_mut(prog)
         .ok_or_else(|| anyhow!("program {prog} missing"))?;
     let t = std::time::Instant::now();
-    let info = match p {
+    match p {
         Program::FEntry(p) => {
             p.load(func, btf)
                 .map_err(|e| anyhow!("{prog}: {}", refused(prog, &e)))?;
-            let info = p.info();
             p.attach().map_err(|e| anyhow!("{}", short(&e)))?;
-            info
         }
         Program::FExit(p) => {
             p.load(func, btf)
                 .map_err(|e| anyhow!("{prog}: {}", refused(prog, &e)))?;
-            let info = p.info();
             p.attach().map_err(|e| anyhow!("{}", short(&e)))?;
-            info
         }
         Program::KProbe(p) => {
             p.load().map_err(|e| anyhow!("{}", refused(prog, &e)))?;
-            let info = p.info();
             p.attach(func, 0).map_err(|e| anyhow!("{}", short(&e)))?;
-            info
         }
         _ => bail!("program {prog} has an unexpected type"),
-    };
-    super::loader::log_loaded(prog, info.ok().as_ref(), t.elapsed());
+    }
+    super::loader::log_loaded(prog, t.elapsed(), || p.info().ok());
     Ok(())
 }
 

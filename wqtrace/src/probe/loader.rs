@@ -546,17 +546,24 @@ fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
     let t = std::time::Instant::now();
     p.load(tp, btf)
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", refused(prog, &e)))?;
-    let info = p.info().ok();
     p.attach()
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
-    log_loaded(prog, info.as_ref(), t.elapsed());
+    log_loaded(prog, t.elapsed(), || p.info().ok());
     Ok(())
 }
 
 /// For `RUST_LOG=wqtrace=debug`: one program's load and attach time, and how many
-/// instructions the verifier walked for it (what most of an attach's time grows with).
-pub(super) fn log_loaded(prog: &str, info: Option<&ProgramInfo>, took: std::time::Duration) {
-    let walked = info.and_then(ProgramInfo::verified_instruction_count);
+/// instructions the verifier walked for it (what most of an attach's time grows with). The
+/// program's info (a bpf() call) is asked for only when the line is logged.
+pub(super) fn log_loaded(
+    prog: &str,
+    took: std::time::Duration,
+    info: impl FnOnce() -> Option<ProgramInfo>,
+) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let walked = info().and_then(|i| i.verified_instruction_count());
     log::debug!(
         "{prog}: loaded and attached in {took:.2?} ({} instructions verified)",
         walked.map_or_else(|| "?".to_owned(), |n| n.to_string())
