@@ -354,7 +354,7 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
             e.flags |= flags::MUTEX_HELD;
         }
         // A post landing inside a userspace op's critical section is an interleave: rare.
-        (e.kstack, e.ustack) = crate::stacks::pair(ctx, owner != 0, e.ctx, e.ts_ns);
+        (e.kstack, e.ustack) = crate::stacks::pair(ctx, crate::stacks::Budget::Other, owner != 0, e.ctx, e.ts_ns);
     });
 }
 
@@ -388,6 +388,13 @@ fn not_landed(en: &PostEntry, head: u32, tail: u32, hooks: u64) -> u16 {
     }
 }
 
+/// Whether a walked watch reached a traced pipe and its post did not land: what the return
+/// decides and reports (the landing hook reported the others).
+#[inline(always)]
+fn unlanded(en: &PostEntry) -> bool {
+    en.pipe != 0 && en.landed == 0
+}
+
 #[inline(always)]
 fn post_return(ctx: *mut core::ffi::c_void) {
     // Every walked post landed, and the landing hook reported each: nothing to decide. The
@@ -398,7 +405,7 @@ fn post_return(ctx: *mut core::ffi::c_void) {
             if i as u32 >= c.n {
                 break;
             }
-            if c.entries[i].pipe != 0 && c.entries[i].landed == 0 {
+            if unlanded(&c.entries[i]) {
                 missed = true;
             }
         }
@@ -418,7 +425,7 @@ fn post_return(ctx: *mut core::ffi::c_void) {
         if i as u32 >= c.n {
             break;
         }
-        if c.entries[i].pipe == 0 || c.entries[i].landed != 0 {
+        if !unlanded(&c.entries[i]) {
             continue;
         }
         let r = kread::ring(c.entries[i].pipe);
@@ -434,13 +441,13 @@ fn post_return(ctx: *mut core::ffi::c_void) {
     // splits its verifier states four ways, and 6.1 refused the program (E2BIG).
     c.ectx = crate::emit::exec_ctx() as u32;
     let ectx = || unsafe { core::ptr::read_volatile(&c.ectx) } as u8;
-    let (kstack, ustack) = crate::stacks::pair_now(ctx, true, ectx());
+    let (kstack, ustack) = crate::stacks::pair_now(ctx, crate::stacks::Budget::Other, true, ectx());
     for i in 0..MAX_WATCHES {
         if i as u32 >= c.n {
             break;
         }
         let en = &c.entries[i];
-        if en.pipe == 0 || en.landed != 0 {
+        if !unlanded(en) {
             continue;
         }
         emit!(@ ectx(), EventKind::NotifyPosted, |e| {
