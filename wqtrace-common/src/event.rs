@@ -285,13 +285,14 @@ pub mod stack_ref {
     /// A stack was asked for but the kernel could not take or store it (no frames to walk, the
     /// stack map out of room): shown as unknown.
     pub const FAILED: u16 = u16::MAX;
-    /// Not taken: this CPU had taken its [`PER_CPU_PER_SEC`] stacks this second already.
+    /// Not taken: this CPU had taken its [`PER_CPU_PER_SEC`] stacks of this kind (ring ops,
+    /// lock contention, waits, the other rare events) this second already.
     pub const SKIPPED: u16 = u16::MAX - 1;
     /// Taken but not stored: the stack map's bucket for its hash holds another stack
     /// (bpf_get_stackid's EEXIST; it refuses rather than overwrite an id events still name).
     /// Shown as unknown, with that reason.
     pub const COLLIDED: u16 = u16::MAX - 2;
-    /// Stack pairs each CPU takes per second at most (their cost stays bounded).
+    /// Stack pairs each CPU takes per second of each kind at most (their cost stays bounded).
     pub const PER_CPU_PER_SEC: u32 = 1000;
     /// Stack map entries: ids are `0..MAX_ENTRIES`, stored as id + 1 (below COLLIDED).
     pub const MAX_ENTRIES: u32 = 16384;

@@ -139,7 +139,7 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
         crate::kread::fill_ring(e, w.pipe);
-        (e.kstack, e.ustack) = crate::stacks::pair(ctx.as_ptr(), true, x, e.ts_ns);
+        (e.kstack, e.ustack) = crate::stacks::pair(ctx.as_ptr(), crate::stacks::Budget::Lock, true, x, e.ts_ns);
     });
     0
 }

@@ -37,7 +37,8 @@ fn gpi_return(ctx: *mut core::ffi::c_void, file: u64, for_splice: u64, ret: u64)
                 (*f).rejected_pipe = p.pipe;
                 // Here, not at sys_exit, the kernel stack runs through the refusing path.
                 let task = wqtrace_common::ExecCtx::Task as u8;
-                ((*f).rej_kstack, (*f).rej_ustack) = crate::stacks::pair_now(ctx, true, task);
+                ((*f).rej_kstack, (*f).rej_ustack) =
+                    crate::stacks::pair_now(ctx, crate::stacks::Budget::Other, true, task);
             }
         }
         return;
@@ -51,7 +52,8 @@ fn gpi_return(ctx: *mut core::ffi::c_void, file: u64, for_splice: u64, ret: u64)
         e.ino = p.ino;
         e.flags = flags::NOTIFICATION_PIPE | flags::FROM_KFUNC;
         fill_ring(e, p.pipe);
-        (e.kstack, e.ustack) = crate::stacks::pair(ctx, true, e.ctx, e.ts_ns);
+        (e.kstack, e.ustack) =
+            crate::stacks::pair(ctx, crate::stacks::Budget::Other, true, e.ctx, e.ts_ns);
     });
 }
 

@@ -3,8 +3,10 @@
 //! id (+1) and userspace reads and symbolizes each distinct stack once.
 //!
 //! "Rare" events can come at a high rate (a contended pipe), so each CPU takes at most
-//! [`PER_SEC`] stack pairs a second; past that an event is marked `SKIPPED`, never silently
-//! stackless, and the walk's cost stays bounded.
+//! [`PER_SEC`] stack pairs a second of each [`Budget`] kind; past that an event is marked
+//! `SKIPPED`, never silently stackless, and the walk's cost stays bounded. One budget per kind:
+//! with one for all, a contended lock spent it before any wait ended, and every wait said
+//! "not taken".
 
 use core::ffi::c_void;
 
@@ -20,16 +22,29 @@ use crate::globals::filter;
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(stack_ref::MAX_ENTRIES, 0);
 
-/// This CPU's stack budget: pairs taken in the current one-second window.
+/// Which of a CPU's budgets a stack is charged to.
+#[derive(Clone, Copy)]
+pub enum Budget {
+    /// Ring ops (`--stacks all` only).
+    Op = 0,
+    /// Lock contention.
+    Lock = 1,
+    /// Waits for a pipe: the user stack at the wait's end, the kernel one where it slept.
+    Wait = 2,
+    /// Rejections, posts that did not land or landed inside an op.
+    Other = 3,
+}
+
+/// One CPU's use of one budget: pairs taken in the current one-second window.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Budget {
+pub struct Spent {
     window_ns: u64,
     used: u64,
 }
 
 #[map]
-static STACK_BUDGET: PerCpuArray<Budget> = PerCpuArray::with_max_entries(1, 0);
+static STACK_BUDGET: PerCpuArray<Spent> = PerCpuArray::with_max_entries(4, 0);
 
 /// Stack pairs a CPU takes per second at most.
 pub const PER_SEC: u64 = stack_ref::PER_CPU_PER_SEC as u64;
@@ -50,11 +65,11 @@ fn asked(rare: bool) -> bool {
     }
 }
 
-/// Takes one from this CPU's budget; false when it is spent for this second. `now`: the
+/// Takes one from this CPU's budget `kind`; false when it is spent for this second. `now`: the
 /// event's timestamp (a clock read of its own was one more per contended lock).
 #[inline(always)]
-fn spend(now: u64) -> bool {
-    let Some(b) = STACK_BUDGET.get_ptr_mut(0) else {
+fn spend(kind: Budget, now: u64) -> bool {
+    let Some(b) = STACK_BUDGET.get_ptr_mut(kind as u32) else {
         return false;
     };
     // Per CPU, and a program on this CPU is not preempted: no lock needed.
@@ -101,12 +116,12 @@ pub fn user(ctx: *mut c_void, exec_ctx: u8) -> u16 {
 }
 
 /// The kernel and user stacks of the current task for an event at `now` (`rare`: see
-/// [`asked`]): NONE when not asked, SKIPPED past the budget.
+/// [`asked`]): NONE when not asked, SKIPPED past budget `kind`.
 #[inline(always)]
-pub fn pair(ctx: *mut c_void, rare: bool, exec_ctx: u8, now: u64) -> (u16, u16) {
+pub fn pair(ctx: *mut c_void, kind: Budget, rare: bool, exec_ctx: u8, now: u64) -> (u16, u16) {
     if !asked(rare) {
         (stack_ref::NONE, stack_ref::NONE)
-    } else if !spend(now) {
+    } else if !spend(kind, now) {
         (stack_ref::SKIPPED, stack_ref::SKIPPED)
     } else {
         (take(ctx, FLAGS), user(ctx, exec_ctx))
@@ -132,7 +147,7 @@ pub fn of_wait(
 ) -> (u16, u16) {
     let u = if !asked(wait_is_rare(off_cpu_ns)) {
         stack_ref::NONE
-    } else if !spend(now) {
+    } else if !spend(Budget::Wait, now) {
         stack_ref::SKIPPED
     } else {
         user(ctx, exec_ctx)
@@ -150,11 +165,11 @@ pub fn of_wait(
 /// As [`pair`], for a hook with no event to take the time from: the clock is read only when
 /// stacks are asked for.
 #[inline(always)]
-pub fn pair_now(ctx: *mut c_void, rare: bool, exec_ctx: u8) -> (u16, u16) {
+pub fn pair_now(ctx: *mut c_void, kind: Budget, rare: bool, exec_ctx: u8) -> (u16, u16) {
     if !asked(rare) {
         (stack_ref::NONE, stack_ref::NONE)
     } else {
-        pair(ctx, rare, exec_ctx, crate::emit::now())
+        pair(ctx, kind, rare, exec_ctx, crate::emit::now())
     }
 }
 
@@ -165,7 +180,7 @@ pub fn pair_now(ctx: *mut c_void, rare: bool, exec_ctx: u8) -> (u16, u16) {
 pub fn at_sleep(ctx: *mut c_void) -> u16 {
     if !asked(wait_is_rare(0)) {
         stack_ref::NONE
-    } else if !spend(crate::emit::now()) {
+    } else if !spend(Budget::Wait, crate::emit::now()) {
         stack_ref::SKIPPED
     } else {
         take(ctx, FLAGS)

@@ -58,7 +58,8 @@ fn wait_return(ctx: *mut core::ffi::c_void, hook: u64, op: Op) {
         e.flags = flags::FROM_KFUNC | if p.notif { flags::NOTIFICATION_PIPE } else { 0 };
         fill_ring(e, p.pipe);
         let rare = crate::stacks::wait_is_rare(e.duration_ns);
-        (e.kstack, e.ustack) = crate::stacks::pair(ctx, rare, e.ctx, e.ts_ns);
+        (e.kstack, e.ustack) =
+            crate::stacks::pair(ctx, crate::stacks::Budget::Wait, rare, e.ctx, e.ts_ns);
     });
 }
 

@@ -385,7 +385,7 @@ fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses
                 stacks::of_wait(ctx, f.off_cpu_ns, f.wait_kstack, e.ctx, e.ts_ns);
         } else {
             // Ring ops are the hot path: stacks only with `--stacks all`.
-            (e.kstack, e.ustack) = stacks::pair(ctx, false, e.ctx, e.ts_ns);
+            (e.kstack, e.ustack) = stacks::pair(ctx, stacks::Budget::Op, false, e.ctx, e.ts_ns);
         }
     });
 }
@@ -623,7 +623,7 @@ fn splice_exit(ctx: *mut c_void, f: &Inflight, ret: i64) {
                 };
                 (f.rej_kstack, u)
             } else {
-                stacks::pair(ctx, true, e.ctx, e.ts_ns)
+                stacks::pair(ctx, stacks::Budget::Other, true, e.ctx, e.ts_ns)
             };
         });
         return;

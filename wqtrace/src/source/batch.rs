@@ -23,7 +23,7 @@ use crate::{
 /// the batch itself).
 const MAX_CGROUPS: usize = 32;
 /// Distinct stacks likewise. Stacks are taken for the rare events only, at most
-/// `stack_ref::PER_CPU_PER_SEC` a CPU (unless `--stacks all`).
+/// `stack_ref::PER_CPU_PER_SEC` a CPU per kind.
 const MAX_STACKS: usize = 256;
 
 pub struct Batch {

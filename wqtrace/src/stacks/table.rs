@@ -173,7 +173,7 @@ impl StackTable {
                 "the kernel's stack map holds another stack under the same hash, and keeps it",
             ))),
             stack_ref::SKIPPED => Some(Arc::new(Stack::unknown(format!(
-                "not taken: this CPU had taken its {} stacks this second",
+                "not taken: this CPU had taken its {} stacks of this kind this second",
                 stack_ref::PER_CPU_PER_SEC
             )))),
             _ => {
