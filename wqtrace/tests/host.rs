@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::recording::{event_keys, export_jsonl, start_recording, timestamps};
+use common::recording::{event_keys, export_jsonl, report_json, start_recording, timestamps};
 use common::tmux::{Tmux, totalled};
 use common::{
     Tracer, WQTRACE, assert_dropped_to, contend, contend_tids, doctor_json, has_flag, kernel_lock,
@@ -1104,16 +1104,7 @@ fn after_the_fact_filters_keep_what_live_filters_keep() {
     assert!(got.iter().all(|t| window.contains(t)));
 
     // report with a filter counts what report of the live-filtered recording counts.
-    let report = |f: &std::path::Path, args: &[&str]| -> serde_json::Value {
-        let o = Command::new(WQTRACE)
-            .args(["report", "--json"])
-            .arg(f)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
-    };
+    let report = report_json;
     // Timestamps are each session's own; everything counted must agree.
     fn untimed(v: &mut serde_json::Value) {
         match v {
@@ -1192,12 +1183,7 @@ fn cgroup_filter_keeps_descendants_and_drops_siblings() {
     let sibling = export_jsonl(&all, &["--cgroup", &format!("/{name}/b")]);
     assert!(!String::from_utf8_lossy(&sibling).contains("wqcgroup"));
     // The report names the pipe's cgroup.
-    let r = Command::new(WQTRACE)
-        .args(["report", "--json"])
-        .arg(&all)
-        .output()
-        .unwrap();
-    let r: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let r = report_json(&all, &[]);
     let pipe = r["pipes"]
         .as_array()
         .unwrap()
@@ -1270,13 +1256,7 @@ fn record_contend(
             events.push(serde_json::from_str(l).unwrap());
         }
     }
-    let r = Command::new(WQTRACE)
-        .args(["report", "--json"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(r.status.success());
-    (events, serde_json::from_slice(&r.stdout).unwrap())
+    (events, report_json(path, &[]))
 }
 
 /// The event's stacks were not taken: its CPU had spent its stack budget for that second.
@@ -1547,13 +1527,7 @@ fn records_that_wrap_around_the_ring_arrive_whole() {
     unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
     assert!(rec.wait().unwrap().success());
 
-    let o = Command::new(WQTRACE)
-        .args(["report", "--json"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = report_json(&file, &[]);
     assert_eq!(r["totals"]["lost"], 0, "{}", r["totals"]);
     assert_eq!(r["totals"]["damaged_events"], 0, "{}", r["totals"]);
     assert!(

@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::recording::report_json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -352,12 +353,7 @@ fn report_text_and_json() {
     assert!(text.find("events     ").unwrap() < text.find("pipe:[81234]").unwrap());
     assert!(text.find("pipe:[81234]").unwrap() < text.find("pipe:[81240]").unwrap());
 
-    let out = Command::new(BIN)
-        .args(["report", "--json"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report_json(&p, &[]);
     assert_eq!(
         v["totals"]["events"],
         fixtures::notification_session().len()
@@ -390,12 +386,7 @@ fn report_names_the_notes_a_queue_leaked() {
         ),
         "{text}"
     );
-    let out = Command::new(BIN)
-        .args(["report", "--json"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report_json(&p, &[]);
     assert_eq!(v["pipes"][0]["notes_leaked"]["count"], 1);
     // A queue that lost none says nothing about it.
     let p = write_file("noleak.wqt", &fixtures::notification_session(), 0, None);
@@ -645,12 +636,7 @@ fn stacks_travel_with_the_recording() {
         );
     }
 
-    let o = Command::new(BIN)
-        .args(["report", "--json"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = report_json(&p, &[]);
     let groups = r["stacks"].as_array().unwrap();
     let total: u64 = groups.iter().map(|g| g["count"].as_u64().unwrap()).sum();
     assert_eq!(total, rejected.len() as u64, "{groups:?}");

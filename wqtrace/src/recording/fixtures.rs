@@ -128,6 +128,18 @@ fn ring(e: &mut Event, hb: u32, h: u32, tb: u32, t: u32, size: u32) {
     e.max_usage = size;
 }
 
+/// The fields every KEY_UPDATED post of these sessions shares: watch 1's 16-byte record into
+/// notification pipe `pipe`, whose queue has `nr_notes` notes, `in_use` of them taken.
+fn key_update(e: &mut Event, pipe: u64, nr_notes: u32, in_use: u32) {
+    e.flags |= flags::NOTIFICATION_PIPE;
+    e.nr_notes = nr_notes;
+    e.notes_in_use = in_use;
+    e.ntype = KEY_NOTIFY;
+    e.subtype = KEY_UPDATED;
+    e.info = 16 | (1 << 8);
+    e.lock = pipe + RD_WAIT_OFF;
+}
+
 /// Posts into a 256-slot, 256-note queue while a reader drains it, as the 6.12 guest's storm
 /// recorded them when the queue lost a note: the second post's slot was consumed and its note
 /// freed before the post took the note, so from the third landing on one note more is in use
@@ -147,16 +159,10 @@ pub fn leaked_note_session() -> Vec<Event> {
             NPIPE,
             NPIPE_INO,
         );
-        e.flags |= flags::NOTIFICATION_PIPE;
+        key_update(&mut e, NPIPE, 256, in_use);
         ring(&mut e, head - 1, head, tail, tail, 256);
         e.slot = head - 1;
         e.note = i as u32;
-        e.nr_notes = 256;
-        e.notes_in_use = in_use;
-        e.ntype = KEY_NOTIFY;
-        e.subtype = KEY_UPDATED;
-        e.info = 16 | (1 << 8);
-        e.lock = NPIPE + RD_WAIT_OFF;
         b.push(e);
     }
     b.events
@@ -205,30 +211,19 @@ pub fn notification_session() -> Vec<Event> {
             Op::Post,
             POSTER,
         );
-        e.flags |= flags::NOTIFICATION_PIPE;
+        key_update(&mut e, NPIPE, 32, i + 1);
         ring(&mut e, i, i + 1, 0, 0, 4);
         e.slot = i;
         e.note = i;
-        e.nr_notes = 32;
-        e.notes_in_use = i + 1;
-        e.ntype = KEY_NOTIFY;
-        e.subtype = KEY_UPDATED;
-        e.info = 16 | (1 << 8);
         e.duration_ns = 900 + u64::from(i) * 40;
-        e.lock = NPIPE + RD_WAIT_OFF;
         b.push(e);
     }
     // The fifth is lost: the ring is full; the kernel flags the last buffer.
     let mut e = np(&mut b, 150_000, NotifyPosted, Op::Post, POSTER);
-    e.flags |= flags::NOTIFICATION_PIPE | flags::LOSS | flags::RING_FULL;
+    key_update(&mut e, NPIPE, 32, 4);
+    e.flags |= flags::LOSS | flags::RING_FULL;
     ring(&mut e, 4, 4, 0, 0, 4);
-    e.nr_notes = 32;
-    e.notes_in_use = 4;
-    e.ntype = KEY_NOTIFY;
-    e.subtype = KEY_UPDATED;
-    e.info = 16 | (1 << 8);
     e.duration_ns = 400;
-    e.lock = NPIPE + RD_WAIT_OFF;
     b.push(e);
 
     // The reader drains two notes; while it holds the mutex (mid 2-slot read) nothing can post
@@ -243,19 +238,14 @@ pub fn notification_session() -> Vec<Event> {
     // …then a post lands while the reader (tid READER) holds the mutex in its next read, which
     // consumes 2 slots: a reader consuming while posts land, not an interleave.
     let mut e = np(&mut b, 30_000, NotifyPosted, Op::Post, POSTER);
-    e.flags |= flags::NOTIFICATION_PIPE | flags::MUTEX_HELD;
+    key_update(&mut e, NPIPE, 32, 3);
+    e.flags |= flags::MUTEX_HELD;
     ring(&mut e, 4, 5, 2, 2, 4);
     e.slot = 0;
     e.note = 4;
-    e.nr_notes = 32;
-    e.notes_in_use = 3;
-    e.ntype = KEY_NOTIFY;
-    e.subtype = KEY_UPDATED;
-    e.info = 16 | (1 << 8);
     e.duration_ns = 1_100;
     e.owner_tid = READER.tid;
     e.owner_comm = comm(READER.comm);
-    e.lock = NPIPE + RD_WAIT_OFF;
     b.push(e);
     let mut e = np(&mut b, 4_000, RingOp, Op::Read, READER);
     e.flags |= flags::NOTIFICATION_PIPE | flags::LOSS_SEEN;
@@ -420,14 +410,8 @@ impl Iterator for BusyStream {
             0..=8 => {
                 let full = head.wrapping_sub(tail) >= 16;
                 let mut e = b.ev(dt, NotifyPosted, Op::Post, POSTER, addr(i), ino(i));
-                e.flags |= flags::NOTIFICATION_PIPE;
-                e.nr_notes = 32;
-                e.notes_in_use = head.wrapping_sub(tail);
-                e.ntype = KEY_NOTIFY;
-                e.subtype = KEY_UPDATED;
-                e.info = 16 | (1 << 8);
+                key_update(&mut e, addr(i), 32, head.wrapping_sub(tail));
                 e.duration_ns = 600 + (r >> 40) % 900;
-                e.lock = addr(i) + RD_WAIT_OFF;
                 if full {
                     e.flags |= flags::LOSS | flags::RING_FULL;
                     ring(&mut e, head, head, tail, tail, 16);

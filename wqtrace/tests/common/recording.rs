@@ -41,6 +41,18 @@ pub fn export_jsonl(file: &Path, filter: &[&str]) -> Vec<u8> {
     o.stdout
 }
 
+/// `wqtrace report --json FILE ARGS…`, asserting it succeeded.
+pub fn report_json(file: &Path, args: &[&str]) -> Value {
+    let o = Command::new(WQTRACE)
+        .args(["report", "--json"])
+        .arg(file)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// What two sessions both see of one event, sorted. Timestamps, CPUs and durations are each
 /// session's own, and so are ring snapshots taken outside the pipe's locks: a post on another
 /// CPU can land between the two sessions' programs at one syscall exit.
