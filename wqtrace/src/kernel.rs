@@ -303,72 +303,78 @@ pub fn offsets(btf: &Btf) -> Offsets {
     o
 }
 
-/// Addresses from /proc/kallsyms the programs use to read preempt_count (execution context).
-/// Per-cpu variables are only listed with CONFIG_KALLSYMS_ALL; without them the context is
-/// reported as unknown.
-pub fn ksyms(btf: &Btf) -> wqtrace_common::Ksyms {
-    let mut k = wqtrace_common::Ksyms::none();
-    // Line by line: read whole, the file (megabytes) would sit next to the parsed BTF and set
-    // the process's peak RSS.
-    let Ok(f) = std::fs::File::open("/proc/kallsyms") else {
-        return k;
-    };
-    let Wanted {
-        per_cpu_offset,
-        pcpu_hot,
-        preempt_count: preempt,
-    } = scan_kallsyms(std::io::BufReader::with_capacity(64 << 10, f));
-    k.per_cpu_offset = per_cpu_offset;
-    if preempt != 0 {
-        k.preempt_count = preempt;
-    } else if pcpu_hot != 0 {
-        let l = Layout::new(btf);
-        if let Some(f) = l.field("pcpu_hot", "preempt_count") {
-            k.preempt_count = pcpu_hot + f.offset as u64;
-        }
-    }
-    // kptr_restrict hides addresses as zeros: then neither is usable.
-    if k.per_cpu_offset == 0 || k.preempt_count == 0 {
-        return wqtrace_common::Ksyms::none();
-    }
-    k
+/// Where `pcpu_hot.preempt_count` lies in its per-CPU variable (6.2+), for [`KsymsScan::ksyms`].
+pub fn pcpu_hot_preempt_count(btf: &Btf) -> Option<u64> {
+    Layout::new(btf)
+        .field("pcpu_hot", "preempt_count")
+        .map(|f| u64::from(f.offset))
 }
 
-/// The /proc/kallsyms addresses [`ksyms`] needs (0: not listed).
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Wanted {
+/// The /proc/kallsyms addresses the programs use to read preempt_count (execution context),
+/// taken one line at a time: by a read of the file of its own ([`KsymsScan::read`]), or by the
+/// stack symbolizer's, which reads it anyway (`stacks::kallsyms`). Per-cpu variables are only
+/// listed with CONFIG_KALLSYMS_ALL; without them the context is reported as unknown.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KsymsScan {
     per_cpu_offset: u64,
     pcpu_hot: u64,
     preempt_count: u64,
 }
 
-fn scan_kallsyms(mut r: impl std::io::BufRead) -> Wanted {
-    let mut w = Wanted::default();
-    let mut line = Vec::with_capacity(256);
-    // A suffix compare per line, the address parsed only where a name matches: a line-by-line
-    // split of the ~100k lines took 1.5 s of each attach in the emulated test guest.
-    loop {
-        line.clear();
-        match r.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+impl KsymsScan {
+    /// Reads /proc/kallsyms for them; None when it cannot be opened.
+    pub fn read() -> Option<Self> {
+        // Line by line: read whole, the file (megabytes) would sit next to the parsed BTF and
+        // set the process's peak RSS.
+        let f = std::fs::File::open("/proc/kallsyms").ok()?;
+        let mut r = std::io::BufReader::with_capacity(64 << 10, f);
+        let mut scan = Self::default();
+        let mut line = Vec::with_capacity(256);
+        loop {
+            line.clear();
+            match std::io::BufRead::read_until(&mut r, b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => scan.line(line.strip_suffix(b"\n").unwrap_or(&line)),
+            }
         }
-        let l = line.strip_suffix(b"\n").unwrap_or(&line);
+        Some(scan)
+    }
+
+    /// Looks at one line (without its newline). A suffix compare, the address parsed only
+    /// where a name matches: a line-by-line split of the ~100k lines took 1.5 s of each attach
+    /// in the emulated test guest.
+    #[inline]
+    pub fn line(&mut self, l: &[u8]) {
         // Module symbols end in "\t[module]": none of these names is one.
         let slot = if l.ends_with(b" __per_cpu_offset") {
-            &mut w.per_cpu_offset
+            &mut self.per_cpu_offset
         } else if l.ends_with(b" pcpu_hot") {
-            &mut w.pcpu_hot
+            &mut self.pcpu_hot
         } else if l.ends_with(b" __preempt_count") {
-            &mut w.preempt_count
+            &mut self.preempt_count
         } else {
-            continue;
+            return;
         };
         if let Some(a) = kallsyms_address(l) {
             *slot = a;
         }
     }
-    w
+
+    /// What the programs are given: `pcpu_preempt` is [`pcpu_hot_preempt_count`].
+    pub fn ksyms(&self, pcpu_preempt: Option<u64>) -> wqtrace_common::Ksyms {
+        let mut k = wqtrace_common::Ksyms::none();
+        k.per_cpu_offset = self.per_cpu_offset;
+        if self.preempt_count != 0 {
+            k.preempt_count = self.preempt_count;
+        } else if let (true, Some(o)) = (self.pcpu_hot != 0, pcpu_preempt) {
+            k.preempt_count = self.pcpu_hot + o;
+        }
+        // kptr_restrict hides addresses as zeros: then neither is usable.
+        if k.per_cpu_offset == 0 || k.preempt_count == 0 {
+            return wqtrace_common::Ksyms::none();
+        }
+        k
+    }
 }
 
 /// The address that starts a /proc/kallsyms line ("ffffffff82a0b6c0 D __per_cpu_offset").
@@ -451,17 +457,31 @@ ffffffff82a0b6d0 r __ksymtab___per_cpu_offset
 0000000000032f08 d my_pcpu_hot
 ffffffffc0001000 t __preempt_count\t[some_module]
 0000000000001234 D __preempt_count";
+        let scan = |t: &str| {
+            let mut s = KsymsScan::default();
+            t.lines().for_each(|l| s.line(l.as_bytes()));
+            s
+        };
         assert_eq!(
-            scan_kallsyms(text.as_bytes()),
-            Wanted {
+            scan(text),
+            KsymsScan {
                 per_cpu_offset: 0xffffffff82a0b6c0,
                 pcpu_hot: 0x32f00,
                 preempt_count: 0x1234,
             }
         );
-        // kptr_restrict: every address reads as zero.
+        // __preempt_count itself (before 6.2) wins over pcpu_hot's field.
+        let k = scan(text).ksyms(Some(8));
+        assert_eq!(
+            (k.per_cpu_offset, k.preempt_count),
+            (0xffffffff82a0b6c0, 0x1234)
+        );
+        let k = scan(&text.replace(" __preempt_count", " other")).ksyms(Some(8));
+        assert_eq!(k.preempt_count, 0x32f08);
+        // kptr_restrict: every address reads as zero, and nothing is usable.
         let hidden = "0000000000000000 R __per_cpu_offset\n0000000000000000 D pcpu_hot\n";
-        assert_eq!(scan_kallsyms(hidden.as_bytes()), Wanted::default());
+        assert_eq!(scan(hidden), KsymsScan::default());
+        assert_eq!(scan(hidden).ksyms(Some(8)), wqtrace_common::Ksyms::none());
     }
 
     /// Against the running kernel's own BTF: the layout the programs depend on is found, and

@@ -90,9 +90,19 @@ pub fn ensure_tracefs() -> bool {
 impl Probes {
     /// Load everything and attach per the plan. Errors are one line, naming what is missing.
     pub fn open(opts: &ProbeOpts) -> Result<Self> {
+        Self::open_with(opts, None)
+    }
+
+    /// [`Probes::open`], the kernel symbols the programs need taken from `ksyms` when it has
+    /// them (a read of /proc/kallsyms already under way: `stacks::kallsyms::Pending::ksyms`)
+    /// instead of a read of the file of their own.
+    pub fn open_with(
+        opts: &ProbeOpts,
+        ksyms: Option<&dyn Fn() -> Option<kernel::KsymsScan>>,
+    ) -> Result<Self> {
         crate::privileges::require()?;
         let t = std::time::Instant::now();
-        let facts = kernel_facts(opts, true)?;
+        let facts = kernel_facts(opts, true, ksyms)?;
         log::debug!("kernel facts (BTF, offsets) in {:.2?}", t.elapsed());
         if facts.direct.is_none() {
             return Self::load_and_attach(opts, facts);
@@ -101,7 +111,7 @@ impl Probes {
             // A verifier that refuses the direct loads somewhere (a kernel they were not tried
             // on) gets the programs that probe-read everything, as before 6.2. A failure for
             // any other reason fails again: its first error is the one reported.
-            let p = kernel_facts(opts, false).and_then(|f| Self::load_and_attach(opts, f));
+            let p = kernel_facts(opts, false, ksyms).and_then(|f| Self::load_and_attach(opts, f));
             if p.is_ok() {
                 eprintln!("wqtrace: direct kernel loads refused ({e:#}): reading by probe reads");
             }
@@ -409,7 +419,11 @@ fn unavailable(hook: Hook, why: String) -> HookPlan {
 
 /// What the loader needs from the kernel's BTF: field offsets, kernel symbols, whether a
 /// security hook may refuse posts unseen; then aya's own parse of it.
-fn kernel_facts(opts: &ProbeOpts, allow_direct: bool) -> Result<KernelFacts> {
+fn kernel_facts(
+    opts: &ProbeOpts,
+    allow_direct: bool,
+    ksyms: Option<&dyn Fn() -> Option<kernel::KsymsScan>>,
+) -> Result<KernelFacts> {
     let (btf_rs, btf_path) = kernel::open_btf(opts.btf.as_deref())?;
     let mut offsets = kernel::offsets(&btf_rs);
     let missing = kernel::missing_core(&offsets);
@@ -420,7 +434,7 @@ fn kernel_facts(opts: &ProbeOpts, allow_direct: bool) -> Result<KernelFacts> {
             missing.join(", ")
         );
     }
-    let ksyms = kernel::ksyms(&btf_rs);
+    let pcpu_preempt = kernel::pcpu_hot_preempt_count(&btf_rs);
     let direct = allow_direct
         .then(|| direct_loads(&btf_path, &btf_rs))
         .flatten();
@@ -435,6 +449,13 @@ fn kernel_facts(opts: &ProbeOpts, allow_direct: bool) -> Result<KernelFacts> {
     unsafe { libc::malloc_trim(0) };
     let btf = Btf::parse_file(&btf_path, aya::Endianness::default())
         .with_context(|| format!("cannot parse BTF {}", crate::text::path(&btf_path)))?;
+    // Last: a read of /proc/kallsyms started before (for stacks) has had the BTF parses'
+    // time to reach the end of the file.
+    let ksyms = ksyms
+        .and_then(|k| k())
+        .or_else(kernel::KsymsScan::read)
+        .unwrap_or_default()
+        .ksyms(pcpu_preempt);
     Ok(KernelFacts {
         btf,
         offsets,
