@@ -280,7 +280,8 @@ fn calibrate(regs: u64) {
     let Some(file) = kread::fd_file(sys_arg(regs, 0) as i64) else {
         return;
     };
-    if let Some(fop) = kread::rd::<u64>(file, crate::globals::off!(file_f_op)) {
+    // A fault reads as 0 (`kread::rd`), which names no file operations.
+    if let Some(fop) = kread::rd::<u64>(file, crate::globals::off!(file_f_op)).filter(|&f| f != 0) {
         let _ = RUNTIME.set(RT_PIPE_FOPS, fop, 0);
     }
 }
