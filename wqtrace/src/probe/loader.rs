@@ -90,7 +90,7 @@ pub fn ensure_tracefs() -> bool {
 impl Probes {
     /// Load everything and attach per the plan. Errors are one line, naming what is missing.
     pub fn open(opts: &ProbeOpts) -> Result<Self> {
-        Self::open_with(opts, None)
+        Self::open_with(opts, &|| None)
     }
 
     /// [`Probes::open`], the kernel symbols the programs need taken from `ksyms` when it has
@@ -98,7 +98,7 @@ impl Probes {
     /// instead of a read of the file of their own.
     pub fn open_with(
         opts: &ProbeOpts,
-        ksyms: Option<&dyn Fn() -> Option<kernel::KsymsScan>>,
+        ksyms: &dyn Fn() -> Option<kernel::KsymsScan>,
     ) -> Result<Self> {
         crate::privileges::require()?;
         let t = std::time::Instant::now();
@@ -422,7 +422,7 @@ fn unavailable(hook: Hook, why: String) -> HookPlan {
 fn kernel_facts(
     opts: &ProbeOpts,
     allow_direct: bool,
-    ksyms: Option<&dyn Fn() -> Option<kernel::KsymsScan>>,
+    ksyms: &dyn Fn() -> Option<kernel::KsymsScan>,
 ) -> Result<KernelFacts> {
     let (btf_rs, btf_path) = kernel::open_btf(opts.btf.as_deref())?;
     let mut offsets = kernel::offsets(&btf_rs);
@@ -451,8 +451,7 @@ fn kernel_facts(
         .with_context(|| format!("cannot parse BTF {}", crate::text::path(&btf_path)))?;
     // Last: a read of /proc/kallsyms started before (for stacks) has had the BTF parses'
     // time to reach the end of the file.
-    let ksyms = ksyms
-        .and_then(|k| k())
+    let ksyms = ksyms()
         .or_else(kernel::KsymsScan::read)
         .unwrap_or_default()
         .ksyms(pcpu_preempt);

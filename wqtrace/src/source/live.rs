@@ -88,13 +88,7 @@ impl LiveSource {
         // emulated guest), not at the first stack.
         let kallsyms = (opts.stacks_mode() != crate::stacks::Mode::None && !opts.empty_programs)
             .then(Kallsyms::open);
-        let from_kallsyms = kallsyms.as_ref().map(|k| move || k.ksyms());
-        let mut probes = Probes::open_with(
-            opts,
-            from_kallsyms
-                .as_ref()
-                .map(|f| f as &dyn Fn() -> Option<kernel::KsymsScan>),
-        )?;
+        let mut probes = Probes::open_with(opts, &|| kallsyms.as_ref().and_then(Pending::ksyms))?;
         if drop == DropPlan::Capabilities {
             // Capabilities are per thread: given up before the drain thread exists, it has none.
             privileges::drop_capabilities().context("giving up capabilities after attaching")?;

@@ -11,7 +11,7 @@
 //! loader ([`Pending::ksyms`]) instead of a second read of the file at every attach.
 
 use std::{
-    cell::{Cell, OnceCell},
+    cell::OnceCell,
     fs::File,
     io::{BufRead, BufReader, Read, Seek},
     sync::mpsc::{Receiver, Sender, channel},
@@ -33,7 +33,7 @@ pub struct Kallsyms {
 pub struct Pending {
     building: Option<JoinHandle<Index>>,
     /// What the read found of the programs' symbols, sent when it reaches the end of the file.
-    ksyms: Cell<Option<Receiver<KsymsScan>>>,
+    ksyms: Option<Receiver<KsymsScan>>,
     ksyms_got: OnceCell<Option<KsymsScan>>,
     note: Option<String>,
 }
@@ -155,7 +155,7 @@ impl Kallsyms {
     pub fn open() -> Pending {
         let mut k = Pending {
             building: None,
-            ksyms: Cell::new(None),
+            ksyms: None,
             ksyms_got: OnceCell::new(),
             note: None,
         };
@@ -188,7 +188,7 @@ impl Kallsyms {
                     match built {
                         Ok(h) => {
                             k.building = Some(h);
-                            k.ksyms.set(Some(rx));
+                            k.ksyms = Some(rx);
                         }
                         Err(e) => k.note = Some(format!("no thread to read /proc/kallsyms: {e}")),
                     }
@@ -226,7 +226,7 @@ impl Pending {
     pub fn ksyms(&self) -> Option<KsymsScan> {
         *self
             .ksyms_got
-            .get_or_init(|| self.ksyms.take().and_then(|rx| rx.recv().ok()))
+            .get_or_init(|| self.ksyms.as_ref().and_then(|rx| rx.recv().ok()))
     }
 
     /// Waits until the symbols are indexed (at once if there is nothing to index).
