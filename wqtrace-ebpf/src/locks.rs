@@ -139,7 +139,8 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
             e.flags |= flags::NOTIFICATION_PIPE;
         }
         crate::kread::fill_ring(e, w.pipe);
-        (e.kstack, e.ustack) = crate::stacks::pair(ctx.as_ptr(), crate::stacks::Budget::Lock, true, x, e.ts_ns);
+        let budget = crate::stacks::Budget::Lock;
+        (e.kstack, e.ustack) = crate::stacks::pair(ctx.as_ptr(), budget, true, x, e.ts_ns);
     });
     0
 }

@@ -354,7 +354,8 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
             e.flags |= flags::MUTEX_HELD;
         }
         // A post landing inside a userspace op's critical section is an interleave: rare.
-        (e.kstack, e.ustack) = crate::stacks::pair(ctx, crate::stacks::Budget::Other, owner != 0, e.ctx, e.ts_ns);
+        let budget = crate::stacks::Budget::Other;
+        (e.kstack, e.ustack) = crate::stacks::pair(ctx, budget, owner != 0, e.ctx, e.ts_ns);
     });
 }
 

@@ -281,7 +281,8 @@ fn calibrate(regs: u64) {
         return;
     };
     // A fault reads as 0 (`kread::rd`), which names no file operations.
-    if let Some(fop) = kread::rd::<u64>(file, crate::globals::off!(file_f_op)).filter(|&f| f != 0) {
+    let fop = kread::rd::<u64>(file, crate::globals::off!(file_f_op)).unwrap_or(0);
+    if fop != 0 {
         let _ = RUNTIME.set(RT_PIPE_FOPS, fop, 0);
     }
 }
