@@ -55,6 +55,9 @@ pub(super) struct Cgroups {
     /// `unnamed_at` entries: a new entry may name one of them.
     pub(super) unnamed: HashMap<(u64, u8), prometheus_client::metrics::counter::Counter>,
     pub(super) unnamed_at: usize,
+    /// Events per (cgroup id, kind) not yet published: their labels are looked up once per
+    /// batch, not per event.
+    pub(super) pending: HashMap<(u64, u8), u64>,
 }
 
 impl Cgroups {
@@ -86,6 +89,31 @@ impl Cgroups {
         };
         self.labels.insert(id, l.clone());
         l
+    }
+
+    /// One event of `kind` in cgroup `id`, published by [`Cgroups::publish`].
+    pub(super) fn count(&mut self, id: u64, kind: wqtrace_common::EventKind) {
+        *self.pending.entry((id, kind as u8)).or_default() += 1;
+    }
+
+    /// Adds the events counted since the last call to their counters.
+    pub(super) fn publish(
+        &mut self,
+        fam: &prometheus_client::metrics::family::Family<
+            CgroupLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+    ) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for (&(id, kind), n) in pending.iter_mut() {
+            if let Some(kind) = wqtrace_common::EventKind::from_u8(kind)
+                && *n != 0
+            {
+                self.counter(fam, id, kind).inc_by(std::mem::take(n));
+            }
+        }
+        // Kept, emptied: the same few keys come back batch after batch.
+        self.pending = pending;
     }
 
     /// The counter of events of `kind` in cgroup `id`.

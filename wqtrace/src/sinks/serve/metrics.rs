@@ -7,6 +7,12 @@
 //! summed under `pipe="other"`). Released pipes drop out of the gauge. The per-pipe state behind
 //! the gauge is capped at [`Limits::tracked_pipes`] entries (least recently active evicted).
 //!
+//! Events are tallied in plain fields and published into the shared metric handles once per
+//! batch ([`Metrics::apply_batch`]): every handle update is an atomic read-modify-write (a
+//! counter's increment, a gauge's swap, a handle's reference count), and with several per
+//! event they were most of serve's time on a notification storm. A scrape sees the values
+//! as of the last batch.
+//!
 //! Pure: no kernel access, so the unit tests feed it hand-built events.
 
 use foldhash::HashMap;
@@ -90,6 +96,8 @@ struct Tracked {
     occupancy: u32,
     /// Its own gauge series, or None when it counts under `other`.
     series: Option<(PipeLabels, Gauge)>,
+    /// Its occupancy changed since the last publish (it is in `Metrics::dirty`).
+    dirty: bool,
     closes: u8,
     last_seen: u64,
     /// Notes its queue leaked (`model::NoteLeaks`), in `Metrics::notes_leaked`.
@@ -111,16 +119,19 @@ pub struct Metrics {
     comms: Comms,
     posted: Family<NoteLabels, Counter>,
     lost: Family<NoteLabels, Counter>,
-    /// Their series by (type, owner label) at hand: the family's lookup hashes and compares
-    /// the label strings, per post.
-    notes_at: HashMap<NoteKey, Counter>,
+    /// Their series by (type, owner label) at hand, with the posts not yet published: the
+    /// family's lookup hashes and compares the label strings, per post.
+    notes_at: HashMap<NoteKey, (Counter, u64)>,
     /// Every post attempt by outcome (`PostOutcome::ALL` order): exactly one each.
     outcomes: Vec<Counter>,
+    outcomes_pending: Vec<u64>,
     rejected: Family<RejectLabels, Counter>,
     pipe_wait: WaitHistogram,
     /// Mutex, rd_wait.
     lock_wait: [WaitHistogram; 2],
     events: Vec<Counter>,
+    /// Events by kind not yet published, with the unknown kinds last.
+    events_pending: Vec<u64>,
     events_unknown: Counter,
     by_cgroup: Family<CgroupLabels, Counter>,
     cgroups: Cgroups,
@@ -130,9 +141,12 @@ pub struct Metrics {
     other_series: Gauge,
     other_sum: i64,
     tracked_gauge: Gauge,
-    /// Notes leaked by the queues of the tracked pipes, summed.
+    /// Notes leaked by the queues of the tracked pipes, summed (published from `leaked_sum`).
     notes_leaked: Gauge,
+    leaked_sum: i64,
     pipes: HashMap<u64, Tracked>,
+    /// Tracked pipes whose occupancy series is behind.
+    dirty: Vec<u64>,
     labelled: usize,
     seq: u64,
     /// Running totals of the events counted in the kernel, per (cgroup id, kind), and of its
@@ -242,7 +256,7 @@ impl Metrics {
             "Events from the probes, by kind (without --all-pipes, ring ops, waits and contention on ordinary pipes are counted in the kernel, not streamed: the same counts)",
             kinds.clone(),
         );
-        let events = EventKind::ALL
+        let events: Vec<Counter> = EventKind::ALL
             .iter()
             .map(|k| kinds.get_or_create_owned(&KindLabels { kind: k.name() }))
             .collect();
@@ -260,6 +274,7 @@ impl Metrics {
             counters: HashMap::default(),
             unnamed: HashMap::default(),
             unnamed_at: 0,
+            pending: HashMap::default(),
         };
         let events_lost = Counter::default();
         reg.register(
@@ -274,10 +289,12 @@ impl Metrics {
             posted,
             lost,
             notes_at: HashMap::default(),
+            outcomes_pending: vec![0; PostOutcome::ALL.len()],
             outcomes,
             rejected,
             pipe_wait,
             lock_wait,
+            events_pending: vec![0; events.len() + 1],
             events,
             events_unknown,
             by_cgroup,
@@ -289,7 +306,9 @@ impl Metrics {
             other_sum: 0,
             tracked_gauge,
             notes_leaked,
+            leaked_sum: 0,
             pipes: HashMap::default(),
+            dirty: Vec::new(),
             labelled: 0,
             seq: 0,
             counted: HashMap::default(),
@@ -359,15 +378,65 @@ impl Metrics {
         (self.pipes.len(), self.labelled)
     }
 
+    /// Applies one event and publishes it.
     pub fn apply(&mut self, e: &Event) {
+        self.apply_batch(std::slice::from_ref(e));
+    }
+
+    /// Applies a batch of events, then publishes what they changed.
+    pub fn apply_batch(&mut self, events: &[Event]) {
+        for e in events {
+            self.apply_one(e);
+        }
+        self.publish();
+    }
+
+    /// Moves what the events applied since the last call tallied into the shared handles.
+    fn publish(&mut self) {
+        let (unknown, by_kind) = self.events_pending.split_last_mut().expect("never empty");
+        for (c, n) in self.events.iter().zip(by_kind) {
+            if *n != 0 {
+                c.inc_by(std::mem::take(n));
+            }
+        }
+        if *unknown != 0 {
+            self.events_unknown.inc_by(std::mem::take(unknown));
+        }
+        for (c, n) in self.outcomes.iter().zip(&mut self.outcomes_pending) {
+            if *n != 0 {
+                c.inc_by(std::mem::take(n));
+            }
+        }
+        for (c, n) in self.notes_at.values_mut() {
+            if *n != 0 {
+                c.inc_by(std::mem::take(n));
+            }
+        }
+        self.cgroups.publish(&self.by_cgroup);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            if let Some(p) = self.pipes.get_mut(&key) {
+                p.dirty = false;
+                if let Some((_, g)) = &p.series {
+                    g.set(i64::from(p.occupancy));
+                }
+            }
+        }
+        self.dirty = dirty;
+        self.other_series.set(self.other_sum);
+        self.tracked_gauge.set(self.pipes.len() as i64);
+        self.notes_leaked.set(self.leaked_sum);
+    }
+
+    fn apply_one(&mut self, e: &Event) {
         self.seq += 1;
         let Some(kind) = e.kind() else {
-            self.events_unknown.inc();
+            *self.events_pending.last_mut().expect("never empty") += 1;
             return;
         };
-        self.events[kind as usize - 1].inc();
+        self.events_pending[kind as usize - 1] += 1;
         if e.cgroup != 0 {
-            self.cgroups.counter(&self.by_cgroup, e.cgroup, kind).inc();
+            self.cgroups.count(e.cgroup, kind);
         }
         match kind {
             EventKind::PipeWait => {
@@ -401,19 +470,20 @@ impl Metrics {
         // Pipes are known by inode number: unique among live pipes, and what users see.
         let key = e.ino;
         if kind == EventKind::NotifyPosted {
+            // Borrowed: a clone is two atomic reference-count updates per post.
             let owner = self
                 .pipes
                 .get(&key)
-                .and_then(|p| p.owner.clone())
-                .unwrap_or_else(|| self.comms.unknown.clone());
+                .and_then(|p| p.owner.as_ref())
+                .unwrap_or(&self.comms.unknown);
             let o = PostOutcome::from_flags(e.flags);
-            self.outcomes[o as usize].inc();
+            self.outcomes_pending[o as usize] += 1;
             if o.is_lost() || o == PostOutcome::Landed {
                 let r#type = note_type_name(e.ntype);
                 let key = (
                     o.is_lost(),
                     r#type,
-                    Arc::as_ptr(&owner).cast::<u8>() as usize,
+                    Arc::as_ptr(owner).cast::<u8>() as usize,
                 );
                 let fam = if o.is_lost() {
                     &self.lost
@@ -423,12 +493,13 @@ impl Metrics {
                 self.notes_at
                     .entry(key)
                     .or_insert_with(|| {
-                        fam.get_or_create_owned(&NoteLabels {
+                        let labels = NoteLabels {
                             r#type,
-                            comm: owner,
-                        })
+                            comm: owner.clone(),
+                        };
+                        (fam.get_or_create_owned(&labels), 0)
                     })
-                    .inc();
+                    .1 += 1;
             }
         }
         if key == 0 || !eligible {
@@ -471,6 +542,7 @@ impl Metrics {
                     owner_is_reader: false,
                     occupancy: 0,
                     series: None,
+                    dirty: false,
                     closes: 0,
                     last_seen: self.seq,
                     last_ts_ns: e.ts_ns,
@@ -478,7 +550,6 @@ impl Metrics {
                     notes_leaked: NoteLeaks::default(),
                 },
             );
-            self.tracked_gauge.set(self.pipes.len() as i64);
         }
         // The owner: the reader once one reads, else whoever created or used the pipe.
         // Posts run in the poster's context, and lock waits in a contender's: neither owns it.
@@ -522,20 +593,18 @@ impl Metrics {
             let before = p.notes_leaked.count;
             p.notes_leaked
                 .landed(e.ts_ns, e.notes_in_use, e.head.wrapping_sub(e.tail));
-            self.notes_leaked
-                .inc_by(i64::from(p.notes_leaked.count - before));
+            self.leaked_sum += i64::from(p.notes_leaked.count - before);
         }
         if e.has_ring() {
             let occ = e.head.wrapping_sub(e.tail).min(e.ring_size);
             let old = std::mem::replace(&mut p.occupancy, occ);
-            match &p.series {
-                Some((_, g)) => {
-                    g.set(i64::from(occ));
+            if p.series.is_some() {
+                if !p.dirty && occ != old {
+                    p.dirty = true;
+                    self.dirty.push(key);
                 }
-                None => {
-                    self.other_sum += i64::from(occ) - i64::from(old);
-                    self.other_series.set(self.other_sum);
-                }
+            } else {
+                self.other_sum += i64::from(occ) - i64::from(old);
             }
         }
         if relabel {
@@ -548,7 +617,6 @@ impl Metrics {
             // Was counted under `other` until now (or is new): give it its own series.
             let occ = p.occupancy;
             self.other_sum -= i64::from(occ);
-            self.other_series.set(self.other_sum);
             self.give_series(key);
         }
     }
@@ -574,7 +642,7 @@ impl Metrics {
         let Some(p) = self.pipes.remove(&key) else {
             return;
         };
-        self.notes_leaked.dec_by(i64::from(p.notes_leaked.count));
+        self.leaked_sum -= i64::from(p.notes_leaked.count);
         match p.series {
             Some((labels, _)) => {
                 self.occupancy.remove(&labels);
@@ -582,10 +650,8 @@ impl Metrics {
             }
             None => {
                 self.other_sum -= i64::from(p.occupancy);
-                self.other_series.set(self.other_sum);
             }
         }
-        self.tracked_gauge.set(self.pipes.len() as i64);
     }
 
     /// For kernels where free_pipe_info() is not hooked: a process that exits closes its fds
@@ -602,6 +668,7 @@ impl Metrics {
         for k in &gone {
             self.forget(*k);
         }
+        self.publish();
         gone.len()
     }
 

@@ -165,9 +165,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if let Err(e) = src.next_batch(&mut batch, Duration::from_millis(100)) {
             break Err(e);
         }
-        for e in &batch {
-            m.apply(e);
-        }
+        m.apply_batch(&batch);
         n += batch.len() as u64;
         if let Some(c) = &mut counted {
             c.poll(&mut src, &mut m);

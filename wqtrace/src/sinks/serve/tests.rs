@@ -661,3 +661,48 @@ fn leaked_notes_are_summed_while_their_pipes_live() {
     m.apply(&released(10));
     assert_eq!(leaked(&reg), Some(1.0));
 }
+
+/// Tallied per batch and published at its end, the metrics read exactly what they read when
+/// published after every event: over a long stream with more pipes than series and than
+/// tracked pipes (eviction, the `other` series), releases, and several cgroups.
+#[test]
+fn batches_publish_what_single_events_do() {
+    let mut events = crate::recording::fixtures::notification_session();
+    events.extend(crate::recording::fixtures::leaked_note_session());
+    events.extend(crate::recording::fixtures::busy_stream(20_000, 80, 7));
+    for (i, e) in events.iter_mut().enumerate() {
+        e.cgroup = 1 + (i % 3) as u64;
+    }
+    let opts = || Options {
+        limits: Limits {
+            pipe_series: 8,
+            tracked_pipes: 40,
+            ..Limits::default()
+        },
+        ..Options::default()
+    };
+    let sorted = |reg: &Registry| {
+        let mut l: Vec<String> = text(reg).lines().map(str::to_string).collect();
+        l.sort();
+        l
+    };
+    let (mut one, one_reg) = new_metrics(opts());
+    for e in &events {
+        one.apply(e);
+    }
+    let (mut batched, batched_reg) = new_metrics(opts());
+    for b in events.chunks(1000) {
+        batched.apply_batch(b);
+    }
+    let (a, b) = (sorted(&one_reg), sorted(&batched_reg));
+    assert!(
+        a.iter()
+            .any(|l| l.starts_with("wqtrace_notifications_posted_total{")),
+        "the stream posts: {a:?}"
+    );
+    assert!(
+        a.iter()
+            .any(|l| l.starts_with("wqtrace_pipe_ring_occupancy_slots{pipe=\"other\""))
+    );
+    assert_eq!(a, b);
+}
