@@ -29,7 +29,8 @@ pub enum Budget {
     Op = 0,
     /// Lock contention.
     Lock = 1,
-    /// Waits for a pipe: the user stack at the wait's end, the kernel one where it slept.
+    /// Waits for a pipe: the user stack at the wait's end, the kernel one where it slept,
+    /// one spend for both.
     Wait = 2,
     /// Rejections, posts that did not land or landed inside an op.
     Other = 3,
@@ -136,7 +137,10 @@ pub fn all() -> bool {
 
 /// The stacks of a wait of `off_cpu_ns` ending now (an event at `now`): the user side from
 /// here, the kernel side where it slept if sched_switch took it (see [`at_sleep`]; a kernel
-/// walk here would only show the exit path, so none is taken).
+/// walk here would only show the exit path, so none is taken). One pair, one spend: a sleep
+/// that took the kernel side paid for the pair, and one that found the budget spent leaves
+/// both sides skipped (a second spend here made waits skip one side or the other, and use
+/// the budget twice as fast).
 #[inline(always)]
 pub fn of_wait(
     ctx: *mut c_void,
@@ -145,21 +149,15 @@ pub fn of_wait(
     exec_ctx: u8,
     now: u64,
 ) -> (u16, u16) {
-    let u = if !asked(wait_is_rare(off_cpu_ns)) {
-        stack_ref::NONE
-    } else if !spend(Budget::Wait, now) {
-        stack_ref::SKIPPED
-    } else {
-        user(ctx, exec_ctx)
+    if !asked(wait_is_rare(off_cpu_ns)) {
+        return (stack_ref::NONE, stack_ref::NONE);
+    }
+    let u = match wait_kstack {
+        stack_ref::SKIPPED => stack_ref::SKIPPED,
+        stack_ref::NONE if !spend(Budget::Wait, now) => stack_ref::SKIPPED,
+        _ => user(ctx, exec_ctx),
     };
-    (
-        if u != stack_ref::NONE {
-            wait_kstack
-        } else {
-            stack_ref::NONE
-        },
-        u,
-    )
+    (wait_kstack, u)
 }
 
 /// As [`pair`], for a hook with no event to take the time from: the clock is read only when

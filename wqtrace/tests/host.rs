@@ -1331,6 +1331,11 @@ fn contention_and_waits_carry_kernel_and_user_stacks() {
     let waits: Vec<&serde_json::Value> =
         events.iter().filter(|e| e["kind"] == "pipe_wait").collect();
     assert!(!waits.is_empty(), "no waits");
+    // One pair, one spend: the kernel side (taken where it slept) and the user side (at its
+    // end) are taken, or past the budget, together.
+    for w in &waits {
+        assert_eq!(skipped(w), user_skipped(w), "half a pair: {w}");
+    }
     for w in waits.iter().filter(|w| !skipped(w)) {
         let k = frames(w, "kstack");
         assert!(k.iter().any(|f| f.contains("schedule")), "{k:?}");
