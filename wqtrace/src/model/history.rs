@@ -34,7 +34,11 @@ impl OccHistory {
     }
 
     pub fn record(&mut self, ts_ns: u64, occupancy: u32, ring_size: u32) {
-        let b = ts_ns - ts_ns % self.bucket_ns;
+        // Within (or before) the newest bucket: no division (this runs for most events).
+        let b = match self.samples.back() {
+            Some(s) if ts_ns < s.ts_ns.saturating_add(self.bucket_ns) => s.ts_ns,
+            _ => ts_ns - ts_ns % self.bucket_ns,
+        };
         match self.samples.back_mut() {
             // Same bucket, or a slightly out-of-order event: fold into the newest bucket.
             Some(s) if s.ts_ns >= b => {
