@@ -114,6 +114,11 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         )
     };
     let mut parts = serde_json::Map::new();
+    let sinks = if a.vm_only {
+        None
+    } else {
+        Some(sinks(a.quick)?)
+    };
     if !a.vm_only {
         eprintln!("bench: host part ({reps} reps, {secs} s runs)");
         parts.insert("host".into(), run_part(false, &wq, reps, secs, !a.quick)?);
@@ -175,6 +180,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         "command": std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         "commit": commit,
         "parts": parts,
+        "sinks": sinks,
         "vm_boots": vm_boots,
     });
     check_complete(&results)?;
@@ -191,6 +197,33 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         eprintln!("bench: wrote docs/benchmarks.md and docs/benchmarks.json");
     }
     Ok(0)
+}
+
+/// Each sink's own cost per event (`wqtrace/benches/sinks.rs`), as it prints it. `quick`: a
+/// test run of it (a short stream, one repetition), not a measurement.
+fn sinks(quick: bool) -> anyhow::Result<Value> {
+    eprintln!("bench: sinks, per event in wqtrace's own process");
+    let mut c = util::cargo();
+    c.args(["bench", "-p", "wqtrace", "--bench", "sinks"]);
+    if quick {
+        // Without --bench the target runs as a test: the short stream.
+        c.args(["--", "--quick"]);
+    }
+    let o = c.output().context("running cargo bench --bench sinks")?;
+    if !o.status.success() {
+        bail!(
+            "cargo bench --bench sinks failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("no JSON line from the sinks benchmark: {out}"))?;
+    serde_json::from_str(line).context("the sinks benchmark's JSON")
 }
 
 /// Every (workload, configuration) of every part produced ops/s > 0, and every tracing

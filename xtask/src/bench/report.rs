@@ -260,6 +260,42 @@ fn targets(v: &Value) -> String {
     s
 }
 
+/// Each sink's cost per event in wqtrace's own process, on the host (`wqtrace/benches/sinks.rs`).
+fn sinks_table(v: &Value) -> Option<String> {
+    let ns = v.get("ns_per_event")?;
+    let mut s = format!(
+        "## Per event in wqtrace's own process (host)\n\n\
+         Each sink's work on one event, apart from the kernel and the rings, over {} synthetic\n\
+         notification-pipe events (`recording::fixtures::busy_stream`: posts, reads, losses, waits\n\
+         and contention on 4 pipes), median of {} runs (`cargo bench -p wqtrace --bench sinks`).\n\
+         For the events a sink streams (all of them for `record`; for `tui` and `serve`, those\n\
+         not counted in the kernel, such as everything on notification pipes), the tracer's CPU\n\
+         above is about this per event plus draining the rings. Under TCG the guest runs the same\n\
+         code several times slower.\n\n\
+         | sink | what runs per event | ns per event |\n|---|---|---:|\n",
+        big(&v["events"]),
+        v["reps"],
+    );
+    for (key, name, what) in [
+        ("serve", "serve", "`Metrics::apply_batch` (batches of 4096)"),
+        (
+            "tui_model",
+            "tui",
+            "`Model::apply` (the frames drawn are not included)",
+        ),
+        ("record", "record", "`Writer::push` and zstd, into memory"),
+    ] {
+        let _ = writeln!(s, "| {name} | {what} | {} |", f(&ns[key], 1));
+    }
+    let _ = writeln!(
+        s,
+        "\n`record` wrote {} bytes per event of this stream (random, so less compressible than a\n\
+         real one).\n",
+        f(&v["record_bytes_per_event"], 1)
+    );
+    Some(s)
+}
+
 pub fn markdown(v: &Value) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -340,6 +376,9 @@ pub fn markdown(v: &Value) -> String {
                  what `tui --cost` and `serve --cost` cost):\n\n{t}"
             );
         }
+    }
+    if let Some(t) = sinks_table(&v["sinks"]) {
+        s.push_str(&t);
     }
     let _ = writeln!(
         s,
