@@ -19,9 +19,9 @@ use crate::{
     inflight,
     kread::{self, PipeRef, fd_pipe, fill_notes, fill_ring},
     maps::{
-        COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, HOOK_PIPE_WAIT, Inflight, READ_SCAN, RT_PIPE_FOPS,
-        RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAILS, TOTALS_AT_EXIT, WAIT_DST, WAIT_DST_RD,
-        WAIT_SRC, WAIT_SRC_RD, hooks,
+        COUNTED_AT_ENTRY, HANDOFF, HOOK_GET_PIPE_INFO, HOOK_PIPE_WAIT, Handoff, Inflight,
+        RT_PIPE_FOPS, RUNTIME, Side, TAIL_READ_SCAN, TAIL_SPLICE, TAILS, TOTALS_AT_EXIT, WAIT_DST,
+        WAIT_DST_RD, WAIT_SRC, WAIT_SRC_RD, hooks,
     },
     stacks, words,
 };
@@ -445,19 +445,9 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
     match op {
         Op::Read | Op::Readv => {
             if f.src.notif != 0 && f.arg != 0 && ret >= 8 {
-                if let Some(s) = READ_SCAN.get_ptr_mut(0) {
-                    unsafe {
-                        *s = ReadScan {
-                            f: *f,
-                            ret,
-                            losses: 0,
-                            wait: wait as u32,
-                        }
-                    };
-                    // A tail call that succeeds does not come back here: the scan releases
-                    // the record.
-                    unsafe { TAILS.tail_call(ctx, TAIL_READ_SCAN) };
-                }
+                // A tail call that succeeds does not come back here: the scan releases the
+                // record.
+                hand_off(ctx, f, ret, wait, TAIL_READ_SCAN);
                 // Only reached when the tail call failed: the read, its loss records uncounted.
             }
             ring_op(ctx.as_ptr(), f, &f.src, ret, false, 0, wait)
@@ -465,7 +455,10 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
         Op::Write | Op::Writev => ring_op(ctx.as_ptr(), f, &f.dst, ret, true, 0, wait),
         Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile | Op::CopyFileRange => {
             splice_waits(ctx.as_ptr(), f, ret);
-            splice_exit(ctx.as_ptr(), f, ret)
+            hand_off(ctx, f, ret, false, TAIL_SPLICE);
+            // Only reached when the tail call failed; not done here, where the verifier would
+            // walk it after every path of the waits: what it would have streamed is lost.
+            crate::emit::lost_n(splice_events(f, ret));
         }
         Op::Pipe2 => pipe2_exit(f, ret),
         Op::Ioctl => {
@@ -495,6 +488,34 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
         }),
         _ => {}
     }
+}
+
+/// Tail-calls program `tail` of [`TAILS`] with the exit of `f` (returned `ret`; `wait`: its
+/// off-CPU wait is streamed with it). Returns only if the call failed.
+#[inline(always)]
+fn hand_off(ctx: &BtfTracePointContext, f: &Inflight, ret: i64, wait: bool, tail: u32) {
+    if let Some(h) = HANDOFF.get_ptr_mut(0) {
+        unsafe {
+            *h = Handoff {
+                f: *f,
+                ret,
+                losses: 0,
+                wait: wait as u32,
+            };
+            let _ = TAILS.tail_call(ctx, tail);
+        }
+    }
+}
+
+/// The handed-off exit, and this thread's in-flight record released: sys_exit, which
+/// tail-called the program, does not get to release it.
+#[inline(always)]
+fn handed_off() -> Option<&'static mut Handoff> {
+    let h = HANDOFF.get_ptr_mut(0)?;
+    if let Some(fp) = inflight::of(bpf_get_current_pid_tgid() as u32) {
+        release(fp);
+    }
+    Some(unsafe { &mut *h })
 }
 
 /// Frees this thread's in-flight record `fp` for its next syscall.
@@ -568,14 +589,9 @@ fn splice_waits(ctx: *mut c_void, f: &Inflight, ret: i64) {
 /// sys_exit of a read() of a notification pipe that returned records (tail-called).
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit_read_scan(ctx: BtfTracePointContext) -> i32 {
-    let Some(s) = READ_SCAN.get_ptr_mut(0) else {
+    let Some(s) = handed_off() else {
         return 0;
     };
-    let s = unsafe { &mut *s };
-    // sys_exit, which tail-called this, does not get to release the record.
-    if let Some(fp) = inflight::of(bpf_get_current_pid_tgid() as u32) {
-        release(fp);
-    }
     loss_records(s.f.arg, s.ret, &mut s.losses);
     let losses = unsafe { core::ptr::read_volatile(&s.losses) };
     ring_op(
@@ -588,6 +604,26 @@ pub fn sys_exit_read_scan(ctx: BtfTracePointContext) -> i32 {
         s.wait != 0,
     );
     0
+}
+
+/// sys_exit of a splice, tee, vmsplice, sendfile or copy_file_range, after its waits
+/// (tail-called).
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit_splice(ctx: BtfTracePointContext) -> i32 {
+    let Some(h) = handed_off() else {
+        return 0;
+    };
+    splice_exit(ctx.as_ptr(), &h.f, h.ret);
+    0
+}
+
+/// The events [`splice_exit`] streams for `f`: a rejection, or a ring op per pipe.
+#[inline(always)]
+fn splice_events(f: &Inflight, ret: i64) -> u64 {
+    if ret < 0 && (f.src.notif != 0 || f.dst.notif != 0) {
+        return 1;
+    }
+    (f.src.pipe != 0) as u64 + (f.dst.pipe != 0 && f.dst.pipe != f.src.pipe) as u64
 }
 
 #[inline(always)]

@@ -192,8 +192,7 @@ impl Probes {
 
         // The tracepoint path: always on, the base every other hook builds on.
         let t = std::time::Instant::now();
-        load_read_scan(&mut ebpf, &btf)
-            .map_err(|e| anyhow!("cannot load tp_btf sys_exit_read_scan: {e}"))?;
+        load_tails(&mut ebpf, &btf)?;
         let ring_ops = plan::tracepoints(Hook::RingOps);
         attach_tps(&mut ebpf, &btf, ring_ops)
             .map_err(|e| anyhow!("cannot attach tp_btf {}: {e}", tp_names(ring_ops)))?;
@@ -590,21 +589,34 @@ pub(super) fn log_loaded(
     );
 }
 
-/// sys_exit tail-calls this program for reads of notification pipes (it walks the records
-/// read, looking for loss records): loaded for sys_exit, never attached on its own.
-fn load_read_scan(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
-    let p: &mut BtfTracePoint = ebpf
-        .program_mut(plan::READ_SCAN_PROGRAM)
-        .ok_or_else(|| anyhow!("program {} missing", plan::READ_SCAN_PROGRAM))?
-        .try_into()?;
-    p.load("sys_exit", btf)
-        .map_err(|e| anyhow!("{}", short(&e)))?;
-    let fd = p.fd()?.try_clone()?;
-    let mut tails = ProgramArray::try_from(
-        ebpf.map_mut("TAILS")
-            .ok_or_else(|| anyhow!("TAILS map missing"))?,
-    )?;
-    tails.set(0, &fd, 0)?;
+/// The programs sys_exit tail-calls ([`plan::TAIL_PROGRAMS`]): loaded for sys_exit, never
+/// attached on their own.
+fn load_tails(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
+    for (i, name) in plan::TAIL_PROGRAMS.into_iter().enumerate() {
+        let load = |ebpf: &mut Ebpf| -> Result<()> {
+            let t = std::time::Instant::now();
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?
+                .try_into()?;
+            p.load("sys_exit", btf)
+                .map_err(|e| anyhow!("{}", short(&e)))?;
+            let walked = p.info().ok().and_then(|i| i.verified_instruction_count());
+            log::debug!(
+                "{name}: loaded in {:.2?} ({} instructions verified)",
+                t.elapsed(),
+                walked.map_or_else(|| "?".to_owned(), |n| n.to_string())
+            );
+            let fd = p.fd()?.try_clone()?;
+            let mut tails = ProgramArray::try_from(
+                ebpf.map_mut("TAILS")
+                    .ok_or_else(|| anyhow!("TAILS map missing"))?,
+            )?;
+            tails.set(i as u32, &fd, 0)?;
+            Ok(())
+        };
+        load(ebpf).map_err(|e| anyhow!("cannot load tp_btf {name}: {e}"))?;
+    }
     Ok(())
 }
 
@@ -692,7 +704,7 @@ mod tests {
     fn every_program_and_map_the_loader_names_is_in_the_object() {
         let bytes = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wqtrace"));
         let obj = aya_obj::Object::parse(bytes).expect("the built BPF object parses");
-        let mut programs = vec![plan::READ_SCAN_PROGRAM];
+        let mut programs = plan::TAIL_PROGRAMS.to_vec();
         for hook in Hook::ALL {
             programs.extend(plan::tracepoints(hook).iter().map(|(p, _)| *p));
             for c in plan::candidates(hook).iter().chain(plan::companions(hook)) {

@@ -173,8 +173,9 @@ pub fn tracepoints(hook: Hook) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-/// sys_exit tail-calls it (through the TAILS map) for reads of notification pipes.
-pub const READ_SCAN_PROGRAM: &str = "sys_exit_read_scan";
+/// The programs sys_exit tail-calls (through the TAILS map), at their index there: reads of
+/// notification pipes, and the splice family's ring ops and rejections.
+pub const TAIL_PROGRAMS: [&str; 2] = ["sys_exit_read_scan", "sys_exit_splice"];
 
 /// The maps userspace opens by name.
 pub const MAPS: [&str; 5] = ["EVENTS0", "STATS", "RUNTIME", "TAILS", "KNOWN_PIPES"];
