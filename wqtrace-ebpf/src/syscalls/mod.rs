@@ -455,7 +455,10 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
         Op::Write | Op::Writev => ring_op(ctx.as_ptr(), f, &f.dst, ret, true, 0, wait),
         Op::Splice | Op::Tee | Op::Vmsplice | Op::Sendfile | Op::CopyFileRange => {
             splice_waits(ctx.as_ptr(), f, ret);
-            hand_off(ctx, f, ret, false, TAIL_SPLICE);
+            // The rest in a program of its own, on the same in-flight record (nothing copied:
+            // this runs for every splice and tee). A tail call that succeeds does not come
+            // back here: that program releases the record.
+            let _ = unsafe { TAILS.tail_call(ctx, TAIL_SPLICE) };
             // Only reached when the tail call failed; not done here, where the verifier would
             // walk it after every path of the waits: what it would have streamed is lost.
             crate::emit::lost_n(splice_events(f, ret));
@@ -490,8 +493,8 @@ fn exit_of(ctx: &BtfTracePointContext, f: &Inflight, ret: i64) {
     }
 }
 
-/// Tail-calls program `tail` of [`TAILS`] with the exit of `f` (returned `ret`; `wait`: its
-/// off-CPU wait is streamed with it). Returns only if the call failed.
+/// Tail-calls program `tail` of [`TAILS`] with a copy of the exit of `f` (returned `ret`;
+/// `wait`: its off-CPU wait is streamed with it). Returns only if the call failed.
 #[inline(always)]
 fn hand_off(ctx: &BtfTracePointContext, f: &Inflight, ret: i64, wait: bool, tail: u32) {
     if let Some(h) = HANDOFF.get_ptr_mut(0) {
@@ -505,17 +508,6 @@ fn hand_off(ctx: &BtfTracePointContext, f: &Inflight, ret: i64, wait: bool, tail
             let _ = TAILS.tail_call(ctx, tail);
         }
     }
-}
-
-/// The handed-off exit, and this thread's in-flight record released: sys_exit, which
-/// tail-called the program, does not get to release it.
-#[inline(always)]
-fn handed_off() -> Option<&'static mut Handoff> {
-    let h = HANDOFF.get_ptr_mut(0)?;
-    if let Some(fp) = inflight::of(bpf_get_current_pid_tgid() as u32) {
-        release(fp);
-    }
-    Some(unsafe { &mut *h })
 }
 
 /// Frees this thread's in-flight record `fp` for its next syscall.
@@ -589,9 +581,14 @@ fn splice_waits(ctx: *mut c_void, f: &Inflight, ret: i64) {
 /// sys_exit of a read() of a notification pipe that returned records (tail-called).
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit_read_scan(ctx: BtfTracePointContext) -> i32 {
-    let Some(s) = handed_off() else {
+    let Some(s) = HANDOFF.get_ptr_mut(0) else {
         return 0;
     };
+    let s = unsafe { &mut *s };
+    // sys_exit, which tail-called this, does not get to release the record.
+    if let Some(fp) = inflight::of(bpf_get_current_pid_tgid() as u32) {
+        release(fp);
+    }
     loss_records(s.f.arg, s.ret, &mut s.losses);
     let losses = unsafe { core::ptr::read_volatile(&s.losses) };
     ring_op(
@@ -610,10 +607,13 @@ pub fn sys_exit_read_scan(ctx: BtfTracePointContext) -> i32 {
 /// (tail-called).
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit_splice(ctx: BtfTracePointContext) -> i32 {
-    let Some(h) = handed_off() else {
+    // The record sys_exit found, and checked is this syscall's.
+    let Some(fp) = inflight::of(bpf_get_current_pid_tgid() as u32) else {
         return 0;
     };
-    splice_exit(ctx.as_ptr(), &h.f, h.ret);
+    splice_exit(ctx.as_ptr(), unsafe { &*fp }, ctx.arg(1));
+    // sys_exit, which tail-called this, does not get to release it.
+    release(fp);
     0
 }
 
