@@ -288,20 +288,21 @@ pub struct FnEntry {
 #[map]
 pub static FN_ENTRY: LruHashMap<u64, FnEntry> = LruHashMap::with_max_entries(4096, 0);
 
-/// A read of a notification pipe handed from sys_exit to `sys_exit_read_scan` ([`TAILS`]).
+/// A read of a notification pipe handed from sys_exit to `sys_exit_read_scan` (a tail call:
+/// walking the records it returned is a loop the verifier would otherwise walk inside every
+/// path of sys_exit).
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Handoff {
+pub struct ReadScan {
     pub f: Inflight,
     pub ret: i64,
-    /// The loss records counted.
     pub losses: u32,
-    /// The read's off-CPU wait is to be streamed (`syscalls::ring_op`).
+    /// The read's off-CPU wait is to be streamed (see `syscalls::ring_op`).
     pub wait: u32,
 }
 
 #[map]
-pub static HANDOFF: PerCpuArray<Handoff> = PerCpuArray::with_max_entries(1, 0);
+pub static READ_SCAN: PerCpuArray<ReadScan> = PerCpuArray::with_max_entries(1, 0);
 
 /// The programs sys_exit tail-calls, set by userspace after loading them:
 /// [TAIL_READ_SCAN] `sys_exit_read_scan`, [TAIL_SPLICE] `sys_exit_splice`.
