@@ -121,7 +121,7 @@ fn attach_one(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str) -> Result<()> 
         }
         _ => bail!("program {prog} has an unexpected type"),
     }
-    super::loader::log_loaded(prog, t.elapsed(), || p.info().ok());
+    super::loader::log_loaded(prog, "loaded and attached", t.elapsed(), || p.info().ok());
     Ok(())
 }
 

@@ -567,15 +567,17 @@ fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", refused(prog, &e)))?;
     p.attach()
         .map_err(|e| anyhow!("tp_btf/{tp}: {}", short(&e)))?;
-    log_loaded(prog, t.elapsed(), || p.info().ok());
+    log_loaded(prog, "loaded and attached", t.elapsed(), || p.info().ok());
     Ok(())
 }
 
-/// For `RUST_LOG=wqtrace=debug`: one program's load and attach time, and how many
-/// instructions the verifier walked for it (what most of an attach's time grows with). The
-/// program's info (a bpf() call) is asked for only when the line is logged.
+/// For `RUST_LOG=wqtrace=debug`: one program's load and attach time (`done`: what it
+/// took, "loaded and attached" or "loaded"), and how many instructions the verifier walked
+/// for it (what most of an attach's time grows with). The program's info (a bpf() call) is
+/// asked for only when the line is logged.
 pub(super) fn log_loaded(
     prog: &str,
+    done: &str,
     took: std::time::Duration,
     info: impl FnOnce() -> Option<ProgramInfo>,
 ) {
@@ -584,7 +586,7 @@ pub(super) fn log_loaded(
     }
     let walked = info().and_then(|i| i.verified_instruction_count());
     log::debug!(
-        "{prog}: loaded and attached in {took:.2?} ({} instructions verified)",
+        "{prog}: {done} in {took:.2?} ({} instructions verified)",
         walked.map_or_else(|| "?".to_owned(), |n| n.to_string())
     );
 }
@@ -593,30 +595,28 @@ pub(super) fn log_loaded(
 /// attached on their own.
 fn load_tails(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
     for (i, name) in plan::TAIL_PROGRAMS.into_iter().enumerate() {
-        let load = |ebpf: &mut Ebpf| -> Result<()> {
-            let t = std::time::Instant::now();
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing"))?
-                .try_into()?;
-            p.load("sys_exit", btf)
-                .map_err(|e| anyhow!("{}", short(&e)))?;
-            let walked = p.info().ok().and_then(|i| i.verified_instruction_count());
-            log::debug!(
-                "{name}: loaded in {:.2?} ({} instructions verified)",
-                t.elapsed(),
-                walked.map_or_else(|| "?".to_owned(), |n| n.to_string())
-            );
-            let fd = p.fd()?.try_clone()?;
-            let mut tails = ProgramArray::try_from(
-                ebpf.map_mut("TAILS")
-                    .ok_or_else(|| anyhow!("TAILS map missing"))?,
-            )?;
-            tails.set(i as u32, &fd, 0)?;
-            Ok(())
-        };
-        load(ebpf).map_err(|e| anyhow!("cannot load tp_btf {name}: {e}"))?;
+        load_tail(ebpf, btf, name, i as u32)
+            .map_err(|e| anyhow!("cannot load tp_btf {name}: {e}"))?;
     }
+    Ok(())
+}
+
+/// Loads tail-called program `prog` into slot `index` of the TAILS map.
+fn load_tail(ebpf: &mut Ebpf, btf: &Btf, prog: &str, index: u32) -> Result<()> {
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| anyhow!("program {prog} missing"))?
+        .try_into()?;
+    let t = std::time::Instant::now();
+    p.load("sys_exit", btf)
+        .map_err(|e| anyhow!("{}", refused(prog, &e)))?;
+    log_loaded(prog, "loaded", t.elapsed(), || p.info().ok());
+    let fd = p.fd()?.try_clone()?;
+    let mut tails = ProgramArray::try_from(
+        ebpf.map_mut("TAILS")
+            .ok_or_else(|| anyhow!("TAILS map missing"))?,
+    )?;
+    tails.set(index, &fd, 0)?;
     Ok(())
 }
 

@@ -114,12 +114,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         )
     };
     let mut parts = serde_json::Map::new();
-    let sinks = if a.vm_only {
-        None
-    } else {
-        Some(sinks(a.quick)?)
-    };
+    let mut sinks = None;
     if !a.vm_only {
+        sinks = Some(sinks_cost(a.quick)?);
         eprintln!("bench: host part ({reps} reps, {secs} s runs)");
         parts.insert("host".into(), run_part(false, &wq, reps, secs, !a.quick)?);
     }
@@ -201,12 +198,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
 
 /// Each sink's own cost per event (`wqtrace/benches/sinks.rs`), as it prints it. `quick`: a
 /// test run of it (a short stream, one repetition), not a measurement.
-fn sinks(quick: bool) -> anyhow::Result<Value> {
+fn sinks_cost(quick: bool) -> anyhow::Result<Value> {
     eprintln!("bench: sinks, per event in wqtrace's own process");
     let mut c = util::cargo();
     c.args(["bench", "-p", "wqtrace", "--bench", "sinks"]);
     if quick {
-        // Without --bench the target runs as a test: the short stream.
+        // The target then runs its short stream.
         c.args(["--", "--quick"]);
     }
     let o = c.output().context("running cargo bench --bench sinks")?;

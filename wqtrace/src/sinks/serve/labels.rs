@@ -105,14 +105,12 @@ impl Cgroups {
         >,
     ) {
         let mut pending = std::mem::take(&mut self.pending);
-        for (&(id, kind), n) in pending.iter_mut() {
-            if let Some(kind) = wqtrace_common::EventKind::from_u8(kind)
-                && *n != 0
-            {
-                self.counter(fam, id, kind).inc_by(std::mem::take(n));
+        for ((id, kind), n) in pending.drain() {
+            if let Some(kind) = wqtrace_common::EventKind::from_u8(kind) {
+                self.counter(fam, id, kind).inc_by(n);
             }
         }
-        // Kept, emptied: the same few keys come back batch after batch.
+        // Kept, emptied, with its capacity: the same few keys come back batch after batch.
         self.pending = pending;
     }
 
