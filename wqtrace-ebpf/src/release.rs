@@ -1,6 +1,7 @@
 //! `free_pipe_info(pipe)`: the pipe is gone; forget it so its address can be reused.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::bpf_get_current_pid_tgid,
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
@@ -34,8 +35,8 @@ fn released(pipe: u64) {
 #[fentry(function = "free_pipe_info")]
 pub fn release_fentry(ctx: FEntryContext) -> i32 {
     crate::globals::empty_floor!();
-    // A typed pointer: see kread::scalar.
-    released(crate::kread::scalar(ctx.arg(0)));
+    // A scalar, not a typed pointer: see kread::fentry_arg.
+    released(crate::kread::fentry_arg(ctx.as_ptr(), 0));
     0
 }
 

@@ -66,7 +66,7 @@ fn wait_return(ctx: *mut core::ffi::c_void, hook: u64, op: Op) {
 #[fentry(function = "pipe_wait_readable")]
 pub fn wait_rd_fentry(ctx: FEntryContext) -> i32 {
     crate::globals::empty_floor!();
-    wait_entry(HOOK_WAIT_RD, crate::kread::scalar(ctx.arg(0)));
+    wait_entry(HOOK_WAIT_RD, crate::kread::fentry_arg(ctx.as_ptr(), 0));
     0
 }
 
@@ -80,7 +80,7 @@ pub fn wait_rd_fexit(ctx: FExitContext) -> i32 {
 #[fentry(function = "pipe_wait_writable")]
 pub fn wait_wr_fentry(ctx: FEntryContext) -> i32 {
     crate::globals::empty_floor!();
-    wait_entry(HOOK_WAIT_WR, crate::kread::scalar(ctx.arg(0)));
+    wait_entry(HOOK_WAIT_WR, crate::kread::fentry_arg(ctx.as_ptr(), 0));
     0
 }
 

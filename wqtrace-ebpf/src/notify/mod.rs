@@ -95,21 +95,23 @@ pub struct PostCtx {
 /// Key for the poster's context: the thread (or the CPU when no task context exists) and the
 /// execution context, so a softirq post interrupting a task's own post keeps its own entry.
 /// The landing hook runs in the same context as the post it sees, so it finds the same key.
+/// With it, the poster's process id, for the filters: one helper call for both.
 #[inline(always)]
-fn post_key() -> u64 {
-    post_key_in(exec_ctx())
+fn poster() -> (u64, u32) {
+    poster_in(exec_ctx())
 }
 
-/// [`post_key`] in execution context `ctx` (`emit::exec_ctx`), known already.
+/// [`poster`] in execution context `ctx` (`emit::exec_ctx`), known already.
 #[inline(always)]
-fn post_key_in(ctx: u8) -> u64 {
-    let tid = bpf_get_current_pid_tgid() as u32;
+fn poster_in(ctx: u8) -> (u64, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
     let who = if tid != 0 {
         tid as u64
     } else {
         (1 << 32) | unsafe { bpf_get_smp_processor_id() } as u64
     };
-    who | ((ctx as u64) << 48)
+    (who | ((ctx as u64) << 48), (pid_tgid >> 32) as u32)
 }
 
 /// Which watches of a watch list a post (or removal) goes to.
@@ -126,8 +128,12 @@ enum Watches {
 /// Start `key`'s post context (see [`posts`]): notification header and start time. None when
 /// the posting task is filtered out (-p/-c apply to posts as to every event).
 #[inline(always)]
-fn begin_post(key: u64, type_sub: u32, info: u32) -> Option<(Place, &'static mut PostCtx)> {
-    if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
+fn begin_post(
+    (key, tgid): (u64, u32),
+    type_sub: u32,
+    info: u32,
+) -> Option<(Place, &'static mut PostCtx)> {
+    if !task_wanted(tgid) {
         return None;
     }
     let (place, c) = posts::start(key)?;
@@ -203,8 +209,9 @@ fn snap_watches(c: &mut PostCtx, wlist: u64, which: Watches) {
 #[inline(always)]
 fn post_entry(wlist: u64, n: u64, id: u64) {
     let hdr: u64 = rd(n, 0).unwrap_or(0);
-    let key = post_key();
-    let Some((place, c)) = begin_post(key, hdr as u32, (hdr >> 32) as u32) else {
+    let who = poster();
+    let key = who.0;
+    let Some((place, c)) = begin_post(who, hdr as u32, (hdr >> 32) as u32) else {
         return;
     };
     c.note_ptr = n;
@@ -219,8 +226,9 @@ fn post_entry(wlist: u64, n: u64, id: u64) {
 fn removal_entry(wlist: u64, wq: u64, id: u64, all: u64) {
     // type WATCH_TYPE_META (0), subtype WATCH_META_REMOVAL_NOTIFICATION (0); the record is a
     // bare watch_notification (8 bytes) or, with an id, watch_notification_removal (16).
-    let key = post_key();
-    let Some((place, c)) = begin_post(key, 0, if id != 0 { 16 } else { 8 }) else {
+    let who = poster();
+    let key = who.0;
+    let Some((place, c)) = begin_post(who, 0, if id != 0 { 16 } else { 8 }) else {
         return;
     };
     let which = if all & 0xff != 0 {
@@ -264,8 +272,9 @@ fn snap_queue(e: &mut PostEntry, wq: u64, info_id: u32) -> bool {
 #[inline(always)]
 fn post1_entry(wq: u64, n: u64) {
     let hdr: u64 = rd(n, 0).unwrap_or(0);
-    let key = post_key();
-    let Some((place, c)) = begin_post(key, hdr as u32, (hdr >> 32) as u32) else {
+    let who = poster();
+    let key = who.0;
+    let Some((place, c)) = begin_post(who, hdr as u32, (hdr >> 32) as u32) else {
         return;
     };
     if snap_queue(&mut c.entries[0], wq, c.info & 0xff00) {
@@ -288,14 +297,15 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
     if !p.notif || !pipe_wanted(p.ino, true) {
         return;
     }
-    if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
+    let ectx = exec_ctx();
+    let (key, tgid) = poster_in(ectx);
+    if !task_wanted(tgid) {
         return;
     }
     let mut type_sub = NTYPE_UNKNOWN;
     let mut info = 0;
     let mut start = 0;
-    let ectx = exec_ctx();
-    if let Some(c) = posts::find(post_key_in(ectx)) {
+    if let Some(c) = posts::find(key) {
         type_sub = c.type_sub;
         info = c.info;
         start = c.start_ns;
@@ -412,7 +422,7 @@ fn post_return(ctx: *mut core::ffi::c_void) {
         }
         missed
     };
-    let Some(c) = posts::for_return(post_key(), missed) else {
+    let Some(c) = posts::for_return(poster().0, missed) else {
         return;
     };
     snap_filters(c);

@@ -104,8 +104,8 @@ pub fn removal_kretprobe(ctx: RetProbeContext) -> u32 {
 #[fentry(function = "__wake_up_locked_sync_key")]
 pub fn landed_fentry(ctx: FEntryContext) -> i32 {
     crate::globals::empty_floor!();
-    // A typed pointer: see kread::scalar.
-    landed(ctx.as_ptr(), crate::kread::scalar(ctx.arg(0)));
+    // A scalar, not a typed pointer: see kread::fentry_arg.
+    landed(ctx.as_ptr(), crate::kread::fentry_arg(ctx.as_ptr(), 0));
     0
 }
 
