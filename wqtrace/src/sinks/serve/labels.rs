@@ -58,6 +58,9 @@ pub(super) struct Cgroups {
     /// Events per (cgroup id, kind) not yet published: their labels are looked up once per
     /// batch, not per event.
     pub(super) pending: HashMap<(u64, u8), u64>,
+    /// The run of events of one (cgroup id, kind) being counted, not yet in `pending`: a
+    /// task's events come in runs, and a map lookup per event was a tenth of serve's work.
+    pub(super) run: ((u64, u8), u64),
 }
 
 impl Cgroups {
@@ -93,7 +96,19 @@ impl Cgroups {
 
     /// One event of `kind` in cgroup `id`, published by [`Cgroups::publish`].
     pub(super) fn count(&mut self, id: u64, kind: wqtrace_common::EventKind) {
-        *self.pending.entry((id, kind as u8)).or_default() += 1;
+        let key = (id, kind as u8);
+        if self.run.0 != key {
+            self.end_run();
+            self.run.0 = key;
+        }
+        self.run.1 += 1;
+    }
+
+    fn end_run(&mut self) {
+        let (key, n) = std::mem::take(&mut self.run);
+        if n != 0 {
+            *self.pending.entry(key).or_default() += n;
+        }
     }
 
     /// Adds the events counted since the last call to their counters.
@@ -104,6 +119,7 @@ impl Cgroups {
             prometheus_client::metrics::counter::Counter,
         >,
     ) {
+        self.end_run();
         let mut pending = std::mem::take(&mut self.pending);
         for ((id, kind), n) in pending.drain() {
             if let Some(kind) = wqtrace_common::EventKind::from_u8(kind) {

@@ -180,6 +180,32 @@ fn the_reader_owns_the_pipe() {
         "{g:?}"
     );
     assert_eq!(g.len(), 2, "{g:?}"); // + other
+
+    // Readers taking turns: each read names the owner again (the same reader reading on
+    // keeps it without a new label).
+    for (reader, n) in [("chef", 1), ("child", 1), ("child", 1), ("chef", 2)] {
+        m.apply(&read(10, reader, 3, 3));
+        for _ in 0..n {
+            m.apply(&post(10, 1, false, 4, 3));
+        }
+    }
+    let t = text(&reg);
+    let posted = |comm: &str| {
+        sample(
+            &t,
+            &format!("wqtrace_notifications_posted_total{{type=\"key_notify\",comm=\"{comm}\"}}"),
+        )
+    };
+    assert_eq!(
+        (posted("parent"), posted("child"), posted("chef")),
+        (Some(1.0), Some(4.0), Some(3.0))
+    );
+    let g = series_of(&t, "wqtrace_pipe_ring_occupancy_slots");
+    assert!(
+        g.contains(&"wqtrace_pipe_ring_occupancy_slots{pipe=\"10\",comm=\"chef\"} 1".to_string()),
+        "{g:?}"
+    );
+    assert_eq!(g.len(), 2, "{g:?}");
 }
 
 #[test]
