@@ -125,14 +125,12 @@ enum Watches {
     All,
 }
 
-/// Start `key`'s post context (see [`posts`]): notification header and start time. None when
-/// the posting task is filtered out (-p/-c apply to posts as to every event).
+/// Start the current poster's post context (see [`posts`]): notification header and start
+/// time; with the poster's key (see [`poster`]) and where the context lives. None when the
+/// posting task is filtered out (-p/-c apply to posts as to every event).
 #[inline(always)]
-fn begin_post(
-    (key, tgid): (u64, u32),
-    type_sub: u32,
-    info: u32,
-) -> Option<(Place, &'static mut PostCtx)> {
+fn begin_post(type_sub: u32, info: u32) -> Option<(u64, Place, &'static mut PostCtx)> {
+    let (key, tgid) = poster();
     if !task_wanted(tgid) {
         return None;
     }
@@ -143,7 +141,7 @@ fn begin_post(
     c.n = 0;
     c.overflow = 0;
     c.note_ptr = 0;
-    Some((place, c))
+    Some((key, place, c))
 }
 
 /// Keep the context for the landing hook and the return probe, if it walked a traced pipe.
@@ -209,9 +207,7 @@ fn snap_watches(c: &mut PostCtx, wlist: u64, which: Watches) {
 #[inline(always)]
 fn post_entry(wlist: u64, n: u64, id: u64) {
     let hdr: u64 = rd(n, 0).unwrap_or(0);
-    let who = poster();
-    let key = who.0;
-    let Some((place, c)) = begin_post(who, hdr as u32, (hdr >> 32) as u32) else {
+    let Some((key, place, c)) = begin_post(hdr as u32, (hdr >> 32) as u32) else {
         return;
     };
     c.note_ptr = n;
@@ -226,9 +222,7 @@ fn post_entry(wlist: u64, n: u64, id: u64) {
 fn removal_entry(wlist: u64, wq: u64, id: u64, all: u64) {
     // type WATCH_TYPE_META (0), subtype WATCH_META_REMOVAL_NOTIFICATION (0); the record is a
     // bare watch_notification (8 bytes) or, with an id, watch_notification_removal (16).
-    let who = poster();
-    let key = who.0;
-    let Some((place, c)) = begin_post(who, 0, if id != 0 { 16 } else { 8 }) else {
+    let Some((key, place, c)) = begin_post(0, if id != 0 { 16 } else { 8 }) else {
         return;
     };
     let which = if all & 0xff != 0 {
@@ -272,9 +266,7 @@ fn snap_queue(e: &mut PostEntry, wq: u64, info_id: u32) -> bool {
 #[inline(always)]
 fn post1_entry(wq: u64, n: u64) {
     let hdr: u64 = rd(n, 0).unwrap_or(0);
-    let who = poster();
-    let key = who.0;
-    let Some((place, c)) = begin_post(who, hdr as u32, (hdr >> 32) as u32) else {
+    let Some((key, place, c)) = begin_post(hdr as u32, (hdr >> 32) as u32) else {
         return;
     };
     if snap_queue(&mut c.entries[0], wq, c.info & 0xff00) {
