@@ -9,6 +9,9 @@ use crate::NO_OFFSET;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Offsets {
     pub task_pid: u32,
+    /// `task_struct.__state` (`state` before 5.14): whether a task leaving the CPU to sleep
+    /// was woken meanwhile.
+    pub task_state: u32,
     pub task_tgid: u32,
     pub task_comm: u32,
     pub task_files: u32,
@@ -88,6 +91,7 @@ impl Offsets {
     pub const fn missing() -> Self {
         Self {
             task_pid: NO_OFFSET,
+            task_state: NO_OFFSET,
             task_tgid: NO_OFFSET,
             task_comm: NO_OFFSET,
             task_files: NO_OFFSET,

@@ -6,7 +6,11 @@ pub mod stat {
     pub const LOST: u32 = 0;
     /// Events submitted.
     pub const SUBMITTED: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// Sleeps of splice, tee or vmsplice that sched_switch (timing them where
+    /// pipe_wait_readable/_writable cannot be hooked) could not place on a wait queue: woken
+    /// as they left the CPU, their entry already taken off. Not timed as pipe waits.
+    pub const SLEEPS_UNATTRIBUTED: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Slots of the RUNTIME array map, shared by the programs and the loader.

@@ -195,7 +195,13 @@ pub fn lost() {
 
 #[inline(always)]
 pub fn lost_n(n: u64) {
-    if let Some(c) = STATS.get_ptr_mut(stat::LOST) {
+    stat_add(stat::LOST, n);
+}
+
+/// Adds `n` to this CPU's counter `idx` (`wqtrace_common::maps::stat`).
+#[inline(always)]
+pub fn stat_add(idx: u32, n: u64) {
+    if let Some(c) = STATS.get_ptr_mut(idx) {
         unsafe { *c += n };
     }
 }

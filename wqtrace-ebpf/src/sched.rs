@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
-use wqtrace_common::{NO_OFFSET, Op};
+use wqtrace_common::{NO_OFFSET, Op, stat};
 
 use crate::{
     emit::now,
@@ -31,45 +31,83 @@ fn tid_of(task: u64) -> Option<u32> {
 /// Waiters looked at per wait queue: a pipe's has its reader or writer, a few pollers at most.
 const MAX_WAITERS: u32 = 8;
 
+/// What a walk of a pipe's wait queue found about the current task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnQueue {
+    Yes,
+    /// The walk came back to the list head without meeting the task.
+    No,
+    /// The walk could not tell: it met an entry a waker had just taken off the list (its
+    /// links point at itself), a pointer it could not read, or more waiters than it looks at.
+    Unknown,
+}
+
 /// Whether `task` (the current task) is on the wait queue whose list head is at `pipe + head`:
 /// its entries are read outside the queue's lock, but the task's own stays put while it sleeps.
 #[inline(always)]
-fn queued(pipe: u64, head: u32, task: u64) -> bool {
+fn queued(pipe: u64, head: u32, task: u64) -> OnQueue {
     let (po, eo) = (off!(wqe_private), off!(wqe_entry));
     if pipe == 0 || head == NO_OFFSET || po == NO_OFFSET || eo == NO_OFFSET {
-        return false;
+        return OnQueue::No;
     }
     let list = pipe + head as u64;
     let mut node: u64 = rd(list, 0).unwrap_or(0);
     for _ in 0..MAX_WAITERS {
-        if node == 0 || node == list {
-            return false;
+        if node == list {
+            return OnQueue::No;
+        }
+        if node == 0 {
+            return OnQueue::Unknown;
         }
         // `private` is the sleeping task for wait_event's entries (a poller's is not a task).
         if rd::<u64>(node - eo as u64, po) == Some(task) {
-            return true;
+            return OnQueue::Yes;
         }
-        node = rd(node, 0).unwrap_or(0);
+        let next = rd(node, 0).unwrap_or(0);
+        if next == node {
+            return OnQueue::Unknown;
+        }
+        node = next;
     }
-    false
+    OnQueue::Unknown
 }
 
-/// Which of `f`'s pipes' wait queues the current task sleeps on (a `WAIT_*` bit), 0 if none.
+/// Which of `f`'s pipes' wait queues the current task sleeps on (a `WAIT_*` bit), 0 if none;
+/// with it, whether some walk could not tell.
 #[inline(always)]
-fn pipe_queue(f: &Inflight) -> u8 {
+fn pipe_queue(f: &Inflight) -> (u8, bool) {
     let task = unsafe { bpf_get_current_task() };
     let (rd_head, wr_head) = (off!(pipe_rd_wait_head), off!(pipe_wr_wait_head));
-    if queued(f.src.pipe, rd_head, task) {
-        WAIT_SRC_RD
-    } else if queued(f.dst.pipe, wr_head, task) {
-        WAIT_DST_WR
-    } else if queued(f.src.pipe, wr_head, task) {
-        WAIT_SRC_WR
-    } else if queued(f.dst.pipe, rd_head, task) {
-        WAIT_DST_RD
-    } else {
-        0
+    let mut unknown = false;
+    for (pipe, head, bit) in [
+        (f.src.pipe, rd_head, WAIT_SRC_RD),
+        (f.dst.pipe, wr_head, WAIT_DST_WR),
+        (f.src.pipe, wr_head, WAIT_SRC_WR),
+        (f.dst.pipe, rd_head, WAIT_DST_RD),
+    ] {
+        match queued(pipe, head, task) {
+            OnQueue::Yes => return (bit, false),
+            OnQueue::Unknown => unknown = true,
+            OnQueue::No => {}
+        }
     }
+    (0, unknown)
+}
+
+/// Whether `task`, leaving the CPU to sleep in `prev_state`, has been woken already: a waker
+/// on another CPU may queue the wake-up while the task is still switching out, and take its
+/// entry off the wait queue right then (autoremove). Unknown (true) when the state cannot be read.
+#[inline(always)]
+fn woken_already(task: u64, prev_state: u32) -> bool {
+    let o = off!(task_state);
+    o == NO_OFFSET || btf_load::<u32>(task, o) != prev_state
+}
+
+/// Whether thread `tid` is waiting for a pipe's lock (`crate::locks`).
+#[inline(always)]
+fn waiting_for_lock(tid: u32) -> bool {
+    let w = inflight::lock_wait(tid);
+    !w.is_null() && unsafe { core::ptr::read_volatile(&raw const (*w).lock) } != 0
 }
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -94,7 +132,19 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
                     let on = if crate::syscalls::waits_measured(op) {
                         Some(0)
                     } else if crate::syscalls::waits_queued(op) {
-                        Some(pipe_queue(&*f)).filter(|&q| q != 0)
+                        let (q, unknown) = pipe_queue(&*f);
+                        if q == 0
+                            && (unknown || woken_already(prev, prev_state as u32))
+                            && !waiting_for_lock(tid)
+                        {
+                            // Asleep on a queue no walk can name now (not a pipe lock's:
+                            // contention has its own hooks): whether it was one of its
+                            // pipes' is unknown. Counted, so the waits this session reports
+                            // can be told incomplete (another session, looking a moment
+                            // earlier, may have seen it on the pipe's queue).
+                            crate::emit::stat_add(stat::SLEEPS_UNATTRIBUTED, 1);
+                        }
+                        Some(q).filter(|&q| q != 0)
                     } else {
                         None
                     };

@@ -232,6 +232,9 @@ pub fn offsets(btf: &Btf) -> Offsets {
     let l = Layout::new(btf);
     let mut o = Offsets::missing();
     o.task_pid = off(l.field("task_struct", "pid"));
+    o.task_state = off(l
+        .field("task_struct", "__state")
+        .or_else(|| l.field("task_struct", "state")));
     o.task_tgid = off(l.field("task_struct", "tgid"));
     o.task_comm = off(l.field("task_struct", "comm"));
     o.task_files = off(l.field("task_struct", "files"));

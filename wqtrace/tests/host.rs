@@ -657,7 +657,7 @@ fn tui_totals_match_a_tracer_under_contention() {
     std::fs::create_dir_all(&dir).unwrap();
     let (exit_file, err_file) = (dir.join("exit"), dir.join("err"));
     // As in serve's test: contention needs two threads running at once, and a lossless
-    // reference tracer; three tries.
+    // reference tracer; a few tries.
     let mut tries = 0;
     let want = loop {
         tries += 1;
@@ -673,29 +673,47 @@ fn tui_totals_match_a_tracer_under_contention() {
         t.start_tui(120, 30, &cmd, &exit_file);
         let tracer = common::Tracer::start(&["-c", "wq-", "--stack-wait", "60000"]);
         contend(3, 60000);
-        let (events, lost) = tracer.stop_counting_lost();
+        let (events, lost, unattributed) = tracer.stop_counting();
         let count = |kind: &str| events.iter().filter(|e| e["kind"] == kind).count();
         let want = (
             count("ring_op"),
             count("lock_contended"),
             count("pipe_wait"),
         );
-        eprintln!("ring ops, contention, waits: {want:?}, {lost} lost");
+        eprintln!(
+            "ring ops, contention, waits: {want:?}, {lost} lost, {unattributed} splice sleeps \
+             unattributed"
+        );
         assert_eq!(t.quit(&exit_file), "0");
         t.kill_server();
         if lost == 0 && want.1 > 0 && want.2 > 0 {
-            break want;
+            break (want, unattributed);
         }
         assert!(
-            tries < 3,
-            "no lossless run with contention in 3; the last: {want:?}, {lost} lost"
+            tries < common::CONTENTION_TRIES,
+            "no lossless run with contention in {tries}; the last: {want:?}, {lost} lost"
         );
     };
+    let (want, tracer_unattributed) = want;
     let err = std::fs::read_to_string(&err_file).unwrap();
-    assert!(
-        err.contains(&totalled(want.0, want.1, want.2)),
-        "tracer: {want:?}; tui: {err}"
-    );
+    // The splicer's sleeps are timed from sched_switch here (pipe_wait_* cannot be hooked),
+    // by the wait queue each session finds it on. One woken as it leaves the CPU may already
+    // be off the queue when a session looks, but not when the other did: that session says
+    // how many it could not place. Every other count must be equal.
+    let slack = tracer_unattributed + common::unattributed_sleeps(&err);
+    if slack == 0 {
+        assert!(
+            err.contains(&totalled(want.0, want.1, want.2)),
+            "tracer: {want:?}; tui: {err}"
+        );
+    } else {
+        let waits = (want.2.saturating_sub(slack as usize)..=want.2 + slack as usize)
+            .find(|&w| err.contains(&totalled(want.0, want.1, w)));
+        assert!(
+            waits.is_some(),
+            "tracer: {want:?}, {tracer_unattributed} unattributed; tui: {err}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

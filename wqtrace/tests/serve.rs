@@ -599,7 +599,7 @@ fn counted_waits_and_contention_match_a_tracer() {
     let _g = kernel_lock();
     // Mutex contention needs two workload threads running at once, which a shared 2-CPU
     // machine does not always grant for 60000 writes, and the reference tracer (a debug build
-    // writing JSON) may lose events, which makes comparing counts meaningless: three tries to
+    // writing JSON) may lose events, which makes comparing counts meaningless: a few tries to
     // see some contention through a lossless tracer.
     let mut tries = 0;
     let (s, want) = loop {
@@ -608,7 +608,7 @@ fn counted_waits_and_contention_match_a_tracer() {
         let s = Server::start(&["-c", "wq-"]);
         let t = common::Tracer::start(&["-c", "wq-"]);
         common::contend(3, 60000);
-        let (events, lost) = t.stop_counting_lost();
+        let (events, lost, unattributed) = t.stop_counting();
         let count = |kind: &str, mutex: Option<bool>| {
             events
                 .iter()
@@ -623,15 +623,22 @@ fn counted_waits_and_contention_match_a_tracer() {
         );
         eprintln!("waits, mutex and rd_wait contention: {want:?}, {lost} lost");
         if lost == 0 && want.0 > 0.0 && want.1 > 0.0 {
-            break (s, want);
+            break (s, (want, unattributed as f64));
         }
         assert!(
-            tries < 3,
-            "no lossless run with waits and contention in 3; the last: {want:?}, {lost} lost"
+            tries < common::CONTENTION_TRIES,
+            "no lossless run with waits and contention in {tries}; the last: {want:?}, {lost} lost"
         );
         let (st, _) = s.terminate();
         assert!(st.success(), "{st}");
     };
+    let (want, tracer_unattributed) = want;
+    // The splicer's sleeps are timed from sched_switch here, by the wait queue each session
+    // finds it on; one woken as it leaves the CPU may be off the queue when one session looks
+    // but not when the other did. Each says how many it could not place: the pipe waits may
+    // differ by that much, every other count not at all.
+    let mut slack;
+    let mut within_since = None;
     // serve reads the kernel's counts every 100 ms.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -648,10 +655,21 @@ fn counted_waits_and_contention_match_a_tracer() {
             lock("mutex"),
             lock("rd_wait"),
         );
-        if got == want {
-            break;
+        slack = tracer_unattributed + sum(&fams, "wqtrace_sleeps_unattributed_total", &[]);
+        if (got.0 - want.0).abs() <= slack && (got.1, got.2) == (want.1, want.2) {
+            // Within the slack, not equal: settled once it stays so for a second (serve
+            // may still be reading the last counts).
+            let since = *within_since.get_or_insert_with(Instant::now);
+            if got.0 == want.0 || since.elapsed() >= Duration::from_secs(1) {
+                break;
+            }
+        } else {
+            within_since = None;
         }
-        assert!(Instant::now() < deadline, "serve {got:?}, tracer {want:?}");
+        assert!(
+            Instant::now() < deadline,
+            "serve {got:?}, tracer {want:?}, {slack} sleeps unattributed by the two"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (st, out) = s.terminate_with_output();
@@ -660,11 +678,16 @@ fn counted_waits_and_contention_match_a_tracer() {
         .iter()
         .find(|l| l.starts_with("wqtrace: stopped;"))
         .unwrap_or_else(|| panic!("{out:?}"));
+    let waits_ok = (0..=slack as u64).any(|d| {
+        [want.0 as u64 + d, (want.0 as u64).saturating_sub(d)]
+            .iter()
+            .any(|w| line.contains(&format!("pipe_wait {w}")))
+    });
     assert!(
-        line.contains(&format!("pipe_wait {}", want.0))
+        waits_ok
             && line.contains(&format!("lock_contended {}", want.1 + want.2))
             && line.ends_with(", 0 lost"),
-        "{line}"
+        "{line} (tracer {want:?}, {slack} sleeps unattributed)"
     );
 }
 

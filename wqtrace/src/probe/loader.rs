@@ -333,6 +333,12 @@ impl Probes {
         self.stat(stat::LOST)
     }
 
+    /// Sleeps of splice, tee or vmsplice not timed as pipe waits: their wait queue could not
+    /// be told (`stat::SLEEPS_UNATTRIBUTED`).
+    pub fn sleeps_unattributed(&self) -> u64 {
+        self.stat(stat::SLEEPS_UNATTRIBUTED)
+    }
+
     pub fn submitted(&self) -> u64 {
         self.stat(stat::SUBMITTED)
     }

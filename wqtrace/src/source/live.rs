@@ -646,6 +646,10 @@ impl EventSource for LiveSource {
         self.probes.lost()
     }
 
+    fn sleeps_unattributed(&self) -> u64 {
+        self.probes.sleeps_unattributed()
+    }
+
     fn meta(&self) -> &SessionMeta {
         &self.meta
     }

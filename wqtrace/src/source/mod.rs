@@ -32,6 +32,13 @@ pub trait EventSource {
     /// Events the source knows it lost (ring buffer reservations that failed, damaged chunks).
     fn lost(&self) -> u64;
 
+    /// Sleeps of splice, tee or vmsplice the programs could not place on a wait queue, so did
+    /// not time as pipe waits (see `wqtrace_common::stat::SLEEPS_UNATTRIBUTED`; live sources
+    /// only).
+    fn sleeps_unattributed(&self) -> u64 {
+        0
+    }
+
     fn meta(&self) -> &SessionMeta;
 
     /// What tracing has cost so far (live sources only).

@@ -123,6 +123,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         child::stop(c, Duration::from_secs(5));
     }
     let reason = res?;
+    let unattributed = crate::sinks::unattributed_sleeps(src.as_ref());
     let (mut file, trailer) = w
         .finish(reason.name())
         .map_err(|e| write_error(path, 0, e))?;
@@ -154,5 +155,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             r => r.name().into(),
         }
     );
+    if let Some(l) = unattributed {
+        // The recording format has no field for it yet: said here, where it is known.
+        eprintln!("{l} (not kept in the recording)");
+    }
     Ok(ExitCode::SUCCESS)
 }

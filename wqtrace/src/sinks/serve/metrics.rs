@@ -139,6 +139,8 @@ pub struct Metrics {
     cgroups: Cgroups,
     events_lost: Counter,
     lost_seen: u64,
+    sleeps_unattributed: Counter,
+    unattributed_seen: u64,
     occupancy: Family<PipeLabels, Gauge>,
     other_series: Gauge,
     other_sum: i64,
@@ -285,6 +287,14 @@ impl Metrics {
             "Events wqtrace itself dropped: the probes found its ring buffer full",
             events_lost.clone(),
         );
+        let sleeps_unattributed = Counter::default();
+        reg.register(
+            "sleeps_unattributed",
+            "Sleeps in splice, tee or vmsplice not timed as pipe waits: woken as they left the \
+             CPU, on a wait queue that could no longer be told (only where \
+             pipe_wait_readable/_writable cannot be hooked)",
+            sleeps_unattributed.clone(),
+        );
         let comms = Comms::new(opts.limits.comms);
         let m = Self {
             opts,
@@ -304,6 +314,8 @@ impl Metrics {
             cgroups,
             events_lost,
             lost_seen: 0,
+            sleeps_unattributed,
+            unattributed_seen: 0,
             occupancy,
             other_series,
             other_sum: 0,
@@ -325,6 +337,15 @@ impl Metrics {
         if lost > self.lost_seen {
             self.events_lost.inc_by(lost - self.lost_seen);
             self.lost_seen = lost;
+        }
+    }
+
+    /// Records the source's cumulative count of sleeps it could not time as pipe waits
+    /// (`EventSource::sleeps_unattributed`).
+    pub fn set_unattributed(&mut self, n: u64) {
+        if n > self.unattributed_seen {
+            self.sleeps_unattributed.inc_by(n - self.unattributed_seen);
+            self.unattributed_seen = n;
         }
     }
 

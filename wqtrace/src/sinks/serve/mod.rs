@@ -171,6 +171,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             c.poll(&mut src, &mut m);
         }
         m.set_lost(src.lost());
+        m.set_unattributed(src.sleeps_unattributed());
         if release_on_close && last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             let idle_before = kernel::boottime_ns() - SWEEP_EVERY.as_nanos() as u64;
@@ -189,12 +190,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         c.finish(&mut src, &mut m);
     }
     let lost = src.lost();
+    let unattributed = super::unattributed_sleeps(&src);
     // Detach the probes first, then close the listener.
     shared.detaching();
     drop(src);
     let _ = tx.send(true);
     let _ = server.join();
     res?;
+    if let Some(l) = unattributed {
+        eprintln!("{l}");
+    }
     if counted.is_some() {
         let by_kind = m.counted_by_kind();
         let total: u64 = by_kind.iter().map(|(_, c)| c).sum();

@@ -270,6 +270,13 @@ fn info_and_lost_events() {
     m.set_lost(7);
     let t = text(&reg);
     assert_eq!(sample(&t, "wqtrace_events_lost_total"), Some(7.0));
+    assert_eq!(sample(&t, "wqtrace_sleeps_unattributed_total"), Some(0.0));
+    m.set_unattributed(2);
+    m.set_unattributed(1);
+    assert_eq!(
+        sample(&text(&reg), "wqtrace_sleeps_unattributed_total"),
+        Some(2.0)
+    );
     let info = t
         .lines()
         .find(|l| l.starts_with("wqtrace_build_info{"))

@@ -83,6 +83,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return reader_gone_or(e);
     }
     let lost = src.lost();
+    if let Some(l) = super::unattributed_sleeps(&src) {
+        eprintln!("{l}");
+    }
     eprintln!("wqtrace: {n} events, {lost} lost");
     Ok(ExitCode::SUCCESS)
 }

@@ -82,6 +82,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if probe.pipe_totals {
         feed.read_totals()?;
     }
+    if let Some(l) = crate::sinks::unattributed_sleeps(&feed.src) {
+        eprintln!("{l}");
+    }
     let c = feed.model.counters();
     let totalled = if c.totalled_ops + c.totalled_lock_waits + c.totalled_waits > 0 {
         format!(
