@@ -1532,6 +1532,50 @@ fn stacks_all_covers_ring_ops() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// A recording keeps the count of splice sleeps its session could not place on a wait queue
+/// (here, where sched_switch times them: `workload contend`'s splicer, woken as it leaves the
+/// CPU, most runs have some): `report` gives the number `record` printed, 0 when it printed
+/// none.
+#[test]
+fn a_recording_keeps_its_unattributed_sleeps() {
+    let _g = kernel_lock();
+    let dir = std::env::temp_dir().join(format!("wqtrace-unplaced-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.wqt");
+    let out = Command::new(WQTRACE)
+        .args(["record", "--force", "-c", "wq-", "--stacks", "none", "-o"])
+        .arg(&file)
+        .args(["--", WQTRACE, "workload", "contend", "--threads", "3"])
+        .args(["--duration", "10", "--writes", "30000"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let printed = common::unattributed_sleeps(&err);
+    eprintln!("record printed {printed} unattributed sleeps");
+    let r = report_json(&file, &[]);
+    assert_eq!(
+        r["totals"]["sleeps_unattributed"].as_u64(),
+        Some(printed),
+        "{}; record said: {err}",
+        r["totals"]
+    );
+    let text = Command::new(WQTRACE)
+        .arg("report")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(
+        text.contains(&format!(
+            "  waits      {printed} sleeps in splice, tee or vmsplice not timed"
+        )),
+        printed > 0,
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// 150,000 write/read pairs on one pipe: 300k events, three times what the 16 MiB kernel ring
 /// holds. The reader maps the ring's pages once, so the record that straddles the end at every
 /// wrap is put together from two pieces: each must come out exactly (the session records only

@@ -107,6 +107,11 @@ pub struct Trailer {
     /// "duration", "command", "signal", "source".
     #[serde(default)]
     pub stop_reason: String,
+    /// Sleeps of splice, tee or vmsplice the programs could not place on a wait queue, so did
+    /// not time as pipe waits (`EventSource::sleeps_unattributed`); 0 in recordings made before
+    /// it was kept.
+    #[serde(default)]
+    pub sleeps_unattributed: u64,
 }
 
 /// Why a file cannot be read at all.
@@ -176,6 +181,24 @@ mod tests {
         let trailer_at = file.windows(4).rposition(|w| w == SYNC).unwrap();
         file.truncate(trailer_at);
         file
+    }
+
+    /// The sleeps a session could not time as pipe waits reach the trailer; a trailer written
+    /// before it was kept reads as 0 of them.
+    #[test]
+    fn the_trailer_keeps_unattributed_sleeps() {
+        let mut w = Writer::new(Vec::new(), &Header::default()).unwrap();
+        w.set_sleeps_unattributed(7);
+        let file = w.finish("signal").unwrap().0;
+        let mut r = Reader::new(std::io::Cursor::new(file)).unwrap();
+        r.read_all().unwrap();
+        assert_eq!(r.trailer().unwrap().sleeps_unattributed, 7);
+
+        let old: Trailer = serde_json::from_str(
+            r#"{"events":3,"lost":0,"chunks":1,"first_ts_ns":1,"last_ts_ns":2,"stop_reason":"signal"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.sleeps_unattributed, 0);
     }
 
     /// A chunk whose checksum holds but whose event count is forged: refused before anything is

@@ -25,6 +25,7 @@ pub struct Writer<W: Write> {
     bytes: u64,
     lost: u64,
     lost_written: u64,
+    sleeps_unattributed: u64,
     first_ts: Option<u64>,
     last_ts: u64,
     oldest_pending: Option<Instant>,
@@ -55,6 +56,7 @@ impl<W: Write> Writer<W> {
             bytes: b.len() as u64,
             lost: 0,
             lost_written: 0,
+            sleeps_unattributed: 0,
             first_ts: None,
             last_ts: 0,
             oldest_pending: None,
@@ -111,6 +113,11 @@ impl<W: Write> Writer<W> {
             self.flush_chunk()?;
         }
         Ok(())
+    }
+
+    /// The source's count of sleeps it could not time as pipe waits; kept in the trailer.
+    pub fn set_sleeps_unattributed(&mut self, n: u64) {
+        self.sleeps_unattributed = n;
     }
 
     /// The source's cumulative lost-event count; carried by the next chunk.
@@ -190,6 +197,7 @@ impl<W: Write> Writer<W> {
             first_ts_ns: self.first_ts.unwrap_or(0),
             last_ts_ns: self.last_ts,
             stop_reason: stop_reason.to_string(),
+            sleeps_unattributed: self.sleeps_unattributed,
         };
         let f = frame(
             CHUNK_TRAILER,

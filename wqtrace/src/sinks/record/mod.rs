@@ -124,6 +124,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let reason = res?;
     let unattributed = crate::sinks::unattributed_sleeps(src.as_ref());
+    w.set_sleeps_unattributed(src.sleeps_unattributed());
     let (mut file, trailer) = w
         .finish(reason.name())
         .map_err(|e| write_error(path, 0, e))?;
@@ -156,8 +157,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     );
     if let Some(l) = unattributed {
-        // The recording format has no field for it yet: said here, where it is known.
-        eprintln!("{l} (not kept in the recording)");
+        eprintln!("{l}");
     }
     Ok(ExitCode::SUCCESS)
 }

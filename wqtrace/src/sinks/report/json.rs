@@ -71,6 +71,8 @@ pub fn to_json(a: &Analysis) -> Value {
             "events": c.events,
             "lost": a.tracer_lost,
             "damaged_events": a.damaged_events,
+            // Unknown (null) without a trailer: the recording did not stop cleanly.
+            "sleeps_unattributed": a.trailer.as_ref().map(|t| t.sleeps_unattributed),
             "duration_ns": duration_ns(a),
             "first_ts_ns": m.time_span().map(|s| s.0),
             "by_kind": by_kind,

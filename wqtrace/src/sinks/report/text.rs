@@ -24,6 +24,18 @@ pub fn to_text(a: &Analysis) -> String {
         },
         crate::text::duration(duration_ns(a))
     );
+    if let Some(n) = a
+        .trailer
+        .as_ref()
+        .map(|t| t.sleeps_unattributed)
+        .filter(|&n| n > 0)
+    {
+        let _ = writeln!(
+            o,
+            "  waits      {n} sleeps in splice, tee or vmsplice not timed as pipe waits (woken as \
+             they left the CPU, on a wait queue that could no longer be told)"
+        );
+    }
     let _ = writeln!(
         o,
         "  kernel     {} on {} (event ABI {}, wqtrace {})",
