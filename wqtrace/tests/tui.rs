@@ -212,6 +212,21 @@ fn lost_events_counter_is_red() {
     assert_eq!(y, 0, "in the header");
 }
 
+/// Sleeps the programs could not place on a wait queue are shown next to the lost events,
+/// only when there are some.
+#[test]
+fn unplaced_sleeps_are_shown_when_there_are_some() {
+    let mut m = model_of(&session_events());
+    let meta = session_meta("6.18.0", true);
+    let b = draw(&live_view(&m, &meta), &mut App::new(false), 100, 24);
+    assert!(!screen(&b).contains("unplaced"), "{}", screen(&b));
+    m.set_sleeps_unattributed(4);
+    let b = draw(&live_view(&m, &meta), &mut App::new(false), 100, 24);
+    let (x, y) = find(&b, "4 sleeps unplaced").unwrap_or_else(|| panic!("{}", screen(&b)));
+    assert_eq!(b[(x, y)].fg, Color::Yellow);
+    assert_eq!(y, 0, "in the header");
+}
+
 #[test]
 fn no_notification_pipes_points_at_the_demo() {
     let m = model_of(&session_events());

@@ -113,6 +113,12 @@ impl Model {
         self.counters.lost = lost;
     }
 
+    /// The source's count of sleeps it could not time as pipe waits
+    /// (`EventSource::sleeps_unattributed`).
+    pub fn set_sleeps_unattributed(&mut self, n: u64) {
+        self.counters.sleeps_unattributed = n;
+    }
+
     /// Applies one event. Unknown kinds are counted and otherwise ignored.
     pub fn apply(&mut self, e: &Event) {
         let ts = e.ts_ns;

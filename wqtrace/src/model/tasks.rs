@@ -14,6 +14,9 @@ pub struct Counters {
     pub per_kind: [u64; 10],
     /// Events the source lost (ring buffer full, damaged recording), from [`Model::set_lost`].
     pub lost: u64,
+    /// Sleeps of splice, tee or vmsplice the source could not time as pipe waits, from
+    /// [`Model::set_sleeps_unattributed`].
+    pub sleeps_unattributed: u64,
     /// Events that named no pipe the model could key on.
     pub no_pipe: u64,
     /// Pipes retired to stay within [`ModelConfig::max_pipes`].

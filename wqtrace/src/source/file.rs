@@ -195,6 +195,11 @@ impl EventSource for FileSource {
         self.reader.tracer_lost() + self.reader.damaged_events()
     }
 
+    /// From the trailer: known once the whole file was read, and only if it stopped cleanly.
+    fn sleeps_unattributed(&self) -> u64 {
+        self.reader.trailer().map_or(0, |t| t.sleeps_unattributed)
+    }
+
     fn meta(&self) -> &SessionMeta {
         &self.reader.header().meta
     }

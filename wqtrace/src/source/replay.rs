@@ -207,6 +207,8 @@ impl Replay {
         self.model.apply(&e);
         self.last_ts = Some(self.last_ts.map_or(e.ts_ns, |t| t.max(e.ts_ns)));
         self.model.set_lost(self.src.tracer_lost());
+        self.model
+            .set_sleeps_unattributed(self.src.sleeps_unattributed());
         Ok(Some(e))
     }
 

@@ -119,6 +119,9 @@ impl<S: EventSource> Feed for LiveFeed<S> {
                 break;
             }
         }
+        // Once per pump, not per drained chunk: a map lookup is a syscall.
+        self.model
+            .set_sleeps_unattributed(self.src.sleeps_unattributed());
         // After the events drained so far: a pipe they say was freed has all its ops in this
         // read.
         if self

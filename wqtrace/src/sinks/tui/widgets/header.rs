@@ -145,6 +145,15 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &App) {
     };
     l1.push(Span::styled(format!("lost {}", c.lost), lost_style));
     l1.push(sep());
+    if c.sleeps_unattributed > 0 {
+        // Waits not timed because their wait queue could not be told: the wait counts are
+        // short by up to that many.
+        l1.push(Span::styled(
+            format!("{} sleeps unplaced", c.sleeps_unattributed),
+            WARN,
+        ));
+        l1.push(sep());
+    }
     let pipes = m.pipes().count();
     let notif = m.pipes().filter(|p| p.notification).count();
     l1.push(Span::raw(format!("{pipes} pipes ")));
