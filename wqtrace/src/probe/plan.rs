@@ -102,7 +102,8 @@ impl Hook {
                 "sys_exit errno (EINVAL/EBADF) of splice/tee/vmsplice on a notification pipe"
             }
             Self::PipeWait => {
-                "sched_switch: time asleep on a splice/tee/vmsplice's pipe wait queues (sleeps only)"
+                "sched_switch: time asleep on a splice/tee/vmsplice's pipe wait queues (sleeps \
+                 only; one woken as it leaves the CPU cannot be placed: counted as unplaced)"
             }
             Self::PipeRelease => "close() of a pipe fd",
             _ => "none",
