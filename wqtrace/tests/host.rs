@@ -1573,6 +1573,29 @@ fn a_recording_keeps_its_unattributed_sleeps() {
         printed > 0,
         "{text}"
     );
+    // Without its trailer (a recording that did not stop cleanly) the count is unknown, and
+    // said to be: this session timed splice waits from sched_switch.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let trailer_at = bytes.windows(4).rposition(|w| w == b"\xc7WQC").unwrap();
+    bytes.truncate(trailer_at);
+    let cut = dir.join("cut.wqt");
+    std::fs::write(&cut, &bytes).unwrap();
+    let r = report_json(&cut, &[]);
+    assert!(
+        r["totals"]["sleeps_unattributed"].is_null(),
+        "{}",
+        r["totals"]
+    );
+    let text = Command::new(WQTRACE)
+        .arg("report")
+        .arg(&cut)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("sleeps not timed as pipe waits: unknown (no trailer"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

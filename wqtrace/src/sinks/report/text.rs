@@ -24,17 +24,25 @@ pub fn to_text(a: &Analysis) -> String {
         },
         crate::text::duration(duration_ns(a))
     );
-    if let Some(n) = a
-        .trailer
-        .as_ref()
-        .map(|t| t.sleeps_unattributed)
-        .filter(|&n| n > 0)
-    {
-        let _ = writeln!(
-            o,
-            "  waits      {n} sleeps in splice, tee or vmsplice not timed as pipe waits (woken as \
-             they left the CPU, on a wait queue that could no longer be told)"
-        );
+    match a.trailer.as_ref().map(|t| t.sleeps_unattributed) {
+        Some(0) => {}
+        Some(n) => {
+            let _ = writeln!(
+                o,
+                "  waits      {n} sleeps in splice, tee or vmsplice not timed as pipe waits \
+                 (woken as they left the CPU, on a wait queue that could no longer be told)"
+            );
+        }
+        // Only the trailer has the count: where sched_switch timed the splice waits, a
+        // recording without one cannot say whether any sleep went unplaced.
+        None if splice_waits_by_sched_switch(meta) => {
+            let _ = writeln!(
+                o,
+                "  waits      splice, tee or vmsplice sleeps not timed as pipe waits: unknown \
+                 (no trailer: the recording did not stop cleanly)"
+            );
+        }
+        None => {}
     }
     let _ = writeln!(
         o,
@@ -337,4 +345,12 @@ fn interleaves_text(o: &mut String, a: &Analysis, p: &PipeState) {
             i.op.name()
         );
     }
+}
+
+/// Whether the recording's session timed splice waits from sched_switch (its attach plan says
+/// so), where some sleeps may go unplaced (`Trailer::sleeps_unattributed`).
+fn splice_waits_by_sched_switch(meta: &crate::session::SessionMeta) -> bool {
+    meta.attach
+        .iter()
+        .any(|(h, m)| h == "pipe_wait" && m.contains("sched_switch"))
 }
