@@ -8,15 +8,19 @@ pub mod serve;
 pub mod trace;
 pub mod tui;
 
-/// The line a live session prints at its end when some sleeps of splice, tee or vmsplice could
-/// not be placed on a wait queue (`EventSource::sleeps_unattributed`): the pipe waits it
-/// reported may miss them, and a session attached at the same time may have timed them.
-pub fn unattributed_sleeps(src: &dyn crate::source::EventSource) -> Option<String> {
-    let n = src.sleeps_unattributed();
-    (n > 0).then(|| {
-        format!(
-            "wqtrace: {n} sleeps in splice, tee or vmsplice not timed as pipe waits: woken as \
-             they left the CPU, on a wait queue that could no longer be told"
-        )
-    })
+/// What `n` sleeps of splice, tee or vmsplice that could not be placed on a wait queue are
+/// (`EventSource::sleeps_unattributed`): the pipe waits reported may miss them, and a session
+/// attached at the same time may have timed them.
+pub fn unattributed_sleeps(n: u64) -> String {
+    format!(
+        "{n} sleeps in splice, tee or vmsplice not timed as pipe waits: woken as they left the \
+         CPU, on a wait queue that could no longer be told"
+    )
+}
+
+/// The line a live session prints at its end about its `n` unplaced sleeps; none for 0.
+pub fn print_unattributed_sleeps(n: u64) {
+    if n > 0 {
+        eprintln!("wqtrace: {}", unattributed_sleeps(n));
+    }
 }

@@ -123,8 +123,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         child::stop(c, Duration::from_secs(5));
     }
     let reason = res?;
-    let unattributed = crate::sinks::unattributed_sleeps(src.as_ref());
-    w.set_sleeps_unattributed(src.sleeps_unattributed());
+    // Read once: what is printed is what the trailer keeps.
+    let unattributed = src.sleeps_unattributed();
+    w.set_sleeps_unattributed(unattributed);
     let (mut file, trailer) = w
         .finish(reason.name())
         .map_err(|e| write_error(path, 0, e))?;
@@ -156,8 +157,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             r => r.name().into(),
         }
     );
-    if let Some(l) = unattributed {
-        eprintln!("{l}");
-    }
+    crate::sinks::print_unattributed_sleeps(unattributed);
     Ok(ExitCode::SUCCESS)
 }

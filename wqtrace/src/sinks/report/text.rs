@@ -27,11 +27,7 @@ pub fn to_text(a: &Analysis) -> String {
     match a.trailer.as_ref().map(|t| t.sleeps_unattributed) {
         Some(0) => {}
         Some(n) => {
-            let _ = writeln!(
-                o,
-                "  waits      {n} sleeps in splice, tee or vmsplice not timed as pipe waits \
-                 (woken as they left the CPU, on a wait queue that could no longer be told)"
-            );
+            let _ = writeln!(o, "  waits      {}", crate::sinks::unattributed_sleeps(n));
         }
         // Only the trailer has the count: where sched_switch timed the splice waits, a
         // recording without one cannot say whether any sleep went unplaced.

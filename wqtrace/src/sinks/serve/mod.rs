@@ -190,16 +190,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         c.finish(&mut src, &mut m);
     }
     let lost = src.lost();
-    let unattributed = super::unattributed_sleeps(&src);
+    let unattributed = src.sleeps_unattributed();
     // Detach the probes first, then close the listener.
     shared.detaching();
     drop(src);
     let _ = tx.send(true);
     let _ = server.join();
     res?;
-    if let Some(l) = unattributed {
-        eprintln!("{l}");
-    }
+    super::print_unattributed_sleeps(unattributed);
     if counted.is_some() {
         let by_kind = m.counted_by_kind();
         let total: u64 = by_kind.iter().map(|(_, c)| c).sum();

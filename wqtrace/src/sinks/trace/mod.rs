@@ -83,9 +83,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return reader_gone_or(e);
     }
     let lost = src.lost();
-    if let Some(l) = super::unattributed_sleeps(&src) {
-        eprintln!("{l}");
-    }
+    super::print_unattributed_sleeps(src.sleeps_unattributed());
     eprintln!("wqtrace: {n} events, {lost} lost");
     Ok(ExitCode::SUCCESS)
 }

@@ -27,6 +27,7 @@ pub use self::feed::{Feed, LiveFeed, ReplayFeed};
 
 use crate::model::ModelConfig;
 use crate::probe::opts::ProbeOpts;
+use crate::source::EventSource as _;
 use crate::source::live::LiveSource;
 use crate::source::replay::Replay;
 use crate::{child, stop};
@@ -82,9 +83,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if probe.pipe_totals {
         feed.read_totals()?;
     }
-    if let Some(l) = crate::sinks::unattributed_sleeps(&feed.src) {
-        eprintln!("{l}");
-    }
+    crate::sinks::print_unattributed_sleeps(feed.src.sleeps_unattributed());
     let c = feed.model.counters();
     let totalled = if c.totalled_ops + c.totalled_lock_waits + c.totalled_waits > 0 {
         format!(
