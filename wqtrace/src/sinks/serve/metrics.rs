@@ -159,6 +159,14 @@ pub struct Metrics {
     counted_waits: [WaitRow; hist::ROWS as usize],
 }
 
+/// Moves `counter` on by what a source's cumulative count grew to `now` since `seen`.
+fn grow_to(counter: &Counter, seen: &mut u64, now: u64) {
+    if now > *seen {
+        counter.inc_by(now - *seen);
+        *seen = now;
+    }
+}
+
 impl Metrics {
     // Long on purpose: it registers every family, one after the other: the list of what serve exports.
     pub fn new(opts: Options, info: &BuildInfo) -> (Self, Registry) {
@@ -334,19 +342,13 @@ impl Metrics {
 
     /// Records the source's cumulative lost-event count.
     pub fn set_lost(&mut self, lost: u64) {
-        if lost > self.lost_seen {
-            self.events_lost.inc_by(lost - self.lost_seen);
-            self.lost_seen = lost;
-        }
+        grow_to(&self.events_lost, &mut self.lost_seen, lost);
     }
 
     /// Records the source's cumulative count of sleeps it could not time as pipe waits
     /// (`EventSource::sleeps_unattributed`).
     pub fn set_unattributed(&mut self, n: u64) {
-        if n > self.unattributed_seen {
-            self.sleeps_unattributed.inc_by(n - self.unattributed_seen);
-            self.unattributed_seen = n;
-        }
+        grow_to(&self.sleeps_unattributed, &mut self.unattributed_seen, n);
     }
 
     /// Events on ordinary pipes the probes counted instead of streaming (running totals).
