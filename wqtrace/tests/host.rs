@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::recording::{event_keys, export_jsonl, report_json, start_recording, timestamps};
+use common::recording::{
+    event_keys, export_jsonl, report_json, report_text, start_recording, timestamps,
+};
 use common::tmux::{Tmux, totalled};
 use common::{
     Tracer, WQTRACE, assert_dropped_to, contend, contend_tids, doctor_json, has_flag, kernel_lock,
@@ -1560,12 +1562,7 @@ fn a_recording_keeps_its_unattributed_sleeps() {
         "{}; record said: {err}",
         r["totals"]
     );
-    let text = Command::new(WQTRACE)
-        .arg("report")
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = report_text(&file);
     assert_eq!(
         text.contains(&format!(
             "  waits      {printed} sleeps in splice, tee or vmsplice not timed"
@@ -1586,12 +1583,7 @@ fn a_recording_keeps_its_unattributed_sleeps() {
         "{}",
         r["totals"]
     );
-    let text = Command::new(WQTRACE)
-        .arg("report")
-        .arg(&cut)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = report_text(&cut);
     assert!(
         text.contains("sleeps not timed as pipe waits: unknown (no trailer"),
         "{text}"

@@ -53,6 +53,17 @@ pub fn report_json(file: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// `wqtrace report FILE` (text), asserting it succeeded.
+pub fn report_text(file: &Path) -> String {
+    let o = Command::new(WQTRACE)
+        .arg("report")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// What two sessions both see of one event, sorted. Timestamps, CPUs and durations are each
 /// session's own, and so are ring snapshots taken outside the pipe's locks: a post on another
 /// CPU can land between the two sessions' programs at one syscall exit.
