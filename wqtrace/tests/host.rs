@@ -1573,7 +1573,10 @@ fn a_recording_keeps_its_unattributed_sleeps() {
     // Without its trailer (a recording that did not stop cleanly) the count is unknown, and
     // said to be: this session timed splice waits from sched_switch.
     let mut bytes = std::fs::read(&file).unwrap();
-    let trailer_at = bytes.windows(4).rposition(|w| w == b"\xc7WQC").unwrap();
+    let trailer_at = bytes
+        .windows(4)
+        .rposition(|w| w == wqtrace::recording::SYNC)
+        .unwrap();
     bytes.truncate(trailer_at);
     let cut = dir.join("cut.wqt");
     std::fs::write(&cut, &bytes).unwrap();
