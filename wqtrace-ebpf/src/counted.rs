@@ -24,14 +24,14 @@ pub fn enabled() -> bool {
 
 /// Counts `n` events of `kind` (on ordinary pipes) under the current task's cgroup; false when
 /// they were not counted and must be streamed: the session asked for no counts, or the map
-/// had no room for the key.
+/// had no room for the key. `w`: who counts `kind`.
 #[inline(always)]
-pub fn events(kind: EventKind, n: u64) -> bool {
+pub fn events(kind: EventKind, n: u64, w: Writers) -> bool {
     if !enabled() {
         return false;
     }
     let cgroup = crate::emit::current_cgroup_id();
-    if in_slot(cgroup, kind as usize, n) {
+    if in_slot(cgroup, kind as usize, n, w) {
         return true;
     }
     let key = CountKey {
@@ -39,18 +39,18 @@ pub fn events(kind: EventKind, n: u64) -> bool {
         kind: kind as u32,
         _pad: 0,
     };
-    if add(&key, n) {
+    if add(&key, n, w) {
         return true;
     }
     // First event of this key: a new entry, zero on the other CPUs. Another task may have
     // made it meanwhile (EEXIST): then it is there to add to.
-    EVENT_COUNTS.insert(&key, &n, BPF_NOEXIST as u64).is_ok() || add(&key, n)
+    EVENT_COUNTS.insert(&key, &n, BPF_NOEXIST as u64).is_ok() || add(&key, n, w)
 }
 
 /// Counts `n` events of `kind` in `cgroup`'s slot of the counts array, claiming it if free;
 /// false when another cgroup holds it.
 #[inline(always)]
-fn in_slot(cgroup: u64, kind: usize, n: u64) -> bool {
+fn in_slot(cgroup: u64, kind: usize, n: u64, w: Writers) -> bool {
     let slot = counts::slot_of(cgroup, filter!(count_slot_mask));
     let Some(o) = COUNT_OWNERS.get_ptr_mut(slot) else {
         return false;
@@ -72,7 +72,7 @@ fn in_slot(cgroup: u64, kind: usize, n: u64) -> bool {
     };
     match unsafe { (*c).get_mut(kind) } {
         Some(c) => {
-            xadd(c, n);
+            add_by(c, n, w);
             true
         }
         None => false,
@@ -80,39 +80,60 @@ fn in_slot(cgroup: u64, kind: usize, n: u64) -> bool {
 }
 
 /// Counts a wait (or contention) of `ns` of `kind` into histogram `row`; false: stream it.
+/// `w`: who counts `kind` (and so `row`).
 #[inline(always)]
-pub fn wait(kind: EventKind, row: u32, ns: u64) -> bool {
-    if !events(kind, 1) {
+pub fn wait(kind: EventKind, row: u32, ns: u64, w: Writers) -> bool {
+    if !events(kind, 1, w) {
         return false;
     }
     if let Some(h) = WAIT_HISTOGRAMS.get_ptr_mut(row) {
         let b = counts::bucket(ns);
         unsafe {
             if let Some(c) = (*h).counts.get_mut(b) {
-                xadd(c, 1);
+                add_by(c, 1, w);
             }
-            xadd(&mut (*h).sum_ns, ns);
+            add_by(&mut (*h).sum_ns, ns, w);
         }
     }
     true
 }
 
 #[inline(always)]
-fn add(key: &CountKey, n: u64) -> bool {
+fn add(key: &CountKey, n: u64, w: Writers) -> bool {
     match EVENT_COUNTS.get_ptr_mut(key) {
         Some(c) => {
-            xadd(c, n);
+            add_by(c, n, w);
             true
         }
         None => false,
     }
 }
 
-/// An atomic add (BPF_ATOMIC): whether a syscall-exit program can be preempted by another
-/// task's on the same CPU has changed between kernels (faultable syscall tracepoints), and a
-/// contention_end in an interrupt can land inside a program updating the same per-CPU value.
-/// core's AtomicU64 has no fetch_add on BPF (no compare-and-swap).
+/// Who adds to a per-CPU counter, which decides how it is added.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    /// One syscall program only (sys_enter, or sys_exit with the programs it tail-calls): a
+    /// plain add. No other run of that program starts on the CPU before this one ends: the
+    /// kernel runs tracepoint programs with preemption off (for the syscall tracepoints, which
+    /// may fault since 6.13, `__BPF_DECLARE_TRACE_SYSCALL` turns it off around them), and
+    /// `__bpf_trace_run` skips a run on a CPU where the program is still active
+    /// (`prog->active`). A syscall program never runs in an interrupt. The locked adds were
+    /// ~15 of the TUI's ~100 ns of sys_exit per op (host, stress-ng --splice; issue #13).
+    OneSyscallProgram,
+    /// Hooks that may run in an interrupt while a run of their own is under way on the same
+    /// CPU (contention on rd_wait), or counters several programs add to: an atomic add
+    /// (BPF_ATOMIC).
+    Any,
+}
+
+/// Adds `n` to the per-CPU counter `c`, as its `writers` allow.
 #[inline(always)]
-pub(crate) fn xadd(c: *mut u64, n: u64) {
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, n) };
+pub(crate) fn add_by(c: *mut u64, n: u64, writers: Writers) {
+    match writers {
+        Writers::OneSyscallProgram => unsafe { *c += n },
+        // core's AtomicU64 has no fetch_add on BPF (no compare-and-swap).
+        Writers::Any => {
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, n) };
+        }
+    }
 }

@@ -112,8 +112,12 @@ pub fn contention_end(ctx: BtfTracePointContext) -> i32 {
         } else {
             hist::LOCK_RD_WAIT
         };
-        if crate::counted::wait(EventKind::LockContended, row, ns)
-            || (crate::totals::enabled() && crate::totals::lock(&w, ns))
+        if crate::counted::wait(
+            EventKind::LockContended,
+            row,
+            ns,
+            crate::counted::Writers::Any,
+        ) || (crate::totals::enabled() && crate::totals::lock(&w, ns))
         {
             return 0;
         }

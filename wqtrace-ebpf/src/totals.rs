@@ -16,7 +16,7 @@ use wqtrace_common::{
 };
 
 use crate::{
-    counted::xadd,
+    counted::{Writers, add_by},
     emit,
     globals::filter,
     kread,
@@ -127,13 +127,15 @@ pub fn add(op: u8, s: &Side, ret: i64) -> bool {
     // not a clock read: the verifier inlines it as a load of `jiffies`.
     let tick = unsafe { bpf_jiffies64() };
     if let Some(o) = t.ops.get_mut(i) {
-        xadd(&mut o.calls, 1);
+        // Only sys_exit (with its tail calls) adds ring ops and their waits.
+        let w = Writers::OneSyscallProgram;
+        add_by(&mut o.calls, 1, w);
         if ret < 0 {
-            xadd(&mut o.errors, 1);
+            add_by(&mut o.errors, 1, w);
             o.last_error = ret;
             o.last_error_tick = tick;
         } else {
-            xadd(&mut o.bytes, ret as u64);
+            add_by(&mut o.bytes, ret as u64, w);
         }
     }
     let occ = r.head.wrapping_sub(r.tail);
@@ -161,8 +163,8 @@ pub fn lock(w: &LockWait, ns: u64) -> bool {
     let Some(l) = t.locks.get_mut(if w.is_mutex != 0 { 0 } else { 1 }) else {
         return false;
     };
-    xadd(&mut l.count, 1);
-    xadd(&mut l.total_ns, ns);
+    add_by(&mut l.count, 1, Writers::Any);
+    add_by(&mut l.total_ns, ns, Writers::Any);
     // Not atomic: a longer wait ending on this CPU in between (an interrupt's, on rd_wait)
     // could be overwritten by this one.
     if ns > l.worst_ns {
@@ -183,8 +185,8 @@ pub fn wait(s: &Side, ns: u64) -> bool {
         return false;
     };
     let w = &mut t.waits;
-    xadd(&mut w.count, 1);
-    xadd(&mut w.total_ns, ns);
+    add_by(&mut w.count, 1, Writers::OneSyscallProgram);
+    add_by(&mut w.total_ns, ns, Writers::OneSyscallProgram);
     if ns > w.max_ns {
         w.max_ns = ns;
     }

@@ -13,6 +13,7 @@ use core::{ffi::c_void, mem::MaybeUninit};
 use wqtrace_common::{CALIBRATE_FCNTL_CMD, Event, EventKind, Op, counts::hist, flags, stack_ref};
 
 use crate::{
+    counted::Writers,
     emit::emit,
     filters::{pipe_wanted, task_wanted},
     globals::filter,
@@ -96,7 +97,7 @@ fn count_at_entry(f: &Inflight) -> bool {
     }
     // One op per pipe it moved data in or out of, as the exit would have streamed them.
     let n = (f.src.pipe != 0) as u64 + (f.dst.pipe != 0 && f.dst.pipe != f.src.pipe) as u64;
-    crate::counted::events(EventKind::RingOp, n)
+    crate::counted::events(EventKind::RingOp, n, Writers::OneSyscallProgram)
 }
 
 /// Whether the op's off-CPU time is measured (sched_switch) and reported with it: a plain
@@ -521,10 +522,14 @@ fn release(fp: *mut Inflight) {
 #[inline(always)]
 fn wait_streamed(s: &Side, ns: u64) -> bool {
     !(s.notif == 0
-        && (crate::counted::wait(EventKind::PipeWait, hist::PIPE_WAIT, ns)
-            || (crate::totals::enabled()
-                && !stacks::wait_is_rare(ns)
-                && crate::totals::wait(s, ns))))
+        && (crate::counted::wait(
+            EventKind::PipeWait,
+            hist::PIPE_WAIT,
+            ns,
+            Writers::OneSyscallProgram,
+        ) || (crate::totals::enabled()
+            && !stacks::wait_is_rare(ns)
+            && crate::totals::wait(s, ns))))
 }
 
 /// A wait for a pipe streamed on its own: `f.off_cpu_ns` of off-CPU time inside a read or
