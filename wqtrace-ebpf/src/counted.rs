@@ -115,7 +115,7 @@ pub enum Writers {
     /// One syscall program only (sys_enter, or sys_exit with the programs it tail-calls): a
     /// plain add. No other run of that program starts on the CPU before this one ends: the
     /// kernel runs tracepoint programs with preemption off (for the syscall tracepoints, which
-    /// may fault since 6.13, `__BPF_DECLARE_TRACE_SYSCALL` turns it off around them), and
+    /// newer kernels let fault, `__BPF_DECLARE_TRACE_SYSCALL` turns it off around them), and
     /// `__bpf_trace_run` skips a run on a CPU where the program is still active
     /// (`prog->active`). A syscall program never runs in an interrupt. The locked adds were
     /// ~15 of the TUI's ~100 ns of sys_exit per op (host, stress-ng --splice; issue #13).
