@@ -72,45 +72,61 @@ pub fn current() -> (u64, u32, u32) {
     (task, btf_load::<u32>(task, po), btf_load::<u32>(task, to))
 }
 
+/// The current task's open-file table: its `fd` array and `max_fds`, read once for every fd
+/// a syscall names (splice, tee, sendfile and copy_file_range name two).
+#[derive(Clone, Copy)]
+pub struct FdTable {
+    fds: u64,
+    max: u32,
+}
+
+impl FdTable {
+    /// A table with no fd in it.
+    pub const NONE: FdTable = FdTable { fds: 0, max: 0 };
+
+    /// `task->files->fdt->{fd, max_fds}` of `task`, the current task (BTF-typed): plain loads
+    /// the verifier checks against the kernel's types (a fault reads as 0), not helper calls.
+    /// The offsets are .rodata constants it knows.
+    #[inline(always)]
+    pub fn of(task: u64) -> Option<FdTable> {
+        let (fo, to, mo, ao) = (
+            off!(task_files),
+            off!(files_fdt),
+            off!(fdt_max_fds),
+            off!(fdt_fd),
+        );
+        if fo == NO_OFFSET || to == NO_OFFSET || mo == NO_OFFSET || ao == NO_OFFSET {
+            return None;
+        }
+        let files = btf_load::<u64>(task, fo);
+        if files == 0 {
+            return None;
+        }
+        let fdt = btf_load::<u64>(files, to);
+        if fdt == 0 {
+            return None;
+        }
+        Some(FdTable {
+            max: btf_load::<u32>(fdt, mo),
+            fds: btf_load::<u64>(fdt, ao),
+        })
+    }
+
+    /// The `struct file *` behind `fd`.
+    #[inline(always)]
+    pub fn file(&self, fd: i64) -> Option<u64> {
+        if fd < 0 || fd as u64 >= self.max as u64 {
+            return None;
+        }
+        let file: u64 = rd(self.fds, (fd as u32) * 8)?;
+        if file == 0 { None } else { Some(file) }
+    }
+}
+
 /// The `struct file *` behind `fd` in the current task's fd table.
 #[inline(always)]
 pub fn fd_file(fd: i64) -> Option<u64> {
-    fd_file_of(unsafe { bpf_get_current_task_btf() } as u64, fd)
-}
-
-/// The `struct file *` behind `fd` in the fd table of `task`, the current task (BTF-typed).
-#[inline(always)]
-pub fn fd_file_of(task: u64, fd: i64) -> Option<u64> {
-    if fd < 0 {
-        return None;
-    }
-    let (fo, to, mo, ao) = (
-        off!(task_files),
-        off!(files_fdt),
-        off!(fdt_max_fds),
-        off!(fdt_fd),
-    );
-    if fo == NO_OFFSET || to == NO_OFFSET || mo == NO_OFFSET || ao == NO_OFFSET {
-        return None;
-    }
-    // task->files->fdt->{max_fds, fd} through the BTF-typed current task: plain loads the
-    // verifier checks against the kernel's types (a fault reads as 0), not helper calls. The
-    // offsets are .rodata constants it knows.
-    let files = btf_load::<u64>(task, fo);
-    if files == 0 {
-        return None;
-    }
-    let fdt = btf_load::<u64>(files, to);
-    if fdt == 0 {
-        return None;
-    }
-    let max = btf_load::<u32>(fdt, mo);
-    let arr = btf_load::<u64>(fdt, ao);
-    if fd as u64 >= max as u64 {
-        return None;
-    }
-    let file: u64 = rd(arr, (fd as u32) * 8)?;
-    if file == 0 { None } else { Some(file) }
+    FdTable::of(unsafe { bpf_get_current_task_btf() } as u64)?.file(fd)
 }
 
 /// Argument `n` of an fentry program's function as a plain number to the verifier. Read from
@@ -146,22 +162,25 @@ pub fn pipe_fops() -> u64 {
     }
 }
 
-/// `file->f_op`, `->private_data` and `->f_inode`. Since 6.12 they sit within 32 bytes of
-/// each other (one probe read, not three: every traced syscall resolves its fds).
+/// `file->private_data` and `->f_inode` when `file->f_op` is `fops`. Since 6.12 the three
+/// sit within 32 bytes of each other (one probe read, not three: every traced syscall
+/// resolves its fds); direct loads read f_op first, and the rest only for a pipe.
 #[inline(always)]
-fn file_fields(file: u64) -> Option<(u64, u64, u64)> {
+fn file_fields(file: u64, fops: u64) -> Option<(u64, u64)> {
     let (fo, po, io) = (off!(file_f_op), off!(file_private_data), off!(file_f_inode));
-    // Direct loads read the three words alone.
     if !crate::direct::on() && fo != NO_OFFSET && po != NO_OFFSET && io != NO_OFFSET {
         let lo = fo.min(po).min(io);
         let hi = fo.max(po).max(io);
         if hi - lo <= 24 && (fo | po | io) & 7 == 0 {
             let b: [u64; 4] = rd(file, lo)?;
             let at = |o: u32| b[(((o - lo) >> 3) & 3) as usize];
-            return Some((at(fo), at(po), at(io)));
+            return (at(fo) == fops).then(|| (at(po), at(io)));
         }
     }
-    Some((rd(file, fo)?, rd(file, po)?, rd(file, io)?))
+    if rd::<u64>(file, fo)? != fops {
+        return None;
+    }
+    Some((rd(file, po)?, rd(file, io)?))
 }
 
 /// The pipe behind `file`, if it is one (its f_op is the pipe fops wqtrace calibrated), and
@@ -178,8 +197,8 @@ fn file_pipe_cached(file: u64, cached: bool) -> Option<(PipeRef, bool)> {
     if fops == 0 {
         return None;
     }
-    let (f_op, pipe, inode) = file_fields(file)?;
-    if f_op != fops || pipe == 0 {
+    let (pipe, inode) = file_fields(file, fops)?;
+    if pipe == 0 {
         return None;
     }
     if let Some(k) = cached.then(|| known_pipe(pipe)).flatten() {
@@ -206,10 +225,10 @@ pub fn file_pipe(file: u64) -> Option<PipeRef> {
     file_pipe_cached(file, false).map(|(p, _)| p)
 }
 
-/// The pipe behind `fd`, if it passes the pipe filters; remembered in KNOWN_PIPES.
+/// The pipe behind `fd` in `table`, if it passes the pipe filters; remembered in KNOWN_PIPES.
 #[inline(always)]
-pub fn fd_pipe(task: u64, fd: i64) -> Option<PipeRef> {
-    let (p, known) = file_pipe_cached(fd_file_of(task, fd)?, true)?;
+pub fn fd_pipe(table: &FdTable, fd: i64) -> Option<PipeRef> {
+    let (p, known) = file_pipe_cached(table.file(fd)?, true)?;
     if !crate::filters::pipe_wanted(p.ino, p.notif) {
         return None;
     }

@@ -18,7 +18,7 @@ use crate::{
     filters::{pipe_wanted, task_wanted},
     globals::filter,
     inflight,
-    kread::{self, PipeRef, fd_pipe, fill_notes, fill_ring},
+    kread::{self, FdTable, PipeRef, fd_pipe, fill_notes, fill_ring},
     maps::{
         COUNTED_AT_ENTRY, HOOK_GET_PIPE_INFO, HOOK_PIPE_WAIT, Inflight, READ_SCAN, RT_PIPE_FOPS,
         RUNTIME, ReadScan, Side, TAIL_READ_SCAN, TAIL_SPLICE, TAILS, TOTALS_AT_EXIT, WAIT_DST,
@@ -154,13 +154,22 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     if op != Op::Pipe2 && !task_wanted(tgid) {
         return 0;
     }
+    // Read once for the fds the syscall names (pipe and pipe2 name none).
+    let fds = if op == Op::Pipe2 {
+        FdTable::NONE
+    } else {
+        let Some(t) = FdTable::of(task) else {
+            return 0;
+        };
+        t
+    };
     let mut slot = MaybeUninit::uninit();
     let f = blank(&mut slot, op);
     let a0 = sys_arg(regs, 0);
     f.arg0 = a0;
     match nr {
         NR_READ | NR_READV => {
-            let Some(p) = fd_pipe(task, a0 as i64) else {
+            let Some(p) = fd_pipe(&fds, a0 as i64) else {
                 return 0;
             };
             f.src = side(a0, Some(p));
@@ -170,7 +179,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             }
         }
         NR_WRITE | NR_WRITEV | NR_VMSPLICE => {
-            let Some(p) = fd_pipe(task, a0 as i64) else {
+            let Some(p) = fd_pipe(&fds, a0 as i64) else {
                 return 0;
             };
             f.dst = side(a0, Some(p));
@@ -183,8 +192,8 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
                 NR_SENDFILE => (sys_arg(regs, 1), a0),
                 _ => (a0, sys_arg(regs, 2)),
             };
-            let pi = fd_pipe(task, fin as i64);
-            let po = fd_pipe(task, fout as i64);
+            let pi = fd_pipe(&fds, fin as i64);
+            let po = fd_pipe(&fds, fout as i64);
             if pi.is_none() && po.is_none() {
                 return 0;
             }
@@ -204,7 +213,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             if cmd != IOC_WATCH_QUEUE_SET_SIZE {
                 return 0;
             }
-            let Some(p) = fd_pipe(task, a0 as i64) else {
+            let Some(p) = fd_pipe(&fds, a0 as i64) else {
                 return 0;
             };
             f.src = side(a0, Some(p));
@@ -215,14 +224,14 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
                 return 0;
             }
             let fd = sys_arg(regs, 2);
-            let Some(p) = fd_pipe(task, fd as i64) else {
+            let Some(p) = fd_pipe(&fds, fd as i64) else {
                 return 0;
             };
             f.src = side(fd, Some(p));
             f.arg = sys_arg(regs, 3);
         }
         NR_CLOSE => {
-            let Some(p) = fd_pipe(task, a0 as i64) else {
+            let Some(p) = fd_pipe(&fds, a0 as i64) else {
                 return 0;
             };
             emit!(in_task EventKind::PipeReleased, |e| {
