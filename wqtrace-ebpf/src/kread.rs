@@ -81,9 +81,6 @@ pub struct FdTable {
 }
 
 impl FdTable {
-    /// A table with no fd in it.
-    pub const NONE: FdTable = FdTable { fds: 0, max: 0 };
-
     /// `task->files->fdt->{fd, max_fds}` of `task`, the current task (BTF-typed): plain loads
     /// the verifier checks against the kernel's types (a fault reads as 0), not helper calls.
     /// The offsets are .rodata constants it knows.

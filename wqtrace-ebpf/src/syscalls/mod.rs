@@ -154,14 +154,10 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     if op != Op::Pipe2 && !task_wanted(tgid) {
         return 0;
     }
-    // Read once for the fds the syscall names (pipe and pipe2 name none).
-    let fds = if op == Op::Pipe2 {
-        FdTable::NONE
-    } else {
-        let Some(t) = FdTable::of(task) else {
-            return 0;
-        };
-        t
+    // Read once for the fds the syscall names. pipe2 names none, but its exit reads the same
+    // table for the fds it made.
+    let Some(fds) = FdTable::of(task) else {
+        return 0;
     };
     let mut slot = MaybeUninit::uninit();
     let f = blank(&mut slot, op);
