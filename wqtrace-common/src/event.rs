@@ -318,7 +318,8 @@ pub mod stack_mode {
     pub const ALL: u32 = 2;
 }
 
-/// One event, as the programs write it into the ring buffer.
+/// One event, as the programs write it into the ring buffer: a record holds one, or two of one
+/// syscall back to back (the ring ops of a splice or tee between two pipes, source first).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {

@@ -160,25 +160,26 @@ macro_rules! with_ring {
 }
 pub(crate) use with_ring;
 
-/// Counts an event as submitted and picks its commit flags. The reader is not woken per
+/// Counts `n` events (one record) as submitted and picks its commit flags. The reader is not woken per
 /// event: by default a commit that finds the reader caught up wakes it, and finding that out
 /// reads the reader's position, a cache line the reader's CPU writes after every drain (a miss
 /// on every event). The reader drains on a timer instead (`source::live`, every 20 ms); every
 /// FILL_CHECK_EVERY events a CPU checks its ring (`ring`) and wakes the reader once a quarter
 /// of it is in use, so a burst cannot fill it between two timer drains.
 #[inline(always)]
-pub fn counted_commit_flags(ring: u32) -> u64 {
+pub fn counted_commit_flags(ring: u32, n: u64) -> u64 {
     use aya_ebpf::bindings::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
     };
     let Some(c) = STATS.get_ptr_mut(stat::SUBMITTED) else {
         return 0;
     };
-    let n = unsafe {
-        *c += 1;
-        *c
+    let (before, after) = unsafe {
+        let b = *c;
+        *c = b + n;
+        (b, b + n)
     };
-    if n % FILL_CHECK_EVERY == 0 {
+    if before / FILL_CHECK_EVERY != after / FILL_CHECK_EVERY {
         let full = with_ring!(ring, |r| r.query(BPF_RB_AVAIL_DATA as u64)
             > r.query(BPF_RB_RING_SIZE as u64) / 4);
         if full {
@@ -223,9 +224,26 @@ macro_rules! emit {
                 let $e = unsafe { &mut *entry.as_mut_ptr() };
                 crate::emit::init($e, $kind, $ctx);
                 $body
-                entry.submit(crate::emit::counted_commit_flags(ring));
+                entry.submit(crate::emit::counted_commit_flags(ring, 1));
             }
             None => crate::emit::lost_n($lost),
+        }
+    }};
+    // Two events of one syscall in one record (a splice or tee between two pipes): one
+    // reservation, clock read and header for both, which userspace reads as two events. The
+    // second starts as a copy of the first's header (same task, same instant).
+    (in_task pair $kind:expr, |$a:ident, $b:ident| $body:block) => {{
+        let ring = crate::emit::ring_index();
+        match crate::emit::with_ring!(ring, |r| r.reserve::<[wqtrace_common::Event; 2]>(0)) {
+            Some(mut entry) => {
+                let p = entry.as_mut_ptr().cast::<wqtrace_common::Event>();
+                let ($a, $b) = unsafe { (&mut *p, &mut *p.add(1)) };
+                crate::emit::init($a, $kind, wqtrace_common::ExecCtx::Task as u8);
+                crate::words::copy($b as *mut wqtrace_common::Event, $a);
+                $body
+                entry.submit(crate::emit::counted_commit_flags(ring, 2));
+            }
+            None => crate::emit::lost_n(2),
         }
     }};
     (in_task $kind:expr, |$e:ident| $body:block) => {

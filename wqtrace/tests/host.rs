@@ -412,6 +412,58 @@ fn ordinary_splices_are_not_rejections() {
     );
 }
 
+/// A tee or splice between two pipes is a ring op on each, source then destination, stamped
+/// at the same instant (the programs stream both in one record): tee leaves the source's ring
+/// where it was and adds a slot to the destination's; splice takes the slot from one and adds
+/// it to the other.
+#[test]
+fn tee_and_splice_between_pipes_are_a_ring_op_on_each() {
+    let _g = kernel_lock();
+    let t = Tracer::start(&["-c", "wqteer"]);
+    const ROUNDS: usize = 40;
+    let script = format!(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+         libc.prctl(15, b'wqteer', 0, 0, 0)\na = os.pipe()\nb = os.pipe()\n\
+         print(os.fstat(a[0]).st_ino, os.fstat(b[0]).st_ino, os.getpid(), flush=True)\n\
+         for _ in range({ROUNDS}):\n    os.write(a[1], b'xy')\n    \
+         assert libc.tee(a[0], b[1], 2, 0) == 2\n    assert os.splice(a[0], b[1], 2) == 2\n    \
+         assert len(os.read(b[0], 8)) == 4\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ids: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let (a, b, pid) = (ids[0], ids[1], ids[2]);
+    let events = t.stop();
+    let ops: Vec<_> = kind(&events, "ring_op", pid)
+        .into_iter()
+        .filter(|e| e["op"] == "tee" || e["op"] == "splice")
+        .collect();
+    assert_eq!(ops.len(), 4 * ROUNDS, "two ring ops per tee and splice");
+    let moved = |e: &serde_json::Value, k: &str| u(&e[k]) - u(&e[&format!("{k}_before")]);
+    for pair in ops.chunks(2) {
+        let (src, dst) = (pair[0], pair[1]);
+        let op = &src["op"];
+        assert_eq!(dst["op"], *op, "{pair:?}");
+        assert_eq!(src["ts_ns"], dst["ts_ns"], "one instant: {pair:?}");
+        assert_eq!((u(&src["ino"]), u(&dst["ino"])), (a, b), "{pair:?}");
+        assert!(!has_flag(src, "dst") && has_flag(dst, "dst"), "{pair:?}");
+        assert_eq!((u(&src["ret"]), u(&dst["ret"])), (2, 2), "{pair:?}");
+        let src_tail = if *op == "tee" { 0 } else { 1 };
+        assert_eq!(
+            (moved(src, "head"), moved(src, "tail")),
+            (0, src_tail),
+            "{pair:?}"
+        );
+        assert_eq!((moved(dst, "head"), moved(dst, "tail")), (1, 0), "{pair:?}");
+    }
+}
+
 /// Where pipe_wait_readable/_writable cannot be hooked (this host), a tee or splice asleep on
 /// one of its pipes' wait queues reports that wait (sched_switch sees the task on the queue),
 /// and one asleep on a socket at its other end reports none.

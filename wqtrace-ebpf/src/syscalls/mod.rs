@@ -335,57 +335,53 @@ fn loss_records(buf: u64, len: i64, count: &mut u32) {
     }
 }
 
+/// Whether the op on `s`'s pipe was counted or totalled in the kernel instead of streamed
+/// (it is totalled here, at the exit).
+#[inline(always)]
+fn absorbed(f: &Inflight, s: &Side, ret: i64) -> bool {
+    // Each mark is tested behind its session's (.rodata) switch, though only that session
+    // sets it: the verifier then drops the other sessions' paths, which it walked for every
+    // inlined copy of this function (sys_exit: 267k instructions verified, 0.36 s of a 1.1 s
+    // host attach, 8-15 s in the 6.1 test guest).
+    (crate::counted::enabled() && f.counted == COUNTED_AT_ENTRY)
+        || (crate::totals::enabled()
+            && f.counted == TOTALS_AT_EXIT
+            && crate::totals::add(f.op, s, ret))
+}
+
 /// What the syscall did to one of its pipes (`s`): the ring before and after, bytes or errno.
 /// `dst`: the op wrote into this pipe. `losses`: loss records a read returned. `wait`: its
 /// off-CPU wait (`f.off_cpu_ns`) is to be streamed; a streamed op carries it (one event
 /// reserved, stamped and read by userspace where two were, see `flags::OFF_CPU`).
 #[inline(always)]
 fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32, wait: bool) {
-    // Each mark is tested behind its session's (.rodata) switch, though only that session
-    // sets it: the verifier then drops the other sessions' paths, which it walked for every
-    // inlined copy of this function (sys_exit: 267k instructions verified, 0.36 s of a 1.1 s
-    // host attach, 8-15 s in the 6.1 test guest).
-    if (crate::counted::enabled() && f.counted == COUNTED_AT_ENTRY)
-        || (crate::totals::enabled()
-            && f.counted == TOTALS_AT_EXIT
-            && crate::totals::add(f.op, s, ret))
-    {
+    if absorbed(f, s, ret) {
         if wait {
             pipe_wait(ctx, f, s, ret);
         }
         return;
     }
+    stream_op(ctx, f, s, ret, dst, losses, wait);
+}
+
+/// [`ring_op`] where the op is streamed (not absorbed).
+#[inline(always)]
+fn stream_op(
+    ctx: *mut c_void,
+    f: &Inflight,
+    s: &Side,
+    ret: i64,
+    dst: bool,
+    losses: u32,
+    wait: bool,
+) {
     // With `--stacks all` the op takes stacks of its own: the wait keeps its event.
     let carry = wait && !stacks::all();
     if wait && !carry {
         pipe_wait(ctx, f, s, ret);
     }
     emit!(in_task EventKind::RingOp, lost = 1 + carry as u64, |e| {
-        op_fields(e, f, s, ret);
-        e.head_before = s.head;
-        e.tail_before = s.tail;
-        if s.notif != 0 {
-            e.flags |= flags::NOTIFICATION_PIPE;
-        }
-        if dst {
-            e.flags |= flags::RING_DST;
-        }
-        if losses != 0 {
-            e.flags |= flags::LOSS_SEEN;
-            e.info = losses;
-        }
-        let (r, task) = kread::ring_and_owner(s.pipe);
-        kread::put_ring(e, r);
-        if crate::totals::enabled() && f.counted == TOTALS_AT_EXIT {
-            // Meant for the totals, which had no room: the ring before was not read, so the
-            // event shows no movement (the model marks what it missed as unknown slots).
-            e.head_before = r.head;
-            e.tail_before = r.tail;
-        }
-        if task != 0 {
-            e.owner_tid = kread::task_tid(task);
-            kread::task_comm(task, &mut e.owner_comm);
-        }
+        ring_fields(e, f, s, ret, dst, losses);
         if carry {
             e.flags |= flags::OFF_CPU;
             e.duration_ns = f.off_cpu_ns;
@@ -396,6 +392,49 @@ fn ring_op(ctx: *mut c_void, f: &Inflight, s: &Side, ret: i64, dst: bool, losses
             (e.kstack, e.ustack) = stacks::pair(ctx, stacks::Budget::Op, false, e.ctx, e.ts_ns);
         }
     });
+}
+
+/// A splice or tee between two pipes, both streamed: the ring op on each, in one record
+/// (`emit!(in_task pair ..)`), source first as two `ring_op`s would stream them. One call
+/// path, one instant: with `--stacks all` both carry the same stacks.
+#[inline(always)]
+fn ring_op_pair(ctx: *mut c_void, f: &Inflight, ret: i64) {
+    emit!(in_task pair EventKind::RingOp, |a, b| {
+        ring_fields(a, f, &f.src, ret, false, 0);
+        ring_fields(b, f, &f.dst, ret, true, 0);
+        (a.kstack, a.ustack) = stacks::pair(ctx, stacks::Budget::Op, false, a.ctx, a.ts_ns);
+        (b.kstack, b.ustack) = (a.kstack, a.ustack);
+    });
+}
+
+/// A ring op's fields but its wait and stacks (see [`ring_op`]).
+#[inline(always)]
+fn ring_fields(e: &mut Event, f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
+    op_fields(e, f, s, ret);
+    e.head_before = s.head;
+    e.tail_before = s.tail;
+    if s.notif != 0 {
+        e.flags |= flags::NOTIFICATION_PIPE;
+    }
+    if dst {
+        e.flags |= flags::RING_DST;
+    }
+    if losses != 0 {
+        e.flags |= flags::LOSS_SEEN;
+        e.info = losses;
+    }
+    let (r, task) = kread::ring_and_owner(s.pipe);
+    kread::put_ring(e, r);
+    if crate::totals::enabled() && f.counted == TOTALS_AT_EXIT {
+        // Meant for the totals, which had no room: the ring before was not read, so the
+        // event shows no movement (the model marks what it missed as unknown slots).
+        e.head_before = r.head;
+        e.tail_before = r.tail;
+    }
+    if task != 0 {
+        e.owner_tid = kread::task_tid(task);
+        kread::task_comm(task, &mut e.owner_comm);
+    }
 }
 
 // Long on purpose, like sys_enter: one program on every syscall exit.
@@ -679,11 +718,14 @@ fn splice_exit(ctx: *mut c_void, f: &Inflight, ret: i64) {
         });
         return;
     }
-    if f.src.pipe != 0 {
-        ring_op(ctx, f, &f.src, ret, false, 0, false);
-    }
-    if f.dst.pipe != 0 && f.dst.pipe != f.src.pipe {
-        ring_op(ctx, f, &f.dst, ret, true, 0, false);
+    let src = f.src.pipe != 0 && !absorbed(f, &f.src, ret);
+    let dst = f.dst.pipe != 0 && f.dst.pipe != f.src.pipe && !absorbed(f, &f.dst, ret);
+    if src && dst {
+        ring_op_pair(ctx, f, ret);
+    } else if src {
+        stream_op(ctx, f, &f.src, ret, false, 0, false);
+    } else if dst {
+        stream_op(ctx, f, &f.dst, ret, true, 0, false);
     }
 }
 

@@ -531,12 +531,14 @@ fn take(d: &mut Drain, pending: &mut Batch, limit: usize, all: bool) -> bool {
     let mut through: [Option<usize>; MAX_RINGS] = [None; MAX_RINGS];
     let mut out = |ring: usize, at: usize| {
         let item = rings[ring].read(at);
-        if item.len() >= size_of::<Event>() {
+        // One event per record, or two of one syscall (a splice or tee between two pipes:
+        // `emit!(in_task pair ..)` in the programs), in the order they happened.
+        for ev in item.chunks_exact(size_of::<Event>()) {
             // Copied once, straight into the batch (a `read_unaligned` value went through the
             // stack first: two copies). 8-byte alignment is all the ring buffer promises, so
             // the copy is bytewise; any bytes are a valid Event (integers only).
             let n = pending.events.len();
-            let src = item.as_ptr().cast::<Event>();
+            let src = ev.as_ptr().cast::<Event>();
             pending.events.reserve(1);
             unsafe {
                 std::ptr::copy_nonoverlapping(
