@@ -527,9 +527,13 @@ fn take(d: &mut Drain, pending: &mut Batch, limit: usize, all: bool) -> bool {
             },
         );
     }
-    let room = limit.saturating_sub(pending.events.len());
+    // A record makes one or two events (a pair, or a ring op carrying its wait): one short of
+    // the room, so the last record's second event still fits and the batch never grows past
+    // `limit` (a batch that grew is not reused: `give_back`).
+    let room = limit.saturating_sub(pending.events.len() + 1);
     let mut through: [Option<usize>; MAX_RINGS] = [None; MAX_RINGS];
     let mut out = |ring: usize, at: usize| {
+        let before = pending.events.len();
         let item = rings[ring].read(at);
         // One event per record, or two of one syscall (a splice or tee between two pipes:
         // `emit!(in_task pair ..)` in the programs), in the order they happened.
@@ -564,6 +568,7 @@ fn take(d: &mut Drain, pending: &mut Batch, limit: usize, all: bool) -> bool {
             }
         }
         through[ring] = Some(at);
+        pending.events.len() - before
     };
     if all {
         merge.release_all(&mut out);

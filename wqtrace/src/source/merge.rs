@@ -75,18 +75,18 @@ impl<T: Copy> Merge<T> {
         r.complete_to = r.complete_to.max(to);
     }
 
-    /// Hands `out` (ring, where), oldest first, up to `limit` events that no ring can still
-    /// precede.
-    pub fn release(&mut self, limit: usize, mut out: impl FnMut(usize, T)) {
+    /// Hands `out` (ring, where), oldest first, records that no ring can still precede, until
+    /// `out` has said it made `limit` events of them (it returns how many each record held).
+    pub fn release(&mut self, limit: usize, mut out: impl FnMut(usize, T) -> usize) {
         let upto = self.rings.iter().map(|r| r.complete_to).min().unwrap_or(0);
         let n = self.hand_on(limit, upto, &mut out);
         // A stalled ring must not hold the others' events without bound.
         let over = self.staged().saturating_sub(MAX_STAGED);
-        self.hand_on(over.min(limit - n), u64::MAX, &mut out);
+        self.hand_on(over.min(limit.saturating_sub(n)), u64::MAX, &mut out);
     }
 
     /// Hands on everything staged (at the end of the session), oldest first.
-    pub fn release_all(&mut self, mut out: impl FnMut(usize, T)) {
+    pub fn release_all(&mut self, mut out: impl FnMut(usize, T) -> usize) {
         self.hand_on(usize::MAX, u64::MAX, &mut out);
     }
 
@@ -107,7 +107,12 @@ impl<T: Copy> Merge<T> {
         self.rings[ring].events.len()
     }
 
-    fn hand_on(&mut self, limit: usize, upto: u64, out: &mut impl FnMut(usize, T)) -> usize {
+    fn hand_on(
+        &mut self,
+        limit: usize,
+        upto: u64,
+        out: &mut impl FnMut(usize, T) -> usize,
+    ) -> usize {
         let mut n = 0;
         while n < limit {
             // The ring whose next event is oldest (`best`) and the oldest next event of the
@@ -145,13 +150,13 @@ impl<T: Copy> Merge<T> {
                 if ts > end {
                     break;
                 }
-                if ts < others {
-                    self.late += 1;
-                }
                 r.handed_to = r.handed_to.max(ts);
-                out(ring, at);
+                let k = out(ring, at);
+                if ts < others {
+                    self.late += k as u64;
+                }
+                n += k;
                 r.events.pop_front();
-                n += 1;
             }
         }
         n
@@ -171,7 +176,10 @@ mod tests {
 
     fn release(m: &mut Merge<u64>, limit: usize) -> Vec<u64> {
         let mut out = Vec::new();
-        m.release(limit, |_, ts| out.push(ts));
+        m.release(limit, |_, ts| {
+            out.push(ts);
+            1
+        });
         out
     }
 
@@ -239,8 +247,27 @@ mod tests {
         assert_eq!(release(&mut m, 1), [1]);
         assert_eq!(release(&mut m, usize::MAX), [2]);
         let mut rest = Vec::new();
-        m.release_all(|ring, ts| rest.push((ring, ts)));
+        m.release_all(|ring, ts| {
+            rest.push((ring, ts));
+            1
+        });
         assert_eq!(rest, [(0, 3), (0, 5)]);
+    }
+
+    /// The limit counts the events `out` says each record made (two for a splice's pair), so
+    /// a batch filled to it never grows past it.
+    #[test]
+    fn the_limit_counts_events_not_records() {
+        let mut m = Merge::new(1);
+        stage(&mut m, 0, &[1, 2, 3, 4]);
+        m.drained(0, Drained::CaughtUp { now: 9 });
+        let mut out = Vec::new();
+        m.release(3, |_, ts| {
+            out.push(ts);
+            2
+        });
+        assert_eq!(out, [1, 2]);
+        assert_eq!(m.staged(), 2);
     }
 
     #[test]
