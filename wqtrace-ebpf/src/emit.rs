@@ -163,9 +163,9 @@ pub(crate) use with_ring;
 /// Counts `n` events (one record) as submitted and picks its commit flags. The reader is not
 /// woken per event: by default a commit that finds the reader caught up wakes it, and finding
 /// that out reads the reader's position, a cache line the reader's CPU writes after every
-/// drain (a miss on every event). The reader drains on a timer instead (`source::live`, every 20 ms); every
-/// FILL_CHECK_EVERY events a CPU checks its ring (`ring`) and wakes the reader once a quarter
-/// of it is in use, so a burst cannot fill it between two timer drains.
+/// drain (a miss on every event). The reader drains on a timer instead (`source::live`,
+/// every 20 ms); every FILL_CHECK_EVERY events a CPU checks its ring (`ring`) and wakes the
+/// reader once a quarter of it is in use, so a burst cannot fill it between two timer drains.
 #[inline(always)]
 pub fn counted_commit_flags(ring: u32, n: u64) -> u64 {
     use aya_ebpf::bindings::{
