@@ -226,8 +226,12 @@ impl Filter {
     }
 }
 
+/// How many functions' code [`Ksyms::free_sites`] can name.
+pub const FREE_SITES: usize = 6;
+
 /// Kernel symbol addresses from /proc/kallsyms (0 = unknown), one global. They let the
-/// programs read the current CPU's preempt_count and tell task, softirq and irq context apart.
+/// programs read the current CPU's preempt_count and tell task, softirq and irq context apart,
+/// and see pipes freed where free_pipe_info cannot be hooked.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Ksyms {
@@ -236,6 +240,10 @@ pub struct Ksyms {
     /// Per-cpu address of the preempt count: `&pcpu_hot.preempt_count` (6.2–6.14) or
     /// `&__preempt_count`.
     pub preempt_count: u64,
+    /// `[start, end)` of the functions a `kfree(pipe)` of free_pipe_info's is called from:
+    /// free_pipe_info's own code, or its callers' where the compiler made that kfree a tail
+    /// call (the call site the kfree tracepoint reports is then the caller's). Unused: [0, 0).
+    pub free_sites: [[u64; 2]; FREE_SITES],
 }
 
 impl Ksyms {
@@ -243,6 +251,7 @@ impl Ksyms {
         Self {
             per_cpu_offset: 0,
             preempt_count: 0,
+            free_sites: [[0; 2]; FREE_SITES],
         }
     }
 }

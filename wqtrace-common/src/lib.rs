@@ -23,7 +23,9 @@ mod maps;
 pub mod totals;
 
 pub use event::{Event, EventKind, ExecCtx, Op, PostOutcome, flags, stack_mode, stack_ref};
-pub use globals::{DIRECT_CAST_MARKER, Filter, INFLIGHT_NO_SLOTS, Ksyms, MAX_RINGS, Offsets};
+pub use globals::{
+    DIRECT_CAST_MARKER, FREE_SITES, Filter, INFLIGHT_NO_SLOTS, Ksyms, MAX_RINGS, Offsets,
+};
 pub use maps::{CALIBRATE_FCNTL_CMD, runtime, stat};
 
 #[cfg(feature = "user")]

@@ -13,7 +13,7 @@
 //! - [`notify`]: `__post_watch_notification` entry/return (fentry/fexit or kprobe/kretprobe);
 //! - [`splice_reject`]: `get_pipe_info` returning NULL for a notification pipe;
 //! - [`waits`]: `pipe_wait_readable`/`pipe_wait_writable` (splice paths);
-//! - [`release`]: `free_pipe_info`.
+//! - [`release`]: `free_pipe_info` (or, where it cannot be hooked, its `kfree`).
 #![no_std]
 #![no_main]
 // atomic_xadd (counted.rs): BPF has atomic adds but no compare-and-swap, so core's atomics

@@ -313,15 +313,33 @@ pub fn pcpu_hot_preempt_count(btf: &Btf) -> Option<u64> {
         .map(|f| u64::from(f.offset))
 }
 
-/// The /proc/kallsyms addresses the programs use to read preempt_count (execution context),
-/// taken one line at a time: by a read of the file of its own ([`KsymsScan::read`]), or by the
-/// stack symbolizer's, which reads it anyway (`stacks::kallsyms`). Per-cpu variables are only
-/// listed with CONFIG_KALLSYMS_ALL; without them the context is reported as unknown.
+/// The functions whose code a pipe's `kfree` may be called from (`Ksyms::free_sites`), in
+/// that array's order: free_pipe_info, or, where its closing kfree(pipe) is a tail call, its
+/// callers in fs/pipe.c (put_pipe_info where not inlined, pipe_release, fifo_open's and
+/// pipe2's error paths).
+pub const FREE_SITE_FUNCS: [&str; wqtrace_common::FREE_SITES] = [
+    "free_pipe_info",
+    "put_pipe_info",
+    "pipe_release",
+    "fifo_open",
+    "create_pipe_files",
+    "get_pipe_inode",
+];
+
+/// The /proc/kallsyms addresses the programs use: `__per_cpu_offset` and the preempt count
+/// (execution context), and the extent of [`FREE_SITE_FUNCS`]. Taken one line at a time: by a
+/// read of the file of its own ([`KsymsScan::read`]), or by the stack symbolizer's, which reads
+/// it anyway (`stacks::kallsyms`). Per-cpu variables are only listed with CONFIG_KALLSYMS_ALL;
+/// without them the context is reported as unknown.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct KsymsScan {
     per_cpu_offset: u64,
     pcpu_hot: u64,
     preempt_count: u64,
+    free_sites: [[u64; 2]; wqtrace_common::FREE_SITES],
+    /// The free site whose function started on the last line: this line's address ends it
+    /// (the file lists the kernel's own symbols in address order).
+    open_site: Option<usize>,
 }
 
 impl KsymsScan {
@@ -348,6 +366,13 @@ impl KsymsScan {
     /// in the emulated test guest.
     #[inline]
     pub fn line(&mut self, l: &[u8]) {
+        if let Some(i) = self.open_site.take() {
+            let start = self.free_sites[i][0];
+            match kallsyms_address(l) {
+                Some(end) if end > start => self.free_sites[i][1] = end,
+                _ => self.free_sites[i] = [0, 0],
+            }
+        }
         // Module symbols end in "\t[module]": none of these names is one.
         let slot = if l.ends_with(b" __per_cpu_offset") {
             &mut self.per_cpu_offset
@@ -355,6 +380,12 @@ impl KsymsScan {
             &mut self.pcpu_hot
         } else if l.ends_with(b" __preempt_count") {
             &mut self.preempt_count
+        } else if let Some(i) = FREE_SITE_FUNCS.iter().position(|f| is_function(l, f)) {
+            if let Some(a) = kallsyms_address(l).filter(|&a| a != 0) {
+                self.free_sites[i] = [a, 0];
+                self.open_site = Some(i);
+            }
+            return;
         } else {
             return;
         };
@@ -366,18 +397,36 @@ impl KsymsScan {
     /// What the programs are given: `pcpu_preempt` is [`pcpu_hot_preempt_count`].
     pub fn ksyms(&self, pcpu_preempt: Option<u64>) -> wqtrace_common::Ksyms {
         let mut k = wqtrace_common::Ksyms::none();
-        k.per_cpu_offset = self.per_cpu_offset;
-        if self.preempt_count != 0 {
-            k.preempt_count = self.preempt_count;
-        } else if let (true, Some(o)) = (self.pcpu_hot != 0, pcpu_preempt) {
-            k.preempt_count = self.pcpu_hot + o;
+        // A function whose end was not found (the file's last line) is not used.
+        for (to, s) in k.free_sites.iter_mut().zip(self.free_sites) {
+            if s[1] > s[0] {
+                *to = s;
+            }
         }
+        let preempt_count = if self.preempt_count != 0 {
+            self.preempt_count
+        } else if let (true, Some(o)) = (self.pcpu_hot != 0, pcpu_preempt) {
+            self.pcpu_hot + o
+        } else {
+            0
+        };
         // kptr_restrict hides addresses as zeros: then neither is usable.
-        if k.per_cpu_offset == 0 || k.preempt_count == 0 {
-            return wqtrace_common::Ksyms::none();
+        if self.per_cpu_offset != 0 && preempt_count != 0 {
+            k.per_cpu_offset = self.per_cpu_offset;
+            k.preempt_count = preempt_count;
         }
         k
     }
+}
+
+/// Whether `l` names function `name` of the kernel's own text ("… T name" or "… t name").
+fn is_function(l: &[u8], name: &str) -> bool {
+    let n = name.len();
+    l.ends_with(name.as_bytes())
+        && l.len() >= n + 3
+        && l[l.len() - n - 1] == b' '
+        && matches!(l[l.len() - n - 2], b'T' | b't')
+        && l[l.len() - n - 3] == b' '
 }
 
 /// The address that starts a /proc/kallsyms line ("ffffffff82a0b6c0 D __per_cpu_offset").
@@ -471,6 +520,7 @@ ffffffffc0001000 t __preempt_count\t[some_module]
                 per_cpu_offset: 0xffffffff82a0b6c0,
                 pcpu_hot: 0x32f00,
                 preempt_count: 0x1234,
+                ..KsymsScan::default()
             }
         );
         // __preempt_count itself (before 6.2) wins over pcpu_hot's field.
@@ -485,6 +535,34 @@ ffffffffc0001000 t __preempt_count\t[some_module]
         let hidden = "0000000000000000 R __per_cpu_offset\n0000000000000000 D pcpu_hot\n";
         assert_eq!(scan(hidden), KsymsScan::default());
         assert_eq!(scan(hidden).ksyms(Some(8)), wqtrace_common::Ksyms::none());
+    }
+
+    #[test]
+    fn kallsyms_scan_finds_the_extent_of_the_pipe_free_sites() {
+        let text = "\
+ffffffff816ec570 T free_pipe_info
+ffffffff816ec620 t __pfx_pipe_release
+ffffffff816ec630 t pipe_release
+ffffffff816ec760 t __pfx_fifo_open
+ffffffff816ec770 d fifo_open
+ffffffff816ec780 t fifo_open\t[a_module]
+ffffffff816ec790 t my_pipe_release
+ffffffff816ecab0 T create_pipe_files";
+        let mut s = KsymsScan::default();
+        text.lines().for_each(|l| s.line(l.as_bytes()));
+        let k = s.ksyms(None);
+        let mut want = [[0; 2]; wqtrace_common::FREE_SITES];
+        want[0] = [0xffffffff816ec570, 0xffffffff816ec620];
+        want[2] = [0xffffffff816ec630, 0xffffffff816ec760];
+        // fifo_open as data or in a module is not the function; create_pipe_files is the last
+        // line, so where it ends is not known.
+        assert_eq!(k.free_sites, want);
+        // Without the preempt count's symbols, the free sites are still given.
+        assert_eq!((k.per_cpu_offset, k.preempt_count), (0, 0));
+        let hidden = "0000000000000000 T free_pipe_info\n0000000000000000 t pipe_release\n";
+        let mut s = KsymsScan::default();
+        hidden.lines().for_each(|l| s.line(l.as_bytes()));
+        assert_eq!(s.ksyms(None), wqtrace_common::Ksyms::none());
     }
 
     /// Against the running kernel's own BTF: the layout the programs depend on is found, and

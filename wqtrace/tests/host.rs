@@ -52,10 +52,12 @@ fn doctor_reports_this_kernel() {
         assert_eq!(plan_method(&d, "plan", "notification_post"), "unavailable");
     }
     if !kprobes {
-        // Every kernel-function hook fell back, and the plan says why.
-        for hook in ["get_pipe_info", "pipe_wait", "pipe_release"] {
+        // Every kernel-function hook fell back, and the plan says why. Frees are still seen,
+        // at free_pipe_info's kfree.
+        for hook in ["get_pipe_info", "pipe_wait"] {
             assert_eq!(plan_method(&d, "plan", hook), "tracepoint", "{hook}");
         }
+        assert_eq!(plan_method(&d, "plan", "pipe_release"), "tp_btf");
         let note = d["plan"]
             .as_array()
             .unwrap()
@@ -640,6 +642,65 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
         session: "tui",
     };
     t.totals_every_op_on_an_ordinary_pipe("host", N);
+}
+
+/// Where free_pipe_info can be hooked neither way (this host), each pipe freed is reported
+/// once, at its kfree: `pipe_released` with no op (the kernel freed it), after the close()s of
+/// both its fds. A pipe with a write end still open is not freed at its read end's close(),
+/// but when the process exits (which closes it without a close()).
+#[test]
+fn freed_pipes_are_seen_at_their_kfree() {
+    let _g = kernel_lock();
+    let t = Tracer::start(&["-c", "wqfreed"]);
+    const PIPES: usize = 40;
+    let script = format!(
+        "import ctypes, os\nctypes.CDLL(None).prctl(15, b'wqfreed', 0, 0, 0)\n\
+         kept = os.pipe()\ninos = []\n\
+         for _ in range({PIPES}):\n    r, w = os.pipe()\n    inos.append(os.fstat(r).st_ino)\n    \
+         os.write(w, b'x')\n    os.close(r)\n    os.close(w)\n\
+         os.close(kept[0])\nprint(os.getpid(), os.fstat(kept[1]).st_ino, *inos, flush=True)\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ids: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let (pid, kept, inos) = (ids[0], ids[1], &ids[2..]);
+    let events = t.stop();
+    let released = kind(&events, "pipe_released", pid);
+    // (ino, op) in order, each free seen at a tracepoint, not a kernel-function hook.
+    let seen: Vec<(u64, &str)> = released
+        .iter()
+        .map(|e| (u(&e["ino"]), e["op"].as_str().unwrap()))
+        .collect();
+    assert!(
+        released
+            .iter()
+            .all(|e| e["op"] != "-" || !has_flag(e, "kfunc")),
+        "{seen:?}"
+    );
+    let mut want: Vec<(u64, &str)> = inos
+        .iter()
+        .flat_map(|&i| [(i, "close"), (i, "close"), (i, "-")])
+        .collect();
+    want.extend([(kept, "close"), (kept, "-")]);
+    assert_eq!(seen, want);
+}
+
+/// The kernel's totals room is given back when pipes are freed (see `common::tmux`): on this
+/// host, where free_pipe_info can be hooked neither way, through its kfree.
+#[test]
+fn tui_totals_room_is_given_back_when_pipes_are_freed() {
+    let _g = kernel_lock();
+    let t = Tmux {
+        socket: "wqtrace-host-tui-room",
+        session: "tui",
+    };
+    t.totals_room_is_given_back_when_pipes_are_freed("host", 500, 3);
 }
 
 /// Pipes past the kernel's totals room (here two: one array slot, one hash entry): the first

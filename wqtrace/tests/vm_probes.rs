@@ -372,8 +372,9 @@ fn watchers_past_the_walk_are_reported_or_unattributed() {
     );
 }
 
-/// Without kernel-function hooks, rejections are still found (from the syscalls' errnos), and
-/// nothing claims to have seen a post.
+/// Without kernel-function hooks, rejections are still found (from the syscalls' errnos),
+/// nothing claims to have seen a post, and pipes freed are seen at their kfree (whose pointer
+/// argument older verifiers refuse to load from the context).
 #[test]
 fn tracepoint_fallback_still_finds_rejections() {
     in_vm();
@@ -384,6 +385,7 @@ fn tracepoint_fallback_still_finds_rejections() {
         "plan {:?}",
         t.plan()
     );
+    assert_eq!(t.method("pipe_release"), "tp_btf", "plan {:?}", t.plan());
     assert_eq!(
         t.method("notification_post"),
         "unavailable",
@@ -404,6 +406,13 @@ fn tracepoint_fallback_still_finds_rejections() {
             .iter()
             .any(|e| u(&e["ino"]) == ino && e["op"] == "read" && e["ret"].as_i64() > Some(0))
     );
+    // The workload's notification pipe went with its process.
+    let freed: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "pipe_released" && u(&e["ino"]) == ino && e["op"] == "-")
+        .collect();
+    assert_eq!(freed.len(), 1, "{freed:?}");
+    assert!(has_flag(freed[0], "notification_pipe"), "{freed:?}");
 }
 
 /// splice and tee waits on the pipe they wait for: timed by pipe_wait_readable/_writable's

@@ -212,36 +212,10 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
     T.totals_every_op_on_an_ordinary_pipe("vm", N);
 }
 
-/// The kernel's totals room is given back when pipes are freed: with room for two pipes (one
-/// totals-array slot, one hash entry), three rounds of two pipes used at once, each round's
-/// closed before the next begins, are all totalled, exactly, with nothing streamed. A slot or
-/// an entry never given back would leave a later round's pipe without room, and its ops
-/// streamed instead of totalled. Needs the free hook (free_pipe_info): in the guests only.
+/// The kernel's totals room is given back when pipes are freed (see `common::tmux`): in the
+/// guests, through free_pipe_info's own hook.
 #[test]
 fn tui_totals_room_is_given_back_when_pipes_are_freed() {
     in_vm();
-    const N: u32 = 300;
-    const ROUNDS: u32 = 3;
-    let dir = std::env::temp_dir().join(format!("wqtrace-vm-room-{}", std::process::id()));
-    // After each round, time for the free events to reach the TUI and for its next totals
-    // read (every 100 ms) to find the pipes gone.
-    let body = format!(
-        "for _ in range({ROUNDS}):\n    \
-         a = os.pipe()\n    b = os.pipe()\n    \
-         for _ in range({N}):\n        \
-         for r, w in (a, b):\n            os.write(w, b'x' * 10)\n            os.read(r, 10)\n    \
-         for fd in a + b:\n        os.close(fd)\n    time.sleep(2)\n\
-         out = 'done'"
-    );
-    let (_, exit_file, err_file) =
-        T.tui_over_python(&dir, "wqroom", "--comm wqroom --pipe-totals-max 2", &body);
-    let code = T.quit(&exit_file);
-    T.kill_server();
-    let err = std::fs::read_to_string(&err_file).unwrap_or_default();
-    assert_eq!(code, "0", "exit status; stderr: {err}");
-    assert!(
-        err.contains(&common::tmux::totalled(ROUNDS * 2 * 2 * N, 0, 0)),
-        "every round's ops totalled, none streamed: {err}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    T.totals_room_is_given_back_when_pipes_are_freed("vm", 300, 3);
 }

@@ -242,6 +242,11 @@ impl Probes {
             ));
             log::debug!("{hook:?} hook loaded and attached in {:.2?}", t.elapsed());
         }
+        if let Some(h) = plan.hooks.iter_mut().find(|h| h.hook == Hook::PipeRelease)
+            && h.method == Method::Tracepoint
+        {
+            release_at_kfree(&mut ebpf, &btf, &ksyms, h);
+        }
         tell_programs_the_hooks(
             &mut ebpf,
             &mut plan,
@@ -402,6 +407,37 @@ impl Probes {
         let m = self.ebpf.map("STATS").context("no STATS map")?;
         let a = PerCpuArray::<_, u64>::try_from(m)?;
         Ok(a.get(&idx, 0).map(|v| v.iter().sum())?)
+    }
+}
+
+/// Where free_pipe_info could not be hooked: its `kfree(pipe)`, at the kfree tracepoint, when
+/// /proc/kallsyms told where the functions it is called from lie.
+fn release_at_kfree(ebpf: &mut Ebpf, btf: &Btf, ksyms: &wqtrace_common::Ksyms, h: &mut HookPlan) {
+    let sites: Vec<&str> = kernel::FREE_SITE_FUNCS
+        .iter()
+        .zip(ksyms.free_sites)
+        .filter(|(_, [start, end])| end > start)
+        .map(|(f, _)| *f)
+        .collect();
+    if sites.is_empty() {
+        h.note = join_note(
+            &h.note,
+            "tp_btf kfree: free_pipe_info not in /proc/kallsyms",
+        );
+        return;
+    }
+    match attach_tp(ebpf, btf, "release_kfree", "kfree") {
+        Ok(()) => {
+            h.method = Method::TpBtf;
+            h.target = "kfree".into();
+            // The kfunc methods' failures stay; the fallback's text does not apply.
+            let tried = h.note.split("; fallback: ").next().unwrap_or_default();
+            h.note = join_note(
+                tried,
+                &format!("frees seen at kfree() called from {}", sites.join(", ")),
+            );
+        }
+        Err(e) => h.note = join_note(&h.note, &e.to_string()),
     }
 }
 

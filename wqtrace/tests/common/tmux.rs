@@ -171,6 +171,37 @@ impl Tmux {
         assert!(err.contains(&totalled(2 * n, 0, 0)), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// The kernel's totals room is given back when pipes are freed: with room for two pipes
+    /// (one totals-array slot, one hash entry), `rounds` rounds of two pipes used at once, each
+    /// round's closed before the next begins, are all totalled, exactly, with nothing
+    /// streamed. A slot or an entry never given back would leave a later round's pipe without
+    /// room, and its ops streamed instead of totalled. Needs a free hook (free_pipe_info, or
+    /// its kfree where it cannot be hooked).
+    pub fn totals_room_is_given_back_when_pipes_are_freed(&self, tag: &str, n: u32, rounds: u32) {
+        let dir = std::env::temp_dir().join(format!("wqtrace-{tag}-room-{}", std::process::id()));
+        // After each round, time for the free events to reach the TUI and for its next totals
+        // read (every 100 ms) to find the pipes gone.
+        let body = format!(
+            "for _ in range({rounds}):\n    \
+             a = os.pipe()\n    b = os.pipe()\n    \
+             for _ in range({n}):\n        \
+             for r, w in (a, b):\n            os.write(w, b'x' * 10)\n            os.read(r, 10)\n    \
+             for fd in a + b:\n        os.close(fd)\n    time.sleep(2)\n\
+             out = 'done'"
+        );
+        let (_, exit_file, err_file) =
+            self.tui_over_python(&dir, "wqroom", "--comm wqroom --pipe-totals-max 2", &body);
+        let code = self.quit(&exit_file);
+        self.kill_server();
+        let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+        assert_eq!(code, "0", "exit status; stderr: {err}");
+        assert!(
+            err.contains(&totalled(rounds * 2 * 2 * n, 0, 0)),
+            "every round's ops totalled, none streamed: {err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// The TUI's exit line's account of what the kernel totalled (`tui` without --all-pipes):

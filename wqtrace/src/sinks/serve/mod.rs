@@ -98,7 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut src = LiveSource::open(&probe)?;
     let release_on_close = !matches!(
         src.plan().method(Hook::PipeRelease),
-        Method::Fentry | Method::Kprobe
+        Method::Fentry | Method::Kprobe | Method::TpBtf
     );
     let info = metrics::BuildInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
