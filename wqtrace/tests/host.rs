@@ -414,6 +414,19 @@ fn ordinary_splices_are_not_rejections() {
     );
 }
 
+/// Runs a Python script to its end; the numbers it printed.
+fn python_numbers(script: &str) -> Vec<u64> {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect()
+}
+
 /// A tee or splice between two pipes is a ring op on each, source then destination, stamped
 /// at the same instant (the programs stream both in one record): tee leaves the source's ring
 /// where it was and adds a slot to the destination's; splice takes the slot from one and adds
@@ -431,15 +444,7 @@ fn tee_and_splice_between_pipes_are_a_ring_op_on_each() {
          assert libc.tee(a[0], b[1], 2, 0) == 2\n    assert os.splice(a[0], b[1], 2) == 2\n    \
          assert len(os.read(b[0], 8)) == 4\n"
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let ids: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|w| w.parse().unwrap())
-        .collect();
+    let ids = python_numbers(&script);
     let (a, b, pid) = (ids[0], ids[1], ids[2]);
     let events = t.stop();
     let ops: Vec<_> = kind(&events, "ring_op", pid)
@@ -660,15 +665,7 @@ fn freed_pipes_are_seen_at_their_kfree() {
          os.write(w, b'x')\n    os.close(r)\n    os.close(w)\n\
          os.close(kept[0])\nprint(os.getpid(), os.fstat(kept[1]).st_ino, *inos, flush=True)\n"
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let ids: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|w| w.parse().unwrap())
-        .collect();
+    let ids = python_numbers(&script);
     let (pid, kept, inos) = (ids[0], ids[1], &ids[2..]);
     let events = t.stop();
     let released = kind(&events, "pipe_released", pid);

@@ -95,6 +95,12 @@ impl ProbeOpts {
         self.stacks.unwrap_or_default()
     }
 
+    /// Whether only some tasks are traced (-p, -c, --cgroup). Then no event says a pipe was
+    /// freed by a task outside them (the free hooks obey the filters like every hook).
+    pub fn tasks_filtered(&self) -> bool {
+        self.pid.is_some() || self.comm.is_some() || self.cgroup.is_some()
+    }
+
     /// The filters as the programs read them (the `FILTER` global).
     pub fn kernel_filter(&self) -> Result<Filter> {
         let mut f = Filter::none();
