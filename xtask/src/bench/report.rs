@@ -24,7 +24,7 @@ fn part_title(name: &str) -> &'static str {
     if name == "vm" {
         "VM (QEMU TCG, 6.12 watch_queue kernel: fentry hooks, notification pipes)"
     } else {
-        "Host (tracepoint path: tp_btf sys_enter/sys_exit, sched_switch, contention_begin/end)"
+        "Host (tracepoint path: tp_btf sys_enter/sys_exit, sched_switch, contention_begin/end, kfree)"
     }
 }
 
