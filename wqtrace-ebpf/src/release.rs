@@ -20,9 +20,14 @@ fn released(pipe: u64, hook_flags: u16) {
     let Some(p) = traced_pipe(pipe) else {
         return;
     };
-    // The address may be reused whoever freed it; the event obeys -p/-c like every other.
+    // The address may be reused whoever freed it. The event obeys -p/-c like every other,
+    // except for a pipe whose ops the kernel totals: a task outside the filters may free a
+    // pipe the wanted ones used (a child holding its last fd), and without the event its room
+    // in the totals would never be given back.
     crate::kread::forget(pipe);
-    if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32) {
+    if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32)
+        && !crate::totals::held(p.pipe, p.ino)
+    {
         return;
     }
     emit!(EventKind::PipeReleased, |e| {

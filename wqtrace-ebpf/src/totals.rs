@@ -33,6 +33,30 @@ pub fn enabled() -> bool {
     filter!(pipe_totals) != 0
 }
 
+/// Whether the kernel holds totals of `pipe` for this session, in its slot of the totals
+/// array or in the hash. Userspace gives that room back when it sees the pipe freed, so such a
+/// free is reported whoever frees it (`release::released`).
+#[inline(always)]
+pub fn held(pipe: u64, ino: u64) -> bool {
+    if !enabled() {
+        return false;
+    }
+    let slot = totals::slot_of(pipe, filter!(totals_slot_mask));
+    if let Some(o) = TOTALS_OWNERS.get_ptr(slot) {
+        let owned = unsafe {
+            let tag = read_volatile(&raw const (*o).tag);
+            tag != SLOT_FREE
+                && tag != SLOT_BUSY
+                && read_volatile(&raw const (*o).pipe) == pipe
+                && read_volatile(&raw const (*o).ino) == ino
+        };
+        if owned {
+            return true;
+        }
+    }
+    PIPE_TOTALS.get_ptr(&PipeKey { pipe, ino }).is_some()
+}
+
 /// `pipe`'s totals on this CPU: in its slot of the totals array, else in the hash, made on
 /// first use; None when neither has room.
 #[inline(always)]

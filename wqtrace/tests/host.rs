@@ -697,7 +697,18 @@ fn tui_totals_room_is_given_back_when_pipes_are_freed() {
         socket: "wqtrace-host-tui-room",
         session: "tui",
     };
-    t.totals_room_is_given_back_when_pipes_are_freed("host", 500, 3);
+    t.totals_room_is_given_back_when_pipes_are_freed("host", 500, 3, false);
+}
+
+/// The same, the pipes freed by a child outside the TUI's task filter.
+#[test]
+fn tui_totals_room_is_given_back_when_a_task_outside_the_filter_frees_the_pipes() {
+    let _g = kernel_lock();
+    let t = Tmux {
+        socket: "wqtrace-host-tui-room-child",
+        session: "tui",
+    };
+    t.totals_room_is_given_back_when_pipes_are_freed("host-child", 500, 3, true);
 }
 
 /// Pipes past the kernel's totals room (here two: one array slot, one hash entry): the first

@@ -217,5 +217,13 @@ fn tui_totals_every_op_on_an_ordinary_pipe() {
 #[test]
 fn tui_totals_room_is_given_back_when_pipes_are_freed() {
     in_vm();
-    T.totals_room_is_given_back_when_pipes_are_freed("vm", 300, 3);
+    T.totals_room_is_given_back_when_pipes_are_freed("vm", 300, 3, false);
+}
+
+/// The same, the pipes freed by a child outside the TUI's task filter (free_pipe_info's hook
+/// in the child's exit).
+#[test]
+fn tui_totals_room_is_given_back_when_a_task_outside_the_filter_frees_the_pipes() {
+    in_vm();
+    T.totals_room_is_given_back_when_pipes_are_freed("vm-child", 300, 3, true);
 }

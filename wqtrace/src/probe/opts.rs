@@ -96,7 +96,8 @@ impl ProbeOpts {
     }
 
     /// Whether only some tasks are traced (-p, -c, --cgroup). Then no event says a pipe was
-    /// freed by a task outside them (the free hooks obey the filters like every hook).
+    /// freed by a task outside them (the free hooks obey the filters like every hook), unless
+    /// the kernel holds totals for the pipe (`--pipe-totals`, the TUI).
     pub fn tasks_filtered(&self) -> bool {
         self.pid.is_some() || self.comm.is_some() || self.cgroup.is_some()
     }

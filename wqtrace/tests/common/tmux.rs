@@ -178,16 +178,39 @@ impl Tmux {
     /// streamed. A slot or an entry never given back would leave a later round's pipe without
     /// room, and its ops streamed instead of totalled. Needs a free hook (free_pipe_info, or
     /// its kfree where it cannot be hooked).
-    pub fn totals_room_is_given_back_when_pipes_are_freed(&self, tag: &str, n: u32, rounds: u32) {
+    ///
+    /// With `freed_by_child`, a child outside the TUI's task filter (`sleep`, not `--comm
+    /// wqroom`) holds each round's last fds and frees the pipes when it is killed: the frees
+    /// of pipes the kernel totals are reported whoever frees them.
+    pub fn totals_room_is_given_back_when_pipes_are_freed(
+        &self,
+        tag: &str,
+        n: u32,
+        rounds: u32,
+        freed_by_child: bool,
+    ) {
         let dir = std::env::temp_dir().join(format!("wqtrace-{tag}-room-{}", std::process::id()));
+        // fork and exec, not subprocess: its pipe for exec errors would take room too.
+        let (spawn, reap) = if freed_by_child {
+            (
+                "    for fd in a + b:\n        os.set_inheritable(fd, True)\n    \
+                 child = os.fork()\n    \
+                 if child == 0:\n        os.execvp('sleep', ['sleep', '600'])\n    \
+                 while open(f'/proc/{child}/comm').read() != 'sleep\\n':\n        \
+                 time.sleep(0.01)\n",
+                "    os.kill(child, 9)\n    os.waitpid(child, 0)\n",
+            )
+        } else {
+            ("", "")
+        };
         // After each round, time for the free events to reach the TUI and for its next totals
         // read (every 100 ms) to find the pipes gone.
         let body = format!(
             "for _ in range({rounds}):\n    \
-             a = os.pipe()\n    b = os.pipe()\n    \
+             a = os.pipe()\n    b = os.pipe()\n{spawn}    \
              for _ in range({n}):\n        \
              for r, w in (a, b):\n            os.write(w, b'x' * 10)\n            os.read(r, 10)\n    \
-             for fd in a + b:\n        os.close(fd)\n    time.sleep(2)\n\
+             for fd in a + b:\n        os.close(fd)\n{reap}    time.sleep(2)\n\
              out = 'done'"
         );
         let (_, exit_file, err_file) =
