@@ -5,33 +5,30 @@
 use anyhow::{Result, anyhow, bail};
 use aya::{Btf, Ebpf, programs::Program};
 
-use super::loader::{refused, short};
+use super::loader::{attach_tp, refused, short};
 use super::plan::{self, AttachPref, Hook, HookPlan, Method};
 use crate::kernel;
-use wqtrace_common::Offsets;
+use wqtrace_common::{Ksyms, Offsets};
 
 pub(super) fn attach_kfunc_hook(
     ebpf: &mut Ebpf,
     btf: &Btf,
     hook: Hook,
     pref: AttachPref,
-    offsets: &Offsets,
+    facts: (&Offsets, &Ksyms),
 ) -> HookPlan {
-    let fallback = |note: String| HookPlan {
-        hook,
-        target: String::new(),
-        method: if hook == Hook::NotificationPost {
-            Method::Unavailable
-        } else {
-            Method::Tracepoint
-        },
-        note: format!("{note}; fallback: {}", hook.fallback()),
-    };
+    let (offsets, ksyms) = facts;
     if hook == Hook::NotificationPost && !kernel::has_watch_queue_fields(offsets) {
-        return fallback("kernel built without CONFIG_WATCH_QUEUE".into());
+        return fall_back(
+            ebpf,
+            btf,
+            hook,
+            ksyms,
+            "kernel built without CONFIG_WATCH_QUEUE",
+        );
     }
     if pref == AttachPref::Tracepoint {
-        return fallback("--attach tracepoint".into());
+        return fall_back(ebpf, btf, hook, ksyms, "--attach tracepoint");
     }
     let mut failures = vec![];
     let mut attached: Vec<&str> = vec![];
@@ -75,8 +72,39 @@ pub(super) fn attach_kfunc_hook(
             method: m,
             note: failures.join("; "),
         },
-        _ => fallback(failures.join("; ")),
+        _ => fall_back(ebpf, btf, hook, ksyms, &failures.join("; ")),
     }
+}
+
+/// No kernel function of the hook attached (`why`): its tp_btf stand-in if it has one and it
+/// works here, else what the other tracepoints see of it.
+fn fall_back(ebpf: &mut Ebpf, btf: &Btf, hook: Hook, ksyms: &Ksyms, why: &str) -> HookPlan {
+    let mut h = HookPlan {
+        hook,
+        target: String::new(),
+        method: Method::Tracepoint,
+        note: why.to_string(),
+    };
+    if let Some(s) = plan::stand_in(hook) {
+        match (s.scope)(ksyms).and_then(|scope| {
+            attach_tp(ebpf, btf, s.prog, s.tracepoint)
+                .map(|()| scope)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(scope) => {
+                h.method = Method::TpBtf;
+                h.target = s.tracepoint.into();
+                h.add_note(&scope);
+                return h;
+            }
+            Err(e) => h.add_note(&e),
+        }
+    }
+    if hook == Hook::NotificationPost {
+        h.method = Method::Unavailable;
+    }
+    h.add_note(&format!("fallback: {}", hook.fallback()));
+    h
 }
 
 fn attach_candidate(ebpf: &mut Ebpf, btf: &Btf, c: &plan::Candidate, method: Method) -> Result<()> {

@@ -238,14 +238,9 @@ impl Probes {
                 &btf,
                 hook,
                 opts.attach,
-                &offsets,
+                (&offsets, &ksyms),
             ));
             log::debug!("{hook:?} hook loaded and attached in {:.2?}", t.elapsed());
-        }
-        if let Some(h) = plan.hooks.iter_mut().find(|h| h.hook == Hook::PipeRelease)
-            && h.method == Method::Tracepoint
-        {
-            release_at_kfree(&mut ebpf, &btf, &ksyms, h);
         }
         tell_programs_the_hooks(
             &mut ebpf,
@@ -410,45 +405,6 @@ impl Probes {
     }
 }
 
-/// Where free_pipe_info could not be hooked: its `kfree(pipe)`, at the kfree tracepoint, when
-/// /proc/kallsyms told where the functions it is called from lie.
-fn release_at_kfree(ebpf: &mut Ebpf, btf: &Btf, ksyms: &wqtrace_common::Ksyms, h: &mut HookPlan) {
-    let sites: Vec<&str> = kernel::FREE_SITE_FUNCS
-        .iter()
-        .zip(ksyms.free_sites)
-        .filter(|(_, [start, end])| end > start)
-        .map(|(f, _)| *f)
-        .collect();
-    if sites.is_empty() {
-        h.note = join_note(
-            &h.note,
-            "tp_btf kfree: free_pipe_info not in /proc/kallsyms",
-        );
-        return;
-    }
-    match attach_tp(ebpf, btf, "release_kfree", "kfree") {
-        Ok(()) => {
-            h.method = Method::TpBtf;
-            h.target = "kfree".into();
-            // The kfunc methods' failures stay; the fallback's text does not apply.
-            let tried = h.note.split("; fallback: ").next().unwrap_or_default();
-            h.note = join_note(
-                tried,
-                &format!("frees seen at kfree() called from {}", sites.join(", ")),
-            );
-        }
-        Err(e) => h.note = join_note(&h.note, &e.to_string()),
-    }
-}
-
-fn join_note(note: &str, more: &str) -> String {
-    if note.is_empty() {
-        more.to_string()
-    } else {
-        format!("{note}; {more}")
-    }
-}
-
 fn unavailable(hook: Hook, why: String) -> HookPlan {
     HookPlan {
         hook,
@@ -550,8 +506,7 @@ fn tell_programs_the_hooks(
                 h.target = "sched_switch".into();
             }
             Method::Tracepoint => {
-                h.note = join_note(
-                    &h.note,
+                h.add_note(
                     "splice/tee/vmsplice waits are not timed (no sched_switch, or no wait \
                      queue layout in BTF)",
                 );
@@ -567,15 +522,13 @@ fn tell_programs_the_hooks(
         if h.target.split(',').any(|f| f == plan::POST_LANDED_FUNC) {
             hooks |= HOOK_POST_LANDED;
         } else if h.method != Method::Unavailable {
-            h.note = join_note(
-                &h.note,
+            h.add_note(
                 "posts that do not land are reported with outcome unknown (no landing hook)",
             );
         }
         if security_may_skip && h.method != Method::Unavailable {
             hooks |= HOOK_SECURITY_MAY_SKIP;
-            h.note = join_note(
-                &h.note,
+            h.add_note(
                 "security_post_notification may refuse posts unseen: those report outcome unknown",
             );
         }
@@ -599,7 +552,7 @@ fn tp_names(tps: &[(&str, &str)]) -> String {
     tps.iter().map(|(_, tp)| *tp).collect::<Vec<_>>().join(",")
 }
 
-fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
+pub(super) fn attach_tp(ebpf: &mut Ebpf, btf: &Btf, prog: &str, tp: &str) -> Result<()> {
     let p: &mut BtfTracePoint = ebpf
         .program_mut(prog)
         .ok_or_else(|| anyhow!("program {prog} missing"))?

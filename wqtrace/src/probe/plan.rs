@@ -3,6 +3,9 @@
 //! libbpf-tools do). Decided by trying to load and attach, never by guessing from the version.
 
 use serde::Serialize;
+use wqtrace_common::Ksyms;
+
+use crate::kernel;
 
 /// The user's preference for kernel-function hooks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -122,6 +125,16 @@ pub struct HookPlan {
     pub note: String,
 }
 
+impl HookPlan {
+    /// Adds `more` to what the note says.
+    pub fn add_note(&mut self, more: &str) {
+        if !self.note.is_empty() {
+            self.note.push_str("; ");
+        }
+        self.note.push_str(more);
+    }
+}
+
 /// The plan for a session, in `Hook::ALL` order.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
@@ -230,6 +243,49 @@ pub fn candidates(hook: Hook) -> &'static [Candidate] {
         }],
         _ => &[],
     }
+}
+
+/// A tp_btf program standing in for a hook's kernel functions where neither fentry nor kprobe
+/// attaches (or with `--attach tracepoint`), tried before the hook falls back to what the
+/// other tracepoints see (`Hook::fallback`).
+pub struct StandIn {
+    pub prog: &'static str,
+    pub tracepoint: &'static str,
+    /// What the program covers on this kernel, from what /proc/kallsyms told, or why it
+    /// cannot run here.
+    pub scope: fn(&Ksyms) -> Result<String, String>,
+}
+
+pub fn stand_in(hook: Hook) -> Option<StandIn> {
+    match hook {
+        Hook::PipeRelease => Some(StandIn {
+            prog: "release_kfree",
+            tracepoint: "kfree",
+            scope: kfree_scope,
+        }),
+        _ => None,
+    }
+}
+
+/// free_pipe_info's `kfree(pipe)`, seen at the kfree tracepoint when the call comes from the
+/// pipe code: free_pipe_info or a caller its kfree may be a tail call from.
+fn kfree_scope(ksyms: &Ksyms) -> Result<String, String> {
+    let sites: Vec<&str> = kernel::FREE_SITE_FUNCS
+        .iter()
+        .zip(ksyms.free_sites)
+        .filter(|(_, [start, end])| end > start)
+        .map(|(f, _)| *f)
+        .collect();
+    if sites.is_empty() {
+        return Err(format!(
+            "tp_btf kfree: none of {} in /proc/kallsyms",
+            kernel::FREE_SITE_FUNCS.join(", ")
+        ));
+    }
+    Ok(format!(
+        "frees seen at kfree() called from {}",
+        sites.join(", ")
+    ))
 }
 
 /// The function whose call inside post_one_notification's critical section tells exactly
