@@ -280,8 +280,28 @@ pub fn run(opts: &RunOpts) -> anyhow::Result<i32> {
         if accel == Accel::Kvm { "kvm" } else { "tcg" },
         initrd.display()
     );
+    let rc = boot(&kernel, &initrd, accel, opts, false)?;
+    if rc != NEVER_UP {
+        return Ok(rc);
+    }
+    let dir = util::vm_dir()?;
+    std::fs::copy(dir.join("last-boot.log"), dir.join("last-boot-hung.log"))?;
+    eprintln!(
+        "vm: the {} guest's init never started within {:.0?} (a hang at boot under TCG, not \
+         the command's doing; its log is kept as target/vm/last-boot-hung.log); booting it \
+         once more",
+        opts.series, BOOT_BOUND
+    );
     boot(&kernel, &initrd, accel, opts, false)
 }
+
+/// How long a guest may take to start its init (`WQVM: up`, ~2 s of guest uptime under TCG).
+/// Now and then a TCG guest hangs before that with nothing on its console (seen once in the
+/// crash stage: 1200 s of silence); it is killed at this bound and booted once more.
+const BOOT_BOUND: Duration = Duration::from_secs(300);
+
+/// What [`boot`] returns when the guest's init never started.
+const NEVER_UP: i32 = 126;
 
 fn write_script(opts: &RunOpts, interactive: bool) -> anyhow::Result<PathBuf> {
     let root = util::root();
@@ -435,6 +455,8 @@ fn boot(
 
     let exit: Arc<Mutex<Option<i32>>> = Arc::new(Mutex::new(None));
     let exit2 = exit.clone();
+    let up = Arc::new(AtomicBool::new(false));
+    let up2 = up.clone();
     let fwd = std::thread::spawn(move || {
         let mut out = std::io::stdout();
         let mut line: Vec<u8> = Vec::new();
@@ -456,6 +478,9 @@ fn boot(
                     if let Some(rc) = parse_exit_marker(s) {
                         *exit2.lock().unwrap() = Some(rc);
                     }
+                    if s.contains("WQVM: up ") {
+                        up2.store(true, Ordering::Relaxed);
+                    }
                     if !interactive && !quiet {
                         let _ = writeln!(out, "{s}");
                     }
@@ -475,6 +500,7 @@ fn boot(
     });
 
     let mut timed_out = false;
+    let mut never_up = false;
     loop {
         if guard.child.try_wait()?.is_some() {
             break;
@@ -483,12 +509,24 @@ fn boot(
             timed_out = true;
             break;
         }
+        if !up.load(Ordering::Relaxed) && t0.elapsed() > BOOT_BOUND {
+            never_up = true;
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(guard); // kills (if still running) and reaps
     let _ = fwd.join();
     let _ = std::fs::remove_file(&script);
     let elapsed = t0.elapsed();
+    if never_up && !up.load(Ordering::Relaxed) {
+        eprintln!(
+            "vm: the guest printed no `WQVM: up` in {:.0?}; qemu killed (log: {})",
+            elapsed,
+            log_path.display()
+        );
+        return Ok(NEVER_UP);
+    }
     if timed_out {
         eprintln!(
             "vm: timed out after {:.0?}; qemu killed (log: {})",
