@@ -79,6 +79,12 @@ fn doctor_reports_this_kernel() {
     if !notif_ok {
         assert!(text.contains("notification pipes NO"), "{text}");
     }
+    if !kprobes {
+        assert!(
+            text.contains("tracepoint fallback (tp_btf)") && text.contains("frees at kfree"),
+            "{text}"
+        );
+    }
 }
 
 /// Writes through an ordinary pipe are seen byte for byte; blocked readers/writers show up as

@@ -252,13 +252,21 @@ fn print_text(f: &Findings) {
                 .hooks
                 .iter()
                 .any(|h| matches!(h.method, Method::Fentry | Method::Kprobe));
+            let frees = if p.method(Hook::PipeRelease) == Method::TpBtf {
+                ", frees at kfree"
+            } else {
+                ""
+            };
             println!();
             println!(
                 "mode               {}",
                 if kfunc {
-                    "kernel-function hooks + tracepoints"
+                    "kernel-function hooks + tracepoints".to_string()
                 } else {
-                    "tracepoint fallback (tp_btf): ring ops, rejections by errno, off-CPU waits, contention"
+                    format!(
+                        "tracepoint fallback (tp_btf): ring ops, rejections by errno, off-CPU \
+                         waits, contention{frees}"
+                    )
                 }
             );
         }
