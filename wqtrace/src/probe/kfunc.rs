@@ -15,17 +15,12 @@ pub(super) fn attach_kfunc_hook(
     btf: &Btf,
     hook: Hook,
     pref: AttachPref,
-    facts: (&Offsets, &Ksyms),
+    offsets: &Offsets,
+    ksyms: &Ksyms,
 ) -> HookPlan {
-    let (offsets, ksyms) = facts;
     if hook == Hook::NotificationPost && !kernel::has_watch_queue_fields(offsets) {
-        return fall_back(
-            ebpf,
-            btf,
-            hook,
-            ksyms,
-            "kernel built without CONFIG_WATCH_QUEUE",
-        );
+        let why = "kernel built without CONFIG_WATCH_QUEUE";
+        return fall_back(ebpf, btf, hook, ksyms, why);
     }
     if pref == AttachPref::Tracepoint {
         return fall_back(ebpf, btf, hook, ksyms, "--attach tracepoint");

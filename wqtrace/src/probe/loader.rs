@@ -238,7 +238,8 @@ impl Probes {
                 &btf,
                 hook,
                 opts.attach,
-                (&offsets, &ksyms),
+                &offsets,
+                &ksyms,
             ));
             log::debug!("{hook:?} hook loaded and attached in {:.2?}", t.elapsed());
         }
@@ -702,6 +703,7 @@ mod tests {
         let mut programs = plan::TAIL_PROGRAMS.to_vec();
         for hook in Hook::ALL {
             programs.extend(plan::tracepoints(hook).iter().map(|(p, _)| *p));
+            programs.extend(plan::stand_in(hook).map(|s| s.prog));
             for c in plan::candidates(hook).iter().chain(plan::companions(hook)) {
                 programs.extend([c.fentry.0, c.kprobe.0]);
                 programs.extend(c.fentry.1.into_iter().chain(c.kprobe.1));
