@@ -17,10 +17,17 @@ use wqtrace_common::Event;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wqtrace");
 
+/// A file in this test binary's scratch directory under target/, emptied once per run: what
+/// a failing test wrote stays there to look at, and nothing piles up in /tmp run after run.
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wqtrace-rec-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recording");
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+    .join(name)
 }
 
 fn header() -> Header {
