@@ -519,7 +519,7 @@ fn boot(
     let _ = fwd.join();
     let _ = std::fs::remove_file(&script);
     let elapsed = t0.elapsed();
-    if never_up && !up.load(Ordering::Relaxed) {
+    if never_up {
         eprintln!(
             "vm: the guest printed no `WQVM: up` in {:.0?}; qemu killed (log: {})",
             elapsed,
