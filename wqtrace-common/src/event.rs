@@ -209,6 +209,11 @@ pub mod flags {
     pub const LOCK_SLEEP: u16 = 1 << 13;
     /// RingOp: the pipe was the op's destination (the op wrote into it).
     pub const RING_DST: u16 = 1 << 14;
+    /// PipeReleased: freed by a task outside the session's task filters (-p, -c, --cgroup),
+    /// say a child left holding the pipe's last fd. The sources keep it only for a pipe the
+    /// session's other events named (`source::filter::PipesSeen`), as a filter applied to a
+    /// recording afterwards does.
+    pub const OUTSIDE_FILTER: u16 = 1 << 15;
 }
 
 /// What became of one notification post into one queue. Exactly one per NotifyPosted event.

@@ -40,6 +40,14 @@ pub fn task_wanted(tgid: u32) -> bool {
     true
 }
 
+/// Whether the session filters tasks (`-p`, `-c`, `--cgroup`; .rodata: the verifier drops the
+/// code behind a false one).
+#[inline(always)]
+pub fn task_filter_set() -> bool {
+    let comm0 = unsafe { core::ptr::read_volatile(&raw const crate::globals::FILTER.comm[0]) };
+    filter!(tgid) != 0 || filter!(cgroup_id) != 0 || comm0 != 0
+}
+
 /// The pipe filters: `--pipe INODE`, `--notification-only`.
 #[inline(always)]
 pub fn pipe_wanted(ino: u64, notif: bool) -> bool {

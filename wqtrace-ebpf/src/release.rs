@@ -10,7 +10,7 @@ use wqtrace_common::{EventKind, flags};
 
 use crate::{
     emit::emit,
-    filters::{task_wanted, traced_pipe},
+    filters::{task_filter_set, task_wanted, traced_pipe},
     kread::fill_ring,
 };
 
@@ -20,20 +20,26 @@ fn released(pipe: u64, hook_flags: u16) {
     let Some(p) = traced_pipe(pipe) else {
         return;
     };
-    // The address may be reused whoever freed it. The event obeys -p/-c like every other,
-    // except for a pipe whose ops the kernel totals: a task outside the filters may free a
-    // pipe the wanted ones used (a child holding its last fd), and without the event its room
-    // in the totals would never be given back.
+    // The address may be reused whoever freed it.
     crate::kread::forget(pipe);
+    // A task outside -p/-c/--cgroup may free a pipe the wanted ones used (a child holding its
+    // last fd): such a free is reported too. Only userspace knows which pipes its session
+    // saw, so it drops the frees of the others (OUTSIDE_FILTER); a pipe whose ops the kernel
+    // totals is known to be wanted here, and its room in the totals is given back at the
+    // event. Without a task filter, only wqtrace's own pipes are outside.
+    let mut outside = 0;
     if !task_wanted((bpf_get_current_pid_tgid() >> 32) as u32)
         && !crate::totals::held(p.pipe, p.ino)
     {
-        return;
+        if !task_filter_set() {
+            return;
+        }
+        outside = flags::OUTSIDE_FILTER;
     }
     emit!(EventKind::PipeReleased, |e| {
         e.pipe = p.pipe;
         e.ino = p.ino;
-        e.flags = hook_flags | if p.notif { flags::NOTIFICATION_PIPE } else { 0 };
+        e.flags = hook_flags | outside | if p.notif { flags::NOTIFICATION_PIPE } else { 0 };
         fill_ring(e, p.pipe);
     });
 }

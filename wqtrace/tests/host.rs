@@ -1274,6 +1274,14 @@ fn after_the_fact_filters_keep_what_live_filters_keep() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Under `-c`, a pipe the session saw is reported freed when a child outside the filter frees
+/// it (here at its kfree); see `common::recording::frees_outside_the_filter`.
+#[test]
+fn frees_by_a_task_outside_the_filter_are_kept_for_the_sessions_pipes() {
+    let _g = kernel_lock();
+    common::recording::frees_outside_the_filter(&std::env::temp_dir());
+}
+
 /// `--cgroup`: a workload in a child of cgroup A is traced by a session filtered on A (given as
 /// the directory), and not by one filtered on its sibling B (given as /proc/PID/cgroup shows
 /// paths); an unknown cgroup is one line.

@@ -158,3 +158,15 @@ fn recording_of_mixed_reports_the_workloads_counts() {
     std::fs::copy(&rec, out.join(format!("{}.wqt", release.trim()))).unwrap();
     std::fs::copy(&summary, out.join(format!("{}.json", release.trim()))).unwrap();
 }
+
+/// Under `-c`, a pipe the session saw is reported freed when a child outside the filter frees
+/// it, here at free_pipe_info (a kernel-function hook); see
+/// `common::recording::frees_outside_the_filter`.
+#[test]
+fn frees_by_a_task_outside_the_filter_are_kept_for_the_sessions_pipes() {
+    assert!(
+        std::env::var_os("WQTRACE_IN_VM").is_some(),
+        "needs the test VM: run with `cargo xtask test` (VM stage)"
+    );
+    common::recording::frees_outside_the_filter(&std::env::temp_dir());
+}

@@ -95,9 +95,9 @@ impl ProbeOpts {
         self.stacks.unwrap_or_default()
     }
 
-    /// Whether only some tasks are traced (-p, -c, --cgroup). Then no event says a pipe was
-    /// freed by a task outside them (the free hooks obey the filters like every hook), unless
-    /// the kernel holds totals for the pipe (`--pipe-totals`, the TUI).
+    /// Whether only some tasks are traced (-p, -c, --cgroup). Then the free hooks report frees
+    /// by tasks outside them too, flagged (`flags::OUTSIDE_FILTER`), and the live source keeps
+    /// those of the pipes its session saw (`source::filter::PipesSeen`).
     pub fn tasks_filtered(&self) -> bool {
         self.pid.is_some() || self.comm.is_some() || self.cgroup.is_some()
     }

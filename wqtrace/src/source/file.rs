@@ -163,7 +163,7 @@ impl FileSource {
                         // The chunk's cgroups were named before it.
                         let cgroups = self.reader.cgroups();
                         let t = cgroups.read().unwrap_or_else(|p| p.into_inner());
-                        events.retain(|e| f.keeps_in(e, Some(&t)));
+                        events.retain(|e| f.admits(e, Some(&t)));
                     }
                     return Ok(Some((first_index, events)));
                 }

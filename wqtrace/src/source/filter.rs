@@ -5,8 +5,10 @@
 //! kept; so does `--cgroup` (the kernel compares the task's cgroup or its ancestor, the
 //! recording names each event's cgroup by path). `--since` / `--until` cut a time window.
 
+use std::collections::HashSet;
+
 use anyhow::{Result, bail};
-use wqtrace_common::Event;
+use wqtrace_common::{Event, EventKind, Op, flags};
 
 use super::SessionMeta;
 use crate::cgroup::CgroupTable;
@@ -119,6 +121,80 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
+/// The pipes a task-filtered session's events named, so that a pipe's free by a task outside
+/// the filters (a child left holding its last fd) is kept where the pipe is the session's, and
+/// dropped where it is not: live, the kernel reports such frees of every pipe it knows
+/// (`flags::OUTSIDE_FILTER`), and only the session knows which it saw; afterwards, a recording
+/// filtered by task keeps the same ones.
+#[derive(Debug, Clone, Default)]
+pub struct PipesSeen {
+    seen: HashSet<(u64, u64)>,
+    /// The last pipe inserted: most events name the pipe the one before named.
+    last: (u64, u64),
+    /// Live: a freed pipe is forgotten (a long session frees many). A recording's filter keeps
+    /// them all: replay seeks back over frees, and the key (address, inode) names one pipe.
+    forget_freed: bool,
+}
+
+impl PipesSeen {
+    pub fn live() -> Self {
+        Self {
+            forget_freed: true,
+            ..Self::default()
+        }
+    }
+
+    /// An event the session keeps: its pipe is the session's.
+    pub fn saw(&mut self, e: &Event) {
+        if e.pipe == 0 {
+            return;
+        }
+        let key = (e.pipe, e.ino);
+        if self.forget_freed && is_free(e) {
+            self.forget(key);
+        } else if key != self.last {
+            self.seen.insert(key);
+            self.last = key;
+        }
+    }
+
+    /// Whether a free of `e`'s pipe by a task outside the filters is kept.
+    pub fn freed_outside(&mut self, e: &Event) -> bool {
+        let key = (e.pipe, e.ino);
+        if !is_free(e) || !self.seen.contains(&key) {
+            return false;
+        }
+        if self.forget_freed {
+            self.forget(key);
+        }
+        true
+    }
+
+    fn forget(&mut self, key: (u64, u64)) {
+        self.seen.remove(&key);
+        if self.last == key {
+            self.last = (0, 0);
+        }
+    }
+
+    /// Live: drops the frees by tasks outside the filters of pipes this session never saw.
+    pub fn keep_live(&mut self, events: &mut Vec<Event>) {
+        events.retain(|e| {
+            if e.flags & flags::OUTSIDE_FILTER != 0 {
+                self.freed_outside(e)
+            } else {
+                self.saw(e);
+                true
+            }
+        });
+    }
+}
+
+/// The kernel freed the pipe (not one of its fds closed).
+fn is_free(e: &Event) -> bool {
+    e.kind == EventKind::PipeReleased as u8 && e.op() != Op::Close
+}
+
 /// A time bound in the recording's clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Bound {
@@ -143,6 +219,8 @@ pub struct EventFilter {
     until: Option<Bound>,
     /// [since, until] in event time, once anchored.
     window: Option<(u64, u64)>,
+    /// With a task filter: the pipes of the events kept so far ([`EventFilter::admits`]).
+    seen: PipesSeen,
 }
 
 impl EventFilter {
@@ -168,6 +246,7 @@ impl EventFilter {
             since: boot(a.since),
             until: boot(a.until),
             window: None,
+            seen: PipesSeen::default(),
         })
     }
 
@@ -205,12 +284,7 @@ impl EventFilter {
     /// Whether `e` passes, its cgroup named by `cgroups` (an event whose cgroup has no name
     /// there does not pass a cgroup filter).
     pub fn keeps_in(&self, e: &Event, cgroups: Option<&CgroupTable>) -> bool {
-        if let Some(want) = &self.cgroup
-            && !cgroups.is_some_and(|t| t.within(e.cgroup, want))
-        {
-            return false;
-        }
-        self.keeps_task_pipe_time(e)
+        self.keeps_task(e, cgroups) && self.keeps_pipe_time(e)
     }
 
     /// Whether `e` passes (anchor first when a time window is set; without cgroup names).
@@ -218,7 +292,29 @@ impl EventFilter {
         self.keeps_in(e, None)
     }
 
-    fn keeps_task_pipe_time(&self, e: &Event) -> bool {
+    /// [`EventFilter::keeps_in`] for events in recording order, which also keeps a pipe's
+    /// free by a task outside the task filters if the events kept before named the pipe, as
+    /// a live session with the same filters keeps it (`PipesSeen`).
+    pub fn admits(&mut self, e: &Event, cgroups: Option<&CgroupTable>) -> bool {
+        let by_task = self.tgid.is_some() || self.comm.is_some() || self.cgroup.is_some();
+        if !self.keeps_pipe_time(e) {
+            return false;
+        }
+        if self.keeps_task(e, cgroups) {
+            if by_task {
+                self.seen.saw(e);
+            }
+            return true;
+        }
+        by_task && self.seen.freed_outside(e)
+    }
+
+    fn keeps_task(&self, e: &Event, cgroups: Option<&CgroupTable>) -> bool {
+        if let Some(want) = &self.cgroup
+            && !cgroups.is_some_and(|t| t.within(e.cgroup, want))
+        {
+            return false;
+        }
         if self.tgid.is_some_and(|t| t != e.tgid) {
             return false;
         }
@@ -227,6 +323,10 @@ impl EventFilter {
         {
             return false;
         }
+        true
+    }
+
+    fn keeps_pipe_time(&self, e: &Event) -> bool {
         if self.ino.is_some_and(|i| i != e.ino) {
             return false;
         }
@@ -271,7 +371,6 @@ impl EventFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wqtrace_common::EventKind;
 
     fn ev(ts: u64, tgid: u32, comm: &str, ino: u64, notif: bool) -> Event {
         let mut e = Event::zeroed();
@@ -355,6 +454,83 @@ mod tests {
         assert_eq!(kept, [11, 12]);
         assert!(!cg.keeps(&ev(10, 1, "x", 7, false)), "no names: not kept");
         assert_eq!(cg.describe(), ["cgroup=/system.slice"]);
+    }
+
+    /// A pipe's free by a task outside the task filter: kept for a pipe the kept events named,
+    /// live and afterwards; a close by such a task is not a free.
+    #[test]
+    fn frees_outside_the_task_filter_are_kept_for_pipes_seen() {
+        let on = |mut e: Event, pipe: u64, kind: EventKind, op: Op| {
+            e.pipe = pipe;
+            e.kind = kind as u8;
+            e.op = op as u8;
+            e
+        };
+        let free = |tgid, comm, ino, pipe| {
+            on(
+                ev(0, tgid, comm, ino, false),
+                pipe,
+                EventKind::PipeReleased,
+                Op::None,
+            )
+        };
+        let op = |tgid, comm, ino, pipe| {
+            on(
+                ev(0, tgid, comm, ino, false),
+                pipe,
+                EventKind::RingOp,
+                Op::Read,
+            )
+        };
+        let close = |tgid, comm, ino, pipe| {
+            on(
+                ev(0, tgid, comm, ino, false),
+                pipe,
+                EventKind::PipeReleased,
+                Op::Close,
+            )
+        };
+        // 7 is the session's pipe, 8 is not; a child (`sleep`) frees both, then the address of
+        // 7 names a new pipe (9) that a child frees as well.
+        let stream = [
+            op(42, "wq", 7, 0x700),
+            close(43, "sleep", 7, 0x700),
+            free(43, "sleep", 7, 0x700),
+            free(43, "sleep", 8, 0x800),
+            free(43, "sleep", 9, 0x700),
+        ];
+        let kept = [true, false, true, false, false];
+        // Afterwards: the filter decides.
+        let mut f = filter(
+            FilterArgs {
+                comm: Some("wq".into()),
+                ..Default::default()
+            },
+            0,
+        );
+        let got: Vec<bool> = stream.iter().map(|e| f.admits(e, None)).collect();
+        assert_eq!(got, kept);
+        // Live: the kernel filtered and flagged the events outside the filter.
+        let mut live: Vec<Event> = stream
+            .iter()
+            .filter(|e| e.comm.starts_with(b"wq") || e.op() != Op::Close)
+            .map(|e| {
+                let mut e = *e;
+                if !e.comm.starts_with(b"wq") {
+                    e.flags |= flags::OUTSIDE_FILTER;
+                }
+                e
+            })
+            .collect();
+        let mut seen = PipesSeen::live();
+        seen.keep_live(&mut live);
+        let inos: Vec<u64> = live.iter().map(|e| e.ino).collect();
+        assert_eq!(inos, [7, 7]);
+        // Forgotten once freed, live: the same pipe cannot be freed twice.
+        assert!(!seen.freed_outside(&stream[2]));
+        // Without a task filter, nothing needs remembering and everything passes.
+        let mut none = filter(FilterArgs::default(), 0);
+        assert!(stream.iter().all(|e| none.admits(e, None)));
     }
 
     #[test]

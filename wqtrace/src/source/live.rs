@@ -18,6 +18,7 @@ use wqtrace_common::{ABI_VERSION, Event, MAX_RINGS};
 use super::{
     EventSource, SessionMeta,
     batch::{Batch, Handoff, Notes},
+    filter::PipesSeen,
     merge::{Drained, Merge},
     ringbuf::{BatchRing, Peeked},
 };
@@ -58,6 +59,8 @@ pub struct LiveSource {
     /// Names the cgroups of events counted in the kernel (no event brings their ids); made
     /// at the first read, so sessions that stream every op never build it.
     count_namer: Option<crate::cgroup::Namer>,
+    /// With a task filter: which frees by tasks outside it are the session's.
+    seen: Option<PipesSeen>,
 }
 
 /// Batches queued ahead of the sink (a quarter million events), before the kernel's ring has
@@ -165,6 +168,7 @@ impl LiveSource {
             stacks,
             cgroups,
             count_namer: None,
+            seen: opts.tasks_filtered().then(PipesSeen::live),
         })
     }
 
@@ -626,6 +630,9 @@ impl EventSource for LiveSource {
             Err(RecvTimeoutError::Disconnected) => anyhow::bail!("ring buffer reader stopped"),
         };
         let mut first = first;
+        if let Some(seen) = &mut self.seen {
+            seen.keep_live(&mut first);
+        }
         if out.is_empty() {
             // The batch itself, not a copy of it: one batch per call, and `out`'s storage
             // goes back for reuse.
@@ -640,7 +647,10 @@ impl EventSource for LiveSource {
     fn finish(&mut self, out: &mut Vec<Event>) -> Result<()> {
         self.stop.store(true, Ordering::Relaxed);
         // Until the drain thread hangs up: it sends the ring's remainder last.
-        while let Ok(b) = self.rx.recv() {
+        while let Ok(mut b) = self.rx.recv() {
+            if let Some(seen) = &mut self.seen {
+                seen.keep_live(&mut b);
+            }
             out.extend_from_slice(&b);
         }
         if let Some(h) = self.drainer.take() {

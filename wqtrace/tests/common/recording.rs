@@ -96,3 +96,73 @@ pub fn timestamps(jsonl: &[u8]) -> Vec<u64> {
         })
         .collect()
 }
+
+/// Under `-c`, a pipe the session saw is reported freed when a child outside the filter
+/// (`sleep`, left holding its last fds) frees it, flagged `outside_filter`; the frees of
+/// another process's pipes are not reported. The unfiltered recording filtered afterwards with
+/// the same `-c` keeps exactly the same events.
+pub fn frees_outside_the_filter(scratch: &Path) {
+    let dir = scratch.join(format!("wqtrace-outside-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (all, one) = (dir.join("all.wqt"), dir.join("one.wqt"));
+    let mut rec_all = start_recording(&all, &[]);
+    let mut rec_one = start_recording(&one, &["-c", "wqoutA"]);
+    // fork and exec, so the child is `sleep` from its first event on.
+    let script = |comm: &str| {
+        format!(
+            "import ctypes, os, time\nctypes.CDLL(None).prctl(15, b'{comm}', 0, 0, 0)\n\
+             a = os.pipe()\nfor fd in a:\n    os.set_inheritable(fd, True)\n\
+             for _ in range(50):\n    os.write(a[1], b'x')\n    os.read(a[0], 1)\n\
+             child = os.fork()\nif child == 0:\n    os.execvp('sleep', ['sleep', '600'])\n\
+             while open(f'/proc/{{child}}/comm').read() != 'sleep\\n':\n    time.sleep(0.01)\n\
+             for fd in a:\n    os.close(fd)\nos.kill(child, 9)\nos.waitpid(child, 0)\n"
+        )
+    };
+    for comm in ["wqoutA", "wqoutB"] {
+        let st = Command::new("python3")
+            .args(["-c", &script(comm)])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{comm}: {st}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for r in [&mut rec_one, &mut rec_all] {
+        unsafe { libc::kill(r.id() as i32, libc::SIGINT) };
+        assert!(r.wait().unwrap().success());
+    }
+
+    let events: Vec<Value> = String::from_utf8_lossy(&export_jsonl(&one, &[]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let created: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "pipe_created")
+        .collect();
+    assert_eq!(created.len(), 1, "wqoutA's one pipe: {created:?}");
+    let ino = created[0]["ino"].clone();
+    let freed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "pipe_released" && e["op"] != "close")
+        .collect();
+    assert_eq!(freed.len(), 1, "one free: {freed:?}");
+    assert_eq!(freed[0]["ino"], ino);
+    assert_eq!(freed[0]["comm"], "sleep");
+    assert!(super::has_flag(freed[0], "outside_filter"), "{}", freed[0]);
+    // Nothing else of a task outside the filter (wqoutB's pipe and its free included).
+    for e in &events {
+        assert!(
+            e["comm"] == "wqoutA" || std::ptr::eq(e, freed[0]),
+            "outside the filter: {e}"
+        );
+    }
+    let r = report_json(&one, &[]);
+    assert_eq!(r["pipes"].as_array().unwrap().len(), 1, "{}", r["pipes"]);
+    assert_eq!(r["pipes"][0]["released"], true, "{}", r["pipes"][0]);
+
+    // The same events from the unfiltered recording, filtered afterwards.
+    let live = event_keys(&export_jsonl(&one, &[]));
+    assert!(live.len() >= 100, "{} events", live.len());
+    assert_eq!(event_keys(&export_jsonl(&all, &["-c", "wqoutA"])), live);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -96,14 +96,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // op's tracing, on both sides of the ring buffer).
     probe.count_ordinary = !args.all_pipes;
     let mut src = LiveSource::open(&probe)?;
-    // Without a free hook, no event says a pipe is gone; with a task filter, none says so for
-    // a pipe freed by a task outside it (a child that read it to its end): its fds' closes and
-    // the /proc sweep decide then.
-    let release_on_close = probe.tasks_filtered()
-        || !matches!(
-            src.plan().method(Hook::PipeRelease),
-            Method::Fentry | Method::Kprobe | Method::TpBtf
-        );
+    // Without a free hook, no event says a pipe is gone: its fds' closes and the /proc sweep
+    // decide then. (With a task filter, a free by a task outside it is still reported for a
+    // pipe the session saw: `source::filter::PipesSeen`.)
+    let release_on_close = !matches!(
+        src.plan().method(Hook::PipeRelease),
+        Method::Fentry | Method::Kprobe | Method::TpBtf
+    );
     let info = metrics::BuildInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         kernel_release: src.meta().kernel_release.clone(),

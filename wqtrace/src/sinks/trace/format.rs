@@ -37,6 +37,7 @@ fn flag_names(f: u16) -> Vec<&'static str> {
         (flags::LOCK_SPIN, "spin"),
         (flags::LOCK_SLEEP, "sleep"),
         (flags::RING_DST, "dst"),
+        (flags::OUTSIDE_FILTER, "outside_filter"),
     ]
     .into_iter()
     .filter(|(b, _)| f & b != 0)
