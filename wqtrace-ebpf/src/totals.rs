@@ -12,7 +12,7 @@ use core::{
 };
 use wqtrace_common::{
     Op,
-    totals::{self, PipeKey, PipeTotals, SLOT_BUSY, SLOT_FREE, slot_tag},
+    totals::{self, PipeKey, PipeTotals, SLOT_BUSY, SLOT_FREE, SlotOwner, slot_tag},
 };
 
 use crate::{
@@ -43,18 +43,25 @@ pub fn held(pipe: u64, ino: u64) -> bool {
     }
     let slot = totals::slot_of(pipe, filter!(totals_slot_mask));
     if let Some(o) = TOTALS_OWNERS.get_ptr(slot) {
-        let owned = unsafe {
-            let tag = read_volatile(&raw const (*o).tag);
-            tag != SLOT_FREE
-                && tag != SLOT_BUSY
-                && read_volatile(&raw const (*o).pipe) == pipe
-                && read_volatile(&raw const (*o).ino) == ino
-        };
-        if owned {
+        let tag = unsafe { read_volatile(&raw const (*o).tag) };
+        if tag != SLOT_FREE && unsafe { claimed_by(o, tag, pipe, ino) } {
             return true;
         }
     }
     PIPE_TOTALS.get_ptr(&PipeKey { pipe, ino }).is_some()
+}
+
+/// Whether the slot owner `o`, whose tag read `tag` (not FREE), is `pipe`'s claim: the key,
+/// then the tag again (unchanged, the key read was this claim's, not a reclaim's half-written
+/// one).
+#[inline(always)]
+unsafe fn claimed_by(o: *const SlotOwner, tag: u64, pipe: u64, ino: u64) -> bool {
+    unsafe {
+        tag != SLOT_BUSY
+            && read_volatile(&raw const (*o).pipe) == pipe
+            && read_volatile(&raw const (*o).ino) == ino
+            && read_volatile(&raw const (*o).tag) == tag
+    }
 }
 
 /// `pipe`'s totals on this CPU: in its slot of the totals array, else in the hash, made on
@@ -104,17 +111,8 @@ fn in_slot(pipe: u64, ino: u64) -> Option<&'static mut PipeTotals> {
             // Last: a reader that sees the tag sees the key.
             write_volatile(tag_at, tag);
         }
-    } else {
-        // The key, then the tag again: unchanged, the key read was this claim's.
-        let mine = unsafe {
-            tag != SLOT_BUSY
-                && read_volatile(&raw const (*o).pipe) == pipe
-                && read_volatile(&raw const (*o).ino) == ino
-                && read_volatile(tag_at) == tag
-        };
-        if !mine {
-            return None;
-        }
+    } else if !unsafe { claimed_by(o, tag, pipe, ino) } {
+        return None;
     }
     let e = TOTALS_BY_SLOT.get_ptr_mut(slot)?;
     let mine = unsafe { read_volatile(&raw const (*e).tag) };
