@@ -460,44 +460,22 @@ mod tests {
     /// live and afterwards; a close by such a task is not a free.
     #[test]
     fn frees_outside_the_task_filter_are_kept_for_pipes_seen() {
-        let on = |mut e: Event, pipe: u64, kind: EventKind, op: Op| {
+        let on = |tgid, comm, ino, pipe, kind: EventKind, op: Op| {
+            let mut e = ev(0, tgid, comm, ino, false);
             e.pipe = pipe;
             e.kind = kind as u8;
             e.op = op as u8;
             e
         };
-        let free = |tgid, comm, ino, pipe| {
-            on(
-                ev(0, tgid, comm, ino, false),
-                pipe,
-                EventKind::PipeReleased,
-                Op::None,
-            )
-        };
-        let op = |tgid, comm, ino, pipe| {
-            on(
-                ev(0, tgid, comm, ino, false),
-                pipe,
-                EventKind::RingOp,
-                Op::Read,
-            )
-        };
-        let close = |tgid, comm, ino, pipe| {
-            on(
-                ev(0, tgid, comm, ino, false),
-                pipe,
-                EventKind::PipeReleased,
-                Op::Close,
-            )
-        };
+        use EventKind::{PipeReleased, RingOp};
         // 7 is the session's pipe, 8 is not; a child (`sleep`) frees both, then the address of
         // 7 names a new pipe (9) that a child frees as well.
         let stream = [
-            op(42, "wq", 7, 0x700),
-            close(43, "sleep", 7, 0x700),
-            free(43, "sleep", 7, 0x700),
-            free(43, "sleep", 8, 0x800),
-            free(43, "sleep", 9, 0x700),
+            on(42, "wq", 7, 0x700, RingOp, Op::Read),
+            on(43, "sleep", 7, 0x700, PipeReleased, Op::Close),
+            on(43, "sleep", 7, 0x700, PipeReleased, Op::None),
+            on(43, "sleep", 8, 0x800, PipeReleased, Op::None),
+            on(43, "sleep", 9, 0x700, PipeReleased, Op::None),
         ];
         let kept = [true, false, true, false, false];
         // Afterwards: the filter decides.
