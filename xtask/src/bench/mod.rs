@@ -326,6 +326,24 @@ fn measure_again_if_storm_lost(
     }
 }
 
+/// A part's scratch directory (its recordings, tracer logs and bpftrace script), removed when
+/// the part ends however it ends: every run used to leave it behind in /tmp, CI's included. A
+/// failed run's files are kept under `Env::keep` instead.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn make(path: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(path)?;
+        Ok(Self(PathBuf::from(path)))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// All (workload, configuration) pairs of one machine, interleaved, `reps` times; then, with
 /// `stats_pass`, one more run of each tracing configuration with BPF run-time counting on.
 // Long on purpose: one part's configurations interleaved rep by rep, then its summary.
@@ -336,14 +354,13 @@ fn run_part(
     secs: f64,
     stats_pass: bool,
 ) -> anyhow::Result<Value> {
-    let scratch = PathBuf::from("/tmp/wqtrace-bench");
-    std::fs::create_dir_all(&scratch)?;
+    let scratch = Scratch::make("/tmp/wqtrace-bench")?;
     let env = Env {
         wqtrace: wq.to_path_buf(),
         xtask: std::env::current_exe()?,
         secs,
         in_vm,
-        scratch,
+        scratch: scratch.0.clone(),
         keep: util::target_dir().join("bench"),
     };
     let mut m = machine(in_vm);
