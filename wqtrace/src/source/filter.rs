@@ -281,6 +281,12 @@ impl EventFilter {
         self.cgroup.is_some()
     }
 
+    /// Whether it keeps only some tasks (-p, -c, --cgroup), as `ProbeOpts::tasks_filtered`
+    /// says of a live session: then frees by other tasks matter (`EventFilter::admits`).
+    pub fn by_task(&self) -> bool {
+        self.tgid.is_some() || self.comm.is_some() || self.cgroup.is_some()
+    }
+
     /// Whether `e` passes, its cgroup named by `cgroups` (an event whose cgroup has no name
     /// there does not pass a cgroup filter).
     pub fn keeps_in(&self, e: &Event, cgroups: Option<&CgroupTable>) -> bool {
@@ -296,7 +302,7 @@ impl EventFilter {
     /// free by a task outside the task filters if the events kept before named the pipe, as
     /// a live session with the same filters keeps it (`PipesSeen`).
     pub fn admits(&mut self, e: &Event, cgroups: Option<&CgroupTable>) -> bool {
-        let by_task = self.tgid.is_some() || self.comm.is_some() || self.cgroup.is_some();
+        let by_task = self.by_task();
         if !self.keeps_pipe_time(e) {
             return false;
         }
