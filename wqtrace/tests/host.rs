@@ -574,8 +574,7 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
         socket: "wqtrace-host-tui",
         session: "tui",
     };
-    let dir = std::env::temp_dir().join(format!("wqtrace-host-tui-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("host-tui");
     // The command runs as nobody (the TUI drops root once attached) and writes its pid here.
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let (pid_file, exit_file) = (dir.join("pid"), dir.join("exit"));
@@ -638,7 +637,6 @@ fn tui_runs_a_command_and_stops_it_on_quit() {
         "the command outlived the TUI"
     );
     t.kill_server();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `wqtrace tui` has the kernel total the ring ops of ordinary pipes per pipe instead of
@@ -729,7 +727,7 @@ fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
         socket: "wqtrace-host-tui-full",
         session: "tui",
     };
-    let dir = std::env::temp_dir().join(format!("wqtrace-host-full-{}", std::process::id()));
+    let dir = common::Scratch::new("host-full");
     let body = format!(
         "inos = []\n\
          for _ in range(3):\n    r, w = os.pipe()\n    inos.append(str(os.fstat(w).st_ino))\n    \
@@ -769,7 +767,6 @@ fn tui_streams_the_ops_of_a_pipe_past_the_totals_room() {
         events >= 6 * N as u64,
         "the third pipe's ops streamed: {err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Threads contending for one ordinary pipe under `wqtrace tui`: the ring ops, lock waits and
@@ -782,8 +779,7 @@ fn tui_totals_match_a_tracer_under_contention() {
         socket: "wqtrace-host-tui-contend",
         session: "tui",
     };
-    let dir = std::env::temp_dir().join(format!("wqtrace-host-contend-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("host-contend");
     let (exit_file, err_file) = (dir.join("exit"), dir.join("err"));
     // As in serve's test: contention needs two threads running at once, and a lossless
     // reference tracer; a few tries.
@@ -843,7 +839,6 @@ fn tui_totals_match_a_tracer_under_contention() {
             "tracer: {want:?}, {tracer_unattributed} unattributed; tui: {err}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A process named with terminal escapes (or bytes that are not UTF-8) by PR_SET_NAME uses a
@@ -1014,10 +1009,8 @@ fn events_of_every_cpu_arrive_in_time_order() {
 fn record_runs_its_command_as_the_session_user() {
     use std::os::unix::fs::MetadataExt;
     let _g = kernel_lock();
-    let dir = std::env::temp_dir().join(format!("wqtrace-host-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("host");
     let rec = dir.join("as-nobody.wqt");
-    let _ = std::fs::remove_file(&rec);
     let out = common::run_ok(&[
         "record",
         "-q",
@@ -1065,7 +1058,6 @@ fn record_runs_its_command_as_the_session_user() {
             .any(|p| p["ops"]["write"]["bytes"].as_u64() == Some(2)),
         "the command's pipe (2 bytes written) in {r}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// doctor says what a session will do with root once attached, and why it keeps it.
@@ -1167,8 +1159,7 @@ fn trace_to_a_full_disk_fails_loudly() {
 #[test]
 fn after_the_fact_filters_keep_what_live_filters_keep() {
     let _g = kernel_lock();
-    let dir = std::env::temp_dir().join(format!("wqtrace-posthoc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("posthoc");
     let (all, one) = (dir.join("all.wqt"), dir.join("one.wqt"));
     let mut rec_all = start_recording(&all, &[]);
     let mut rec_one = start_recording(&one, &["-c", "wqfiltA"]);
@@ -1271,7 +1262,6 @@ fn after_the_fact_filters_keep_what_live_filters_keep() {
         r_all["filters_applied"],
         serde_json::json!(["comm=wqfiltA"])
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Under `-c`, a pipe the session saw is reported freed when a child outside the filter frees
@@ -1279,7 +1269,7 @@ fn after_the_fact_filters_keep_what_live_filters_keep() {
 #[test]
 fn frees_by_a_task_outside_the_filter_are_kept_for_the_sessions_pipes() {
     let _g = kernel_lock();
-    common::recording::frees_outside_the_filter(&std::env::temp_dir());
+    common::recording::frees_outside_the_filter();
 }
 
 /// `--cgroup`: a workload in a child of cgroup A is traced by a session filtered on A (given as
@@ -1296,8 +1286,8 @@ fn cgroup_filter_keeps_descendants_and_drops_siblings() {
     let in_a = Tracer::start(&["--cgroup", base.join("a").to_str().unwrap()]);
     let in_b = Tracer::start(&["--cgroup", &format!("/{name}/b")]);
     // And two recordings of the same run: everything, and live --cgroup a.
-    let all = std::env::temp_dir().join(format!("{name}-all.wqt"));
-    let only_a = std::env::temp_dir().join(format!("{name}-a.wqt"));
+    let files = common::Scratch::new("cgroup");
+    let (all, only_a) = (files.join("all.wqt"), files.join("a.wqt"));
     let mut rec_all = start_recording(&all, &[]);
     let mut rec_a = start_recording(&only_a, &["--cgroup", &format!("/{name}/a")]);
     let procs = base.join("a/inner/cgroup.procs");
@@ -1356,8 +1346,6 @@ fn cgroup_filter_keeps_descendants_and_drops_siblings() {
         u(&pipe["cgroups"][0]["events"]) >= 101,
         "pipe2 + 100 ring ops: {pipe}"
     );
-    let _ = std::fs::remove_file(&all);
-    let _ = std::fs::remove_file(&only_a);
     for d in ["a/inner", "a", "b", ""] {
         let _ = std::fs::remove_dir(base.join(d));
     }
@@ -1444,8 +1432,7 @@ fn frames(e: &serde_json::Value, k: &str) -> Vec<String> {
 #[test]
 fn contention_and_waits_carry_kernel_and_user_stacks() {
     let _g = kernel_lock();
-    let dir = std::env::temp_dir().join(format!("wqtrace-stacks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("stacks");
     let (events, report) = record_contend(&dir.join("rare.wqt"), &["--stack-wait", "0"]);
     let contended: Vec<&serde_json::Value> = events
         .iter()
@@ -1553,7 +1540,6 @@ fn contention_and_waits_carry_kernel_and_user_stacks() {
             .unwrap()
             .contains("--stacks none")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Restores a sysctl when dropped (the test may fail half way).
@@ -1579,7 +1565,8 @@ impl Drop for Sysctl {
 #[test]
 fn hidden_kallsyms_leaves_kernel_frames_as_addresses() {
     let _g = kernel_lock();
-    let path = std::env::temp_dir().join(format!("wqtrace-kptr-{}.wqt", std::process::id()));
+    let dir = common::Scratch::new("kptr");
+    let path = dir.join("kptr.wqt");
     let o = {
         let _k = Sysctl::set("/proc/sys/kernel/kptr_restrict", "2");
         Command::new(WQTRACE)
@@ -1629,14 +1616,14 @@ fn hidden_kallsyms_leaves_kernel_frames_as_addresses() {
         seen += 1;
     }
     assert!(seen > 0, "no event took a stack");
-    let _ = std::fs::remove_file(&path);
 }
 
 /// `--stacks all`: every ring op carries both stacks (taken at the syscall's exit here).
 #[test]
 fn stacks_all_covers_ring_ops() {
     let _g = kernel_lock();
-    let path = std::env::temp_dir().join(format!("wqtrace-all-{}.wqt", std::process::id()));
+    let dir = common::Scratch::new("stacks-all");
+    let path = dir.join("all.wqt");
     let mut rec = start_recording(&path, &["--stacks", "all", "-c", "wqstkall"]);
     // User frames are named from the live process's map: it stays a moment after its traffic
     // (one that exits first shows addresses, with the reason).
@@ -1666,7 +1653,6 @@ fn stacks_all_covers_ring_ops() {
             "user stack does not start in libc's syscall wrapper: {u:?}"
         );
     }
-    let _ = std::fs::remove_file(&path);
 }
 
 /// A recording keeps the count of splice sleeps its session could not place on a wait queue
@@ -1676,8 +1662,7 @@ fn stacks_all_covers_ring_ops() {
 #[test]
 fn a_recording_keeps_its_unattributed_sleeps() {
     let _g = kernel_lock();
-    let dir = std::env::temp_dir().join(format!("wqtrace-unplaced-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("unplaced");
     let file = dir.join("c.wqt");
     let out = Command::new(WQTRACE)
         .args(["record", "--force", "-c", "wq-", "--stacks", "none", "-o"])
@@ -1726,7 +1711,6 @@ fn a_recording_keeps_its_unattributed_sleeps() {
         text.contains("sleeps not timed as pipe waits: unknown (no trailer"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// 150,000 write/read pairs on one pipe: 300k events, three times what the 16 MiB kernel ring
@@ -1737,8 +1721,7 @@ fn a_recording_keeps_its_unattributed_sleeps() {
 fn records_that_wrap_around_the_ring_arrive_whole() {
     const N: u32 = 150_000;
     let _g = kernel_lock();
-    let dir = std::env::temp_dir().join(format!("wqtrace-wrap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("wrap");
     let file = dir.join("w.wqt");
     let mut rec = start_recording(&file, &["-c", "wqwrap", "--stacks", "none"]);
     pipe_ping("wqwrap", N);
@@ -1766,5 +1749,4 @@ fn records_that_wrap_around_the_ring_arrive_whole() {
         assert_eq!(u(&s["errors"]), 0, "{op}: {s}");
     }
     assert_eq!(p["max_occupancy"], 1, "{p}");
-    let _ = std::fs::remove_dir_all(dir);
 }

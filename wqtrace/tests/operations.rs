@@ -7,7 +7,7 @@ mod common;
 
 use std::{
     net::TcpListener,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -29,13 +29,6 @@ fn tool(name: &str) -> &'static str {
             panic!("{name} is missing: run `cargo xtask setup` (tests do not install packages)")
         });
     Box::leak(path.into_boxed_str())
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wqtrace-ops-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn free_port() -> u16 {
@@ -191,7 +184,7 @@ impl Drop for Prometheus {
 #[test]
 fn prometheus_scrapes_serve_and_counts_every_event() {
     let _g = kernel_lock();
-    let dir = scratch("prom");
+    let dir = common::Scratch::new("ops-prom");
     let s = Server::start(&["-c", "wqops", "--cost"]);
     let p = Prometheus::start(&dir, &s.addr, "200ms");
     p.wait_up();
@@ -275,7 +268,6 @@ fn prometheus_scrapes_serve_and_counts_every_event() {
             .any(|l| l.contains(" counted in the kernel (ring_op 400") && l.ends_with(", 0 lost")),
         "the ring ops were counted in the kernel, not streamed: {out:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `promtool check metrics` accepts a real scrape, in both formats serve speaks.
@@ -325,14 +317,13 @@ fn shipped_rules_and_scrape_config_pass_promtool() {
         Some(&format!("{DEPLOY}/prometheus")),
     );
     // The snippet points at /etc/prometheus; check it with the rules beside it.
-    let dir = scratch("cfg");
+    let dir = common::Scratch::new("ops-cfg");
     let cfg = std::fs::read_to_string(format!("{DEPLOY}/prometheus/scrape.yml"))
         .unwrap()
         .replace("/etc/prometheus/wqtrace-rules.yml", &rules);
     let path = dir.join("prometheus.yml");
     std::fs::write(&path, cfg).unwrap();
     promtool(&["check", "config", path.to_str().unwrap()], None);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs promtool, asserting it succeeded; its standard output.
@@ -360,7 +351,7 @@ fn unit_file() -> String {
 /// systemd, so any output fails the test). ExecStart points at this build's binary.
 #[test]
 fn systemd_unit_parses() {
-    let dir = scratch("unit");
+    let dir = common::Scratch::new("ops-unit");
     let unit = unit_file().replace("/usr/local/bin/wqtrace", WQTRACE);
     assert!(unit.contains(&format!("ExecStart={WQTRACE} serve")));
     let path = dir.join("wqtrace-serve.service");
@@ -376,7 +367,6 @@ fn systemd_unit_parses() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The words of the unit's `KEY=` line.
@@ -708,7 +698,7 @@ fn record_leaves_the_bpf_statistics_off() {
         "0",
         "statistics already on"
     );
-    let dir = scratch("record-stats");
+    let dir = common::Scratch::new("ops-record-stats");
     let file = dir.join("r.wqt");
     let mut rec = common::recording::start_recording(&file, &["-c", "wqnostats"]);
     pipe_ping("wqnostats", 200);
@@ -730,5 +720,4 @@ fn record_leaves_the_bpf_statistics_off() {
         .filter(|e| e["kind"] == "ring_op")
         .count();
     assert_eq!(ops, 400, "200 writes and 200 reads recorded");
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -168,5 +168,5 @@ fn frees_by_a_task_outside_the_filter_are_kept_for_the_sessions_pipes() {
         std::env::var_os("WQTRACE_IN_VM").is_some(),
         "needs the test VM: run with `cargo xtask test` (VM stage)"
     );
-    common::recording::frees_outside_the_filter(&std::env::temp_dir());
+    common::recording::frees_outside_the_filter();
 }

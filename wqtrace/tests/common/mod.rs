@@ -10,6 +10,7 @@ pub mod tmux;
 
 use std::{
     io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -17,6 +18,61 @@ use std::{
 use serde_json::Value;
 
 pub const WQTRACE: &str = env!("CARGO_BIN_EXE_wqtrace");
+
+/// A test's scratch directory, `wqtrace-NAME-PID` under the temp dir, made empty and removed
+/// when the guard goes: a failed assert unwinds through it, so no failing run leaves one.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("wqtrace-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Python lines, each indented by `indent`, that hand the pipes of `fds` (a Python expression)
+/// to a task outside a comm filter: fork, exec `sleep` holding them, wait until the child is
+/// `sleep`; and the lines that kill and reap it, which frees the pipes once the script has
+/// closed its own fds. fork and exec, not subprocess: subprocess's pipe for exec errors would
+/// be one more pipe.
+pub fn python_sleep_child(fds: &str, indent: &str) -> (String, String) {
+    let lines = |ls: &[&str]| {
+        ls.iter()
+            .map(|l| format!("{indent}{l}\n"))
+            .collect::<String>()
+    };
+    let spawn = lines(&[
+        &format!("for fd in {fds}:"),
+        "    os.set_inheritable(fd, True)",
+        "child = os.fork()",
+        "if child == 0:",
+        "    os.execvp('sleep', ['sleep', '600'])",
+        "while open(f'/proc/{child}/comm').read() != 'sleep\\n':",
+        "    time.sleep(0.01)",
+    ]);
+    (spawn, lines(&["os.kill(child, 9)", "os.waitpid(child, 0)"]))
+}
 
 /// One JSON value per non-empty line (trace --json, export -f jsonl).
 pub fn json_lines(out: &[u8]) -> Vec<Value> {

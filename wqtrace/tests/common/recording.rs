@@ -101,21 +101,19 @@ pub fn timestamps(jsonl: &[u8]) -> Vec<u64> {
 /// (`sleep`, left holding its last fds) frees it, flagged `outside_filter`; the frees of
 /// another process's pipes are not reported. The unfiltered recording filtered afterwards with
 /// the same `-c` keeps exactly the same events.
-pub fn frees_outside_the_filter(scratch: &Path) {
-    let dir = scratch.join(format!("wqtrace-outside-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+pub fn frees_outside_the_filter() {
+    let dir = super::Scratch::new("outside");
     let (all, one) = (dir.join("all.wqt"), dir.join("one.wqt"));
     let mut rec_all = start_recording(&all, &[]);
     let mut rec_one = start_recording(&one, &["-c", "wqoutA"]);
-    // fork and exec, so the child is `sleep` from its first event on.
+    // The child is `sleep` from its first event on.
+    let (spawn, reap) = super::python_sleep_child("a", "");
     let script = |comm: &str| {
         format!(
             "import ctypes, os, time\nctypes.CDLL(None).prctl(15, b'{comm}', 0, 0, 0)\n\
-             a = os.pipe()\nfor fd in a:\n    os.set_inheritable(fd, True)\n\
+             a = os.pipe()\n\
              for _ in range(50):\n    os.write(a[1], b'x')\n    os.read(a[0], 1)\n\
-             child = os.fork()\nif child == 0:\n    os.execvp('sleep', ['sleep', '600'])\n\
-             while open(f'/proc/{{child}}/comm').read() != 'sleep\\n':\n    time.sleep(0.01)\n\
-             for fd in a:\n    os.close(fd)\nos.kill(child, 9)\nos.waitpid(child, 0)\n"
+             {spawn}for fd in a:\n    os.close(fd)\n{reap}"
         )
     };
     for comm in ["wqoutA", "wqoutB"] {
@@ -164,5 +162,4 @@ pub fn frees_outside_the_filter(scratch: &Path) {
     let live = event_keys(&export_jsonl(&one, &[]));
     assert!(live.len() >= 100, "{} events", live.len());
     assert_eq!(event_keys(&export_jsonl(&all, &["-c", "wqoutA"])), live);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -152,7 +152,7 @@ impl Tmux {
     /// `n` times: the kernel totals exactly 2n ring ops, none lost; the pipe's row names its
     /// creator (from the streamed pipe2) and "+?" for the tasks the totals do not name.
     pub fn totals_every_op_on_an_ordinary_pipe(&self, tag: &str, n: u32) {
-        let dir = std::env::temp_dir().join(format!("wqtrace-{tag}-totals-{}", std::process::id()));
+        let dir = super::Scratch::new(&format!("{tag}-totals"));
         let body = format!(
             "r, w = os.pipe()\n\
              for _ in range({n}):\n    os.write(w, b'x' * 100)\n    assert len(os.read(r, 100)) == 100\n\
@@ -169,7 +169,6 @@ impl Tmux {
         let err = std::fs::read_to_string(&err_file).unwrap_or_default();
         assert_eq!(code, "0", "exit status; stderr: {err}");
         assert!(err.contains(&totalled(2 * n, 0, 0)), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The kernel's totals room is given back when pipes are freed: with room for two pipes
@@ -189,19 +188,11 @@ impl Tmux {
         rounds: u32,
         freed_by_child: bool,
     ) {
-        let dir = std::env::temp_dir().join(format!("wqtrace-{tag}-room-{}", std::process::id()));
-        // fork and exec, not subprocess: its pipe for exec errors would take room too.
+        let dir = super::Scratch::new(&format!("{tag}-room"));
         let (spawn, reap) = if freed_by_child {
-            (
-                "    for fd in a + b:\n        os.set_inheritable(fd, True)\n    \
-                 child = os.fork()\n    \
-                 if child == 0:\n        os.execvp('sleep', ['sleep', '600'])\n    \
-                 while open(f'/proc/{child}/comm').read() != 'sleep\\n':\n        \
-                 time.sleep(0.01)\n",
-                "    os.kill(child, 9)\n    os.waitpid(child, 0)\n",
-            )
+            super::python_sleep_child("a + b", "    ")
         } else {
-            ("", "")
+            (String::new(), String::new())
         };
         // After each round, time for the free events to reach the TUI and for its next totals
         // read (every 100 ms) to find the pipes gone.
@@ -223,7 +214,6 @@ impl Tmux {
             err.contains(&totalled(rounds * 2 * 2 * n, 0, 0)),
             "every round's ops totalled, none streamed: {err}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
