@@ -27,6 +27,21 @@ pub struct Slot {
     pub loss: bool,
 }
 
+impl Slot {
+    /// One letter for the slot in a text picture of its ring (`replay --dump`): `.` empty,
+    /// `d` data, `n` notification (capital: flagged with a loss), `?` not seen filled.
+    pub fn letter(&self) -> char {
+        match (self.kind, self.loss) {
+            (SlotKind::Empty, _) => '.',
+            (SlotKind::Data, false) => 'd',
+            (SlotKind::Data, true) => 'D',
+            (SlotKind::Notification { .. }, false) => 'n',
+            (SlotKind::Notification { .. }, true) => 'N',
+            (SlotKind::Unknown, _) => '?',
+        }
+    }
+}
+
 /// Rings larger than this are tracked by head/tail only (no per-slot picture).
 pub const MAX_PICTURED_SLOTS: u32 = 4096;
 
@@ -69,6 +84,11 @@ impl Ring {
     /// Slots in ring order (index = `counter & (size - 1)`); empty for huge rings.
     pub fn slots(&self) -> &[Slot] {
         &self.slots
+    }
+
+    /// The slots' letters in ring order ([`Slot::letter`]); empty for huge rings.
+    pub fn letters(&self) -> String {
+        self.slots.iter().map(Slot::letter).collect()
     }
 
     /// Ring index of a free-running head/tail counter.
@@ -324,17 +344,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn kinds(r: &Ring) -> String {
-        r.slots()
-            .iter()
-            .map(|s| match (s.kind, s.loss) {
-                (SlotKind::Empty, _) => '.',
-                (SlotKind::Data, false) => 'd',
-                (SlotKind::Notification { .. }, false) => 'n',
-                (SlotKind::Notification { .. }, true) => 'N',
-                (SlotKind::Data, true) => 'D',
-                (SlotKind::Unknown, _) => '?',
-            })
-            .collect()
+        r.letters()
     }
 
     #[test]

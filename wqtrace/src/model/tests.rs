@@ -29,18 +29,7 @@ fn session() -> Model {
 }
 
 fn slots(p: &PipeState) -> String {
-    p.ring
-        .slots()
-        .iter()
-        .map(|s| match (s.kind, s.loss) {
-            (SlotKind::Empty, _) => '.',
-            (SlotKind::Data, false) => 'd',
-            (SlotKind::Data, true) => 'D',
-            (SlotKind::Notification { .. }, false) => 'n',
-            (SlotKind::Notification { .. }, true) => 'N',
-            (SlotKind::Unknown, _) => '?',
-        })
-        .collect()
+    p.ring.letters()
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
-use crate::model::{ModelConfig, PipeOrder, SlotKind};
+use crate::model::{ModelConfig, PipeOrder};
 use crate::source::replay::Replay;
 
 #[derive(Debug, clap::Args)]
@@ -90,19 +90,7 @@ pub fn dump(r: &Replay) -> String {
     );
     const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     for p in m.pipes_sorted(PipeOrder::Activity) {
-        let slots: String = p
-            .ring
-            .slots()
-            .iter()
-            .map(|s| match (s.kind, s.loss) {
-                (SlotKind::Empty, _) => '.',
-                (SlotKind::Data, false) => 'd',
-                (SlotKind::Data, true) => 'D',
-                (SlotKind::Notification { .. }, false) => 'n',
-                (SlotKind::Notification { .. }, true) => 'N',
-                (SlotKind::Unknown, _) => '?',
-            })
-            .collect();
+        let slots = p.ring.letters();
         let size = p.ring.size().max(1);
         let spark: String = p
             .history
