@@ -475,7 +475,8 @@ cargo xtask bench --host-only     # or --vm-only; --reps N, --secs S, --wqtrace 
 cargo xtask bench --quick         # 1 repetition, 1 s runs, host only (a smoke test, < 1 min)
 cargo xtask bench --pair OLD      # BPF ns/run of an older wqtrace binary against this build,
                                   # both attached at once to `stress-ng --pipe 1` (--pair-load),
-                                  # --reps pairs; the per-pair ratio new/old is what to quote
+                                  # --reps pairs (even: each build attaches first in half);
+                                  # new/old, the attach order's effect cancelled, is what to quote
 ```
 
 Run it as root on a quiet machine (`uptime`): the harness does not pin CPUs, and with two cores
