@@ -69,12 +69,10 @@ fn recordings_from_the_test_vms_read_here_without_privileges() {
             serde_json::from_str(&std::fs::read_to_string(rec.with_extension("json")).unwrap())
                 .unwrap();
         // "Copied to the workstation": a file of the user's own, in a directory of theirs.
-        let home = std::env::temp_dir().join(format!("wqtrace-cross-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&home);
-        std::fs::create_dir_all(&home).unwrap();
+        let home = common::Scratch::new("cross");
         let file = home.join("s.wqt");
         std::fs::copy(&rec, &file).unwrap();
-        for p in [&home, &file] {
+        for p in [&*home, &*file] {
             std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
         }
         let f = file.to_str().unwrap();
@@ -107,6 +105,5 @@ fn recordings_from_the_test_vms_read_here_without_privileges() {
         assert!(std::fs::metadata(&pf).unwrap().len() > 1000);
         let dump = as_nobody(&["replay", "--dump", f]).stdout;
         assert!(!dump.is_empty());
-        let _ = std::fs::remove_dir_all(&home);
     }
 }

@@ -73,8 +73,7 @@ fn number_after(s: &str, label: &str) -> Option<u64> {
 fn tui_live_over_mixed_workload_then_q_detaches() {
     in_vm();
     let bin = env!("CARGO_BIN_EXE_wqtrace");
-    let dir = std::env::temp_dir().join(format!("wqtrace-vm-tui-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("vm-tui");
     let exit_file = dir.join("exit");
     let err_file = dir.join("stderr");
     let progs_before = bpftool_progs();
@@ -197,7 +196,6 @@ fn tui_live_over_mixed_workload_then_q_detaches() {
         assert_eq!(before, after, "bpftool prog list changed");
     }
     T.kill_server();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The kernel's per-pipe totals (`tui` without --all-pipes) on this kernel's structure layout:
