@@ -53,8 +53,18 @@ fn header() -> Header {
 }
 
 fn write_file(name: &str, events: &[Event], lost: u64, chunk_bytes: Option<usize>) -> PathBuf {
+    write_file_with(&header(), name, events, lost, chunk_bytes)
+}
+
+fn write_file_with(
+    h: &Header,
+    name: &str,
+    events: &[Event],
+    lost: u64,
+    chunk_bytes: Option<usize>,
+) -> PathBuf {
     let p = tmp(name);
-    let mut w = Writer::new(std::fs::File::create(&p).unwrap(), &header()).unwrap();
+    let mut w = Writer::new(std::fs::File::create(&p).unwrap(), h).unwrap();
     if let Some(n) = chunk_bytes {
         w.set_flush_bytes(n);
     }
@@ -327,6 +337,45 @@ fn flipped_byte_skips_one_chunk_and_counts_its_events() {
         "{:?}",
         r.warnings()
     );
+}
+
+/// A pipe the session saw no free of: "not released" where the session could see frees,
+/// "unknown" (null, and a line in the text) where it could not. A pipe seen freed is released
+/// either way.
+#[test]
+fn release_is_unknown_where_frees_were_not_traced() {
+    let mut events = fixtures::notification_session();
+    // The ordinary pipe's free: without it, that pipe was not seen released.
+    let free = events.pop().unwrap();
+    assert_eq!(free.kind(), Some(wqtrace_common::EventKind::PipeReleased));
+    let released = |method: &str| {
+        let mut h = header();
+        h.meta.attach.push(("pipe_release".into(), method.into()));
+        let p = write_file_with(&h, &format!("release-{method}.wqt"), &events, 0, None);
+        let v = report_json(&p, &[]);
+        let by_ino = |ino: u64| {
+            v["pipes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["ino"] == ino)
+                .unwrap()["released"]
+                .clone()
+        };
+        let text = common::recording::report_text(&p);
+        (
+            by_ino(fixtures::NPIPE_INO),
+            by_ino(free.ino),
+            text.contains("frees      not traced"),
+        )
+    };
+    let (t, f, n) = (
+        serde_json::json!(true),
+        serde_json::json!(false),
+        serde_json::Value::Null,
+    );
+    assert_eq!(released("tp_btf kfree"), (t.clone(), f, false));
+    assert_eq!(released("unavailable"), (t, n, true));
 }
 
 #[test]

@@ -35,6 +35,16 @@ pub struct Args {
     pub filter: FilterArgs,
 }
 
+/// Whether the recording's session could see pipes freed: its attach plan has the free hook
+/// (free_pipe_info or its kfree stand-in). Where it could not, a pipe not seen released may
+/// have been freed all the same: the report says "unknown", not "not released".
+fn frees_traced(meta: &crate::session::SessionMeta) -> bool {
+    let release = crate::probe::plan::Hook::PipeRelease.name();
+    meta.attach
+        .iter()
+        .any(|(h, m)| h == release && !m.starts_with("unavailable"))
+}
+
 /// A recording read through the model: what `report` (and tests) look at.
 pub struct Analysis {
     pub path: PathBuf,

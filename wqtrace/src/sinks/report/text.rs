@@ -56,6 +56,12 @@ pub fn to_text(a: &Analysis) -> String {
             .collect();
         let _ = writeln!(o, "  attach     {}", at.join(" "));
     }
+    if !frees_traced(meta) {
+        let _ = writeln!(
+            o,
+            "  frees      not traced: a pipe not marked released may have been freed"
+        );
+    }
     if !a.filters_applied.is_empty() {
         let _ = writeln!(
             o,
