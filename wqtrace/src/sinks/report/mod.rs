@@ -7,6 +7,7 @@ use anyhow::Result;
 use wqtrace_common::EventKind;
 
 use crate::model::{Comm, Contention, LockKind, Model, ModelConfig, PipeOrder};
+use crate::probe::plan::{Hook, Method};
 use crate::recording::{Header, Trailer};
 use crate::source::EventSource;
 use crate::source::file::FileSource;
@@ -35,14 +36,22 @@ pub struct Args {
     pub filter: FilterArgs,
 }
 
+/// The method the recording's session attached `hook` with, as its attach plan stores it
+/// ("fentry free_pipe_info", "tp_btf kfree", "unavailable", …), if the plan names the hook.
+fn attach_method(meta: &crate::session::SessionMeta, hook: Hook) -> Option<&str> {
+    let name = hook.name();
+    meta.attach
+        .iter()
+        .find(|(h, _)| h == name)
+        .map(|(_, m)| m.as_str())
+}
+
 /// Whether the recording's session could see pipes freed: its attach plan has the free hook
 /// (free_pipe_info or its kfree stand-in). Where it could not, a pipe not seen released may
 /// have been freed all the same: the report says "unknown", not "not released".
 fn frees_traced(meta: &crate::session::SessionMeta) -> bool {
-    let release = crate::probe::plan::Hook::PipeRelease.name();
-    meta.attach
-        .iter()
-        .any(|(h, m)| h == release && !m.starts_with("unavailable"))
+    attach_method(meta, Hook::PipeRelease)
+        .is_some_and(|m| m.split_whitespace().next() != Some(Method::Unavailable.name()))
 }
 
 /// A recording read through the model: what `report` (and tests) look at.

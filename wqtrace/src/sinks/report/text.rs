@@ -352,8 +352,5 @@ fn interleaves_text(o: &mut String, a: &Analysis, p: &PipeState) {
 /// Whether the recording's session timed splice waits from sched_switch (its attach plan says
 /// so), where some sleeps may go unplaced (`Trailer::sleeps_unattributed`).
 fn splice_waits_by_sched_switch(meta: &crate::session::SessionMeta) -> bool {
-    let pipe_wait = crate::probe::plan::Hook::PipeWait.name();
-    meta.attach
-        .iter()
-        .any(|(h, m)| h == pipe_wait && m.contains("sched_switch"))
+    attach_method(meta, Hook::PipeWait).is_some_and(|m| m.contains("sched_switch"))
 }

@@ -47,7 +47,7 @@ pub fn attach_line(attach: &[(String, String)]) -> Vec<Span<'static>> {
     let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
     for (hook, m) in attach {
         let method = m.split_whitespace().next().unwrap_or("?");
-        let method = if method == "unavailable" {
+        let method = if method == crate::probe::plan::Method::Unavailable.name() {
             "n/a"
         } else {
             method
