@@ -595,3 +595,96 @@ fn doctor_reports_fentry_kprobe_and_notification_pipes() {
     }
     assert_eq!(method("plan", "ring_ops"), "tp_btf");
 }
+
+/// A watcher that set up its notification pipe and blocked in read() before the session
+/// began, then gets `POSTS` key updates: no syscall traced yet names its pipe.
+const EARLY_WATCHER: &str = r#"
+import ctypes, fcntl, os, sys, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def sc(*a):
+    r = libc.syscall(*[ctypes.c_long(x) if isinstance(x, int) else x for x in a])
+    if r < 0:
+        raise OSError(ctypes.get_errno(), "syscall %d" % a[0])
+    return r
+POSTS = 5
+r, w = os.pipe2(0o200)                                 # O_NOTIFICATION_PIPE
+fcntl.ioctl(r, 0x5760, 16)                             # IOC_WATCH_QUEUE_SET_SIZE
+key = sc(248, b"user", b"wqtrace:early", b"v", 1, -2)  # add_key, process keyring
+sc(250, 32, key, r, 9)                                 # KEYCTL_WATCH_KEY, watch id 9
+reads = []
+def reader():
+    while len(reads) < POSTS:
+        reads.append(len(os.read(r, 4096)))
+t = threading.Thread(target=reader)
+t.start()
+time.sleep(0.2)
+print("ino", os.fstat(r).st_ino, flush=True)
+sys.stdin.readline()
+for i in range(POSTS):
+    sc(250, 2, key, b"u%d" % i, 2)                     # KEYCTL_UPDATE
+    time.sleep(0.1)
+t.join(10)
+print("reads", len(reads), flush=True)
+"#;
+
+/// A post into a notification pipe that no traced syscall has named yet (its reader blocked
+/// in read() since before the session) landed, and is reported landed in its slot, not lost:
+/// the post hook walked the watch to that pipe, and the landing hook saw it land. Its inode
+/// is unknown (0) until the reader's next read names the pipe.
+#[test]
+fn a_post_into_a_pipe_not_yet_named_is_reported_landed() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    in_vm();
+    for attach in ["auto", "kprobe"] {
+        let mut py = Command::new("python3")
+            .args(["-c", EARLY_WATCHER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut out = BufReader::new(py.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let ino: u64 = line
+            .strip_prefix("ino ")
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("watcher: {line:?}"));
+        let t = Tracer::start(&["--attach", attach]);
+        writeln!(py.stdin.take().unwrap(), "go").unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert!(py.wait().unwrap().success());
+        assert_eq!(
+            line.trim(),
+            "reads 5",
+            "{attach}: the watcher read every post"
+        );
+        let events = t.stop();
+        let posts: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["kind"] == "notify_posted" && e["tgid"] == py.id())
+            .collect();
+        let pipe = &posts
+            .iter()
+            .find(|e| u(&e["ino"]) == ino)
+            .unwrap_or_else(|| panic!("{attach}: no post named pipe {ino}: {posts:?}"))["pipe"];
+        let outcomes: Vec<(u64, &Value, &Value)> = posts
+            .iter()
+            .filter(|e| &e["pipe"] == pipe)
+            .map(|e| (u(&e["ino"]), &e["outcome"], &e["slot"]))
+            .collect();
+        assert_eq!(outcomes.len(), 5, "{attach}: {outcomes:?}");
+        for (i, (_, outcome, slot)) in outcomes.iter().enumerate() {
+            assert_eq!(*outcome, "landed", "{attach}: post {i}: {outcomes:?}");
+            assert_eq!(u(slot), i as u64, "{attach}: post {i}: {outcomes:?}");
+        }
+        // The first post came before any read named the pipe; the reads that followed did.
+        assert_eq!(outcomes[0].0, 0, "{attach}: {outcomes:?}");
+        assert!(
+            outcomes[1..].iter().all(|o| o.0 == ino),
+            "{attach}: {outcomes:?}"
+        );
+    }
+}

@@ -283,11 +283,11 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
         return;
     }
     let pipe = wq_head - ro as u64;
-    let Some(p) = known_pipe(pipe) else {
-        return;
-    };
-    if !p.notif || !pipe_wanted(p.ino, true) {
-        return;
+    let known = known_pipe(pipe);
+    if let Some(p) = known {
+        if !p.notif || !pipe_wanted(p.ino, true) {
+            return;
+        }
     }
     let ectx = exec_ctx();
     let (key, tgid) = poster_in(ectx);
@@ -297,6 +297,11 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
     let mut type_sub = NTYPE_UNKNOWN;
     let mut info = 0;
     let mut start = 0;
+    // A pipe no traced syscall has named yet (its reader blocked in read() since before the
+    // session) is still this post's when the poster walked its watch to it: it landed, and
+    // left unmarked the return would call it lost. Its inode stays unknown (0): nothing
+    // reachable from the pipe names it.
+    let mut walked = false;
     if let Some(c) = posts::find(key) {
         type_sub = c.type_sub;
         info = c.info;
@@ -308,6 +313,7 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
             let en = &mut c.entries[i];
             if en.pipe == pipe && en.landed == 0 {
                 en.landed = 1;
+                walked = true;
                 info = (info & !0xff00) | (en.info_id & 0xff00);
                 break;
             }
@@ -319,6 +325,11 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
             }
         }
     }
+    let ino = match known {
+        Some(p) => p.ino,
+        None if walked => 0,
+        None => return,
+    };
     let r = kread::ring(pipe);
     let slot = r.head.wrapping_sub(1);
     let note = kread::buf_note(pipe, slot, r.ring_size);
@@ -330,7 +341,7 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
     emit!(@ ectx, EventKind::NotifyPosted, |e| {
         e.op = Op::Post as u8;
         e.pipe = pipe;
-        e.ino = p.ino;
+        e.ino = ino;
         if start != 0 {
             e.duration_ns = e.ts_ns.wrapping_sub(start);
         }

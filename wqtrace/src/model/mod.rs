@@ -39,7 +39,7 @@ pub use alerts::{AlertLog, Interleave, Rejection, StackRefs};
 pub use history::{OccHistory, OccSample, RateWindow};
 pub use locks::{Contention, LockKind, MutexOwnerSeen, PipeLocks, WaitStats};
 pub use pipes::{
-    NoteLeaks, OpStats, Owner, PipeFds, PipeState, PostStats, RejectionCount, WatchSeen,
+    NoteLeaks, OpStats, Owner, PipeFds, PipeState, PostStats, RejectionCount, WatchSeen, pipe_label,
 };
 pub use ring::{Ring, Slot, SlotKind};
 
@@ -309,13 +309,18 @@ impl Model {
         } else {
             return None;
         };
-        if let Some(p) = self.pipes.get(&key) {
+        if let Some(p) = self.pipes.get_mut(&key) {
             // The address was reused by a new pipe: retire the old one.
             let reused = kind == EventKind::PipeCreated
                 && (p.is_released()
                     || p.created_ts_ns.is_some()
                     || (e.ino != 0 && p.ino != 0 && p.ino != e.ino));
             if !reused {
+                // First seen by a post into a pipe no syscall had named yet: now it is.
+                if p.ino == 0 && e.ino != 0 {
+                    p.ino = e.ino;
+                    self.by_ino.insert(e.ino, key);
+                }
                 return Some(key);
             }
             let old = self.pipes.remove(&key).expect("present");

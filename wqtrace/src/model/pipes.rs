@@ -239,13 +239,9 @@ impl PipeState {
         self.released_ts_ns.is_some()
     }
 
-    /// A short label: `pipe:[INO]` (or the address when the inode is unknown).
+    /// A short label: see [`pipe_label`].
     pub fn label(&self) -> String {
-        if self.ino != 0 {
-            format!("pipe:[{}]", self.ino)
-        } else {
-            format!("pipe@{:#x}", self.addr)
-        }
+        pipe_label(self.addr, self.ino)
     }
 
     /// Current occupancy (head - tail).
@@ -328,5 +324,17 @@ impl PipeState {
                 last_ret: ret,
             });
         }
+    }
+}
+
+/// A pipe as users name it: `pipe:[INO]` as in /proc/PID/fd, else (an event that did not know
+/// the inode) the kernel address of its `pipe_inode_info`, else `pipe:[?]`.
+pub fn pipe_label(addr: u64, ino: u64) -> String {
+    if ino != 0 {
+        format!("pipe:[{ino}]")
+    } else if addr != 0 {
+        format!("pipe@{addr:#x}")
+    } else {
+        "pipe:[?]".to_string()
     }
 }

@@ -228,6 +228,30 @@ fn notes_in_use_past_the_occupancy_are_leaked_for_good() {
     );
 }
 
+/// A post into a pipe no traced syscall had named yet comes without its inode (the kernel
+/// cannot tell it there); the reader's next read names it, and it is the same pipe.
+#[test]
+fn a_pipe_first_seen_by_a_post_learns_its_inode() {
+    let mut m = Model::default();
+    let mut e = ev(EventKind::NotifyPosted, Op::Post, 1);
+    e.ino = 0;
+    e.flags = flags::NOTIFICATION_PIPE;
+    ring(&mut e, 0, 1, 0, 0, 4);
+    e.slot = 0;
+    m.apply(&e);
+    assert!(m.pipe_by_ino(77).is_none());
+    assert_eq!(m.pipes().count(), 1);
+    let mut r = ev(EventKind::RingOp, Op::Read, 2);
+    r.flags = flags::NOTIFICATION_PIPE;
+    r.ret = 16;
+    ring(&mut r, 1, 1, 0, 1, 4);
+    m.apply(&r);
+    assert_eq!(m.pipes().count(), 1, "one pipe, not one per inode seen");
+    let p = m.pipe_by_ino(77).expect("the read named the pipe");
+    assert_eq!(p.label(), "pipe:[77]");
+    assert_eq!((p.posts.posted, p.op_stats(Op::Read).calls), (1, 1));
+}
+
 #[test]
 fn loss_flags_last_slot_and_counts() {
     let mut m = Model::default();

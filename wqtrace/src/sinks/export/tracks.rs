@@ -54,11 +54,7 @@ pub struct PipeTrack {
 
 impl PipeTrack {
     pub fn name(&self) -> String {
-        let base = if self.ino != 0 {
-            format!("pipe:[{}]", self.ino)
-        } else {
-            format!("pipe@{:#x}", self.addr)
-        };
+        let base = crate::model::pipe_label(self.addr, self.ino);
         if self.notification {
             base + " (notification)"
         } else {

@@ -222,7 +222,7 @@ pub fn format_line(e: &Event) -> String {
         e.head,
         e.tail
     );
-    let pipe = format!("pipe:[{}]", e.ino);
+    let pipe = crate::model::pipe_label(e.pipe, e.ino);
     let notif = if e.is_notification_pipe() {
         " notif"
     } else {
@@ -318,6 +318,29 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|f| f == "ring_full")
+        );
+    }
+
+    /// A post into a pipe no syscall had named yet has no inode: the line names the pipe by
+    /// its address, not as a `pipe:[0]` that does not exist.
+    #[test]
+    fn a_pipe_without_its_inode_is_named_by_address() {
+        let mut e = ev(EventKind::NotifyPosted);
+        e.flags = flags::NOTIFICATION_PIPE;
+        e.pipe = 0xffff_8880_0328_ff00;
+        assert!(
+            format_line(&e).contains(" pipe:[4242] "),
+            "{}",
+            format_line(&e)
+        );
+        e.ino = 0;
+        let l = format_line(&e);
+        assert!(l.contains(" pipe@0xffff88800328ff00 "), "{l}");
+        e.pipe = 0;
+        assert!(
+            format_line(&e).contains(" pipe:[?] "),
+            "{}",
+            format_line(&e)
         );
     }
 
