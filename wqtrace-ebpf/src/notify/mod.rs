@@ -283,9 +283,11 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
         return;
     }
     let pipe = wq_head - ro as u64;
-    let known = known_pipe(pipe);
+    // An entry that says "ordinary pipe" is stale (a notification pipe is one from pipe2()
+    // on): the walk below decides, as for a pipe not known at all.
+    let known = known_pipe(pipe).filter(|p| p.notif);
     if let Some(p) = known {
-        if !p.notif || !pipe_wanted(p.ino, true) {
+        if !pipe_wanted(p.ino, true) {
             return;
         }
     }
