@@ -26,7 +26,7 @@ pub use event::{Event, EventKind, ExecCtx, Op, PostOutcome, flags, stack_mode, s
 pub use globals::{
     DIRECT_CAST_MARKER, FREE_SITES, Filter, INFLIGHT_NO_SLOTS, Ksyms, MAX_RINGS, Offsets,
 };
-pub use maps::{CALIBRATE_FCNTL_CMD, runtime, stat};
+pub use maps::{CALIBRATE_FCNTL_CMD, known_pipes, runtime, stat};
 
 #[cfg(feature = "user")]
 mod pod {

@@ -13,6 +13,30 @@ pub mod stat {
     pub const COUNT: u32 = 3;
 }
 
+/// `KNOWN_PIPES`, the pipes the programs know by address, and the `KNOWN_COUNT` array that
+/// counts its entries. An LRU map drops its least recent entry, silently, once it is short of
+/// free ones; a pipe dropped and freed is a free the programs do not see. No entry is dropped
+/// while at most [`ROOM`](known_pipes::ROOM) are held: the loader sizes the map that much
+/// larger than this as the kernel's per-CPU free lists can hold back
+/// (`known_pipes::map_entries`).
+pub mod known_pipes {
+    /// Entries held with none dropped.
+    pub const ROOM: u32 = 16384;
+    /// Free entries one CPU's list may hold (the kernel's `LOCAL_FREE_TARGET`): the kernel
+    /// starts dropping entries when the shared free list has fewer than this.
+    pub const PER_CPU_FREE: u32 = 128;
+    /// `KNOWN_COUNT` slots: entries added less those the programs removed (never less than
+    /// the entries held: drops are not seen), and the most that ever was.
+    pub const HELD: u32 = 0;
+    pub const PEAK: u32 = 1;
+    pub const COUNT: u32 = 2;
+
+    /// The map's size for `cpus` possible CPUs: ROOM held with none dropped.
+    pub const fn map_entries(cpus: u32) -> u32 {
+        ROOM + PER_CPU_FREE * (cpus + 1)
+    }
+}
+
 /// Slots of the RUNTIME array map, shared by the programs and the loader.
 pub mod runtime {
     /// Address of the kernel's pipe `file_operations`, learned from wqtrace's own pipe

@@ -6,7 +6,8 @@ use wqtrace_common::{Event, NO_OFFSET};
 use crate::{
     globals::off,
     maps::{
-        CachedPipe, KNOWN_PIPES, KnownPipe, PIPE_CACHE, PIPE_CACHE_SLOTS, RT_PIPE_FOPS, RUNTIME,
+        CachedPipe, KNOWN_COUNT, KNOWN_PIPES, KnownPipe, PIPE_CACHE, PIPE_CACHE_SLOTS,
+        RT_PIPE_FOPS, RUNTIME,
     },
 };
 
@@ -242,20 +243,47 @@ pub fn remember(p: &PipeRef) {
         inode: p.inode,
         notif: p.notif as u64,
     };
-    let same = match unsafe { KNOWN_PIPES.get(p.pipe) } {
-        Some(k) => k.ino == v.ino && k.inode == v.inode && k.notif == v.notif,
-        None => false,
+    let (same, new) = match unsafe { KNOWN_PIPES.get(p.pipe) } {
+        Some(k) => (
+            k.ino == v.ino && k.inode == v.inode && k.notif == v.notif,
+            false,
+        ),
+        None => (false, true),
     };
-    if !same {
-        let _ = KNOWN_PIPES.insert(p.pipe, v, 0);
+    if !same && KNOWN_PIPES.insert(p.pipe, v, 0).is_ok() && new {
+        count_known(1);
     }
     cache_put(p);
+}
+
+/// Adds `n` (wrapping: u64::MAX takes one away) to the entries KNOWN_PIPES holds, and keeps
+/// the peak. Once per pipe, not per op: atomic, since every CPU adds to the one count.
+#[inline(always)]
+fn count_known(n: u64) {
+    use core::intrinsics::{AtomicOrdering, atomic_xadd};
+    use wqtrace_common::known_pipes::{HELD, PEAK};
+    let Some(held) = KNOWN_COUNT.get_ptr_mut(HELD) else {
+        return;
+    };
+    // The add's old value cannot be used (no BPF_FETCH at the "generic" CPU level): the
+    // count is read back, a value it held at some instant.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(held, n) };
+    let now = unsafe { core::ptr::read_volatile(held) };
+    if let Some(peak) = KNOWN_COUNT.get_ptr_mut(PEAK) {
+        // Racing CPUs may each store theirs: the peak may read a few short, never more than
+        // were held.
+        if (now as i64) > unsafe { core::ptr::read_volatile(peak) } as i64 {
+            unsafe { core::ptr::write_volatile(peak, now) };
+        }
+    }
 }
 
 /// The pipe is gone: neither KNOWN_PIPES nor PIPE_CACHE names its address any more.
 #[inline(always)]
 pub fn forget(pipe: u64) {
-    let _ = KNOWN_PIPES.remove(pipe);
+    if KNOWN_PIPES.remove(pipe).is_ok() {
+        count_known(u64::MAX);
+    }
     if let Some(c) = PIPE_CACHE.get_ptr_mut(cache_slot(pipe)) {
         if unsafe { core::ptr::read_volatile(&raw const (*c).pipe) } == pipe {
             unsafe { core::ptr::write_volatile(&raw mut (*c).tag, 0) };

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use wqtrace_common::{
     counts::{COUNT_KINDS, CountKey, WaitRow, hist},
-    runtime, stat,
+    known_pipes, runtime, stat,
     totals::{PipeKey, PipeTotals, SlotOwner, SlotTotals},
 };
 
@@ -93,8 +93,16 @@ pub fn hooks() -> u64 {
 /// Pipes seen so far, by `pipe_inode_info` address. Lets the lock and notification hooks
 /// (which only see kernel pointers) name the pipe and apply filters, and spares the syscall
 /// hooks two reads per fd for a pipe they already know.
+/// Sized by the loader (`wqtrace_common::known_pipes`).
 #[map]
-pub static KNOWN_PIPES: LruHashMap<u64, KnownPipe> = LruHashMap::with_max_entries(16384, 0);
+pub static KNOWN_PIPES: LruHashMap<u64, KnownPipe> =
+    LruHashMap::with_max_entries(known_pipes::ROOM, 0);
+
+/// How many entries [`KNOWN_PIPES`] holds, and the most it held (slots in
+/// `wqtrace_common::known_pipes`): past its room, it may have dropped a pipe whose free then
+/// goes unseen, and the recording says so.
+#[map]
+pub static KNOWN_COUNT: Array<u64> = Array::with_max_entries(known_pipes::COUNT, 0);
 
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -20,3 +20,18 @@ pub struct SessionMeta {
     /// The BTF-derived offsets handed to the programs, as "name=value" pairs (for debugging).
     pub offsets: Vec<(String, u32)>,
 }
+
+/// The most pipes a session's programs knew at once, against the room they keep for them
+/// without dropping one (`wqtrace_common::known_pipes`). Past it, a pipe may have been
+/// dropped from their memory, and its free then went unseen.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KnownPipes {
+    pub peak: u64,
+    pub room: u64,
+}
+
+impl KnownPipes {
+    pub fn may_have_dropped(&self) -> bool {
+        self.peak > self.room
+    }
+}

@@ -1272,6 +1272,64 @@ fn frees_by_a_task_outside_the_filter_are_kept_for_the_sessions_pipes() {
     common::recording::frees_outside_the_filter();
 }
 
+/// The programs keep `known_pipes::ROOM` pipes in mind without dropping one. A session that
+/// knew more at once may have dropped some, and missed their frees: its report calls a pipe
+/// not seen freed "unknown", not "not released", and says why. One that knew fewer saw each
+/// free of the same kind of pipes.
+#[test]
+fn more_pipes_than_the_programs_keep_make_frees_unknown() {
+    let _g = kernel_lock();
+    let room = wqtrace_common::known_pipes::ROOM as usize;
+    let dir = common::Scratch::new("many-pipes");
+    for (n, over) in [(200, false), (room + 300, true)] {
+        let f = dir.join(format!("{n}.wqt"));
+        let mut rec = start_recording(&f, &["-c", "wqmany"]);
+        // Every pipe open at once, then all closed: each close frees one. Shared among
+        // processes: one may hold fewer fds than that (and may not raise its hard limit).
+        let ready = dir.join(format!("ready-{n}"));
+        std::fs::create_dir(&ready).unwrap();
+        let script = format!(
+            "import ctypes, os, resource, time\nctypes.CDLL(None).prctl(15, b'wqmany', 0, 0, 0)\n\
+             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n\
+             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n\
+             each = (hard - 64) // 2\nk = -(-{n} // each)\nkids = []\n\
+             for i in range(k):\n    pid = os.fork()\n    if pid == 0:\n        \
+             ps = [os.pipe() for _ in range(min(each, {n} - i * each))]\n        \
+             open('{ready}/%d' % i, 'w').close()\n        \
+             while len(os.listdir('{ready}')) < k:\n            time.sleep(0.01)\n        \
+             for r, w in ps:\n            os.close(r)\n            os.close(w)\n        \
+             os._exit(0)\n    kids.append(pid)\n\
+             for pid in kids:\n    assert os.waitpid(pid, 0)[1] == 0\n",
+            ready = ready.display()
+        );
+        let st = Command::new("python3")
+            .args(["-c", &script])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{n} pipes: {st}");
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+        assert!(rec.wait().unwrap().success());
+        let text = report_text(&f);
+        let frees = text.lines().find(|l| l.trim_start().starts_with("frees "));
+        let r = report_json(&f, &[]);
+        let pipes = r["pipes"].as_array().unwrap();
+        assert_eq!(pipes.len(), n, "{n} pipes: the report's count");
+        let count = |v: serde_json::Value| pipes.iter().filter(|p| p["released"] == v).count();
+        let (freed, unknown) = (count(true.into()), count(serde_json::Value::Null));
+        eprintln!("{n} pipes: {freed} seen freed, {unknown} unknown; {frees:?}");
+        if over {
+            let frees = frees.unwrap_or_else(|| panic!("{n} pipes: no frees line in\n{text}"));
+            assert!(frees.contains("may have been missed"), "{frees}");
+            assert!(frees.contains(&format!("past the {room}")), "{frees}");
+            assert_eq!(freed + unknown, n, "{n} pipes: none 'not released'");
+        } else {
+            assert_eq!(frees, None, "{n} pipes");
+            assert_eq!(freed, n, "{n} pipes: each seen freed");
+        }
+    }
+}
+
 /// `--cgroup`: a workload in a child of cgroup A is traced by a session filtered on A (given as
 /// the directory), and not by one filtered on its sibling B (given as /proc/PID/cgroup shows
 /// paths); an unknown cgroup is one line.

@@ -11,7 +11,7 @@ use aya::{
 use wqtrace_common::{
     MAX_RINGS, Offsets,
     counts::{WaitRow, hist},
-    stat,
+    known_pipes, stat,
     totals::{PipeKey, PipeTotals},
 };
 
@@ -23,6 +23,7 @@ use crate::{
     cost::{BpfStats, ProcessUsage, ProgramStat, Sample},
     kernel,
     probe::opts::ProbeOpts,
+    session::KnownPipes,
 };
 
 /// RUNTIME map slots (see wqtrace-ebpf/src/maps.rs).
@@ -36,11 +37,15 @@ use wqtrace_common::runtime::{
 /// counts once in RSS (see `source::ringbuf`).
 pub const RING_BYTES: u32 = 16 << 20;
 
+/// The possible CPUs (what per-CPU maps hold a value for).
+fn possible_cpus() -> Result<usize> {
+    aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))
+}
+
 /// How many event rings the programs write to (`Filter::ring_mask`): one per possible CPU, a
 /// power of two, at most MAX_RINGS (past that, CPUs share rings).
 pub fn rings_in_use() -> Result<usize> {
-    let cpus = aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?;
-    Ok(cpus.next_power_of_two().min(MAX_RINGS))
+    Ok(possible_cpus()?.next_power_of_two().min(MAX_RINGS))
 }
 
 /// The event rings' names in the object.
@@ -138,17 +143,13 @@ impl Probes {
         let room = match opts.pipe_totals_max {
             _ if !opts.pipe_totals => Room::NONE,
             Some(n) => Room::for_pipes(n),
-            None => {
-                Room::for_cpus(aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?)
-            }
+            None => Room::for_cpus(possible_cpus()?),
         };
         filter.totals_slot_mask = room.slots - 1;
         let count_slots = match opts.count_slots {
             _ if !opts.count_ordinary => 1,
             Some(n) => n.max(1).next_power_of_two(),
-            None => super::counts::slots_for_cpus(
-                aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?,
-            ),
+            None => super::counts::slots_for_cpus(possible_cpus()?),
         };
         filter.count_slot_mask = count_slots - 1;
         filter.inflight_slot_mask = match opts.inflight_slots {
@@ -179,6 +180,10 @@ impl Probes {
         loader.map_max_entries("TOTALS_BY_SLOT", room.slots);
         loader.map_max_entries("COUNT_OWNERS", count_slots);
         loader.map_max_entries("COUNTS_BY_SLOT", count_slots);
+        loader.map_max_entries(
+            "KNOWN_PIPES",
+            known_pipes::map_entries(possible_cpus()? as u32),
+        );
         let t = std::time::Instant::now();
         let mut ebpf = loader
             .load(object.bytes())
@@ -340,6 +345,17 @@ impl Probes {
         self.stat(stat::SLEEPS_UNATTRIBUTED)
     }
 
+    /// The most pipes the programs knew at once, against the room they have for them
+    /// (`wqtrace_common::known_pipes`); None where the count cannot be read.
+    pub fn known_pipes(&self) -> Option<KnownPipes> {
+        let m = self.ebpf.map("KNOWN_COUNT")?;
+        let a: Array<_, u64> = Array::try_from(m).ok()?;
+        Some(KnownPipes {
+            peak: a.get(&known_pipes::PEAK, 0).ok()?,
+            room: u64::from(known_pipes::ROOM),
+        })
+    }
+
     pub fn submitted(&self) -> u64 {
         self.stat(stat::SUBMITTED)
     }
@@ -359,7 +375,7 @@ impl Probes {
         // Per-CPU values are sized by a sysfs read that aya caches per thread: done here even
         // while the maps are empty, so the first call on a thread is the only one that opens a
         // file (later ones work with every descriptor in use).
-        aya::util::nr_cpus().map_err(|(path, e)| anyhow!("{path}: {e}"))?;
+        possible_cpus()?;
         let events = match &self.counts {
             Some(owners) => super::counts::read(&self.ebpf, owners)?,
             None => Vec::new(),

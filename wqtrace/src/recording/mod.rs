@@ -112,6 +112,10 @@ pub struct Trailer {
     /// it was kept.
     #[serde(default)]
     pub sleeps_unattributed: u64,
+    /// The most pipes the programs knew at once (`EventSource::known_pipes`); None in
+    /// recordings made before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_pipes: Option<crate::session::KnownPipes>,
 }
 
 /// Why a file cannot be read at all.

@@ -26,6 +26,7 @@ pub struct Writer<W: Write> {
     lost: u64,
     lost_written: u64,
     sleeps_unattributed: u64,
+    known_pipes: Option<crate::session::KnownPipes>,
     first_ts: Option<u64>,
     last_ts: u64,
     oldest_pending: Option<Instant>,
@@ -57,6 +58,7 @@ impl<W: Write> Writer<W> {
             lost: 0,
             lost_written: 0,
             sleeps_unattributed: 0,
+            known_pipes: None,
             first_ts: None,
             last_ts: 0,
             oldest_pending: None,
@@ -118,6 +120,11 @@ impl<W: Write> Writer<W> {
     /// The source's count of sleeps it could not time as pipe waits; kept in the trailer.
     pub fn set_sleeps_unattributed(&mut self, n: u64) {
         self.sleeps_unattributed = n;
+    }
+
+    /// How many pipes the source's programs knew at most; kept in the trailer.
+    pub fn set_known_pipes(&mut self, k: Option<crate::session::KnownPipes>) {
+        self.known_pipes = k;
     }
 
     /// The source's cumulative lost-event count; carried by the next chunk.
@@ -198,6 +205,7 @@ impl<W: Write> Writer<W> {
             last_ts_ns: self.last_ts,
             stop_reason: stop_reason.to_string(),
             sleeps_unattributed: self.sleeps_unattributed,
+            known_pipes: self.known_pipes,
         };
         let f = frame(
             CHUNK_TRAILER,

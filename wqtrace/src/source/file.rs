@@ -200,6 +200,10 @@ impl EventSource for FileSource {
         self.reader.trailer().map_or(0, |t| t.sleeps_unattributed)
     }
 
+    fn known_pipes(&self) -> Option<crate::session::KnownPipes> {
+        self.reader.trailer().and_then(|t| t.known_pipes)
+    }
+
     fn meta(&self) -> &SessionMeta {
         &self.reader.header().meta
     }

@@ -667,6 +667,10 @@ impl EventSource for LiveSource {
         self.probes.sleeps_unattributed()
     }
 
+    fn known_pipes(&self) -> Option<crate::session::KnownPipes> {
+        self.probes.known_pipes()
+    }
+
     fn meta(&self) -> &SessionMeta {
         &self.meta
     }

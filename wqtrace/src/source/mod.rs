@@ -39,6 +39,12 @@ pub trait EventSource {
         0
     }
 
+    /// The most pipes the programs knew at once, and their room (live sources, and
+    /// recordings that kept it).
+    fn known_pipes(&self) -> Option<crate::session::KnownPipes> {
+        None
+    }
+
     fn meta(&self) -> &SessionMeta;
 
     /// What tracing has cost so far (live sources only).

@@ -126,6 +126,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Read once: what is printed is what the trailer keeps.
     let unattributed = src.sleeps_unattributed();
     w.set_sleeps_unattributed(unattributed);
+    w.set_known_pipes(src.known_pipes());
     let (mut file, trailer) = w
         .finish(reason.name())
         .map_err(|e| write_error(path, 0, e))?;

@@ -20,7 +20,7 @@ pub fn to_json(a: &Analysis) -> Value {
     let m = &a.model;
     let c = m.counters();
     let meta = &a.header.meta;
-    let frees = frees_traced(meta);
+    let frees = frees_unseen(a).is_none();
     let by_kind: serde_json::Map<String, Value> = EventKind::ALL
         .iter()
         .map(|k| (k.name().to_string(), json!(c.kind(*k))))
@@ -42,7 +42,7 @@ pub fn to_json(a: &Analysis) -> Value {
                 "ino": p.ino,
                 "addr": format!("{:#x}", p.addr),
                 "notification": p.notification,
-                // null: not seen released by a session that could not see frees.
+                // null: not seen released by a session that could not see every free.
                 "released": (p.is_released() || frees).then_some(p.is_released()),
                 "owners": p.owners,
                 "cgroups": a.cgroups.get(&p.ino).cloned().unwrap_or_default(),

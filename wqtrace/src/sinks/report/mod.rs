@@ -46,12 +46,24 @@ fn attach_method(meta: &crate::session::SessionMeta, hook: Hook) -> Option<&str>
         .map(|(_, m)| m.as_str())
 }
 
-/// Whether the recording's session could see pipes freed: its attach plan has the free hook
-/// (free_pipe_info or its kfree stand-in). Where it could not, a pipe not seen released may
-/// have been freed all the same: the report says "unknown", not "not released".
-fn frees_traced(meta: &crate::session::SessionMeta) -> bool {
-    attach_method(meta, Hook::PipeRelease)
-        .is_some_and(|m| m.split_whitespace().next() != Some(Method::Unavailable.name()))
+/// Why a pipe the recording did not see freed may have been freed all the same (None: the
+/// session saw every free of the pipes it knew). Then the report says "unknown", not "not
+/// released".
+fn frees_unseen(a: &Analysis) -> Option<String> {
+    // The attach plan has no free hook (neither free_pipe_info nor its kfree stand-in).
+    let traced = attach_method(&a.header.meta, Hook::PipeRelease)
+        .is_some_and(|m| m.split_whitespace().next() != Some(Method::Unavailable.name()));
+    if !traced {
+        return Some("not traced".to_string());
+    }
+    let k = a.trailer.as_ref().and_then(|t| t.known_pipes)?;
+    k.may_have_dropped().then(|| {
+        format!(
+            "may have been missed: the programs knew up to {} pipes at once, past the {} \
+             they keep without dropping one",
+            k.peak, k.room
+        )
+    })
 }
 
 /// A recording read through the model: what `report` (and tests) look at.

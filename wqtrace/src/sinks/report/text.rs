@@ -56,10 +56,10 @@ pub fn to_text(a: &Analysis) -> String {
             .collect();
         let _ = writeln!(o, "  attach     {}", at.join(" "));
     }
-    if !frees_traced(meta) {
+    if let Some(why) = frees_unseen(a) {
         let _ = writeln!(
             o,
-            "  frees      not traced: a pipe not marked released may have been freed"
+            "  frees      {why}: a pipe not marked released may have been freed"
         );
     }
     if !a.filters_applied.is_empty() {
