@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
 use common::WQTRACE;
 
@@ -101,11 +101,10 @@ fn every_help_ends_with_examples_that_parse() {
 
 /// A fresh directory per call: the tests of this file run at once in one process, and one
 /// removing another's directory made troff fail to open a page the other had just checked.
-fn assets() -> PathBuf {
+fn assets() -> common::Scratch {
     static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("wqtrace-assets-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::Scratch::new(&format!("assets-{n}"));
     out(&["assets", "--out", dir.to_str().unwrap()]);
     dir
 }
@@ -152,7 +151,6 @@ fn man_pages_render_with_options_and_examples() {
     }
     let record = std::fs::read_to_string(dir.join("man1/wqtrace-record.1")).unwrap();
     assert!(record.contains("\\-\\-force"), "options of record");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// bash completes subcommands and options; zsh and fish accept their scripts.
@@ -207,5 +205,4 @@ fn completions_work_in_bash_and_parse_in_zsh_and_fish() {
         );
         assert!(std::fs::read_to_string(&path).unwrap().contains("record"));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

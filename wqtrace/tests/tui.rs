@@ -2,6 +2,8 @@
 //! ratatui's TestBackend. Assertions are facts on screen (substrings, cell symbols and colours),
 //! not whole-screen snapshots.
 
+mod common;
+
 use std::time::Duration;
 
 use ratatui::Terminal;
@@ -527,8 +529,7 @@ fn replay_shows_what_live_showed() {
         screen(&draw(&v, &mut App::new(false), 100, 30))
     };
 
-    let dir = std::env::temp_dir().join(format!("wqtrace-tui-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("tui");
     let path = dir.join("session.wqt");
     let header = Header {
         meta: meta.clone(),
@@ -544,7 +545,6 @@ fn replay_shows_what_live_showed() {
         draw(&v, &mut app, 100, 30)
     };
     let replay_screen = screen(&b);
-    std::fs::remove_dir_all(&dir).ok();
 
     for s in [&live_screen, &replay_screen] {
         assert!(s.contains(&format!("◆{NPIPE_INO}")), "{s}");
@@ -576,8 +576,7 @@ fn replay_shows_what_live_showed() {
 fn replay_keys_drive_the_engine() {
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     let evs = fixtures::notification_session();
-    let dir = std::env::temp_dir().join(format!("wqtrace-tui-keys-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("tui-keys");
     let path = dir.join("s.wqt");
     let header = Header {
         meta: session_meta("6.12.8", true),
@@ -587,7 +586,7 @@ fn replay_keys_drive_the_engine() {
     let mut feed = ReplayFeed {
         replay: Replay::open(&path, Default::default()).unwrap(),
     };
-    std::fs::remove_dir_all(&dir).ok();
+    drop(dir);
     let mut app = App::new(true);
     let key = |feed: &mut ReplayFeed, app: &mut App, c: KeyCode| {
         let a = {

@@ -1,6 +1,8 @@
 //! `wqtrace workload` on the host kernel: the ordinary-pipe scenarios, and the one-line error of
 //! the notification scenarios when the kernel has no CONFIG_WATCH_QUEUE.
 
+mod common;
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -168,8 +170,7 @@ fn notification_scenarios_fail_with_one_clear_line_without_watch_queue() {
 #[test]
 fn mixed_runs_the_ordinary_parts_without_watch_queue() {
     let wq = watch_queue_here();
-    let dir = std::env::temp_dir().join(format!("wqtrace-mixed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("mixed");
     let file = dir.join("summary.json");
     let out = workload(&[
         "mixed",
@@ -199,5 +200,4 @@ fn mixed_runs_the_ordinary_parts_without_watch_queue() {
     // --json-out holds the same object
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(saved, v);
-    let _ = std::fs::remove_dir_all(&dir);
 }
