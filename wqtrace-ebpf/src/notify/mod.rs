@@ -242,7 +242,8 @@ fn snap_queue(e: &mut PostEntry, wq: u64, info_id: u32) -> bool {
     if pipe == 0 {
         return false;
     }
-    let ino = known_pipe(pipe).map(|p| p.ino).unwrap_or(0);
+    // Unknown, or a stale entry for an ordinary pipe (see `landed`): inode unknown.
+    let ino = known_pipe(pipe).filter(|p| p.notif).map_or(0, |p| p.ino);
     if !pipe_wanted(ino, true) {
         return false;
     }
