@@ -31,7 +31,14 @@ pub struct KnownPipes {
 }
 
 impl KnownPipes {
-    pub fn may_have_dropped(&self) -> bool {
-        self.peak > self.room
+    /// Why frees may have been missed, where they may have been.
+    pub fn missed_frees(&self) -> Option<String> {
+        (self.peak > self.room).then(|| {
+            format!(
+                "the programs knew up to {} pipes at once, past the {} they keep without \
+                 dropping one",
+                self.peak, self.room
+            )
+        })
     }
 }

@@ -1283,7 +1283,6 @@ fn more_pipes_than_the_programs_keep_make_frees_unknown() {
     let dir = common::Scratch::new("many-pipes");
     for (n, over) in [(200, false), (room + 300, true)] {
         let f = dir.join(format!("{n}.wqt"));
-        let mut rec = start_recording(&f, &["-c", "wqmany"]);
         // Every pipe open at once, then all closed: each close frees one. Shared among
         // processes: one may hold fewer fds than that (and may not raise its hard limit).
         let ready = dir.join(format!("ready-{n}"));
@@ -1302,14 +1301,15 @@ fn more_pipes_than_the_programs_keep_make_frees_unknown() {
              for pid in kids:\n    assert os.waitpid(pid, 0)[1] == 0\n",
             ready = ready.display()
         );
-        let st = Command::new("python3")
-            .args(["-c", &script])
-            .status()
+        let rec = Command::new(WQTRACE)
+            .args(["record", "-o"])
+            .arg(&f)
+            .args(["-c", "wqmany", "--", "python3", "-c", &script])
+            .output()
             .unwrap();
-        assert!(st.success(), "{n} pipes: {st}");
-        std::thread::sleep(Duration::from_millis(300));
-        unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
-        assert!(rec.wait().unwrap().success());
+        let stderr = String::from_utf8_lossy(&rec.stderr);
+        assert!(rec.status.success(), "{n} pipes: {stderr}");
+        let said = stderr.contains("wqtrace: frees of pipes may have been missed");
         let text = report_text(&f);
         let frees = text.lines().find(|l| l.trim_start().starts_with("frees "));
         let r = report_json(&f, &[]);
@@ -1318,6 +1318,7 @@ fn more_pipes_than_the_programs_keep_make_frees_unknown() {
         let count = |v: serde_json::Value| pipes.iter().filter(|p| p["released"] == v).count();
         let (freed, unknown) = (count(true.into()), count(serde_json::Value::Null));
         eprintln!("{n} pipes: {freed} seen freed, {unknown} unknown; {frees:?}");
+        assert_eq!(said, over, "{n} pipes: record said\n{stderr}");
         if over {
             let frees = frees.unwrap_or_else(|| panic!("{n} pipes: no frees line in\n{text}"));
             assert!(frees.contains("may have been missed"), "{frees}");

@@ -126,7 +126,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Read once: what is printed is what the trailer keeps.
     let unattributed = src.sleeps_unattributed();
     w.set_sleeps_unattributed(unattributed);
-    w.set_known_pipes(src.known_pipes());
+    let known_pipes = src.known_pipes();
+    w.set_known_pipes(known_pipes);
     let (mut file, trailer) = w
         .finish(reason.name())
         .map_err(|e| write_error(path, 0, e))?;
@@ -159,5 +160,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     );
     crate::sinks::print_unattributed_sleeps(unattributed);
+    if let Some(why) = known_pipes.and_then(|k| k.missed_frees()) {
+        eprintln!("wqtrace: frees of pipes may have been missed: {why}");
+    }
     Ok(ExitCode::SUCCESS)
 }

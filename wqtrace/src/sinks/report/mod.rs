@@ -57,13 +57,7 @@ fn frees_unseen(a: &Analysis) -> Option<String> {
         return Some("not traced".to_string());
     }
     let k = a.trailer.as_ref().and_then(|t| t.known_pipes)?;
-    k.may_have_dropped().then(|| {
-        format!(
-            "may have been missed: the programs knew up to {} pipes at once, past the {} \
-             they keep without dropping one",
-            k.peak, k.room
-        )
-    })
+    Some(format!("may have been missed: {}", k.missed_frees()?))
 }
 
 /// A recording read through the model: what `report` (and tests) look at.
