@@ -494,7 +494,7 @@ fn paths_methods_head_and_oversized_heads() {
 }
 
 /// An error serve meets while running reaches its stderr: with too few descriptors, accepting
-/// fails (EMFILE) and says so, once, not on every retry. 56: serve starts with 52 (a
+/// fails (EMFILE) and says so, once, not on every retry. 57: serve starts with 53 (a
 /// descriptor per map and program among them), and 30 connections are more than the rest.
 #[test]
 fn accept_errors_reach_the_user() {
@@ -502,7 +502,7 @@ fn accept_errors_reach_the_user() {
     let _g = kernel_lock();
     let mut child = Command::new("prlimit")
         .args([
-            "--nofile=56:56",
+            "--nofile=57:57",
             WQTRACE,
             "serve",
             "--listen",

@@ -138,6 +138,27 @@ fn notification_pipe_first_and_marked_with_its_numbers() {
     }
 }
 
+/// A notification pipe seen only through posts, before any syscall named it, has no inode
+/// yet: the table and the ring panel say so, not "inode 0".
+#[test]
+fn a_pipe_without_its_inode_is_not_shown_as_inode_0() {
+    let posts: Vec<Event> = session_events()
+        .into_iter()
+        .filter(|e| e.pipe == NPIPE && e.kind() == Some(wqtrace_common::EventKind::NotifyPosted))
+        .map(|mut e| {
+            e.ino = 0;
+            e
+        })
+        .collect();
+    assert!(!posts.is_empty());
+    let m = model_of(&posts);
+    let meta = session_meta("6.12.8", true);
+    let s = screen(&draw(&live_view(&m, &meta), &mut App::new(false), 80, 24));
+    assert!(s.contains("◆? "), "{s}");
+    assert!(!s.contains("◆0 "), "{s}");
+    assert!(s.contains(&format!("Ring ◆ pipe@{NPIPE:#x}")), "{s}");
+}
+
 #[test]
 fn rejected_splice_in_alerts_and_no_interleave_for_a_reader() {
     let m = model_of(&session_events());

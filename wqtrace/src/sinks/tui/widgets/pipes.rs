@@ -81,10 +81,16 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &mut App, rows: &[&PipeS
     let body: Vec<Row> = rows
         .iter()
         .map(|p| {
-            let mark = if p.notification {
-                Span::styled(format!("{NOTIF_MARK}{}", p.ino), NOTIF)
+            // 0: a pipe first seen by a post, before any syscall named it.
+            let ino = if p.ino != 0 {
+                p.ino.to_string()
             } else {
-                Span::raw(format!(" {}", p.ino))
+                "?".to_string()
+            };
+            let mark = if p.notification {
+                Span::styled(format!("{NOTIF_MARK}{ino}"), NOTIF)
+            } else {
+                Span::raw(format!(" {ino}"))
             };
             let size = p.ring.size();
             let occ = p.occupancy();
