@@ -45,7 +45,11 @@ fn possible_cpus() -> Result<usize> {
 /// How many event rings the programs write to (`Filter::ring_mask`): one per possible CPU, a
 /// power of two, at most MAX_RINGS (past that, CPUs share rings).
 pub fn rings_in_use() -> Result<usize> {
-    Ok(possible_cpus()?.next_power_of_two().min(MAX_RINGS))
+    Ok(rings_for(possible_cpus()?))
+}
+
+fn rings_for(cpus: usize) -> usize {
+    cpus.next_power_of_two().min(MAX_RINGS)
 }
 
 /// The event rings' names in the object.
@@ -140,16 +144,17 @@ impl Probes {
             BpfStats::if_on()
         };
         let mut filter = opts.kernel_filter()?;
+        let cpus = possible_cpus()?;
         let room = match opts.pipe_totals_max {
             _ if !opts.pipe_totals => Room::NONE,
             Some(n) => Room::for_pipes(n),
-            None => Room::for_cpus(possible_cpus()?),
+            None => Room::for_cpus(cpus),
         };
         filter.totals_slot_mask = room.slots - 1;
         let count_slots = match opts.count_slots {
             _ if !opts.count_ordinary => 1,
             Some(n) => n.max(1).next_power_of_two(),
-            None => super::counts::slots_for_cpus(possible_cpus()?),
+            None => super::counts::slots_for_cpus(cpus),
         };
         filter.count_slot_mask = count_slots - 1;
         filter.inflight_slot_mask = match opts.inflight_slots {
@@ -157,7 +162,7 @@ impl Probes {
             Some(n) => n.next_power_of_two().min(wqtrace_common::INFLIGHT_SLOTS) - 1,
             None => wqtrace_common::INFLIGHT_SLOTS - 1,
         };
-        let rings = rings_in_use()?;
+        let rings = rings_for(cpus);
         filter.ring_mask = rings as u32 - 1;
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
         let (object, _) = super::direct::patch(
@@ -180,10 +185,7 @@ impl Probes {
         loader.map_max_entries("TOTALS_BY_SLOT", room.slots);
         loader.map_max_entries("COUNT_OWNERS", count_slots);
         loader.map_max_entries("COUNTS_BY_SLOT", count_slots);
-        loader.map_max_entries(
-            "KNOWN_PIPES",
-            known_pipes::map_entries(possible_cpus()? as u32),
-        );
+        loader.map_max_entries("KNOWN_PIPES", known_pipes::map_entries(cpus as u32));
         let t = std::time::Instant::now();
         let mut ebpf = loader
             .load(object.bytes())

@@ -50,6 +50,12 @@ impl Method {
             Self::Unavailable => "unavailable",
         }
     }
+
+    /// Whether a method as a session's attach plan stores it (`Plan::attach_table`: "fentry
+    /// free_pipe_info", "unavailable") says the hook was not attached.
+    pub fn says_unavailable(stored: &str) -> bool {
+        stored.split_whitespace().next() == Some(Self::Unavailable.name())
+    }
 }
 
 /// The mission's hooks.

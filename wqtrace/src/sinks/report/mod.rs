@@ -52,7 +52,7 @@ fn attach_method(meta: &crate::session::SessionMeta, hook: Hook) -> Option<&str>
 fn frees_unseen(a: &Analysis) -> Option<String> {
     // The attach plan has no free hook (neither free_pipe_info nor its kfree stand-in).
     let traced = attach_method(&a.header.meta, Hook::PipeRelease)
-        .is_some_and(|m| m.split_whitespace().next() != Some(Method::Unavailable.name()));
+        .is_some_and(|m| !Method::says_unavailable(m));
     if !traced {
         return Some("not traced".to_string());
     }

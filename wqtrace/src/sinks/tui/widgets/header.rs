@@ -46,11 +46,10 @@ fn hook_short(h: &str) -> &str {
 pub fn attach_line(attach: &[(String, String)]) -> Vec<Span<'static>> {
     let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
     for (hook, m) in attach {
-        let method = m.split_whitespace().next().unwrap_or("?");
-        let method = if method == crate::probe::plan::Method::Unavailable.name() {
+        let method = if crate::probe::plan::Method::says_unavailable(m) {
             "n/a"
         } else {
-            method
+            m.split_whitespace().next().unwrap_or("?")
         };
         match groups.iter_mut().find(|(k, _)| k == method) {
             Some((_, v)) => v.push(hook_short(hook)),
