@@ -348,6 +348,14 @@ fn cached_pipe(pipe: u64) -> Option<PipeRef> {
     })
 }
 
+/// A known notification pipe by its kernel address. An entry that says "ordinary pipe" for
+/// an address a watch queue points at is stale (a notification pipe is one from pipe2() on),
+/// so it counts as unknown: its inode would be another pipe's.
+#[inline(always)]
+pub fn known_notify_pipe(pipe: u64) -> Option<PipeRef> {
+    known_pipe(pipe).filter(|p| p.notif)
+}
+
 /// A known pipe by its kernel address.
 #[inline(always)]
 pub fn known_pipe(pipe: u64) -> Option<PipeRef> {

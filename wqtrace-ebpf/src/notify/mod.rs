@@ -29,7 +29,7 @@ use crate::{
     emit::{emit, exec_ctx, now},
     filters::{pipe_wanted, task_wanted},
     globals::off,
-    kread::{self, known_pipe, rd},
+    kread::{self, known_notify_pipe, rd},
     maps::{HOOK_POST_LANDED, HOOK_SECURITY_MAY_SKIP, hooks},
 };
 
@@ -242,8 +242,8 @@ fn snap_queue(e: &mut PostEntry, wq: u64, info_id: u32) -> bool {
     if pipe == 0 {
         return false;
     }
-    // Unknown, or a stale entry for an ordinary pipe (see `landed`): inode unknown.
-    let ino = known_pipe(pipe).filter(|p| p.notif).map_or(0, |p| p.ino);
+    // Unknown (or known only by a stale entry): inode unknown.
+    let ino = known_notify_pipe(pipe).map_or(0, |p| p.ino);
     if !pipe_wanted(ino, true) {
         return false;
     }
@@ -284,9 +284,8 @@ fn landed(ctx: *mut core::ffi::c_void, wq_head: u64) {
         return;
     }
     let pipe = wq_head - ro as u64;
-    // An entry that says "ordinary pipe" is stale (a notification pipe is one from pipe2()
-    // on): the walk below decides, as for a pipe not known at all.
-    let known = known_pipe(pipe).filter(|p| p.notif);
+    // A pipe not known as a notification pipe: the walk below decides.
+    let known = known_notify_pipe(pipe);
     if let Some(p) = known {
         if !pipe_wanted(p.ino, true) {
             return;
