@@ -1275,17 +1275,21 @@ fn frees_by_a_task_outside_the_filter_are_kept_for_the_sessions_pipes() {
 /// The programs keep `known_pipes::ROOM` pipes in mind without dropping one. A session that
 /// knew more at once may have dropped some, and missed their frees: its report calls a pipe
 /// not seen freed "unknown", not "not released", and says why. One that knew fewer saw each
-/// free of the same kind of pipes.
+/// free of the same kind of pipes. A recording killed (no trailer) says so too.
 #[test]
 fn more_pipes_than_the_programs_keep_make_frees_unknown() {
     let _g = kernel_lock();
     let room = wqtrace_common::known_pipes::ROOM as usize;
     let dir = common::Scratch::new("many-pipes");
-    for (n, over) in [(200, false), (room + 300, true)] {
-        let f = dir.join(format!("{n}.wqt"));
+    for (n, over, killed) in [
+        (200, false, false),
+        (room + 300, true, false),
+        (room + 300, true, true),
+    ] {
+        let f = dir.join(format!("{n}-{killed}.wqt"));
         // Every pipe open at once, then all closed: each close frees one. Shared among
         // processes: one may hold fewer fds than that (and may not raise its hard limit).
-        let ready = dir.join(format!("ready-{n}"));
+        let ready = dir.join(format!("ready-{n}-{killed}"));
         std::fs::create_dir(&ready).unwrap();
         let script = format!(
             "import ctypes, os, resource, time\nctypes.CDLL(None).prctl(15, b'wqmany', 0, 0, 0)\n\
@@ -1301,24 +1305,44 @@ fn more_pipes_than_the_programs_keep_make_frees_unknown() {
              for pid in kids:\n    assert os.waitpid(pid, 0)[1] == 0\n",
             ready = ready.display()
         );
-        let rec = Command::new(WQTRACE)
-            .args(["record", "-o"])
-            .arg(&f)
-            .args(["-c", "wqmany", "--", "python3", "-c", &script])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&rec.stderr);
-        assert!(rec.status.success(), "{n} pipes: {stderr}");
-        let said = stderr.contains("wqtrace: frees of pipes may have been missed");
+        if killed {
+            let mut rec = common::recording::start_recording(&f, &["-c", "wqmany"]);
+            let st = Command::new("python3").args(["-c", &script]).status();
+            assert!(st.unwrap().success());
+            // Every event on disk (a chunk is written within 100 ms), then SIGKILL.
+            let mut size = 0;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(700));
+                let now = std::fs::metadata(&f).unwrap().len();
+                if now == size {
+                    break;
+                }
+                size = now;
+            }
+            rec.kill().unwrap();
+            rec.wait().unwrap();
+        } else {
+            let rec = Command::new(WQTRACE)
+                .args(["record", "-o"])
+                .arg(&f)
+                .args(["-c", "wqmany", "--", "python3", "-c", &script])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&rec.stderr);
+            assert!(rec.status.success(), "{n} pipes: {stderr}");
+            let said = stderr.contains("wqtrace: frees of pipes may have been missed");
+            assert_eq!(said, over, "{n} pipes: record said\n{stderr}");
+        }
         let text = report_text(&f);
+        assert_eq!(text.contains("no trailer"), killed, "{text}");
         let frees = text.lines().find(|l| l.trim_start().starts_with("frees "));
         let r = report_json(&f, &[]);
         let pipes = r["pipes"].as_array().unwrap();
         assert_eq!(pipes.len(), n, "{n} pipes: the report's count");
         let count = |v: serde_json::Value| pipes.iter().filter(|p| p["released"] == v).count();
         let (freed, unknown) = (count(true.into()), count(serde_json::Value::Null));
-        eprintln!("{n} pipes: {freed} seen freed, {unknown} unknown; {frees:?}");
-        assert_eq!(said, over, "{n} pipes: record said\n{stderr}");
+        eprintln!("{n} pipes (killed {killed}): {freed} seen freed, {unknown} unknown; {frees:?}");
         if over {
             let frees = frees.unwrap_or_else(|| panic!("{n} pipes: no frees line in\n{text}"));
             assert!(frees.contains("may have been missed"), "{frees}");

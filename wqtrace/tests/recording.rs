@@ -340,9 +340,10 @@ fn flipped_byte_skips_one_chunk_and_counts_its_events() {
 }
 
 /// A pipe the session saw no free of: "not released" where the session could see frees,
-/// "unknown" (null, and a line in the text) where it could not: no free hook, or more pipes
-/// known at once than the programs keep without dropping one. A pipe seen freed is released
-/// either way.
+/// "unknown" (null, and a line in the text) where it could not: no free hook, more pipes
+/// known at once than the programs keep without dropping one, events lost by the tracer or to
+/// file damage (a free among them). A recording cut short (no trailer) answers as it would
+/// have with one. A pipe seen freed is released either way.
 #[test]
 fn release_is_unknown_where_frees_were_not_traced() {
     use wqtrace::session::KnownPipes;
@@ -350,16 +351,43 @@ fn release_is_unknown_where_frees_were_not_traced() {
     // The ordinary pipe's free: without it, that pipe was not seen released.
     let free = events.pop().unwrap();
     assert_eq!(free.kind(), Some(wqtrace_common::EventKind::PipeReleased));
-    let released = |method: &str, peak: Option<u64>| {
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Spoil {
+        None,
+        /// Killed: no trailer.
+        Cut,
+        /// The kernel's ring dropped events.
+        Lost,
+        /// A chunk (one event: a chunk per event) fails its checksum.
+        Damaged,
+    }
+    let released_in = |method: &str, peak: Option<u64>, spoil: Spoil| {
         let mut h = header();
         h.meta.attach.push(("pipe_release".into(), method.into()));
-        let p = tmp(&format!("release-{method}-{peak:?}.wqt"));
+        let p = tmp(&format!("release-{method}-{peak:?}-{spoil:?}.wqt"));
         let mut w = Writer::new(std::fs::File::create(&p).unwrap(), &h).unwrap();
+        if spoil == Spoil::Damaged {
+            w.set_flush_bytes(1);
+        }
         for e in &events {
             w.push(e).unwrap();
         }
         w.set_known_pipes(peak.map(|peak| KnownPipes { peak, room: 16384 }));
+        w.set_lost(if spoil == Spoil::Lost { 3 } else { 0 });
         w.finish("signal").unwrap();
+        let mut file = std::fs::read(&p).unwrap();
+        let syncs: Vec<usize> = (0..file.len() - 4)
+            .filter(|&i| file[i..i + 4] == wqtrace::recording::SYNC)
+            .collect();
+        match spoil {
+            Spoil::Cut => file.truncate(*syncs.last().unwrap()),
+            // The second event's chunk: the first creates a pipe the report looks up.
+            Spoil::Damaged => file[syncs[1] + 15] ^= 0x40,
+            _ => {}
+        }
+        std::fs::write(&p, file).unwrap();
+        let text = common::recording::report_text(&p);
+        assert_eq!(text.contains("no trailer"), spoil == Spoil::Cut, "{text}");
         let v = report_json(&p, &[]);
         let by_ino = |ino: u64| {
             v["pipes"]
@@ -370,12 +398,20 @@ fn release_is_unknown_where_frees_were_not_traced() {
                 .unwrap()["released"]
                 .clone()
         };
-        let text = common::recording::report_text(&p);
         let line = text
             .lines()
             .find_map(|l| l.trim().strip_prefix("frees"))
-            .map(|l| l.trim().split(':').next().unwrap().to_string());
-        (by_ino(fixtures::NPIPE_INO), by_ino(free.ino), line)
+            .map(|l| l.trim().to_string());
+        let (npipe, ordinary) = (by_ino(fixtures::NPIPE_INO), by_ino(free.ino));
+        (npipe, ordinary, line)
+    };
+    let short = |line: Option<String>| line.map(|l| l.split(':').next().unwrap().to_string());
+    let released = |method: &str, peak: Option<u64>| {
+        let (a, b, line) = released_in(method, peak, Spoil::None);
+        let clean = (a, b, short(line));
+        let (a, b, line) = released_in(method, peak, Spoil::Cut);
+        assert_eq!((a, b, short(line)), clean, "{method} {peak:?}, cut short");
+        clean
     };
     let (t, f, n) = (
         serde_json::json!(true),
@@ -394,8 +430,20 @@ fn release_is_unknown_where_frees_were_not_traced() {
     );
     assert_eq!(
         released("tp_btf kfree", Some(16385)),
-        (t, n, Some("may have been missed".into()))
+        (t.clone(), n.clone(), Some("may have been missed".into()))
     );
+    for (spoil, why) in [
+        (Spoil::Lost, "3 events were lost by the tracer"),
+        (Spoil::Damaged, "1 event was lost to file damage"),
+    ] {
+        let (a, b, line) = released_in("tp_btf kfree", None, spoil);
+        assert_eq!((&a, &b), (&t, &n), "{spoil:?}");
+        let line = line.unwrap_or_else(|| panic!("{spoil:?}: no frees line"));
+        assert!(
+            line.starts_with(&format!("may have been missed: {why}")),
+            "{spoil:?}: {line}"
+        );
+    }
 }
 
 #[test]

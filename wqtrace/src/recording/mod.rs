@@ -13,6 +13,8 @@
 //!           content size declared); written when smaller than type 1
 //! zstacks = (type 6, format 5) a stacks chunk's JSON as one zstd frame, when smaller
 //! zcgroups= (type 7, format 5) a cgroups chunk's JSON as one zstd frame, when smaller
+//! known   = (type 8, added in format 6; older readers skip it) JSON KnownPipes: how many pipes
+//!           the programs knew at once, once past the room they keep (see CHUNK_KNOWN_PIPES)
 //! ```
 //!
 //! Format 6: an events chunk's `count` is of the events read back, and a ring op that carries
@@ -64,6 +66,11 @@ pub const CHUNK_EVENTS_ZSTD: u8 = 5;
 /// repeat: a third of the size), written when smaller.
 pub const CHUNK_STACKS_ZSTD: u8 = 6;
 pub const CHUNK_CGROUPS_ZSTD: u8 = 7;
+/// JSON [`crate::session::KnownPipes`], written before the first events chunk drained after the
+/// programs knew more pipes at once than they keep without dropping one (and again as that
+/// count grows). The trailer has the final count; this one is for a recording without a
+/// trailer (killed, crashed): it still says frees may have been missed from that point on.
+pub const CHUNK_KNOWN_PIPES: u8 = 8;
 /// zstd's level: 1 is the fastest of its regular levels, and already takes 40 % off.
 pub const ZSTD_LEVEL: i32 = 1;
 /// Larger chunks are treated as damage.
@@ -264,6 +271,65 @@ mod tests {
                 .map(|k| next + k);
         }
         kinds
+    }
+
+    /// Past the room, the programs' count of pipes they knew goes before the events drained
+    /// after it (again when it grows), so a recording cut short (no trailer) still says frees
+    /// may have been missed. At the room nothing is written; damage skipped inside a recording
+    /// without a trailer may have held one, so then the count is unknown.
+    #[test]
+    fn a_recording_cut_short_keeps_the_count_of_pipes_past_the_room() {
+        use crate::session::KnownPipes;
+        let evs = pingpong(100);
+        let known = |peak| Some(KnownPipes { peak, room: 16384 });
+        let cut = |peaks: &[(usize, u64)]| {
+            let mut w = Writer::new(Vec::new(), &Header::default()).unwrap();
+            for (i, e) in evs.iter().enumerate() {
+                if let Some(&(_, peak)) = peaks.iter().find(|(at, _)| *at == i) {
+                    w.set_known_pipes(known(peak));
+                }
+                w.push(e).unwrap();
+                if i % 10 == 9 {
+                    w.flush_chunk().unwrap();
+                }
+            }
+            let mut file = w.finish("x").unwrap().0;
+            let trailer_at = file.windows(4).rposition(|w| w == SYNC).unwrap();
+            file.truncate(trailer_at);
+            file
+        };
+        let read = |file: &[u8]| {
+            let mut r = Reader::new(std::io::Cursor::new(file)).unwrap();
+            assert_eq!(r.read_all().unwrap().len(), evs.len());
+            assert!(r.trailer().is_none());
+            r.known_pipes()
+        };
+        let notes = |file: &[u8]| {
+            let kinds = chunk_kinds(file);
+            kinds.iter().filter(|&&k| k == CHUNK_KNOWN_PIPES).count()
+        };
+
+        let file = cut(&[(35, 16384), (50, 16385), (60, 16385), (70, 16390)]);
+        assert_eq!(notes(&file), 2, "once past the room, and once as it grew");
+        assert_eq!(read(&file), Ok(known(16390)));
+        // Before the chunk holding the events drained with it.
+        let kinds = chunk_kinds(&file);
+        let first = kinds.iter().position(|&k| k == CHUNK_KNOWN_PIPES).unwrap();
+        assert_eq!(kinds[..first].len(), 5, "{kinds:?}");
+
+        let file = cut(&[(50, 16384)]);
+        assert_eq!(notes(&file), 0);
+        assert_eq!(read(&file), Ok(None));
+        let mut damaged = file.clone();
+        let syncs: Vec<usize> = (0..damaged.len() - 4)
+            .filter(|&i| damaged[i..i + 4] == SYNC)
+            .collect();
+        damaged[syncs[2] + FRAME_LEN + 2] ^= 0xff;
+        let mut r = Reader::new(std::io::Cursor::new(&damaged)).unwrap();
+        r.read_all().unwrap();
+        assert!(!r.warnings().is_empty());
+        let why = r.known_pipes().unwrap_err();
+        assert!(why.starts_with("damage was skipped inside"), "{why}");
     }
 
     /// Events chunks are stored compressed when that is smaller, and read back exactly.

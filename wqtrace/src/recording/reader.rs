@@ -6,12 +6,13 @@ use std::io::{self, Read, Seek, SeekFrom};
 use wqtrace_common::Event;
 
 use crate::cgroup::SharedCgroups;
+use crate::session::KnownPipes;
 use crate::stacks::SharedStacks;
 
 use super::{
-    CHUNK_CGROUPS, CHUNK_CGROUPS_ZSTD, CHUNK_EVENTS, CHUNK_EVENTS_ZSTD, CHUNK_STACKS,
-    CHUNK_STACKS_ZSTD, CHUNK_TRAILER, FORMAT_VERSION, FRAME_LEN, FormatError, Header, MAGIC,
-    MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc, side,
+    CHUNK_CGROUPS, CHUNK_CGROUPS_ZSTD, CHUNK_EVENTS, CHUNK_EVENTS_ZSTD, CHUNK_KNOWN_PIPES,
+    CHUNK_STACKS, CHUNK_STACKS_ZSTD, CHUNK_TRAILER, FORMAT_VERSION, FRAME_LEN, FormatError, Header,
+    MAGIC, MAX_CHUNK, MAX_HEADER, SYNC, Trailer, codec, rangecrc, side,
 };
 
 /// One decoded chunk.
@@ -54,6 +55,10 @@ pub struct Reader<R> {
     damaged_events: u64,
     tracer_lost: u64,
     trailer: Option<Trailer>,
+    /// The highest count of pipes the programs knew that a [`CHUNK_KNOWN_PIPES`] chunk wrote.
+    known_pipes: Option<KnownPipes>,
+    /// Damage was skipped with good chunks after it: a chunk may be missing from the middle.
+    skipped_inside: bool,
     /// While resynchronising: CRCs of the buffer's prefixes, so each candidate chunk is
     /// checked in O(log len), keeping the scan linear in the damaged bytes.
     prefix: Option<rangecrc::RangeCrc>,
@@ -129,6 +134,8 @@ impl<R: Read> Reader<R> {
             damaged_events: 0,
             tracer_lost: 0,
             trailer: None,
+            known_pipes: None,
+            skipped_inside: false,
             prefix: None,
             stacks: crate::stacks::shared(),
             cgroups: SharedCgroups::default(),
@@ -156,6 +163,23 @@ impl<R: Read> Reader<R> {
     /// The trailer, once read (clean recordings only).
     pub fn trailer(&self) -> Option<&Trailer> {
         self.trailer.as_ref()
+    }
+
+    /// The most pipes the programs knew at once, as far as the file read so far says: the
+    /// trailer's count, or without a trailer the last one written past the room. None: never
+    /// past it (or a recording that did not keep the count). Err: the file cannot say, why.
+    pub fn known_pipes(&self) -> Result<Option<KnownPipes>, String> {
+        if let Some(t) = &self.trailer {
+            return Ok(t.known_pipes);
+        }
+        if self.known_pipes.is_none() && self.skipped_inside {
+            return Err(
+                "damage was skipped inside a recording without its trailer, and may have \
+                        held the count of pipes the programs knew"
+                    .into(),
+            );
+        }
+        Ok(self.known_pipes)
     }
 
     /// Damage found so far, one human sentence each.
@@ -299,6 +323,7 @@ impl<R: Read> Reader<R> {
     fn skip_damage(&mut self, at: u64, why: &str, gone: String) -> io::Result<bool> {
         match self.resync()? {
             Some(skipped) => {
+                self.skipped_inside = true;
                 self.warnings.push(format!(
                     "damaged data at byte {at} ({why}): skipped {skipped} bytes"
                 ));
@@ -371,6 +396,20 @@ impl<R: Read> Reader<R> {
                         continue;
                     }
                 },
+                CHUNK_KNOWN_PIPES => {
+                    match serde_json::from_slice::<KnownPipes>(&payload) {
+                        Ok(k) if self.known_pipes.is_none_or(|o| k.peak > o.peak) => {
+                            self.known_pipes = Some(k)
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.skipped_inside = true;
+                            self.warnings
+                                .push(format!("pipe count at byte {at} ignored: {e}"))
+                        }
+                    }
+                    continue;
+                }
                 CHUNK_STACKS | CHUNK_STACKS_ZSTD => {
                     let z = kind == CHUNK_STACKS_ZSTD;
                     if let Err(w) = side::merge(&self.stacks, &payload, z, at) {

@@ -9,8 +9,8 @@ use crate::cgroup::{CgroupTable, SharedCgroups};
 use crate::stacks::{SharedStacks, table::StackTable};
 
 use super::{
-    CHUNK_EVENTS, CHUNK_EVENTS_ZSTD, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL, FORMAT_VERSION,
-    Header, MAGIC, Trailer, ZSTD_LEVEL, codec, frame,
+    CHUNK_EVENTS, CHUNK_EVENTS_ZSTD, CHUNK_KNOWN_PIPES, CHUNK_TRAILER, FLUSH_BYTES, FLUSH_INTERVAL,
+    FORMAT_VERSION, Header, MAGIC, Trailer, ZSTD_LEVEL, codec, frame,
     side::{SideTable, Written},
 };
 
@@ -27,6 +27,8 @@ pub struct Writer<W: Write> {
     lost_written: u64,
     sleeps_unattributed: u64,
     known_pipes: Option<crate::session::KnownPipes>,
+    /// The count a [`CHUNK_KNOWN_PIPES`] chunk last wrote.
+    known_pipes_written: Option<crate::session::KnownPipes>,
     first_ts: Option<u64>,
     last_ts: u64,
     oldest_pending: Option<Instant>,
@@ -59,6 +61,7 @@ impl<W: Write> Writer<W> {
             lost_written: 0,
             sleeps_unattributed: 0,
             known_pipes: None,
+            known_pipes_written: None,
             first_ts: None,
             last_ts: 0,
             oldest_pending: None,
@@ -94,6 +97,27 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// The programs' count of pipes they knew, once past their room and not written yet: a
+    /// recording that ends without its trailer still says frees may have been missed. Set
+    /// after the pending events were drained, it covers every one of them.
+    fn write_known_pipes(&mut self) -> io::Result<()> {
+        let Some(k) = self.known_pipes.filter(|k| k.missed_frees().is_some()) else {
+            return Ok(());
+        };
+        if self.known_pipes_written == Some(k) {
+            return Ok(());
+        }
+        let f = frame(
+            CHUNK_KNOWN_PIPES,
+            &serde_json::to_vec(&k).map_err(io::Error::other)?,
+        );
+        self.out.write_all(&f)?;
+        self.bytes += f.len() as u64;
+        self.chunks += 1;
+        self.known_pipes_written = Some(k);
+        Ok(())
+    }
+
     /// `b` as one zstd frame, if that is smaller.
     fn compress(&mut self, b: &[u8]) -> Option<Vec<u8>> {
         let z = self.zstd.as_mut()?.compress(b).ok()?;
@@ -122,7 +146,8 @@ impl<W: Write> Writer<W> {
         self.sleeps_unattributed = n;
     }
 
-    /// How many pipes the source's programs knew at most; kept in the trailer.
+    /// How many pipes the source's programs knew at most, read after the events pushed so far
+    /// were drained; kept in the trailer, and (once past the room) before the next chunk.
     pub fn set_known_pipes(&mut self, k: Option<crate::session::KnownPipes>) {
         self.known_pipes = k;
     }
@@ -152,6 +177,7 @@ impl<W: Write> Writer<W> {
         // The events may refer to stacks: those go first, so a reader has met them.
         self.write_new(|w| &mut w.stacks)?;
         self.write_new(|w| &mut w.cgroups)?;
+        self.write_known_pipes()?;
         let first_index = self.events - self.enc.count();
         let (n, base_ts, body) = self.enc.take();
         let mut payload = Vec::with_capacity(body.len() + 24);

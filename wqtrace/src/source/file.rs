@@ -98,6 +98,11 @@ impl FileSource {
         self.reader.trailer()
     }
 
+    /// What the file says of the most pipes its programs knew at once (Err: why it cannot).
+    pub fn known_pipes_said(&self) -> Result<Option<crate::session::KnownPipes>, String> {
+        self.reader.known_pipes()
+    }
+
     /// Damage met so far, as `PATH: warning` lines; cleared by the call.
     pub fn take_warnings(&mut self) -> Vec<String> {
         let p = crate::text::path(&self.path).to_string();
@@ -201,7 +206,7 @@ impl EventSource for FileSource {
     }
 
     fn known_pipes(&self) -> Option<crate::session::KnownPipes> {
-        self.reader.trailer().and_then(|t| t.known_pipes)
+        self.reader.known_pipes().ok().flatten()
     }
 
     fn meta(&self) -> &SessionMeta {

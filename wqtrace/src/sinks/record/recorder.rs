@@ -103,6 +103,11 @@ pub fn record_loop<S: EventSource + ?Sized, W: Write + Durable>(
         // One read of the loss counters per batch: a map lookup is a syscall (2 % of record's
         // CPU when it was read twice).
         let lost = src.lost();
+        if !batch.is_empty() {
+            // Read after the batch was drained, so it covers every event in it: written before
+            // them, it tells a recording cut short that their frees may have been missed.
+            w.set_known_pipes(src.known_pipes());
+        }
         push_all(w, &batch, lost, path)?;
         progress.update(w.events(), lost, w.bytes());
         if synced_at.elapsed() >= SYNC_EVERY && w.bytes() > synced_bytes {
@@ -119,6 +124,7 @@ pub fn record_loop<S: EventSource + ?Sized, W: Write + Durable>(
         // What the kernel already produced belongs to the recording.
         batch.clear();
         src.finish(&mut batch)?;
+        w.set_known_pipes(src.known_pipes());
         push_all(w, &batch, src.lost(), path)?;
     }
     progress.finish();

@@ -56,8 +56,22 @@ fn frees_unseen(a: &Analysis) -> Option<String> {
     if !traced {
         return Some("not traced".to_string());
     }
-    let k = a.trailer.as_ref().and_then(|t| t.known_pipes)?;
-    Some(format!("may have been missed: {}", k.missed_frees()?))
+    let dropped = match &a.known_pipes {
+        Err(why) => Some(why.clone()),
+        Ok(k) => k.as_ref().and_then(|k| k.missed_frees()),
+    };
+    // Or a free is among the events lost.
+    let lost = [
+        (a.tracer_lost, "lost by the tracer"),
+        (a.damaged_events, "lost to file damage"),
+    ]
+    .into_iter()
+    .find(|(n, _)| *n > 0)
+    .map(|(n, how)| match n {
+        1 => format!("1 event was {how}"),
+        n => format!("{n} events were {how}"),
+    });
+    Some(format!("may have been missed: {}", dropped.or(lost)?))
 }
 
 /// A recording read through the model: what `report` (and tests) look at.
@@ -65,6 +79,9 @@ pub struct Analysis {
     pub path: PathBuf,
     pub header: Header,
     pub trailer: Option<Trailer>,
+    /// The most pipes the programs knew at once, from the trailer or (cut short) the chunks
+    /// that noted it; Err: the file cannot say.
+    pub known_pipes: Result<Option<crate::session::KnownPipes>, String>,
     pub model: Model,
     pub tracer_lost: u64,
     pub damaged_events: u64,
@@ -105,6 +122,7 @@ pub fn analyze(path: &Path, filter: &FilterArgs) -> Result<Analysis> {
         path: path.to_path_buf(),
         header: src.header().clone(),
         trailer: src.trailer().cloned(),
+        known_pipes: src.known_pipes_said(),
         tracer_lost: src.tracer_lost(),
         damaged_events: src.damaged_events(),
         warnings,
