@@ -1306,9 +1306,28 @@ fn more_pipes_than_the_programs_keep_make_frees_unknown() {
             ready = ready.display()
         );
         if killed {
+            // serve beside it: its gauges say the same, live.
+            let srv = common::serve::Server::start(&["-c", "wqmany"]);
             let mut rec = common::recording::start_recording(&f, &["-c", "wqmany"]);
             let st = Command::new("python3").args(["-c", &script]).status();
             assert!(st.unwrap().success());
+            let gauge = |t: &str, name: &str| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                    .unwrap_or_else(|| panic!("no {name} in\n{t}"))
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let peak = loop {
+                let peak = gauge(&srv.metrics(), "wqtrace_known_pipes_peak");
+                if peak >= n as f64 || Instant::now() > deadline {
+                    break peak;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            };
+            assert!(peak >= n as f64, "serve's peak {peak}, {n} pipes");
+            let room_said = gauge(&srv.metrics(), "wqtrace_known_pipes_room");
+            assert_eq!(room_said, room as f64);
+            srv.terminate();
             // Every event on disk (a chunk is written within 100 ms), then SIGKILL.
             let mut size = 0;
             let deadline = Instant::now() + Duration::from_secs(20);

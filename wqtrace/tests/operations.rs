@@ -311,7 +311,7 @@ fn promtool_accepts_a_scrape() {
 fn shipped_rules_and_scrape_config_pass_promtool() {
     let rules = format!("{DEPLOY}/prometheus/wqtrace-rules.yml");
     let out = promtool(&["check", "rules", &rules], None);
-    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
     promtool(
         &["test", "rules", "wqtrace-rules.test.yml"],
         Some(&format!("{DEPLOY}/prometheus")),

@@ -250,6 +250,25 @@ fn unplaced_sleeps_are_shown_when_there_are_some() {
     assert_eq!(y, 0, "in the header");
 }
 
+/// Past the pipes the programs keep in mind, a pipe's free may go unseen (and the pipe stay
+/// listed): the header says so, only then.
+#[test]
+fn missed_frees_are_shown_past_the_programs_room() {
+    use wqtrace::session::KnownPipes;
+    let mut m = model_of(&session_events());
+    let meta = session_meta("6.18.0", true);
+    for (peak, shown) in [(None, false), (Some(16384), false), (Some(16385), true)] {
+        m.set_known_pipes(peak.map(|peak| KnownPipes { peak, room: 16384 }));
+        let b = draw(&live_view(&m, &meta), &mut App::new(false), 120, 24);
+        let at = find(&b, "frees may be missed");
+        assert_eq!(at.is_some(), shown, "{peak:?}\n{}", screen(&b));
+        if let Some((x, y)) = at {
+            assert_eq!(b[(x, y)].fg, Color::Yellow);
+            assert_eq!(y, 0, "in the header");
+        }
+    }
+}
+
 #[test]
 fn no_notification_pipes_points_at_the_demo() {
     let m = model_of(&session_events());

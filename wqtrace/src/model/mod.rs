@@ -119,6 +119,11 @@ impl Model {
         self.counters.sleeps_unattributed = n;
     }
 
+    /// The most pipes the source's programs knew at once (`EventSource::known_pipes`).
+    pub fn set_known_pipes(&mut self, k: Option<crate::session::KnownPipes>) {
+        self.counters.known_pipes = k;
+    }
+
     /// Applies one event. Unknown kinds are counted and otherwise ignored.
     pub fn apply(&mut self, e: &Event) {
         let ts = e.ts_ns;

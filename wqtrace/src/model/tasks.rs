@@ -17,6 +17,9 @@ pub struct Counters {
     /// Sleeps of splice, tee or vmsplice the source could not time as pipe waits, from
     /// [`Model::set_sleeps_unattributed`].
     pub sleeps_unattributed: u64,
+    /// The most pipes the source's programs knew at once, from [`Model::set_known_pipes`]:
+    /// past their room, a pipe's free may go unseen and the pipe stay listed.
+    pub known_pipes: Option<crate::session::KnownPipes>,
     /// Events that named no pipe the model could key on.
     pub no_pipe: u64,
     /// Pipes retired to stay within [`ModelConfig::max_pipes`].

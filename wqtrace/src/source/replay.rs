@@ -209,6 +209,7 @@ impl Replay {
         self.model.set_lost(self.src.tracer_lost());
         self.model
             .set_sleeps_unattributed(self.src.sleeps_unattributed());
+        self.model.set_known_pipes(self.src.known_pipes());
         Ok(Some(e))
     }
 

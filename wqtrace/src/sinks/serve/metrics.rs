@@ -141,6 +141,8 @@ pub struct Metrics {
     lost_seen: u64,
     sleeps_unattributed: Counter,
     unattributed_seen: u64,
+    /// The most pipes the programs knew at once, and how many they keep without dropping one.
+    known_pipes: [Gauge; 2],
     occupancy: Family<PipeLabels, Gauge>,
     other_series: Gauge,
     other_sum: i64,
@@ -303,6 +305,18 @@ impl Metrics {
              pipe_wait_readable/_writable cannot be hooked)",
             sleeps_unattributed.clone(),
         );
+        let known_pipes = [Gauge::default(), Gauge::default()];
+        reg.register(
+            "known_pipes_peak",
+            "The most pipes wqtrace's programs knew at once; past wqtrace_known_pipes_room one \
+             may have been dropped from their memory, and its free gone unseen",
+            known_pipes[0].clone(),
+        );
+        reg.register(
+            "known_pipes_room",
+            "How many pipes wqtrace's programs keep in mind without dropping one",
+            known_pipes[1].clone(),
+        );
         let comms = Comms::new(opts.limits.comms);
         let m = Self {
             opts,
@@ -324,6 +338,7 @@ impl Metrics {
             lost_seen: 0,
             sleeps_unattributed,
             unattributed_seen: 0,
+            known_pipes,
             occupancy,
             other_series,
             other_sum: 0,
@@ -349,6 +364,14 @@ impl Metrics {
     /// (`EventSource::sleeps_unattributed`).
     pub fn set_unattributed(&mut self, n: u64) {
         grow_to(&self.sleeps_unattributed, &mut self.unattributed_seen, n);
+    }
+
+    /// The most pipes the source's programs knew at once (`EventSource::known_pipes`); none
+    /// (a source without programs) leaves both gauges at 0.
+    pub fn set_known_pipes(&mut self, k: Option<crate::session::KnownPipes>) {
+        let k = k.unwrap_or_default();
+        self.known_pipes[0].set(k.peak as i64);
+        self.known_pipes[1].set(k.room as i64);
     }
 
     /// Events on ordinary pipes the probes counted instead of streaming (running totals).

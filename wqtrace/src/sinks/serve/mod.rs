@@ -175,7 +175,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         m.set_lost(src.lost());
         m.set_unattributed(src.sleeps_unattributed());
-        if release_on_close && last_sweep.elapsed() >= SWEEP_EVERY {
+        let known = src.known_pipes();
+        m.set_known_pipes(known);
+        // Past the programs' room a free may go unseen: the sweep then catches the pipes
+        // whose free did.
+        let sweep = release_on_close || known.is_some_and(|k| k.missed_frees().is_some());
+        if sweep && last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             let idle_before = kernel::boottime_ns() - SWEEP_EVERY.as_nanos() as u64;
             let mut fds = HashMap::new();

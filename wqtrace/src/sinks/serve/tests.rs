@@ -293,6 +293,25 @@ fn info_and_lost_events() {
     assert!(t.ends_with("# EOF\n"));
 }
 
+/// The programs' count of pipes they know, against their room: 0 and 0 until a source with
+/// programs says.
+#[test]
+fn known_pipes_gauges() {
+    use crate::session::KnownPipes;
+    let (mut m, reg) = new_metrics(Options::default());
+    let t = text(&reg);
+    assert_eq!(sample(&t, "wqtrace_known_pipes_peak"), Some(0.0), "{t}");
+    assert_eq!(sample(&t, "wqtrace_known_pipes_room"), Some(0.0));
+    m.set_known_pipes(Some(KnownPipes {
+        peak: 16390,
+        room: 16384,
+    }));
+    let t = text(&reg);
+    assert_eq!(sample(&t, "wqtrace_known_pipes_peak"), Some(16390.0));
+    assert_eq!(sample(&t, "wqtrace_known_pipes_room"), Some(16384.0));
+    assert!(t.contains("# TYPE wqtrace_known_pipes_peak gauge"), "{t}");
+}
+
 #[test]
 fn occupancy_gauge_cap_other_and_release() {
     let opts = Options {

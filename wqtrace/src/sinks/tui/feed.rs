@@ -122,6 +122,7 @@ impl<S: EventSource> Feed for LiveFeed<S> {
         // Once per pump, not per drained chunk: a map lookup is a syscall.
         self.model
             .set_sleeps_unattributed(self.src.sleeps_unattributed());
+        self.model.set_known_pipes(self.src.known_pipes());
         // After the events drained so far: a pipe they say was freed has all its ops in this
         // read.
         if self

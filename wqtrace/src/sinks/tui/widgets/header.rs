@@ -153,6 +153,12 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &App) {
         ));
         l1.push(sep());
     }
+    if c.known_pipes.is_some_and(|k| k.missed_frees().is_some()) {
+        // Past the programs' room a pipe may be dropped from their memory: its free goes
+        // unseen, and it stays in the table.
+        l1.push(Span::styled("frees may be missed", WARN));
+        l1.push(sep());
+    }
     let pipes = m.pipes().count();
     let notif = m.pipes().filter(|p| p.notification).count();
     l1.push(Span::raw(format!("{pipes} pipes ")));
