@@ -175,7 +175,7 @@ impl<R: Read> Reader<R> {
         if self.known_pipes.is_none() && self.skipped_inside {
             return Err(
                 "damage was skipped inside a recording without its trailer, and may have \
-                        held the count of pipes the programs knew"
+                 held the count of pipes the programs knew"
                     .into(),
             );
         }
