@@ -31,9 +31,14 @@ pub struct KnownPipes {
 }
 
 impl KnownPipes {
+    /// Whether the programs knew more pipes at once than they keep: frees may have been missed.
+    pub fn past_room(&self) -> bool {
+        self.peak > self.room
+    }
+
     /// Why frees may have been missed, where they may have been.
     pub fn missed_frees(&self) -> Option<String> {
-        (self.peak > self.room).then(|| {
+        self.past_room().then(|| {
             format!(
                 "the programs knew up to {} pipes at once, past the {} they keep without \
                  dropping one",

@@ -179,7 +179,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         m.set_known_pipes(known);
         // Past the programs' room a free may go unseen: the sweep then catches the pipes
         // whose free did.
-        let sweep = release_on_close || known.is_some_and(|k| k.missed_frees().is_some());
+        let sweep = release_on_close || known.is_some_and(|k| k.past_room());
         if sweep && last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             let idle_before = kernel::boottime_ns() - SWEEP_EVERY.as_nanos() as u64;

@@ -153,7 +153,7 @@ pub fn render(f: &mut Frame, area: Rect, v: &View, app: &App) {
         ));
         l1.push(sep());
     }
-    if c.known_pipes.is_some_and(|k| k.missed_frees().is_some()) {
+    if c.known_pipes.is_some_and(|k| k.past_room()) {
         // Past the programs' room a pipe may be dropped from their memory: its free goes
         // unseen, and it stays in the table.
         l1.push(Span::styled("frees may be missed", WARN));
