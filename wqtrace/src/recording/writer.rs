@@ -91,17 +91,14 @@ impl<W: Write> Writer<W> {
             Some(z) => frame(T::CHUNK_ZSTD, &z),
             None => frame(T::CHUNK, &json),
         };
-        self.out.write_all(&f)?;
-        self.bytes += f.len() as u64;
-        self.chunks += 1;
-        Ok(())
+        self.put_chunk(&f)
     }
 
     /// The programs' count of pipes they knew, once past their room and not written yet: a
     /// recording that ends without its trailer still says frees may have been missed. Set
     /// after the pending events were drained, it covers every one of them.
     fn write_known_pipes(&mut self) -> io::Result<()> {
-        let Some(k) = self.known_pipes.filter(|k| k.missed_frees().is_some()) else {
+        let Some(k) = self.known_pipes.filter(|k| k.past_room()) else {
             return Ok(());
         };
         if self.known_pipes_written == Some(k) {
@@ -111,10 +108,16 @@ impl<W: Write> Writer<W> {
             CHUNK_KNOWN_PIPES,
             &serde_json::to_vec(&k).map_err(io::Error::other)?,
         );
-        self.out.write_all(&f)?;
+        self.put_chunk(&f)?;
+        self.known_pipes_written = Some(k);
+        Ok(())
+    }
+
+    /// Writes one framed chunk and counts it (events chunks also flush: see `flush_chunk`).
+    fn put_chunk(&mut self, f: &[u8]) -> io::Result<()> {
+        self.out.write_all(f)?;
         self.bytes += f.len() as u64;
         self.chunks += 1;
-        self.known_pipes_written = Some(k);
         Ok(())
     }
 
@@ -198,10 +201,8 @@ impl<W: Write> Writer<W> {
         let f = frame(kind, &payload);
         self.oldest_pending = None;
         self.lost_written = self.lost;
-        self.out.write_all(&f)?;
+        self.put_chunk(&f)?;
         self.out.flush()?;
-        self.bytes += f.len() as u64;
-        self.chunks += 1;
         Ok(())
     }
 
