@@ -8,7 +8,8 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::process::{
-    BPF_STATS, alive, bpf_prog_stats, clk_tck, cpu_ticks, kill, vm_hwm_kib, wait_timeout,
+    BPF_STATS, alive, bpf_deltas, bpf_prog_names, bpf_progs, bpf_totals, clk_tck, cpu_ticks, kill,
+    vm_hwm_kib, wait_timeout,
 };
 use crate::util;
 
@@ -485,17 +486,23 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
     let pid = tracer.as_ref().map(|t| t.pid);
     let cpu0 = pid.and_then(cpu_ticks);
     let counting = std::fs::read_to_string(BPF_STATS).is_ok_and(|v| v.trim() == "1");
-    let bpf0 = pid.filter(|_| counting).and_then(bpf_prog_stats);
+    let bpf0 = pid.filter(|_| counting).and_then(bpf_progs);
     let t0 = Instant::now();
     let res = workload(env, w);
     let wall = t0.elapsed().as_secs_f64();
     let cpu1 = pid.and_then(cpu_ticks);
-    let bpf1 = pid.filter(|_| counting).and_then(bpf_prog_stats);
-    // Program run time charged to the traced tasks (meaningful with BpfStats on).
-    let (bpf_ns, bpf_runs) = match (bpf0, bpf1) {
-        (Some(a), Some(b)) => (Some(b.0.saturating_sub(a.0)), Some(b.1.saturating_sub(a.1))),
-        _ => (None, None),
+    let bpf1 = pid.filter(|_| counting).and_then(bpf_progs);
+    // Program run time charged to the traced tasks (meaningful with BpfStats on), in all and
+    // per program.
+    let per_prog = match (bpf0, bpf1) {
+        (Some(a), Some(b)) => Some(bpf_deltas(&a, &b)),
+        _ => None,
     };
+    let (bpf_ns, bpf_runs) = match per_prog.as_deref().map(bpf_totals) {
+        Some((n, r)) => (Some(n), Some(r)),
+        None => (None, None),
+    };
+    let bpf_programs = per_prog.map(|ps| programs_json(&ps, wall));
     let hwm = pid.and_then(vm_hwm_kib);
     let tui1 = if cfg == Config::Tui {
         tui_counts()
@@ -601,7 +608,25 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
             _ => None,
         },
         "bpf_cpu_pct": bpf_ns.map(|n| n as f64 / 1e9 / wall * 100.0),
+        "bpf_programs": bpf_programs,
     }))
+}
+
+/// Each program that ran, by name (its id where bpftool does not name it), dearest first.
+fn programs_json(ps: &[super::process::ProgCounters], wall: f64) -> Value {
+    let names = bpf_prog_names(&ps.iter().map(|p| p.id).collect::<Vec<_>>());
+    let mut ps: Vec<_> = ps.iter().filter(|p| p.runs > 0).collect();
+    ps.sort_by_key(|p| std::cmp::Reverse(p.run_ns));
+    ps.iter()
+        .map(|p| {
+            json!({
+                "name": names.get(&p.id).cloned().unwrap_or_else(|| format!("id {}", p.id)),
+                "runs_per_sec": p.runs as f64 / wall,
+                "ns_per_run": p.run_ns as f64 / p.runs as f64,
+                "cpu_pct": p.run_ns as f64 / 1e9 / wall * 100.0,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

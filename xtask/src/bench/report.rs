@@ -107,6 +107,81 @@ fn bpf_table(p: &Value) -> Option<String> {
     any.then_some(s)
 }
 
+/// The configurations whose programs are ours, in the per-program table.
+const OUR_PROGRAMS: [&str; 4] = [
+    "empty-bpf",
+    "wqtrace-record",
+    "wqtrace-tui",
+    "wqtrace-serve",
+];
+
+/// Each program's share of the cost, from the same counting run: per workload, a row per
+/// program (those with at least 1 % of some configuration's BPF time), and per configuration
+/// its ns per run × runs per workload op, whose product is what the program costs each op.
+fn bpf_programs_table(p: &Value) -> Option<String> {
+    let results: Vec<&Value> = p["results"].as_array().into_iter().flatten().collect();
+    let mut workloads: Vec<&str> = vec![];
+    for r in &results {
+        let w = r["workload"].as_str().unwrap_or("");
+        if !workloads.contains(&w) {
+            workloads.push(w);
+        }
+    }
+    let mut s = format!(
+        "| workload | program | {} |\n|---|---|{}\n",
+        OUR_PROGRAMS.join(" | "),
+        "---:|".repeat(OUR_PROGRAMS.len())
+    );
+    let mut any = false;
+    for w in workloads {
+        let runs: Vec<Option<&Value>> = OUR_PROGRAMS
+            .iter()
+            .map(|c| {
+                results
+                    .iter()
+                    .find(|r| r["workload"] == w && r["config"] == *c)
+                    .map(|r| &r["bpf_stats_run"])
+                    .filter(|b| b["bpf_programs"].is_array())
+            })
+            .collect();
+        let progs =
+            |b: &Value| -> Vec<Value> { b["bpf_programs"].as_array().cloned().unwrap_or_default() };
+        let mut names: Vec<String> = vec![];
+        for b in runs.iter().flatten() {
+            let total = b["bpf_cpu_pct"].as_f64().unwrap_or(0.0);
+            for x in progs(b) {
+                let (Some(n), Some(c)) = (x["name"].as_str(), x["cpu_pct"].as_f64()) else {
+                    continue;
+                };
+                if c >= total / 100.0 && !names.iter().any(|m| m == n) {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        for n in names {
+            any = true;
+            let cells: Vec<String> = runs
+                .iter()
+                .map(|b| {
+                    let Some(b) = b else { return "–".into() };
+                    let ops = b["ops_per_sec"].as_f64().filter(|&o| o > 0.0);
+                    let x = progs(b).into_iter().find(|x| x["name"] == n.as_str());
+                    match (x, ops) {
+                        (Some(x), Some(ops)) => format!(
+                            "{} ns × {:.2}",
+                            f(&x["ns_per_run"], 0),
+                            x["runs_per_sec"].as_f64().unwrap_or(0.0) / ops
+                        ),
+                        _ => "–".into(),
+                    }
+                })
+                .collect();
+            let _ = writeln!(s, "| {w} | {n} | {} |", cells.join(" | "));
+        }
+    }
+    any.then_some(s)
+}
+
 /// Why a workload gets no verdict at all: the empty programs made it faster, so there is no
 /// floor to compare with (seen when idle vCPUs halted, and when the notify storm timed its
 /// process start-up).
@@ -376,6 +451,14 @@ pub fn markdown(v: &Value) -> String {
                  what `tui --cost` and `serve --cost` cost):\n\n{t}"
             );
         }
+        if let Some(t) = bpf_programs_table(p) {
+            let _ = writeln!(
+                s,
+                "Per program, in the same runs: ns per run × runs per op of the workload (round\n\
+                 trip, bogo op, notification), whose product is what the program costs each op\n\
+                 (programs under 1 % of every configuration's BPF time left out):\n\n{t}"
+            );
+        }
     }
     if let Some(t) = sinks_table(&v["sinks"]) {
         s.push_str(&t);
@@ -504,6 +587,47 @@ mod tests {
         let i = floor_ratio_interval(&floor, &noisy);
         assert!(floor_verdict(i, 1.5).starts_with("no verdict"), "{i:?}");
         assert!(floor_ratio_interval(&floor, &cheap[..2]).is_none());
+    }
+
+    #[test]
+    fn each_programs_cost_per_op_is_tabled() {
+        let stats = |cfg: &str, progs: Value| {
+            serde_json::json!({
+                "workload": "pingpong-64B", "config": cfg,
+                "bpf_stats_run": {
+                    "ops_per_sec": 100000.0, "bpf_cpu_pct": 20.0, "bpf_programs": progs,
+                },
+            })
+        };
+        let prog = |name: &str, ns: f64, runs: f64| {
+            serde_json::json!({
+                "name": name, "ns_per_run": ns, "runs_per_sec": runs,
+                "cpu_pct": ns * runs / 1e9 * 100.0,
+            })
+        };
+        let p = serde_json::json!({ "results": [
+            stats("wqtrace-record", serde_json::json!([
+                prog("sys_exit", 1100.0, 200000.0),
+                prog("sys_enter", 600.0, 200000.0),
+                // 0.01 % of the record run's 20 %: left out.
+                prog("thread_exit", 1000.0, 20.0),
+            ])),
+            stats("wqtrace-serve", serde_json::json!([prog("sys_enter", 500.0, 200000.0)])),
+            // No per-program figures (an older result): dashes.
+            serde_json::json!({ "workload": "pingpong-64B", "config": "wqtrace-tui",
+                                "bpf_stats_run": { "ops_per_sec": 1.0 } }),
+        ] });
+        let t = bpf_programs_table(&p).unwrap();
+        assert!(
+            t.contains("| pingpong-64B | sys_exit | – | 1100 ns × 2.00 | – | – |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| pingpong-64B | sys_enter | – | 600 ns × 2.00 | – | 500 ns × 2.00 |"),
+            "{t}"
+        );
+        assert!(!t.contains("thread_exit"), "{t}");
+        assert!(bpf_programs_table(&serde_json::json!({ "results": [] })).is_none());
     }
 
     #[test]
