@@ -86,6 +86,22 @@ pub fn of(tid: u32) -> Option<*mut Inflight> {
     INFLIGHT.get_ptr_mut(tid)
 }
 
+/// Where sys_enter builds thread `tid`'s record, and whether that is where it is kept: the
+/// thread's own slot when it holds one (no copy of ~128 bytes at every traced syscall), else
+/// this CPU's spare entry past the slots, which [`put`] then copies to a slot or the hash
+/// (claiming a slot only there, once the syscall proved to be on a pipe). One map for both,
+/// so the verifier walks the rest of sys_enter once. None only if the loader left the map
+/// without a spare entry per CPU.
+#[inline(always)]
+pub fn entry_record(tid: u32) -> Option<(*mut Inflight, bool)> {
+    if let Some(s) = owned(tid) {
+        return Some((unsafe { &raw mut (*s).f }, true));
+    }
+    let cpu = unsafe { aya_ebpf::helpers::generated::bpf_get_smp_processor_id() };
+    let s = INFLIGHT_BY_TID.get_ptr_mut(INFLIGHT_SLOTS + cpu)?;
+    Some((unsafe { &raw mut (*s).f }, false))
+}
+
 /// Stores `f` (its `tid` set) as its thread's record. False when there is no room: the caller
 /// counts the syscall as lost.
 #[inline(always)]

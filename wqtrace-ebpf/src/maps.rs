@@ -229,9 +229,12 @@ pub const TOTALS_AT_EXIT: u8 = 2;
 /// Slots are whole cache lines (mmapable: the array's values then start on a page): the threads
 /// at the two ends of a pipe often have neighbouring ids, and records sharing a line made both
 /// CPUs' writes bounce it.
+///
+/// Past the slots, one spare entry per possible CPU (the loader sizes the map): where
+/// sys_enter builds the record of a thread that holds no slot (`inflight::entry_record`).
 #[map]
 pub static INFLIGHT_BY_TID: Array<InflightSlot> =
-    Array::with_max_entries(INFLIGHT_SLOTS, aya_ebpf::bindings::BPF_F_MMAPABLE);
+    Array::with_max_entries(INFLIGHT_SLOTS + 1, aya_ebpf::bindings::BPF_F_MMAPABLE);
 pub use wqtrace_common::INFLIGHT_SLOTS;
 
 #[repr(C, align(64))]

@@ -17,6 +17,22 @@ pub fn zero<T: Copy>(dst: *mut T) {
     }
 }
 
+/// `*f = 0` but its last word, the owner of the slot it may be (`Inflight::tid`).
+#[inline(always)]
+pub fn zero_but_owner(f: &mut crate::maps::Inflight) {
+    use crate::maps::Inflight;
+    let _ = const {
+        assert!(core::mem::offset_of!(Inflight, tid) == size_of::<Inflight>() - 8);
+        assert!(size_of::<Inflight>() % 8 == 0);
+    };
+    let d = (f as *mut Inflight).cast::<u64>();
+    let mut i = 0;
+    while i < size_of::<Inflight>() / 8 - 1 {
+        unsafe { core::ptr::write_volatile(d.add(i), 0) };
+        i += 1;
+    }
+}
+
 /// `*dst = *src`.
 #[inline(always)]
 pub fn copy<T: Copy>(dst: *mut T, src: &T) {

@@ -8,7 +8,7 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use core::{ffi::c_void, mem::MaybeUninit};
+use core::ffi::c_void;
 
 use wqtrace_common::{CALIBRATE_FCNTL_CMD, Event, EventKind, Op, counts::hist, flags, stack_ref};
 
@@ -30,19 +30,18 @@ use crate::{
 mod abi;
 use abi::*;
 
-/// A fresh in-flight record in `f`'s storage (built in place: a struct returned by value
-/// comes back as a BPF memset call, see `words`). It holds no start time: a ring op's event
-/// carries no syscall duration (blocked time is its own event, `PipeWait`), which saves a
-/// clock read per op (under `stress-ng --tee`, that read was 2 % of all CPU samples and
+/// Makes `f` a fresh in-flight record, with no syscall in it yet (`op` 0, set by sys_enter
+/// once the syscall is known to be traced), and its owner word kept (`f` may be the
+/// thread's own slot, see `inflight::entry_record`). Stores of words, not a struct literal
+/// (that comes back as a BPF memset call, see `words`). It holds no start time: a ring op's
+/// event carries no syscall duration (blocked time is its own event, `PipeWait`), which saves
+/// a clock read per op (under `stress-ng --tee`, that read was 2 % of all CPU samples and
 /// sys_enter took 113 ns/run with it, 85 without).
 #[inline(always)]
-fn blank(f: &mut MaybeUninit<Inflight>, op: Op) -> &mut Inflight {
-    words::zero(f.as_mut_ptr());
-    let f = unsafe { f.assume_init_mut() };
+fn blank(f: &mut Inflight) {
+    words::zero_but_owner(f);
     f.src.fd = -1;
     f.dst.fd = -1;
-    f.op = op as u8;
-    f
 }
 
 /// `fd` and the pipe behind it; its ring is read by `snapshot`.
@@ -79,9 +78,9 @@ fn snapshot(s: &mut Side) {
 /// are read (a clock read costs as much as a probe read on a paravirtualised clock), and its
 /// exit streams nothing. A read still blocked when the session stops has been counted.
 #[inline(always)]
-fn count_at_entry(f: &Inflight) -> bool {
+fn count_at_entry(f: &Inflight, op: Op) -> bool {
     let ring_op = matches!(
-        Op::from_u8(f.op),
+        op,
         Op::Read
             | Op::Readv
             | Op::Write
@@ -120,11 +119,11 @@ pub fn waits_queued(op: Op) -> bool {
 /// Whether the session totals this op per pipe at its exit instead of streaming it: a ring
 /// op on ordinary pipes only.
 #[inline(always)]
-fn totals_at_exit(f: &Inflight) -> bool {
+fn totals_at_exit(f: &Inflight, op: Op) -> bool {
     crate::totals::enabled()
         && f.src.notif == 0
         && f.dst.notif == 0
-        && wqtrace_common::totals::index(Op::from_u8(f.op)).is_some()
+        && wqtrace_common::totals::index(op).is_some()
 }
 
 // Long on purpose: every traced syscall passes here; one body is one BPF program, with no
@@ -159,8 +158,13 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     let Some(fds) = FdTable::of(task) else {
         return 0;
     };
-    let mut slot = MaybeUninit::uninit();
-    let f = blank(&mut slot, op);
+    // Built where it is kept when the thread holds its slot: built on the stack and copied
+    // there (zeroing and copying ~128 bytes), sys_enter took 4 % longer on the host.
+    let Some((fp, in_place)) = inflight::entry_record(tid) else {
+        return 0;
+    };
+    let f = unsafe { &mut *fp };
+    blank(f);
     let a0 = sys_arg(regs, 0);
     f.arg0 = a0;
     match nr {
@@ -244,15 +248,14 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         }
         _ => return 0,
     }
-    if count_at_entry(f) {
+    if count_at_entry(f, op) {
         if !waits_measured(op) && !waits_queued(op) {
             // Counted, with no wait of its own to time: its exit and a sleep inside it have
-            // nothing to do, so its record (built on the stack above) is not copied into its
-            // thread's in-flight slot (~140 bytes).
+            // nothing to do, so its record stays without a syscall.
             return 0;
         }
         f.counted = COUNTED_AT_ENTRY;
-    } else if totals_at_exit(f) {
+    } else if totals_at_exit(f, op) {
         // Its exit adds it to its pipes' totals, with the ring it leaves: the ring before is
         // not needed.
         f.counted = TOTALS_AT_EXIT;
@@ -260,6 +263,12 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         snapshot(&mut f.src);
         snapshot(&mut f.dst);
     }
+    if in_place {
+        // Last: until here the record said "no syscall" to the thread's other hooks.
+        unsafe { core::ptr::write_volatile(&raw mut f.op, op as u8) };
+        return 0;
+    }
+    f.op = op as u8;
     f.tid = tid as u64;
     if !inflight::put(f) {
         // Full: this syscall will not be reported. Counted, never silent.

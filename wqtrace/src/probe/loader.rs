@@ -186,6 +186,11 @@ impl Probes {
         loader.map_max_entries("COUNT_OWNERS", count_slots);
         loader.map_max_entries("COUNTS_BY_SLOT", count_slots);
         loader.map_max_entries("KNOWN_PIPES", known_pipes::map_entries(cpus as u32));
+        // The threads' slots, then a spare record per CPU (see the map in wqtrace-ebpf).
+        loader.map_max_entries(
+            "INFLIGHT_BY_TID",
+            wqtrace_common::INFLIGHT_SLOTS + cpus as u32,
+        );
         let t = std::time::Instant::now();
         let mut ebpf = loader
             .load(object.bytes())
