@@ -6,7 +6,7 @@
 #![no_std]
 
 /// Bumped whenever [`Event`] or [`Offsets`] change layout.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Sentinel for an offset the running kernel does not have (field missing from its BTF).
 pub const NO_OFFSET: u32 = u32::MAX;

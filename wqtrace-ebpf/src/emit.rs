@@ -19,6 +19,22 @@ pub fn now() -> u64 {
 #[inline(always)]
 pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
     crate::words::zero(e as *mut Event);
+    header(e, kind, ctx);
+    e.slot = u32::MAX;
+    e.note = u32::MAX;
+}
+
+/// [`init`] of a short record: its first `Event::SHORT_BYTES`, all there is of it (the
+/// verifier refuses any access past them).
+#[inline(always)]
+pub fn init_short(e: &mut Event, kind: EventKind, ctx: u8) {
+    crate::words::zero_first(e as *mut Event, Event::SHORT_BYTES);
+    header(e, kind, ctx);
+}
+
+/// The fields every event takes from the current task and the clock.
+#[inline(always)]
+fn header(e: &mut Event, kind: EventKind, ctx: u8) {
     // One helper call for the task, its ids, comm and cgroup, where each took its own.
     let (task, tid, tgid) = crate::kread::current();
     e.ts_ns = now();
@@ -28,8 +44,6 @@ pub fn init(e: &mut Event, kind: EventKind, ctx: u8) {
     e.tgid = tgid;
     e.fd_in = -1;
     e.fd_out = -1;
-    e.slot = u32::MAX;
-    e.note = u32::MAX;
     e.ctx = ctx;
     comm_of(task, &mut e.comm);
     e.cgroup = cgroup_id_of(task);
@@ -244,6 +258,20 @@ macro_rules! emit {
                 entry.submit(crate::emit::counted_commit_flags(ring, 2));
             }
             None => crate::emit::lost_n(2),
+        }
+    }};
+    // A short record (`Event::SHORT_BYTES`): the body writes no field past them.
+    (in_task short $kind:expr, |$e:ident| $body:block) => {{
+        const WORDS: usize = wqtrace_common::Event::SHORT_BYTES / 8;
+        let ring = crate::emit::ring_index();
+        match crate::emit::with_ring!(ring, |r| r.reserve::<[u64; WORDS]>(0)) {
+            Some(mut entry) => {
+                let $e = unsafe { &mut *entry.as_mut_ptr().cast::<wqtrace_common::Event>() };
+                crate::emit::init_short($e, $kind, wqtrace_common::ExecCtx::Task as u8);
+                $body
+                entry.submit(crate::emit::counted_commit_flags(ring, 1));
+            }
+            None => crate::emit::lost(),
         }
     }};
     (in_task $kind:expr, |$e:ident| $body:block) => {

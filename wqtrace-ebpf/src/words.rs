@@ -17,6 +17,17 @@ pub fn zero<T: Copy>(dst: *mut T) {
     }
 }
 
+/// The first `bytes` (a multiple of 8) of `*dst` = 0: a short record, all there is of it.
+#[inline(always)]
+pub fn zero_first<T: Copy>(dst: *mut T, bytes: usize) {
+    let d = dst.cast::<u64>();
+    let mut i = 0;
+    while i < bytes / 8 {
+        unsafe { core::ptr::write_volatile(d.add(i), 0) };
+        i += 1;
+    }
+}
+
 /// `*f = 0` but its last word, the owner of the slot it may be (`Inflight::tid`).
 #[inline(always)]
 pub fn zero_but_owner(f: &mut crate::maps::Inflight) {

@@ -389,8 +389,17 @@ fn stream_op(
     if wait && !carry {
         pipe_wait(ctx, f, s, ret);
     }
+    let seen = kread::ring_and_owner(s.pipe);
+    if !carry && losses == 0 && seen.1 == 0 {
+        // Nothing past the short layout to say (no wait, loss records or owner).
+        emit!(in_task short EventKind::RingOp, |e| {
+            short_ring_fields(e, f, s, ret, dst, seen.0);
+            (e.kstack, e.ustack) = stacks::pair(ctx, stacks::Budget::Op, false, e.ctx, e.ts_ns);
+        });
+        return;
+    }
     emit!(in_task EventKind::RingOp, lost = 1 + carry as u64, |e| {
-        ring_fields(e, f, s, ret, dst, losses);
+        ring_fields(e, f, s, ret, dst, losses, seen);
         if carry {
             e.flags |= flags::OFF_CPU;
             e.duration_ns = f.off_cpu_ns;
@@ -408,17 +417,46 @@ fn stream_op(
 /// path, one instant: with `--stacks all` both carry the same stacks.
 #[inline(always)]
 fn ring_op_pair(ctx: *mut c_void, f: &Inflight, ret: i64) {
+    let (seen_src, seen_dst) = (
+        kread::ring_and_owner(f.src.pipe),
+        kread::ring_and_owner(f.dst.pipe),
+    );
     emit!(in_task pair EventKind::RingOp, |a, b| {
-        ring_fields(a, f, &f.src, ret, false, 0);
-        ring_fields(b, f, &f.dst, ret, true, 0);
+        ring_fields(a, f, &f.src, ret, false, 0, seen_src);
+        ring_fields(b, f, &f.dst, ret, true, 0, seen_dst);
         (a.kstack, a.ustack) = stacks::pair(ctx, stacks::Budget::Op, false, a.ctx, a.ts_ns);
         (b.kstack, b.ustack) = (a.kstack, a.ustack);
     });
 }
 
-/// A ring op's fields but its wait and stacks (see [`ring_op`]).
+/// A ring op's fields but its wait and stacks (see [`ring_op`]). `seen`: its pipe's ring and
+/// mutex owner at the exit (`kread::ring_and_owner`), read before the event is reserved.
 #[inline(always)]
-fn ring_fields(e: &mut Event, f: &Inflight, s: &Side, ret: i64, dst: bool, losses: u32) {
+fn ring_fields(
+    e: &mut Event,
+    f: &Inflight,
+    s: &Side,
+    ret: i64,
+    dst: bool,
+    losses: u32,
+    seen: (kread::Ring, u64),
+) {
+    short_ring_fields(e, f, s, ret, dst, seen.0);
+    if losses != 0 {
+        e.flags |= flags::LOSS_SEEN;
+        e.info = losses;
+    }
+    let task = seen.1;
+    if task != 0 {
+        e.owner_tid = kread::task_tid(task);
+        kread::task_comm(task, &mut e.owner_comm);
+    }
+}
+
+/// The fields of a ring op that sit in a short record (`Event::SHORT_BYTES`): all of them
+/// for an op with no loss records read, no mutex owner at its exit and no wait carried.
+#[inline(always)]
+fn short_ring_fields(e: &mut Event, f: &Inflight, s: &Side, ret: i64, dst: bool, r: kread::Ring) {
     op_fields(e, f, s, ret);
     e.head_before = s.head;
     e.tail_before = s.tail;
@@ -428,21 +466,12 @@ fn ring_fields(e: &mut Event, f: &Inflight, s: &Side, ret: i64, dst: bool, losse
     if dst {
         e.flags |= flags::RING_DST;
     }
-    if losses != 0 {
-        e.flags |= flags::LOSS_SEEN;
-        e.info = losses;
-    }
-    let (r, task) = kread::ring_and_owner(s.pipe);
     kread::put_ring(e, r);
     if crate::totals::enabled() && f.counted == TOTALS_AT_EXIT {
         // Meant for the totals, which had no room: the ring before was not read, so the
         // event shows no movement (the model marks what it missed as unknown slots).
         e.head_before = r.head;
         e.tail_before = r.tail;
-    }
-    if task != 0 {
-        e.owner_tid = kread::task_tid(task);
-        kread::task_comm(task, &mut e.owner_comm);
     }
 }
 

@@ -539,6 +539,13 @@ fn take(d: &mut Drain, pending: &mut Batch, limit: usize, all: bool) -> bool {
     let mut out = |ring: usize, at: usize| {
         let before = pending.events.len();
         let item = rings[ring].read(at);
+        if let Some(e) = Event::from_short(item) {
+            // A ring op that needed none of the later fields (`emit!(in_task short ..)`).
+            pending.notes.note(&e);
+            pending.events.push(e);
+            through[ring] = Some(at);
+            return 1;
+        }
         // One event per record, or two of one syscall (a splice or tee between two pipes:
         // `emit!(in_task pair ..)` in the programs), in the order they happened.
         for ev in item.chunks_exact(size_of::<Event>()) {
@@ -693,5 +700,53 @@ impl EventSource for LiveSource {
 
     fn forget_pipe_totals(&mut self, keys: &[PipeKey]) -> Result<()> {
         self.probes.forget_pipe_totals(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wqtrace_common::{EventKind, Op, flags};
+
+    use super::*;
+
+    fn bytes(e: &Event, n: usize) -> &[u8] {
+        unsafe { std::slice::from_raw_parts((e as *const Event).cast::<u8>(), n) }
+    }
+
+    /// The programs write a ring op that needs none of the later fields as a short record; the
+    /// drain reads it back as the whole event.
+    #[test]
+    fn a_short_record_is_the_event_it_stands_for() {
+        let mut e = Event::zeroed();
+        e.ts_ns = 5;
+        e.pipe = 0xffff_8881_0000_1000;
+        e.ino = 42;
+        e.ret = 64;
+        e.kind = EventKind::RingOp as u8;
+        e.op = Op::Write as u8;
+        e.flags = flags::RING_DST;
+        (e.cpu, e.tid, e.tgid) = (1, 7, 7);
+        (e.head_before, e.tail_before, e.head, e.tail) = (3, 2, 4, 2);
+        (e.ring_size, e.max_usage, e.fd_in, e.fd_out) = (16, 16, -1, 4);
+        e.comm[..6].copy_from_slice(b"writer");
+        e.cgroup = 9;
+        assert_eq!(Event::from_short(bytes(&e, Event::SHORT_BYTES)), Some(e));
+        // A field past the short layout does not survive it: such events go whole.
+        for f in [
+            |e: &mut Event| e.owner_tid = 8,
+            |e: &mut Event| e.info = 1,
+            |e: &mut Event| e.duration_ns = 1000,
+            |e: &mut Event| e.slot = 0,
+        ] {
+            let mut long = e;
+            f(&mut long);
+            assert_ne!(
+                Event::from_short(bytes(&long, Event::SHORT_BYTES)),
+                Some(long)
+            );
+        }
+        // A whole event, or a pair, is not a short record.
+        assert_eq!(Event::from_short(bytes(&e, size_of::<Event>())), None);
+        assert_eq!(Event::SHORT_BYTES, 112);
     }
 }
