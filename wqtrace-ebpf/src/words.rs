@@ -9,12 +9,7 @@
 #[inline(always)]
 pub fn zero<T: Copy>(dst: *mut T) {
     let _ = const { assert!(size_of::<T>() % 8 == 0) };
-    let d = dst.cast::<u64>();
-    let mut i = 0;
-    while i < size_of::<T>() / 8 {
-        unsafe { core::ptr::write_volatile(d.add(i), 0) };
-        i += 1;
-    }
+    zero_first(dst, size_of::<T>());
 }
 
 /// The first `bytes` (a multiple of 8) of `*dst` = 0: a short record, all there is of it.
@@ -36,12 +31,7 @@ pub fn zero_but_owner(f: &mut crate::maps::Inflight) {
         assert!(core::mem::offset_of!(Inflight, tid) == size_of::<Inflight>() - 8);
         assert!(size_of::<Inflight>() % 8 == 0);
     };
-    let d = (f as *mut Inflight).cast::<u64>();
-    let mut i = 0;
-    while i < size_of::<Inflight>() / 8 - 1 {
-        unsafe { core::ptr::write_volatile(d.add(i), 0) };
-        i += 1;
-    }
+    zero_first(f as *mut Inflight, size_of::<Inflight>() - 8);
 }
 
 /// `*dst = *src`.
