@@ -543,39 +543,38 @@ fn take(d: &mut Drain, pending: &mut Batch, limit: usize, all: bool) -> bool {
             // A ring op that needed none of the later fields (`emit!(in_task short ..)`).
             pending.notes.note(&e);
             pending.events.push(e);
-            through[ring] = Some(at);
-            return 1;
-        }
-        // One event per record, or two of one syscall (a splice or tee between two pipes:
-        // `emit!(in_task pair ..)` in the programs), in the order they happened.
-        for ev in item.chunks_exact(size_of::<Event>()) {
-            // Copied once, straight into the batch (a `read_unaligned` value went through the
-            // stack first: two copies). 8-byte alignment is all the ring buffer promises, so
-            // the copy is bytewise; any bytes are a valid Event (integers only).
-            let n = pending.events.len();
-            let src = ev.as_ptr().cast::<Event>();
-            pending.events.reserve(1);
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    src.cast::<u8>(),
-                    pending.events.as_mut_ptr().add(n).cast::<u8>(),
-                    size_of::<Event>(),
-                );
-                pending.events.set_len(n + 1);
-            }
-            // Noted from the ring, just read and in cache, not from the copy, whose stores may
-            // not have landed (84 % of this closure's samples sat on such a load). The record
-            // is committed and not yet given back: the kernel does not write it meanwhile. A
-            // record put together from both ends of the ring may sit unaligned.
-            if src.is_aligned() {
-                pending.notes.note(unsafe { &*src });
-            } else {
-                pending.notes.note(&pending.events[n]);
-            }
-            if split && pending.events[n].carries_wait() {
-                let (wait, op) = pending.events[n].split_wait();
-                pending.events[n] = wait;
-                pending.events.push(op);
+        } else {
+            // One event per record, or two of one syscall (a splice or tee between two pipes:
+            // `emit!(in_task pair ..)` in the programs), in the order they happened.
+            for ev in item.chunks_exact(size_of::<Event>()) {
+                // Copied once, straight into the batch (a `read_unaligned` value went through the
+                // stack first: two copies). 8-byte alignment is all the ring buffer promises, so
+                // the copy is bytewise; any bytes are a valid Event (integers only).
+                let n = pending.events.len();
+                let src = ev.as_ptr().cast::<Event>();
+                pending.events.reserve(1);
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        src.cast::<u8>(),
+                        pending.events.as_mut_ptr().add(n).cast::<u8>(),
+                        size_of::<Event>(),
+                    );
+                    pending.events.set_len(n + 1);
+                }
+                // Noted from the ring, just read and in cache, not from the copy, whose stores may
+                // not have landed (84 % of this closure's samples sat on such a load). The record
+                // is committed and not yet given back: the kernel does not write it meanwhile. A
+                // record put together from both ends of the ring may sit unaligned.
+                if src.is_aligned() {
+                    pending.notes.note(unsafe { &*src });
+                } else {
+                    pending.notes.note(&pending.events[n]);
+                }
+                if split && pending.events[n].carries_wait() {
+                    let (wait, op) = pending.events[n].split_wait();
+                    pending.events[n] = wait;
+                    pending.events.push(op);
+                }
             }
         }
         through[ring] = Some(at);

@@ -498,10 +498,7 @@ pub fn measure(env: &Env, cfg: Config, w: Workload) -> anyhow::Result<Value> {
         (Some(a), Some(b)) => Some(bpf_deltas(&a, &b)),
         _ => None,
     };
-    let (bpf_ns, bpf_runs) = match per_prog.as_deref().map(bpf_totals) {
-        Some((n, r)) => (Some(n), Some(r)),
-        None => (None, None),
-    };
+    let (bpf_ns, bpf_runs) = per_prog.as_deref().map(bpf_totals).unzip();
     let bpf_programs = per_prog.map(|ps| programs_json(&ps, wall));
     let hwm = pid.and_then(vm_hwm_kib);
     let tui1 = if cfg == Config::Tui {

@@ -72,12 +72,31 @@ pub fn table(v: &Value) -> String {
     s
 }
 
-fn get<'a>(p: &'a Value, w: &str, c: &str) -> Option<&'a Value> {
+/// The result of (workload, configuration) in part `p`.
+fn result<'a>(p: &'a Value, w: &str, c: &str) -> Option<&'a Value> {
     p["results"]
         .as_array()?
         .iter()
         .find(|r| r["workload"] == w && r["config"] == c)
-        .map(|r| &r["median"])
+}
+
+fn get<'a>(p: &'a Value, w: &str, c: &str) -> Option<&'a Value> {
+    result(p, w, c).map(|r| &r["median"])
+}
+
+/// The workloads of part `p`, in the order its results list them.
+fn workloads(p: &Value) -> Vec<&str> {
+    p["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["workload"].as_str())
+        .fold(vec![], |mut a, w| {
+            if !a.contains(&w) {
+                a.push(w);
+            }
+            a
+        })
 }
 
 /// BPF program run time per configuration, from the separate counting run.
@@ -107,6 +126,11 @@ fn bpf_table(p: &Value) -> Option<String> {
     any.then_some(s)
 }
 
+/// The per-program figures of a counting run (none in results made before they existed).
+fn programs(run: &Value) -> &[Value] {
+    run["bpf_programs"].as_array().map_or(&[], Vec::as_slice)
+}
+
 /// The configurations whose programs are ours, in the per-program table.
 const OUR_PROGRAMS: [&str; 4] = [
     "empty-bpf",
@@ -119,42 +143,26 @@ const OUR_PROGRAMS: [&str; 4] = [
 /// program (those with at least 1 % of some configuration's BPF time), and per configuration
 /// its ns per run × runs per workload op, whose product is what the program costs each op.
 fn bpf_programs_table(p: &Value) -> Option<String> {
-    let results: Vec<&Value> = p["results"].as_array().into_iter().flatten().collect();
-    let mut workloads: Vec<&str> = vec![];
-    for r in &results {
-        let w = r["workload"].as_str().unwrap_or("");
-        if !workloads.contains(&w) {
-            workloads.push(w);
-        }
-    }
     let mut s = format!(
         "| workload | program | {} |\n|---|---|{}\n",
         OUR_PROGRAMS.join(" | "),
         "---:|".repeat(OUR_PROGRAMS.len())
     );
     let mut any = false;
-    for w in workloads {
+    for w in workloads(p) {
         let runs: Vec<Option<&Value>> = OUR_PROGRAMS
             .iter()
-            .map(|c| {
-                results
-                    .iter()
-                    .find(|r| r["workload"] == w && r["config"] == *c)
-                    .map(|r| &r["bpf_stats_run"])
-                    .filter(|b| b["bpf_programs"].is_array())
-            })
+            .map(|c| result(p, w, c).map(|r| &r["bpf_stats_run"]))
             .collect();
-        let progs =
-            |b: &Value| -> Vec<Value> { b["bpf_programs"].as_array().cloned().unwrap_or_default() };
-        let mut names: Vec<String> = vec![];
+        let mut names: Vec<&str> = vec![];
         for b in runs.iter().flatten() {
             let total = b["bpf_cpu_pct"].as_f64().unwrap_or(0.0);
-            for x in progs(b) {
+            for x in programs(b) {
                 let (Some(n), Some(c)) = (x["name"].as_str(), x["cpu_pct"].as_f64()) else {
                     continue;
                 };
-                if c >= total / 100.0 && !names.iter().any(|m| m == n) {
-                    names.push(n.to_string());
+                if c >= total / 100.0 && !names.contains(&n) {
+                    names.push(n);
                 }
             }
         }
@@ -165,7 +173,7 @@ fn bpf_programs_table(p: &Value) -> Option<String> {
                 .map(|b| {
                     let Some(b) = b else { return "–".into() };
                     let ops = b["ops_per_sec"].as_f64().filter(|&o| o > 0.0);
-                    let x = progs(b).into_iter().find(|x| x["name"] == n.as_str());
+                    let x = programs(b).iter().find(|x| x["name"] == n);
                     match (x, ops) {
                         (Some(x), Some(ops)) => format!(
                             "{} ns × {:.2}",
@@ -251,18 +259,7 @@ fn floor_verdict(interval: Option<(f64, f64)>, goal: f64) -> String {
 fn targets(v: &Value) -> String {
     let mut s = String::new();
     for (name, p) in v["parts"].as_object().into_iter().flatten() {
-        let ws: Vec<String> = p["results"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["workload"].as_str().map(str::to_string))
-            .fold(vec![], |mut a, w| {
-                if !a.contains(&w) {
-                    a.push(w);
-                }
-                a
-            });
-        for w in &ws {
+        for w in workloads(p) {
             let verdict = |ok: bool| if ok { "met" } else { "missed" };
             let sd = |c| get(p, w, c).and_then(|m| m["slowdown"].as_f64());
             let empty = sd("empty-bpf");
