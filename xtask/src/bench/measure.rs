@@ -58,9 +58,21 @@ impl Config {
     }
 }
 
+/// Where the ping-pong's two processes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cpus {
+    /// Wherever the scheduler puts them.
+    Any,
+    /// Both on one CPU: every message is a context switch on that CPU. Across two vCPUs the
+    /// round trip also depends on where the hypervisor runs those vCPUs, which moves from run
+    /// to run; on one it does not (see the page's "What is measured").
+    One,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
-    PingPong(usize),
+    /// Messages of this many bytes bounced between two processes.
+    PingPong(usize, Cpus),
     /// `stress-ng --STRESSOR 1` (pipe, splice, tee): its bogo ops.
     StressNg(&'static str),
     /// Bursts of N key updates into a notification pipe with a reader (`wqtrace workload notify`).
@@ -70,16 +82,21 @@ pub enum Workload {
 impl Workload {
     pub fn name(self) -> String {
         match self {
-            Workload::PingPong(64) => "pingpong-64B".into(),
-            Workload::PingPong(4096) => "pingpong-4KiB".into(),
-            Workload::PingPong(n) => format!("pingpong-{n}B"),
+            Workload::PingPong(n, cpus) => {
+                let size = match n {
+                    4096 => "4KiB".into(),
+                    n => format!("{n}B"),
+                };
+                let one = if cpus == Cpus::One { "-1cpu" } else { "" };
+                format!("pingpong-{size}{one}")
+            }
             Workload::StressNg(s) => format!("stress-ng-{s}"),
             Workload::Notify(_) => "notify-storm".into(),
         }
     }
     pub fn unit(self) -> &'static str {
         match self {
-            Workload::PingPong(_) => "round trips/s",
+            Workload::PingPong(..) => "round trips/s",
             Workload::StressNg(_) => "bogo ops/s",
             Workload::Notify(_) => "notifications/s",
         }
@@ -393,10 +410,11 @@ impl std::error::Error for StormNotOk {}
 /// Runs the workload; returns (operations, seconds).
 fn workload(env: &Env, w: Workload) -> anyhow::Result<(u64, f64)> {
     match w {
-        Workload::PingPong(size) => {
+        Workload::PingPong(size, cpus) => {
             let o = Command::new(&env.xtask)
                 .args(["bench", "--pingpong", &size.to_string(), "--secs"])
                 .arg(env.secs.to_string())
+                .args((cpus == Cpus::One).then_some("--one-cpu"))
                 .stderr(Stdio::inherit())
                 .output()
                 .context("spawning the ping-pong")?;
@@ -646,6 +664,31 @@ mod tests {
             Some((7, 2))
         );
         assert_eq!(super::serve_summary("wqtrace: serving http://x\n"), None);
+    }
+
+    /// Results are keyed by workload name: each ping-pong must have its own, the one the
+    /// page's "What is measured" describes.
+    #[test]
+    fn each_ping_pong_has_its_own_name() {
+        use super::{Cpus, Workload};
+        let names: Vec<String> = [
+            Workload::PingPong(64, Cpus::Any),
+            Workload::PingPong(64, Cpus::One),
+            Workload::PingPong(4096, Cpus::Any),
+            Workload::PingPong(512, Cpus::One),
+        ]
+        .iter()
+        .map(|w| w.name())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "pingpong-64B",
+                "pingpong-64B-1cpu",
+                "pingpong-4KiB",
+                "pingpong-512B-1cpu"
+            ]
+        );
     }
 
     #[test]

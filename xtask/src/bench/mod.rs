@@ -20,7 +20,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::{util, vm};
-use measure::{CONFIGS, Env, Workload};
+use measure::{CONFIGS, Cpus, Env, Workload};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -60,12 +60,15 @@ pub struct Args {
     /// Internal: the ping-pong workload with this message size; prints JSON.
     #[arg(long, hide = true)]
     pub pingpong: Option<usize>,
+    /// Internal: with --pingpong, both processes on one CPU.
+    #[arg(long, hide = true, requires = "pingpong")]
+    pub one_cpu: bool,
 }
 
 // Long on purpose: the benchmark plan (parts, reps, interleaving) read in order.
 pub fn run(a: Args) -> anyhow::Result<i32> {
     if let Some(size) = a.pingpong {
-        let (trips, secs) = pingpong::run(size, a.secs.unwrap_or(3.0))?;
+        let (trips, secs) = pingpong::run(size, a.secs.unwrap_or(3.0), a.one_cpu)?;
         println!("{}", json!({"round_trips": trips, "secs": secs}));
         return Ok(0);
     }
@@ -367,11 +370,16 @@ fn run_part(
     let shallow = idle::Shallow::hold();
     m["idle"] = shallow.how.clone().into();
     let workloads: Vec<Workload> = if in_vm {
-        vec![Workload::PingPong(64), Workload::Notify(250)]
+        vec![
+            Workload::PingPong(64, Cpus::Any),
+            Workload::PingPong(64, Cpus::One),
+            Workload::Notify(250),
+        ]
     } else {
         vec![
-            Workload::PingPong(64),
-            Workload::PingPong(4096),
+            Workload::PingPong(64, Cpus::Any),
+            Workload::PingPong(64, Cpus::One),
+            Workload::PingPong(4096, Cpus::Any),
             Workload::StressNg("pipe"),
             Workload::StressNg("splice"),
             Workload::StressNg("tee"),

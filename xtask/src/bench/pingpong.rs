@@ -42,10 +42,35 @@ fn read_exact(fd: i32, buf: &mut [u8]) -> bool {
     true
 }
 
-/// Runs the ping-pong for `secs` seconds; returns (round trips, elapsed seconds).
-pub fn run(size: usize, secs: f64) -> anyhow::Result<(u64, f64)> {
+/// Keeps this process (and the child it forks) on the first CPU it may run on.
+fn pin_to_one_cpu() -> anyhow::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read and write `set`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_getaffinity");
+        }
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .context("no CPU in this process's affinity mask")?;
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, size, &set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the ping-pong for `secs` seconds, both processes on one CPU with `one_cpu`; returns
+/// (round trips, elapsed seconds).
+pub fn run(size: usize, secs: f64, one_cpu: bool) -> anyhow::Result<(u64, f64)> {
     if size == 0 {
         bail!("message size must be > 0");
+    }
+    if one_cpu {
+        pin_to_one_cpu()?;
     }
     let ab = pipe()?;
     let ba = pipe()?;

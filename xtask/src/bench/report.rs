@@ -481,7 +481,14 @@ const METHOD: &str = r#"
 - **Workloads.** `pingpong-64B` / `pingpong-4KiB`: two processes and two pipes, a message of
   that size written by one, read and written back by the other; ops/s are round trips/s (each
   round trip is 2 writes + 2 reads, so 4 ring operations and ~4 ring-op events). The ping-pong is
-  built into xtask (`xtask bench --pingpong SIZE --secs S`). `notify-storm` (VM only):
+  built into xtask (`xtask bench --pingpong SIZE --secs S`). `pingpong-64B-1cpu`: the same with
+  both processes on one CPU (`--one-cpu`: the first CPU of xtask's affinity mask; the tracer
+  runs wherever the scheduler puts it). Across the two CPUs a round trip is two cross-CPU
+  wake-ups, whose cost depends on where the hypervisor runs the two vCPUs at the time: the
+  untraced round trips/s move from run to run by more than tracing costs, and the free
+  ping-pong's intervals seldom reach a verdict. On one CPU every message is a context switch
+  there instead, runs agree within a few percent, and what is left is the cost of the programs
+  on each syscall and switch. `notify-storm` (VM only):
   `wqtrace workload storm --count 250 --duration S`: one process posts bursts of 250
   KEYCTL_UPDATEs on a watched key into a notification pipe of 256 notes, a reader thread blocked
   in read() drains it, and each burst waits until the reader has read the last; ops/s are
@@ -559,8 +566,8 @@ cargo xtask bench --pair OLD      # BPF ns/run of an older wqtrace binary agains
                                   # new/old, the attach order's effect cancelled, is what to quote
 ```
 
-Run it as root on a quiet machine (`uptime`): the harness does not pin CPUs, and with two cores
-the tracer, the two ping-pong processes and anything else compete for them.
+Run it as root on a quiet machine (`uptime`): the harness pins nothing but the `-1cpu`
+ping-pong, and with two cores the tracer, the workload and anything else compete for them.
 "#;
 
 #[cfg(test)]
