@@ -65,7 +65,7 @@ pub enum Cpus {
     Any,
     /// Both on one CPU: every message is a context switch on that CPU. Across two vCPUs the
     /// round trip also depends on where the hypervisor runs those vCPUs, which moves from run
-    /// to run; on one it does not (see the page's "What is measured").
+    /// to run; on one that drops out (see the page's "What is measured").
     One,
 }
 

@@ -487,8 +487,9 @@ const METHOD: &str = r#"
   wake-ups, whose cost depends on where the hypervisor runs the two vCPUs at the time: the
   untraced round trips/s move from run to run by more than tracing costs, and the free
   ping-pong's intervals seldom reach a verdict. On one CPU every message is a context switch
-  there instead, runs agree within a few percent, and what is left is the cost of the programs
-  on each syscall and switch. `notify-storm` (VM only):
+  there instead: its runs still move with the rest of the machine's load, but several times
+  less (every run is in the JSON), and what is left is the cost of the programs on each
+  syscall and switch. `notify-storm` (VM only):
   `wqtrace workload storm --count 250 --duration S`: one process posts bursts of 250
   KEYCTL_UPDATEs on a watched key into a notification pipe of 256 notes, a reader thread blocked
   in read() drains it, and each burst waits until the reader has read the last; ops/s are
